@@ -1,0 +1,387 @@
+package config_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ragpipe/ragpipe/config"
+	"github.com/ragpipe/ragpipe/pipeline"
+)
+
+func TestDefaults(t *testing.T) {
+	got, err := config.LoadFrom(nil, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &config.Config{
+		AppEnv: "development",
+		NATS:   config.NATS{URL: "nats://127.0.0.1:4222"},
+		Qdrant: config.Qdrant{
+			URL: "http://localhost:6334", Host: "localhost", Port: 6334,
+			Timeout: 30 * time.Second, PoolSize: 3, WriteOrdering: "medium",
+		},
+		Collections:       []pipeline.Collection{{Name: "documents", Dims: 1024, Distance: pipeline.Cosine}},
+		Embedder:          config.Embedder{Kind: "hash"},
+		SubjectPrefix:     "rag",
+		HNSW:              "tenant",
+		Shards:            1,
+		ReplicationFactor: 1,
+		WriteConsistency:  1,
+		MaxDeliver:        10,
+		AutoCreate:        true,
+		ChunkSize:         2000,
+		ChunkOverlap:      200,
+		MaxEventBytes:     1 << 20,
+		DataDir:           "./ragpipe-data",
+		LogLevel:          "info",
+		HTTPAddr:          ":9090",
+		Worker: config.Worker{
+			BatchSize: 256, FlushInterval: 20 * time.Millisecond, Concurrency: 4,
+			MaxAckPending: 256 * 4 * 2, AckWait: 30 * time.Second, StreamReplicas: 1,
+		},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("defaults:\n got %v\nwant %v", got, want)
+	}
+}
+
+func TestOverrides(t *testing.T) {
+	got, err := config.LoadFrom([]string{
+		"RAGPIPE_HTTP_ADDR=", // set but empty disables
+		"RAGPIPE_MAX_ACK_PENDING=7",
+		"RAGPIPE_SUBJECT_PREFIX=acme.rag",
+		"RAGPIPE_REPLICATION_FACTOR=3",
+		"RAGPIPE_WRITE_CONSISTENCY=2",
+		"QDRANT_TIMEOUT=", // empty means default
+	}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.HTTPAddr != "" || got.Worker.MaxAckPending != 7 || got.SubjectPrefix != "acme.rag" ||
+		got.WriteConsistency != 2 || got.Qdrant.Timeout != 30*time.Second || got.Qdrant.Explicit {
+		t.Errorf("got %v", got)
+	}
+}
+
+func TestValidationErrors(t *testing.T) {
+	tests := []struct {
+		env  string
+		want string
+	}{
+		{"APP_ENV=../etc", `APP_ENV="../etc": must be`},
+		{"NATS_URL=http://x:4222", `NATS_URL entry "http://x:4222": must be a nats://, tls://, ws:// or wss:// URL`},
+		{"NATS_URL=nats://a:4222, ", `NATS_URL entry "": must be`},
+		{"NATS_URL=nats://", `NATS_URL entry "nats://": must be`},
+		{"QDRANT_URL=grpc://q:6334", `QDRANT_URL="grpc://q:6334": must be http://host[:port] or https://host[:port]`},
+		{"QDRANT_TIMEOUT=0s", `QDRANT_TIMEOUT=0s: must be > 0`},
+		{"QDRANT_TIMEOUT=soon", `QDRANT_TIMEOUT="soon": not a duration`},
+		{"QDRANT_POOL_SIZE=0", `QDRANT_POOL_SIZE=0: must be >= 1`},
+		{"QDRANT_COMPRESSION=gzip", `QDRANT_COMPRESSION="gzip": not a boolean`},
+		{"QDRANT_WRITE_ORDERING=eventual", `QDRANT_WRITE_ORDERING="eventual": must be weak, medium or strong`},
+		{"RAGPIPE_COLLECTIONS=docs:0:cosine", `RAGPIPE_COLLECTIONS entry "docs:0:cosine": dims must be`},
+		{"RAGPIPE_EMBEDDER=bert", `RAGPIPE_EMBEDDER="bert": must be hash, openai, ollama or tei`},
+		{"RAGPIPE_SUBJECT_PREFIX=rag.*", `RAGPIPE_SUBJECT_PREFIX="rag.*": must be`},
+		{"RAGPIPE_SUBJECT_PREFIX=rag..x", `RAGPIPE_SUBJECT_PREFIX="rag..x": must be`},
+		{"RAGPIPE_SUBJECT_PREFIX=my rag", `RAGPIPE_SUBJECT_PREFIX="my rag": must be`},
+		{"RAGPIPE_HNSW=local", `RAGPIPE_HNSW="local": must be tenant or global`},
+		{"RAGPIPE_SHARDS=0", `RAGPIPE_SHARDS=0: must be >= 1`},
+		{"RAGPIPE_SHARDS=-1", `RAGPIPE_SHARDS="-1": not a non-negative integer`},
+		{"RAGPIPE_REPLICATION_FACTOR=0", `RAGPIPE_REPLICATION_FACTOR=0: must be >= 1`},
+		{"RAGPIPE_WRITE_CONSISTENCY=2", `RAGPIPE_WRITE_CONSISTENCY=2: must be >= 1 and <= RAGPIPE_REPLICATION_FACTOR (1)`},
+		{"RAGPIPE_WRITE_CONSISTENCY=0", `RAGPIPE_WRITE_CONSISTENCY=0: must be >= 1`},
+		{"RAGPIPE_MAX_DELIVER=0", `RAGPIPE_MAX_DELIVER=0: must be >= 1`},
+		{"RAGPIPE_MAX_DELIVER=ten", `RAGPIPE_MAX_DELIVER="ten": not an integer`},
+		{"RAGPIPE_MAX_DELIVER=99999999999", `RAGPIPE_MAX_DELIVER="99999999999": out of range`},
+		{"RAGPIPE_AUTO_CREATE=maybe", `RAGPIPE_AUTO_CREATE="maybe": not a boolean (true or false)`},
+		{"RAGPIPE_CHUNK_SIZE=0", `RAGPIPE_CHUNK_SIZE=0: must be >= 1`},
+		{"RAGPIPE_CHUNK_OVERLAP=1001", `RAGPIPE_CHUNK_OVERLAP=1001: must be from 0 to half of RAGPIPE_CHUNK_SIZE (1000)`},
+		{"RAGPIPE_CHUNK_OVERLAP=-1", `RAGPIPE_CHUNK_OVERLAP=-1: must be from 0`},
+		{"RAGPIPE_MAX_EVENT_BYTES=0", `RAGPIPE_MAX_EVENT_BYTES=0: must be >= 1`},
+		{"RAGPIPE_LOG_LEVEL=loud", `RAGPIPE_LOG_LEVEL="loud": must be trace, debug, info`},
+		{"RAGPIPE_HTTP_ADDR=9090", `RAGPIPE_HTTP_ADDR="9090": must be host:port or :port`},
+		{"RAGPIPE_BATCH_SIZE=0", `RAGPIPE_BATCH_SIZE=0: must be >= 1`},
+		{"RAGPIPE_FLUSH_INTERVAL=0s", `RAGPIPE_FLUSH_INTERVAL=0s: must be > 0`},
+		{"RAGPIPE_CONCURRENCY=0", `RAGPIPE_CONCURRENCY=0: must be >= 1`},
+		{"RAGPIPE_MAX_ACK_PENDING=-1", `RAGPIPE_MAX_ACK_PENDING=-1: must be >= 0`},
+		{"RAGPIPE_ACK_WAIT=500ms", `RAGPIPE_ACK_WAIT=500ms: must be >= 1s`},
+		{"RAGPIPE_STREAM_REPLICAS=6", `RAGPIPE_STREAM_REPLICAS=6: must be from 1 to 5`},
+		{"RAGPIPE_STREAM_REPLICAS=0", `RAGPIPE_STREAM_REPLICAS=0: must be from 1 to 5`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			_, err := config.LoadFrom([]string{tt.env}, t.TempDir())
+			checkErr(t, err, tt.want)
+		})
+	}
+}
+
+// checkErr asserts that err is a one-line "config: " error containing every
+// one of want.
+func checkErr(t *testing.T, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want %q", want)
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "config: ") || strings.Contains(msg, "\n") {
+		t.Errorf("error is not one line starting with \"config: \": %q", msg)
+	}
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error %q\ndoes not contain %q", msg, w)
+		}
+	}
+}
+
+func TestAllProblemsReported(t *testing.T) {
+	_, err := config.LoadFrom([]string{
+		"RAGPIPE_MAX_DELIVER=ten",
+		"RAGPIPE_CHUNK_OVERLAP=2500",
+		"RAGPIPE_HNSW=local",
+		"RAGPIPE_COLLECTIONS=Docs:1:cosine,b:1:cos",
+	}, t.TempDir())
+	checkErr(t, err,
+		`RAGPIPE_MAX_DELIVER="ten": not an integer`,
+		`RAGPIPE_CHUNK_OVERLAP=2500`,
+		`RAGPIPE_HNSW="local"`,
+		`RAGPIPE_COLLECTIONS entry "Docs:1:cosine": name must be`,
+		`RAGPIPE_COLLECTIONS entry "b:1:cos": distance must be`,
+	)
+	// A value that does not parse is reported once, not again as its zero value.
+	if n := strings.Count(err.Error(), "RAGPIPE_MAX_DELIVER"); n != 1 {
+		t.Errorf("RAGPIPE_MAX_DELIVER reported %d times: %v", n, err)
+	}
+}
+
+func TestProfile(t *testing.T) {
+	dir := t.TempDir()
+	profile := "# staging\nRAGPIPE_CHUNK_SIZE=500\nRAGPIPE_CHUNK_OVERLAP=50\nexport NATS_TOKEN=\"from-file\"\nAPP_ENV=other\n"
+	if err := os.WriteFile(filepath.Join(dir, ".env.staging"), []byte(profile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".env.broken"), []byte("NATS_TOKEN=\"s3cr3t-in-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		environ []string
+		check   func(*config.Config) bool
+	}{
+		{"profile read", []string{"APP_ENV=staging"}, func(c *config.Config) bool {
+			return c.AppEnv == "staging" && c.ChunkSize == 500 && c.ChunkOverlap == 50 && c.NATS.Token == "from-file"
+		}},
+		{"environment wins", []string{"APP_ENV=staging", "RAGPIPE_CHUNK_SIZE=800", "NATS_TOKEN="}, func(c *config.Config) bool {
+			return c.ChunkSize == 800 && c.ChunkOverlap == 50 && c.NATS.Token == ""
+		}},
+		{"no profile file", []string{"APP_ENV=production"}, func(c *config.Config) bool {
+			return c.AppEnv == "production" && c.ChunkSize == 2000
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := config.LoadFrom(tt.environ, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Errorf("got %v", c)
+			}
+		})
+	}
+
+	t.Run("bad syntax", func(t *testing.T) {
+		_, err := config.LoadFrom([]string{"APP_ENV=broken"}, dir)
+		checkErr(t, err, ".env.broken: invalid dotenv syntax")
+		if strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("error shows the file's secret: %v", err)
+		}
+	})
+}
+
+func TestQdrantURL(t *testing.T) {
+	tests := []struct {
+		url  string
+		host string
+		port int
+		tls  bool
+		ok   bool
+	}{
+		{"http://localhost:6334", "localhost", 6334, false, true},
+		{"http://qdrant", "qdrant", 6334, false, true},
+		{"https://x.cloud.qdrant.io", "x.cloud.qdrant.io", 6334, true, true},
+		{"https://x.cloud.qdrant.io:443/", "x.cloud.qdrant.io", 443, true, true},
+		{"HTTP://[::1]:7000", "::1", 7000, false, true},
+		{"grpc://qdrant:6334", "", 0, false, false},
+		{"qdrant:6334", "", 0, false, false},
+		{"http://qdrant:6334/api", "", 0, false, false},
+		{"http://qdrant:6334?x=1", "", 0, false, false},
+		{"http://:6334", "", 0, false, false},
+		{"http://qdrant:99999", "", 0, false, false},
+		{"http://user:pw@qdrant:6334", "", 0, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			c, err := config.LoadFrom([]string{"QDRANT_URL=" + tt.url}, t.TempDir())
+			if !tt.ok {
+				checkErr(t, err, "QDRANT_URL=", "must be http://host[:port] or https://host[:port]")
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Qdrant.Host != tt.host || c.Qdrant.Port != tt.port || c.Qdrant.TLS != tt.tls || !c.Qdrant.Explicit {
+				t.Errorf("got host %q port %d tls %v explicit %v", c.Qdrant.Host, c.Qdrant.Port, c.Qdrant.TLS, c.Qdrant.Explicit)
+			}
+		})
+	}
+}
+
+func TestCollections(t *testing.T) {
+	tests := []struct {
+		value string
+		want  []pipeline.Collection
+		err   string
+	}{
+		{value: "docs:384:cosine", want: []pipeline.Collection{{Name: "docs", Dims: 384, Distance: pipeline.Cosine}}},
+		{value: " a:1:DOT , b_2-x:65536:Euclid,c:3:manhattan ", want: []pipeline.Collection{
+			{Name: "a", Dims: 1, Distance: pipeline.Dot},
+			{Name: "b_2-x", Dims: 65536, Distance: pipeline.Euclid},
+			{Name: "c", Dims: 3, Distance: pipeline.Manhattan},
+		}},
+		{value: "docs:0:cosine", err: `entry "docs:0:cosine": dims must be an integer from 1 to 65536`},
+		{value: "docs:65537:cosine", err: `dims must be`},
+		{value: "docs:many:cosine", err: `dims must be`},
+		{value: "docs:8:jaccard", err: `entry "docs:8:jaccard": distance must be cosine, dot, euclid or manhattan`},
+		{value: "1docs:8:dot", err: `entry "1docs:8:dot": name must be 1-64 characters`},
+		{value: "Docs:8:dot", err: `name must be`},
+		{value: strings.Repeat("a", 65) + ":8:dot", err: `name must be`},
+		{value: "docs:8", err: `entry "docs:8": must be name:dims:distance`},
+		{value: "docs:8:dot,", err: `entry "": must be name:dims:distance`},
+		{value: "docs:8:dot,docs:16:cosine", err: `entry "docs:16:cosine": collection "docs" is listed twice`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			c, err := config.LoadFrom([]string{"RAGPIPE_COLLECTIONS=" + tt.value}, t.TempDir())
+			if tt.err != "" {
+				checkErr(t, err, "RAGPIPE_COLLECTIONS entry ", tt.err)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c.Collections, tt.want) {
+				t.Errorf("got %v, want %v", c.Collections, tt.want)
+			}
+		})
+	}
+}
+
+func TestRedaction(t *testing.T) {
+	secrets := []string{"qdrant-key", "nats-pass", "nats-tok", "embed-key", "url-pass", "url-token", "embed-url-pass"}
+	c, err := config.LoadFrom([]string{
+		"QDRANT_API_KEY=qdrant-key",
+		"NATS_PASSWORD=nats-pass",
+		"NATS_TOKEN=nats-tok",
+		"RAGPIPE_EMBEDDER_API_KEY=embed-key",
+		"NATS_URL=nats://alice:url-pass@n1:4222, nats://url-token@n2:4222,nats://n3:4222",
+		"RAGPIPE_EMBEDDER=openai",
+		"RAGPIPE_EMBEDDER_URL=https://bob:embed-url-pass@llm:8000/v1",
+	}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	log := zerolog.New(&logged)
+	log.Info().Object("config", c).Send()
+	log.Info().Interface("config", *c).Send() // a value is marshalled the same way
+	r := c.Redacted()
+	outputs := map[string]string{
+		"String":   c.String(),
+		"fmt":      fmt.Sprintf("%v %+v %s", c, *c, c),
+		"zerolog":  logged.String(),
+		"Redacted": fmt.Sprintf("%+v %+v %+v", r.NATS, r.Qdrant, r.Embedder),
+	}
+	for name, out := range outputs {
+		for _, s := range secrets {
+			if strings.Contains(out, s) {
+				t.Errorf("%s output shows secret %q: %s", name, s, out)
+			}
+		}
+	}
+	for _, want := range []string{"QDRANT_API_KEY=REDACTED", "nats://alice:REDACTED@n1:4222,nats://REDACTED@n2:4222,nats://n3:4222", "NATS_USER= "} {
+		if !strings.Contains(c.String(), want) {
+			t.Errorf("String() = %s\nwant it to contain %q", c.String(), want)
+		}
+	}
+	if !strings.Contains(logged.String(), `"RAGPIPE_EMBEDDER_API_KEY":"REDACTED"`) {
+		t.Errorf("zerolog output: %s", logged.String())
+	}
+	if c.NATS.Password != "nats-pass" {
+		t.Error("Redacted modified the original config")
+	}
+	if s := (config.Config{}).Redacted(); s.NATS.Password != "" || s.Qdrant.APIKey != "" {
+		t.Error("Redacted filled secrets that were not set")
+	}
+
+	// Errors about URLs do not show their credentials either.
+	_, err = config.LoadFrom([]string{
+		"NATS_URL=ftp://alice:url-pass@n1:4222",
+		"QDRANT_URL=http://bob:url-pass@q:6334/x",
+	}, t.TempDir())
+	checkErr(t, err, `NATS_URL entry "ftp://alice:REDACTED@n1:4222"`, `QDRANT_URL="http://bob:REDACTED@q:6334/x"`)
+	if strings.Contains(err.Error(), "url-pass") {
+		t.Errorf("error shows a secret: %v", err)
+	}
+}
+
+func TestSettings(t *testing.T) {
+	var tagged []string
+	var walk func(reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if name := f.Tag.Get("env"); name != "" {
+				tagged = append(tagged, name)
+			} else if f.Type.Kind() == reflect.Struct {
+				walk(f.Type)
+			}
+		}
+	}
+	walk(reflect.TypeFor[config.Config]())
+
+	var names []string
+	for _, s := range config.Settings() {
+		names = append(names, s.Name)
+		if s.Help == "" {
+			t.Errorf("%s has no help", s.Name)
+		}
+	}
+	if !slices.Equal(names, tagged) {
+		t.Errorf("Settings() = %v\nwant every env tag: %v", names, tagged)
+	}
+
+	// The variables of CONTRACT §7 come in the contract's order.
+	contract := []string{
+		"APP_ENV", "NATS_URL", "NATS_CREDS", "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN",
+		"QDRANT_URL", "QDRANT_API_KEY", "QDRANT_TIMEOUT", "QDRANT_POOL_SIZE", "QDRANT_COMPRESSION",
+		"RAGPIPE_COLLECTIONS", "RAGPIPE_EMBEDDER", "RAGPIPE_EMBEDDER_URL", "RAGPIPE_EMBEDDER_MODEL",
+		"RAGPIPE_EMBEDDER_API_KEY", "RAGPIPE_SUBJECT_PREFIX", "RAGPIPE_HNSW", "RAGPIPE_SHARDS",
+		"RAGPIPE_REPLICATION_FACTOR", "RAGPIPE_WRITE_CONSISTENCY", "RAGPIPE_MAX_DELIVER",
+		"RAGPIPE_AUTO_CREATE", "RAGPIPE_CHUNK_SIZE", "RAGPIPE_CHUNK_OVERLAP", "RAGPIPE_MAX_EVENT_BYTES",
+		"RAGPIPE_DATA_DIR", "RAGPIPE_LOG_LEVEL", "RAGPIPE_HTTP_ADDR",
+	}
+	inContract := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return !slices.Contains(contract, n) })
+	if !slices.Equal(inContract, contract) {
+		t.Errorf("contract variables in Settings() = %v\nwant %v", inContract, contract)
+	}
+}

@@ -1,0 +1,113 @@
+package integration_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/internal/natstest"
+	"github.com/ragpipe/ragpipe/internal/qdranttest"
+	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/worker"
+)
+
+// heldSink is the real Qdrant sink, except that Apply for a chosen version
+// waits until the test releases it: it forces the interleaving in which a
+// newer version is claimed, written and checked while an older one, already
+// claimed, has not written yet.
+type heldSink struct {
+	*sink.Qdrant
+	hold     uint64        // the version whose Apply waits
+	reached  chan struct{} // closed when that Apply starts waiting
+	released chan struct{} // closed by the test to let it go on
+	once     sync.Once
+}
+
+func (h *heldSink) Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error {
+	if len(writes) == 1 && writes[0].Version == h.hold {
+		h.once.Do(func() { close(h.reached) })
+		<-h.released
+	}
+	return h.Qdrant.Apply(ctx, collection, writes)
+}
+
+// TestOlderWriteOvertaken proves the register's post-write check: an older
+// version with more chunks writes after a newer version (an upsert with fewer
+// chunks, or a delete) has been stored. Its extra chunks are inserted by the
+// conditional upsert, and must then be pruned, leaving exactly the newer
+// version.
+func TestOlderWriteOvertaken(t *testing.T) {
+	ns := natstest.Start(t)
+	js, err := jetstream.New(natstest.Connect(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := qdranttest.Start(t)
+	ctx := t.Context()
+	store, err := sink.NewQdrant(ctx, sink.QdrantConfig{Host: "127.0.0.1", Port: node.GRPCPort()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	register, err := worker.NewRegister(ctx, js, "rag", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := embedder.NewHash(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunker, err := pipeline.NewChunker(300, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &system{t: t, qc: store.Client()}
+	for _, newer := range []string{"upsert", "delete"} {
+		t.Run("newer "+newer, func(t *testing.T) {
+			s.t = t
+			held := &heldSink{Qdrant: store, hold: 1, reached: make(chan struct{}), released: make(chan struct{})}
+			stage, err := pipeline.NewStage(pipeline.StageConfig{
+				Sink: held, Versions: register, Embedder: emb, Chunker: chunker, AutoCreate: true,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			collection := "overtake-" + newer
+			m := newModel(t, 300, 30, 16)
+			older := pipeline.Event{Op: pipeline.OpUpsert, UserID: "alice", Collection: collection, DocID: "doc",
+				Text: text(rand.New(rand.NewPCG(7, 8)), 1500), Version: 1}
+			newest := pipeline.Event{Op: pipeline.Op(newer), UserID: "alice", Collection: collection, DocID: "doc",
+				Version: 2}
+			if newer == "upsert" {
+				newest.Text = "one short chunk"
+			}
+			m.add(collection, "alice", "doc", string(older.Op), older.Text, nil, 1)
+			m.add(collection, "alice", "doc", string(newest.Op), newest.Text, nil, 2)
+
+			done := make(chan []error)
+			go func() { done <- stage.Process(ctx, []pipeline.Event{older}) }()
+			select {
+			case <-held.reached: // version 1 is claimed and about to write
+			case <-time.After(30 * time.Second):
+				t.Fatal("older version never reached its write")
+			}
+			if errs := stage.Process(ctx, []pipeline.Event{newest}); errs[0] != nil {
+				t.Fatal(errs[0])
+			}
+			close(held.released)
+			if errs := <-done; errs[0] != nil {
+				t.Fatal(errs[0])
+			}
+			if n := len(chunker.Split(older.Text)); n < 3 {
+				t.Fatalf("older version has %d chunks; the test needs more than the newer one", n)
+			}
+			s.assertStored(collection, m.want(collection))
+		})
+	}
+}

@@ -1,0 +1,59 @@
+// Package sink stores points durably. Qdrant is the Qdrant sink, a
+// pipeline.Sink over gRPC: collection bootstrap, conditional upserts, deletes
+// of older versions, and retries with backoff for transient failures.
+//
+// # One request per batch
+//
+// Apply turns each pipeline.DocWrite w into two operations of one Qdrant
+// UpdateBatch request (wait=true, so a nil return means durable):
+//
+//  1. upsert w's points with update_filter version <= w.Version: a stored
+//     point that already holds a newer version is left alone, a missing
+//     point is inserted;
+//  2. delete by filter user_id = w.UserID AND doc_id = w.DocID AND
+//     version < w.Version.
+//
+// A delete event's write has no points and only the delete. Qdrant runs the
+// operations of one request in order, so a write's delete always follows its
+// upsert; a write is therefore never split across requests, and many writes
+// share one request (about BatchPoints points each, Parallelism requests at
+// once). The writes of one document in one call stay in one request, in
+// order. Point ids are deterministic, so every operation is idempotent and a
+// retried or redelivered request is harmless. Prune sends only deletes.
+//
+// # Why the last version wins
+//
+// Conditional writes alone are not enough: an older event that arrives late
+// inserts the chunks the newer version does not have (an older, longer
+// version's extra chunk indexes), because a missing point passes any
+// update_filter. The worker closes that gap with its per-document version
+// register: it claims its event's version by compare-and-set before writing,
+// calls Apply, re-reads the register, and when a newer version was claimed
+// meanwhile calls Prune(version < latest). Then, for the newest version N of
+// a document:
+//
+//   - N's points are never overwritten: every other event is older, and its
+//     upsert only touches points whose version is <= its own, below N.
+//   - Every point of an older version v < N is removed. Either it was stored
+//     before N's delete ran, and that delete (version < N) removes it; or it
+//     was written after N's delete, hence after N's writer claimed N, so its
+//     writer's re-read of the register (after its own write) sees N and its
+//     Prune(version < N) removes it.
+//
+// Nothing else is left, so the stored state converges to exactly the chunks
+// of version N, or nothing when N is a delete.
+//
+// # Errors
+//
+// Retryable is the one classification of failures. Transient ones
+// (unavailable, timeouts, rate limits, rejected credentials) are retried with
+// exponential backoff and jitter for up to MaxRetryTime per call, then
+// returned wrapped; permanent ones (invalid input, unknown collection) are
+// marked with pipeline.Permanent at once. Writes are validated before they
+// are sent (ids, UTF-8, metadata, and vector lengths once EnsureCollection
+// has verified the collection), because Qdrant is not atomic even within one
+// upsert: it keeps the points it stored before the one it refuses. A request
+// Qdrant refuses as invalid anyway is replayed write by write, so one bad
+// event does not fail its batch; the *pipeline.BatchError then says which writes
+// failed.
+package sink

@@ -1,0 +1,111 @@
+// Package telemetry holds ragpipe's Prometheus metrics (CONTRACT §8: the names
+// are stable) and serves the operational endpoints /healthz, /readyz and
+// /metrics.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+)
+
+// Event outcomes, the values of the outcome label of ragpipe_events_total.
+const (
+	Acked        = "acked"
+	Retried      = "retried"
+	DeadLettered = "dead_lettered"
+)
+
+// Metrics are the metrics ragpipe exports. Its fields are safe for concurrent use.
+type Metrics struct {
+	// Events counts ingest events by collection and outcome.
+	Events *prometheus.CounterVec
+	// ConsumerPending is the number of messages waiting in the worker consumer.
+	ConsumerPending prometheus.Gauge
+
+	registry *prometheus.Registry
+}
+
+// NewMetrics returns the metrics registered in a fresh registry that also
+// carries the Go runtime and process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ragpipe_events_total",
+			Help: "Ingest events by collection and outcome (acked, retried, dead_lettered).",
+		}, []string{"collection", "outcome"}),
+		ConsumerPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ragpipe_consumer_pending",
+			Help: "Messages waiting in the ragpipe-worker consumer.",
+		}),
+		registry: prometheus.NewRegistry(),
+	}
+	m.registry.MustRegister(m.Events, m.ConsumerPending,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Check reports whether a dependency is usable; a nil error means it is.
+type Check func(ctx context.Context) error
+
+// ServerConfig configures Serve.
+type ServerConfig struct {
+	Addr    string           // listen address, e.g. ":9090"
+	Metrics *Metrics         // exported on /metrics
+	Ready   map[string]Check // /readyz is 200 only when every check passes
+	Logger  zerolog.Logger
+}
+
+// Serve listens on cfg.Addr and serves /healthz (the process is alive),
+// /readyz (every readiness check passes; the body names the failing ones)
+// and /metrics until ctx is done. It returns once the listener is bound, with
+// the bound address, or with the error that prevented binding.
+func Serve(ctx context.Context, cfg ServerConfig) (net.Addr, error) {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("RAGPIPE_HTTP_ADDR=%s: %w", cfg.Addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		var failed []string
+		for name, check := range cfg.Ready {
+			if err := check(ctx); err != nil {
+				failed = append(failed, name+": "+err.Error())
+			}
+		}
+		if len(failed) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready\n" + strings.Join(failed, "\n") + "\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics.registry, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cfg.Logger.Error().Err(err).Msg("http server stopped")
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	}()
+	return ln.Addr(), nil
+}

@@ -1,0 +1,122 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// RegisterStream is the JetStream stream holding the per-document version register.
+const RegisterStream = "RAG_VERSIONS"
+
+// Register is the per-document version register (pipeline.Versions) kept in
+// the JetStream stream RAG_VERSIONS: one subject per document, one message per
+// subject holding the newest claimed version. Claims are compare-and-set
+// publishes (expected last sequence per subject); reads go to the stream
+// leader (direct gets are disabled on the stream), so a read sees every claim
+// acknowledged before it. It is safe for concurrent use.
+//
+// The register keeps one small message per document ever seen, deleted ones
+// included: that is what stops a stale upsert from resurrecting a deleted
+// document.
+type Register struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	prefix string // subject prefix of register entries, "<prefix>.version."
+}
+
+// NewRegister creates the RAG_VERSIONS stream when missing and returns the
+// register. prefix is the ragpipe subject prefix; replicas the stream's
+// replica count.
+func NewRegister(ctx context.Context, js jetstream.JetStream, prefix string, replicas int) (*Register, error) {
+	subjects := prefix + ".version.>"
+	stream, err := ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:              RegisterStream,
+		Description:       "ragpipe: newest version of every document",
+		Subjects:          []string{subjects},
+		Storage:           jetstream.FileStorage,
+		Replicas:          max(replicas, 1),
+		MaxMsgsPerSubject: 1,
+		Discard:           jetstream.DiscardOld,
+		AllowDirect:       false,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Register{js: js, stream: stream, prefix: prefix + ".version."}, nil
+}
+
+// Claim implements pipeline.Versions.
+func (r *Register) Claim(ctx context.Context, key string, v uint64) (bool, error) {
+	subject := r.prefix + key
+	for {
+		cur, seq, err := r.read(ctx, subject)
+		if err != nil {
+			return false, err
+		}
+		if cur >= v {
+			return cur == v, nil
+		}
+		_, err = r.js.Publish(ctx, subject, strconv.AppendUint(nil, v, 10), jetstream.WithExpectLastSequencePerSubject(seq))
+		if err == nil {
+			return true, nil
+		}
+		if !isWrongLastSequence(err) {
+			return false, fmt.Errorf("version register: %w", err)
+		}
+		// Another worker claimed this document meanwhile: read again.
+	}
+}
+
+// Latest implements pipeline.Versions.
+func (r *Register) Latest(ctx context.Context, key string) (uint64, error) {
+	v, _, err := r.read(ctx, r.prefix+key)
+	return v, err
+}
+
+// read returns the version recorded on subject and the sequence of its
+// message, zeros when there is none.
+func (r *Register) read(ctx context.Context, subject string) (version, seq uint64, err error) {
+	msg, err := r.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("version register: %w", err)
+	}
+	version, err = strconv.ParseUint(string(msg.Data), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("version register: entry %s holds %q: %w", subject, msg.Data, err)
+	}
+	return version, msg.Sequence, nil
+}
+
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// ensureStream returns the stream named in cfg, creating it when missing. An
+// existing stream is left as its operator configured it.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, cfg.Name)
+	if err == nil {
+		return s, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("look up stream %s: %w", cfg.Name, err)
+	}
+	s, err = js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.Stream(ctx, cfg.Name) // another replica created it first
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}

@@ -1,0 +1,360 @@
+// Package worker is the JetStream side of ingestion: it creates the RAG_INGEST
+// and RAG_DLQ streams and the shared durable consumer ragpipe-worker, fetches
+// events in batches, hands them to the pipeline stage and settles every
+// message: acknowledged once its effect is durable, redelivered later with a
+// growing delay when it failed transiently, dead-lettered when it can never
+// succeed or has used up its attempts.
+package worker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/telemetry"
+)
+
+// Names of the streams and the consumer (CONTRACT §1).
+const (
+	IngestStream = "RAG_INGEST"
+	DLQStream    = "RAG_DLQ"
+	ConsumerName = "ragpipe-worker"
+)
+
+// Headers of dead letters and events (CONTRACT §2).
+const (
+	HeaderSubject = "Ragpipe-Subject"
+	HeaderError   = "Ragpipe-Error"
+	HeaderVersion = "Ragpipe-Version"
+)
+
+// Processor makes events durable; pipeline.Stage implements it.
+type Processor interface {
+	// Process returns one error per event: nil once its effect is durable,
+	// pipeline.IsPermanent errors for events that can never succeed.
+	Process(ctx context.Context, events []pipeline.Event) []error
+}
+
+// Config configures a Worker; zero fields take the documented defaults.
+type Config struct {
+	JetStream jetstream.JetStream // required
+	Processor Processor           // required
+	Metrics   *telemetry.Metrics  // required
+	Logger    zerolog.Logger
+
+	Prefix         string        // subject prefix, default "rag"
+	MaxEventBytes  int           // largest accepted event, default 1 MiB
+	MaxDeliver     int           // attempts before dead-lettering, default 10
+	BatchSize      int           // messages per batch, default 256
+	FlushInterval  time.Duration // longest a partial batch waits, default 20ms
+	Concurrency    int           // batches processed in parallel, default 4
+	MaxAckPending  int           // unacknowledged messages in flight, default 2*BatchSize*Concurrency
+	AckWait        time.Duration // redelivery timeout of an unacknowledged message, default 30s
+	StreamReplicas int           // replicas of created streams, default 1
+	// MaxRetryDelay caps the growing delay before a failed event is redelivered, default 2m.
+	MaxRetryDelay time.Duration
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.Prefix == "" {
+		c.Prefix = "rag"
+	}
+	def(&c.MaxEventBytes, 1<<20)
+	def(&c.MaxDeliver, 10)
+	def(&c.BatchSize, 256)
+	def(&c.Concurrency, 4)
+	def(&c.MaxAckPending, 2*c.BatchSize*c.Concurrency)
+	def(&c.StreamReplicas, 1)
+	defDur(&c.FlushInterval, 20*time.Millisecond)
+	defDur(&c.AckWait, 30*time.Second)
+	defDur(&c.MaxRetryDelay, 2*time.Minute)
+}
+
+// Worker consumes ingest events. Any number of workers, in one process or
+// many, share the durable consumer.
+type Worker struct {
+	cfg      Config
+	consumer jetstream.Consumer
+	decode   pipeline.DecodeConfig
+}
+
+// New creates the ingest and dead-letter streams and the consumer when they
+// are missing, and returns a worker ready to Run.
+func New(ctx context.Context, cfg Config) (*Worker, error) {
+	cfg.setDefaults()
+	if cfg.JetStream == nil || cfg.Processor == nil || cfg.Metrics == nil {
+		return nil, errors.New("worker: JetStream, Processor and Metrics are required")
+	}
+	if _, err := ensureStream(ctx, cfg.JetStream, jetstream.StreamConfig{
+		Name:        DLQStream,
+		Description: "ragpipe: events that can never succeed, with the reason",
+		Subjects:    []string{cfg.Prefix + ".dlq.>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.StreamReplicas,
+	}); err != nil {
+		return nil, err
+	}
+	ingest, err := ensureStream(ctx, cfg.JetStream, jetstream.StreamConfig{
+		Name:        IngestStream,
+		Description: "ragpipe: document events waiting to be indexed",
+		Subjects:    []string{cfg.Prefix + ".ingest.>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.StreamReplicas,
+		// Work queue: a message is removed once acknowledged, so the stream
+		// holds exactly the backlog and nothing unprocessed ever ages out.
+		Retention:  jetstream.WorkQueuePolicy,
+		Duplicates: 2 * time.Minute,
+	})
+	if err != nil {
+		return nil, err
+	}
+	consumer, err := ingest.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       ConsumerName,
+		Description:   "ragpipe workers, shared by every replica",
+		FilterSubject: cfg.Prefix + ".ingest.>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxAckPending: cfg.MaxAckPending,
+		// The worker counts attempts itself (NumDelivered) and dead-letters
+		// the event, so JetStream must never silently stop redelivering.
+		MaxDeliver: -1,
+		Replicas:   0, // inherit the stream's
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s: %w", ConsumerName, err)
+	}
+	return &Worker{
+		cfg:      cfg,
+		consumer: consumer,
+		decode:   pipeline.DecodeConfig{Prefix: cfg.Prefix, MaxEventBytes: cfg.MaxEventBytes},
+	}, nil
+}
+
+// Run consumes until ctx is done, then stops fetching, finishes the batches
+// in flight, settles their messages and returns nil. Messages are processed
+// with a context that outlives ctx, so that shutdown never abandons a write
+// halfway. It returns an error only when consuming cannot start.
+func (w *Worker) Run(ctx context.Context) error {
+	msgs := make(chan jetstream.Msg, w.cfg.BatchSize)
+	cc, err := w.consumer.Consume(func(m jetstream.Msg) { msgs <- m },
+		jetstream.PullMaxMessages(w.cfg.BatchSize),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			w.cfg.Logger.Warn().Err(err).Msg("consume")
+		}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", ConsumerName, err)
+	}
+	w.cfg.Logger.Info().Str("consumer", ConsumerName).Int("batch_size", w.cfg.BatchSize).
+		Int("concurrency", w.cfg.Concurrency).Msg("worker consuming")
+
+	work := context.WithoutCancel(ctx)
+	var inflight errgroup.Group
+	inflight.SetLimit(w.cfg.Concurrency)
+	go w.reportPending(ctx)
+
+	batch := make([]jetstream.Msg, 0, w.cfg.BatchSize)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		b := batch
+		batch = make([]jetstream.Msg, 0, w.cfg.BatchSize)
+		inflight.Go(func() error { w.process(work, b); return nil }) // blocks while Concurrency batches run
+	}
+	timer := time.NewTimer(w.cfg.FlushInterval)
+	timer.Stop()
+	done, closed := ctx.Done(), (<-chan struct{})(nil)
+	for closed != nil || done != nil {
+		select {
+		case m := <-msgs:
+			if len(batch) == 0 {
+				timer.Reset(w.cfg.FlushInterval)
+			}
+			if batch = append(batch, m); len(batch) >= w.cfg.BatchSize {
+				timer.Stop()
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		case <-done:
+			// Stop pulling; messages already buffered are still handed over.
+			done, closed = nil, cc.Closed()
+			cc.Drain()
+		case <-closed:
+			closed = nil
+		}
+	}
+	for len(msgs) > 0 {
+		batch = append(batch, <-msgs)
+	}
+	flush()
+	_ = inflight.Wait()
+	w.cfg.Logger.Info().Msg("worker drained")
+	return nil
+}
+
+// process decodes a batch, hands the good events to the processor and settles
+// every message.
+func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
+	events := make([]pipeline.Event, 0, len(batch))
+	owners := make([]jetstream.Msg, 0, len(batch))
+	attempts := make([]uint64, 0, len(batch))
+	for _, m := range batch {
+		meta, err := m.Metadata()
+		if err != nil {
+			w.cfg.Logger.Error().Err(err).Str("subject", m.Subject()).Msg("message without JetStream metadata")
+			_ = m.Term()
+			continue
+		}
+		e, err := pipeline.Decode(w.decode, m.Subject(), m.Data(), m.Headers().Get(HeaderVersion), meta.Sequence.Stream)
+		if err != nil {
+			r := &pipeline.Rejection{}
+			errors.As(err, &r) // Decode fails only with rejections
+			w.deadLetter(ctx, m, r.UserID, r.Collection, r.Version, cmp.Or(r.Reason, err.Error()))
+			continue
+		}
+		if meta.NumDelivered > uint64(w.cfg.MaxDeliver) {
+			// A previous attempt died without settling (e.g. the process crashed).
+			w.deadLetter(ctx, m, e.UserID, e.Collection, e.Version,
+				fmt.Sprintf("delivered %d times, more than RAGPIPE_MAX_DELIVER=%d", meta.NumDelivered, w.cfg.MaxDeliver))
+			continue
+		}
+		events = append(events, e)
+		owners = append(owners, m)
+		attempts = append(attempts, meta.NumDelivered)
+	}
+	if len(events) == 0 {
+		return
+	}
+	stop := w.keepAlive(owners)
+	errs := w.cfg.Processor.Process(ctx, events)
+	stop()
+	for i, err := range errs {
+		w.settle(ctx, owners[i], events[i], attempts[i], err)
+	}
+}
+
+// settle acknowledges, redelivers later or dead-letters one processed message.
+func (w *Worker) settle(ctx context.Context, m jetstream.Msg, e pipeline.Event, attempt uint64, err error) {
+	log := w.cfg.Logger.With().Str("collection", e.Collection).Str("user_id", e.UserID).
+		Str("doc_id", e.DocID).Uint64("version", e.Version).Uint64("attempt", attempt).Logger()
+	switch {
+	case err == nil:
+		if ackErr := m.Ack(); ackErr != nil {
+			log.Warn().Err(ackErr).Msg("ack failed; the event will be redelivered and rewritten idempotently")
+			return
+		}
+		w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Acked).Inc()
+	case pipeline.IsPermanent(err):
+		w.deadLetter(ctx, m, e.UserID, e.Collection, e.Version, err.Error())
+	case attempt >= uint64(w.cfg.MaxDeliver):
+		w.deadLetter(ctx, m, e.UserID, e.Collection, e.Version,
+			fmt.Sprintf("still failing after %d attempts: %v", attempt, err))
+	default:
+		delay := w.retryDelay(attempt)
+		log.Warn().Err(err).Dur("retry_in", delay).Msg("event failed, will retry")
+		_ = m.NakWithDelay(delay)
+		w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Retried).Inc()
+	}
+}
+
+// retryDelay grows exponentially with the attempt, from about a second up to
+// MaxRetryDelay, with ±20% jitter so that replicas do not retry in lockstep.
+func (w *Worker) retryDelay(attempt uint64) time.Duration {
+	d := w.cfg.MaxRetryDelay
+	if attempt < 20 {
+		d = min(time.Second<<(attempt-1), d)
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// deadLetter copies the message to the dead-letter stream with the reason and
+// then terminates it. If the copy cannot be stored, the message is redelivered
+// later instead: it is never dropped.
+func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, userID, collection string, version uint64, reason string) {
+	if userID == "" || collection == "" {
+		userID, collection = "_invalid", "_invalid"
+	}
+	meta, _ := m.Metadata()
+	dl := nats.NewMsg(w.cfg.Prefix + ".dlq." + userID + "." + collection)
+	dl.Data = m.Data()
+	dl.Header.Set(HeaderSubject, m.Subject())
+	dl.Header.Set(HeaderError, reason)
+	if version > 0 {
+		dl.Header.Set(HeaderVersion, strconv.FormatUint(version, 10))
+	}
+	if meta != nil {
+		// A crash between the copy and Term redelivers the message; the
+		// duplicate copy is then dropped by JetStream.
+		dl.Header.Set(jetstream.MsgIDHeader, "ragpipe-dlq-"+strconv.FormatUint(meta.Sequence.Stream, 10))
+	}
+	log := w.cfg.Logger.With().Str("subject", m.Subject()).Str("reason", reason).Logger()
+	if _, err := w.cfg.JetStream.PublishMsg(ctx, dl); err != nil {
+		log.Error().Err(err).Msg("dead letter could not be stored; will retry")
+		_ = m.NakWithDelay(w.retryDelay(1))
+		return
+	}
+	_ = m.TermWithReason(reason)
+	log.Warn().Msg("event dead-lettered")
+	w.cfg.Metrics.Events.WithLabelValues(collection, telemetry.DeadLettered).Inc()
+}
+
+// keepAlive tells JetStream that msgs are still being worked on, so that a
+// batch retrying a slow store is not redelivered meanwhile. Calling the
+// returned function stops it.
+func (w *Worker) keepAlive(msgs []jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(w.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, m := range msgs {
+					_ = m.InProgress()
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// reportPending updates the consumer-pending gauge until ctx is done.
+func (w *Worker) reportPending(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		if info, err := w.consumer.Info(ctx); err == nil {
+			w.cfg.Metrics.ConsumerPending.Set(float64(info.NumPending))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
