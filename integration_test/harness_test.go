@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 
 // system is one test's NATS server, Qdrant node and clients.
 type system struct {
-	t      *testing.T
+	t      testing.TB
 	nats   *server.Server
 	js     jetstream.JetStream
 	qdrant *qdranttest.Node
@@ -69,7 +69,7 @@ type system struct {
 
 // newSystem starts NATS and Qdrant. env holds extra settings (KEY=VALUE) for
 // the ragpipe processes.
-func newSystem(t *testing.T, env ...string) *system {
+func newSystem(t testing.TB, env ...string) *system {
 	t.Helper()
 	ns := natstest.Start(t)
 	nc := natstest.Connect(t, ns)
@@ -121,11 +121,13 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// start runs `ragpipe args...` with the system's settings plus env. It is
-// killed when the test ends, and its output is logged if the test failed.
-func (s *system) start(name string, args []string, env ...string) *process {
+// start runs `ragpipe args...` in dir (the test's working directory when
+// empty) with the system's settings plus env. It is killed when the test
+// ends, and its output is logged if the test failed.
+func (s *system) start(name, dir string, args []string, env ...string) *process {
 	s.t.Helper()
 	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
 	cmd.Env = append(append(os.Environ(), s.env...), env...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -148,7 +150,7 @@ func (s *system) start(name string, args []string, env ...string) *process {
 // startWorker runs `ragpipe worker` and waits until it consumes.
 func (s *system) startWorker(env ...string) *process {
 	s.t.Helper()
-	p := s.start("worker", []string{"worker"}, env...)
+	p := s.start("worker", "", []string{"worker"}, env...)
 	waitFor(s.t, 60*time.Second, "worker consuming", func() error {
 		select {
 		case <-p.done:
@@ -173,7 +175,7 @@ func (s *system) createStreams(env ...string) {
 }
 
 // signal sends sig to the process and waits for it to exit, returning its exit code.
-func (p *process) signal(t *testing.T, sig os.Signal) int {
+func (p *process) signal(t testing.TB, sig os.Signal) int {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
@@ -322,7 +324,7 @@ type modelEvent struct {
 	meta    map[string]any
 }
 
-func newModel(t *testing.T, chunkSize, overlap, dims int) *model {
+func newModel(t testing.TB, chunkSize, overlap, dims int) *model {
 	c, err := pipeline.NewChunker(chunkSize, overlap)
 	if err != nil {
 		t.Fatal(err)
@@ -394,7 +396,7 @@ func (s *system) deadLetters() []deadLetter {
 }
 
 // waitFor polls check until it returns nil or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, check func() error) {
+func waitFor(t testing.TB, timeout time.Duration, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

@@ -246,7 +246,7 @@ func TestQdrantKilledAndRestarted(t *testing.T) {
 
 // corpus returns n single-version documents for user alice in "docs" and
 // their expected state.
-func corpus(t *testing.T, n int) ([]event, *model) {
+func corpus(t testing.TB, n int) ([]event, *model) {
 	r := rand.New(rand.NewPCG(uint64(n), 5))
 	m := newModel(t, 300, 30, 64)
 	events := make([]event, n)

@@ -7,14 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/ragpipe/ragpipe/embedder"
-	"github.com/ragpipe/ragpipe/internal/natstest"
-	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/sink"
-	"github.com/ragpipe/ragpipe/worker"
 )
 
 // heldSink is the real Qdrant sink, except that Apply for a chosen version
@@ -43,30 +37,12 @@ func (h *heldSink) Apply(ctx context.Context, collection string, writes []pipeli
 // conditional upsert, and must then be pruned, leaving exactly the newer
 // version.
 func TestOlderWriteOvertaken(t *testing.T) {
-	ns := natstest.Start(t)
-	js, err := jetstream.New(natstest.Connect(t, ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := qdranttest.Start(t)
-	ctx := t.Context()
-	store, err := sink.NewQdrant(ctx, sink.QdrantConfig{Host: "127.0.0.1", Port: node.GRPCPort()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	register, err := worker.NewRegister(ctx, js, "rag", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	emb, err := embedder.NewHash(16)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLocal(t, sink.QdrantConfig{})
 	chunker, err := pipeline.NewChunker(300, 30)
 	if err != nil {
 		t.Fatal(err)
 	}
+	store, register, emb, ctx := l.store, l.register, l.embedder, t.Context()
 	s := &system{t: t, qc: store.Client()}
 	for _, newer := range []string{"upsert", "delete"} {
 		t.Run("newer "+newer, func(t *testing.T) {

@@ -22,7 +22,9 @@ func connectNATS(ctx context.Context, cfg config.NATS, name string, log zerolog.
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn().Err(err).Msg("NATS disconnected")
+			if err != nil { // nil on a deliberate close
+				log.Warn().Err(err).Msg("NATS disconnected")
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("NATS reconnected")

@@ -1,0 +1,50 @@
+package integration_test
+
+import (
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/internal/natstest"
+	"github.com/ragpipe/ragpipe/internal/qdranttest"
+	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/worker"
+)
+
+// local is ragpipe's ingestion parts built inside the test process, against
+// real servers, for tests that need to reach into them.
+type local struct {
+	js       jetstream.JetStream
+	qdrant   *qdranttest.Node
+	store    *sink.Qdrant
+	register *worker.Register
+	embedder *embedder.Hash // 16 dimensions
+}
+
+// newLocal starts NATS and Qdrant and connects the sink (cfg's Host and Port
+// are filled in) and the version register to them.
+func newLocal(t testing.TB, cfg sink.QdrantConfig) *local {
+	t.Helper()
+	ns := natstest.Start(t)
+	js, err := jetstream.New(natstest.Connect(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := qdranttest.Start(t)
+	cfg.Host, cfg.Port = "127.0.0.1", node.GRPCPort()
+	store, err := sink.NewQdrant(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	register, err := worker.NewRegister(t.Context(), js, "rag", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := embedder.NewHash(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &local{js: js, qdrant: node, store: store, register: register, embedder: emb}
+}

@@ -1,0 +1,79 @@
+package integration_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/telemetry"
+	"github.com/ragpipe/ragpipe/worker"
+)
+
+// TestDeadLetterAfterMaxDeliver stops Qdrant for good: an event is retried
+// RAGPIPE_MAX_DELIVER times with growing delays, then dead-lettered with the
+// last error, and the worker goes on running.
+func TestDeadLetterAfterMaxDeliver(t *testing.T) {
+	l := newLocal(t, sink.QdrantConfig{MaxRetryTime: 300 * time.Millisecond, Timeout: time.Second})
+	chunker, err := pipeline.NewChunker(300, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage, err := pipeline.NewStage(pipeline.StageConfig{
+		Sink: l.store, Versions: l.register, Embedder: l.embedder, Chunker: chunker,
+		Collections: []pipeline.Collection{{Name: "docs", Dims: 16, Distance: pipeline.Cosine}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stage.Setup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	metrics := telemetry.NewMetrics()
+	w, err := worker.New(t.Context(), worker.Config{
+		JetStream: l.js, Processor: stage, Metrics: metrics,
+		MaxDeliver: 3, MaxRetryDelay: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	l.qdrant.Kill(t)
+
+	if _, err := l.js.Publish(t.Context(), "rag.ingest.alice.docs", []byte(`{"doc_id":"a","text":"hello","version":5}`)); err != nil {
+		t.Fatal(err)
+	}
+	var dl *nats.Msg
+	waitFor(t, time.Minute, "dead letter", func() error {
+		stream, err := l.js.Stream(t.Context(), "RAG_DLQ")
+		if err != nil {
+			return err
+		}
+		m, err := stream.GetLastMsgForSubject(t.Context(), "rag.dlq.alice.docs")
+		if err != nil {
+			return err
+		}
+		dl = &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
+		return nil
+	})
+	if reason := dl.Header.Get("Ragpipe-Error"); !strings.Contains(reason, "after 3 attempts") {
+		t.Errorf("reason %q does not say the attempts were used up", reason)
+	}
+	if v := dl.Header.Get("Ragpipe-Version"); v != "5" {
+		t.Errorf("Ragpipe-Version %q, want 5", v)
+	}
+	if got := testutil.ToFloat64(metrics.Events.WithLabelValues("docs", telemetry.Retried)); got != 2 {
+		t.Errorf("%v retries counted, want 2", got)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
