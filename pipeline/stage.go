@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ragpipe/ragpipe/telemetry"
 )
 
 // StageConfig configures a Stage. Sink, Versions, Embedder and Chunker are required.
@@ -25,6 +28,8 @@ type StageConfig struct {
 	AutoCreate bool
 	// Parallelism bounds concurrent version-register calls per Process, default 64.
 	Parallelism int
+	// Metrics, when set, records chunks embedded and embed and store latency.
+	Metrics *telemetry.Metrics
 }
 
 // Stage turns batches of events into durable writes with last-version-wins
@@ -113,12 +118,17 @@ func (s *Stage) processCollection(ctx context.Context, name string, events []Eve
 	if len(idx) == 0 {
 		return
 	}
-	writes, err := s.writes(ctx, events, idx)
+	writes, err := s.writes(ctx, name, events, idx)
 	if err != nil {
 		fail(idx, err)
 		return
 	}
-	for j, err := range perItem(s.cfg.Sink.Apply(ctx, name, writes), len(writes)) {
+	start := time.Now()
+	err = s.cfg.Sink.Apply(ctx, name, writes)
+	if s.cfg.Metrics != nil && err == nil {
+		s.cfg.Metrics.UpsertSeconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	}
+	for j, err := range perItem(err, len(writes)) {
 		errs[idx[j]] = err
 	}
 	ok := idx[:0:0]
@@ -204,7 +214,7 @@ func (s *Stage) claim(ctx context.Context, events []Event, idx []int, errs []err
 }
 
 // writes chunks and embeds the events at idx, in one embedder call.
-func (s *Stage) writes(ctx context.Context, events []Event, idx []int) ([]DocWrite, error) {
+func (s *Stage) writes(ctx context.Context, collection string, events []Event, idx []int) ([]DocWrite, error) {
 	writes := make([]DocWrite, len(idx))
 	var texts []string
 	var targets []*Point
@@ -234,7 +244,14 @@ func (s *Stage) writes(ctx context.Context, events []Event, idx []int) ([]DocWri
 	if len(texts) == 0 {
 		return writes, nil
 	}
+	start := time.Now()
 	vectors, err := s.cfg.Embedder.Embed(ctx, texts)
+	if m := s.cfg.Metrics; m != nil {
+		m.ChunksEmbedded.WithLabelValues(collection).Add(float64(len(texts)))
+		if err == nil {
+			m.EmbedSeconds.WithLabelValues(collection).Observe(time.Since(start).Seconds())
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("embed %d chunks: %w", len(texts), err)
 	}

@@ -25,12 +25,21 @@ const (
 	DeadLettered = "dead_lettered"
 )
 
-// Metrics are the metrics ragpipe exports. Its fields are safe for concurrent use.
+// Metrics are the metrics ragpipe exports (CONTRACT §8). Its fields are safe
+// for concurrent use.
 type Metrics struct {
 	// Events counts ingest events by collection and outcome.
 	Events *prometheus.CounterVec
+	// ChunksEmbedded counts texts sent to an embedder, by collection.
+	ChunksEmbedded *prometheus.CounterVec
+	// EmbedSeconds and UpsertSeconds time the embed and store stages, by collection.
+	EmbedSeconds, UpsertSeconds *prometheus.HistogramVec
 	// ConsumerPending is the number of messages waiting in the worker consumer.
 	ConsumerPending prometheus.Gauge
+	// SearchRequests counts search and list requests by collection and code.
+	SearchRequests *prometheus.CounterVec
+	// SearchSeconds times search requests, by collection.
+	SearchSeconds *prometheus.HistogramVec
 
 	registry *prometheus.Registry
 }
@@ -43,13 +52,37 @@ func NewMetrics() *Metrics {
 			Name: "ragpipe_events_total",
 			Help: "Ingest events by collection and outcome (acked, retried, dead_lettered).",
 		}, []string{"collection", "outcome"}),
+		ChunksEmbedded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ragpipe_chunks_embedded_total",
+			Help: "Texts sent to an embedder, by collection.",
+		}, []string{"collection"}),
+		EmbedSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ragpipe_embed_seconds",
+			Help:    "Latency of one embedder call, by collection.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"collection"}),
+		UpsertSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ragpipe_upsert_seconds",
+			Help:    "Latency of one durable store write, by collection.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"collection"}),
 		ConsumerPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ragpipe_consumer_pending",
 			Help: "Messages waiting in the ragpipe-worker consumer.",
 		}),
+		SearchRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ragpipe_search_requests_total",
+			Help: "Search and list requests by collection and code (200, 400, 404, 503, 500).",
+		}, []string{"collection", "code"}),
+		SearchSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ragpipe_search_seconds",
+			Help:    "Latency of search requests, by collection.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"collection"}),
 		registry: prometheus.NewRegistry(),
 	}
-	m.registry.MustRegister(m.Events, m.ConsumerPending,
+	m.registry.MustRegister(m.Events, m.ChunksEmbedded, m.EmbedSeconds, m.UpsertSeconds,
+		m.ConsumerPending, m.SearchRequests, m.SearchSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

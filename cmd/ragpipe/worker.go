@@ -50,9 +50,10 @@ func runWorker(ctx context.Context, env *environment, _ []string) error {
 	if err != nil {
 		return err
 	}
+	metrics := telemetry.NewMetrics()
 	stage, err := pipeline.NewStage(pipeline.StageConfig{
 		Sink: store, Versions: register, Embedder: emb, Chunker: chunker,
-		Collections: cfg.Collections, AutoCreate: cfg.AutoCreate,
+		Collections: cfg.Collections, AutoCreate: cfg.AutoCreate, Metrics: metrics,
 	})
 	if err != nil {
 		return err
@@ -60,7 +61,6 @@ func runWorker(ctx context.Context, env *environment, _ []string) error {
 	if err := stage.Setup(ctx); err != nil {
 		return err
 	}
-	metrics := telemetry.NewMetrics()
 	w, err := worker.New(ctx, worker.Config{
 		JetStream: js, Processor: stage, Metrics: metrics, Logger: log,
 		Prefix: cfg.SubjectPrefix, MaxEventBytes: cfg.MaxEventBytes, MaxDeliver: cfg.MaxDeliver,
