@@ -22,6 +22,9 @@ import (
 // command is one subcommand: its flags and what it runs.
 type command struct {
 	name, summary, usage string
+	// client commands run once for a person: they log warnings and errors
+	// only, unless RAGPIPE_LOG_LEVEL asks for debug or trace.
+	client bool
 	// flags registers the command's flags and returns what runs it.
 	flags func(fs *flag.FlagSet) func(ctx context.Context, env *environment, args []string) error
 }
@@ -34,7 +37,7 @@ type environment struct {
 	stderr io.Writer
 }
 
-var commands = []command{workerCommand, publishCommand}
+var commands = []command{workerCommand, publishCommand, dlqCommand}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -81,7 +84,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	env := &environment{cfg: cfg, log: newLogger(cfg.LogLevel, stderr).With().Str("cmd", cmd.name).Logger(), stdout: stdout, stderr: stderr}
+	log := newLogger(cfg.LogLevel, stderr).With().Str("cmd", cmd.name).Logger()
+	if cmd.client && log.GetLevel() > zerolog.DebugLevel {
+		log = log.Level(max(log.GetLevel(), zerolog.WarnLevel))
+	}
+	env := &environment{cfg: cfg, log: log, stdout: stdout, stderr: stderr}
 	if err := runCmd(ctx, env, fs.Args()); err != nil {
 		fmt.Fprintf(stderr, "ragpipe %s: %s\n", cmd.name, oneLine(err))
 		return 1

@@ -30,6 +30,7 @@ import (
 
 var publishCommand = command{
 	name:    "publish",
+	client:  true,
 	summary: "Publish files, directories (one document per file, doc_id = relative path) or JSON lines (one event per line, '-' for stdin) as ingest events.",
 	usage:   "publish --user USER --collection NAME [flags] PATH...",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
