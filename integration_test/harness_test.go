@@ -60,7 +60,7 @@ func TestMain(m *testing.M) {
 // system is one test's NATS server, Qdrant node and clients.
 type system struct {
 	t      testing.TB
-	nats   *server.Server
+	nats   *server.Server // nil when the system runs on a NATS cluster
 	js     jetstream.JetStream
 	qdrant *qdranttest.Node
 	qc     *qdrant.Client
@@ -72,21 +72,33 @@ type system struct {
 func newSystem(t testing.TB, env ...string) *system {
 	t.Helper()
 	ns := natstest.Start(t)
-	nc := natstest.Connect(t, ns)
+	s := attach(t, ns.ClientURL(), qdranttest.Start(t), env...)
+	s.nats = ns
+	return s
+}
+
+// attach builds a system on running servers: NATS at natsURL (a
+// comma-separated list) and Qdrant at node, which the test reads from.
+func attach(t testing.TB, natsURL string, node *qdranttest.Node, env ...string) *system {
+	t.Helper()
+	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := qdranttest.Start(t)
 	qc, err := qdrant.NewClient(&qdrant.Config{Host: "127.0.0.1", Port: node.GRPCPort(), SkipCompatibilityCheck: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { qc.Close() })
 	return &system{
-		t: t, nats: ns, js: js, qdrant: node, qc: qc,
+		t: t, js: js, qdrant: node, qc: qc,
 		env: append([]string{
-			"NATS_URL=" + ns.ClientURL(),
+			"NATS_URL=" + natsURL,
 			"QDRANT_URL=" + node.URL(),
 			"RAGPIPE_HTTP_ADDR=127.0.0.1:0",
 			"RAGPIPE_LOG_LEVEL=info",

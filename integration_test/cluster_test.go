@@ -1,0 +1,73 @@
+package integration_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/ragpipe/ragpipe/internal/natstest"
+	"github.com/ragpipe/ragpipe/internal/qdranttest"
+)
+
+// clusterEnv is the distributed layout: JetStream streams on three servers,
+// collections with three shards, each on two of the three Qdrant nodes.
+var clusterEnv = []string{
+	"RAGPIPE_COLLECTIONS=docs:64:cosine",
+	"RAGPIPE_STREAM_REPLICAS=3",
+	"RAGPIPE_SHARDS=3",
+	"RAGPIPE_REPLICATION_FACTOR=2",
+	"RAGPIPE_WRITE_CONSISTENCY=1",
+}
+
+// newCluster starts three NATS servers in a JetStream cluster and three
+// Qdrant nodes in cluster mode. ragpipe and the test reach Qdrant through
+// the first node (in production: a load balancer or service in front of all).
+func newCluster(t testing.TB, env ...string) (*system, []*natstest.Process, []*qdranttest.Node) {
+	t.Helper()
+	servers := natstest.StartCluster(t, 3)
+	nodes := qdranttest.StartCluster(t, 3)
+	return attach(t, natstest.ClusterURL(servers), nodes[0], append(clusterEnv, env...)...), servers, nodes
+}
+
+// TestClusterNodeLoss ingests 10,000 documents with two workers into the
+// clustered layout and, mid-ingestion, SIGKILLs one Qdrant node and one NATS
+// server. Nothing may be lost, doubled or dead-lettered.
+func TestClusterNodeLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test skipped in -short mode")
+	}
+	s, servers, nodes := newCluster(t, "RAGPIPE_BATCH_SIZE=64", "RAGPIPE_ACK_WAIT=5s")
+	r := rand.New(rand.NewPCG(11, 12))
+	m := newModel(t, 2000, 200, 64)
+	events := make([]event, 10000)
+	for i := range events {
+		doc, user, txt := fmt.Sprint("doc-", i), users[i%len(users)], text(r, 100+r.IntN(300))
+		events[i] = event{user: user, collection: "docs", body: map[string]any{"doc_id": doc, "text": txt, "version": 1}}
+		m.add("docs", user, doc, "upsert", txt, nil, 1)
+	}
+	s.createStreams()
+	s.publish(events)
+	s.startWorker()
+	s.startWorker()
+	waitProgress(s, 1500)
+	start := time.Now()
+	nodes[2].Kill(t)
+	servers[1].Kill(t)
+	t.Logf("killed Qdrant node 3 and NATS server 2 after %d acknowledgements", ackFloor(s))
+	s.waitDrained(5 * time.Minute)
+	t.Logf("drained %s after the kills", time.Since(start).Round(time.Millisecond))
+	s.assertStored("docs", m.want("docs"))
+	if dl := s.deadLetters(); len(dl) != 0 {
+		t.Fatalf("%d dead letters, want none; first: %v", len(dl), dl[0].header)
+	}
+}
+
+// ackFloor is the number of messages the consumer has seen acknowledged in order.
+func ackFloor(s *system) uint64 {
+	info, err := s.consumer().Info(s.t.Context())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return info.AckFloor.Consumer
+}
