@@ -13,7 +13,6 @@ import (
 // clusterEnv is the distributed layout: JetStream streams on three servers,
 // collections with three shards, each on two of the three Qdrant nodes.
 var clusterEnv = []string{
-	"RAGPIPE_COLLECTIONS=docs:64:cosine",
 	"RAGPIPE_STREAM_REPLICAS=3",
 	"RAGPIPE_SHARDS=3",
 	"RAGPIPE_REPLICATION_FACTOR=2",
@@ -27,7 +26,8 @@ func newCluster(t testing.TB, env ...string) (*system, []*natstest.Process, []*q
 	t.Helper()
 	servers := natstest.StartCluster(t, 3)
 	nodes := qdranttest.StartCluster(t, 3)
-	return attach(t, natstest.ClusterURL(servers), nodes[0], append(clusterEnv, env...)...), servers, nodes
+	env = append(append([]string{"RAGPIPE_COLLECTIONS=docs:64:cosine"}, clusterEnv...), env...)
+	return attach(t, natstest.ClusterURL(servers), nodes[0], env...), servers, nodes
 }
 
 // TestClusterNodeLoss ingests 10,000 documents with two workers into the
