@@ -1,0 +1,455 @@
+package search
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/telemetry"
+)
+
+// Identity of the NATS micro service, as $SRV.PING, $SRV.INFO and $SRV.STATS
+// report it.
+const (
+	ServiceName = "ragpipe-search"
+	Version     = "0.1.0" // semver of the request and reply formats this service speaks
+	description = "ragpipe tenant-scoped vector search: <prefix>.search.<user_id>.<collection> and <prefix>.list.<user_id>.<collection>"
+)
+
+// Config configures a Service; zero fields take the documented defaults.
+type Config struct {
+	// Conn is the connection the service subscribes and replies on. Required.
+	Conn *nats.Conn
+	// Index is the vector store searched. Required.
+	Index Index
+	// Embedder returns the embedder of a collection, the one its documents
+	// were embedded with; queries are embedded with it. Required; it must
+	// return an embedder for any collection name.
+	Embedder func(collection string) pipeline.Embedder
+	// Prefix is the subject prefix. Default "rag".
+	Prefix string
+	// Concurrency is how many requests are handled at once. Default 32.
+	Concurrency int
+	// Queue is how many received requests may wait for a free handler; more
+	// wait unread in the connection's pending buffer, where their deadline
+	// has not started yet. Default 1024.
+	Queue int
+	// Timeout bounds one request from its arrival to its reply, including
+	// the wait for a free handler and the retries of an unavailable store;
+	// a request that runs out of time is answered 503. Clients should wait
+	// longer than this for a reply. Default 5s.
+	Timeout time.Duration
+	// Metrics, when set, counts requests by collection and code and times
+	// searches.
+	Metrics *telemetry.Metrics
+	// Logger receives a line per store failure (503 at warn, 500 at error)
+	// and, at debug, one per request. The zero Logger discards everything.
+	Logger zerolog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Prefix == "" {
+		c.Prefix = "rag"
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 32
+	}
+	if c.Queue == 0 {
+		c.Queue = 1024
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+	var errs []error
+	if c.Conn == nil {
+		errs = append(errs, errors.New("no NATS connection"))
+	}
+	if c.Index == nil {
+		errs = append(errs, errors.New("no index"))
+	}
+	if c.Embedder == nil {
+		errs = append(errs, errors.New("no embedder"))
+	}
+	if c.Concurrency < 0 || c.Queue < 0 {
+		errs = append(errs, fmt.Errorf("concurrency %d or queue %d is negative", c.Concurrency, c.Queue))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout %s is negative", c.Timeout))
+	}
+	return errors.Join(errs...)
+}
+
+// endpoint is what a request asks for: a search or a list.
+type endpoint int
+
+const (
+	searchEndpoint endpoint = iota
+	listEndpoint
+)
+
+func (e endpoint) String() string {
+	if e == searchEndpoint {
+		return "search"
+	}
+	return "list"
+}
+
+// job is one request waiting for or held by a handler.
+type job struct {
+	endpoint endpoint
+	req      micro.Request
+	start    time.Time // arrival: the request's deadline counts from here
+}
+
+// Service is the search service: the NATS micro service ragpipe-search with
+// the endpoints search (<prefix>.search.*.*) and list (<prefix>.list.*.*),
+// both in the default queue group "q", so that any number of replicas share
+// the requests. Its methods are safe for concurrent use.
+//
+// The tenant and collection of a request come from its subject only: the
+// user_id condition of every store query is built from the subject's token,
+// and a body that names another user is refused.
+//
+// A micro endpoint handler runs serially, on the subscription's goroutine;
+// it only stamps the request's arrival and queues it for a fixed pool of
+// Concurrency handlers (blocking while Queue requests wait). Replies are published on Conn to the request's reply
+// subject, in the micro error convention (headers Nats-Service-Error-Code and
+// Nats-Service-Error, body {"error": "..."}). They are not sent through
+// micro.Request, whose error bookkeeping may not be touched once the endpoint
+// handler has returned; the endpoints' micro stats therefore count requests
+// but not errors, and the stats data carries this service's own counts.
+type Service struct {
+	cfg  Config
+	log  zerolog.Logger
+	base context.Context // parent of request contexts: values only, never cancelled
+	svc  micro.Service
+
+	mu      sync.RWMutex // held for reading by dispatch, for writing to close jobs
+	closed  bool         // jobs is closed: Stop has handed out every request received
+	jobs    chan job     // requests waiting for a handler
+	workers sync.WaitGroup
+	stop    sync.Once
+	stopErr error
+
+	counts [2]endpointCounts // by endpoint
+}
+
+// endpointCounts are an endpoint's numbers in $SRV.STATS data.
+type endpointCounts struct {
+	InFlight atomic.Int64 // requests held by a handler now
+	Errors   atomic.Int64 // error replies sent
+}
+
+// endpointData is the data of an endpoint in $SRV.STATS.
+type endpointData struct {
+	InFlight    int64 `json:"in_flight"`
+	Errors      int64 `json:"errors"`
+	Concurrency int   `json:"concurrency"`
+}
+
+// Start adds the service to cfg.Conn and starts its handlers. ctx supplies
+// values to request contexts; cancelling it does not stop the service (Stop
+// does, after finishing the requests received).
+func Start(ctx context.Context, cfg Config) (*Service, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	s := &Service{
+		cfg:  cfg,
+		log:  cfg.Logger.With().Str("component", "search").Logger(),
+		base: context.WithoutCancel(ctx),
+		jobs: make(chan job, cfg.Queue),
+	}
+	for range cfg.Concurrency {
+		s.workers.Go(s.work)
+	}
+	svc, err := micro.AddService(cfg.Conn, micro.Config{
+		Name:        ServiceName,
+		Version:     Version,
+		Description: description,
+		Metadata:    map[string]string{"prefix": cfg.Prefix},
+		StatsHandler: func(e *micro.Endpoint) any {
+			c := &s.counts[searchEndpoint]
+			if e.Name == listEndpoint.String() {
+				c = &s.counts[listEndpoint]
+			}
+			return endpointData{InFlight: c.InFlight.Load(), Errors: c.Errors.Load(), Concurrency: cfg.Concurrency}
+		},
+		ErrorHandler: func(_ micro.Service, err *micro.NATSError) {
+			s.log.Error().Str("subject", err.Subject).Str("error", err.Description).Msg("search service subscription error")
+		},
+	})
+	if err != nil {
+		s.stopWorkers()
+		return nil, fmt.Errorf("search: add service: %w", err)
+	}
+	s.svc = svc
+	for _, e := range []endpoint{searchEndpoint, listEndpoint} {
+		err := svc.AddEndpoint(e.String(), micro.HandlerFunc(func(req micro.Request) { s.dispatch(e, req) }),
+			micro.WithEndpointSubject(s.subject(e, "*", "*")),
+			micro.WithEndpointMetadata(map[string]string{"format": "CONTRACT §4-5"}))
+		if err != nil {
+			_ = svc.Stop()
+			s.stopWorkers()
+			return nil, fmt.Errorf("search: add endpoint %s: %w", e, err)
+		}
+	}
+	return s, nil
+}
+
+// Info is the service's $SRV.INFO answer: id, version and endpoints.
+func (s *Service) Info() micro.Info { return s.svc.Info() }
+
+// Stop stops taking requests, answers every request already received (those
+// held by a handler end by their deadline at the latest), flushes the replies
+// and returns. If ctx ends first, requests still waiting for a handler are
+// answered 503 and Stop returns ctx's error. Stopping twice is harmless; it
+// does not close the connection.
+func (s *Service) Stop(ctx context.Context) error {
+	s.stop.Do(func() { s.stopErr = s.drain(ctx) })
+	return s.stopErr
+}
+
+func (s *Service) drain(ctx context.Context) error {
+	nc := s.cfg.Conn
+	// Unsubscribe: the server routes no more requests here, and those it
+	// already sent are still delivered to the endpoint handlers.
+	if err := s.svc.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		s.log.Warn().Err(err).Msg("stopping the search service")
+	}
+	var err error
+	if !nc.IsClosed() {
+		// After a flush the server has sent everything it routed here; the
+		// barrier runs once every subscription has handed all of it out.
+		_ = nc.FlushTimeout(timeLeft(ctx, 5*time.Second))
+		handed := make(chan struct{})
+		if nc.Barrier(func() { close(handed) }) == nil {
+			select {
+			case <-handed:
+			case <-ctx.Done():
+				err = fmt.Errorf("search: requests still arriving at shutdown: %w", ctx.Err())
+			}
+		}
+	}
+	s.stopWorkers()
+	if !nc.IsClosed() {
+		if ferr := nc.FlushTimeout(timeLeft(ctx, 5*time.Second)); ferr != nil && err == nil {
+			err = fmt.Errorf("search: flush replies: %w", ferr)
+		}
+	}
+	return err
+}
+
+// stopWorkers closes the queue, lets the handlers answer what it holds and
+// waits for them; requests dispatched later are answered 503.
+func (s *Service) stopWorkers() {
+	s.mu.Lock()
+	s.closed = true
+	close(s.jobs)
+	s.mu.Unlock()
+	s.workers.Wait()
+}
+
+// timeLeft is ctx's remaining time, or def when it has no deadline.
+func timeLeft(ctx context.Context, def time.Duration) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), time.Millisecond)
+	}
+	return def
+}
+
+// subject is <prefix>.<endpoint>.<user>.<collection>.
+func (s *Service) subject(e endpoint, user, collection string) string {
+	return s.cfg.Prefix + "." + e.String() + "." + user + "." + collection
+}
+
+// dispatch is the endpoint handler: it queues req for the handlers, waiting
+// while the queue is full.
+func (s *Service) dispatch(e endpoint, req micro.Request) {
+	j := job{endpoint: e, req: req, start: time.Now()}
+	if req.Reply() == "" {
+		s.log.Debug().Str("subject", req.Subject()).Msg("request without a reply subject ignored")
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed { // only when Stop gave up waiting for the subscriptions
+		s.reply(j, "", nil, &Error{Code: CodeUnavailable, Message: "the search service is shutting down; retry"})
+		return
+	}
+	s.jobs <- j
+}
+
+// work is one handler: it answers queued requests until the queue is closed
+// and empty.
+func (s *Service) work() {
+	for j := range s.jobs {
+		s.handle(j)
+	}
+}
+
+// handle answers one request.
+func (s *Service) handle(j job) {
+	c := &s.counts[j.endpoint]
+	c.InFlight.Add(1)
+	defer c.InFlight.Add(-1)
+	ctx, cancel := context.WithDeadline(s.base, j.start.Add(s.cfg.Timeout))
+	defer cancel()
+
+	userID, collection, ok := pipeline.ParseSubject(s.cfg.Prefix, j.endpoint.String(), j.req.Subject())
+	if !ok {
+		s.reply(j, "", nil, badRequest("subject %s: want %s, user_id 1-128 characters of A-Z a-z 0-9 _ -, collection 1-64 characters of a-z 0-9 _ - starting with a letter",
+			shortQuote(j.req.Subject()), s.subject(j.endpoint, "<user_id>", "<collection>")))
+		return
+	}
+	var (
+		reply any
+		e     *Error
+	)
+	if j.endpoint == searchEndpoint {
+		reply, e = s.search(ctx, j, userID, collection)
+	} else {
+		reply, e = s.list(ctx, j, userID, collection)
+	}
+	s.reply(j, collection, reply, e)
+}
+
+func (s *Service) search(ctx context.Context, j job, userID, collection string) (*SearchReply, *Error) {
+	p, e := decodeSearch(j.req.Data(), userID, collection)
+	if e != nil {
+		return nil, e
+	}
+	emb := s.cfg.Embedder(collection)
+	vector := p.vector
+	if vector != nil {
+		if n := emb.Dimensions(); len(vector) != n {
+			return nil, badRequest("vector: has %d dimensions, collection %q has %d", len(vector), collection, n)
+		}
+	} else {
+		vs, err := emb.Embed(ctx, []string{p.query})
+		if err != nil {
+			return nil, s.failure(j, collection, "embed the query", err)
+		}
+		vector = vs[0]
+	}
+	hits, err := s.cfg.Index.Search(ctx, collection, Query{
+		UserID: userID, Vector: vector, TopK: p.topK, Filter: p.filter, ScoreThreshold: p.threshold,
+	})
+	if err != nil {
+		return nil, s.failure(j, collection, "search", err)
+	}
+	if hits == nil {
+		hits = []Hit{}
+	}
+	for i := range hits {
+		if hits[i].Metadata == nil {
+			hits[i].Metadata = map[string]any{}
+		}
+	}
+	return &SearchReply{Hits: hits, TookMS: millis(time.Since(j.start))}, nil
+}
+
+func (s *Service) list(ctx context.Context, j job, userID, collection string) (*ListReply, *Error) {
+	limit, cursor, e := decodeList(j.req.Data(), userID, collection)
+	if e != nil {
+		return nil, e
+	}
+	docs, next, err := s.cfg.Index.List(ctx, collection, userID, limit, cursor)
+	if err != nil {
+		return nil, s.failure(j, collection, "list", err)
+	}
+	if docs == nil {
+		docs = []Doc{}
+	}
+	for i := range docs {
+		if docs[i].Metadata == nil {
+			docs[i].Metadata = map[string]any{}
+		}
+	}
+	return &ListReply{Docs: docs, NextCursor: next, TookMS: millis(time.Since(j.start))}, nil
+}
+
+// failure turns a store or embedder error into the error reply, logging
+// what the reply does not tell: store details are not the caller's business.
+func (s *Service) failure(j job, collection, what string, err error) *Error {
+	var e *Error
+	switch {
+	case errors.Is(err, pipeline.ErrUnknownCollection):
+		return &Error{Code: CodeNotFound, Message: fmt.Sprintf("collection %q does not exist", collection)}
+	case errors.Is(err, ErrInvalidCursor):
+		return badRequest("cursor: not a cursor that a list reply returned")
+	case !pipeline.IsPermanent(err):
+		e = &Error{Code: CodeUnavailable, Message: fmt.Sprintf("could not %s: the vector store or embedder is unavailable; retry later", what)}
+		if errors.Is(err, context.DeadlineExceeded) {
+			e.Message = fmt.Sprintf("could not %s within %s: the vector store or embedder is unavailable or overloaded; retry later", what, s.cfg.Timeout)
+		}
+		s.log.Warn().Err(err).Str("subject", j.req.Subject()).Int("code", e.Code).Msg("request failed")
+	default:
+		e = &Error{Code: CodeInternal, Message: fmt.Sprintf("could not %s: internal error", what)}
+		s.log.Error().Err(err).Str("subject", j.req.Subject()).Int("code", e.Code).Msg("request failed")
+	}
+	return e
+}
+
+// reply publishes the reply of j, counts it and records its latency.
+// collection is "" when the subject was invalid.
+func (s *Service) reply(j job, collection string, reply any, e *Error) {
+	msg := &nats.Msg{Subject: j.req.Reply()}
+	if e == nil {
+		data, err := json.Marshal(reply)
+		switch {
+		case err != nil:
+			s.log.Error().Err(err).Str("subject", j.req.Subject()).Msg("encode reply")
+			e = &Error{Code: CodeInternal, Message: "could not encode the reply: internal error"}
+		case int64(len(data)) > s.cfg.Conn.MaxPayload():
+			e = &Error{Code: CodeInternal, Message: fmt.Sprintf("the reply of %d bytes exceeds the NATS max payload of %d bytes; ask for fewer results",
+				len(data), s.cfg.Conn.MaxPayload())}
+		default:
+			msg.Data = data
+		}
+	}
+	code := 200
+	if e != nil {
+		code = e.Code
+		text := strings.Join(strings.Fields(e.Message), " ") // one line: it is a header
+		msg.Header = nats.Header{
+			micro.ErrorCodeHeader: []string{strconv.Itoa(code)},
+			micro.ErrorHeader:     []string{text},
+		}
+		msg.Data, _ = json.Marshal(errorBody{Error: text})
+		s.counts[j.endpoint].Errors.Add(1)
+	}
+	if err := s.cfg.Conn.PublishMsg(msg); err != nil {
+		s.log.Warn().Err(err).Str("subject", j.req.Subject()).Msg("could not send the reply")
+	}
+	elapsed := time.Since(j.start)
+	ev := s.log.Debug().Str("subject", j.req.Subject()).Int("code", code).Dur("took", elapsed)
+	if e != nil {
+		ev = ev.Str("error", e.Message)
+	}
+	ev.Msg("request answered")
+	if m := s.cfg.Metrics; m != nil {
+		label := collection
+		if label == "" {
+			label = "_invalid"
+		}
+		m.SearchRequests.WithLabelValues(label, strconv.Itoa(code)).Inc()
+		if j.endpoint == searchEndpoint {
+			m.SearchSeconds.WithLabelValues(label).Observe(elapsed.Seconds())
+		}
+	}
+}
+
+// millis is d in milliseconds, to the microsecond.
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
