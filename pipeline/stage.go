@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ragpipe/ragpipe/telemetry"
@@ -18,19 +22,35 @@ import (
 type StageConfig struct {
 	Sink     Sink
 	Versions Versions
+	// Embedder embeds the texts of every collection that Embedders does not
+	// name, including collections created on first use.
 	Embedder Embedder
-	Chunker  *Chunker
-	// Collections are created by Setup; their dimensions must match the embedder's.
+	// Embedders holds the embedders of particular collections, by name.
+	Embedders map[string]Embedder
+	Chunker   *Chunker
+	// Collections are created by Setup; their dimensions must match their
+	// embedder's.
 	Collections []Collection
 	// AutoCreate lets an event for an unknown collection create it with the
 	// embedder's dimensions and cosine distance. Without it such events fail
 	// permanently.
 	AutoCreate bool
+	// Reuse, when set, is asked for the stored vectors of chunks whose text
+	// hash is unchanged, so that they are not embedded again (see Identified).
+	Reuse VectorSource
 	// Parallelism bounds concurrent version-register calls per Process, default 64.
 	Parallelism int
-	// Metrics, when set, records chunks embedded and embed and store latency.
+	// Metrics, when set, records chunks embedded and reused and embed and
+	// store latency.
 	Metrics *telemetry.Metrics
+	// Logger receives one line when a collection's embedder turns out to be
+	// misconfigured and one when it works again. The zero Logger discards them.
+	Logger zerolog.Logger
 }
+
+// ProbeText is the text Setup embeds once per configured collection to check
+// its embedder.
+const ProbeText = "ragpipe embedder probe"
 
 // Stage turns batches of events into durable writes with last-version-wins
 // semantics. It is safe for concurrent use.
@@ -42,9 +62,17 @@ type StageConfig struct {
 // newer version was claimed meanwhile, it prunes everything older than that
 // version, including what it just wrote. See package sink for why this leaves
 // exactly the newest version stored.
+//
+// With an embedder that implements Identified, a text is embedded only once:
+// every chunk is stored with its text hash, a chunk whose hash matches a
+// stored chunk of its document (StageConfig.Reuse) takes that chunk's vector,
+// and equal texts within a batch share one.
 type Stage struct {
 	cfg   StageConfig
 	known sync.Map // collection name -> Collection, once ensured in the sink
+
+	mu            sync.Mutex
+	misconfigured map[string]error // collection -> why its embedder cannot be used
 }
 
 // NewStage validates cfg and returns a Stage.
@@ -55,23 +83,96 @@ func NewStage(cfg StageConfig) (*Stage, error) {
 	if cfg.Parallelism <= 0 {
 		cfg.Parallelism = 64
 	}
-	return &Stage{cfg: cfg}, nil
+	return &Stage{cfg: cfg, misconfigured: make(map[string]error)}, nil
 }
 
-// Setup creates the configured collections if they are missing and checks that
-// their dimensions match the embedder's and the store's. It blocks until done.
+// Setup creates the configured collections if they are missing, checks that
+// their dimensions match their embedder's and the store's, and probes each
+// collection's embedder once by embedding ProbeText. It fails when a
+// collection's dimensions differ from its embedder's, naming both. An
+// embedder that refuses the probe does not stop Setup: a misconfigured one
+// makes Ready fail until it works, an unavailable one is retried by the
+// events. It blocks until done.
 func (s *Stage) Setup(ctx context.Context) error {
-	dims := s.cfg.Embedder.Dimensions()
 	for _, c := range s.cfg.Collections {
-		if c.Dims != dims {
+		if dims := s.embedder(c.Name).Dimensions(); c.Dims != dims {
 			return fmt.Errorf("collection %q is configured with %d dimensions but the embedder produces %d", c.Name, c.Dims, dims)
 		}
 		if err := s.cfg.Sink.EnsureCollection(ctx, c, true); err != nil {
 			return fmt.Errorf("collection %q: %w", c.Name, err)
 		}
 		s.known.Store(c.Name, c)
+		if err := s.probe(ctx, c); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// probe embeds ProbeText with c's embedder and fails only when the vector does
+// not have c's dimensions.
+func (s *Stage) probe(ctx context.Context, c Collection) error {
+	vectors, err := s.embedder(c.Name).Embed(ctx, []string{ProbeText})
+	if err == nil {
+		err = s.check(c, vectors, 1)
+	}
+	if dims, ok := errors.AsType[*dimensionsError](err); ok {
+		return fmt.Errorf("collection %q has %d dimensions but its embedder (%s) returns %d-dimensional vectors; change the collection's dimensions or the model",
+			c.Name, c.Dims, profile(c), dims.got)
+	}
+	switch {
+	case err == nil || IsMisconfigured(err):
+		s.health(c.Name, err)
+	default:
+		s.cfg.Logger.Warn().Err(err).Str("collection", c.Name).Msg("embedder probe failed; its answers are checked when events arrive")
+	}
+	return nil
+}
+
+// profile names c's embedder profile for messages.
+func profile(c Collection) string {
+	if c.Embedder == "" {
+		return "the default RAGPIPE_EMBEDDER"
+	}
+	return "profile " + c.Embedder
+}
+
+// Ready reports, for /readyz, every collection whose embedder was found
+// misconfigured by its last call; nil when there is none.
+func (s *Stage) Ready(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(s.misconfigured)) {
+		errs = append(errs, fmt.Errorf("embedder of collection %q: %w", name, s.misconfigured[name]))
+	}
+	return errors.Join(errs...)
+}
+
+// health records the outcome of a call to collection's embedder: a
+// misconfiguration or, with nil, success. It logs when the state or the
+// reason changes, so that a refused API key is one line, not one per event.
+func (s *Stage) health(collection string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev, had := s.misconfigured[collection]
+	switch {
+	case err != nil && (!had || prev.Error() != err.Error()):
+		s.misconfigured[collection] = err
+		s.cfg.Logger.Error().Err(err).Str("collection", collection).
+			Msg("embedder misconfigured: the collection's events are retried, never dead-lettered, until it is fixed; /readyz reports it")
+	case err == nil && had:
+		delete(s.misconfigured, collection)
+		s.cfg.Logger.Info().Str("collection", collection).Msg("embedder works again")
+	}
+}
+
+// embedder returns the embedder of collection.
+func (s *Stage) embedder(collection string) Embedder {
+	if e, ok := s.cfg.Embedders[collection]; ok {
+		return e
+	}
+	return s.cfg.Embedder
 }
 
 // VersionKey is the register key of a document: a string of NATS subject
@@ -118,7 +219,7 @@ func (s *Stage) processCollection(ctx context.Context, name string, events []Eve
 	if len(idx) == 0 {
 		return
 	}
-	writes, err := s.writes(ctx, name, events, idx)
+	writes, err := s.writes(ctx, coll, events, idx)
 	if err != nil {
 		fail(idx, err)
 		return
@@ -146,7 +247,7 @@ func (s *Stage) collection(ctx context.Context, name string) (Collection, error)
 	if c, ok := s.known.Load(name); ok {
 		return c.(Collection), nil
 	}
-	c := Collection{Name: name, Dims: s.cfg.Embedder.Dimensions(), Distance: Cosine}
+	c := Collection{Name: name, Dims: s.embedder(name).Dimensions(), Distance: Cosine}
 	if err := s.cfg.Sink.EnsureCollection(ctx, c, s.cfg.AutoCreate); err != nil {
 		if errors.Is(err, ErrUnknownCollection) {
 			return c, Permanent(fmt.Errorf("collection %q does not exist and RAGPIPE_AUTO_CREATE is false: %w", name, err))
@@ -213,11 +314,15 @@ func (s *Stage) claim(ctx context.Context, events []Event, idx []int, errs []err
 	return kept
 }
 
-// writes chunks and embeds the events at idx, in one embedder call.
-func (s *Stage) writes(ctx context.Context, collection string, events []Event, idx []int) ([]DocWrite, error) {
+// writes chunks the events at idx and gives every chunk a vector: the
+// event's own, a stored one (see reuse) or one from a single embedder call.
+func (s *Stage) writes(ctx context.Context, c Collection, events []Event, idx []int) ([]DocWrite, error) {
+	var identity string
+	if id, ok := s.embedder(c.Name).(Identified); ok {
+		identity = id.Identity()
+	}
 	writes := make([]DocWrite, len(idx))
-	var texts []string
-	var targets []*Point
+	var pending []*Point // chunks to embed
 	for j, i := range idx {
 		e := events[i]
 		w := DocWrite{UserID: e.UserID, DocID: e.DocID, Version: e.Version}
@@ -234,34 +339,147 @@ func (s *Stage) writes(ctx context.Context, collection string, events []Event, i
 					Text: text, Metadata: e.Metadata, Version: e.Version,
 				}
 				if e.Vector == nil {
-					texts = append(texts, text)
-					targets = append(targets, &w.Points[k])
+					if identity != "" {
+						w.Points[k].TextHash = TextHash(identity, text)
+					}
+					pending = append(pending, &w.Points[k])
 				}
 			}
 		}
 		writes[j] = w
 	}
-	if len(texts) == 0 {
-		return writes, nil
-	}
-	start := time.Now()
-	vectors, err := s.cfg.Embedder.Embed(ctx, texts)
-	if m := s.cfg.Metrics; m != nil {
-		m.ChunksEmbedded.WithLabelValues(collection).Add(float64(len(texts)))
-		if err == nil {
-			m.EmbedSeconds.WithLabelValues(collection).Observe(time.Since(start).Seconds())
+	var err error
+	if identity != "" {
+		if pending, err = s.reuse(ctx, c, pending); err != nil {
+			return nil, err
 		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("embed %d chunks: %w", len(texts), err)
-	}
-	if len(vectors) != len(texts) {
-		return nil, fmt.Errorf("embedder returned %d vectors for %d chunks", len(vectors), len(texts))
-	}
-	for k, p := range targets {
-		p.Vector = vectors[k]
+	if err := s.embedPending(ctx, c, pending, identity != ""); err != nil {
+		return nil, err
 	}
 	return writes, nil
+}
+
+// TextHash is the text hash stored with a chunk (payload key text_hash): the
+// hex SHA-256 of the embedder's identity and the chunk's text, so that equal
+// hashes mean equal vectors.
+func TextHash(identity, text string) string {
+	h := sha256.New()
+	h.Write([]byte(identity))
+	h.Write([]byte{0})
+	h.Write([]byte(text))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// reuse gives each pending chunk whose text hash matches a stored chunk of
+// its document that chunk's vector, and returns the chunks still without
+// one. A document's stored chunks are looked up by point id, at the indexes
+// below twice its new chunk count, so that unchanged chunks are found even
+// when an edit before them shifted them. A lookup the store refuses for good
+// costs embedder calls, not the events; a transient failure fails them.
+func (s *Stage) reuse(ctx context.Context, c Collection, pending []*Point) ([]*Point, error) {
+	if s.cfg.Reuse == nil || len(pending) == 0 {
+		return pending, nil
+	}
+	var ids, hashes []string
+	seen := make(map[string]bool, len(pending))
+	for _, p := range pending {
+		if p.ChunkIndex == 0 { // once per document
+			for k := range 2 * p.ChunkCount {
+				ids = append(ids, PointID(p.UserID, p.DocID, k))
+			}
+		}
+		if !seen[p.TextHash] {
+			seen[p.TextHash] = true
+			hashes = append(hashes, p.TextHash)
+		}
+	}
+	stored, err := s.cfg.Reuse.StoredVectors(ctx, c.Name, ids, hashes)
+	if err != nil {
+		if !IsPermanent(err) {
+			return nil, fmt.Errorf("look up stored vectors: %w", err)
+		}
+		s.cfg.Logger.Warn().Err(err).Str("collection", c.Name).Msg("cannot look up stored vectors; embedding every chunk")
+		return pending, nil
+	}
+	rest := pending[:0:0]
+	for _, p := range pending {
+		if v := stored[p.TextHash]; len(v) == c.Dims {
+			p.Vector = v
+			continue
+		}
+		rest = append(rest, p)
+	}
+	if m := s.cfg.Metrics; m != nil {
+		m.ChunksReused.WithLabelValues(c.Name).Add(float64(len(pending) - len(rest)))
+	}
+	return rest, nil
+}
+
+// embedPending gives the pending chunks vectors from one embedder call; with
+// distinct, equal texts are sent once.
+func (s *Stage) embedPending(ctx context.Context, c Collection, pending []*Point, distinct bool) error {
+	if len(pending) == 0 {
+		return nil
+	}
+	texts := make([]string, 0, len(pending))
+	slot := make([]int, len(pending)) // pending[k] takes vector slot[k]
+	first := make(map[string]int)
+	for k, p := range pending {
+		if n, ok := first[p.Text]; ok && distinct {
+			slot[k] = n
+			continue
+		}
+		first[p.Text] = len(texts)
+		slot[k] = len(texts)
+		texts = append(texts, p.Text)
+	}
+	start := time.Now()
+	vectors, err := s.embedder(c.Name).Embed(ctx, texts)
+	if err == nil {
+		err = s.check(c, vectors, len(texts))
+	}
+	if m := s.cfg.Metrics; m != nil {
+		m.ChunksEmbedded.WithLabelValues(c.Name).Add(float64(len(texts)))
+		if err == nil {
+			m.EmbedSeconds.WithLabelValues(c.Name).Observe(time.Since(start).Seconds())
+		}
+	}
+	if err == nil || IsMisconfigured(err) {
+		s.health(c.Name, err)
+	}
+	if err != nil {
+		return fmt.Errorf("embed %d chunks: %w", len(texts), err)
+	}
+	for k, p := range pending {
+		p.Vector = vectors[slot[k]]
+	}
+	return nil
+}
+
+// dimensionsError reports vectors whose length is not the collection's.
+type dimensionsError struct {
+	collection string
+	want, got  int
+}
+
+func (e *dimensionsError) Error() string {
+	return fmt.Sprintf("embedder returned %d-dimensional vectors, collection %q has %d dimensions", e.got, e.collection, e.want)
+}
+
+// check verifies that an embedder answered n texts with n vectors of c's
+// dimensions. Anything else is the embedder's fault, never the events':
+// the error is a misconfiguration.
+func (s *Stage) check(c Collection, vectors [][]float32, n int) error {
+	if len(vectors) != n {
+		return Misconfigured(fmt.Errorf("embedder returned %d vectors for %d texts", len(vectors), n))
+	}
+	for _, v := range vectors {
+		if len(v) != c.Dims {
+			return Misconfigured(&dimensionsError{collection: c.Name, want: c.Dims, got: len(v)})
+		}
+	}
+	return nil
 }
 
 // pruneOvertaken re-reads the register for the written events at idx and

@@ -39,6 +39,9 @@ type Point struct {
 	Text       string
 	Metadata   map[string]any
 	Version    uint64
+	// TextHash identifies the text and the model its vector came from (see
+	// TextHash); empty when the vector was not embedded by ragpipe.
+	TextHash string
 }
 
 // DocWrite is the effect of one event on the store: the points of its version
@@ -73,14 +76,41 @@ type Collection struct {
 	Name     string
 	Dims     int
 	Distance Distance
+	// Embedder names the embedder profile that embeds the collection's
+	// texts; empty for the default embedder.
+	Embedder string
 }
 
 // Embedder turns texts into vectors of a fixed dimension.
 type Embedder interface {
 	// Embed returns one vector per text, in order. It blocks until done or ctx ends.
+	// Errors for which IsMisconfigured is true mean the embedding service
+	// refuses the deployment's settings (key, model, URL), not the texts.
 	Embed(ctx context.Context, texts []string) ([][]float32, error)
 	// Dimensions is the length of every vector Embed returns.
 	Dimensions() int
+}
+
+// Identified is implemented by embedders that can say which model produces
+// their vectors. The stage stores a hash of that identity and each chunk's
+// text with the chunk (TextHash) and reuses a stored vector only for a chunk
+// with the same hash: the same text embedded by the same model. Vectors of an
+// embedder that does not implement Identified are never reused.
+type Identified interface {
+	// Identity names the provider and model, such as
+	// "openai/text-embedding-3-small". It must change whenever the vectors
+	// for a text would.
+	Identity() string
+}
+
+// VectorSource finds the stored vectors of chunks embedded before, so that an
+// updated document's unchanged chunks are not embedded again.
+type VectorSource interface {
+	// StoredVectors looks among the points ids of collection for those whose
+	// text hash is one of hashes and returns their vectors keyed by text
+	// hash. Points that do not exist or have another hash are left out. It
+	// blocks until done or ctx ends.
+	StoredVectors(ctx context.Context, collection string, ids, hashes []string) (map[string][]float32, error)
 }
 
 // Sink stores points durably: every method returns only once its effect is
@@ -162,17 +192,38 @@ var ErrUnknownCollection = errors.New("unknown collection")
 var ErrPermanent = errors.New("permanent failure")
 
 // Permanent wraps err so that IsPermanent reports true for it.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return permanentError{err}
-}
-
-type permanentError struct{ error }
-
-func (e permanentError) Unwrap() []error { return []error{e.error, ErrPermanent} }
+func Permanent(err error) error { return mark(err, ErrPermanent) }
 
 // IsPermanent reports whether err can never succeed on retry. Everything else
 // (unavailable stores, timeouts, rate limits, bad credentials) is transient.
 func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }
+
+// ErrMisconfigured marks failures caused by the deployment rather than by the
+// event: an embedding service that refuses the API key, does not know the
+// model or answers with vectors of the wrong length. They are transient for
+// the event, which is retried for as long as the fix takes and never
+// dead-lettered.
+var ErrMisconfigured = errors.New("misconfigured")
+
+// Misconfigured wraps err so that IsMisconfigured reports true for it.
+func Misconfigured(err error) error { return mark(err, ErrMisconfigured) }
+
+// IsMisconfigured reports whether err is a configuration problem of the
+// deployment (see ErrMisconfigured).
+func IsMisconfigured(err error) bool { return errors.Is(err, ErrMisconfigured) }
+
+// mark wraps err so that errors.Is(err, sentinel) holds; nil stays nil.
+func mark(err, sentinel error) error {
+	if err == nil {
+		return nil
+	}
+	return markedError{err, sentinel}
+}
+
+// markedError is an error with a sentinel attached, its message unchanged.
+type markedError struct {
+	error
+	sentinel error
+}
+
+func (e markedError) Unwrap() []error { return []error{e.error, e.sentinel} }

@@ -22,6 +22,9 @@ const (
 	keyText       = "text"
 	keyMetadata   = "metadata"
 	keyVersion    = "version"
+	// keyTextHash is an extension of CONTRACT §3: pipeline.TextHash of the
+	// chunk, present when its vector may be reused.
+	keyTextHash = "text_hash"
 )
 
 // pointStruct converts p, a point of w, to its Qdrant form. The tenant,
@@ -45,18 +48,22 @@ func pointStruct(w *pipeline.DocWrite, p *pipeline.Point) (*qdrant.PointStruct, 
 	if err != nil {
 		return nil, fmt.Errorf("point %s: metadata: %w", p.ID, err)
 	}
+	payload := map[string]*qdrant.Value{
+		keyUserID:     qdrant.NewValueString(w.UserID),
+		keyDocID:      qdrant.NewValueString(w.DocID),
+		keyChunkIndex: qdrant.NewValueInt(int64(p.ChunkIndex)),
+		keyChunkCount: qdrant.NewValueInt(int64(p.ChunkCount)),
+		keyText:       qdrant.NewValueString(p.Text),
+		keyMetadata:   md,
+		keyVersion:    qdrant.NewValueInt(int64(w.Version)), // w.Version <= MaxInt64, checked by checkDoc
+	}
+	if p.TextHash != "" {
+		payload[keyTextHash] = qdrant.NewValueString(p.TextHash)
+	}
 	return &qdrant.PointStruct{
 		Id:      qdrant.NewIDUUID(p.ID),
 		Vectors: qdrant.NewVectorsDense(p.Vector),
-		Payload: map[string]*qdrant.Value{
-			keyUserID:     qdrant.NewValueString(w.UserID),
-			keyDocID:      qdrant.NewValueString(w.DocID),
-			keyChunkIndex: qdrant.NewValueInt(int64(p.ChunkIndex)),
-			keyChunkCount: qdrant.NewValueInt(int64(p.ChunkCount)),
-			keyText:       qdrant.NewValueString(p.Text),
-			keyMetadata:   md,
-			keyVersion:    qdrant.NewValueInt(int64(w.Version)), // w.Version <= MaxInt64, checked by checkDoc
-		},
+		Payload: payload,
 	}, nil
 }
 

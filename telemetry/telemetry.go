@@ -30,8 +30,18 @@ const (
 type Metrics struct {
 	// Events counts ingest events by collection and outcome.
 	Events *prometheus.CounterVec
-	// ChunksEmbedded counts texts sent to an embedder, by collection.
+	// ChunksEmbedded counts texts sent to an embedder, by collection; its
+	// rate is the embedding stage's texts per second.
 	ChunksEmbedded *prometheus.CounterVec
+	// ChunksReused counts chunks that took the stored vector of an unchanged
+	// chunk instead of being embedded, by collection.
+	ChunksReused *prometheus.CounterVec
+	// EmbedBatchSize observes the texts of each request to an embedding
+	// service, by embedder profile.
+	EmbedBatchSize *prometheus.HistogramVec
+	// EmbedRetries counts retried requests to an embedding service, by
+	// embedder profile and reason (an HTTP status, "timeout" or "network").
+	EmbedRetries *prometheus.CounterVec
 	// EmbedSeconds and UpsertSeconds time the embed and store stages, by collection.
 	EmbedSeconds, UpsertSeconds *prometheus.HistogramVec
 	// ConsumerPending is the number of messages waiting in the worker consumer.
@@ -56,6 +66,19 @@ func NewMetrics() *Metrics {
 			Name: "ragpipe_chunks_embedded_total",
 			Help: "Texts sent to an embedder, by collection.",
 		}, []string{"collection"}),
+		ChunksReused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ragpipe_chunks_reused_total",
+			Help: "Chunks that reused the stored vector of an unchanged chunk instead of being embedded, by collection.",
+		}, []string{"collection"}),
+		EmbedBatchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ragpipe_embed_batch_size",
+			Help:    "Texts per request to an embedding service, by embedder profile.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}, []string{"embedder"}),
+		EmbedRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ragpipe_embed_retries_total",
+			Help: "Retried requests to an embedding service, by embedder profile and reason (HTTP status, timeout, network).",
+		}, []string{"embedder", "reason"}),
 		EmbedSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ragpipe_embed_seconds",
 			Help:    "Latency of one embedder call, by collection.",
@@ -81,7 +104,8 @@ func NewMetrics() *Metrics {
 		}, []string{"collection"}),
 		registry: prometheus.NewRegistry(),
 	}
-	m.registry.MustRegister(m.Events, m.ChunksEmbedded, m.EmbedSeconds, m.UpsertSeconds,
+	m.registry.MustRegister(m.Events, m.ChunksEmbedded, m.ChunksReused, m.EmbedBatchSize, m.EmbedRetries,
+		m.EmbedSeconds, m.UpsertSeconds,
 		m.ConsumerPending, m.SearchRequests, m.SearchSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -1,0 +1,69 @@
+package sink_test
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/ragpipe/ragpipe/internal/qdranttest"
+	"github.com/ragpipe/ragpipe/pipeline"
+)
+
+// TestStoredVectors stores 300 chunks with text hashes in a collection of
+// 4096 dimensions, so that a reply page holds about 126 vectors, and looks
+// them up: only asked-for ids whose hash is asked for come back, over several
+// pages.
+func TestStoredVectors(t *testing.T) {
+	node := qdranttest.Start(t)
+	s := newSink(t, node, nil)
+	const d, n = 4096, 300
+	if err := s.EnsureCollection(t.Context(), pipeline.Collection{Name: "reuse", Dims: d, Distance: pipeline.Dot}, true); err != nil {
+		t.Fatal(err)
+	}
+	w := pipeline.DocWrite{UserID: "alice", DocID: "doc", Version: 1}
+	for k := range n + 1 {
+		v := make([]float32, d)
+		v[0], v[1] = float32(k), 1
+		p := pipeline.Point{ID: pipeline.PointID("alice", "doc", k), Vector: v, ChunkIndex: k, ChunkCount: n + 1,
+			Text: fmt.Sprint("chunk ", k), TextHash: fmt.Sprint("hash-", k)}
+		if k == n {
+			p.TextHash = "" // a point stored without a hash is never found
+		}
+		w.Points = append(w.Points, p)
+	}
+	if err := s.Apply(t.Context(), "reuse", []pipeline.DocWrite{w}); err != nil {
+		t.Fatal(err)
+	}
+	var ids, hashes []string
+	for k := range n + 5 { // five ids that do not exist
+		ids = append(ids, pipeline.PointID("alice", "doc", k))
+		if k%2 == 0 {
+			hashes = append(hashes, fmt.Sprint("hash-", k))
+		}
+	}
+	got, err := s.StoredVectors(t.Context(), "reuse", ids, append(hashes, "hash-unknown", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n/2 {
+		t.Errorf("%d vectors, want %d", len(got), n/2)
+	}
+	for k := 0; k < n; k += 2 {
+		if v := got[fmt.Sprint("hash-", k)]; len(v) != d || v[0] != float32(k) || v[1] != 1 {
+			t.Fatalf("vector of hash-%d wrong: %d dimensions, starts %v", k, len(v), v[:min(len(v), 2)])
+		}
+	}
+
+	// Only the ids asked for are looked at.
+	got, err = s.StoredVectors(t.Context(), "reuse", ids[:10], hashes)
+	if err != nil || len(got) != 5 {
+		t.Errorf("%d vectors (err %v), want the 5 of the first 10 ids", len(got), err)
+	}
+	got, err = s.StoredVectors(t.Context(), "reuse", nil, hashes)
+	if err != nil || !reflect.DeepEqual(got, map[string][]float32{}) {
+		t.Errorf("no ids: %v, %v", got, err)
+	}
+	if _, err := s.StoredVectors(t.Context(), "missing", ids, hashes); !pipeline.IsPermanent(err) {
+		t.Errorf("unknown collection: err = %v, want permanent", err)
+	}
+}
