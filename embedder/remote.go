@@ -1,0 +1,435 @@
+package embedder
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/telemetry"
+)
+
+// Config configures a remote embedder (NewOpenAI, NewOllama, NewTEI). Zero
+// fields take the documented defaults.
+type Config struct {
+	// URL is the service's base URL, required: for OpenAI with or without the
+	// trailing /v1 (https://api.openai.com/v1, http://vllm:8000), for Ollama
+	// and TEI the server root (http://ollama:11434).
+	URL string
+	// Model names the model; required for OpenAI and Ollama. TEI serves one
+	// model and is not sent it, but it still names the vectors (Identity):
+	// set it to the served model so that changing models re-embeds.
+	Model string
+	// APIKey, when set, is sent as a bearer token. It never appears in logs
+	// or errors.
+	APIKey string
+	// Dimensions is the length of the model's vectors, the dimensions of the
+	// collections it embeds for; required.
+	Dimensions int
+	// SendDimensions asks an OpenAI model for vectors of Dimensions (the
+	// request's dimensions field: text-embedding-3 and later models shorten
+	// their vectors). Other providers ignore it.
+	SendDimensions bool
+	// Truncate lets Ollama and TEI cut a text longer than the model's context
+	// instead of refusing it. OpenAI ignores it. Default false.
+	Truncate bool
+
+	// BatchSize is the most texts one request carries. Default 32 (TEI's
+	// default --max-client-batch-size).
+	BatchSize int
+	// Concurrency is the most requests in flight at once, over all calls to
+	// Embed. Default 4.
+	Concurrency int
+	// Timeout bounds each request. Default 30s.
+	Timeout time.Duration
+	// MaxRetryTime bounds how long one request keeps being retried after
+	// rate limits (429), server errors (5xx) and timeouts; the caller's
+	// context bounds it as well. Default 60s.
+	MaxRetryTime time.Duration
+	// RetryInitialInterval is the first wait between attempts; later waits
+	// double, with ±50% jitter, up to RetryMaxInterval. A longer Retry-After
+	// from the server wins. Defaults 500ms and 10s.
+	RetryInitialInterval, RetryMaxInterval time.Duration
+
+	// Name labels logs and metrics: the embedder profile. Default "default".
+	Name string
+	// Client sends the requests. Default: a client of its own.
+	Client *http.Client
+	// Logger receives retries. The zero Logger discards everything.
+	Logger zerolog.Logger
+	// Metrics, when set, records batch sizes and retries.
+	Metrics *telemetry.Metrics
+}
+
+func (c *Config) setDefaults() {
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt(&c.BatchSize, 32)
+	defInt(&c.Concurrency, 4)
+	defDur(&c.Timeout, 30*time.Second)
+	defDur(&c.MaxRetryTime, 60*time.Second)
+	defDur(&c.RetryInitialInterval, 500*time.Millisecond)
+	defDur(&c.RetryMaxInterval, 10*time.Second)
+	if c.Name == "" {
+		c.Name = "default"
+	}
+	if c.Client == nil {
+		c.Client = &http.Client{}
+	}
+}
+
+// api is what differs between the providers.
+type api struct {
+	kind     string // openai, ollama or tei
+	endpoint string // the URL requests are posted to
+	// request returns the body of a request embedding texts.
+	request func(cfg *Config, texts []string) any
+	// vectors reads the n vectors, in the order of the texts, from a
+	// successful answer's body.
+	vectors func(body []byte, n int) ([][]float32, error)
+}
+
+// Remote is an embedder behind an HTTP API: OpenAI-compatible, Ollama or TEI.
+// Embed splits the texts into requests of at most BatchSize texts, sends up to
+// Concurrency requests at once over all calls, and retries rate limits, server
+// errors, timeouts and network failures with exponential backoff and jitter,
+// honouring Retry-After for every request of the embedder. A refusal that
+// retrying cannot fix (400, 401, 403, 404, 413, 422, an answer that does not
+// fit the API) fails at once with an error for which
+// pipeline.IsMisconfigured is true. A Remote is safe for concurrent use.
+type Remote struct {
+	cfg   Config
+	api   api
+	slots chan struct{} // one per request in flight
+	log   zerolog.Logger
+
+	mu          sync.Mutex
+	pausedUntil time.Time // no request starts before, as a Retry-After asked
+}
+
+var (
+	_ pipeline.Embedder   = (*Remote)(nil)
+	_ pipeline.Identified = (*Remote)(nil)
+)
+
+// newRemote validates cfg and returns the embedder speaking a.
+func newRemote(cfg Config, a api) (*Remote, error) {
+	cfg.setDefaults()
+	u, err := url.Parse(cfg.URL)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return nil, fmt.Errorf("embedder %s: URL %q must be http:// or https:// with a host", a.kind, redactURL(cfg.URL))
+	case cfg.Dimensions <= 0:
+		return nil, fmt.Errorf("embedder %s: dimensions %d must be positive", a.kind, cfg.Dimensions)
+	case cfg.Model == "" && a.kind != "tei":
+		return nil, fmt.Errorf("embedder %s: a model is required", a.kind)
+	}
+	return &Remote{
+		cfg:   cfg,
+		api:   a,
+		slots: make(chan struct{}, cfg.Concurrency),
+		log: cfg.Logger.With().Str("component", "embedder").Str("embedder", cfg.Name).
+			Str("kind", a.kind).Logger(),
+	}, nil
+}
+
+// joinURL appends path to the base URL, without doubling the slash.
+func joinURL(base, path string) string { return strings.TrimRight(base, "/") + path }
+
+// Dimensions is the length of every vector Embed returns.
+func (r *Remote) Dimensions() int { return r.cfg.Dimensions }
+
+// Identity names the provider and the model, such as
+// "openai/text-embedding-3-small".
+func (r *Remote) Identity() string { return r.api.kind + "/" + r.cfg.Model }
+
+// Embed returns one vector per text, in order. It blocks until every request
+// has succeeded, one has failed for good, or ctx ends; then it returns the
+// first error and no vectors. It does not check the vectors' length: the
+// caller knows what the collection needs.
+func (r *Remote) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	out := make([][]float32, len(texts))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.cfg.Concurrency)
+	for start := 0; start < len(texts); start += r.cfg.BatchSize {
+		batch := texts[start:min(start+r.cfg.BatchSize, len(texts))]
+		g.Go(func() error {
+			vectors, err := r.embedBatch(gctx, batch)
+			copy(out[start:], vectors)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// embedBatch sends one request for texts, retrying as the type documents.
+func (r *Remote) embedBatch(ctx context.Context, texts []string) ([][]float32, error) {
+	body, err := json.Marshal(r.api.request(&r.cfg, texts))
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode request: %w", r, err)
+	}
+	if m := r.cfg.Metrics; m != nil {
+		m.EmbedBatchSize.WithLabelValues(r.cfg.Name).Observe(float64(len(texts)))
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = r.cfg.RetryInitialInterval
+	b.MaxInterval = r.cfg.RetryMaxInterval
+	b.MaxElapsedTime = 0 // bounded below, Retry-After included
+	b.Reset()            // start from InitialInterval
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		vectors, err := r.attempt(ctx, body, len(texts))
+		if err == nil {
+			return vectors, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s: %w (%w)", r, err, context.Cause(ctx))
+		}
+		reason, ok := retryable(err)
+		if !ok {
+			return nil, pipeline.Misconfigured(fmt.Errorf("%s: %w", r, err))
+		}
+		wait := b.NextBackOff()
+		if refused, ok := errors.AsType[*statusError](err); ok && refused.retryAfter > 0 {
+			wait = max(wait, refused.retryAfter)
+			r.pause(refused.retryAfter)
+		}
+		if time.Since(start)+wait > r.cfg.MaxRetryTime {
+			return nil, fmt.Errorf("%s: gave up after %d attempts in %s: %w", r, attempt, time.Since(start).Round(time.Millisecond), err)
+		}
+		if m := r.cfg.Metrics; m != nil {
+			m.EmbedRetries.WithLabelValues(r.cfg.Name, reason).Inc()
+		}
+		r.log.Warn().Err(err).Int("texts", len(texts)).Int("attempt", attempt).Dur("retry_in", wait).
+			Msg("embedding request failed, retrying")
+		if err := sleep(ctx, wait); err != nil {
+			return nil, fmt.Errorf("%s: %w", r, err)
+		}
+	}
+}
+
+// String names the embedder and its endpoint for errors, without secrets.
+func (r *Remote) String() string {
+	return fmt.Sprintf("embedder %s (%s %s)", r.cfg.Name, r.api.kind, redactURL(r.api.endpoint))
+}
+
+// attempt sends one request, waiting first for a slot and for any pause a
+// Retry-After asked for.
+func (r *Remote) attempt(ctx context.Context, body []byte, n int) ([][]float32, error) {
+	if err := sleep(ctx, r.pausedFor()); err != nil {
+		return nil, err
+	}
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.api.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return nil, &answerError{err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "ragpipe")
+	if r.cfg.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+r.cfg.APIKey)
+	}
+	resp, err := r.cfg.Client.Do(req)
+	if err != nil {
+		return nil, r.redact(err)
+	}
+	defer resp.Body.Close()
+	// Far above any real answer: a vector of JSON numbers takes about
+	// 20 bytes per dimension.
+	limit := int64(64<<20) + int64(n)*int64(r.cfg.Dimensions)*64
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	switch {
+	case err != nil:
+		return nil, r.redact(err)
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return nil, &statusError{
+			status:     resp.StatusCode,
+			message:    r.redactString(errorMessage(data)),
+			retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+		}
+	case int64(len(data)) > limit:
+		return nil, &answerError{fmt.Errorf("answer larger than %d bytes", limit)}
+	}
+	vectors, err := r.api.vectors(data, n)
+	if err != nil {
+		return nil, &answerError{err}
+	}
+	return vectors, nil
+}
+
+// redact removes the API key from err's message, in case a service or proxy
+// echoes it. The error is flattened to its message when it had to change.
+func (r *Remote) redact(err error) error {
+	if msg := r.redactString(err.Error()); msg != err.Error() {
+		return errors.New(msg)
+	}
+	return err
+}
+
+// redactString replaces the API key in s.
+func (r *Remote) redactString(s string) string {
+	if r.cfg.APIKey == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, r.cfg.APIKey, "REDACTED")
+}
+
+// statusError is an HTTP answer other than 2xx.
+type statusError struct {
+	status     int
+	message    string        // the service's explanation
+	retryAfter time.Duration // what Retry-After asked for, 0 if nothing
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.status, http.StatusText(e.status), e.message)
+}
+
+// answerError is a request that cannot be built or an answer that does not fit
+// the API: a wrong URL, a proxy's page, another service.
+type answerError struct{ err error }
+
+func (e *answerError) Error() string { return "unexpected answer: " + e.err.Error() }
+
+func (e *answerError) Unwrap() error { return e.err }
+
+// retryable is the one place that decides whether a failed attempt may
+// succeed if repeated, and the reason it is counted under. Retried: 408,
+// 424 (TEI's model backend failed), 425, 429 and 5xx answers, timeouts and
+// network failures. Anything else the service refuses (400 bad request, 401
+// and 403 key refused, 404 unknown model or wrong URL, 413 batch too large,
+// 422 input refused) and answers that do not fit the API are the
+// deployment's to fix: retrying cannot help.
+func retryable(err error) (reason string, ok bool) {
+	var status *statusError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &status):
+		s := status.status
+		return strconv.Itoa(s), s == http.StatusRequestTimeout || s == http.StatusFailedDependency ||
+			s == http.StatusTooEarly || s == http.StatusTooManyRequests || s >= 500
+	case errors.As(err, new(*answerError)):
+		return "", false
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return "timeout", true
+	default:
+		return "network", true
+	}
+}
+
+// parseRetryAfter reads a Retry-After header, in seconds or as an HTTP date;
+// 0 when absent or unreadable.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		return time.Duration(max(s, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// errorMessage extracts the service's explanation from an error body:
+// OpenAI's {"error": {"message": "..."}}, Ollama's and TEI's
+// {"error": "..."}, else the start of the body.
+func errorMessage(body []byte) string {
+	var shape struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(body, &shape) == nil && len(shape.Error) > 0 {
+		var text string
+		if json.Unmarshal(shape.Error, &text) == nil {
+			return text
+		}
+		var obj struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(shape.Error, &obj) == nil && obj.Message != "" {
+			return obj.Message
+		}
+	}
+	msg := strings.TrimSpace(string(body))
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	if msg == "" {
+		return "(no message)"
+	}
+	return msg
+}
+
+// pause keeps every request of the embedder from starting for d.
+func (r *Remote) pause(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if until := time.Now().Add(d); until.After(r.pausedUntil) {
+		r.pausedUntil = until
+	}
+}
+
+// pausedFor is how long requests must still wait, 0 if they need not.
+func (r *Remote) pausedFor() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return time.Until(r.pausedUntil)
+}
+
+// sleep waits for d or until ctx ends, whichever comes first.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// redactURL hides the password of a URL's userinfo.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
