@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -35,25 +36,28 @@ import (
 // Print or log it only through String, Redacted or MarshalZerologObject,
 // which hide secrets.
 type Config struct {
-	AppEnv            string                `env:"APP_ENV" envDefault:"development" help:"profile name; .env.<APP_ENV> in the working directory is read if present, real environment variables win"`
-	NATS              NATS                  // NATS connection
-	Qdrant            Qdrant                // Qdrant connection and write options
-	Collections       []pipeline.Collection `env:"RAGPIPE_COLLECTIONS" envDefault:"documents:1024:cosine" help:"collections created at start: name:dims:distance, comma-separated; distance is cosine, dot, euclid or manhattan"`
-	Embedder          Embedder              // embedding service
-	SubjectPrefix     string                `env:"RAGPIPE_SUBJECT_PREFIX" envDefault:"rag" help:"first token(s) of every subject; NATS subject tokens separated by dots, no wildcards or spaces"`
-	HNSW              string                `env:"RAGPIPE_HNSW" envDefault:"tenant" help:"HNSW index of created collections: tenant (per-tenant graphs) or global"`
-	Shards            uint32                `env:"RAGPIPE_SHARDS" envDefault:"1" help:"shards of created collections (>= 1)"`
-	ReplicationFactor uint32                `env:"RAGPIPE_REPLICATION_FACTOR" envDefault:"1" help:"replication factor of created collections (>= 1)"`
-	WriteConsistency  uint32                `env:"RAGPIPE_WRITE_CONSISTENCY" envDefault:"1" help:"write consistency factor of created collections (1 to RAGPIPE_REPLICATION_FACTOR)"`
-	MaxDeliver        int                   `env:"RAGPIPE_MAX_DELIVER" envDefault:"10" help:"attempts before an event is dead-lettered (>= 1)"`
-	AutoCreate        bool                  `env:"RAGPIPE_AUTO_CREATE" envDefault:"true" help:"create unknown collections on first event (true or false)"`
-	ChunkSize         int                   `env:"RAGPIPE_CHUNK_SIZE" envDefault:"2000" help:"largest chunk, in characters (>= 1)"`
-	ChunkOverlap      int                   `env:"RAGPIPE_CHUNK_OVERLAP" envDefault:"200" help:"overlap of consecutive chunks, in characters (0 to half of RAGPIPE_CHUNK_SIZE)"`
-	MaxEventBytes     int                   `env:"RAGPIPE_MAX_EVENT_BYTES" envDefault:"1048576" help:"largest accepted event, in bytes (>= 1)"`
-	DataDir           string                `env:"RAGPIPE_DATA_DIR" envDefault:"./ragpipe-data" help:"data of the embedded NATS server and embedded store (dev)"`
-	LogLevel          string                `env:"RAGPIPE_LOG_LEVEL" envDefault:"info" help:"log level: trace, debug, info, warn, error, fatal, panic or disabled"`
-	HTTPAddr          string                `env:"RAGPIPE_HTTP_ADDR" envDefault:":9090" help:"address of /healthz, /readyz and /metrics (host:port); set but empty disables"`
-	Worker            Worker                // ingestion worker tuning
+	AppEnv      string                `env:"APP_ENV" envDefault:"development" help:"profile name; .env.<APP_ENV> in the working directory is read if present, real environment variables win"`
+	NATS        NATS                  // NATS connection
+	Qdrant      Qdrant                // Qdrant connection and write options
+	Collections []pipeline.Collection `env:"RAGPIPE_COLLECTIONS" envDefault:"documents:1024:cosine" help:"collections created at start: name:dims:distance[:profile], comma-separated; distance is cosine, dot, euclid or manhattan; profile names the collection's embedder profile (letters, digits, _), set by RAGPIPE_EMBEDDER_<PROFILE>_KIND (required), _URL, _MODEL, _API_KEY and the other RAGPIPE_EMBEDDER_* settings with _<PROFILE> inserted (unset ones take their defaults); without a profile a collection uses RAGPIPE_EMBEDDER"`
+	Embedder    Embedder              // the default embedding service
+	// Profiles are the embedder profiles RAGPIPE_COLLECTIONS names, by
+	// lowercase name. Derived by Load.
+	Profiles          map[string]Embedder
+	SubjectPrefix     string `env:"RAGPIPE_SUBJECT_PREFIX" envDefault:"rag" help:"first token(s) of every subject; NATS subject tokens separated by dots, no wildcards or spaces"`
+	HNSW              string `env:"RAGPIPE_HNSW" envDefault:"tenant" help:"HNSW index of created collections: tenant (per-tenant graphs) or global"`
+	Shards            uint32 `env:"RAGPIPE_SHARDS" envDefault:"1" help:"shards of created collections (>= 1)"`
+	ReplicationFactor uint32 `env:"RAGPIPE_REPLICATION_FACTOR" envDefault:"1" help:"replication factor of created collections (>= 1)"`
+	WriteConsistency  uint32 `env:"RAGPIPE_WRITE_CONSISTENCY" envDefault:"1" help:"write consistency factor of created collections (1 to RAGPIPE_REPLICATION_FACTOR)"`
+	MaxDeliver        int    `env:"RAGPIPE_MAX_DELIVER" envDefault:"10" help:"attempts before an event is dead-lettered (>= 1)"`
+	AutoCreate        bool   `env:"RAGPIPE_AUTO_CREATE" envDefault:"true" help:"create unknown collections on first event (true or false)"`
+	ChunkSize         int    `env:"RAGPIPE_CHUNK_SIZE" envDefault:"2000" help:"largest chunk, in characters (>= 1)"`
+	ChunkOverlap      int    `env:"RAGPIPE_CHUNK_OVERLAP" envDefault:"200" help:"overlap of consecutive chunks, in characters (0 to half of RAGPIPE_CHUNK_SIZE)"`
+	MaxEventBytes     int    `env:"RAGPIPE_MAX_EVENT_BYTES" envDefault:"1048576" help:"largest accepted event, in bytes (>= 1)"`
+	DataDir           string `env:"RAGPIPE_DATA_DIR" envDefault:"./ragpipe-data" help:"data of the embedded NATS server and embedded store (dev)"`
+	LogLevel          string `env:"RAGPIPE_LOG_LEVEL" envDefault:"info" help:"log level: trace, debug, info, warn, error, fatal, panic or disabled"`
+	HTTPAddr          string `env:"RAGPIPE_HTTP_ADDR" envDefault:":9090" help:"address of /healthz, /readyz and /metrics (host:port); set but empty disables"`
+	Worker            Worker // ingestion worker tuning
 }
 
 // NATS holds the NATS connection settings.
@@ -83,12 +87,32 @@ type Qdrant struct {
 	WriteOrdering string        `env:"QDRANT_WRITE_ORDERING" envDefault:"medium" help:"write ordering: weak, medium or strong"`
 }
 
-// Embedder selects and configures the embedding service.
+// Embedder selects and configures an embedding service: the default one, or
+// an embedder profile, whose variables have the profile's name inserted (see
+// ProfileVar).
 type Embedder struct {
-	Kind   string `env:"RAGPIPE_EMBEDDER" envDefault:"hash" help:"hash (built-in, offline), openai (any OpenAI-compatible /v1/embeddings), ollama or tei"`
-	URL    string `env:"RAGPIPE_EMBEDDER_URL" help:"embedding service base URL (openai: with or without /v1; ollama, tei: the server root)"`
-	Model  string `env:"RAGPIPE_EMBEDDER_MODEL" help:"embedding model"`
-	APIKey string `env:"RAGPIPE_EMBEDDER_API_KEY" help:"embedding service API key (secret)"`
+	Kind           string        `env:"RAGPIPE_EMBEDDER" envDefault:"hash" help:"hash (built-in, offline), openai (any OpenAI-compatible /v1/embeddings), ollama or tei"`
+	URL            string        `env:"RAGPIPE_EMBEDDER_URL" help:"embedding service base URL, required unless hash (openai: with or without /v1; ollama, tei: the server root)"`
+	Model          string        `env:"RAGPIPE_EMBEDDER_MODEL" help:"embedding model, required for openai and ollama; for tei it names the served model so that changing it re-embeds"`
+	APIKey         string        `env:"RAGPIPE_EMBEDDER_API_KEY" help:"embedding service API key, sent as a bearer token (secret)"`
+	BatchSize      int           `env:"RAGPIPE_EMBEDDER_BATCH_SIZE" envDefault:"32" help:"texts per request to the embedding service (>= 1; tei refuses more than its --max-client-batch-size, default 32)"`
+	Concurrency    int           `env:"RAGPIPE_EMBEDDER_CONCURRENCY" envDefault:"4" help:"requests in flight to the embedding service, per collection dimension (>= 1)"`
+	Timeout        time.Duration `env:"RAGPIPE_EMBEDDER_TIMEOUT" envDefault:"30s" help:"per-request timeout of the embedding service (> 0)"`
+	MaxRetryTime   time.Duration `env:"RAGPIPE_EMBEDDER_MAX_RETRY_TIME" envDefault:"60s" help:"how long a request is retried after 429, 5xx, timeouts and network errors, Retry-After honoured, before its events are redelivered later (> 0)"`
+	Truncate       bool          `env:"RAGPIPE_EMBEDDER_TRUNCATE" envDefault:"true" help:"ollama, tei: truncate texts longer than the model's context instead of failing (true or false)"`
+	SendDimensions bool          `env:"RAGPIPE_EMBEDDER_SEND_DIMENSIONS" envDefault:"false" help:"openai: send the collection's dimensions as the request's dimensions, for models that shorten their vectors such as text-embedding-3 (true or false)"`
+}
+
+// ProfileVar returns the variable that sets, for embedder profile, the
+// setting whose default-embedder variable is name: RAGPIPE_EMBEDDER becomes
+// RAGPIPE_EMBEDDER_<PROFILE>_KIND and RAGPIPE_EMBEDDER_<SETTING> becomes
+// RAGPIPE_EMBEDDER_<PROFILE>_<SETTING>.
+func ProfileVar(name, profile string) string {
+	prefix := "RAGPIPE_EMBEDDER_" + strings.ToUpper(profile)
+	if name == "RAGPIPE_EMBEDDER" {
+		return prefix + "_KIND"
+	}
+	return prefix + strings.TrimPrefix(name, "RAGPIPE_EMBEDDER")
 }
 
 // Worker tunes the ingestion worker.
@@ -132,10 +156,11 @@ func LoadFrom(environ []string, dir string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	cfg, errs := parse(vars)
+	cfg, errs := parse[Config](vars, func(key string) string { return key })
 	if cfg == nil {
 		return nil, problems(errs)
 	}
+	cfg.Profiles, errs = parseProfiles(vars, cfg.Collections, errs)
 	if v, ok := vars["RAGPIPE_HTTP_ADDR"]; ok && v == "" {
 		cfg.HTTPAddr = "" // set but empty disables; env would fill the default
 	}
@@ -204,16 +229,17 @@ func environment(environ []string, dir string) (map[string]string, error) {
 
 var collectionsType = reflect.TypeFor[[]pipeline.Collection]()
 
-// parse fills a Config from vars. A variable that does not parse is reported
-// and then treated as unset, so that validation sees its default instead of
-// a zero value and does not report it a second time. parse returns a nil
-// Config only for errors that are bugs in Config's tags.
-func parse(vars map[string]string) (*Config, []error) {
+// parse fills a T from vars. A variable that does not parse is reported,
+// under the name that display gives it, and then treated as unset, so that
+// validation sees its default instead of a zero value and does not report it
+// a second time. parse returns a nil T only for errors that are bugs in T's
+// tags.
+func parse[T any](vars map[string]string, display func(key string) string) (*T, []error) {
 	opts := env.Options{
 		Environment: vars,
 		FuncMap:     map[reflect.Type]env.ParserFunc{collectionsType: parseCollections},
 	}
-	var cfg Config
+	var cfg T
 	err := env.ParseWithOptions(&cfg, opts)
 	if err == nil {
 		return &cfg, nil
@@ -228,29 +254,62 @@ func parse(vars map[string]string) (*Config, []error) {
 		if !errors.As(e, &pe) {
 			return nil, append(errs, e)
 		}
-		key := keyOf(pe)
+		key := keyOf(reflect.TypeFor[T](), pe)
 		if key == "" {
 			return nil, append(errs, e)
 		}
-		errs = append(errs, describe(key, vars[key], pe)...)
+		errs = append(errs, describe(display(key), vars[key], pe)...)
 		delete(vars, key)
 	}
-	cfg = Config{}
+	var zero T
+	cfg = zero
 	if err := env.ParseWithOptions(&cfg, opts); err != nil {
 		return nil, append(errs, err)
 	}
 	return &cfg, errs
 }
 
-// keyOf returns the variable of the field a ParseError is about.
-func keyOf(pe env.ParseError) string {
+// keyOf returns the variable of the field of t a ParseError is about.
+func keyOf(t reflect.Type, pe env.ParseError) string {
 	var key string
-	eachSetting(reflect.ValueOf(Config{}), func(f reflect.StructField, _ reflect.Value) {
+	eachSetting(reflect.New(t).Elem(), func(f reflect.StructField, _ reflect.Value) {
 		if key == "" && f.Name == pe.Name && f.Type == pe.Type {
 			key = f.Tag.Get("env")
 		}
 	})
 	return key
+}
+
+// parseProfiles reads the embedder profiles that collections name, appending
+// their problems to errs.
+func parseProfiles(vars map[string]string, collections []pipeline.Collection, errs []error) (map[string]Embedder, []error) {
+	var profiles map[string]Embedder // nil when there is none
+	for _, c := range collections {
+		name := c.Embedder
+		if _, done := profiles[name]; done || name == "" {
+			continue
+		}
+		display := func(key string) string { return ProfileVar(key, name) }
+		own := make(map[string]string) // by the default embedder's variables
+		eachSetting(reflect.ValueOf(Embedder{}), func(f reflect.StructField, _ reflect.Value) {
+			if v, ok := vars[display(f.Tag.Get("env"))]; ok {
+				own[f.Tag.Get("env")] = v
+			}
+		})
+		if own["RAGPIPE_EMBEDDER"] == "" {
+			errs = append(errs, fmt.Errorf("%s: not set, but RAGPIPE_COLLECTIONS entry %q names embedder profile %q",
+				display("RAGPIPE_EMBEDDER"), c.Name, name))
+		}
+		e, perrs := parse[Embedder](own, display)
+		errs = append(errs, perrs...)
+		if e != nil {
+			if profiles == nil {
+				profiles = make(map[string]Embedder)
+			}
+			profiles[name] = *e
+		}
+	}
+	return profiles, errs
 }
 
 // describe turns a ParseError into messages naming the variable and the
@@ -280,7 +339,10 @@ func describe(key, val string, pe env.ParseError) []error {
 	return []error{fmt.Errorf("%s=%q: %s", key, val, want)}
 }
 
-var collectionNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
+var (
+	collectionNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
+	profileNameRE    = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+)
 
 // parseCollections parses RAGPIPE_COLLECTIONS, reporting every bad entry.
 func parseCollections(s string) (any, error) {
@@ -292,9 +354,13 @@ func parseCollections(s string) (any, error) {
 	for entry := range strings.SplitSeq(s, ",") {
 		entry = strings.TrimSpace(entry)
 		parts := strings.Split(entry, ":")
-		if len(parts) != 3 {
-			errs = append(errs, fmt.Errorf("entry %q: must be name:dims:distance, such as documents:1024:cosine", entry))
+		if len(parts) != 3 && len(parts) != 4 {
+			errs = append(errs, fmt.Errorf("entry %q: must be name:dims:distance[:profile], such as documents:1024:cosine", entry))
 			continue
+		}
+		var profile string
+		if len(parts) == 4 {
+			profile = strings.ToLower(parts[3])
 		}
 		name, dist := parts[0], pipeline.Distance(strings.ToLower(parts[2]))
 		dims, err := strconv.Atoi(parts[1])
@@ -308,25 +374,34 @@ func parseCollections(s string) (any, error) {
 		if !slices.Contains([]pipeline.Distance{pipeline.Cosine, pipeline.Dot, pipeline.Euclid, pipeline.Manhattan}, dist) {
 			errs = append(errs, fmt.Errorf("entry %q: distance must be cosine, dot, euclid or manhattan", entry))
 		}
+		if len(parts) == 4 && !profileNameRE.MatchString(profile) {
+			errs = append(errs, fmt.Errorf("entry %q: profile must be 1-32 letters, digits or _, starting with a letter", entry))
+		}
 		if seen[name] {
 			errs = append(errs, fmt.Errorf("entry %q: collection %q is listed twice", entry, name))
 		}
 		seen[name] = true
 		if len(errs) == bad {
-			cs = append(cs, pipeline.Collection{Name: name, Dims: dims, Distance: dist})
+			cs = append(cs, pipeline.Collection{Name: name, Dims: dims, Distance: dist, Embedder: profile})
 		}
 	}
 	return cs, errors.Join(errs...)
 }
 
+// checker collects the problems of settings that fail their checks.
+type checker []error
+
+// check records the problem described by format and args unless ok.
+func (c *checker) check(ok bool, format string, args ...any) {
+	if !ok {
+		*c = append(*c, fmt.Errorf(format, args...))
+	}
+}
+
 // validate derives the Qdrant endpoint and reports every invalid setting.
 func (c *Config) validate() []error {
-	var errs []error
-	check := func(ok bool, format string, args ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
-		}
-	}
+	var errs checker
+	check := errs.check
 	for u := range strings.SplitSeq(c.NATS.URL, ",") {
 		check(validNATSURL(strings.TrimSpace(u)),
 			"NATS_URL entry %q: must be a nats://, tls://, ws:// or wss:// URL with a host, such as nats://127.0.0.1:4222", redactURL(strings.TrimSpace(u)))
@@ -338,8 +413,10 @@ func (c *Config) validate() []error {
 	check(c.Qdrant.PoolSize >= 1, "QDRANT_POOL_SIZE=%d: must be >= 1", c.Qdrant.PoolSize)
 	check(slices.Contains([]string{"weak", "medium", "strong"}, c.Qdrant.WriteOrdering),
 		"QDRANT_WRITE_ORDERING=%q: must be weak, medium or strong", c.Qdrant.WriteOrdering)
-	check(slices.Contains([]string{"hash", "openai", "ollama", "tei"}, c.Embedder.Kind),
-		"RAGPIPE_EMBEDDER=%q: must be hash, openai, ollama or tei", c.Embedder.Kind)
+	errs = append(errs, c.Embedder.validate(func(key string) string { return key })...)
+	for _, name := range slices.Sorted(maps.Keys(c.Profiles)) {
+		errs = append(errs, c.Profiles[name].validate(func(key string) string { return ProfileVar(key, name) })...)
+	}
 	check(validSubjectPrefix(c.SubjectPrefix),
 		"RAGPIPE_SUBJECT_PREFIX=%q: must be NATS subject tokens separated by dots, without wildcards (* >) or spaces", c.SubjectPrefix)
 	check(c.HNSW == "tenant" || c.HNSW == "global", "RAGPIPE_HNSW=%q: must be tenant or global", c.HNSW)
@@ -367,6 +444,26 @@ func (c *Config) validate() []error {
 		"RAGPIPE_MAX_ACK_PENDING=%d: must be >= 0 (0 means RAGPIPE_BATCH_SIZE*RAGPIPE_CONCURRENCY*2)", w.MaxAckPending)
 	check(w.AckWait >= time.Second, "RAGPIPE_ACK_WAIT=%s: must be >= 1s", w.AckWait)
 	check(w.StreamReplicas >= 1 && w.StreamReplicas <= 5, "RAGPIPE_STREAM_REPLICAS=%d: must be from 1 to 5", w.StreamReplicas)
+	return errs
+}
+
+// validate reports every invalid setting of an embedder whose variables name
+// gives.
+func (e Embedder) validate(name func(key string) string) []error {
+	var errs checker
+	check := errs.check
+	check(slices.Contains([]string{"hash", "openai", "ollama", "tei"}, e.Kind),
+		"%s=%q: must be hash, openai, ollama or tei", name("RAGPIPE_EMBEDDER"), e.Kind)
+	if e.Kind != "hash" {
+		u, err := url.Parse(e.URL)
+		check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "",
+			"%s=%q: must be an http:// or https:// URL with a host (%s needs one)", name("RAGPIPE_EMBEDDER_URL"), redactURL(e.URL), e.Kind)
+		check(e.Model != "" || e.Kind == "tei", "%s: required for %s", name("RAGPIPE_EMBEDDER_MODEL"), e.Kind)
+	}
+	check(e.BatchSize >= 1, "%s=%d: must be >= 1", name("RAGPIPE_EMBEDDER_BATCH_SIZE"), e.BatchSize)
+	check(e.Concurrency >= 1, "%s=%d: must be >= 1", name("RAGPIPE_EMBEDDER_CONCURRENCY"), e.Concurrency)
+	check(e.Timeout > 0, "%s=%s: must be > 0", name("RAGPIPE_EMBEDDER_TIMEOUT"), e.Timeout)
+	check(e.MaxRetryTime > 0, "%s=%s: must be > 0", name("RAGPIPE_EMBEDDER_MAX_RETRY_TIME"), e.MaxRetryTime)
 	return errs
 }
 
@@ -406,13 +503,20 @@ func validSubjectPrefix(s string) bool {
 const redacted = "REDACTED"
 
 // Redacted returns a copy of c with every secret that is set replaced by
-// "REDACTED": the API keys, the NATS password and token, and credentials in
-// the userinfo of NATS_URL, QDRANT_URL and RAGPIPE_EMBEDDER_URL.
+// "REDACTED": the API keys (embedder profiles' included), the NATS password
+// and token, and credentials in the userinfo of NATS_URL, QDRANT_URL and the
+// embedders' URLs.
 func (c Config) Redacted() Config {
+	profiles := make(map[string]Embedder, len(c.Profiles))
+	for name, e := range c.Profiles {
+		e.APIKey, e.URL = redactKey(e.APIKey), redactURL(e.URL)
+		profiles[name] = e
+	}
+	if c.Profiles != nil {
+		c.Profiles = profiles
+	}
 	for _, s := range []*string{&c.NATS.Password, &c.NATS.Token, &c.Qdrant.APIKey, &c.Embedder.APIKey} {
-		if *s != "" {
-			*s = redacted
-		}
+		*s = redactKey(*s)
 	}
 	for _, s := range []*string{&c.NATS.URL, &c.Qdrant.URL, &c.Embedder.URL} {
 		urls := strings.Split(*s, ",")
@@ -422,6 +526,14 @@ func (c Config) Redacted() Config {
 		*s = strings.Join(urls, ",")
 	}
 	return c
+}
+
+// redactKey hides a secret that is set.
+func redactKey(s string) string {
+	if s == "" {
+		return s
+	}
+	return redacted
 }
 
 // redactURL hides the password of a URL's userinfo, or the whole userinfo
@@ -462,22 +574,35 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 }
 
 // each calls fn with every variable and its value in c, durations and
-// collections in their environment form.
+// collections in their environment form, the embedder profiles' last.
 func (c Config) each(fn func(key string, val any)) {
 	eachSetting(reflect.ValueOf(c), func(f reflect.StructField, v reflect.Value) {
-		val := v.Interface()
-		switch x := val.(type) {
-		case time.Duration:
-			val = x.String()
-		case []pipeline.Collection:
-			s := make([]string, len(x))
-			for i, c := range x {
-				s[i] = fmt.Sprintf("%s:%d:%s", c.Name, c.Dims, c.Distance)
-			}
-			val = strings.Join(s, ",")
-		}
-		fn(f.Tag.Get("env"), val)
+		fn(f.Tag.Get("env"), envForm(v.Interface()))
 	})
+	for _, name := range slices.Sorted(maps.Keys(c.Profiles)) {
+		eachSetting(reflect.ValueOf(c.Profiles[name]), func(f reflect.StructField, v reflect.Value) {
+			fn(ProfileVar(f.Tag.Get("env"), name), envForm(v.Interface()))
+		})
+	}
+}
+
+// envForm returns val as it is written in the environment where that differs
+// from fmt's %v.
+func envForm(val any) any {
+	switch x := val.(type) {
+	case time.Duration:
+		return x.String()
+	case []pipeline.Collection:
+		s := make([]string, len(x))
+		for i, c := range x {
+			s[i] = fmt.Sprintf("%s:%d:%s", c.Name, c.Dims, c.Distance)
+			if c.Embedder != "" {
+				s[i] += ":" + c.Embedder
+			}
+		}
+		return strings.Join(s, ",")
+	}
+	return val
 }
 
 // eachSetting calls fn for every field of the struct v that has an env tag,

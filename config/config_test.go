@@ -29,8 +29,11 @@ func TestDefaults(t *testing.T) {
 			URL: "http://localhost:6334", Host: "localhost", Port: 6334,
 			Timeout: 30 * time.Second, PoolSize: 3, WriteOrdering: "medium",
 		},
-		Collections:       []pipeline.Collection{{Name: "documents", Dims: 1024, Distance: pipeline.Cosine}},
-		Embedder:          config.Embedder{Kind: "hash"},
+		Collections: []pipeline.Collection{{Name: "documents", Dims: 1024, Distance: pipeline.Cosine}},
+		Embedder: config.Embedder{
+			Kind: "hash", BatchSize: 32, Concurrency: 4, Timeout: 30 * time.Second,
+			MaxRetryTime: time.Minute, Truncate: true,
+		},
 		SubjectPrefix:     "rag",
 		HNSW:              "tenant",
 		Shards:            1,
@@ -89,6 +92,13 @@ func TestValidationErrors(t *testing.T) {
 		{"QDRANT_WRITE_ORDERING=eventual", `QDRANT_WRITE_ORDERING="eventual": must be weak, medium or strong`},
 		{"RAGPIPE_COLLECTIONS=docs:0:cosine", `RAGPIPE_COLLECTIONS entry "docs:0:cosine": dims must be`},
 		{"RAGPIPE_EMBEDDER=bert", `RAGPIPE_EMBEDDER="bert": must be hash, openai, ollama or tei`},
+		{"RAGPIPE_EMBEDDER=openai", `RAGPIPE_EMBEDDER_URL="": must be an http:// or https:// URL with a host (openai needs one)`},
+		{"RAGPIPE_EMBEDDER=ollama", `RAGPIPE_EMBEDDER_MODEL: required for ollama`},
+		{"RAGPIPE_EMBEDDER_BATCH_SIZE=0", `RAGPIPE_EMBEDDER_BATCH_SIZE=0: must be >= 1`},
+		{"RAGPIPE_EMBEDDER_CONCURRENCY=many", `RAGPIPE_EMBEDDER_CONCURRENCY="many": not an integer`},
+		{"RAGPIPE_EMBEDDER_TIMEOUT=0s", `RAGPIPE_EMBEDDER_TIMEOUT=0s: must be > 0`},
+		{"RAGPIPE_EMBEDDER_MAX_RETRY_TIME=0s", `RAGPIPE_EMBEDDER_MAX_RETRY_TIME=0s: must be > 0`},
+		{"RAGPIPE_EMBEDDER_TRUNCATE=yes please", `RAGPIPE_EMBEDDER_TRUNCATE="yes please": not a boolean`},
 		{"RAGPIPE_SUBJECT_PREFIX=rag.*", `RAGPIPE_SUBJECT_PREFIX="rag.*": must be`},
 		{"RAGPIPE_SUBJECT_PREFIX=rag..x", `RAGPIPE_SUBJECT_PREFIX="rag..x": must be`},
 		{"RAGPIPE_SUBJECT_PREFIX=my rag", `RAGPIPE_SUBJECT_PREFIX="my rag": must be`},
@@ -265,7 +275,11 @@ func TestCollections(t *testing.T) {
 		{value: "1docs:8:dot", err: `entry "1docs:8:dot": name must be 1-64 characters`},
 		{value: "Docs:8:dot", err: `name must be`},
 		{value: strings.Repeat("a", 65) + ":8:dot", err: `name must be`},
-		{value: "docs:8", err: `entry "docs:8": must be name:dims:distance`},
+		{value: "docs:8", err: `entry "docs:8": must be name:dims:distance[:profile]`},
+		{value: "docs:8:dot:bge:x", err: `entry "docs:8:dot:bge:x": must be name:dims:distance[:profile]`},
+		{value: "docs:8:dot:1bge", err: `entry "docs:8:dot:1bge": profile must be 1-32 letters, digits or _`},
+		{value: "docs:8:dot:bge-m3", err: `profile must be`},
+		{value: "docs:8:dot:", err: `profile must be`},
 		{value: "docs:8:dot,", err: `entry "": must be name:dims:distance`},
 		{value: "docs:8:dot,docs:16:cosine", err: `entry "docs:16:cosine": collection "docs" is listed twice`},
 	}
@@ -295,6 +309,7 @@ func TestRedaction(t *testing.T) {
 		"RAGPIPE_EMBEDDER_API_KEY=embed-key",
 		"NATS_URL=nats://alice:url-pass@n1:4222, nats://url-token@n2:4222,nats://n3:4222",
 		"RAGPIPE_EMBEDDER=openai",
+		"RAGPIPE_EMBEDDER_MODEL=text-embedding-3-small",
 		"RAGPIPE_EMBEDDER_URL=https://bob:embed-url-pass@llm:8000/v1",
 	}, t.TempDir())
 	if err != nil {
@@ -383,5 +398,121 @@ func TestSettings(t *testing.T) {
 	inContract := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return !slices.Contains(contract, n) })
 	if !slices.Equal(inContract, contract) {
 		t.Errorf("contract variables in Settings() = %v\nwant %v", inContract, contract)
+	}
+}
+
+func TestEmbedderProfiles(t *testing.T) {
+	c, err := config.LoadFrom([]string{
+		"RAGPIPE_COLLECTIONS=docs:1024:cosine:BGE_m3,notes:768:cosine:small,tickets:1024:dot:bge_m3,misc:1024:cosine",
+		"RAGPIPE_EMBEDDER_BGE_M3_KIND=tei",
+		"RAGPIPE_EMBEDDER_BGE_M3_URL=http://tei:8080",
+		"RAGPIPE_EMBEDDER_BGE_M3_BATCH_SIZE=16",
+		"RAGPIPE_EMBEDDER_BGE_M3_TRUNCATE=false",
+		"RAGPIPE_EMBEDDER_SMALL_KIND=openai",
+		"RAGPIPE_EMBEDDER_SMALL_URL=https://api.openai.com/v1",
+		"RAGPIPE_EMBEDDER_SMALL_MODEL=text-embedding-3-small",
+		"RAGPIPE_EMBEDDER_SMALL_API_KEY=sk-profile-secret",
+		"RAGPIPE_EMBEDDER_SMALL_SEND_DIMENSIONS=true",
+		"RAGPIPE_EMBEDDER_BATCH_SIZE=64", // the default embedder's: profiles do not inherit it
+	}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var profiles []string
+	for _, col := range c.Collections {
+		profiles = append(profiles, col.Embedder)
+	}
+	if want := []string{"bge_m3", "small", "bge_m3", ""}; !slices.Equal(profiles, want) {
+		t.Errorf("collection profiles %q, want %q", profiles, want)
+	}
+	want := map[string]config.Embedder{
+		"bge_m3": {Kind: "tei", URL: "http://tei:8080", BatchSize: 16, Concurrency: 4,
+			Timeout: 30 * time.Second, MaxRetryTime: time.Minute},
+		"small": {Kind: "openai", URL: "https://api.openai.com/v1", Model: "text-embedding-3-small",
+			APIKey: "sk-profile-secret", BatchSize: 32, Concurrency: 4, Timeout: 30 * time.Second,
+			MaxRetryTime: time.Minute, Truncate: true, SendDimensions: true},
+	}
+	if !reflect.DeepEqual(c.Profiles, want) {
+		t.Errorf("profiles\n got %+v\nwant %+v", c.Profiles, want)
+	}
+	if c.Embedder.BatchSize != 64 {
+		t.Errorf("default embedder batch size %d, want 64", c.Embedder.BatchSize)
+	}
+
+	// Profiles are printed and logged with their variables, secrets hidden.
+	var logged bytes.Buffer
+	log := zerolog.New(&logged)
+	log.Info().Object("config", c).Send()
+	for name, out := range map[string]string{"String": c.String(), "zerolog": logged.String()} {
+		if strings.Contains(out, "sk-profile-secret") {
+			t.Errorf("%s shows the profile's API key: %s", name, out)
+		}
+		for _, want := range []string{"RAGPIPE_EMBEDDER_SMALL_KIND", "RAGPIPE_EMBEDDER_BGE_M3_BATCH_SIZE", "RAGPIPE_EMBEDDER_SMALL_API_KEY", "docs:1024:cosine:bge_m3"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s lacks %s: %s", name, want, out)
+			}
+		}
+	}
+	if c.Redacted().Profiles["small"].APIKey != "REDACTED" || c.Profiles["small"].APIKey != "sk-profile-secret" {
+		t.Error("Redacted does not hide the profile's key, or changed the original")
+	}
+}
+
+func TestEmbedderProfileErrors(t *testing.T) {
+	_, err := config.LoadFrom([]string{
+		"RAGPIPE_COLLECTIONS=a:8:cosine:nokind,b:8:cosine:bad,c:8:cosine:nourl",
+		"RAGPIPE_EMBEDDER_BAD_KIND=openai",
+		"RAGPIPE_EMBEDDER_BAD_URL=ftp://x:url-secret@llm",
+		"RAGPIPE_EMBEDDER_BAD_MODEL=m",
+		"RAGPIPE_EMBEDDER_BAD_BATCH_SIZE=lots",
+		"RAGPIPE_EMBEDDER_BAD_TIMEOUT=0s",
+		"RAGPIPE_EMBEDDER_NOURL_KIND=ollama",
+	}, t.TempDir())
+	checkErr(t, err,
+		`RAGPIPE_EMBEDDER_NOKIND_KIND: not set, but RAGPIPE_COLLECTIONS entry "a" names embedder profile "nokind"`,
+		`RAGPIPE_EMBEDDER_BAD_BATCH_SIZE="lots": not an integer`,
+		`RAGPIPE_EMBEDDER_BAD_URL="ftp://x:REDACTED@llm": must be an http:// or https:// URL`,
+		`RAGPIPE_EMBEDDER_BAD_TIMEOUT=0s: must be > 0`,
+		`RAGPIPE_EMBEDDER_NOURL_URL="": must be`,
+		`RAGPIPE_EMBEDDER_NOURL_MODEL: required for ollama`,
+	)
+	if strings.Contains(err.Error(), "url-secret") {
+		t.Errorf("error shows a secret: %v", err)
+	}
+	// A value that does not parse is reported once, not again as its zero value.
+	if n := strings.Count(err.Error(), "RAGPIPE_EMBEDDER_BAD_BATCH_SIZE"); n != 1 {
+		t.Errorf("RAGPIPE_EMBEDDER_BAD_BATCH_SIZE reported %d times: %v", n, err)
+	}
+}
+
+func TestProfileVar(t *testing.T) {
+	for name, want := range map[string]string{
+		"RAGPIPE_EMBEDDER":         "RAGPIPE_EMBEDDER_BGE_KIND",
+		"RAGPIPE_EMBEDDER_URL":     "RAGPIPE_EMBEDDER_BGE_URL",
+		"RAGPIPE_EMBEDDER_API_KEY": "RAGPIPE_EMBEDDER_BGE_API_KEY",
+	} {
+		if got := config.ProfileVar(name, "bge"); got != want {
+			t.Errorf("ProfileVar(%s, bge) = %s, want %s", name, got, want)
+		}
+	}
+	// No profile's variable is one of the default embedder's.
+	var defaults []string
+	for _, s := range config.Settings() {
+		if strings.HasPrefix(s.Name, "RAGPIPE_EMBEDDER") {
+			defaults = append(defaults, s.Name)
+		}
+	}
+	for _, name := range defaults {
+		for _, other := range defaults {
+			suffix := strings.TrimPrefix(other, "RAGPIPE_EMBEDDER_")
+			for i := range len(suffix) {
+				if suffix[i] != '_' {
+					continue
+				}
+				if profile := strings.ToLower(suffix[:i]); config.ProfileVar(name, profile) == other {
+					t.Errorf("profile %q's %s is the default embedder's %s", profile, name, other)
+				}
+			}
+		}
 	}
 }
