@@ -268,6 +268,17 @@ func (w *Worker) settle(ctx context.Context, m jetstream.Msg, e pipeline.Event, 
 		w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Acked).Inc()
 	case pipeline.IsPermanent(err):
 		w.deadLetter(ctx, m, e.UserID, e.Collection, e.Version, err.Error())
+	case pipeline.IsMisconfigured(err):
+		// Not the event's fault (a refused API key, say): it waits for the
+		// fix however long that takes and is never dead-lettered. The
+		// stage logged the problem once, and /readyz shows it.
+		log.Debug().Err(err).Msg("event waits for the embedder to be fixed")
+		if attempt >= uint64(w.cfg.MaxDeliver) {
+			w.requeue(ctx, m, e, log)
+			return
+		}
+		_ = m.NakWithDelay(w.retryDelay(attempt))
+		w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Retried).Inc()
 	case attempt >= uint64(w.cfg.MaxDeliver):
 		w.deadLetter(ctx, m, e.UserID, e.Collection, e.Version,
 			fmt.Sprintf("still failing after %d attempts: %v", attempt, err))
@@ -277,6 +288,38 @@ func (w *Worker) settle(ctx context.Context, m jetstream.Msg, e pipeline.Event, 
 		_ = m.NakWithDelay(delay)
 		w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Retried).Inc()
 	}
+}
+
+// requeue republishes a message that used up its attempts through no fault
+// of its own as a fresh copy, so that the delivery count that dead-letters
+// events starts again, then acknowledges it. The copy keeps the subject, the
+// body, the headers and the effective version (header Ragpipe-Version), so
+// it still ranks below any newer version. If the copy cannot be stored, the
+// message is redelivered later instead.
+func (w *Worker) requeue(ctx context.Context, m jetstream.Msg, e pipeline.Event, log zerolog.Logger) {
+	meta, err := m.Metadata()
+	if err != nil { // process settles only messages with metadata
+		_ = m.NakWithDelay(w.cfg.MaxRetryDelay)
+		return
+	}
+	cp := nats.NewMsg(m.Subject())
+	cp.Data = m.Data()
+	for k, v := range m.Headers() {
+		cp.Header[k] = v
+	}
+	cp.Header.Set(HeaderVersion, strconv.FormatUint(e.Version, 10))
+	// A crash between the copy and the ack redelivers the message; the
+	// second copy is then dropped by JetStream.
+	cp.Header.Set(jetstream.MsgIDHeader, "ragpipe-requeue-"+strconv.FormatUint(meta.Sequence.Stream, 10))
+	if _, err := w.cfg.JetStream.PublishMsg(ctx, cp); err != nil {
+		log.Error().Err(err).Msg("event could not be requeued; will retry")
+		_ = m.NakWithDelay(w.cfg.MaxRetryDelay)
+		return
+	}
+	if err := m.Ack(); err != nil {
+		log.Warn().Err(err).Msg("ack of a requeued event failed; its redelivery is harmless")
+	}
+	w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Retried).Inc()
 }
 
 // retryDelay grows exponentially with the attempt, from about a second up to

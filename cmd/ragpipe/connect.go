@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -13,6 +14,7 @@ import (
 	"github.com/ragpipe/ragpipe/embedder"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/telemetry"
 )
 
 // connectNATS connects to cfg.NATS, retrying with backoff until ctx ends, and
@@ -54,16 +56,86 @@ func connectNATS(ctx context.Context, cfg config.NATS, name string, log zerolog.
 	return nc, nil
 }
 
-// newEmbedder returns the embedder the settings name.
-func newEmbedder(cfg *config.Config) (pipeline.Embedder, error) {
-	if cfg.Embedder.Kind != "hash" {
-		return nil, fmt.Errorf("RAGPIPE_EMBEDDER=%s is not available in this version; use hash", cfg.Embedder.Kind)
+// embedders are the embedders of a deployment's collections.
+type embedders struct {
+	// def embeds the collections that name no embedder profile, those
+	// created on first use included.
+	def pipeline.Embedder
+	// byCollection holds the embedder of each configured collection.
+	byCollection map[string]pipeline.Embedder
+}
+
+// newEmbedders builds the embedder of every configured collection and the
+// default one. Collections of the same profile and dimensions share one
+// embedder, and so its limit of requests in flight. The default embedder
+// produces the dimensions of the first collection that uses it, else 1024,
+// the dimensions of collections created on first use.
+func newEmbedders(cfg *config.Config, log zerolog.Logger, metrics *telemetry.Metrics) (*embedders, error) {
+	shared := make(map[string]pipeline.Embedder) // by profile and dimensions
+	get := func(profile string, dims int) (pipeline.Embedder, error) {
+		key := fmt.Sprintf("%s/%d", profile, dims)
+		if e, ok := shared[key]; ok {
+			return e, nil
+		}
+		settings, name := cfg.Embedder, "default"
+		if profile != "" {
+			settings, name = cfg.Profiles[profile], profile
+		}
+		e, err := embedderFor(settings, name, dims, log, metrics)
+		if err != nil {
+			return nil, fmt.Errorf("embedder %s: %w", name, err)
+		}
+		shared[key] = e
+		return e, nil
 	}
 	dims := 1024
-	if len(cfg.Collections) > 0 {
-		dims = cfg.Collections[0].Dims
+	if i := slices.IndexFunc(cfg.Collections, func(c pipeline.Collection) bool { return c.Embedder == "" }); i >= 0 {
+		dims = cfg.Collections[i].Dims
 	}
-	return embedder.NewHash(dims)
+	def, err := get("", dims)
+	if err != nil {
+		return nil, err
+	}
+	e := &embedders{def: def, byCollection: make(map[string]pipeline.Embedder, len(cfg.Collections))}
+	for _, c := range cfg.Collections {
+		if e.byCollection[c.Name], err = get(c.Embedder, c.Dims); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// newEmbedder returns the default embedder: the one of the collections that
+// name no embedder profile and of those created on first use. newEmbedders
+// gives every collection's.
+func newEmbedder(cfg *config.Config) (pipeline.Embedder, error) {
+	e, err := newEmbedders(cfg, zerolog.Nop(), nil)
+	if err != nil {
+		return nil, err
+	}
+	return e.def, nil
+}
+
+// embedderFor returns the embedder settings describe, producing vectors of
+// dims; name labels its logs and metrics.
+func embedderFor(settings config.Embedder, name string, dims int, log zerolog.Logger, metrics *telemetry.Metrics) (pipeline.Embedder, error) {
+	cfg := embedder.Config{
+		URL: settings.URL, Model: settings.Model, APIKey: settings.APIKey,
+		Dimensions: dims, SendDimensions: settings.SendDimensions, Truncate: settings.Truncate,
+		BatchSize: settings.BatchSize, Concurrency: settings.Concurrency,
+		Timeout: settings.Timeout, MaxRetryTime: settings.MaxRetryTime,
+		Name: name, Logger: log, Metrics: metrics,
+	}
+	switch settings.Kind {
+	case "openai":
+		return embedder.NewOpenAI(cfg)
+	case "ollama":
+		return embedder.NewOllama(cfg)
+	case "tei":
+		return embedder.NewTEI(cfg)
+	default: // hash: config.Load accepts nothing else
+		return embedder.NewHash(dims)
+	}
 }
 
 // newQdrant connects to the Qdrant the settings name.

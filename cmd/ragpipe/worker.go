@@ -24,7 +24,8 @@ var workerCommand = command{
 func runWorker(ctx context.Context, env *environment, _ []string) error {
 	cfg, log := env.cfg, env.log
 	log.Info().Object("config", cfg).Msg("starting")
-	emb, err := newEmbedder(cfg)
+	metrics := telemetry.NewMetrics()
+	embedders, err := newEmbedders(cfg, log, metrics)
 	if err != nil {
 		return err
 	}
@@ -50,10 +51,10 @@ func runWorker(ctx context.Context, env *environment, _ []string) error {
 	if err != nil {
 		return err
 	}
-	metrics := telemetry.NewMetrics()
 	stage, err := pipeline.NewStage(pipeline.StageConfig{
-		Sink: store, Versions: register, Embedder: emb, Chunker: chunker,
-		Collections: cfg.Collections, AutoCreate: cfg.AutoCreate, Metrics: metrics,
+		Sink: store, Versions: register, Embedder: embedders.def, Embedders: embedders.byCollection,
+		Chunker: chunker, Collections: cfg.Collections, AutoCreate: cfg.AutoCreate, Reuse: store,
+		Metrics: metrics, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -81,7 +82,8 @@ func runWorker(ctx context.Context, env *environment, _ []string) error {
 					}
 					return nil
 				},
-				"qdrant": store.Health,
+				"qdrant":    store.Health,
+				"embedders": stage.Ready,
 			},
 		})
 		if err != nil {
