@@ -86,7 +86,9 @@ import (
 const MaxHashDims = 65536
 
 // Hash is the built-in offline embedder. See the package documentation for the
-// method. A Hash is safe for concurrent use; create it with NewHash.
+// method. A Hash is safe for concurrent use; create it with NewHash. It does
+// not implement pipeline.Identified: embedding a text costs it less than
+// looking up a stored vector, so the stage never tries to reuse its vectors.
 type Hash struct {
 	dims int
 	pool sync.Pool // *hashScratch, so that Embed allocates only its results

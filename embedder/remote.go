@@ -67,7 +67,8 @@ type Config struct {
 
 	// Name labels logs and metrics: the embedder profile. Default "default".
 	Name string
-	// Client sends the requests. Default: a client of its own.
+	// Client sends the requests. Default: a client of its own, keeping up to
+	// Concurrency idle connections.
 	Client *http.Client
 	// Logger receives retries. The zero Logger discards everything.
 	Logger zerolog.Logger
@@ -96,7 +97,9 @@ func (c *Config) setDefaults() {
 		c.Name = "default"
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = c.Concurrency // keep every connection of the pool alive
+		c.Client = &http.Client{Transport: t}
 	}
 }
 
