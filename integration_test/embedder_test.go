@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/qdrant/go-client/qdrant"
 
 	"github.com/ragpipe/ragpipe/embedder"
@@ -211,9 +212,13 @@ func TestEmbedderMisconfigured(t *testing.T) {
 		doc := fmt.Sprint("doc-", i)
 		events = append(events, event{user: "alice", collection: "docs", body: map[string]any{"doc_id": doc, "text": "text of " + doc}})
 	}
+	// A producer's publish expectation holds for the original only: a
+	// requeued copy must not carry it.
+	events = append(events, event{user: "bob", collection: "docs", body: map[string]any{"doc_id": "b", "text": "text of b"},
+		header: nats.Header{"Nats-Expected-Last-Subject-Sequence": []string{"0"}, "Nats-Msg-Id": []string{"b-1"}}})
 	seqs := s.publish(events)
 	for i, e := range events {
-		m.add("docs", "alice", e.body["doc_id"].(string), "upsert", e.body["text"].(string), nil, seqs[i])
+		m.add("docs", e.user, e.body["doc_id"].(string), "upsert", e.body["text"].(string), nil, seqs[i])
 	}
 	// Each event is tried at least three times: more than RAGPIPE_MAX_DELIVER.
 	waitFor(t, time.Minute, "events retried", func() error {
@@ -221,7 +226,7 @@ func TestEmbedderMisconfigured(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if n := metricValue(t, page, `ragpipe_events_total{collection="docs",outcome="retried"}`); n < 15 {
+		if n := metricValue(t, page, `ragpipe_events_total{collection="docs",outcome="retried"}`); n < 18 {
 			return fmt.Errorf("%v retries", n)
 		}
 		return nil

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -293,8 +294,8 @@ func (w *Worker) settle(ctx context.Context, m jetstream.Msg, e pipeline.Event, 
 // requeue republishes a message that used up its attempts through no fault
 // of its own as a fresh copy, so that the delivery count that dead-letters
 // events starts again, then acknowledges it. The copy keeps the subject, the
-// body, the headers and the effective version (header Ragpipe-Version), so
-// it still ranks below any newer version. If the copy cannot be stored, the
+// body, the headers but NATS's own and the effective version (header
+// Ragpipe-Version), so it still ranks below any newer version. If the copy cannot be stored, the
 // message is redelivered later instead.
 func (w *Worker) requeue(ctx context.Context, m jetstream.Msg, e pipeline.Event, log zerolog.Logger) {
 	meta, err := m.Metadata()
@@ -305,7 +306,9 @@ func (w *Worker) requeue(ctx context.Context, m jetstream.Msg, e pipeline.Event,
 	cp := nats.NewMsg(m.Subject())
 	cp.Data = m.Data()
 	for k, v := range m.Headers() {
-		cp.Header[k] = v
+		if !strings.HasPrefix(k, "Nats-") { // publish expectations and ids would refuse or drop the copy
+			cp.Header[k] = v
+		}
 	}
 	cp.Header.Set(HeaderVersion, strconv.FormatUint(e.Version, 10))
 	// A crash between the copy and the ack redelivers the message; the
