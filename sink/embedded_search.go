@@ -1,0 +1,399 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+
+	"github.com/google/uuid"
+	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/search"
+)
+
+// parallelScanElems is the tenant size, in vector elements, from which a
+// search is split over several goroutines (below it, starting them costs
+// more than it saves).
+const parallelScanElems = 1 << 18
+
+// Search returns the best hits of q among q.UserID's points of collection,
+// best first (see Embedded for scores, thresholds and filters). It never
+// returns another tenant's points. A query search.Query.Validate refuses,
+// or a vector of other dimensions than the collection's, is a permanent
+// error; an unknown collection wraps pipeline.ErrUnknownCollection. It holds
+// the collection for reading: searches run concurrently with each other and
+// wait only for the in-memory part of a write.
+func (e *Embedded) Search(ctx context.Context, collection string, q search.Query) ([]search.Hit, error) {
+	if err := q.Validate(); err != nil {
+		return nil, pipeline.Permanent(fmt.Errorf("embedded search in %q: %w", collection, err))
+	}
+	hits := []search.Hit{}
+	err := e.read(ctx, collection, func(c *coll) error {
+		if len(q.Vector) != c.dims {
+			return pipeline.Permanent(fmt.Errorf("embedded search in %q: query vector of %d dimensions, collection has %d",
+				collection, len(q.Vector), c.dims))
+		}
+		t := c.st.tenants[q.UserID]
+		if t == nil {
+			return nil
+		}
+		s := scan{dist: c.dist, q: slices.Clone(q.Vector), conds: conditions(q.Filter), topK: q.TopK, threshold: q.ScoreThreshold}
+		if c.dist == pipeline.Cosine {
+			normalize(s.q)
+		}
+		for _, h := range s.run(t, e.cfg.SearchParallelism) {
+			hits = append(hits, search.Hit{
+				DocID:      h.e.doc,
+				ChunkIndex: h.e.chunk,
+				Score:      h.score,
+				Text:       h.e.text,
+				Metadata:   copyMap(h.e.meta),
+				Version:    h.e.version,
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return hits, nil
+}
+
+// scan is one search over one tenant.
+type scan struct {
+	dist      pipeline.Distance
+	q         []float32
+	conds     []cond
+	topK      int
+	threshold *float32
+}
+
+// cand is a scored point. key orders candidates, higher first: the score
+// for cosine and dot, the negated distance for euclid and manhattan.
+type cand struct {
+	key, score float32
+	e          *entry
+}
+
+func candBetter(a, b cand) bool {
+	if a.key != b.key {
+		return a.key > b.key
+	}
+	return idLess(a.e.id, b.e.id)
+}
+
+// run scans t's blocks, split over up to workers goroutines, and returns the
+// best candidates, best first.
+func (s *scan) run(t *tenant, workers int) []cand {
+	nb := len(t.blocks)
+	if len(t.pts)*t.dims < parallelScanElems {
+		workers = 1
+	}
+	workers = max(min(workers, nb), 1)
+	parts := make([]*bounded[cand], workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*nb/workers, (w+1)*nb/workers
+		if w == workers-1 {
+			parts[w] = s.blocks(t, lo, hi) // on this goroutine
+			continue
+		}
+		wg.Go(func() { parts[w] = s.blocks(t, lo, hi) })
+	}
+	wg.Wait()
+	best := parts[0]
+	for _, p := range parts[1:] {
+		for _, c := range p.h {
+			best.push(c)
+		}
+	}
+	return best.sorted()
+}
+
+// blocks scans t's blocks lo to hi.
+func (s *scan) blocks(t *tenant, lo, hi int) *bounded[cand] {
+	best := newBounded(s.topK, candBetter)
+	score := kernels[s.dist]
+	lowerBetter := s.dist == pipeline.Euclid || s.dist == pipeline.Manhattan
+	dims := t.dims
+	for b := lo; b < hi; b++ {
+		block := t.blocks[b]
+		base := b * blockPoints
+		for i := 0; i*dims < len(block); i++ {
+			e := t.pts[base+i]
+			if !matchAll(s.conds, e.meta) {
+				continue
+			}
+			sc := score(s.q, block[i*dims:(i+1)*dims])
+			key := sc
+			if lowerBetter {
+				key = -sc
+			}
+			if s.threshold != nil && (!lowerBetter && sc < *s.threshold || lowerBetter && sc > *s.threshold) {
+				continue
+			}
+			if len(best.h) == best.k && key < best.h[0].key {
+				continue // cheaper than push for the usual loser
+			}
+			best.push(cand{key: key, score: sc, e: e})
+		}
+	}
+	return best
+}
+
+// kernels score a query against a stored vector, as Qdrant does: the dot
+// product for cosine (both vectors normalised) and dot, the distance for
+// euclid and manhattan.
+var kernels = map[pipeline.Distance]func(q, v []float32) float32{
+	pipeline.Cosine:    dotProduct,
+	pipeline.Dot:       dotProduct,
+	pipeline.Euclid:    euclidDistance,
+	pipeline.Manhattan: manhattanDistance,
+}
+
+func dotProduct(q, v []float32) float32 {
+	return blas32.Dot(blas32.Vector{N: len(q), Inc: 1, Data: q}, blas32.Vector{N: len(v), Inc: 1, Data: v})
+}
+
+func euclidDistance(q, v []float32) float32 {
+	v = v[:len(q)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(q); i += 4 {
+		d0, d1, d2, d3 := q[i]-v[i], q[i+1]-v[i+1], q[i+2]-v[i+2], q[i+3]-v[i+3]
+		s0 += d0 * d0
+		s1 += d1 * d1
+		s2 += d2 * d2
+		s3 += d3 * d3
+	}
+	for ; i < len(q); i++ {
+		d := q[i] - v[i]
+		s0 += d * d
+	}
+	return float32(math.Sqrt(float64(s0 + s1 + s2 + s3)))
+}
+
+func manhattanDistance(q, v []float32) float32 {
+	v = v[:len(q)]
+	abs := func(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(q); i += 4 {
+		s0 += abs(q[i] - v[i])
+		s1 += abs(q[i+1] - v[i+1])
+		s2 += abs(q[i+2] - v[i+2])
+		s3 += abs(q[i+3] - v[i+3])
+	}
+	for ; i < len(q); i++ {
+		s0 += abs(q[i] - v[i])
+	}
+	return s0 + s1 + s2 + s3
+}
+
+// cond is one metadata condition: the value of key must match one of vals
+// (string, bool, int64 or float64, as search.Query.Validate allows).
+type cond struct {
+	key  string
+	vals []any
+}
+
+// conditions turns a validated search filter into conditions on metadata.
+func conditions(f map[string][]any) []cond {
+	conds := make([]cond, 0, len(f))
+	for key, vals := range f {
+		conds = append(conds, cond{key: key, vals: vals})
+	}
+	return conds
+}
+
+// matchAll reports whether meta satisfies every condition. Metadata is
+// flat: an array matches when one of its elements does, as in Qdrant.
+func matchAll(conds []cond, meta map[string]any) bool {
+	for i := range conds {
+		v, ok := meta[conds[i].key]
+		if !ok {
+			return false
+		}
+		if list, isList := v.([]any); isList {
+			if !slices.ContainsFunc(list, func(x any) bool { return matchValue(x, conds[i].vals) }) {
+				return false
+			}
+		} else if !matchValue(v, conds[i].vals) {
+			return false
+		}
+	}
+	return true
+}
+
+// matchValue compares a stored value with filter values as Qdrant's match
+// (strings, bools, integers) and range (floats) conditions do.
+func matchValue(stored any, vals []any) bool {
+	for _, want := range vals {
+		switch w := want.(type) {
+		case string:
+			if s, ok := stored.(string); ok && s == w {
+				return true
+			}
+		case bool:
+			if b, ok := stored.(bool); ok && b == w {
+				return true
+			}
+		case int64:
+			if i, ok := stored.(int64); ok && i == w {
+				return true
+			}
+		case float64:
+			switch s := stored.(type) {
+			case int64:
+				if float64(s) == w {
+					return true
+				}
+			case float64:
+				if s == w {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// List returns up to limit documents of userID in collection, ordered by
+// doc_id, after the opaque cursor ("" for the first page), and the cursor of
+// the next page ("" after the last, so that a full page always has a
+// successor). A document is listed from its chunk 0 point (version,
+// chunk_count, metadata); every document that exists throughout a listing
+// appears exactly once, whatever is written meanwhile. An invalid user or a
+// limit outside 1-search.MaxLimit is a permanent error, a cursor List did not
+// return one wrapping search.ErrInvalidCursor.
+func (e *Embedded) List(ctx context.Context, collection, userID string, limit int, cursor string) ([]search.Doc, string, error) {
+	if !pipeline.ValidUserID(userID) || limit < 1 || limit > search.MaxLimit {
+		return nil, "", pipeline.Permanent(fmt.Errorf("embedded list in %q: user %q, limit %d: invalid", collection, userID, limit))
+	}
+	after, err := decodeListCursor(cursor)
+	if err != nil {
+		return nil, "", pipeline.Permanent(fmt.Errorf("embedded list in %q: %w", collection, err))
+	}
+	docs := []search.Doc{}
+	more := false
+	err = e.read(ctx, collection, func(c *coll) error {
+		t := c.st.tenants[userID]
+		if t == nil {
+			return nil
+		}
+		best := newBounded(limit, func(a, b *entry) bool { return a.doc < b.doc })
+		for doc, chunks := range t.docs {
+			if cursor != "" && doc <= after {
+				continue
+			}
+			var head *entry
+			for _, p := range chunks {
+				if p.chunk == 0 && (head == nil || p.version > head.version) {
+					head = p
+				}
+			}
+			if head != nil && !best.push(head) {
+				more = true
+			}
+		}
+		for _, p := range best.sorted() {
+			docs = append(docs, search.Doc{DocID: p.doc, Version: p.version, ChunkCount: p.count, Metadata: copyMap(p.meta)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if !more || len(docs) == 0 {
+		return docs, "", nil
+	}
+	return docs, encodeListCursor(docs[len(docs)-1].DocID), nil
+}
+
+// listCursorKind starts every list cursor: base64url of it and the last
+// doc_id listed.
+const listCursorKind = 'd'
+
+func encodeListCursor(docID string) string {
+	return base64.RawURLEncoding.EncodeToString(append([]byte{listCursorKind}, docID...))
+}
+
+func decodeListCursor(cursor string) (string, error) {
+	if cursor == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(b) < 2 || b[0] != listCursorKind {
+		return "", fmt.Errorf("cursor %q: %w", cursor, search.ErrInvalidCursor)
+	}
+	return string(b[1:]), nil
+}
+
+// idLess orders point ids as their canonical strings sort.
+func idLess(a, b uuid.UUID) bool { return bytes.Compare(a[:], b[:]) < 0 }
+
+// bounded keeps the k best items offered; better(a, b) means a ranks
+// before b. h is a heap whose root is the worst item kept.
+type bounded[T any] struct {
+	k      int
+	better func(a, b T) bool
+	h      []T
+}
+
+func newBounded[T any](k int, better func(a, b T) bool) *bounded[T] {
+	return &bounded[T]{k: k, better: better, h: make([]T, 0, min(k, 1024))}
+}
+
+// push offers x; it reports false once more than k items have been offered,
+// i.e. when x or a kept item was dropped.
+func (b *bounded[T]) push(x T) bool {
+	if len(b.h) < b.k {
+		b.h = append(b.h, x)
+		for i := len(b.h) - 1; i > 0; {
+			p := (i - 1) / 2
+			if !b.better(b.h[p], b.h[i]) {
+				break
+			}
+			b.h[p], b.h[i] = b.h[i], b.h[p]
+			i = p
+		}
+		return true
+	}
+	if b.better(x, b.h[0]) {
+		b.h[0] = x
+		for i := 0; ; {
+			worst, l, r := i, 2*i+1, 2*i+2
+			if l < len(b.h) && b.better(b.h[worst], b.h[l]) {
+				worst = l
+			}
+			if r < len(b.h) && b.better(b.h[worst], b.h[r]) {
+				worst = r
+			}
+			if worst == i {
+				break
+			}
+			b.h[i], b.h[worst] = b.h[worst], b.h[i]
+			i = worst
+		}
+	}
+	return false
+}
+
+// sorted returns the kept items, best first.
+func (b *bounded[T]) sorted() []T {
+	slices.SortFunc(b.h, func(x, y T) int {
+		switch {
+		case b.better(x, y):
+			return -1
+		case b.better(y, x):
+			return 1
+		}
+		return 0
+	})
+	return b.h
+}
