@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/google/uuid"
 	"github.com/qdrant/go-client/qdrant"
@@ -25,7 +26,7 @@ var (
 // Search runs q with Qdrant's Query API: nearest neighbours of q.Vector
 // among the points whose user_id is q.UserID (always a must condition) and
 // whose metadata match q.Filter, at most q.TopK, none scoring below
-// q.ScoreThreshold, best first.
+// q.ScoreThreshold (a hit scoring exactly the threshold is kept), best first.
 //
 // A missing collection gives an error wrapping pipeline.ErrUnknownCollection.
 // Transient failures are retried with backoff until ctx ends (or
@@ -41,8 +42,12 @@ func (q *Qdrant) Search(ctx context.Context, collection string, sq search.Query)
 		Query:          qdrant.NewQueryDense(sq.Vector),
 		Filter:         tenantFilter(sq.UserID, metadataConditions(sq.Filter)...),
 		Limit:          qdrant.PtrOf(uint64(sq.TopK)),
-		ScoreThreshold: sq.ScoreThreshold,
 		WithPayload:    hitPayload,
+	}
+	if t := sq.ScoreThreshold; t != nil {
+		// Qdrant keeps only scores better than its threshold; a hit scoring
+		// exactly ours must stay, so ask for one float32 step below it.
+		req.ScoreThreshold = qdrant.PtrOf(math.Nextafter32(*t, float32(math.Inf(-1))))
 	}
 	var points []*qdrant.ScoredPoint
 	err := q.retry(ctx, "query", collection, func(ctx context.Context) error {

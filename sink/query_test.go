@@ -82,6 +82,11 @@ func TestSearchQdrant(t *testing.T) {
 		storeSearchDocs(t, s, "search", u)
 	}
 	threshold := float32(0.9)
+	top4, err := s.Search(t.Context(), "search", search.Query{UserID: "alice", Vector: query0, TopK: 4})
+	if err != nil || len(top4) != 4 {
+		t.Fatalf("search: %v, %v", top4, err)
+	}
+	exact := top4[3].Score // d3's score, as Qdrant computes it: a threshold equal to it keeps d3
 	tests := []struct {
 		name      string
 		filter    map[string][]any
@@ -103,6 +108,7 @@ func TestSearchQdrant(t *testing.T) {
 		{"no such key", map[string][]any{"colour": {"red"}}, 10, nil, []string{}},
 		{"no such value", map[string][]any{"env": {"qa"}}, 10, nil, []string{}},
 		{"score threshold", nil, 10, &threshold, []string{"d0", "d1", "d2"}},
+		{"score threshold equal to a score", nil, 10, &exact, []string{"d0", "d1", "d2", "d3"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

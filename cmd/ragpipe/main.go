@@ -37,7 +37,7 @@ type environment struct {
 	stderr io.Writer
 }
 
-var commands = []command{workerCommand, publishCommand, dlqCommand}
+var commands = []command{workerCommand, publishCommand, dlqCommand, searcherCommand, queryCommand}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
