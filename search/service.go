@@ -211,11 +211,12 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 // Info is the service's $SRV.INFO answer: id, version and endpoints.
 func (s *Service) Info() micro.Info { return s.svc.Info() }
 
-// Stop stops taking requests, answers every request already received (those
-// held by a handler end by their deadline at the latest), flushes the replies
-// and returns. If ctx ends first, requests still waiting for a handler are
-// answered 503 and Stop returns ctx's error. Stopping twice is harmless; it
-// does not close the connection.
+// Stop stops taking requests, answers every request already received (each
+// is answered by its deadline at the latest), flushes the replies and
+// returns. If ctx ends before the subscriptions have handed every received
+// request to the queue, those not yet queued are answered 503 and Stop
+// returns an error wrapping ctx's. Stopping twice is harmless; Stop does not
+// close the connection.
 func (s *Service) Stop(ctx context.Context) error {
 	s.stop.Do(func() { s.stopErr = s.drain(ctx) })
 	return s.stopErr
