@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qdrant/go-client/qdrant"
 	"github.com/rs/zerolog"
 
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
@@ -73,46 +72,7 @@ func TestEmbeddedContractReopened(t *testing.T) {
 // semantics are checked against the real thing.
 func TestContractQdrant(t *testing.T) {
 	node := qdranttest.Start(t)
-	testStoreContract(t, func(t *testing.T) contractStore { return qdrantContract{newSink(t, node, nil)} })
-}
-
-// qdrantContract adds Scroll, with the embedded store's cursor semantics, to
-// the Qdrant sink.
-type qdrantContract struct{ *sink.Qdrant }
-
-func (q qdrantContract) Scroll(ctx context.Context, collection, after string, limit int) ([]pipeline.Point, string, error) {
-	req := &qdrant.ScrollPoints{
-		CollectionName: collection,
-		Limit:          qdrant.PtrOf(uint32(limit + 2)),
-		WithPayload:    qdrant.NewWithPayload(true),
-		WithVectors:    qdrant.NewWithVectors(true),
-	}
-	if after != "" {
-		req.Offset = qdrant.NewIDUUID(after)
-	}
-	pts, err := q.Client().Scroll(ctx, req)
-	if err != nil {
-		return nil, "", err
-	}
-	var out []pipeline.Point
-	for _, p := range pts {
-		if p.GetId().GetUuid() == after {
-			continue
-		}
-		pl := sink.PayloadMap(p.GetPayload())
-		md, _ := pl["metadata"].(map[string]any)
-		out = append(out, pipeline.Point{
-			ID: p.GetId().GetUuid(), Vector: p.GetVectors().GetVector().GetDenseVector().GetData(),
-			UserID: pl["user_id"].(string), DocID: pl["doc_id"].(string),
-			ChunkIndex: int(pl["chunk_index"].(int64)), ChunkCount: int(pl["chunk_count"].(int64)),
-			Text: pl["text"].(string), Metadata: md, Version: uint64(pl["version"].(int64)),
-		})
-		out[len(out)-1].TextHash, _ = pl["text_hash"].(string)
-	}
-	if len(out) <= limit {
-		return out, "", nil
-	}
-	return out[:limit], out[limit-1].ID, nil
+	testStoreContract(t, func(t *testing.T) contractStore { return newSink(t, node, nil) })
 }
 
 // reopeningStore is an embedded store reopened after each write.

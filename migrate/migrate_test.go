@@ -1,0 +1,208 @@
+package migrate_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ragpipe/ragpipe/internal/qdranttest"
+	"github.com/ragpipe/ragpipe/migrate"
+	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/sink"
+)
+
+// store is what the tests need of both stores.
+type store interface {
+	migrate.Source
+	migrate.Target
+	Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error
+}
+
+var collections = []pipeline.Collection{
+	{Name: "docs", Dims: 16, Distance: pipeline.Cosine},
+	{Name: "chat", Dims: 8, Distance: pipeline.Dot},
+}
+
+// fill writes documents of several tenants into every test collection.
+func fill(t *testing.T, s store, docs int) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, c := range collections {
+		if err := s.EnsureCollection(t.Context(), c, true); err != nil {
+			t.Fatal(err)
+		}
+		var writes []pipeline.DocWrite
+		for d := range docs {
+			w := pipeline.DocWrite{UserID: fmt.Sprint("user-", d%3), DocID: fmt.Sprint("doc-", d), Version: uint64(1 + d%4)}
+			chunks := 1 + r.IntN(3)
+			for i := range chunks {
+				v := make([]float32, c.Dims)
+				var norm float64
+				for j := range v {
+					v[j] = r.Float32() - 0.5
+					norm += float64(v[j] * v[j])
+				}
+				for j := range v { // unit length: cosine stores it as is
+					v[j] /= float32(math.Sqrt(norm))
+				}
+				w.Points = append(w.Points, pipeline.Point{
+					ID: pipeline.PointID(w.UserID, w.DocID, i), Vector: v, UserID: w.UserID, DocID: w.DocID,
+					ChunkIndex: i, ChunkCount: chunks, Text: fmt.Sprintf("chunk %d of %s", i, w.DocID),
+					Metadata: map[string]any{"n": int64(d), "tag": "x"}, Version: w.Version, TextHash: fmt.Sprint("h", d, i),
+				})
+			}
+			writes = append(writes, w)
+		}
+		if err := s.Apply(t.Context(), c.Name, writes); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// all reads every point of collection, in id order.
+func all(t *testing.T, s migrate.Source, collection string) []pipeline.Point {
+	t.Helper()
+	var out []pipeline.Point
+	after := ""
+	for {
+		pts, next, err := s.Scroll(t.Context(), collection, after, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, pts...)
+		if next == "" {
+			slices.SortFunc(out, func(a, b pipeline.Point) int { return strings.Compare(a.ID, b.ID) })
+			return out
+		}
+		after = next
+	}
+}
+
+// assertSame fails unless both stores hold exactly the same points.
+func assertSame(t *testing.T, a, b migrate.Source) {
+	t.Helper()
+	for _, c := range collections {
+		pa, pb := all(t, a, c.Name), all(t, b, c.Name)
+		if len(pa) != len(pb) {
+			t.Fatalf("%s: %d points vs %d", c.Name, len(pa), len(pb))
+		}
+		for i := range pa {
+			x, y := pa[i], pb[i]
+			for j := range x.Vector {
+				if math.Abs(float64(x.Vector[j]-y.Vector[j])) > 1e-5 {
+					t.Fatalf("%s %s: vectors differ at %d: %v vs %v", c.Name, x.ID, j, x.Vector[j], y.Vector[j])
+				}
+			}
+			x.Vector, y.Vector = nil, nil
+			if fmt.Sprint(x) != fmt.Sprint(y) {
+				t.Fatalf("%s: point differs:\n%+v\n%+v", c.Name, x, y)
+			}
+		}
+	}
+}
+
+func openEmbedded(t *testing.T) *sink.Embedded {
+	t.Helper()
+	e, err := sink.OpenEmbedded(t.Context(), sink.EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+func openQdrant(t *testing.T, node *qdranttest.Node, cfg sink.QdrantConfig) *sink.Qdrant {
+	t.Helper()
+	cfg.Host, cfg.Port = "127.0.0.1", node.GRPCPort()
+	q, err := sink.NewQdrant(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+func TestEmbeddedToQdrant(t *testing.T) {
+	src, dst := openEmbedded(t), openQdrant(t, qdranttest.Start(t), sink.QdrantConfig{})
+	fill(t, src, 300)
+	state := filepath.Join(t.TempDir(), "state.json")
+	reports, err := migrate.Run(t.Context(), migrate.Config{Source: src, Target: dst, StateFile: state, PageSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reports) != 2 || reports[0].Copied == 0 || len(reports[0].Source) != 3 {
+		t.Fatalf("reports %+v", reports)
+	}
+	assertSame(t, src, dst)
+	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state file left after a complete copy: %v", err)
+	}
+}
+
+// TestQdrantToClusterInterrupted copies a single Qdrant node into a
+// three-node cluster with three shards and replication factor 2, is
+// interrupted half way, and resumes from the state file.
+func TestQdrantToClusterInterrupted(t *testing.T) {
+	src := openQdrant(t, qdranttest.Start(t), sink.QdrantConfig{})
+	nodes := qdranttest.StartCluster(t, 3)
+	dst := openQdrant(t, nodes[0], sink.QdrantConfig{Shards: 3, ReplicationFactor: 2})
+	fill(t, src, 400)
+	state := filepath.Join(t.TempDir(), "state.json")
+	ctx, cancel := context.WithCancel(t.Context())
+	cfg := migrate.Config{Source: src, Target: dst, StateFile: state, PageSize: 50,
+		Progress: func(_ string, copied, total int) {
+			if copied >= total/2 {
+				cancel()
+			}
+		}}
+	if _, err := migrate.Run(ctx, cfg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v, want context.Canceled", err)
+	}
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("no state file after interruption: %v", err)
+	}
+	cfg.Progress = nil
+	reports, err := migrate.Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, n := range reports[0].Source {
+		total += n
+	}
+	if !reports[0].Resumed || reports[0].Copied >= total || reports[0].Copied == 0 {
+		t.Errorf("first collection: resumed %v, copied %d of %d: want a resumed, partial copy", reports[0].Resumed, reports[0].Copied, total)
+	}
+	assertSame(t, src, dst)
+	info, err := dst.Client().GetCollectionInfo(t.Context(), "docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := info.GetConfig().GetParams(); p.GetShardNumber() != 3 || p.GetReplicationFactor() != 2 {
+		t.Errorf("target layout: %d shards, replication %d, want 3 and 2", p.GetShardNumber(), p.GetReplicationFactor())
+	}
+	// A rerun after completion copies everything again, harmlessly.
+	if _, err := migrate.Run(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, src, dst)
+}
+
+// TestCountMismatch: a target that already holds other points fails the check.
+func TestCountMismatch(t *testing.T) {
+	node := qdranttest.Start(t)
+	src, dst := openEmbedded(t), openQdrant(t, node, sink.QdrantConfig{})
+	fill(t, src, 20)
+	fill(t, dst, 30)
+	_, err := migrate.Run(t.Context(), migrate.Config{Source: src, Target: dst, StateFile: filepath.Join(t.TempDir(), "s")})
+	if !errors.Is(err, migrate.ErrCountMismatch) {
+		t.Fatalf("got %v, want ErrCountMismatch", err)
+	}
+}
