@@ -95,7 +95,7 @@ type Embedder struct {
 	URL            string        `env:"RAGPIPE_EMBEDDER_URL" help:"embedding service base URL, required unless hash (openai: with or without /v1; ollama, tei: the server root)"`
 	Model          string        `env:"RAGPIPE_EMBEDDER_MODEL" help:"embedding model, required for openai and ollama; for tei it names the served model so that changing it re-embeds"`
 	APIKey         string        `env:"RAGPIPE_EMBEDDER_API_KEY" help:"embedding service API key, sent as a bearer token (secret)"`
-	BatchSize      int           `env:"RAGPIPE_EMBEDDER_BATCH_SIZE" envDefault:"32" help:"texts per request to the embedding service (>= 1; tei refuses more than its --max-client-batch-size, default 32)"`
+	BatchSize      int           `env:"RAGPIPE_EMBEDDER_BATCH_SIZE" envDefault:"32" help:"texts per request to the embedding service (>= 1; tei refuses more than its --max-client-batch-size, which is 32 unless set)"`
 	Concurrency    int           `env:"RAGPIPE_EMBEDDER_CONCURRENCY" envDefault:"4" help:"requests in flight to the embedding service, per collection dimension (>= 1)"`
 	Timeout        time.Duration `env:"RAGPIPE_EMBEDDER_TIMEOUT" envDefault:"30s" help:"per-request timeout of the embedding service (> 0)"`
 	MaxRetryTime   time.Duration `env:"RAGPIPE_EMBEDDER_MAX_RETRY_TIME" envDefault:"60s" help:"how long a request is retried after 429, 5xx, timeouts and network errors, Retry-After honoured, before its events are redelivered later (> 0)"`
@@ -407,7 +407,7 @@ func (c *Config) validate() []error {
 			"NATS_URL entry %q: must be a nats://, tls://, ws:// or wss:// URL with a host, such as nats://127.0.0.1:4222", redactURL(strings.TrimSpace(u)))
 	}
 	var ok bool
-	c.Qdrant.Host, c.Qdrant.Port, c.Qdrant.TLS, ok = parseQdrantURL(c.Qdrant.URL)
+	c.Qdrant.Host, c.Qdrant.Port, c.Qdrant.TLS, ok = ParseQdrantURL(c.Qdrant.URL)
 	check(ok, "QDRANT_URL=%q: must be http://host[:port] or https://host[:port] (https means TLS, port defaults to 6334)", redactURL(c.Qdrant.URL))
 	check(c.Qdrant.Timeout > 0, "QDRANT_TIMEOUT=%s: must be > 0", c.Qdrant.Timeout)
 	check(c.Qdrant.PoolSize >= 1, "QDRANT_POOL_SIZE=%d: must be >= 1", c.Qdrant.PoolSize)
@@ -472,9 +472,9 @@ func validNATSURL(s string) bool {
 	return err == nil && slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) && u.Hostname() != ""
 }
 
-// parseQdrantURL splits http(s)://host[:port] into its parts; ok is false
-// for any other form.
-func parseQdrantURL(s string) (host string, port int, tls, ok bool) {
+// ParseQdrantURL splits http(s)://host[:port] (the form of QDRANT_URL) into
+// its parts; ok is false for any other form.
+func ParseQdrantURL(s string) (host string, port int, tls, ok bool) {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
 		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
