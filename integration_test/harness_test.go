@@ -78,17 +78,20 @@ func newSystem(t testing.TB, env ...string) *system {
 }
 
 // attach builds a system on running servers: NATS at natsURL (a
-// comma-separated list) and Qdrant at node, which the test reads from.
+// comma-separated list; "" for none) and Qdrant at node, which the test
+// reads from.
 func attach(t testing.TB, natsURL string, node *qdranttest.Node, env ...string) *system {
 	t.Helper()
-	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
+	var js jetstream.JetStream
+	if natsURL != "" {
+		nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		if js, err = jetstream.New(nc); err != nil {
+			t.Fatal(err)
+		}
 	}
 	qc, err := qdrant.NewClient(&qdrant.Config{Host: "127.0.0.1", Port: node.GRPCPort(), SkipCompatibilityCheck: true})
 	if err != nil {
@@ -163,18 +166,24 @@ func (s *system) start(name, dir string, args []string, env ...string) *process 
 func (s *system) startWorker(env ...string) *process {
 	s.t.Helper()
 	p := s.start("worker", "", []string{"worker"}, env...)
-	waitFor(s.t, 60*time.Second, "worker consuming", func() error {
+	waitLogged(s.t, p, "worker consuming")
+	return p
+}
+
+// waitLogged waits until the process has logged text, failing if it exits first.
+func waitLogged(t testing.TB, p *process, text string) {
+	t.Helper()
+	waitFor(t, 60*time.Second, text, func() error {
 		select {
 		case <-p.done:
-			return fmt.Errorf("worker exited: %v", p.err)
+			return fmt.Errorf("exited: %v", p.err)
 		default:
 		}
-		if !strings.Contains(p.log.String(), "worker consuming") {
-			return errors.New("not consuming yet")
+		if !strings.Contains(p.log.String(), text) {
+			return errors.New("not logged yet")
 		}
 		return nil
 	})
-	return p
 }
 
 // createStreams runs a worker until it has created the streams and the
@@ -297,7 +306,13 @@ func (s *system) stored(collection string) map[string]map[string]any {
 // assertStored fails the test unless collection holds exactly want.
 func (s *system) assertStored(collection string, want map[string]map[string]any) {
 	s.t.Helper()
-	got := s.stored(collection)
+	assertPoints(s.t, collection, s.stored(collection), want)
+}
+
+// assertPoints fails the test unless got, the points of collection as
+// stored() returns them, are exactly want.
+func assertPoints(t testing.TB, collection string, got, want map[string]map[string]any) {
+	t.Helper()
 	var missing, extra, differ []string
 	for id, w := range want {
 		g, ok := got[id]
@@ -316,7 +331,7 @@ func (s *system) assertStored(collection string, want map[string]map[string]any)
 	if len(missing)+len(extra)+len(differ) > 0 {
 		slices.Sort(missing)
 		slices.Sort(extra)
-		s.t.Fatalf("collection %s: %d points, want %d: %d missing %v, %d extra %v, %d differ %v",
+		t.Fatalf("collection %s: %d points, want %d: %d missing %v, %d extra %v, %d differ %v",
 			collection, len(got), len(want), len(missing), head(missing), len(extra), head(extra), len(differ), head(differ))
 	}
 }

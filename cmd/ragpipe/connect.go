@@ -65,6 +65,15 @@ type embedders struct {
 	byCollection map[string]pipeline.Embedder
 }
 
+// of returns the embedder of collection: its own when configured, else the
+// default one (collections created on first use).
+func (e *embedders) of(collection string) pipeline.Embedder {
+	if emb, ok := e.byCollection[collection]; ok {
+		return emb
+	}
+	return e.def
+}
+
 // newEmbedders builds the embedder of every configured collection and the
 // default one. Collections of the same profile and dimensions share one
 // embedder, and so its limit of requests in flight. The default embedder
@@ -103,17 +112,6 @@ func newEmbedders(cfg *config.Config, log zerolog.Logger, metrics *telemetry.Met
 		}
 	}
 	return e, nil
-}
-
-// newEmbedder returns the default embedder: the one of the collections that
-// name no embedder profile and of those created on first use. newEmbedders
-// gives every collection's.
-func newEmbedder(cfg *config.Config) (pipeline.Embedder, error) {
-	e, err := newEmbedders(cfg, zerolog.Nop(), nil)
-	if err != nil {
-		return nil, err
-	}
-	return e.def, nil
 }
 
 // embedderFor returns the embedder settings describe, producing vectors of

@@ -37,7 +37,7 @@ type environment struct {
 	stderr io.Writer
 }
 
-var commands = []command{workerCommand, publishCommand, dlqCommand, searcherCommand, queryCommand}
+var commands = []command{devCommand, workerCommand, searcherCommand, publishCommand, queryCommand, migrateCommand, dlqCommand}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -117,7 +117,9 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "ragpipe: document events in, tenant-scoped vector search out.")
 	fmt.Fprintln(w, "\nUsage: ragpipe <command> [flags]\n\nCommands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		first, _, _ := strings.Cut(c.summary, ": ")
+		first, _, _ = strings.Cut(first, ". ")
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, strings.TrimSuffix(first, "."))
 	}
 	fmt.Fprintln(w, "\nRun 'ragpipe <command> --help' for a command's flags and settings.")
 }

@@ -66,7 +66,7 @@ func StartCluster(t testing.TB, n int) []*Process {
 	ps := make([]*Process, n)
 	var routes []string
 	for i := range ps {
-		ps[i] = &Process{name: fmt.Sprintf("n%d", i+1), port: freePort(t), clusterPort: freePort(t), dir: t.TempDir()}
+		ps[i] = &Process{name: fmt.Sprintf("n%d", i+1), port: FreePort(t), clusterPort: FreePort(t), dir: t.TempDir()}
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ps[i].clusterPort))
 	}
 	for _, p := range ps {
@@ -172,7 +172,8 @@ func waitJetStream(t testing.TB, url string) {
 	t.Fatalf("natstest: JetStream at %s not ready within 60s: %v", url, last)
 }
 
-func freePort(t testing.TB) int {
+// FreePort returns a TCP port free on loopback at the time of the call.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

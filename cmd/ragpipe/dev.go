@@ -1,0 +1,106 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/telemetry"
+)
+
+var devCommand = command{
+	name: "dev",
+	summary: "Run everything in one process with no outside services: an embedded NATS server with JetStream on NATS_URL's address, " +
+		"the worker, the search service, and an embedded persistent vector store under RAGPIPE_DATA_DIR " +
+		"(or the Qdrant at QDRANT_URL when QDRANT_URL is set).",
+	usage: "dev [flags]",
+	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
+		o := &searchOptions{}
+		searchFlags(fs, o)
+		return func(ctx context.Context, env *environment, _ []string) error { return runDev(ctx, env, *o) }
+	},
+}
+
+var (
+	_ vectorStore = (*sink.Embedded)(nil)
+	_ vectorStore = (*sink.Qdrant)(nil)
+)
+
+func runDev(ctx context.Context, env *environment, o searchOptions) error {
+	cfg, log := env.cfg, env.log
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("RAGPIPE_DATA_DIR=%s: %w", cfg.DataDir, err)
+	}
+	ns, err := startNATSServer(cfg.NATS, cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	metrics := telemetry.NewMetrics()
+	embs, err := newEmbedders(cfg, log, metrics)
+	if err != nil {
+		return err
+	}
+	nc, err := connectNATS(ctx, cfg.NATS, "ragpipe-dev", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	var store vectorStore
+	where := "Qdrant at " + cfg.Qdrant.URL
+	if cfg.Qdrant.Explicit {
+		store, err = newQdrant(ctx, cfg, log)
+	} else {
+		dir := filepath.Join(cfg.DataDir, "vectors")
+		where = "embedded store in " + dir
+		store, err = sink.OpenEmbedded(ctx, sink.EmbeddedConfig{Dir: dir, Logger: log})
+	}
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	in, err := startIngest(ctx, env, nc, store, embs, metrics)
+	if err != nil {
+		return err
+	}
+	svc, err := startSearch(ctx, env, nc, store, embs, metrics, o)
+	if err != nil {
+		return err
+	}
+	if err := serveOps(ctx, env, metrics, map[string]telemetry.Check{
+		"nats": natsReady(nc), "store": store.Health, "embedders": in.stage.Ready,
+	}); err != nil {
+		_ = svc.Stop(context.Background())
+		return err
+	}
+	collection := "documents"
+	if len(cfg.Collections) > 0 {
+		collection = cfg.Collections[0].Name
+	}
+	fmt.Fprintf(env.stdout, `ragpipe dev is running (Ctrl-C to stop)
+  NATS      %s  (JetStream data in %s)
+  vectors   %s
+  HTTP      %s  (/healthz, /readyz, /metrics)
+
+Try, in another terminal:
+  ragpipe publish --user alice --collection %[5]s examples/corpus
+  ragpipe query --user alice --collection %[5]s "disaster recovery drill restore time"
+`, ns.ClientURL(), filepath.Join(cfg.DataDir, "nats"), where, cmp.Or(cfg.HTTPAddr, "(off)"), collection)
+
+	runErr := in.worker.Run(ctx) // until SIGINT/SIGTERM, then drains
+	if err := stopSearch(ctx, env, svc, o); err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := nc.FlushTimeout(cfg.Worker.AckWait); err != nil && runErr == nil {
+		runErr = err
+	}
+	log.Info().Msg("stopped")
+	return runErr
+}

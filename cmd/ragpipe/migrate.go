@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/mattn/go-isatty"
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/ragpipe/ragpipe/config"
+	"github.com/ragpipe/ragpipe/migrate"
+	"github.com/ragpipe/ragpipe/sink"
+)
+
+var migrateCommand = command{
+	name:   "migrate",
+	client: true,
+	summary: "Copy collections between vector stores without re-embedding: the embedded store and Qdrant either way, or Qdrant to Qdrant. " +
+		"Streams with bounded memory, resumes where an interrupted run stopped, and checks the points of every tenant at the end.",
+	usage: "migrate --from STORE --to STORE [--collection NAME]... [flags]\n\n" +
+		"  STORE is a Qdrant gRPC URL (http://host:6334, https:// for TLS; QDRANT_API_KEY applies to both sides)\n" +
+		"  or the directory of an embedded store (RAGPIPE_DATA_DIR/vectors of `ragpipe dev`, stopped first).\n" +
+		"  Collections created in a Qdrant target take RAGPIPE_SHARDS, RAGPIPE_REPLICATION_FACTOR,\n" +
+		"  RAGPIPE_WRITE_CONSISTENCY and RAGPIPE_HNSW. Stop the workers writing to the source first.",
+	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
+		m := &migrator{}
+		fs.StringVar(&m.from, "from", "", "source store (required)")
+		fs.StringVar(&m.to, "to", "", "target store (required)")
+		fs.Func("collection", "collection to copy (repeatable; default: all)", func(s string) error {
+			m.collections = append(m.collections, s)
+			return nil
+		})
+		fs.IntVar(&m.pageSize, "page-size", 256, "points read and written at a time")
+		fs.StringVar(&m.state, "state", "", "progress file for resuming (default: .ragpipe-migrate-<hash of --from and --to>.json here)")
+		return m.run
+	},
+}
+
+type migrator struct {
+	from, to, state string
+	collections     []string
+	pageSize        int
+}
+
+// migrationStore is one side of a migration.
+type migrationStore interface {
+	migrate.Source
+	migrate.Target
+	Close() error
+}
+
+func (m *migrator) run(ctx context.Context, env *environment, args []string) error {
+	if m.from == "" || m.to == "" || len(args) > 0 {
+		return errors.New("want --from STORE --to STORE and no other arguments; see --help")
+	}
+	if m.from == m.to {
+		return errors.New("--from and --to name the same store")
+	}
+	if m.state == "" {
+		sum := sha256.Sum256([]byte(m.from + "\n" + m.to))
+		m.state = ".ragpipe-migrate-" + hex.EncodeToString(sum[:6]) + ".json"
+	}
+	src, err := openStore(ctx, env, m.from, "--from")
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := openStore(ctx, env, m.to, "--to")
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	var bar *progressbar.ProgressBar
+	progress := func(collection string, copied, total int) {
+		if bar == nil || bar.GetMax() != total {
+			bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(env.stderr),
+				progressbar.OptionSetDescription(collection), progressbar.OptionShowCount(),
+				progressbar.OptionShowIts(), progressbar.OptionClearOnFinish())
+		}
+		_ = bar.Set(copied)
+	}
+	if f, ok := env.stderr.(*os.File); !ok || !isatty.IsTerminal(f.Fd()) {
+		progress = nil
+	}
+	reports, err := migrate.Run(ctx, migrate.Config{
+		Source: src, Target: dst, Collections: m.collections, PageSize: m.pageSize,
+		StateFile: m.state, Progress: progress, Logger: env.log,
+	})
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	printReports(env, reports)
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("interrupted; run the same command again to resume (progress in %s)", m.state)
+	}
+	return err
+}
+
+// openStore opens a migration side: a Qdrant URL or an embedded store directory.
+func openStore(ctx context.Context, env *environment, spec, flagName string) (migrationStore, error) {
+	if strings.Contains(spec, "://") {
+		host, port, tls, ok := config.ParseQdrantURL(spec)
+		if !ok {
+			return nil, fmt.Errorf("%s %s: want http://host[:port] or https://host[:port]", flagName, spec)
+		}
+		cfg := *env.cfg
+		cfg.Qdrant.Host, cfg.Qdrant.Port, cfg.Qdrant.TLS = host, port, tls
+		return newQdrant(ctx, &cfg, env.log)
+	}
+	if _, err := os.Stat(spec); err != nil && flagName == "--from" {
+		return nil, fmt.Errorf("%s %s: %w", flagName, spec, err)
+	}
+	return sink.OpenEmbedded(ctx, sink.EmbeddedConfig{Dir: spec, Logger: env.log})
+}
+
+// printReports prints, per collection and tenant, the points in source and target.
+func printReports(env *environment, reports []migrate.Report) {
+	if len(reports) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "COLLECTION\tTENANT\tSOURCE\tTARGET\t")
+	for _, r := range reports {
+		tenants := maps.Clone(r.Source)
+		maps.Copy(tenants, r.Target)
+		users := slices.Sorted(maps.Keys(tenants))
+		for _, u := range users {
+			mark := ""
+			if r.Source[u] != r.Target[u] {
+				mark = "MISMATCH"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", r.Collection.Name, u, r.Source[u], r.Target[u], mark)
+		}
+		resumed := ""
+		if r.Resumed {
+			resumed = ", resumed"
+		}
+		fmt.Fprintf(tw, "%s\t(all)\tcopied %d points in this run%s\t\t\n", r.Collection.Name, r.Copied, resumed)
+	}
+	_ = tw.Flush()
+}

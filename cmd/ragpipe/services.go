@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/search"
+	"github.com/ragpipe/ragpipe/telemetry"
+	"github.com/ragpipe/ragpipe/worker"
+)
+
+// vectorStore is what the worker and the searcher need of a store: Qdrant
+// (sink.Qdrant) or the embedded one (sink.Embedded).
+type vectorStore interface {
+	pipeline.Sink
+	pipeline.VectorSource
+	search.Index
+	// CheckCollection checks an existing collection against its configuration.
+	CheckCollection(ctx context.Context, want pipeline.Collection) error
+	Health(ctx context.Context) error
+	Close() error
+}
+
+// ingest is the ingestion side, ready to run.
+type ingest struct {
+	worker *worker.Worker
+	stage  *pipeline.Stage
+}
+
+// startIngest creates the streams, the consumer and the configured
+// collections, and returns the worker ready to Run.
+func startIngest(ctx context.Context, env *environment, nc *nats.Conn, store vectorStore, embs *embedders, metrics *telemetry.Metrics) (*ingest, error) {
+	cfg := env.cfg
+	chunker, err := pipeline.NewChunker(cfg.ChunkSize, cfg.ChunkOverlap)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	register, err := worker.NewRegister(ctx, js, cfg.SubjectPrefix, cfg.Worker.StreamReplicas)
+	if err != nil {
+		return nil, err
+	}
+	stage, err := pipeline.NewStage(pipeline.StageConfig{
+		Sink: store, Versions: register, Embedder: embs.def, Embedders: embs.byCollection,
+		Chunker: chunker, Collections: cfg.Collections, AutoCreate: cfg.AutoCreate, Reuse: store,
+		Metrics: metrics, Logger: env.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := stage.Setup(ctx); err != nil {
+		return nil, err
+	}
+	w, err := worker.New(ctx, worker.Config{
+		JetStream: js, Processor: stage, Metrics: metrics, Logger: env.log,
+		Prefix: cfg.SubjectPrefix, MaxEventBytes: cfg.MaxEventBytes, MaxDeliver: cfg.MaxDeliver,
+		BatchSize: cfg.Worker.BatchSize, FlushInterval: cfg.Worker.FlushInterval,
+		Concurrency: cfg.Worker.Concurrency, MaxAckPending: cfg.Worker.MaxAckPending,
+		AckWait: cfg.Worker.AckWait, StreamReplicas: cfg.Worker.StreamReplicas,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ingest{worker: w, stage: stage}, nil
+}
+
+// searchOptions are the searcher's flags.
+type searchOptions struct {
+	concurrency int
+	timeout     time.Duration
+	drain       time.Duration
+}
+
+func (o searchOptions) validate() error {
+	if o.concurrency < 1 {
+		return fmt.Errorf("--concurrency %d: want >= 1", o.concurrency)
+	}
+	if o.timeout <= 0 || o.drain <= 0 {
+		return errors.New("--timeout and --drain-timeout must be > 0")
+	}
+	return nil
+}
+
+// startSearch checks the configured collections and starts the search service.
+func startSearch(ctx context.Context, env *environment, nc *nats.Conn, store vectorStore, embs *embedders, metrics *telemetry.Metrics, o searchOptions) (*search.Service, error) {
+	if err := checkCollections(ctx, env, store); err != nil {
+		return nil, err
+	}
+	svc, err := search.Start(ctx, search.Config{
+		Conn: nc, Index: store, Embedder: embs.of, Prefix: env.cfg.SubjectPrefix,
+		Concurrency: o.concurrency, Timeout: o.timeout, Metrics: metrics, Logger: env.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	info := svc.Info()
+	env.log.Info().Str("service", info.Name).Str("id", info.ID).Str("version", info.Version).
+		Str("search", info.Endpoints[0].Subject).Str("list", info.Endpoints[1].Subject).
+		Int("concurrency", o.concurrency).Dur("timeout", o.timeout).Msg("search service started")
+	return svc, nil
+}
+
+// stopSearch answers the requests in flight, for at most the drain timeout.
+func stopSearch(ctx context.Context, env *environment, svc *search.Service, o searchOptions) error {
+	env.log.Info().Msg("stopping search: answering the requests in flight")
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.drain)
+	defer cancel()
+	return svc.Stop(drainCtx)
+}
+
+// checkCollections checks that each configured collection that exists in
+// the store has the dimensions (and distance) of its configuration, which
+// are its embedder's. A missing one is not an error: it answers 404 until a
+// worker creates it.
+func checkCollections(ctx context.Context, env *environment, store vectorStore) error {
+	for _, c := range env.cfg.Collections {
+		err := store.CheckCollection(ctx, c)
+		switch {
+		case errors.Is(err, pipeline.ErrUnknownCollection):
+			env.log.Warn().Str("collection", c.Name).Msg("collection does not exist yet; its requests are answered 404 until a worker creates it")
+		case err != nil:
+			return fmt.Errorf("collection %q: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+// serveOps serves /healthz, /readyz (passing when every check does) and
+// /metrics on RAGPIPE_HTTP_ADDR until ctx ends; an empty address serves
+// nothing. It returns once the listener is bound.
+func serveOps(ctx context.Context, env *environment, metrics *telemetry.Metrics, ready map[string]telemetry.Check) error {
+	if env.cfg.HTTPAddr == "" {
+		return nil
+	}
+	addr, err := telemetry.Serve(ctx, telemetry.ServerConfig{Addr: env.cfg.HTTPAddr, Metrics: metrics, Logger: env.log, Ready: ready})
+	if err != nil {
+		return err
+	}
+	env.log.Info().Str("addr", addr.String()).Msg("serving /healthz, /readyz, /metrics")
+	return nil
+}
+
+// natsReady is the readiness check of a NATS connection.
+func natsReady(nc *nats.Conn) telemetry.Check {
+	return func(context.Context) error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("not connected (%s)", nc.Status())
+		}
+		return nil
+	}
+}
