@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -31,8 +32,10 @@ func newCluster(t testing.TB, env ...string) (*system, []*natstest.Process, []*q
 }
 
 // TestClusterNodeLoss ingests 10,000 documents with two workers into the
-// clustered layout and, mid-ingestion, SIGKILLs one Qdrant node and one NATS
-// server. Nothing may be lost, doubled or dead-lettered.
+// clustered layout while two searchers answer a steady stream of searches,
+// and, mid-ingestion, SIGKILLs one Qdrant node and one NATS server. Nothing
+// may be lost, doubled or dead-lettered, and almost every search must still
+// be answered.
 func TestClusterNodeLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test skipped in -short mode")
@@ -50,13 +53,22 @@ func TestClusterNodeLoss(t *testing.T) {
 	s.publish(events)
 	s.startWorker()
 	s.startWorker()
+	for range 2 {
+		waitLogged(t, s.start("searcher", "", []string{"searcher"}), "search service started")
+	}
 	waitProgress(s, 1500)
+	searches := searchLoad(s)
+	t.Logf("killing Qdrant node 3 and NATS server 2 after %d acknowledgements", ackFloor(s))
 	start := time.Now()
 	nodes[2].Kill(t)
 	servers[1].Kill(t)
-	t.Logf("killed Qdrant node 3 and NATS server 2 after %d acknowledgements", ackFloor(s))
 	s.waitDrained(5 * time.Minute)
 	t.Logf("drained %s after the kills", time.Since(start).Round(time.Millisecond))
+	total, failed := searches()
+	t.Logf("searches during the outage: %d sent, %d failed", total, failed)
+	if total < 50 || failed*20 > total {
+		t.Errorf("%d of %d searches failed, want fewer than 5%%", failed, total)
+	}
 	s.assertStored("docs", m.want("docs"))
 	if dl := s.deadLetters(); len(dl) != 0 {
 		t.Fatalf("%d dead letters, want none; first: %v", len(dl), dl[0].header)
@@ -70,4 +82,58 @@ func ackFloor(s *system) uint64 {
 		s.t.Fatal(err)
 	}
 	return info.AckFloor.Consumer
+}
+
+// searchLoad sends searches for random tenants, one at a time, until the
+// returned function is called; that function reports how many were sent and
+// how many failed (an error reply, no reply within 5s, or a hit of another
+// tenant).
+func searchLoad(s *system) (stop func() (total, failed int)) {
+	done := make(chan struct{})
+	result := make(chan [2]int)
+	go func() {
+		nc := s.js.Conn()
+		r := rand.New(rand.NewPCG(5, 5))
+		var total, failed int
+		for {
+			select {
+			case <-done:
+				result <- [2]int{total, failed}
+				return
+			default:
+			}
+			user := users[r.IntN(len(users))]
+			total++
+			msg, err := nc.Request("rag.search."+user+".docs", []byte(`{"query":"instance region owner","top_k":5}`), 5*time.Second)
+			if err != nil || msg.Header.Get("Nats-Service-Error-Code") != "" || !hitsOf(msg.Data, user) {
+				failed++
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	return func() (int, int) {
+		close(done)
+		r := <-result
+		return r[0], r[1]
+	}
+}
+
+// hitsOf reports whether a search reply parses and every hit's document
+// belongs to user (test documents are spread over users by number).
+func hitsOf(reply []byte, user string) bool {
+	var r struct {
+		Hits []struct {
+			DocID string `json:"doc_id"`
+		} `json:"hits"`
+	}
+	if json.Unmarshal(reply, &r) != nil {
+		return false
+	}
+	for _, h := range r.Hits {
+		var n int
+		if _, err := fmt.Sscanf(h.DocID, "doc-%d", &n); err != nil || users[n%len(users)] != user {
+			return false
+		}
+	}
+	return true
 }
