@@ -8,6 +8,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -46,9 +47,9 @@ type Config struct {
 	Profiles          map[string]Embedder
 	SubjectPrefix     string `env:"RAGPIPE_SUBJECT_PREFIX" envDefault:"rag" help:"first token(s) of every subject; NATS subject tokens separated by dots, no wildcards or spaces"`
 	HNSW              string `env:"RAGPIPE_HNSW" envDefault:"tenant" help:"HNSW index of created collections: tenant (per-tenant graphs) or global"`
-	Shards            uint32 `env:"RAGPIPE_SHARDS" envDefault:"1" help:"shards of created collections (>= 1)"`
-	ReplicationFactor uint32 `env:"RAGPIPE_REPLICATION_FACTOR" envDefault:"1" help:"replication factor of created collections (>= 1)"`
-	WriteConsistency  uint32 `env:"RAGPIPE_WRITE_CONSISTENCY" envDefault:"1" help:"write consistency factor of created collections (1 to RAGPIPE_REPLICATION_FACTOR)"`
+	Shards            uint32 `env:"RAGPIPE_SHARDS" envDefault:"1" help:"shards of created collections (>= 1); RAGPIPE_COLLECTION_<NAME>_SHARDS sets one collection's"`
+	ReplicationFactor uint32 `env:"RAGPIPE_REPLICATION_FACTOR" envDefault:"1" help:"replication factor of created collections (>= 1); RAGPIPE_COLLECTION_<NAME>_REPLICATION_FACTOR sets one collection's"`
+	WriteConsistency  uint32 `env:"RAGPIPE_WRITE_CONSISTENCY" envDefault:"1" help:"write consistency factor of created collections (1 to the replication factor); RAGPIPE_COLLECTION_<NAME>_WRITE_CONSISTENCY sets one collection's"`
 	MaxDeliver        int    `env:"RAGPIPE_MAX_DELIVER" envDefault:"10" help:"attempts before an event is dead-lettered (>= 1)"`
 	AutoCreate        bool   `env:"RAGPIPE_AUTO_CREATE" envDefault:"true" help:"create unknown collections on first event (true or false)"`
 	ChunkSize         int    `env:"RAGPIPE_CHUNK_SIZE" envDefault:"2000" help:"largest chunk, in characters (>= 1)"`
@@ -85,6 +86,8 @@ type Qdrant struct {
 	PoolSize      int           `env:"QDRANT_POOL_SIZE" envDefault:"3" help:"gRPC connections to Qdrant (>= 1)"`
 	Compression   bool          `env:"QDRANT_COMPRESSION" envDefault:"false" help:"gzip on the gRPC connection (true or false)"`
 	WriteOrdering string        `env:"QDRANT_WRITE_ORDERING" envDefault:"medium" help:"write ordering: weak, medium or strong"`
+	// ReadConsistency is how many replicas of a shard answer a search.
+	ReadConsistency string `env:"QDRANT_READ_CONSISTENCY" help:"replicas of a shard that must answer a search or list in a cluster: all, majority, quorum or a number; empty for Qdrant's default (one)"`
 }
 
 // Embedder selects and configures an embedding service: the default one, or
@@ -161,6 +164,7 @@ func LoadFrom(environ []string, dir string) (*Config, error) {
 		return nil, problems(errs)
 	}
 	cfg.Profiles, errs = parseProfiles(vars, cfg.Collections, errs)
+	errs = parseLayouts(vars, cfg, errs)
 	if v, ok := vars["RAGPIPE_HTTP_ADDR"]; ok && v == "" {
 		cfg.HTTPAddr = "" // set but empty disables; env would fill the default
 	}
@@ -312,6 +316,53 @@ func parseProfiles(vars map[string]string, collections []pipeline.Collection, er
 	return profiles, errs
 }
 
+// layoutVars are the settings a collection may override, by their global variables.
+var layoutVars = []string{"RAGPIPE_SHARDS", "RAGPIPE_REPLICATION_FACTOR", "RAGPIPE_WRITE_CONSISTENCY"}
+
+// CollectionVar returns the variable that sets, for one collection, the
+// layout setting whose global variable is name: RAGPIPE_SHARDS becomes
+// RAGPIPE_COLLECTION_<NAME>_SHARDS, the name upper-cased with '-' as '_'.
+func CollectionVar(name, collection string) string {
+	return "RAGPIPE_COLLECTION_" + strings.ToUpper(strings.ReplaceAll(collection, "-", "_")) + strings.TrimPrefix(name, "RAGPIPE")
+}
+
+// parseLayouts reads the per-collection layout variables into
+// cfg.Collections, appending their problems to errs. A variable that names
+// no configured collection is a problem too: it is most likely a typo.
+func parseLayouts(vars map[string]string, cfg *Config, errs []error) []error {
+	known := map[string]bool{}
+	for i := range cfg.Collections {
+		c := &cfg.Collections[i]
+		for j, name := range layoutVars {
+			key := CollectionVar(name, c.Name)
+			if known[key] {
+				errs = append(errs, fmt.Errorf("%s: two collections of RAGPIPE_COLLECTIONS share this variable; rename one", key))
+			}
+			known[key] = true
+			v, ok := vars[key]
+			if !ok || v == "" {
+				continue
+			}
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n < 1 {
+				errs = append(errs, fmt.Errorf("%s=%q: must be an integer >= 1", key, v))
+				continue
+			}
+			*[]*uint32{&c.Shards, &c.ReplicationFactor, &c.WriteConsistency}[j] = uint32(n)
+		}
+		if wc, rf := cmp.Or(c.WriteConsistency, cfg.WriteConsistency), cmp.Or(c.ReplicationFactor, cfg.ReplicationFactor); wc > rf {
+			errs = append(errs, fmt.Errorf("collection %q: write consistency %d exceeds its replication factor %d (%s, %s)",
+				c.Name, wc, rf, CollectionVar("RAGPIPE_WRITE_CONSISTENCY", c.Name), CollectionVar("RAGPIPE_REPLICATION_FACTOR", c.Name)))
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(vars)) {
+		if strings.HasPrefix(key, "RAGPIPE_COLLECTION_") && !known[key] {
+			errs = append(errs, fmt.Errorf("%s: names no collection of RAGPIPE_COLLECTIONS or no layout setting (SHARDS, REPLICATION_FACTOR, WRITE_CONSISTENCY)", key))
+		}
+	}
+	return errs
+}
+
 // describe turns a ParseError into messages naming the variable and the
 // accepted form. Only non-string fields fail to parse, and no secret is one,
 // so the value may be shown.
@@ -413,6 +464,9 @@ func (c *Config) validate() []error {
 	check(c.Qdrant.PoolSize >= 1, "QDRANT_POOL_SIZE=%d: must be >= 1", c.Qdrant.PoolSize)
 	check(slices.Contains([]string{"weak", "medium", "strong"}, c.Qdrant.WriteOrdering),
 		"QDRANT_WRITE_ORDERING=%q: must be weak, medium or strong", c.Qdrant.WriteOrdering)
+	replicas, rcErr := strconv.ParseUint(c.Qdrant.ReadConsistency, 10, 32)
+	check(c.Qdrant.ReadConsistency == "" || slices.Contains([]string{"all", "majority", "quorum"}, c.Qdrant.ReadConsistency) || (rcErr == nil && replicas >= 1),
+		"QDRANT_READ_CONSISTENCY=%q: must be all, majority, quorum or a number >= 1", c.Qdrant.ReadConsistency)
 	errs = append(errs, c.Embedder.validate(func(key string) string { return key })...)
 	for _, name := range slices.Sorted(maps.Keys(c.Profiles)) {
 		errs = append(errs, c.Profiles[name].validate(func(key string) string { return ProfileVar(key, name) })...)

@@ -516,3 +516,39 @@ func TestProfileVar(t *testing.T) {
 		}
 	}
 }
+
+func TestCollectionLayout(t *testing.T) {
+	c, err := config.LoadFrom([]string{
+		"RAGPIPE_COLLECTIONS=docs:8:cosine,chat-log:8:dot",
+		"RAGPIPE_SHARDS=2", "RAGPIPE_REPLICATION_FACTOR=2",
+		"RAGPIPE_COLLECTION_CHAT_LOG_SHARDS=6", "RAGPIPE_COLLECTION_CHAT_LOG_REPLICATION_FACTOR=3",
+		"RAGPIPE_COLLECTION_CHAT_LOG_WRITE_CONSISTENCY=2", "QDRANT_READ_CONSISTENCY=majority",
+	}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, chat := c.Collections[0], c.Collections[1]
+	if docs.Shards != 0 || docs.ReplicationFactor != 0 || docs.WriteConsistency != 0 {
+		t.Errorf("docs takes the global layout, got %+v", docs)
+	}
+	if chat.Shards != 6 || chat.ReplicationFactor != 3 || chat.WriteConsistency != 2 {
+		t.Errorf("chat-log layout %+v, want 6 shards, replication 3, write consistency 2", chat)
+	}
+	if c.Qdrant.ReadConsistency != "majority" {
+		t.Errorf("read consistency %q", c.Qdrant.ReadConsistency)
+	}
+	if got := config.CollectionVar("RAGPIPE_SHARDS", "chat-log"); got != "RAGPIPE_COLLECTION_CHAT_LOG_SHARDS" {
+		t.Errorf("CollectionVar = %s", got)
+	}
+	for _, tt := range []struct{ env, want string }{
+		{"RAGPIPE_COLLECTION_DOCS_SHARDS=0", `RAGPIPE_COLLECTION_DOCS_SHARDS="0": must be an integer >= 1`},
+		{"RAGPIPE_COLLECTION_DOSC_SHARDS=3", "RAGPIPE_COLLECTION_DOSC_SHARDS: names no collection"},
+		{"RAGPIPE_COLLECTION_DOCS_WRITE_CONSISTENCY=3", `collection "docs": write consistency 3 exceeds its replication factor 1`},
+		{"QDRANT_READ_CONSISTENCY=most", `QDRANT_READ_CONSISTENCY="most": must be all, majority, quorum or a number >= 1`},
+	} {
+		_, err := config.LoadFrom([]string{"RAGPIPE_COLLECTIONS=docs:8:cosine", tt.env}, t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tt.env, err, tt.want)
+		}
+	}
+}

@@ -40,7 +40,13 @@ func TestClusterNodeLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test skipped in -short mode")
 	}
-	s, servers, nodes := newCluster(t, "RAGPIPE_BATCH_SIZE=64", "RAGPIPE_ACK_WAIT=5s")
+	// The collection's own layout overrides the global one (3 shards,
+	// replication 2). Searches keep Qdrant's default read consistency (one
+	// replica): with QDRANT_READ_CONSISTENCY=majority, Qdrant 1.16.3 refuses
+	// them ("not enough active replicas") for as long as a node is down,
+	// even with 3 replicas (docs/SCALING.md).
+	s, servers, nodes := newCluster(t, "RAGPIPE_BATCH_SIZE=64", "RAGPIPE_ACK_WAIT=5s",
+		"RAGPIPE_COLLECTION_DOCS_SHARDS=4", "RAGPIPE_COLLECTION_DOCS_REPLICATION_FACTOR=3")
 	r := rand.New(rand.NewPCG(11, 12))
 	m := newModel(t, 2000, 200, 64)
 	events := make([]event, 10000)
@@ -72,6 +78,13 @@ func TestClusterNodeLoss(t *testing.T) {
 	s.assertStored("docs", m.want("docs"))
 	if dl := s.deadLetters(); len(dl) != 0 {
 		t.Fatalf("%d dead letters, want none; first: %v", len(dl), dl[0].header)
+	}
+	info, err := s.qc.GetCollectionInfo(t.Context(), "docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := info.GetConfig().GetParams(); p.GetShardNumber() != 4 || p.GetReplicationFactor() != 3 {
+		t.Errorf("collection layout: %d shards, replication %d, want 4 and 3", p.GetShardNumber(), p.GetReplicationFactor())
 	}
 }
 

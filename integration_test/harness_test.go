@@ -218,6 +218,18 @@ func (s *system) consumer() jetstream.Consumer {
 	return c
 }
 
+// consumerInfo reads the consumer's state; polls retry its errors, which
+// are expected while NATS servers are killed.
+func (s *system) consumerInfo() (*jetstream.ConsumerInfo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := s.js.Consumer(ctx, "RAG_INGEST", "ragpipe-worker")
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(ctx)
+}
+
 // event is a test event: its subject tokens, body and optional headers.
 type event struct {
 	user, collection string
@@ -265,7 +277,7 @@ func (s *system) publish(events []event) []uint64 {
 func (s *system) waitDrained(timeout time.Duration) {
 	s.t.Helper()
 	waitFor(s.t, timeout, "consumer drained", func() error {
-		info, err := s.consumer().Info(context.Background())
+		info, err := s.consumerInfo()
 		if err != nil {
 			return err
 		}

@@ -262,7 +262,7 @@ func corpus(t testing.TB, n int) ([]event, *model) {
 func waitProgress(s *system, n uint64) {
 	s.t.Helper()
 	waitFor(s.t, time.Minute, "ingestion progress", func() error {
-		info, err := s.consumer().Info(s.t.Context())
+		info, err := s.consumerInfo()
 		if err != nil {
 			return err
 		}

@@ -79,6 +79,9 @@ type Collection struct {
 	// Embedder names the embedder profile that embeds the collection's
 	// texts; empty for the default embedder.
 	Embedder string
+	// Shards, ReplicationFactor and WriteConsistency lay the collection out
+	// when it is created in a cluster; 0 takes the store's defaults.
+	Shards, ReplicationFactor, WriteConsistency uint32
 }
 
 // Embedder turns texts into vectors of a fixed dimension.

@@ -564,6 +564,30 @@ func testStoreContract(t *testing.T, open func(t *testing.T) contractStore) {
 		}
 	})
 
+	// A hit scoring exactly the threshold is kept, for the distances too
+	// (a distance equal to it is within it).
+	t.Run("SearchThresholdEquality", func(t *testing.T) {
+		s := open(t)
+		for _, tc := range []struct {
+			d     pipeline.Distance
+			query []float32
+			want  []string
+		}{
+			{pipeline.Dot, []float32{1, 0, 0, 0}, []string{"far", "exact"}},        // scores 5, 3 (and 1)
+			{pipeline.Euclid, []float32{0, 0, 0, 0}, []string{"near", "exact"}},    // distances 1, 3 (and 5)
+			{pipeline.Manhattan, []float32{0, 0, 0, 0}, []string{"near", "exact"}}, // the same
+		} {
+			name := "eq-" + string(tc.d)
+			csEnsure(t, s, name, tc.d)
+			csApply(t, s, name, csVecWrite("u", "near", 1, nil, 1, 0, 0, 0), csVecWrite("u", "exact", 1, nil, 3, 0, 0, 0),
+				csVecWrite("u", "far", 1, nil, 5, 0, 0, 0))
+			hits := csSearch(t, s, name, search.Query{UserID: "u", Vector: tc.query, TopK: 10, ScoreThreshold: csPtr(float32(3))})
+			if got := csHitIDs(hits); !slices.Equal(got, tc.want) {
+				t.Errorf("%s: %v, want %v", tc.d, got, tc.want)
+			}
+		}
+	})
+
 	t.Run("SearchThresholdTopKOrder", func(t *testing.T) {
 		s := open(t)
 		csEnsure(t, s, "ranking", pipeline.Cosine)
@@ -1566,29 +1590,5 @@ func TestEmbeddedCrash(t *testing.T) {
 	}
 	if files := embeddedFiles(t, dir, "crash"); slices.Contains(files, "snap-0000000000000000") {
 		t.Errorf("files %v: the children never compacted", files)
-	}
-}
-
-// TestEmbeddedThresholdEquality: a hit scoring exactly the threshold is kept,
-// for the distances too (a distance equal to it is within it).
-func TestEmbeddedThresholdEquality(t *testing.T) {
-	s := openEmbedded(t, t.TempDir(), nil)
-	for _, tc := range []struct {
-		d     pipeline.Distance
-		query []float32
-		want  []string
-	}{
-		{pipeline.Dot, []float32{1, 0, 0, 0}, []string{"far", "exact"}},        // scores 5, 3 (and 1)
-		{pipeline.Euclid, []float32{0, 0, 0, 0}, []string{"near", "exact"}},    // distances 1, 3 (and 5)
-		{pipeline.Manhattan, []float32{0, 0, 0, 0}, []string{"near", "exact"}}, // the same
-	} {
-		name := "eq-" + string(tc.d)
-		csEnsure(t, s, name, tc.d)
-		csApply(t, s, name, csVecWrite("u", "near", 1, nil, 1, 0, 0, 0), csVecWrite("u", "exact", 1, nil, 3, 0, 0, 0),
-			csVecWrite("u", "far", 1, nil, 5, 0, 0, 0))
-		hits := csSearch(t, s, name, search.Query{UserID: "u", Vector: tc.query, TopK: 10, ScoreThreshold: csPtr(float32(3))})
-		if got := csHitIDs(hits); !slices.Equal(got, tc.want) {
-			t.Errorf("%s: %v, want %v", tc.d, got, tc.want)
-		}
 	}
 }

@@ -1,9 +1,11 @@
 package sink
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +68,10 @@ type QdrantConfig struct {
 	// WriteOrdering is "weak", "medium" (default) or "strong": the Qdrant
 	// write ordering of every update.
 	WriteOrdering string
+	// ReadConsistency is how many replicas of a shard answer a search or a
+	// list: "all", "majority", "quorum" or a number; empty for Qdrant's
+	// default (one).
+	ReadConsistency string
 	// BatchPoints is the most points one update request carries; one
 	// document's write is never split, so a larger document goes alone.
 	// Default 256.
@@ -155,6 +161,9 @@ func (c *QdrantConfig) setDefaults() error {
 	if _, ok := orderings[c.WriteOrdering]; !ok {
 		errs = append(errs, fmt.Errorf("write ordering %q: want weak, medium or strong", c.WriteOrdering))
 	}
+	if c.ReadConsistency != "" && readConsistency(c.ReadConsistency) == nil {
+		errs = append(errs, fmt.Errorf("read consistency %q: want all, majority, quorum or a number >= 1", c.ReadConsistency))
+	}
 	return errors.Join(errs...)
 }
 
@@ -178,9 +187,11 @@ type Qdrant struct {
 	cfg      QdrantConfig
 	log      zerolog.Logger
 	ordering *qdrant.WriteOrdering
+	reading  *qdrant.ReadConsistency // nil for Qdrant's default
 
-	known    sync.Map // collection name -> pipeline.Collection verified against Qdrant
-	creating singleflight.Group
+	known     sync.Map // collection name -> pipeline.Collection verified against Qdrant
+	distances sync.Map // collection name -> pipeline.Distance, as read by searches
+	creating  singleflight.Group
 
 	mu     sync.RWMutex // held for reading by every request, for writing by Close
 	closed bool
@@ -243,6 +254,7 @@ func NewQdrant(ctx context.Context, cfg QdrantConfig) (*Qdrant, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With().Str("component", "qdrant").Logger(),
 		ordering: &qdrant.WriteOrdering{Type: orderings[cfg.WriteOrdering]},
+		reading:  readConsistency(cfg.ReadConsistency),
 	}
 	if err := q.connect(ctx); err != nil {
 		client.Close()
@@ -410,9 +422,9 @@ func (q *Qdrant) create(ctx context.Context, c pipeline.Collection) error {
 			Size:     uint64(c.Dims),
 			Distance: distances[c.Distance],
 		}),
-		ShardNumber:            qdrant.PtrOf(q.cfg.Shards),
-		ReplicationFactor:      qdrant.PtrOf(q.cfg.ReplicationFactor),
-		WriteConsistencyFactor: qdrant.PtrOf(q.cfg.WriteConsistency),
+		ShardNumber:            qdrant.PtrOf(cmp.Or(c.Shards, q.cfg.Shards)),
+		ReplicationFactor:      qdrant.PtrOf(cmp.Or(c.ReplicationFactor, q.cfg.ReplicationFactor)),
+		WriteConsistencyFactor: qdrant.PtrOf(cmp.Or(c.WriteConsistency, q.cfg.WriteConsistency)),
 		Timeout:                qdrant.PtrOf(uint64(max(q.cfg.Timeout/time.Second, 1))),
 	}
 	if q.cfg.HNSW == HNSWTenant {
@@ -429,7 +441,7 @@ func (q *Qdrant) create(ctx context.Context, c pipeline.Collection) error {
 		return err
 	}
 	q.log.Info().Str("collection", c.Name).Int("dims", c.Dims).Str("distance", string(c.Distance)).
-		Uint32("shards", q.cfg.Shards).Uint32("replication_factor", q.cfg.ReplicationFactor).
+		Uint32("shards", cmp.Or(c.Shards, q.cfg.Shards)).Uint32("replication_factor", cmp.Or(c.ReplicationFactor, q.cfg.ReplicationFactor)).
 		Str("hnsw", q.cfg.HNSW).Msg("created qdrant collection")
 	return nil
 }
@@ -760,4 +772,20 @@ func (q *Qdrant) send(ctx context.Context, what, collection string, units []unit
 		q.forget(collection, err)
 	}
 	return err
+}
+
+// readConsistency parses a read consistency setting; nil for "" or a bad one.
+func readConsistency(s string) *qdrant.ReadConsistency {
+	switch s {
+	case "all":
+		return qdrant.NewReadConsistencyType(qdrant.ReadConsistencyType_All)
+	case "majority":
+		return qdrant.NewReadConsistencyType(qdrant.ReadConsistencyType_Majority)
+	case "quorum":
+		return qdrant.NewReadConsistencyType(qdrant.ReadConsistencyType_Quorum)
+	}
+	if n, err := strconv.ParseUint(s, 10, 64); err == nil && n >= 1 {
+		return qdrant.NewReadConsistencyFactor(n)
+	}
+	return nil
 }

@@ -38,16 +38,26 @@ func (q *Qdrant) Search(ctx context.Context, collection string, sq search.Query)
 		return nil, pipeline.Permanent(fmt.Errorf("qdrant search %q: %w", collection, err))
 	}
 	req := &qdrant.QueryPoints{
-		CollectionName: collection,
-		Query:          qdrant.NewQueryDense(sq.Vector),
-		Filter:         tenantFilter(sq.UserID, metadataConditions(sq.Filter)...),
-		Limit:          qdrant.PtrOf(uint64(sq.TopK)),
-		WithPayload:    hitPayload,
+		CollectionName:  collection,
+		Query:           qdrant.NewQueryDense(sq.Vector),
+		Filter:          tenantFilter(sq.UserID, metadataConditions(sq.Filter)...),
+		Limit:           qdrant.PtrOf(uint64(sq.TopK)),
+		WithPayload:     hitPayload,
+		ReadConsistency: q.reading,
 	}
 	if t := sq.ScoreThreshold; t != nil {
-		// Qdrant keeps only scores better than its threshold; a hit scoring
-		// exactly ours must stay, so ask for one float32 step below it.
-		req.ScoreThreshold = qdrant.PtrOf(math.Nextafter32(*t, float32(math.Inf(-1))))
+		// Qdrant keeps only scores strictly better than its threshold; a hit
+		// scoring exactly ours must stay, so ask for one float32 step worse:
+		// lower for similarities, higher for distances (euclid, manhattan).
+		worse := float32(math.Inf(-1))
+		d, err := q.distance(ctx, collection)
+		if err != nil {
+			return nil, err
+		}
+		if d == pipeline.Euclid || d == pipeline.Manhattan {
+			worse = float32(math.Inf(1))
+		}
+		req.ScoreThreshold = qdrant.PtrOf(math.Nextafter32(*t, worse))
 	}
 	var points []*qdrant.ScoredPoint
 	err := q.retry(ctx, "query", collection, func(ctx context.Context) error {
@@ -91,12 +101,13 @@ func (q *Qdrant) List(ctx context.Context, collection, userID string, limit int,
 		return nil, "", pipeline.Permanent(fmt.Errorf("qdrant list %q: %w", collection, err))
 	}
 	req := &qdrant.ScrollPoints{
-		CollectionName: collection,
-		Filter:         tenantFilter(userID, qdrant.NewMatchInt(keyChunkIndex, 0)),
-		Offset:         offset,
-		Limit:          qdrant.PtrOf(uint32(limit)),
-		WithPayload:    docPayload,
-		WithVectors:    qdrant.NewWithVectors(false),
+		CollectionName:  collection,
+		Filter:          tenantFilter(userID, qdrant.NewMatchInt(keyChunkIndex, 0)),
+		Offset:          offset,
+		Limit:           qdrant.PtrOf(uint32(limit)),
+		WithPayload:     docPayload,
+		WithVectors:     qdrant.NewWithVectors(false),
+		ReadConsistency: q.reading,
 	}
 	var (
 		points []*qdrant.RetrievedPoint
@@ -254,4 +265,25 @@ func decodeCursor(cursor string) (*qdrant.PointId, error) {
 		return qdrant.NewIDNum(binary.BigEndian.Uint64(b[1:])), nil
 	}
 	return nil, fmt.Errorf("cursor %q: %w", cursor, search.ErrInvalidCursor)
+}
+
+// distance returns the collection's distance, read once from Qdrant.
+func (q *Qdrant) distance(ctx context.Context, collection string) (pipeline.Distance, error) {
+	if d, ok := q.distances.Load(collection); ok {
+		return d.(pipeline.Distance), nil
+	}
+	var info *qdrant.CollectionInfo
+	err := q.retry(ctx, "get collection", collection, func(ctx context.Context) (err error) {
+		info, err = q.client.GetCollectionInfo(ctx, collection)
+		return err
+	})
+	if err != nil {
+		return "", q.readError(collection, err)
+	}
+	c, err := collectionOf(collection, info)
+	if err != nil {
+		return "", err
+	}
+	q.distances.Store(collection, c.Distance)
+	return c.Distance, nil
 }

@@ -142,7 +142,7 @@ func newQdrant(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*si
 		Host: cfg.Qdrant.Host, Port: cfg.Qdrant.Port, TLS: cfg.Qdrant.TLS, APIKey: cfg.Qdrant.APIKey,
 		Timeout: cfg.Qdrant.Timeout, PoolSize: cfg.Qdrant.PoolSize, Compression: cfg.Qdrant.Compression,
 		Shards: cfg.Shards, ReplicationFactor: cfg.ReplicationFactor, WriteConsistency: cfg.WriteConsistency,
-		HNSW: cfg.HNSW, WriteOrdering: cfg.Qdrant.WriteOrdering,
+		HNSW: cfg.HNSW, WriteOrdering: cfg.Qdrant.WriteOrdering, ReadConsistency: cfg.Qdrant.ReadConsistency,
 		Logger: log,
 	})
 }
