@@ -158,6 +158,7 @@ func TestHealthAndMetrics(t *testing.T) {
 		`ragpipe_events_total{collection="docs",outcome="acked"} 30`,
 		`ragpipe_events_total{collection="docs",outcome="dead_lettered"} 4`,
 		`ragpipe_consumer_pending`,
+		`ragpipe_batch_size_count`,
 		`ragpipe_chunks_embedded_total{collection="docs"} 30`,
 		`ragpipe_upsert_seconds_count{collection="docs"}`,
 		`ragpipe_embed_seconds_count{collection="docs"}`,

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -80,13 +79,6 @@ func apply(t *testing.T, s *sink.Qdrant, coll string, ws ...pipeline.DocWrite) {
 	t.Helper()
 	if err := s.Apply(t.Context(), coll, ws); err != nil {
 		t.Fatalf("Apply: %v", err)
-	}
-}
-
-func prune(t *testing.T, s *sink.Qdrant, coll string, ds ...pipeline.DocVersion) {
-	t.Helper()
-	if err := s.Prune(t.Context(), coll, ds); err != nil {
-		t.Fatalf("Prune: %v", err)
 	}
 }
 
@@ -278,111 +270,8 @@ func TestQdrant(t *testing.T) {
 		}
 	})
 
-	t.Run("ApplyExactPayload", func(t *testing.T) {
-		ensure(t, s, "payload", pipeline.Dot)
-		w := pipeline.DocWrite{UserID: "alice", DocID: "ec2/i-0abc123", Version: 42, Points: []pipeline.Point{
-			{
-				ID: pipeline.PointID("alice", "ec2/i-0abc123", 0), Vector: []float32{0.25, -1.5, 3, 0.125},
-				UserID: "alice", DocID: "ec2/i-0abc123", ChunkIndex: 0, ChunkCount: 2, Text: "m5.xlarge in eu-west-1 ✓", Version: 42,
-				Metadata: map[string]any{
-					"env": "prod", "cpus": int64(4), "load": 0.75, "spot": false,
-					"tags": []any{"web", "tier1"}, "mixed": []any{int64(1), 2.5, true}, "ports": []string{"80", "443"},
-				},
-			},
-			{ // the write supplies tenant, document and version; no metadata means {}
-				ID: pipeline.PointID("alice", "ec2/i-0abc123", 1), Vector: []float32{1, 2, 3, 4},
-				ChunkIndex: 1, ChunkCount: 2, Text: "owner=platform",
-			},
-		}}
-		apply(t, s, "payload", w)
-		got := stored(t, s, "payload", "alice", "ec2/i-0abc123")
-		if len(got) != 2 {
-			t.Fatalf("stored %d points, want 2", len(got))
-		}
-		want := []map[string]any{
-			{
-				"user_id": "alice", "doc_id": "ec2/i-0abc123", "chunk_index": int64(0), "chunk_count": int64(2),
-				"text": "m5.xlarge in eu-west-1 ✓", "version": int64(42),
-				"metadata": map[string]any{
-					"env": "prod", "cpus": int64(4), "load": 0.75, "spot": false,
-					"tags": []any{"web", "tier1"}, "mixed": []any{int64(1), 2.5, true}, "ports": []any{"80", "443"},
-				},
-			},
-			{
-				"user_id": "alice", "doc_id": "ec2/i-0abc123", "chunk_index": int64(1), "chunk_count": int64(2),
-				"text": "owner=platform", "version": int64(42), "metadata": map[string]any{},
-			},
-		}
-		for i := range got {
-			if !reflect.DeepEqual(got[i].Payload, want[i]) {
-				t.Errorf("point %d payload\n got %#v\nwant %#v", i, got[i].Payload, want[i])
-			}
-			if got[i].ID != w.Points[i].ID || !reflect.DeepEqual(got[i].Vector, w.Points[i].Vector) {
-				t.Errorf("point %d: id %s vector %v, want %s %v", i, got[i].ID, got[i].Vector, w.Points[i].ID, w.Points[i].Vector)
-			}
-		}
-
-		// A newer version replaces the whole payload: no stale keys.
-		w.Version = 43
-		w.Points = w.Points[:1]
-		w.Points[0].Version, w.Points[0].ChunkCount = 43, 1
-		w.Points[0].Metadata = map[string]any{"only": "this"}
-		apply(t, s, "payload", w)
-		got = stored(t, s, "payload", "alice", "ec2/i-0abc123")
-		want1 := map[string]any{
-			"user_id": "alice", "doc_id": "ec2/i-0abc123", "chunk_index": int64(0), "chunk_count": int64(1),
-			"text": "m5.xlarge in eu-west-1 ✓", "version": int64(43), "metadata": map[string]any{"only": "this"},
-		}
-		if len(got) != 1 || !reflect.DeepEqual(got[0].Payload, want1) {
-			t.Errorf("after v43: %+v", got)
-		}
-	})
-
-	t.Run("ConditionalUpsert", func(t *testing.T) {
-		ensure(t, s, "cond", pipeline.Cosine)
-		apply(t, s, "cond", write("u", "d", 2, 2))
-		// A stale, longer v1 arrives late: it must not touch v2's chunks,
-		// but its extra chunk is inserted (a missing point passes any
-		// update_filter), which is why the worker prunes.
-		apply(t, s, "cond", write("u", "d", 1, 3))
-		got := stored(t, s, "cond", "u", "d")
-		if len(got) != 3 || got[0].Version != 2 || got[1].Version != 2 || got[2].Version != 1 ||
-			got[0].Text != "d v2 chunk 0" || got[1].Text != "d v2 chunk 1" || got[0].Count != 2 {
-			t.Fatalf("after v2, v1: %+v", got)
-		}
-		prune(t, s, "cond", pipeline.DocVersion{UserID: "u", DocID: "d", Version: 2})
-		expectDoc(t, s, "cond", "u", "d", 2, 2)
-
-		// Redelivery of the newest version changes nothing.
-		apply(t, s, "cond", write("u", "d", 2, 2))
-		expectDoc(t, s, "cond", "u", "d", 2, 2)
-	})
-
-	t.Run("ShrinkGrowDelete", func(t *testing.T) {
-		ensure(t, s, "lifecycle", pipeline.Cosine)
-		apply(t, s, "lifecycle", write("u", "d", 1, 3))
-		expectDoc(t, s, "lifecycle", "u", "d", 1, 3)
-		apply(t, s, "lifecycle", write("u", "d", 2, 1)) // shrink
-		expectDoc(t, s, "lifecycle", "u", "d", 2, 1)
-		apply(t, s, "lifecycle", write("u", "d", 3, 4)) // grow
-		expectDoc(t, s, "lifecycle", "u", "d", 3, 4)
-		apply(t, s, "lifecycle", write("u", "d", 4, 0)) // delete
-		expectDoc(t, s, "lifecycle", "u", "d", 4, 0)
-		// A stale upsert after the delete is inserted, then pruned.
-		apply(t, s, "lifecycle", write("u", "d", 3, 4))
-		prune(t, s, "lifecycle", pipeline.DocVersion{UserID: "u", DocID: "d", Version: 4})
-		expectDoc(t, s, "lifecycle", "u", "d", 4, 0)
-	})
-
-	t.Run("TenantsAndDocsAreSeparate", func(t *testing.T) {
-		ensure(t, s, "tenants", pipeline.Cosine)
-		apply(t, s, "tenants", write("alice", "d", 1, 2), write("bob", "d", 5, 3), write("alice", "e", 1, 1))
-		apply(t, s, "tenants", write("alice", "d", 9, 0))
-		prune(t, s, "tenants", pipeline.DocVersion{UserID: "alice", DocID: "e", Version: 1}) // nothing older
-		expectDoc(t, s, "tenants", "alice", "d", 9, 0)
-		expectDoc(t, s, "tenants", "bob", "d", 5, 3)
-		expectDoc(t, s, "tenants", "alice", "e", 1, 1)
-	})
+	// Payloads, conditional upserts, shrink/grow/delete and tenant
+	// separation are in the contract suite (TestContractQdrant).
 
 	t.Run("ManyDocsAcrossBatches", func(t *testing.T) {
 		s := newSink(t, node, func(c *sink.QdrantConfig) {

@@ -46,6 +46,8 @@ type Metrics struct {
 	EmbedSeconds, UpsertSeconds *prometheus.HistogramVec
 	// ConsumerPending is the number of messages waiting in the worker consumer.
 	ConsumerPending prometheus.Gauge
+	// BatchSize observes the number of messages of each batch the worker processes.
+	BatchSize prometheus.Histogram
 	// SearchRequests counts search and list requests by collection and code.
 	SearchRequests *prometheus.CounterVec
 	// SearchSeconds times search requests, by collection.
@@ -89,6 +91,11 @@ func NewMetrics() *Metrics {
 			Help:    "Latency of one durable store write, by collection.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"collection"}),
+		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ragpipe_batch_size",
+			Help:    "Messages per batch processed by the worker.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
 		ConsumerPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ragpipe_consumer_pending",
 			Help: "Messages waiting in the ragpipe-worker consumer.",
@@ -106,7 +113,7 @@ func NewMetrics() *Metrics {
 	}
 	m.registry.MustRegister(m.Events, m.ChunksEmbedded, m.ChunksReused, m.EmbedBatchSize, m.EmbedRetries,
 		m.EmbedSeconds, m.UpsertSeconds,
-		m.ConsumerPending, m.SearchRequests, m.SearchSeconds,
+		m.ConsumerPending, m.BatchSize, m.SearchRequests, m.SearchSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

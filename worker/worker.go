@@ -218,6 +218,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // process decodes a batch, hands the good events to the processor and settles
 // every message.
 func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
+	w.cfg.Metrics.BatchSize.Observe(float64(len(batch)))
 	events := make([]pipeline.Event, 0, len(batch))
 	owners := make([]jetstream.Msg, 0, len(batch))
 	attempts := make([]uint64, 0, len(batch))

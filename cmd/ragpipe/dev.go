@@ -43,39 +43,30 @@ func runDev(ctx context.Context, env *environment, o searchOptions) error {
 		return err
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	metrics := telemetry.NewMetrics()
-	embs, err := newEmbedders(cfg, log, metrics)
-	if err != nil {
-		return err
-	}
-	nc, err := connectNATS(ctx, cfg.NATS, "ragpipe-dev", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	var store vectorStore
 	where := "Qdrant at " + cfg.Qdrant.URL
-	if cfg.Qdrant.Explicit {
-		store, err = newQdrant(ctx, cfg, log)
-	} else {
+	open := qdrantStore(ctx, env)
+	if !cfg.Qdrant.Explicit {
 		dir := filepath.Join(cfg.DataDir, "vectors")
 		where = "embedded store in " + dir
-		store, err = sink.OpenEmbedded(ctx, sink.EmbeddedConfig{Dir: dir, Logger: log})
+		open = func() (vectorStore, error) {
+			return sink.OpenEmbedded(ctx, sink.EmbeddedConfig{Dir: dir, Logger: log})
+		}
 	}
+	s, err := startService(ctx, env, "ragpipe-dev", open)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	in, err := startIngest(ctx, env, nc, store, embs, metrics)
+	defer s.Close()
+	in, err := startIngest(ctx, env, s)
 	if err != nil {
 		return err
 	}
-	svc, err := startSearch(ctx, env, nc, store, embs, metrics, o)
+	svc, err := startSearch(ctx, env, s, o)
 	if err != nil {
 		return err
 	}
-	if err := serveOps(ctx, env, metrics, map[string]telemetry.Check{
-		"nats": natsReady(nc), "store": store.Health, "embedders": in.stage.Ready,
+	if err := serveOps(ctx, env, s.metrics, map[string]telemetry.Check{
+		"nats": natsReady(s.nc), "store": s.store.Health, "embedders": in.stage.Ready,
 	}); err != nil {
 		_ = svc.Stop(context.Background())
 		return err
@@ -98,7 +89,7 @@ Try, in another terminal:
 	if err := stopSearch(ctx, env, svc, o); err != nil && runErr == nil {
 		runErr = err
 	}
-	if err := nc.FlushTimeout(cfg.Worker.AckWait); err != nil && runErr == nil {
+	if err := s.nc.FlushTimeout(cfg.Worker.AckWait); err != nil && runErr == nil {
 		runErr = err
 	}
 	log.Info().Msg("stopped")

@@ -27,31 +27,19 @@ func searchFlags(fs *flag.FlagSet, o *searchOptions) {
 }
 
 func runSearcher(ctx context.Context, env *environment, o searchOptions) error {
-	cfg, log := env.cfg, env.log
 	if err := o.validate(); err != nil {
 		return err
 	}
-	log.Info().Object("config", cfg).Msg("starting")
-	metrics := telemetry.NewMetrics()
-	embs, err := newEmbedders(cfg, log, metrics)
+	s, err := startService(ctx, env, "ragpipe-searcher", qdrantStore(ctx, env))
 	if err != nil {
 		return err
 	}
-	nc, err := connectNATS(ctx, cfg.NATS, "ragpipe-searcher", log)
+	defer s.Close()
+	svc, err := startSearch(ctx, env, s, o)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	store, err := newQdrant(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	svc, err := startSearch(ctx, env, nc, store, embs, metrics, o)
-	if err != nil {
-		return err
-	}
-	if err := serveOps(ctx, env, metrics, map[string]telemetry.Check{"nats": natsReady(nc), "qdrant": store.Health}); err != nil {
+	if err := serveOps(ctx, env, s.metrics, map[string]telemetry.Check{"nats": natsReady(s.nc), "qdrant": s.store.Health}); err != nil {
 		_ = svc.Stop(context.Background())
 		return err
 	}
@@ -59,6 +47,6 @@ func runSearcher(ctx context.Context, env *environment, o searchOptions) error {
 	if err := stopSearch(ctx, env, svc, o); err != nil {
 		return err
 	}
-	log.Info().Msg("stopped")
+	env.log.Info().Msg("stopped")
 	return nil
 }

@@ -27,6 +27,50 @@ type vectorStore interface {
 	Close() error
 }
 
+// service is what a long-running command (worker, searcher, dev) runs on.
+type service struct {
+	metrics *telemetry.Metrics
+	embs    *embedders
+	nc      *nats.Conn
+	store   vectorStore
+}
+
+// startService logs the settings, builds the embedders, connects to NATS as
+// name and opens the store. Close releases what it holds.
+func startService(ctx context.Context, env *environment, name string, open func() (vectorStore, error)) (*service, error) {
+	env.log.Info().Object("config", env.cfg).Msg("starting")
+	s := &service{metrics: telemetry.NewMetrics()}
+	var err error
+	if s.embs, err = newEmbedders(env.cfg, env.log, s.metrics); err != nil {
+		return nil, err
+	}
+	if s.nc, err = connectNATS(ctx, env.cfg.NATS, name, env.log); err != nil {
+		return nil, err
+	}
+	if s.store, err = open(); err != nil {
+		s.nc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the store and the NATS connection.
+func (s *service) Close() {
+	_ = s.store.Close()
+	s.nc.Close()
+}
+
+// qdrantStore opens the Qdrant of the settings, for startService.
+func qdrantStore(ctx context.Context, env *environment) func() (vectorStore, error) {
+	return func() (vectorStore, error) {
+		q, err := newQdrant(ctx, env.cfg, env.log)
+		if err != nil {
+			return nil, err
+		}
+		return q, nil
+	}
+}
+
 // ingest is the ingestion side, ready to run.
 type ingest struct {
 	worker *worker.Worker
@@ -35,8 +79,8 @@ type ingest struct {
 
 // startIngest creates the streams, the consumer and the configured
 // collections, and returns the worker ready to Run.
-func startIngest(ctx context.Context, env *environment, nc *nats.Conn, store vectorStore, embs *embedders, metrics *telemetry.Metrics) (*ingest, error) {
-	cfg := env.cfg
+func startIngest(ctx context.Context, env *environment, svc *service) (*ingest, error) {
+	cfg, nc, store, embs, metrics := env.cfg, svc.nc, svc.store, svc.embs, svc.metrics
 	chunker, err := pipeline.NewChunker(cfg.ChunkSize, cfg.ChunkOverlap)
 	if err != nil {
 		return nil, err
@@ -91,13 +135,13 @@ func (o searchOptions) validate() error {
 }
 
 // startSearch checks the configured collections and starts the search service.
-func startSearch(ctx context.Context, env *environment, nc *nats.Conn, store vectorStore, embs *embedders, metrics *telemetry.Metrics, o searchOptions) (*search.Service, error) {
-	if err := checkCollections(ctx, env, store); err != nil {
+func startSearch(ctx context.Context, env *environment, s *service, o searchOptions) (*search.Service, error) {
+	if err := checkCollections(ctx, env, s.store); err != nil {
 		return nil, err
 	}
 	svc, err := search.Start(ctx, search.Config{
-		Conn: nc, Index: store, Embedder: embs.of, Prefix: env.cfg.SubjectPrefix,
-		Concurrency: o.concurrency, Timeout: o.timeout, Metrics: metrics, Logger: env.log,
+		Conn: s.nc, Index: s.store, Embedder: s.embs.of, Prefix: env.cfg.SubjectPrefix,
+		Concurrency: o.concurrency, Timeout: o.timeout, Metrics: s.metrics, Logger: env.log,
 	})
 	if err != nil {
 		return nil, err

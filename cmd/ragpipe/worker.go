@@ -17,29 +17,17 @@ var workerCommand = command{
 }
 
 func runWorker(ctx context.Context, env *environment, _ []string) error {
-	cfg, log := env.cfg, env.log
-	log.Info().Object("config", cfg).Msg("starting")
-	metrics := telemetry.NewMetrics()
-	embs, err := newEmbedders(cfg, log, metrics)
+	svc, err := startService(ctx, env, "ragpipe-worker", qdrantStore(ctx, env))
 	if err != nil {
 		return err
 	}
-	nc, err := connectNATS(ctx, cfg.NATS, "ragpipe-worker", log)
+	defer svc.Close()
+	in, err := startIngest(ctx, env, svc)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	store, err := newQdrant(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	in, err := startIngest(ctx, env, nc, store, embs, metrics)
-	if err != nil {
-		return err
-	}
-	if err := serveOps(ctx, env, metrics, map[string]telemetry.Check{
-		"nats": natsReady(nc), "qdrant": store.Health, "embedders": in.stage.Ready,
+	if err := serveOps(ctx, env, svc.metrics, map[string]telemetry.Check{
+		"nats": natsReady(svc.nc), "qdrant": svc.store.Health, "embedders": in.stage.Ready,
 	}); err != nil {
 		return err
 	}
@@ -47,5 +35,5 @@ func runWorker(ctx context.Context, env *environment, _ []string) error {
 		return err
 	}
 	// Make sure the server has the last acknowledgements before exiting.
-	return nc.FlushTimeout(cfg.Worker.AckWait)
+	return svc.nc.FlushTimeout(env.cfg.Worker.AckWait)
 }
