@@ -41,12 +41,17 @@ func TestClusterNodeLoss(t *testing.T) {
 		t.Skip("cluster test skipped in -short mode")
 	}
 	// The collection's own layout overrides the global one (3 shards,
-	// replication 2). Searches keep Qdrant's default read consistency (one
-	// replica): with QDRANT_READ_CONSISTENCY=majority, Qdrant 1.16.3 refuses
-	// them ("not enough active replicas") for as long as a node is down,
-	// even with 3 replicas (docs/SCALING.md).
+	// replication 2, write consistency 1): 4 shards, each on all 3 nodes,
+	// and a write is acknowledged once 2 replicas hold it. With write
+	// consistency 1, an acknowledged write may sit on one replica only, and
+	// be unavailable (or lost, once that replica is rebuilt from another)
+	// when its node dies: seen once as 4 missing points. Searches keep
+	// Qdrant's default read consistency (one replica): with
+	// QDRANT_READ_CONSISTENCY=majority, Qdrant 1.16.3 refuses them ("not
+	// enough active replicas") while a node is down (docs/SCALING.md).
 	s, servers, nodes := newCluster(t, "RAGPIPE_BATCH_SIZE=64", "RAGPIPE_ACK_WAIT=5s",
-		"RAGPIPE_COLLECTION_DOCS_SHARDS=4", "RAGPIPE_COLLECTION_DOCS_REPLICATION_FACTOR=3")
+		"RAGPIPE_COLLECTION_DOCS_SHARDS=4", "RAGPIPE_COLLECTION_DOCS_REPLICATION_FACTOR=3",
+		"RAGPIPE_COLLECTION_DOCS_WRITE_CONSISTENCY=2")
 	r := rand.New(rand.NewPCG(11, 12))
 	m := newModel(t, 2000, 200, 64)
 	events := make([]event, 10000)
