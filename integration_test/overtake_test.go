@@ -2,6 +2,8 @@ package integration_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -21,6 +23,17 @@ type heldSink struct {
 	reached  chan struct{} // closed when that Apply starts waiting
 	released chan struct{} // closed by the test to let it go on
 	once     sync.Once
+	// failPrunes is how many Prune calls fail (transiently) before the
+	// real ones: the older write's cleanup is interrupted.
+	failPrunes int
+}
+
+func (h *heldSink) Prune(ctx context.Context, collection string, docs []pipeline.DocVersion) error {
+	if h.failPrunes > 0 {
+		h.failPrunes--
+		return errors.New("injected: connection lost before the prune")
+	}
+	return h.Qdrant.Prune(ctx, collection, docs)
 }
 
 func (h *heldSink) Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error {
@@ -35,7 +48,8 @@ func (h *heldSink) Apply(ctx context.Context, collection string, writes []pipeli
 // version with more chunks writes after a newer version (an upsert with fewer
 // chunks, or a delete) has been stored. Its extra chunks are inserted by the
 // conditional upsert, and must then be pruned, leaving exactly the newer
-// version.
+// version. When that prune fails, the older event fails and is redelivered:
+// superseded by then, it must still prune.
 func TestOlderWriteOvertaken(t *testing.T) {
 	l := newLocal(t, sink.QdrantConfig{})
 	chunker, err := pipeline.NewChunker(300, 30)
@@ -44,17 +58,21 @@ func TestOlderWriteOvertaken(t *testing.T) {
 	}
 	store, register, emb, ctx := l.store, l.register, l.embedder, t.Context()
 	s := &system{t: t, qc: store.Client()}
-	for _, newer := range []string{"upsert", "delete"} {
-		t.Run("newer "+newer, func(t *testing.T) {
+	for _, tc := range []struct {
+		newer      string
+		failPrunes int
+	}{{"upsert", 0}, {"delete", 0}, {"upsert", 1}, {"delete", 1}} {
+		newer := tc.newer
+		t.Run(fmt.Sprintf("newer %s, %d failed prunes", newer, tc.failPrunes), func(t *testing.T) {
 			s.t = t
-			held := &heldSink{Qdrant: store, hold: 1, reached: make(chan struct{}), released: make(chan struct{})}
+			held := &heldSink{Qdrant: store, hold: 1, reached: make(chan struct{}), released: make(chan struct{}), failPrunes: tc.failPrunes}
 			stage, err := pipeline.NewStage(pipeline.StageConfig{
 				Sink: held, Versions: register, Embedder: emb, Chunker: chunker, AutoCreate: true,
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			collection := "overtake-" + newer
+			collection := fmt.Sprintf("overtake-%s-%d", newer, tc.failPrunes)
 			m := newModel(t, 300, 30, 16)
 			older := pipeline.Event{Op: pipeline.OpUpsert, UserID: "alice", Collection: collection, DocID: "doc",
 				Text: text(rand.New(rand.NewPCG(7, 8)), 1500), Version: 1}
@@ -77,7 +95,14 @@ func TestOlderWriteOvertaken(t *testing.T) {
 				t.Fatal(errs[0])
 			}
 			close(held.released)
-			if errs := <-done; errs[0] != nil {
+			errs := <-done
+			for range tc.failPrunes { // redeliveries of the older event
+				if errs[0] == nil {
+					t.Fatal("the older event succeeded although its prune failed")
+				}
+				errs = stage.Process(ctx, []pipeline.Event{older})
+			}
+			if errs[0] != nil {
 				t.Fatal(errs[0])
 			}
 			if n := len(chunker.Split(older.Text)); n < 3 {

@@ -215,7 +215,8 @@ func (s *Stage) processCollection(ctx context.Context, name string, events []Eve
 	}
 	idx = s.validate(coll, events, idx, errs)
 	idx = newestPerDocument(events, idx)
-	idx = s.claim(ctx, events, idx, errs)
+	idx, prune := s.claim(ctx, events, idx, errs)
+	defer func() { s.prune(ctx, name, events, prune, errs) }()
 	if len(idx) == 0 {
 		return
 	}
@@ -232,13 +233,13 @@ func (s *Stage) processCollection(ctx context.Context, name string, events []Eve
 	for j, err := range perItem(err, len(writes)) {
 		errs[idx[j]] = err
 	}
-	ok := idx[:0:0]
+	written := idx[:0:0]
 	for _, i := range idx {
-		if errs[i] == nil {
-			ok = append(ok, i)
+		if errs[i] == nil && events[i].Op == OpUpsert { // a delete leaves no points to prune
+			written = append(written, i)
 		}
 	}
-	s.pruneOvertaken(ctx, name, events, ok, errs)
+	s.overtaken(ctx, events, written, errs, prune)
 }
 
 // collection returns the collection's description, ensuring it exists in the
@@ -292,26 +293,34 @@ func newestPerDocument(events []Event, idx []int) []int {
 	return kept
 }
 
-// claim records each event's version in the register and returns the indexes
-// of the events that hold their document's newest version.
-func (s *Stage) claim(ctx context.Context, events []Event, idx []int, errs []error) []int {
+// claim records each event's version in the register and returns the
+// indexes of the events that hold their document's newest version, and, for
+// those superseded by a newer version, that version: their document is
+// pruned below it, which removes whatever an earlier, interrupted attempt of
+// theirs may have written after the newer version's own cleanup.
+func (s *Stage) claim(ctx context.Context, events []Event, idx []int, errs []error) ([]int, map[int]uint64) {
 	held := make([]bool, len(idx))
+	latest := make([]uint64, len(idx))
 	s.each(len(idx), func(j int) {
 		e := events[idx[j]]
-		ok, err := s.cfg.Versions.Claim(ctx, VersionKey(e.Collection, e.UserID, e.DocID), e.Version)
+		ok, v, err := s.cfg.Versions.Claim(ctx, VersionKey(e.Collection, e.UserID, e.DocID), e.Version)
 		if err != nil {
 			errs[idx[j]] = fmt.Errorf("claim version %d of %q: %w", e.Version, e.DocID, err)
 			return
 		}
-		held[j] = ok
+		held[j], latest[j] = ok, v
 	})
 	kept := idx[:0:0]
+	prune := make(map[int]uint64)
 	for j, i := range idx {
-		if held[j] {
+		switch {
+		case held[j]:
 			kept = append(kept, i)
+		case errs[i] == nil:
+			prune[i] = latest[j]
 		}
 	}
-	return kept
+	return kept, prune
 }
 
 // writes chunks the events at idx and gives every chunk a vector: the
@@ -482,9 +491,9 @@ func (s *Stage) check(c Collection, vectors [][]float32, n int) error {
 	return nil
 }
 
-// pruneOvertaken re-reads the register for the written events at idx and
-// prunes the documents whose newest version moved past the written one.
-func (s *Stage) pruneOvertaken(ctx context.Context, collection string, events []Event, idx []int, errs []error) {
+// overtaken re-reads the register for the written events at idx and adds to
+// prune those whose document's newest version moved past the written one.
+func (s *Stage) overtaken(ctx context.Context, events []Event, idx []int, errs []error, prune map[int]uint64) {
 	latest := make([]uint64, len(idx))
 	s.each(len(idx), func(j int) {
 		e := events[idx[j]]
@@ -495,20 +504,28 @@ func (s *Stage) pruneOvertaken(ctx context.Context, collection string, events []
 		}
 		latest[j] = v
 	})
-	var prune []DocVersion
-	var pruned []int
 	for j, i := range idx {
 		if errs[i] == nil && latest[j] > events[i].Version {
-			prune = append(prune, DocVersion{UserID: events[i].UserID, DocID: events[i].DocID, Version: latest[j]})
-			pruned = append(pruned, i)
+			prune[i] = latest[j]
 		}
 	}
-	if len(prune) == 0 {
+}
+
+// prune deletes, for each event at a key of targets, its document's points
+// below the version there; an event whose prune fails fails too, so that it
+// is retried.
+func (s *Stage) prune(ctx context.Context, collection string, events []Event, targets map[int]uint64, errs []error) {
+	if len(targets) == 0 {
 		return
 	}
-	for j, err := range perItem(s.cfg.Sink.Prune(ctx, collection, prune), len(prune)) {
+	order := slices.Sorted(maps.Keys(targets))
+	docs := make([]DocVersion, len(order))
+	for j, i := range order {
+		docs[j] = DocVersion{UserID: events[i].UserID, DocID: events[i].DocID, Version: targets[i]}
+	}
+	for j, err := range perItem(s.cfg.Sink.Prune(ctx, collection, docs), len(docs)) {
 		if err != nil {
-			errs[pruned[j]] = fmt.Errorf("prune versions overtaken by newer ones: %w", err)
+			errs[order[j]] = fmt.Errorf("prune versions older than %d: %w", docs[j].Version, err)
 		}
 	}
 }

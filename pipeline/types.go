@@ -136,8 +136,9 @@ type Sink interface {
 type Versions interface {
 	// Claim records v as the newest version of key unless a version >= v is
 	// already recorded. It reports whether the caller holds the newest version
-	// (true also when v itself is recorded, so that redeliveries proceed).
-	Claim(ctx context.Context, key string, v uint64) (bool, error)
+	// (true also when v itself is recorded, so that redeliveries proceed) and
+	// the newest version recorded after the call.
+	Claim(ctx context.Context, key string, v uint64) (held bool, latest uint64, err error)
 	// Latest returns the newest recorded version of key, 0 if none. The read is
 	// linearizable: it sees every Claim that returned before it started.
 	Latest(ctx context.Context, key string) (uint64, error)

@@ -38,7 +38,10 @@
 //     before N's delete ran, and that delete (version < N) removes it; or it
 //     was written after N's delete, hence after N's writer claimed N, so its
 //     writer's re-read of the register (after its own write) sees N and its
-//     Prune(version < N) removes it.
+//     Prune(version < N) removes it. If that writer fails or dies before its
+//     Prune succeeds, its event is not acknowledged; redelivered, it finds N
+//     claimed and, although superseded, calls Prune(version < N) before it
+//     is acknowledged.
 //
 // Nothing else is left, so the stored state converges to exactly the chunks
 // of version N, or nothing when N is a delete.

@@ -50,22 +50,22 @@ func NewRegister(ctx context.Context, js jetstream.JetStream, prefix string, rep
 }
 
 // Claim implements pipeline.Versions.
-func (r *Register) Claim(ctx context.Context, key string, v uint64) (bool, error) {
+func (r *Register) Claim(ctx context.Context, key string, v uint64) (bool, uint64, error) {
 	subject := r.prefix + key
 	for {
 		cur, seq, err := r.read(ctx, subject)
 		if err != nil {
-			return false, err
+			return false, 0, err
 		}
 		if cur >= v {
-			return cur == v, nil
+			return cur == v, cur, nil
 		}
 		_, err = r.js.Publish(ctx, subject, strconv.AppendUint(nil, v, 10), jetstream.WithExpectLastSequencePerSubject(seq))
 		if err == nil {
-			return true, nil
+			return true, v, nil
 		}
 		if !isWrongLastSequence(err) {
-			return false, fmt.Errorf("version register: %w", err)
+			return false, 0, fmt.Errorf("version register: %w", err)
 		}
 		// Another worker claimed this document meanwhile: read again.
 	}
