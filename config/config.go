@@ -123,7 +123,7 @@ type Worker struct {
 	BatchSize      int           `env:"RAGPIPE_BATCH_SIZE" envDefault:"256" help:"messages per processing batch (>= 1)"`
 	FlushInterval  time.Duration `env:"RAGPIPE_FLUSH_INTERVAL" envDefault:"20ms" help:"longest a partial batch waits (> 0)"`
 	Concurrency    int           `env:"RAGPIPE_CONCURRENCY" envDefault:"4" help:"batches processed in parallel (>= 1)"`
-	MaxAckPending  int           `env:"RAGPIPE_MAX_ACK_PENDING" envDefault:"0" help:"unacknowledged messages the consumer hands out; 0 means RAGPIPE_BATCH_SIZE*RAGPIPE_CONCURRENCY*2"`
+	MaxAckPending  int           `env:"RAGPIPE_MAX_ACK_PENDING" envDefault:"0" help:"unacknowledged messages the consumer hands out; 0 means RAGPIPE_BATCH_SIZE*(RAGPIPE_CONCURRENCY+1)"`
 	AckWait        time.Duration `env:"RAGPIPE_ACK_WAIT" envDefault:"30s" help:"time the server waits for an acknowledgement before redelivering (>= 1s)"`
 	StreamReplicas int           `env:"RAGPIPE_STREAM_REPLICAS" envDefault:"1" help:"replicas of the streams ragpipe creates (1 to 5)"`
 }
@@ -173,7 +173,7 @@ func LoadFrom(environ []string, dir string) (*Config, error) {
 		return nil, problems(errs)
 	}
 	if cfg.Worker.MaxAckPending == 0 {
-		cfg.Worker.MaxAckPending = cfg.Worker.BatchSize * cfg.Worker.Concurrency * 2
+		cfg.Worker.MaxAckPending = cfg.Worker.BatchSize * (cfg.Worker.Concurrency + 1)
 	}
 	return cfg, nil
 }
@@ -495,7 +495,7 @@ func (c *Config) validate() []error {
 	check(w.FlushInterval > 0, "RAGPIPE_FLUSH_INTERVAL=%s: must be > 0", w.FlushInterval)
 	check(w.Concurrency >= 1, "RAGPIPE_CONCURRENCY=%d: must be >= 1", w.Concurrency)
 	check(w.MaxAckPending >= 0,
-		"RAGPIPE_MAX_ACK_PENDING=%d: must be >= 0 (0 means RAGPIPE_BATCH_SIZE*RAGPIPE_CONCURRENCY*2)", w.MaxAckPending)
+		"RAGPIPE_MAX_ACK_PENDING=%d: must be >= 0 (0 means RAGPIPE_BATCH_SIZE*(RAGPIPE_CONCURRENCY+1))", w.MaxAckPending)
 	check(w.AckWait >= time.Second, "RAGPIPE_ACK_WAIT=%s: must be >= 1s", w.AckWait)
 	check(w.StreamReplicas >= 1 && w.StreamReplicas <= 5, "RAGPIPE_STREAM_REPLICAS=%d: must be from 1 to 5", w.StreamReplicas)
 	return errs

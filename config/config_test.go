@@ -49,7 +49,7 @@ func TestDefaults(t *testing.T) {
 		HTTPAddr:          ":9090",
 		Worker: config.Worker{
 			BatchSize: 256, FlushInterval: 20 * time.Millisecond, Concurrency: 4,
-			MaxAckPending: 256 * 4 * 2, AckWait: 30 * time.Second, StreamReplicas: 1,
+			MaxAckPending: 256 * (4 + 1), AckWait: 30 * time.Second, StreamReplicas: 1,
 		},
 	}
 	if !reflect.DeepEqual(got, want) {

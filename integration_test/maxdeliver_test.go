@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,72 @@ func TestDeadLetterAfterMaxDeliver(t *testing.T) {
 	if got := testutil.ToFloat64(metrics.Events.WithLabelValues("docs", telemetry.Retried)); got != 2 {
 		t.Errorf("%v retries counted, want 2", got)
 	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// slowProcessor is the real stage, taking at least delay per batch: a slow
+// embedder or store.
+type slowProcessor struct {
+	worker.Processor
+	delay time.Duration
+}
+
+func (p slowProcessor) Process(ctx context.Context, events []pipeline.Event) []error {
+	time.Sleep(p.delay)
+	return p.Processor.Process(ctx, events)
+}
+
+// TestSlowBatchesNoRedelivery: batches that take longer than the ack wait,
+// with messages waiting behind them, are not redelivered (they are kept
+// alive from their receipt), so nothing is processed twice or dead-lettered
+// for attempts it never had.
+func TestSlowBatchesNoRedelivery(t *testing.T) {
+	l := newLocal(t, sink.QdrantConfig{})
+	chunker, err := pipeline.NewChunker(300, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage, err := pipeline.NewStage(pipeline.StageConfig{
+		Sink: l.store, Versions: l.register, Embedder: l.embedder, Chunker: chunker, AutoCreate: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(t.Context(), worker.Config{
+		JetStream: l.js, Processor: slowProcessor{stage, 2500 * time.Millisecond}, Metrics: telemetry.NewMetrics(),
+		BatchSize: 4, Concurrency: 1, AckWait: time.Second, MaxDeliver: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	for i := range 16 {
+		if _, err := l.js.Publish(t.Context(), "rag.ingest.alice.docs", fmt.Appendf(nil, `{"doc_id":"d%d","text":"text %d"}`, i, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := l.js.Consumer(t.Context(), "RAG_INGEST", "ragpipe-worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "all acknowledged", func() error {
+		info, err := c.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		if info.NumPending+uint64(info.NumAckPending) > 0 {
+			return fmt.Errorf("%d pending, %d unacknowledged", info.NumPending, info.NumAckPending)
+		}
+		if info.NumRedelivered > 0 || info.Delivered.Consumer != 16 {
+			t.Fatalf("%d messages redelivered, %d deliveries for 16 events: slow batches let acks time out", info.NumRedelivered, info.Delivered.Consumer)
+		}
+		return nil
+	})
 	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -11,7 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,7 +62,7 @@ type Config struct {
 	BatchSize      int           // messages per batch, default 256
 	FlushInterval  time.Duration // longest a partial batch waits, default 20ms
 	Concurrency    int           // batches processed in parallel, default 4
-	MaxAckPending  int           // unacknowledged messages in flight, default 2*BatchSize*Concurrency
+	MaxAckPending  int           // unacknowledged messages in flight, default BatchSize*(Concurrency+1)
 	AckWait        time.Duration // redelivery timeout of an unacknowledged message, default 30s
 	StreamReplicas int           // replicas of created streams, default 1
 	// MaxRetryDelay caps the growing delay before a failed event is redelivered, default 2m.
@@ -85,7 +87,7 @@ func (c *Config) setDefaults() {
 	def(&c.MaxDeliver, 10)
 	def(&c.BatchSize, 256)
 	def(&c.Concurrency, 4)
-	def(&c.MaxAckPending, 2*c.BatchSize*c.Concurrency)
+	def(&c.MaxAckPending, c.BatchSize*(c.Concurrency+1))
 	def(&c.StreamReplicas, 1)
 	defDur(&c.FlushInterval, 20*time.Millisecond)
 	defDur(&c.AckWait, 30*time.Second)
@@ -95,6 +97,7 @@ func (c *Config) setDefaults() {
 // Worker consumes ingest events. Any number of workers, in one process or
 // many, share the durable consumer.
 type Worker struct {
+	held     held
 	cfg      Config
 	consumer jetstream.Consumer
 	decode   pipeline.DecodeConfig
@@ -157,8 +160,10 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 // with a context that outlives ctx, so that shutdown never abandons a write
 // halfway. It returns an error only when consuming cannot start.
 func (w *Worker) Run(ctx context.Context) error {
-	msgs := make(chan jetstream.Msg, w.cfg.BatchSize)
-	cc, err := w.consumer.Consume(func(m jetstream.Msg) { msgs <- m },
+	// JetStream hands out at most MaxAckPending unacknowledged messages, so
+	// the handler never blocks and every message is held from its receipt.
+	msgs := make(chan jetstream.Msg, w.cfg.MaxAckPending)
+	cc, err := w.consumer.Consume(func(m jetstream.Msg) { w.held.add(m); msgs <- m },
 		jetstream.PullMaxMessages(w.cfg.BatchSize),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			w.cfg.Logger.Warn().Err(err).Msg("consume")
@@ -173,6 +178,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	var inflight errgroup.Group
 	inflight.SetLimit(w.cfg.Concurrency)
 	go w.reportPending(ctx)
+	stopKeepAlive := w.held.keepAlive(w.cfg.AckWait / 3)
+	defer stopKeepAlive()
 
 	batch := make([]jetstream.Msg, 0, w.cfg.BatchSize)
 	flush := func() {
@@ -218,6 +225,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // process decodes a batch, hands the good events to the processor and settles
 // every message.
 func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
+	defer w.held.remove(batch) // every message of the batch is settled below
 	w.cfg.Metrics.BatchSize.Observe(float64(len(batch)))
 	events := make([]pipeline.Event, 0, len(batch))
 	owners := make([]jetstream.Msg, 0, len(batch))
@@ -249,9 +257,7 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 	if len(events) == 0 {
 		return
 	}
-	stop := w.keepAlive(owners)
 	errs := w.cfg.Processor.Process(ctx, events)
-	stop()
 	for i, err := range errs {
 		w.settle(ctx, owners[i], events[i], attempts[i], err)
 	}
@@ -367,20 +373,48 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, userID, collec
 	w.cfg.Metrics.Events.WithLabelValues(collection, telemetry.DeadLettered).Inc()
 }
 
-// keepAlive tells JetStream that msgs are still being worked on, so that a
-// batch retrying a slow store is not redelivered meanwhile. Calling the
-// returned function stops it.
-func (w *Worker) keepAlive(msgs []jetstream.Msg) (stop func()) {
+// held is the set of messages received and not yet settled. keepAlive tells
+// JetStream that they are in progress, so that a message waiting behind busy
+// batches, or in a batch retrying a slow store or embedder, is never
+// redelivered meanwhile. It is safe for concurrent use.
+type held struct {
+	mu   sync.Mutex
+	msgs map[jetstream.Msg]struct{}
+}
+
+func (h *held) add(m jetstream.Msg) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.msgs == nil {
+		h.msgs = make(map[jetstream.Msg]struct{})
+	}
+	h.msgs[m] = struct{}{}
+}
+
+func (h *held) remove(msgs []jetstream.Msg) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range msgs {
+		delete(h.msgs, m)
+	}
+}
+
+// keepAlive sends InProgress for every held message at each interval until
+// the returned function is called.
+func (h *held) keepAlive(interval time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(w.cfg.AckWait / 3)
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
+				h.mu.Lock()
+				msgs := slices.Collect(maps.Keys(h.msgs))
+				h.mu.Unlock()
 				for _, m := range msgs {
 					_ = m.InProgress()
 				}
