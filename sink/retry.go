@@ -53,12 +53,21 @@ func Retryable(err error) bool {
 	}
 }
 
-// classify marks err permanent when Retryable says it is.
+// classify marks err permanent when Retryable says it is, and marks a
+// rejected API key or permission as a configuration problem
+// (pipeline.Misconfigured), which the worker retries however long it takes,
+// never dead-lettering the events.
 func classify(err error) error {
-	if err == nil || Retryable(err) || pipeline.IsPermanent(err) {
+	switch {
+	case err == nil || pipeline.IsPermanent(err):
 		return err
+	case isCode(err, codes.Unauthenticated) || isCode(err, codes.PermissionDenied):
+		return pipeline.Misconfigured(err)
+	case Retryable(err):
+		return err
+	default:
+		return pipeline.Permanent(err)
 	}
-	return pipeline.Permanent(err)
 }
 
 // isCode reports whether err carries the gRPC status code c.
@@ -117,9 +126,9 @@ func (q *Qdrant) retry(ctx context.Context, what, collection string, op func(ctx
 		return classify(fmt.Errorf("qdrant %s %q: %w", what, collection, last))
 	}
 	if ctx.Err() != nil && !errors.Is(last, ctx.Err()) {
-		return fmt.Errorf("qdrant %s %q: gave up after %d attempts: %w (%w)", what, collection, attempt, last, ctx.Err())
+		return classify(fmt.Errorf("qdrant %s %q: gave up after %d attempts: %w (%w)", what, collection, attempt, last, ctx.Err()))
 	}
-	return fmt.Errorf("qdrant %s %q: gave up after %d attempts: %w", what, collection, attempt, last)
+	return classify(fmt.Errorf("qdrant %s %q: gave up after %d attempts: %w", what, collection, attempt, last))
 }
 
 // hintBackOff waits at least as long as the server asked for.

@@ -17,6 +17,10 @@ import (
 	"github.com/ragpipe/ragpipe/telemetry"
 )
 
+// clientConnectTimeout bounds how long a command run by a person (publish,
+// query, dlq) waits for NATS before it gives up with a one-line error.
+const clientConnectTimeout = 30 * time.Second
+
 // connectNATS connects to cfg.NATS, retrying with backoff until ctx ends, and
 // keeps reconnecting for the life of the connection.
 func connectNATS(ctx context.Context, cfg config.NATS, name string, log zerolog.Logger) (*nats.Conn, error) {

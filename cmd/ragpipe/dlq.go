@@ -25,7 +25,7 @@ var dlqCommand = command{
 		"          only once the republish is acknowledged (fix the cause first)\n" +
 		"  purge   deletes dead letters",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
-		d := &dlqCmd{fs: fs}
+		d := &dlqCmd{}
 		fs.StringVar(&d.user, "user", "", "only this tenant's dead letters")
 		fs.StringVar(&d.collection, "collection", "", "only this collection's dead letters")
 		fs.BoolVar(&d.json, "json", false, "list as JSON lines")
@@ -34,7 +34,6 @@ var dlqCommand = command{
 }
 
 type dlqCmd struct {
-	fs               *flag.FlagSet
 	user, collection string
 	json             bool
 }
@@ -44,13 +43,12 @@ func (d *dlqCmd) run(ctx context.Context, env *environment, args []string) error
 		return errors.New("want an action: list, replay or purge; see --help")
 	}
 	action := args[0]
-	if err := d.fs.Parse(args[1:]); err != nil { // flags may follow the action
-		return err
+	if len(args) > 1 {
+		return fmt.Errorf("unexpected arguments %q", args[1:])
 	}
-	if d.fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", d.fs.Args())
-	}
-	nc, err := connectNATS(ctx, env.cfg.NATS, "ragpipe-dlq", env.log)
+	connectCtx, cancel := context.WithTimeout(ctx, clientConnectTimeout)
+	defer cancel()
+	nc, err := connectNATS(connectCtx, env.cfg.NATS, "ragpipe-dlq", env.log)
 	if err != nil {
 		return err
 	}

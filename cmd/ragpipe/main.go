@@ -69,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	runCmd := cmd.flags(fs)
 	fs.Usage = func() {} // printed below, to stdout for --help
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := fs.Parse(flagsFirst(fs, args[1:])); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			commandUsage(stdout, cmd, fs)
 			return 0
@@ -90,6 +90,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	env := &environment{cfg: cfg, log: log, stdout: stdout, stderr: stderr}
 	if err := runCmd(ctx, env, fs.Args()); err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) { // stopped by SIGINT/SIGTERM, as asked
+			fmt.Fprintf(stderr, "ragpipe %s: stopped: %s\n", cmd.name, oneLine(err))
+			return 0
+		}
 		fmt.Fprintf(stderr, "ragpipe %s: %s\n", cmd.name, oneLine(err))
 		return 1
 	}
@@ -145,4 +149,40 @@ func hasFlags(fs *flag.FlagSet) bool {
 	n := 0
 	fs.VisitAll(func(*flag.Flag) { n++ })
 	return n > 0
+}
+
+// flagsFirst moves the flags found anywhere in args before the other
+// arguments, so that `ragpipe dlq list --json` and `ragpipe publish dir
+// --user alice` parse like `ragpipe dlq --json list`. A lone "-" (stdin) is
+// an argument; "--" ends the flags.
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			rest = append(rest, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil { // unknown: Parse reports it
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) { // the flag's value
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return append(append(flags, "--"), rest...)
 }

@@ -100,7 +100,7 @@ func (m *migrator) run(ctx context.Context, env *environment, args []string) err
 	}
 	printReports(env, reports)
 	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("interrupted; run the same command again to resume (progress in %s)", m.state)
+		return fmt.Errorf("run the same command again to resume (progress in %s): %w", m.state, err)
 	}
 	return err
 }

@@ -78,14 +78,22 @@ func (p *publisher) run(ctx context.Context, env *environment, paths []string) e
 	if p.collection != "" && !pipeline.ValidCollection(p.collection) {
 		return fmt.Errorf("--collection %q: want 1-64 characters of a-z 0-9 _ -, starting with a letter", p.collection)
 	}
-	nc, err := connectNATS(ctx, env.cfg.NATS, "ragpipe-publish", env.log)
+	connectCtx, cancel := context.WithTimeout(ctx, clientConnectTimeout)
+	defer cancel()
+	nc, err := connectNATS(connectCtx, env.cfg.NATS, "ragpipe-publish", env.log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	if p.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(512)); err != nil {
+	// Every acknowledgement arrives or times out, so the summary is complete.
+	if p.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(512),
+		jetstream.WithPublishAsyncTimeout(30*time.Second)); err != nil {
 		return err
 	}
+	go func() { // a signal also ends a read from stdin
+		<-ctx.Done()
+		os.Stdin.Close()
+	}()
 	p.prefix, p.maxBytes = env.cfg.SubjectPrefix, env.cfg.MaxEventBytes
 	if f, ok := env.stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		p.bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(env.stderr),
@@ -93,12 +101,13 @@ func (p *publisher) run(ctx context.Context, env *environment, paths []string) e
 			progressbar.OptionShowIts(), progressbar.OptionClearOnFinish())
 	}
 	start := time.Now()
+	var sendErr error
 	for _, path := range paths {
-		if err := p.publishPath(ctx, env, path); err != nil {
-			return err
+		if sendErr = p.publishPath(ctx, env, path); sendErr != nil {
+			break
 		}
 	}
-	p.acks.Wait()
+	p.acks.Wait() // what was sent is accounted for, whatever stopped the loop
 	if p.bar != nil {
 		_ = p.bar.Finish()
 	}
@@ -107,8 +116,14 @@ func (p *publisher) run(ctx context.Context, env *environment, paths []string) e
 	fmt.Fprintf(env.stdout, "published %d events in %s (%.0f/s): %d stored, %d duplicates dropped, %d skipped, %d failed\n",
 		total, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds(),
 		p.stored.Load(), p.duplicates.Load(), p.skipped.Load(), p.failed.Load())
-	if n := p.failed.Load(); n > 0 {
-		return fmt.Errorf("%d events were not stored by JetStream", n)
+	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintln(env.stdout, "interrupted: the events above were sent and acknowledged; the rest were not sent")
+		return nil
+	case sendErr != nil:
+		return sendErr
+	case p.failed.Load() > 0:
+		return fmt.Errorf("%d events were not stored by JetStream", p.failed.Load())
 	}
 	return nil
 }
@@ -128,6 +143,9 @@ func (p *publisher) publishPath(ctx context.Context, env *environment, path stri
 	return filepath.WalkDir(path, func(file string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		if strings.HasPrefix(d.Name(), ".") && file != path {
 			if d.IsDir() {
@@ -186,7 +204,7 @@ func (p *publisher) publishFile(ctx context.Context, env *environment, file, doc
 func (p *publisher) publishLines(ctx context.Context, env *environment, name string, r io.Reader) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), p.maxBytes+1)
-	for n := 1; sc.Scan(); n++ {
+	for n := 1; sc.Scan() && ctx.Err() == nil; n++ {
 		line := sc.Bytes()
 		if len(strings.TrimSpace(string(line))) == 0 {
 			continue
@@ -209,7 +227,7 @@ func (p *publisher) publishLines(ctx context.Context, env *environment, name str
 			return err
 		}
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("%s: %w (a line longer than RAGPIPE_MAX_EVENT_BYTES?)", name, err)
 	}
 	return nil
@@ -232,6 +250,14 @@ func (p *publisher) publish(ctx context.Context, env *environment, where, user, 
 	sum := sha256.Sum256(append([]byte(msg.Subject+"\n"), body...))
 	msg.Header.Set(jetstream.MsgIDHeader, hex.EncodeToString(sum[:16]))
 	future, err := p.js.PublishMsgAsync(msg)
+	for errors.Is(err, jetstream.ErrTooManyStalledMsgs) { // JetStream is slower than us: wait, then go on
+		select {
+		case <-p.js.PublishAsyncComplete():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		future, err = p.js.PublishMsgAsync(msg)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
@@ -246,7 +272,6 @@ func (p *publisher) publish(ctx context.Context, env *environment, where, user, 
 		case err := <-future.Err():
 			p.failed.Add(1)
 			env.log.Error().Err(err).Str("source", where).Msg("publish failed")
-		case <-ctx.Done():
 		}
 		if p.bar != nil {
 			_ = p.bar.Add(1)
