@@ -272,3 +272,32 @@ func waitProgress(s *system, n uint64) {
 		return nil
 	})
 }
+
+// TestCollectionDeleted: an operator deletes a collection while a worker
+// runs; the next events recreate it (auto-create) instead of being
+// dead-lettered.
+func TestCollectionDeleted(t *testing.T) {
+	s := newSystem(t, "RAGPIPE_COLLECTIONS=docs:8:cosine")
+	s.startWorker()
+	m := newModel(t, 2000, 200, 8)
+	batch := func(from int) {
+		var events []event
+		for i := from; i < from+10; i++ {
+			doc := fmt.Sprint("doc-", i)
+			events = append(events, event{user: "alice", collection: "docs", body: map[string]any{"doc_id": doc, "text": "text " + doc, "version": 1}})
+			m.add("docs", "alice", doc, "upsert", "text "+doc, nil, 1)
+		}
+		s.publish(events)
+		s.waitDrained(time.Minute)
+	}
+	batch(0)
+	if err := s.qc.DeleteCollection(t.Context(), "docs"); err != nil {
+		t.Fatal(err)
+	}
+	m = newModel(t, 2000, 200, 8) // what was stored is gone with the collection
+	batch(10)
+	s.assertStored("docs", m.want("docs"))
+	if dl := s.deadLetters(); len(dl) != 0 {
+		t.Fatalf("%d dead letters, want none; first: %v", len(dl), dl[0].header)
+	}
+}

@@ -227,6 +227,9 @@ func (s *Stage) processCollection(ctx context.Context, name string, events []Eve
 	}
 	start := time.Now()
 	err = s.cfg.Sink.Apply(ctx, name, writes)
+	if errors.Is(err, ErrUnknownCollection) && !IsPermanent(err) {
+		s.known.Delete(name) // gone from the store: ensure it again on retry
+	}
 	if s.cfg.Metrics != nil && err == nil {
 		s.cfg.Metrics.UpsertSeconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	}

@@ -19,6 +19,7 @@ import (
 	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/status"
 
 	"github.com/ragpipe/ragpipe/pipeline"
 )
@@ -768,8 +769,12 @@ func (q *Qdrant) send(ctx context.Context, what, collection string, units []unit
 		_, err := q.client.UpdateBatch(ctx, req)
 		return err
 	})
-	if err != nil {
+	if isCode(err, codes.NotFound) {
+		// The collection vanished (deleted by an operator, or not yet
+		// visible on this peer): not the events' fault. Transient, so that
+		// the caller ensures the collection again and retries.
 		q.forget(collection, err)
+		return fmt.Errorf("qdrant %s %q: %w (%v)", what, collection, pipeline.ErrUnknownCollection, status.Convert(err).Message())
 	}
 	return err
 }
