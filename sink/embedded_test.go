@@ -72,7 +72,13 @@ func TestEmbeddedContractReopened(t *testing.T) {
 // semantics are checked against the real thing.
 func TestContractQdrant(t *testing.T) {
 	node := qdranttest.Start(t)
-	testStoreContract(t, func(t *testing.T) contractStore { return newSink(t, node, nil) })
+	// Small requests, several at once: the contract's many-document calls
+	// then also exercise the packing of writes into parallel requests.
+	testStoreContract(t, func(t *testing.T) contractStore {
+		return newSink(t, node, func(c *sink.QdrantConfig) {
+			c.BatchPoints, c.Parallelism, c.WriteOrdering = 10, 4, sink.OrderingStrong
+		})
+	})
 }
 
 // reopeningStore is an embedded store reopened after each write.

@@ -769,10 +769,11 @@ func (q *Qdrant) send(ctx context.Context, what, collection string, units []unit
 		_, err := q.client.UpdateBatch(ctx, req)
 		return err
 	})
-	if isCode(err, codes.NotFound) {
-		// The collection vanished (deleted by an operator, or not yet
+	if _, vanished := q.known.Load(collection); vanished && isCode(err, codes.NotFound) {
+		// An ensured collection vanished (deleted by an operator, or not yet
 		// visible on this peer): not the events' fault. Transient, so that
-		// the caller ensures the collection again and retries.
+		// the caller ensures it again and retries. A collection never
+		// ensured stays a permanent error.
 		q.forget(collection, err)
 		return fmt.Errorf("qdrant %s %q: %w (%v)", what, collection, pipeline.ErrUnknownCollection, status.Convert(err).Message())
 	}

@@ -273,34 +273,6 @@ func TestQdrant(t *testing.T) {
 	// Payloads, conditional upserts, shrink/grow/delete and tenant
 	// separation are in the contract suite (TestContractQdrant).
 
-	t.Run("ManyDocsAcrossBatches", func(t *testing.T) {
-		s := newSink(t, node, func(c *sink.QdrantConfig) {
-			c.BatchPoints, c.Parallelism, c.WriteOrdering = 10, 4, sink.OrderingStrong
-		})
-		ensure(t, s, "many", pipeline.Cosine)
-		var first, second []pipeline.DocWrite
-		total := 0
-		for i := range 150 {
-			doc := fmt.Sprintf("doc-%03d", i)
-			first = append(first, write("u", doc, 1, 1+i%5))
-			// Same call: an older version (fewer chunks) before the newer
-			// one of the same document, for a third of the documents.
-			if i%3 == 0 {
-				second = append(second, write("u", doc, 2, 1+i%4))
-			}
-			second = append(second, write("u", doc, 3, 1+i%7))
-			total += 1 + i%7
-		}
-		apply(t, s, "many", first...)
-		apply(t, s, "many", second...)
-		for i := range 150 {
-			expectDoc(t, s, "many", "u", fmt.Sprintf("doc-%03d", i), 3, 1+i%7)
-		}
-		if n := count(t, s, "many"); n != uint64(total) {
-			t.Fatalf("count %d, want %d", n, total)
-		}
-	})
-
 	t.Run("Compression", func(t *testing.T) {
 		s := newSink(t, node, func(c *sink.QdrantConfig) { c.Compression = true; c.PoolSize = 1 })
 		ensure(t, s, "gzip", pipeline.Cosine)
