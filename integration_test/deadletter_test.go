@@ -94,3 +94,27 @@ func TestBadInputDeadLettered(t *testing.T) {
 		})
 	}
 }
+
+// TestHugeEventDeadLettered: an event rejected for its size, close to the
+// server's largest message, is dead-lettered with its body cut to fit and
+// its original size in Ragpipe-Truncated, instead of being retried forever
+// because its copy cannot be stored.
+func TestHugeEventDeadLettered(t *testing.T) {
+	s := newSystem(t, "RAGPIPE_COLLECTIONS=docs:8:cosine", "RAGPIPE_MAX_EVENT_BYTES=4096")
+	s.startWorker()
+	size := int(s.js.Conn().MaxPayload()) - 40 // the copy's headers would not fit
+	body := []byte(`{"doc_id":"huge","text":"` + strings.Repeat("x", size-28) + `"}`)
+	s.publish([]event{{user: "alice", collection: "docs", raw: body}})
+	s.waitDrained(time.Minute)
+	letters := s.deadLetters()
+	if len(letters) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(letters))
+	}
+	d := letters[0]
+	if d.header.Get("Ragpipe-Truncated") != fmt.Sprint(len(body)) || !bytes.HasPrefix(body, d.body) || len(d.body) >= len(body) {
+		t.Errorf("dead letter: Ragpipe-Truncated %q, %d of %d bytes", d.header.Get("Ragpipe-Truncated"), len(d.body), len(body))
+	}
+	if !strings.Contains(d.header.Get("Ragpipe-Error"), "4096") {
+		t.Errorf("reason %q", d.header.Get("Ragpipe-Error"))
+	}
+}

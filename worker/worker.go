@@ -40,7 +40,14 @@ const (
 	HeaderSubject = "Ragpipe-Subject"
 	HeaderError   = "Ragpipe-Error"
 	HeaderVersion = "Ragpipe-Version"
+	// HeaderTruncated, on a dead letter, gives the size of the original body
+	// when the copy had to be cut to fit the server's largest message.
+	HeaderTruncated = "Ragpipe-Truncated"
 )
+
+// dlqHeadroom is the room kept for a dead letter's headers within the
+// server's largest message; the reason is cut to fit in it.
+const dlqHeadroom, maxReason = 4096, 2048
 
 // Processor makes events durable; pipeline.Stage implements it.
 type Processor interface {
@@ -352,6 +359,15 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, userID, collec
 	meta, _ := m.Metadata()
 	dl := nats.NewMsg(w.cfg.Prefix + ".dlq." + userID + "." + collection)
 	dl.Data = m.Data()
+	if limit := int(w.cfg.JetStream.Conn().MaxPayload()) - dlqHeadroom; len(dl.Data) > limit {
+		// Body and headers must fit in one message, or the copy could never
+		// be stored and the event would be retried forever.
+		dl.Header.Set(HeaderTruncated, strconv.Itoa(len(dl.Data)))
+		dl.Data = dl.Data[:limit]
+	}
+	if len(reason) > maxReason {
+		reason = strings.ToValidUTF8(reason[:maxReason], "") + "…"
+	}
 	dl.Header.Set(HeaderSubject, m.Subject())
 	dl.Header.Set(HeaderError, reason)
 	if version > 0 {
