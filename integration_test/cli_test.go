@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 )
 
 // run runs the ragpipe binary to completion with env added to a clean
@@ -170,9 +172,9 @@ func TestHealthAndMetrics(t *testing.T) {
 	get(t, base+"/healthz", 200)
 	get(t, base+"/readyz", 200)
 	s.qdrant.Kill(t)
-	waitFor(t, 30*time.Second, "/readyz failing", func() error { return status(base+"/readyz", 503, "qdrant") })
+	checkfor.Until(t, 30*time.Second, "/readyz failing", func() error { return status(base+"/readyz", 503, "qdrant") })
 	s.qdrant.Restart(t)
-	waitFor(t, 30*time.Second, "/readyz recovering", func() error { return status(base+"/readyz", 200, "ready") })
+	checkfor.Until(t, 30*time.Second, "/readyz recovering", func() error { return status(base+"/readyz", 200, "ready") })
 }
 
 var addrRE = regexp.MustCompile(`"addr":"([0-9.:]+)"[^\n]*serving /healthz`)
@@ -181,7 +183,7 @@ var addrRE = regexp.MustCompile(`"addr":"([0-9.:]+)"[^\n]*serving /healthz`)
 func httpAddr(t testing.TB, p *process) string {
 	t.Helper()
 	var addr string
-	waitFor(t, 10*time.Second, "HTTP address logged", func() error {
+	checkfor.Until(t, 10*time.Second, "HTTP address logged", func() error {
 		m := addrRE.FindStringSubmatch(p.log.String())
 		if m == nil {
 			return fmt.Errorf("not logged")

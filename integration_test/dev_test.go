@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/qdrant/go-client/qdrant"
 
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/sink"
@@ -212,7 +213,7 @@ func TestMigrateKilled(t *testing.T) {
 	s := attach(t, "", node) // migrate needs no NATS
 	args := []string{"migrate", "--from", filepath.Join(d.dir, "data", "vectors"), "--to", node.URL(), "--page-size", "20", "--state", filepath.Join(d.dir, "state.json")}
 	p := s.start("migrate", d.dir, args)
-	waitFor(t, time.Minute, "migration half way", func() error {
+	checkfor.Until(t, time.Minute, "migration half way", func() error {
 		n, err := s.qc.Count(t.Context(), &qdrant.CountPoints{CollectionName: "docs", Exact: qdrant.PtrOf(true)})
 		if err != nil || n < 2500 {
 			return fmt.Errorf("%d points copied (%v)", n, err)

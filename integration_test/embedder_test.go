@@ -17,6 +17,7 @@ import (
 	"github.com/qdrant/go-client/qdrant"
 
 	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/embedtest"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/sink"
@@ -199,7 +200,7 @@ func TestEmbedderMisconfigured(t *testing.T) {
 		"RAGPIPE_COLLECTIONS=docs:16:cosine", "RAGPIPE_MAX_DELIVER=2")...)
 	w := s.startWorker()
 	base := "http://" + httpAddr(t, w)
-	waitFor(t, 30*time.Second, "/readyz failing", func() error {
+	checkfor.Until(t, 30*time.Second, "/readyz failing", func() error {
 		return status(base+"/readyz", 503, `embedders: embedder of collection "docs"`)
 	})
 	if body, _ := fetch(base+"/readyz", 503, ""); !strings.Contains(body, "401 Unauthorized: Incorrect API key provided") {
@@ -221,7 +222,7 @@ func TestEmbedderMisconfigured(t *testing.T) {
 		m.add("docs", e.user, e.body["doc_id"].(string), "upsert", e.body["text"].(string), nil, seqs[i])
 	}
 	// Each event is tried at least three times: more than RAGPIPE_MAX_DELIVER.
-	waitFor(t, time.Minute, "events retried", func() error {
+	checkfor.Until(t, time.Minute, "events retried", func() error {
 		page, err := fetch(base+"/metrics", 200, "")
 		if err != nil {
 			return err
@@ -244,7 +245,7 @@ func TestEmbedderMisconfigured(t *testing.T) {
 
 	fake.SetKey("sk-wrong-secret") // the service now accepts the worker's key
 	s.waitDrained(time.Minute)
-	waitFor(t, 10*time.Second, "/readyz recovering", func() error { return status(base+"/readyz", 200, "ready") })
+	checkfor.Until(t, 10*time.Second, "/readyz recovering", func() error { return status(base+"/readyz", 200, "ready") })
 	s.assertStored("docs", withTextHash(m.want("docs"), "openai/"+model))
 	if !strings.Contains(w.log.String(), "embedder works again") {
 		t.Error("the recovery is not logged")

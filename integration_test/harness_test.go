@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/qdrant/go-client/qdrant"
 
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -173,7 +174,7 @@ func (s *system) startWorker(env ...string) *process {
 // waitLogged waits until the process has logged text, failing if it exits first.
 func waitLogged(t testing.TB, p *process, text string) {
 	t.Helper()
-	waitFor(t, 60*time.Second, text, func() error {
+	checkfor.Until(t, 60*time.Second, text, func() error {
 		select {
 		case <-p.done:
 			return fmt.Errorf("exited: %v", p.err)
@@ -276,7 +277,7 @@ func (s *system) publish(events []event) []uint64 {
 // waitDrained waits until every published event has been processed and settled.
 func (s *system) waitDrained(timeout time.Duration) {
 	s.t.Helper()
-	waitFor(s.t, timeout, "consumer drained", func() error {
+	checkfor.Until(s.t, timeout, "consumer drained", func() error {
 		info, err := s.consumerInfo()
 		if err != nil {
 			return err
@@ -432,22 +433,6 @@ func (s *system) deadLetters() []deadLetter {
 		out = append(out, deadLetter{subject: m.Subject, header: m.Header, body: m.Data})
 	}
 	return out
-}
-
-// waitFor polls check until it returns nil or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func head[S ~[]E, E any](s S) S { return s[:min(len(s), 5)] }

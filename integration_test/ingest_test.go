@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 )
 
 // Small chunks make most test documents multi-chunk without megabytes of text.
@@ -261,7 +263,7 @@ func corpus(t testing.TB, n int) ([]event, *model) {
 // waitProgress waits until the worker has acknowledged at least n messages.
 func waitProgress(s *system, n uint64) {
 	s.t.Helper()
-	waitFor(s.t, time.Minute, "ingestion progress", func() error {
+	checkfor.Until(s.t, time.Minute, "ingestion progress", func() error {
 		info, err := s.consumerInfo()
 		if err != nil {
 			return err

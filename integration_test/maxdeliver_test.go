@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/sink"
 	"github.com/ragpipe/ragpipe/telemetry"
@@ -52,7 +53,7 @@ func TestDeadLetterAfterMaxDeliver(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dl *nats.Msg
-	waitFor(t, time.Minute, "dead letter", func() error {
+	checkfor.Until(t, time.Minute, "dead letter", func() error {
 		stream, err := l.js.Stream(t.Context(), "RAG_DLQ")
 		if err != nil {
 			return err
@@ -126,7 +127,7 @@ func TestSlowBatchesNoRedelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "all acknowledged", func() error {
+	checkfor.Until(t, time.Minute, "all acknowledged", func() error {
 		info, err := c.Info(t.Context())
 		if err != nil {
 			return err

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/search"
 )
@@ -30,7 +31,7 @@ import (
 func (s *system) startSearcher(name string, args []string, env ...string) *process {
 	s.t.Helper()
 	p := s.start(name, "", append([]string{"searcher"}, args...), env...)
-	waitFor(s.t, 60*time.Second, name+" serving", func() error {
+	checkfor.Until(s.t, 60*time.Second, name+" serving", func() error {
 		select {
 		case <-p.done:
 			return fmt.Errorf("%s exited: %v", name, p.err)
@@ -578,16 +579,16 @@ func TestSearchErrorCodes(t *testing.T) {
 			t.Errorf("%s: 503 after %s, want after retrying for about the 2s deadline", subject, took)
 		}
 	}
-	waitFor(t, 30*time.Second, "/readyz failing", func() error { return status(base+"/readyz", 503, "qdrant") })
+	checkfor.Until(t, 30*time.Second, "/readyz failing", func() error { return status(base+"/readyz", 503, "qdrant") })
 	s.qdrant.Restart(t)
-	waitFor(t, 30*time.Second, "searches answered again", func() error {
+	checkfor.Until(t, 30*time.Second, "searches answered again", func() error {
 		code, msg, _, err := ask(t, nc, "rag.search.alice.docs", `{"query":"alpha"}`, 10*time.Second)
 		if err == nil && code != 200 {
 			err = fmt.Errorf("%d %s", code, msg)
 		}
 		return err
 	})
-	waitFor(t, 30*time.Second, "/readyz recovering", func() error { return status(base+"/readyz", 200, "ready") })
+	checkfor.Until(t, 30*time.Second, "/readyz recovering", func() error { return status(base+"/readyz", 200, "ready") })
 
 	metrics := get(t, base+"/metrics", 200)
 	for _, want := range []string{
@@ -683,7 +684,7 @@ func TestSearchReplicas(t *testing.T) {
 		var c counts
 		stop := make(chan struct{})
 		wg := load(stop, &c)
-		waitFor(t, time.Minute, "two replicas serving", func() error {
+		checkfor.Until(t, time.Minute, "two replicas serving", func() error {
 			if n := served(); len(n) != 2 || slices.Min(slices.Collect(maps.Values(n))) < 50 {
 				return fmt.Errorf("search requests per replica: %v", n)
 			}
@@ -691,7 +692,7 @@ func TestSearchReplicas(t *testing.T) {
 		})
 		do()
 		since := c.ok.Load()
-		waitFor(t, time.Minute, "answers after "+what, func() error {
+		checkfor.Until(t, time.Minute, "answers after "+what, func() error {
 			if n := c.ok.Load() - since; n < 500 {
 				return fmt.Errorf("%d answers since %s", n, what)
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -321,7 +322,7 @@ func TestSearchServiceUnavailableAndStop(t *testing.T) {
 	}
 	// Stop once the server has delivered every request to the service: two
 	// are held by the handlers, the others wait.
-	waitFor(t, 10*time.Second, func() error {
+	checkfor.Until(t, 10*time.Second, "condition", func() error {
 		if got := delivered(t, f.ns, "rag.search.*.*"); got != n {
 			return fmt.Errorf("%d requests delivered", got)
 		}
@@ -372,21 +373,6 @@ func delivered(t *testing.T, ns *server.Server, subject string) int64 {
 		}
 	}
 	return n
-}
-
-func waitFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // ExampleValidFilterKey shows which filter keys a search accepts.

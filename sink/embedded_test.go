@@ -22,6 +22,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/search"
@@ -1234,7 +1235,7 @@ func TestEmbeddedCompaction(t *testing.T) {
 		}
 		return total, nil
 	}
-	waitFor(t, 10*time.Second, func() error { _, err := dirSize(); return err })
+	checkfor.Until(t, 10*time.Second, "condition", func() error { _, err := dirSize(); return err })
 	size, _ := dirSize()
 	if size > 64<<10 || size*5 > written {
 		t.Errorf("%d bytes on disk after writing at least %d", size, written)

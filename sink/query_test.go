@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/search"
@@ -311,7 +312,7 @@ func TestSearchQdrantUnavailable(t *testing.T) {
 	}
 
 	node.Restart(t)
-	waitFor(t, 30*time.Second, func() error {
+	checkfor.Until(t, 30*time.Second, "condition", func() error {
 		hits, err := s.Search(t.Context(), "down", q)
 		if err == nil && len(hits) != 3 {
 			err = fmt.Errorf("%d hits", len(hits))

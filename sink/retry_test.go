@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/sink"
@@ -99,7 +100,7 @@ func TestConnectWaitsForQdrant(t *testing.T) {
 		})
 		done <- result{s, err}
 	}()
-	waitFor(t, 10*time.Second, func() error {
+	checkfor.Until(t, 10*time.Second, "condition", func() error {
 		if attempts.n.Load() < 2 {
 			return errors.New("no failed connection attempts logged yet")
 		}
@@ -113,7 +114,7 @@ func TestConnectWaitsForQdrant(t *testing.T) {
 	defer r.s.Close()
 	// The pool's other connections may still be in gRPC's reconnect backoff
 	// (at most 2s): health follows within that.
-	waitFor(t, 10*time.Second, func() error { return r.s.Health(t.Context()) })
+	checkfor.Until(t, 10*time.Second, "condition", func() error { return r.s.Health(t.Context()) })
 }
 
 func TestConnectGivesUp(t *testing.T) {
@@ -206,14 +207,14 @@ func TestApplyRetriesAcrossRestart(t *testing.T) {
 		}
 	}()
 
-	waitFor(t, 10*time.Second, func() error {
+	checkfor.Until(t, 10*time.Second, "condition", func() error {
 		if applied.Load() < 5 {
 			return errors.New("fewer than 5 applies")
 		}
 		return nil
 	})
 	node.Kill(t)
-	waitFor(t, 10*time.Second, func() error {
+	checkfor.Until(t, 10*time.Second, "condition", func() error {
 		if retries.n.Load() < 3 {
 			return errors.New("Apply is not retrying yet")
 		}
@@ -221,7 +222,7 @@ func TestApplyRetriesAcrossRestart(t *testing.T) {
 	})
 	before := applied.Load()
 	node.Restart(t)
-	waitFor(t, 20*time.Second, func() error {
+	checkfor.Until(t, 20*time.Second, "condition", func() error {
 		select {
 		case err := <-loopErr:
 			t.Fatal(err)
@@ -244,21 +245,5 @@ func TestApplyRetriesAcrossRestart(t *testing.T) {
 	}
 	if n := count(t, s, "retry"); n != 2*last+1+last%5 {
 		t.Fatalf("count %d, want %d", n, 2*last+1+last%5)
-	}
-}
-
-// waitFor polls f until it returns nil or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -272,12 +272,16 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
 
 // settle acknowledges, redelivers later or dead-letters one processed message.
 func (w *Worker) settle(ctx context.Context, m jetstream.Msg, e pipeline.Event, attempt uint64, err error) {
-	log := w.cfg.Logger.With().Str("collection", e.Collection).Str("user_id", e.UserID).
-		Str("doc_id", e.DocID).Uint64("version", e.Version).Uint64("attempt", attempt).Logger()
+	// Built only when there is something to say: not on the ack of every event.
+	log := func() zerolog.Logger {
+		return w.cfg.Logger.With().Str("collection", e.Collection).Str("user_id", e.UserID).
+			Str("doc_id", e.DocID).Uint64("version", e.Version).Uint64("attempt", attempt).Logger()
+	}
 	switch {
 	case err == nil:
 		if ackErr := m.Ack(); ackErr != nil {
-			log.Warn().Err(ackErr).Msg("ack failed; the event will be redelivered and rewritten idempotently")
+			l := log()
+			l.Warn().Err(ackErr).Msg("ack failed; the event will be redelivered and rewritten idempotently")
 			return
 		}
 		w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Acked).Inc()
@@ -287,9 +291,10 @@ func (w *Worker) settle(ctx context.Context, m jetstream.Msg, e pipeline.Event, 
 		// Not the event's fault (a refused API key, say): it waits for the
 		// fix however long that takes and is never dead-lettered. The
 		// stage logged the problem once, and /readyz shows it.
-		log.Debug().Err(err).Msg("event waits for the embedder to be fixed")
+		l := log()
+		l.Debug().Err(err).Msg("event waits for the embedder to be fixed")
 		if attempt >= uint64(w.cfg.MaxDeliver) {
-			w.requeue(ctx, m, e, log)
+			w.requeue(ctx, m, e, l)
 			return
 		}
 		_ = m.NakWithDelay(w.retryDelay(attempt))
@@ -299,7 +304,8 @@ func (w *Worker) settle(ctx context.Context, m jetstream.Msg, e pipeline.Event, 
 			fmt.Sprintf("still failing after %d attempts: %v", attempt, err))
 	default:
 		delay := w.retryDelay(attempt)
-		log.Warn().Err(err).Dur("retry_in", delay).Msg("event failed, will retry")
+		l := log()
+		l.Warn().Err(err).Dur("retry_in", delay).Msg("event failed, will retry")
 		_ = m.NakWithDelay(delay)
 		w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Retried).Inc()
 	}
