@@ -215,12 +215,12 @@ func (s *Stage) processCollection(ctx context.Context, name string, events []Eve
 	}
 	idx = s.validate(coll, events, idx, errs)
 	idx = newestPerDocument(events, idx)
-	idx, prune := s.claim(ctx, events, idx, errs)
+	idx, first, prune := s.claim(ctx, events, idx, errs)
 	defer func() { s.prune(ctx, name, events, prune, errs) }()
 	if len(idx) == 0 {
 		return
 	}
-	writes, err := s.writes(ctx, coll, events, idx)
+	writes, err := s.writes(ctx, coll, events, idx, first)
 	if err != nil {
 		fail(idx, err)
 		return
@@ -297,38 +297,39 @@ func newestPerDocument(events []Event, idx []int) []int {
 }
 
 // claim records each event's version in the register and returns the
-// indexes of the events that hold their document's newest version, and, for
-// those superseded by a newer version, that version: their document is
-// pruned below it, which removes whatever an earlier, interrupted attempt of
-// theirs may have written after the newer version's own cleanup.
-func (s *Stage) claim(ctx context.Context, events []Event, idx []int, errs []error) ([]int, map[int]uint64) {
-	held := make([]bool, len(idx))
-	latest := make([]uint64, len(idx))
+// indexes of the events that hold their document's newest version, the set
+// of those that are their document's first version, and, for those
+// superseded by a newer version, that version: their document is pruned
+// below it, which removes whatever an earlier, interrupted attempt of theirs
+// may have written after the newer version's own cleanup.
+func (s *Stage) claim(ctx context.Context, events []Event, idx []int, errs []error) (held []int, first map[int]bool, prune map[int]uint64) {
+	claims := make([]Claimed, len(idx))
 	s.each(len(idx), func(j int) {
 		e := events[idx[j]]
-		ok, v, err := s.cfg.Versions.Claim(ctx, VersionKey(e.Collection, e.UserID, e.DocID), e.Version)
+		c, err := s.cfg.Versions.Claim(ctx, VersionKey(e.Collection, e.UserID, e.DocID), e.Version)
 		if err != nil {
 			errs[idx[j]] = fmt.Errorf("claim version %d of %q: %w", e.Version, e.DocID, err)
 			return
 		}
-		held[j], latest[j] = ok, v
+		claims[j] = c
 	})
-	kept := idx[:0:0]
-	prune := make(map[int]uint64)
+	first, prune = make(map[int]bool), make(map[int]uint64)
 	for j, i := range idx {
 		switch {
-		case held[j]:
-			kept = append(kept, i)
+		case claims[j].Held:
+			held = append(held, i)
+			first[i] = claims[j].First
 		case errs[i] == nil:
-			prune[i] = latest[j]
+			prune[i] = claims[j].Latest
 		}
 	}
-	return kept, prune
+	return held, first, prune
 }
 
 // writes chunks the events at idx and gives every chunk a vector: the
 // event's own, a stored one (see reuse) or one from a single embedder call.
-func (s *Stage) writes(ctx context.Context, c Collection, events []Event, idx []int) ([]DocWrite, error) {
+// Events in first are their document's first version.
+func (s *Stage) writes(ctx context.Context, c Collection, events []Event, idx []int, first map[int]bool) ([]DocWrite, error) {
 	var identity string
 	if id, ok := s.embedder(c.Name).(Identified); ok {
 		identity = id.Identity()
@@ -337,7 +338,7 @@ func (s *Stage) writes(ctx context.Context, c Collection, events []Event, idx []
 	var pending []*Point // chunks to embed
 	for j, i := range idx {
 		e := events[i]
-		w := DocWrite{UserID: e.UserID, DocID: e.DocID, Version: e.Version}
+		w := DocWrite{UserID: e.UserID, DocID: e.DocID, Version: e.Version, First: first[i]}
 		if e.Op == OpUpsert {
 			chunks := []string{e.Text}
 			if e.Vector == nil {
@@ -362,7 +363,7 @@ func (s *Stage) writes(ctx context.Context, c Collection, events []Event, idx []
 	}
 	var err error
 	if identity != "" {
-		if pending, err = s.reuse(ctx, c, pending); err != nil {
+		if pending, err = s.reuse(ctx, c, writes, pending); err != nil {
 			return nil, err
 		}
 	}
@@ -384,23 +385,30 @@ func TextHash(identity, text string) string {
 }
 
 // reuse gives each pending chunk whose text hash matches a stored chunk of
-// its document that chunk's vector, and returns the chunks still without
-// one. A document's stored chunks are looked up by point id, at the indexes
-// below twice its new chunk count, so that unchanged chunks are found even
-// when an edit before them shifted them. A lookup the store refuses for good
-// costs embedder calls, not the events; a transient failure fails them.
-func (s *Stage) reuse(ctx context.Context, c Collection, pending []*Point) ([]*Point, error) {
+// a document being written that chunk's vector, and returns the chunks still
+// without one. A document's stored chunks are looked up by point id, at the
+// indexes below twice its new chunk count, so that unchanged chunks are found
+// even when an edit before them shifted them; a document's first version has
+// nothing stored to look up. A lookup the store refuses for good costs
+// embedder calls, not the events; a transient failure fails them.
+func (s *Stage) reuse(ctx context.Context, c Collection, writes []DocWrite, pending []*Point) ([]*Point, error) {
 	if s.cfg.Reuse == nil || len(pending) == 0 {
 		return pending, nil
 	}
-	var ids, hashes []string
-	seen := make(map[string]bool, len(pending))
-	for _, p := range pending {
-		if p.ChunkIndex == 0 { // once per document
-			for k := range 2 * p.ChunkCount {
-				ids = append(ids, PointID(p.UserID, p.DocID, k))
+	var ids []string
+	for _, w := range writes {
+		if !w.First && len(w.Points) > 0 && w.Points[0].Vector == nil {
+			for k := range 2 * len(w.Points) {
+				ids = append(ids, PointID(w.UserID, w.DocID, k))
 			}
 		}
+	}
+	if len(ids) == 0 {
+		return pending, nil
+	}
+	var hashes []string
+	seen := make(map[string]bool, len(pending))
+	for _, p := range pending {
 		if !seen[p.TextHash] {
 			seen[p.TextHash] = true
 			hashes = append(hashes, p.TextHash)

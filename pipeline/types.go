@@ -51,6 +51,10 @@ type DocWrite struct {
 	DocID   string
 	Version uint64
 	Points  []Point
+	// First says that no earlier version of the document was ever claimed
+	// (Claimed.First), so none can be stored: the sink may skip deleting
+	// older points.
+	First bool
 }
 
 // DocVersion names a document and a version bound, used to prune older chunks.
@@ -135,13 +139,23 @@ type Sink interface {
 // win across redeliveries and concurrent workers.
 type Versions interface {
 	// Claim records v as the newest version of key unless a version >= v is
-	// already recorded. It reports whether the caller holds the newest version
-	// (true also when v itself is recorded, so that redeliveries proceed) and
-	// the newest version recorded after the call.
-	Claim(ctx context.Context, key string, v uint64) (held bool, latest uint64, err error)
+	// already recorded, and says what it found.
+	Claim(ctx context.Context, key string, v uint64) (Claimed, error)
 	// Latest returns the newest recorded version of key, 0 if none. The read is
 	// linearizable: it sees every Claim that returned before it started.
 	Latest(ctx context.Context, key string) (uint64, error)
+}
+
+// Claimed is the outcome of Versions.Claim.
+type Claimed struct {
+	// Held is true when the caller holds the newest version: v was recorded,
+	// or was already (so that redeliveries proceed).
+	Held bool
+	// Latest is the newest version recorded after the call.
+	Latest uint64
+	// First is true when Claim recorded v where no version was recorded
+	// before: nothing of the document can have been stored.
+	First bool
 }
 
 // BatchError is returned by a Sink when some items of a call (writes or

@@ -2,23 +2,33 @@
 // pipeline.Sink over gRPC: collection bootstrap, conditional upserts, deletes
 // of older versions, and retries with backoff for transient failures.
 //
-// # One request per batch
+// # Two operations per request
 //
-// Apply turns each pipeline.DocWrite w into two operations of one Qdrant
-// UpdateBatch request (wait=true, so a nil return means durable):
+// Apply packs writes (pipeline.DocWrite) into UpdateBatch requests
+// (wait=true, so a nil return means durable) of about BatchPoints points,
+// Parallelism at once, each request holding two operations whatever the
+// number of writes:
 //
-//  1. upsert w's points with update_filter version <= w.Version: a stored
-//     point that already holds a newer version is left alone, a missing
-//     point is inserted;
-//  2. delete by filter user_id = w.UserID AND doc_id = w.DocID AND
-//     version < w.Version.
+//  1. one upsert of every write's points, whose update_filter is the
+//     disjunction, per version V among the writes, of (has_id(points of the
+//     writes of version V) AND version <= V): a stored point that already
+//     holds a newer version than its write is left alone, a missing point is
+//     inserted;
+//  2. one delete by the filter: the disjunction, per write w, of (user_id =
+//     w.UserID AND doc_id = w.DocID AND version < w.Version). A write whose
+//     document had no earlier version (w.First, known from the version
+//     register) has nothing older to delete and is left out.
 //
-// A delete event's write has no points and only the delete. Qdrant runs the
-// operations of one request in order, so a write's delete always follows its
-// upsert; a write is therefore never split across requests, and many writes
-// share one request (about BatchPoints points each, Parallelism requests at
-// once). The writes of one document in one call stay in one request, in
-// order. Point ids are deterministic, so every operation is idempotent and a
+// Qdrant applies each operation of a batch as a separate update, each costing
+// a write-ahead-log entry and a pass over the segments: with two operations
+// per write it absorbed about 1,800 points/s on the two-core development
+// machine, with two per request about 10,000, and with the upsert alone (a
+// first version) as fast as a plain upsert, about 20,000. A delete event's
+// write has no points and only the delete. Qdrant runs a batch's operations
+// in order, so every delete follows its upsert; a write is never split
+// across requests. A request holds at most one write per document; several
+// writes of one document in one call go in successive rounds, in order.
+// Point ids are deterministic, so every operation is idempotent and a
 // retried or redelivered request is harmless. Prune sends only deletes.
 //
 // # Why the last version wins
@@ -34,11 +44,13 @@
 //
 //   - N's points are never overwritten: every other event is older, and its
 //     upsert only touches points whose version is <= its own, below N.
-//   - Every point of an older version v < N is removed. Either it was stored
-//     before N's delete ran, and that delete (version < N) removes it; or it
-//     was written after N's delete, hence after N's writer claimed N, so its
-//     writer's re-read of the register (after its own write) sees N and its
-//     Prune(version < N) removes it. If that writer fails or dies before its
+//   - Every point of an older version v < N is removed. If N is the first
+//     version ever claimed, there is none: an older version can no longer be
+//     claimed, and nothing is written without a claim. Otherwise either it
+//     was stored before N's delete ran, and that delete (version < N)
+//     removes it; or it was written after N's delete, hence after N's
+//     writer claimed N, so its writer's re-read of the register (after its
+//     own write) sees N and its Prune(version < N) removes it. If that writer fails or dies before its
 //     Prune succeeds, its event is not acknowledged; redelivered, it finds N
 //     claimed and, although superseded, calls Prune(version < N) before it
 //     is acknowledged.

@@ -452,6 +452,37 @@ func testStoreContract(t *testing.T, open func(t *testing.T) contractStore) {
 		}
 	})
 
+	t.Run("MixedVersionsInOneRequest", func(t *testing.T) {
+		// Writes packed into one request must each be judged against their
+		// own document's stored version.
+		s := open(t)
+		csEnsure(t, s, "mixed", pipeline.Cosine)
+		var base, mixed []pipeline.DocWrite
+		for i := range 40 {
+			doc := fmt.Sprintf("doc-%02d", i)
+			base = append(base, write("u", doc, 3, 2))
+			if i%2 == 0 {
+				mixed = append(mixed, write("u", doc, 2, 1)) // stale: must not overwrite
+			} else {
+				mixed = append(mixed, write("u", doc, 4, 1+i%3)) // newer: replaces
+			}
+			fresh := write("u", "new-"+doc, 7, 2)
+			fresh.First = true
+			mixed = append(mixed, fresh)
+		}
+		csApply(t, s, "mixed", base...)
+		csApply(t, s, "mixed", mixed...)
+		for i := range 40 {
+			doc := fmt.Sprintf("doc-%02d", i)
+			if i%2 == 0 {
+				csExpectDoc(t, s, "mixed", "u", doc, 3, 2)
+			} else {
+				csExpectDoc(t, s, "mixed", "u", doc, 4, 1+i%3)
+			}
+			csExpectDoc(t, s, "mixed", "u", "new-"+doc, 7, 2)
+		}
+	})
+
 	t.Run("PermanentErrors", func(t *testing.T) {
 		s := open(t)
 		csEnsure(t, s, "perm", pipeline.Cosine)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -532,16 +534,20 @@ func (q *Qdrant) forget(collection string, err error) {
 	}
 }
 
-// Apply stores writes: for each write, in one UpdateBatch request (wait=true,
-// with the configured ordering), it upserts the write's points, overwriting
-// only stored points whose version is <= w.Version (missing points are
-// inserted), then deletes the document's points whose version is
-// < w.Version. A write without points (a delete) has only the delete.
+// Apply stores writes: each write's points are upserted, overwriting only
+// stored points whose version is <= w.Version (missing points are inserted),
+// then the document's points whose version is < w.Version are deleted,
+// unless w.First says there can be none. A write without points (a delete)
+// has only the delete.
 //
-// Writes are packed into requests of about BatchPoints points, a write never
-// split, and the writes of one document always in one request in the given
-// order; up to Parallelism requests run at once. Transient failures are
-// retried for up to MaxRetryTime per request; every operation is idempotent.
+// Writes are packed into UpdateBatch requests (wait=true, with the configured
+// ordering) of about BatchPoints points, a write never split; each request
+// carries one upsert operation for all its writes' points and one delete
+// operation for all their older points (see the package documentation for
+// why two operations, not two per write). Several writes of one document in
+// one call are applied in the given order, one after another. Up to
+// Parallelism requests run at once. Transient failures are retried for up to
+// MaxRetryTime per request; every operation is idempotent.
 //
 // Apply returns nil once every write is durable. If a request fails
 // permanently, its writes are retried one by one so that one bad write does
@@ -560,12 +566,13 @@ func (q *Qdrant) Apply(ctx context.Context, collection string, writes []pipeline
 	units := make([]unit, len(writes))
 	errs := make([]error, len(writes))
 	for i := range writes {
-		ops, points, err := q.writeOps(&writes[i], dims)
+		u, err := q.writeUnit(&writes[i], dims)
 		if err != nil {
 			errs[i] = pipeline.Permanent(err)
 			continue
 		}
-		units[i] = unit{index: i, doc: docKey{writes[i].UserID, writes[i].DocID}, ops: ops, weight: max(points, 1)}
+		u.index = i
+		units[i] = u
 	}
 	return q.run(ctx, "apply", collection, units, errs)
 }
@@ -580,151 +587,188 @@ func (q *Qdrant) Prune(ctx context.Context, collection string, docs []pipeline.D
 			errs[i] = pipeline.Permanent(err)
 			continue
 		}
-		units[i] = unit{index: i, doc: docKey{d.UserID, d.DocID}, ops: []*qdrant.PointsUpdateOperation{deleteOlder(d.UserID, d.DocID, d.Version)}, weight: 1}
+		units[i] = unit{index: i, doc: docKey{d.UserID, d.DocID}, version: d.Version, older: true, weight: 1}
 	}
 	return q.run(ctx, "prune", collection, units, errs)
 }
 
-// writeOps builds the operations of one write and counts its points. With
-// dims > 0 it checks vector lengths, sparing Qdrant a batch it would refuse.
-func (q *Qdrant) writeOps(w *pipeline.DocWrite, dims int) ([]*qdrant.PointsUpdateOperation, int, error) {
+// writeUnit builds the unit of one write. With dims > 0 it checks vector
+// lengths, sparing Qdrant a batch it would refuse.
+func (q *Qdrant) writeUnit(w *pipeline.DocWrite, dims int) (unit, error) {
 	if err := checkDoc(w.UserID, w.DocID, w.Version); err != nil {
-		return nil, 0, err
+		return unit{}, err
 	}
-	ops := make([]*qdrant.PointsUpdateOperation, 0, 2)
-	if len(w.Points) > 0 {
-		points := make([]*qdrant.PointStruct, len(w.Points))
-		for i := range w.Points {
-			if n := len(w.Points[i].Vector); dims > 0 && n != dims {
-				return nil, 0, fmt.Errorf("point %s of %s/%s: vector of %d dimensions, collection has %d",
-					w.Points[i].ID, w.UserID, w.DocID, n, dims)
-			}
-			p, err := pointStruct(w, &w.Points[i])
-			if err != nil {
-				return nil, 0, err
-			}
-			points[i] = p
+	u := unit{doc: docKey{w.UserID, w.DocID}, version: w.Version, older: !w.First, weight: max(len(w.Points), 1)}
+	u.points = make([]*qdrant.PointStruct, len(w.Points))
+	for i := range w.Points {
+		if n := len(w.Points[i].Vector); dims > 0 && n != dims {
+			return unit{}, fmt.Errorf("point %s of %s/%s: vector of %d dimensions, collection has %d",
+				w.Points[i].ID, w.UserID, w.DocID, n, dims)
 		}
-		ops = append(ops, qdrant.NewPointsUpdateUpsert(&qdrant.PointsUpdateOperation_PointStructList{
-			Points: points,
-			// Overwrite only points of this or an older version; insert
-			// missing ones.
-			UpdateFilter: &qdrant.Filter{Must: []*qdrant.Condition{
-				qdrant.NewRange(keyVersion, &qdrant.Range{Lte: qdrant.PtrOf(float64(w.Version))}),
-			}},
-		}))
+		p, err := pointStruct(w, &w.Points[i])
+		if err != nil {
+			return unit{}, err
+		}
+		u.points[i] = p
 	}
-	ops = append(ops, deleteOlder(w.UserID, w.DocID, w.Version))
-	return ops, len(w.Points), nil
-}
-
-// deleteOlder deletes a document's points of versions below version.
-func deleteOlder(userID, docID string, version uint64) *qdrant.PointsUpdateOperation {
-	return qdrant.NewPointsUpdateDeletePoints(&qdrant.PointsUpdateOperation_DeletePoints{
-		Points: qdrant.NewPointsSelectorFilter(&qdrant.Filter{Must: []*qdrant.Condition{
-			qdrant.NewMatchKeyword(keyUserID, userID),
-			qdrant.NewMatchKeyword(keyDocID, docID),
-			qdrant.NewRange(keyVersion, &qdrant.Range{Lt: qdrant.PtrOf(float64(version))}),
-		}}),
-	})
+	return u, nil
 }
 
 // docKey names a document within a collection.
 type docKey struct{ userID, docID string }
 
-// unit is the operations of one write or prune, never split across requests.
+// unit is one write or prune: points to upsert over versions <= version, and
+// whether to delete the document's points below version. It is never split
+// across requests.
 type unit struct {
-	index  int // in the caller's slice
-	doc    docKey
-	ops    []*qdrant.PointsUpdateOperation
-	weight int // points carried, at least 1
+	index   int // in the caller's slice
+	doc     docKey
+	version uint64
+	points  []*qdrant.PointStruct
+	older   bool // delete the document's points whose version is < version
+	weight  int  // points carried, at least 1
 }
 
-// request is one UpdateBatch request.
-type request struct {
-	units  []unit
-	weight int
-}
+// empty reports whether the unit has nothing to send.
+func (u *unit) empty() bool { return len(u.points) == 0 && !u.older }
 
-// pack groups units into requests of about maxWeight. The units of one
-// document form one group that stays together, in order, so that within one
-// call a document's older write can never run after its newer one.
-func pack(units []unit, maxWeight int) []request {
-	var groups [][]unit
-	byDoc := make(map[docKey]int)
+// operations returns the operations of one request carrying units, at most
+// one of each document: one upsert of all their points, whose update_filter
+// lets each point overwrite only a stored point of its own write's version or
+// older, then one delete of each document's points below its write's
+// version.
+func operations(units []unit) []*qdrant.PointsUpdateOperation {
+	var points []*qdrant.PointStruct
+	ids := make(map[uint64][]*qdrant.PointId) // by the version their write carries
+	var older []*qdrant.Filter
 	for _, u := range units {
-		if u.ops == nil {
-			continue // invalid, already failed
+		for _, p := range u.points {
+			points = append(points, p)
+			ids[u.version] = append(ids[u.version], p.Id)
 		}
-		if g, ok := byDoc[u.doc]; ok {
-			groups[g] = append(groups[g], u)
+		if u.older {
+			older = append(older, &qdrant.Filter{Must: []*qdrant.Condition{
+				qdrant.NewMatchKeyword(keyUserID, u.doc.userID),
+				qdrant.NewMatchKeyword(keyDocID, u.doc.docID),
+				qdrant.NewRange(keyVersion, &qdrant.Range{Lt: qdrant.PtrOf(float64(u.version))}),
+			}})
+		}
+	}
+	var ops []*qdrant.PointsUpdateOperation
+	if len(points) > 0 {
+		overwritable := make([]*qdrant.Filter, 0, len(ids))
+		for _, v := range slices.Sorted(maps.Keys(ids)) {
+			overwritable = append(overwritable, &qdrant.Filter{Must: []*qdrant.Condition{
+				qdrant.NewHasID(ids[v]...),
+				qdrant.NewRange(keyVersion, &qdrant.Range{Lte: qdrant.PtrOf(float64(v))}),
+			}})
+		}
+		ops = append(ops, qdrant.NewPointsUpdateUpsert(&qdrant.PointsUpdateOperation_PointStructList{
+			Points: points, UpdateFilter: anyOf(overwritable),
+		}))
+	}
+	if len(older) > 0 {
+		ops = append(ops, qdrant.NewPointsUpdateDeletePoints(&qdrant.PointsUpdateOperation_DeletePoints{
+			Points: qdrant.NewPointsSelectorFilter(anyOf(older)),
+		}))
+	}
+	return ops
+}
+
+// anyOf is the filter matching what any of filters matches.
+func anyOf(filters []*qdrant.Filter) *qdrant.Filter {
+	if len(filters) == 1 {
+		return filters[0]
+	}
+	conds := make([]*qdrant.Condition, len(filters))
+	for i, f := range filters {
+		conds[i] = qdrant.NewFilterAsCondition(f)
+	}
+	return &qdrant.Filter{Should: conds}
+}
+
+// rounds splits units into rounds holding at most one unit per document, the
+// k-th unit of each document in round k, so that running the rounds one
+// after another applies a document's units in order. Units with nothing to
+// send are left out.
+func rounds(units []unit) [][]unit {
+	var out [][]unit
+	seen := make(map[docKey]int)
+	for _, u := range units {
+		if u.empty() {
 			continue
 		}
-		byDoc[u.doc] = len(groups)
-		groups = append(groups, []unit{u})
-	}
-	var reqs []request
-	var cur request
-	for _, g := range groups {
-		w := 0
-		for _, u := range g {
-			w += u.weight
+		k := seen[u.doc]
+		seen[u.doc]++
+		if k == len(out) {
+			out = append(out, nil)
 		}
-		if len(cur.units) > 0 && cur.weight+w > maxWeight {
+		out[k] = append(out[k], u)
+	}
+	return out
+}
+
+// pack groups units into requests of about maxWeight points.
+func pack(units []unit, maxWeight int) [][]unit {
+	var reqs [][]unit
+	var cur []unit
+	weight := 0
+	for _, u := range units {
+		if len(cur) > 0 && weight+u.weight > maxWeight {
 			reqs = append(reqs, cur)
-			cur = request{}
+			cur, weight = nil, 0
 		}
-		cur.units = append(cur.units, g...)
-		cur.weight += w
+		cur = append(cur, u)
+		weight += u.weight
 	}
-	if len(cur.units) > 0 {
+	if len(cur) > 0 {
 		reqs = append(reqs, cur)
 	}
 	return reqs
 }
 
-// run sends units in packed requests, Parallelism at a time, and reports
-// failures per unit. errs holds failures found while building the units.
+// run sends units, round by round (see rounds), in packed requests,
+// Parallelism at a time, and reports failures per unit. errs holds failures
+// found while building the units; their units are zero and skipped.
 func (q *Qdrant) run(ctx context.Context, what, collection string, units []unit, errs []error) error {
-	if len(errs) == 0 {
-		return nil
-	}
 	var mu sync.Mutex
 	fail := func(u unit, err error) {
 		mu.Lock()
 		errs[u.index] = err
 		mu.Unlock()
 	}
-	var g errgroup.Group
-	g.SetLimit(q.cfg.Parallelism)
-	for _, r := range pack(units, q.cfg.BatchPoints) {
-		g.Go(func() error {
-			err := q.send(ctx, what, collection, r.units)
-			if err == nil {
-				return nil
-			}
-			// Only a refused operation (a bad vector, a bad id) is
-			// specific to one write; anything else fails them all.
-			if !isCode(err, codes.InvalidArgument) || len(r.units) == 1 || ctx.Err() != nil {
-				for _, u := range r.units {
-					fail(u, err)
+	for _, round := range rounds(units) {
+		var g errgroup.Group
+		g.SetLimit(q.cfg.Parallelism)
+		for _, r := range pack(round, q.cfg.BatchPoints) {
+			g.Go(func() error {
+				err := q.send(ctx, what, collection, r)
+				if err == nil {
+					return nil
+				}
+				// Only a refused operation (a bad vector, a bad id) is
+				// specific to one write; anything else fails them all.
+				if !isCode(err, codes.InvalidArgument) || len(r) == 1 || ctx.Err() != nil {
+					for _, u := range r {
+						fail(u, err)
+					}
+					return nil
+				}
+				// One bad write must not fail the others: some of the
+				// request's points may be stored already; replay the
+				// writes one by one (all idempotent).
+				q.log.Warn().Err(err).Str("collection", collection).Int("writes", len(r)).
+					Msg("qdrant refused a batch; retrying its writes one by one")
+				for _, u := range r {
+					if err := q.send(ctx, what, collection, []unit{u}); err != nil {
+						fail(u, err)
+					}
 				}
 				return nil
-			}
-			// One bad write must not fail the others: the request's
-			// operations before the bad one are applied already, the
-			// rest are not; replay them one by one (all idempotent).
-			q.log.Warn().Err(err).Str("collection", collection).Int("writes", len(r.units)).
-				Msg("qdrant refused a batch; retrying its writes one by one")
-			for _, u := range r.units {
-				if err := q.send(ctx, what, collection, []unit{u}); err != nil {
-					fail(u, err)
-				}
-			}
-			return nil
-		})
+			})
+		}
+		_ = g.Wait()
 	}
-	_ = g.Wait()
 
 	failed := 0
 	var transient error
@@ -751,18 +795,10 @@ func (q *Qdrant) run(ctx context.Context, what, collection string, units []unit,
 
 // send runs the units' operations as one UpdateBatch request, with retries.
 func (q *Qdrant) send(ctx context.Context, what, collection string, units []unit) error {
-	n := 0
-	for _, u := range units {
-		n += len(u.ops)
-	}
-	ops := make([]*qdrant.PointsUpdateOperation, 0, n)
-	for _, u := range units {
-		ops = append(ops, u.ops...)
-	}
 	req := &qdrant.UpdateBatchPoints{
 		CollectionName: collection,
 		Wait:           qdrant.PtrOf(true),
-		Operations:     ops,
+		Operations:     operations(units),
 		Ordering:       q.ordering,
 	}
 	err := q.retry(ctx, what, collection, func(ctx context.Context) error {

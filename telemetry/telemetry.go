@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -130,9 +131,10 @@ type ServerConfig struct {
 }
 
 // Serve listens on cfg.Addr and serves /healthz (the process is alive),
-// /readyz (every readiness check passes; the body names the failing ones)
-// and /metrics until ctx is done. It returns once the listener is bound, with
-// the bound address, or with the error that prevented binding.
+// /readyz (every readiness check passes; the body names the failing ones),
+// /metrics and the Go profiles under /debug/pprof/ until ctx is done. It
+// returns once the listener is bound, with the bound address, or with the
+// error that prevented binding.
 func Serve(ctx context.Context, cfg ServerConfig) (net.Addr, error) {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -159,6 +161,9 @@ func Serve(ctx context.Context, cfg ServerConfig) (net.Addr, error) {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ragpipe/ragpipe/pipeline"
 )
 
 // RegisterStream is the JetStream stream holding the per-document version register.
@@ -50,22 +52,22 @@ func NewRegister(ctx context.Context, js jetstream.JetStream, prefix string, rep
 }
 
 // Claim implements pipeline.Versions.
-func (r *Register) Claim(ctx context.Context, key string, v uint64) (bool, uint64, error) {
+func (r *Register) Claim(ctx context.Context, key string, v uint64) (pipeline.Claimed, error) {
 	subject := r.prefix + key
 	for {
 		cur, seq, err := r.read(ctx, subject)
 		if err != nil {
-			return false, 0, err
+			return pipeline.Claimed{}, err
 		}
 		if cur >= v {
-			return cur == v, cur, nil
+			return pipeline.Claimed{Held: cur == v, Latest: cur}, nil
 		}
 		_, err = r.js.Publish(ctx, subject, strconv.AppendUint(nil, v, 10), jetstream.WithExpectLastSequencePerSubject(seq))
 		if err == nil {
-			return true, v, nil
+			return pipeline.Claimed{Held: true, Latest: v, First: seq == 0}, nil
 		}
 		if !isWrongLastSequence(err) {
-			return false, 0, fmt.Errorf("version register: %w", err)
+			return pipeline.Claimed{}, fmt.Errorf("version register: %w", err)
 		}
 		// Another worker claimed this document meanwhile: read again.
 	}
