@@ -530,23 +530,3 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
-
-func BenchmarkDecodeVector(b *testing.B) {
-	var sb strings.Builder
-	sb.WriteString(`{"doc_id":"ec2/i-0abc123def456","text":"precomputed","vector":[`)
-	for i := range 1024 {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		fmt.Fprintf(&sb, "%.7f", float32(i%97)/97-0.5)
-	}
-	sb.WriteString("]}")
-	body := []byte(sb.String())
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := pipeline.Decode(pipeline.DecodeConfig{}, "rag.ingest.tenant-42.documents", body, "", 1); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
