@@ -505,18 +505,19 @@ func (s *Stage) check(c Collection, vectors [][]float32, n int) error {
 // overtaken re-reads the register for the written events at idx and adds to
 // prune those whose document's newest version moved past the written one.
 func (s *Stage) overtaken(ctx context.Context, events []Event, idx []int, errs []error, prune map[int]uint64) {
-	latest := make([]uint64, len(idx))
-	s.each(len(idx), func(j int) {
-		e := events[idx[j]]
-		v, err := s.cfg.Versions.Latest(ctx, VersionKey(e.Collection, e.UserID, e.DocID))
-		if err != nil {
-			errs[idx[j]] = fmt.Errorf("read version of %q: %w", e.DocID, err)
-			return
-		}
-		latest[j] = v
-	})
+	if len(idx) == 0 {
+		return
+	}
+	keys := make([]string, len(idx))
 	for j, i := range idx {
-		if errs[i] == nil && latest[j] > events[i].Version {
+		keys[j] = VersionKey(events[i].Collection, events[i].UserID, events[i].DocID)
+	}
+	latest, err := s.cfg.Versions.Latest(ctx, keys)
+	for j, i := range idx {
+		switch {
+		case err != nil:
+			errs[i] = fmt.Errorf("read version of %q: %w", events[i].DocID, err)
+		case latest[j] > events[i].Version:
 			prune[i] = latest[j]
 		}
 	}

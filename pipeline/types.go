@@ -141,9 +141,10 @@ type Versions interface {
 	// Claim records v as the newest version of key unless a version >= v is
 	// already recorded, and says what it found.
 	Claim(ctx context.Context, key string, v uint64) (Claimed, error)
-	// Latest returns the newest recorded version of key, 0 if none. The read is
-	// linearizable: it sees every Claim that returned before it started.
-	Latest(ctx context.Context, key string) (uint64, error)
+	// Latest returns the newest recorded version of each key, 0 if none. The
+	// reads are linearizable: they see every Claim that returned before
+	// Latest was called.
+	Latest(ctx context.Context, keys []string) ([]uint64, error)
 }
 
 // Claimed is the outcome of Versions.Claim.

@@ -2,12 +2,14 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ragpipe/ragpipe/pipeline"
 )
@@ -18,9 +20,12 @@ const RegisterStream = "RAG_VERSIONS"
 // Register is the per-document version register (pipeline.Versions) kept in
 // the JetStream stream RAG_VERSIONS: one subject per document, one message per
 // subject holding the newest claimed version. Claims are compare-and-set
-// publishes (expected last sequence per subject); reads go to the stream
-// leader (direct gets are disabled on the stream), so a read sees every claim
-// acknowledged before it. It is safe for concurrent use.
+// publishes (expected last sequence per subject). Reads must see every claim
+// acknowledged before them: on a replicated stream they go to the stream
+// leader, one request per document (direct gets, which any replica may
+// answer, are disabled); on a stream of one replica, whose one server is the
+// leader, one direct get reads up to 1,024 documents at once. It is safe for
+// concurrent use.
 //
 // The register keeps one small message per document ever seen, deleted ones
 // included: that is what stops a stale upsert from resurrecting a deleted
@@ -29,6 +34,9 @@ type Register struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	prefix string // subject prefix of register entries, "<prefix>.version."
+	// batched is true when the stream has one replica and allows direct
+	// gets: reads of many documents take one request.
+	batched bool
 
 	// firsts leans positive while most claims are of documents the
 	// register has never seen (a bulk load), negative while most are not:
@@ -53,12 +61,17 @@ func NewRegister(ctx context.Context, js jetstream.JetStream, prefix string, rep
 		Replicas:          max(replicas, 1),
 		MaxMsgsPerSubject: 1,
 		Discard:           jetstream.DiscardOld,
-		AllowDirect:       false,
+		AllowDirect:       replicas <= 1,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Register{js: js, stream: stream, prefix: prefix + ".version."}, nil
+	cfg := stream.CachedInfo().Config
+	if cfg.AllowDirect && cfg.Replicas > 1 {
+		return nil, fmt.Errorf("stream %s has %d replicas and allows direct gets, which any replica may answer: "+
+			"reads of the version register would miss recent claims; set allow_direct to false on it", RegisterStream, cfg.Replicas)
+	}
+	return &Register{js: js, stream: stream, prefix: prefix + ".version.", batched: cfg.AllowDirect}, nil
 }
 
 // Claim implements pipeline.Versions. A claim costs a read and a
@@ -116,9 +129,88 @@ func (r *Register) learn(first bool) {
 }
 
 // Latest implements pipeline.Versions.
-func (r *Register) Latest(ctx context.Context, key string) (uint64, error) {
-	v, _, err := r.read(ctx, r.prefix+key)
-	return v, err
+func (r *Register) Latest(ctx context.Context, keys []string) ([]uint64, error) {
+	versions := make([]uint64, len(keys))
+	if r.batched {
+		for lo := 0; lo < len(keys); lo += maxDirectBatch {
+			hi := min(lo+maxDirectBatch, len(keys))
+			if err := r.readMany(ctx, keys[lo:hi], versions[lo:hi]); err != nil {
+				return nil, err
+			}
+		}
+		return versions, nil
+	}
+	var g errgroup.Group
+	g.SetLimit(64)
+	for i, key := range keys {
+		g.Go(func() (err error) {
+			versions[i], _, err = r.read(ctx, r.prefix+key)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return versions, nil
+}
+
+// maxDirectBatch is the most subjects the server answers in one direct get.
+const maxDirectBatch = 1024
+
+// readMany reads the versions of keys into versions (0 where there is none)
+// with one direct get of the last message of each key's subject. The stream
+// has one replica, so its server is the leader and sees every acknowledged
+// claim.
+func (r *Register) readMany(ctx context.Context, keys []string, versions []uint64) error {
+	subjects := make([]string, len(keys))
+	index := make(map[string]int, len(keys))
+	for i, key := range keys {
+		subjects[i] = r.prefix + key
+		index[subjects[i]] = i
+	}
+	req, err := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+		Batch     int      `json:"batch"`
+	}{subjects, len(subjects)})
+	if err != nil {
+		return fmt.Errorf("version register: %w", err)
+	}
+	nc := r.js.Conn()
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return fmt.Errorf("version register: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest(jetstream.DefaultAPIPrefix+"DIRECT.GET."+RegisterStream, inbox, req); err != nil {
+		return fmt.Errorf("version register: %w", err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.js.Options().DefaultTimeout)
+		defer cancel()
+	}
+	for {
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return fmt.Errorf("version register: direct get of %d entries: %w", len(keys), err)
+		}
+		switch status := msg.Header.Get("Status"); status {
+		case "":
+		case "204", "404": // the end of the batch; none of the subjects has an entry
+			return nil
+		default:
+			return fmt.Errorf("version register: direct get of %d entries: status %s %s", len(keys), status, msg.Header.Get("Description"))
+		}
+		subject := msg.Header.Get(jetstream.SubjectHeader)
+		i, ok := index[subject]
+		if !ok {
+			return fmt.Errorf("version register: direct get answered for %q, not asked for", subject)
+		}
+		if versions[i], err = strconv.ParseUint(string(msg.Data), 10, 64); err != nil {
+			return fmt.Errorf("version register: entry %s holds %q: %w", subject, msg.Data, err)
+		}
+	}
 }
 
 // read returns the version recorded on subject and the sequence of its

@@ -1,0 +1,118 @@
+package worker_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ragpipe/ragpipe/internal/natstest"
+	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/worker"
+)
+
+// jetStream connects to url.
+func jetStream(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func TestRegisterClaims(t *testing.T) {
+	r, err := worker.NewRegister(t.Context(), jetStream(t, natstest.Start(t).ClientURL()), "rag", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := func(key string, v uint64, want pipeline.Claimed) {
+		t.Helper()
+		got, err := r.Claim(t.Context(), key, v)
+		if err != nil || got != want {
+			t.Fatalf("Claim(%s, %d) = %+v, %v; want %+v", key, v, got, err, want)
+		}
+	}
+	// Enough new documents that the register tries the one-trip claim, then
+	// enough known ones that it stops; each answer must be right either way.
+	for round := range 2 {
+		for i := range 100 {
+			key := fmt.Sprint("c.u.d", i)
+			if round == 0 {
+				claim(key, 5, pipeline.Claimed{Held: true, Latest: 5, First: true})
+				continue
+			}
+			claim(key, 5, pipeline.Claimed{Held: true, Latest: 5}) // redelivered
+			claim(key, 3, pipeline.Claimed{Latest: 5})             // stale
+			claim(key, 9, pipeline.Claimed{Held: true, Latest: 9}) // newer
+			claim(key, 9, pipeline.Claimed{Held: true, Latest: 9}) // again
+			claim(key+"x", 2, pipeline.Claimed{Held: true, Latest: 2, First: true})
+		}
+	}
+}
+
+// TestRegisterLatest reads many documents at once, some never claimed, from
+// a register of one replica (one direct get per 1,024 documents) and from a
+// register whose stream an earlier ragpipe created without direct gets (one
+// read per document): both must see every claim.
+func TestRegisterLatest(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		t.Run(fmt.Sprint("direct=", direct), func(t *testing.T) {
+			js := jetStream(t, natstest.Start(t).ClientURL())
+			if !direct {
+				if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
+					Name: worker.RegisterStream, Subjects: []string{"rag.version.>"}, MaxMsgsPerSubject: 1,
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r, err := worker.NewRegister(t.Context(), js, "rag", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := make([]string, 2500)
+			for i := range keys {
+				keys[i] = fmt.Sprint("c.u.d", i)
+				if i%3 != 0 {
+					if _, err := r.Claim(t.Context(), keys[i], uint64(i)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			got, err := r.Latest(t.Context(), keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range got {
+				if want := uint64(i) * min(uint64(i%3), 1); v != want {
+					t.Fatalf("Latest of %s = %d, want %d", keys[i], v, want)
+				}
+			}
+			if got, err := r.Latest(t.Context(), []string{"c.u.none"}); err != nil || got[0] != 0 {
+				t.Fatalf("Latest of a key never claimed = %v, %v", got, err)
+			}
+		})
+	}
+}
+
+// TestRegisterRefusesDirectReplicas: on a replicated stream any replica may
+// answer a direct get, missing recent claims, so such a stream is refused.
+func TestRegisterRefusesDirectReplicas(t *testing.T) {
+	js := jetStream(t, natstest.ClusterURL(natstest.StartCluster(t, 3)))
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
+		Name: worker.RegisterStream, Subjects: []string{"rag.version.>"}, Replicas: 3, AllowDirect: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := worker.NewRegister(t.Context(), js, "rag", 3)
+	if err == nil || !strings.Contains(err.Error(), "allow_direct") {
+		t.Fatalf("NewRegister on a replicated stream with direct gets: %v", err)
+	}
+}
