@@ -1,8 +1,8 @@
 //go:build !linux
 
-package qdranttest
+package qdrantproc
 
 import "syscall"
 
-// sysProcAttr: without Pdeathsig, t.Cleanup alone stops Qdrant.
+// sysProcAttr: without Pdeathsig, only an explicit stop ends a child.
 func sysProcAttr() *syscall.SysProcAttr { return nil }

@@ -1,0 +1,86 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/qdrant/go-client/qdrant"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+)
+
+// The ceiling's grid: the batch sizes and parallelism around which raw
+// upserts of 1024-dimension points peak on small machines (256-1024 points,
+// 2-4 requests in flight), plus 1 in flight as the baseline.
+var (
+	ceilingBatches  = []int{256, 512, 1024}
+	ceilingParallel = []int{1, 2, 4}
+)
+
+// ceiling upserts the documents' points with every batch size and
+// parallelism of the grid, each trial into a fresh collection, and keeps
+// the fastest trial whose exact count matched.
+func (r *runner) ceiling(ctx context.Context) (*Ceiling, error) {
+	docs := r.documents()
+	points := make([]*qdrant.PointStruct, len(docs))
+	for i := range docs {
+		points[i] = docs[i].point()
+	}
+	res := &Ceiling{Points: len(points)}
+	best := -1 // index in res.Trials
+	for _, batch := range ceilingBatches {
+		for _, par := range ceilingParallel {
+			t, err := r.trial(ctx, points, batch, par, len(res.Trials))
+			if err != nil {
+				return res, fmt.Errorf("batch %d, %d parallel: %w", batch, par, err)
+			}
+			r.progressf("ceiling: batch %d, %d parallel: %.0f points/s, exact count %d", batch, par, t.PointsPerS, t.Stored)
+			res.Trials = append(res.Trials, t)
+			if t.CountOK && (best < 0 || t.PointsPerS > res.Trials[best].PointsPerS) {
+				best = len(res.Trials) - 1
+			}
+		}
+	}
+	if best < 0 {
+		return res, errors.New("no trial stored exactly the points it upserted")
+	}
+	res.Best = new(res.Trials[best])
+	return res, nil
+}
+
+// trial upserts points in batches of batch, par requests at a time, into a
+// fresh collection created as ragpipe creates its own, and counts them.
+func (r *runner) trial(ctx context.Context, points []*qdrant.PointStruct, batch, par, n int) (Trial, error) {
+	t := Trial{Batch: batch, Parallel: par}
+	collection := r.collection(fmt.Sprintf("ceiling_%d", n))
+	defer r.cleanup(ctx, collection)
+	if err := r.cfg.Store.EnsureCollection(ctx, pipeline.Collection{Name: collection, Dims: Dims, Distance: pipeline.Cosine}, true); err != nil {
+		return t, fmt.Errorf("create collection: %w", err)
+	}
+	batches := (len(points) + batch - 1) / batch
+	start := time.Now()
+	err := parallel(ctx, par, batches, func(ctx context.Context, i int) error {
+		_, err := r.qc.Upsert(ctx, &qdrant.UpsertPoints{
+			CollectionName: collection,
+			Wait:           qdrant.PtrOf(true),
+			Points:         points[i*batch : min((i+1)*batch, len(points))],
+		})
+		if err != nil {
+			return fmt.Errorf("upsert: %w", err)
+		}
+		return nil
+	})
+	elapsed := time.Since(start)
+	if err != nil {
+		return t, err
+	}
+	t.Seconds = round(elapsed.Seconds(), 4)
+	t.PointsPerS = round(float64(len(points))/elapsed.Seconds(), 1)
+	if t.Stored, err = r.count(ctx, collection); err != nil {
+		return t, err
+	}
+	t.CountOK = t.Stored == uint64(len(points))
+	return t, nil
+}

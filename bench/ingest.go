@@ -1,0 +1,220 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ragpipe/ragpipe/worker"
+)
+
+const (
+	// publishWindow is the most publishes awaiting their acknowledgement.
+	publishWindow = 4096
+	// drainPoll is how often the consumer is polled while a drain is timed:
+	// the end of a drain is known to within this.
+	drainPoll = 5 * time.Millisecond
+)
+
+// ingest runs the vectors or the text stage: one worker for a fresh
+// collection, the documents published with or without their vectors, timed
+// from the first publish to the last acknowledgement, then counted.
+func (r *runner) ingest(ctx context.Context, stage string) (*Ingest, error) {
+	docs := r.documents()
+	res := &Ingest{Docs: len(docs)}
+	bodies := make([][]byte, len(docs))
+	for i := range docs {
+		var err error
+		if bodies[i], err = docs[i].body(stage == StageVectors); err != nil {
+			return res, err
+		}
+	}
+	if err := r.checkIdle(ctx); err != nil {
+		return res, err
+	}
+	collection := r.collection(stage)
+	if stage == StageVectors || !slices.Contains(r.cfg.Stages, StageSearch) {
+		defer r.cleanup(ctx, collection)
+	}
+	w, err := r.startChild(ctx, "worker", collection, "worker consuming")
+	if err != nil {
+		return res, err
+	}
+	defer w.stop() // when failing; its result is checked below otherwise
+	pub, err := newPublisher(r.cfg.Conn)
+	if err != nil {
+		return res, err
+	}
+	start := time.Now()
+	for i := range docs {
+		if err := pub.publish(r.subject(docs[i].user, collection), bodies[i]); err != nil {
+			return res, err
+		}
+	}
+	lastSeq, err := pub.wait(ctx)
+	if err != nil {
+		return res, err
+	}
+	if err := r.waitDrained(ctx, w, lastSeq); err != nil {
+		return res, err
+	}
+	elapsed := time.Since(start)
+	res.Seconds = round(elapsed.Seconds(), 4)
+	res.DocsPerS = round(float64(len(docs))/elapsed.Seconds(), 1)
+	r.progressf("%s: %d docs in %s: %.0f docs/s", stage, len(docs), elapsed.Round(time.Millisecond), res.DocsPerS)
+	if res.Stored, err = r.count(ctx, collection); err != nil {
+		return res, err
+	}
+	res.CountOK = res.Stored == uint64(len(docs))
+	if err := w.stop(); err != nil {
+		return res, err
+	}
+	if !res.CountOK {
+		return res, fmt.Errorf("exact count %d points, want %d", res.Stored, len(docs))
+	}
+	return res, nil
+}
+
+// consumerInfo returns the state of the workers' consumer: one request
+// once the consumer has been found.
+func (r *runner) consumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	if r.consumer == nil {
+		c, err := r.js.Consumer(ctx, worker.IngestStream, worker.ConsumerName)
+		if err != nil {
+			return nil, fmt.Errorf("consumer %s: %w", worker.ConsumerName, err)
+		}
+		r.consumer = c
+	}
+	info, err := r.consumer.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", worker.ConsumerName, err)
+	}
+	return info, nil
+}
+
+// outstanding is the number of events the consumer has not seen
+// acknowledged: not delivered yet, or delivered and not acknowledged.
+func outstanding(info *jetstream.ConsumerInfo) uint64 {
+	return info.NumPending + uint64(info.NumAckPending)
+}
+
+// checkIdle fails unless RAG_INGEST holds nothing to consume: the bench
+// counts on the stream carrying its own events only, and its workers must
+// not consume anybody else's. A stream or consumer not created yet is idle.
+func (r *runner) checkIdle(ctx context.Context) error {
+	var n uint64
+	info, err := r.consumerInfo(ctx)
+	switch {
+	case err == nil:
+		n = outstanding(info)
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		stream, err := r.js.Stream(ctx, worker.IngestStream)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", worker.IngestStream, err)
+		}
+		n = stream.CachedInfo().State.Msgs
+	default:
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("%s already holds %d unacknowledged event(s); the bench needs a NATS whose %s it alone uses",
+			worker.IngestStream, n, worker.IngestStream)
+	}
+	return nil
+}
+
+// waitDrained polls the consumer until every event up to stream sequence
+// lastSeq has been acknowledged and nothing is outstanding. It fails when
+// w exits, or when nothing changes for stallTimeout.
+func (r *runner) waitDrained(ctx context.Context, w *child, lastSeq uint64) error {
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	last, changed := uint64(0), time.Now()
+	for {
+		info, err := r.consumerInfo(ctx)
+		if err != nil {
+			return err
+		}
+		n := outstanding(info)
+		if n == 0 && info.AckFloor.Stream >= lastSeq {
+			return nil
+		}
+		if n != last {
+			last, changed = n, time.Now()
+		} else if time.Since(changed) > stallTimeout {
+			return fmt.Errorf("stalled: %d events outstanding for %s", n, stallTimeout)
+		}
+		select {
+		case <-w.done:
+			return w.exitError()
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// publisher publishes events asynchronously, at most publishWindow
+// awaiting their acknowledgement, and keeps the highest stream sequence
+// acknowledged and the first error.
+type publisher struct {
+	js jetstream.JetStream
+
+	mu      sync.Mutex
+	lastSeq uint64
+	err     error
+}
+
+func newPublisher(nc *nats.Conn) (*publisher, error) {
+	p := &publisher{}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(publishWindow),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, _ *nats.Msg, ack *jetstream.PubAck) {
+			p.mu.Lock()
+			p.lastSeq = max(p.lastSeq, ack.Sequence)
+			p.mu.Unlock()
+		}),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			p.mu.Lock()
+			if p.err == nil {
+				p.err = fmt.Errorf("publish to %s: %w", m.Subject, err)
+			}
+			p.mu.Unlock()
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("publisher: %w", err)
+	}
+	p.js = js
+	return p, nil
+}
+
+// publish publishes body on subject, waiting while the window is full.
+func (p *publisher) publish(subject string, body []byte) error {
+	if _, err := p.js.PublishAsync(subject, body, jetstream.WithStallWait(stallTimeout)); err != nil {
+		return fmt.Errorf("publish to %s: %w", subject, err)
+	}
+	return nil
+}
+
+// wait waits until every publish has been answered and returns the highest
+// stream sequence acknowledged, or the first error.
+func (p *publisher) wait(ctx context.Context) (uint64, error) {
+	select {
+	case <-p.js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err == nil && p.lastSeq == 0 {
+		return 0, errors.New("no publish was acknowledged")
+	}
+	return p.lastSeq, p.err
+}

@@ -1,0 +1,391 @@
+package bench
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is what one run measured. Stages that were not selected are
+// absent (nil); a stage that failed or was interrupted carries Error and
+// whatever it measured before.
+type Report struct {
+	// Settings describe the run.
+	Settings Settings `json:"settings"`
+	// Ceiling, Vectors, Text, Search and RSS are the stages' results.
+	Ceiling *Ceiling `json:"ceiling,omitempty"`
+	Vectors *Ingest  `json:"vectors,omitempty"`
+	Text    *Ingest  `json:"text,omitempty"`
+	Search  *Search  `json:"search,omitempty"`
+	RSS     *RSS     `json:"rss,omitempty"`
+	// Interrupted is set when SIGINT or SIGTERM stopped the run.
+	Interrupted bool `json:"interrupted,omitempty"`
+}
+
+// Settings describe the run, so that reports can be compared.
+type Settings struct {
+	// Docs is the number of documents of the ceiling, vectors and text
+	// stages, each about TextChars characters, one chunk, one point.
+	Docs int `json:"docs"`
+	// TextChars is the length of their texts.
+	TextChars int `json:"text_chars"`
+	// Dims is the dimensions of every collection.
+	Dims int `json:"dims"`
+	// Tenants is the number of user_ids the documents are spread over.
+	Tenants int `json:"tenants"`
+	// Searches is the number of requests per path and concurrency.
+	Searches int `json:"searches"`
+	// Backlog is the number of small events of the rss stage, each about
+	// BacklogChars characters.
+	Backlog      int `json:"backlog"`
+	BacklogChars int `json:"backlog_chars"`
+	// BacklogTimeS is the longest the rss stage drains, in seconds.
+	BacklogTimeS float64 `json:"backlog_time_s"`
+	// HNSW is the HNSW mode of the collections (RAGPIPE_HNSW).
+	HNSW string `json:"hnsw"`
+	// NATS and Qdrant say where the servers came from.
+	NATS   string `json:"nats"`
+	Qdrant string `json:"qdrant"`
+	// QdrantVersion is the version Qdrant reports.
+	QdrantVersion string `json:"qdrant_version"`
+	// CPUs is the number of CPUs of this machine, shared by everything.
+	CPUs int `json:"cpus"`
+	// LoadAvg1m is the machine's one-minute load average when the run
+	// started (Linux; 0 elsewhere): how busy the CPUs were in the minute
+	// before, with a build or other tests, say.
+	LoadAvg1m float64 `json:"load_avg_1m"`
+	// GoVersion is the Go release ragpipe was built with.
+	GoVersion string `json:"go_version"`
+}
+
+// Ceiling is what Qdrant itself absorbs: raw upserts (wait=true) of the
+// documents' points into a collection made like ragpipe's, one fresh
+// collection per trial.
+type Ceiling struct {
+	// Points is the number of points each trial upserts.
+	Points int `json:"points"`
+	// Best is the fastest trial whose exact count matched.
+	Best *Trial `json:"best"`
+	// Trials are every batch size and parallelism tried, in order.
+	Trials []Trial `json:"trials"`
+	// Error says why the stage failed; empty when it succeeded.
+	Error string `json:"error,omitempty"`
+}
+
+// Trial is one ceiling setting and what it reached.
+type Trial struct {
+	// Batch is the points per Upsert request.
+	Batch int `json:"batch"`
+	// Parallel is the number of requests in flight.
+	Parallel int `json:"parallel"`
+	// Seconds is the time from the first request to the last reply.
+	Seconds float64 `json:"seconds"`
+	// PointsPerS is Points / Seconds.
+	PointsPerS float64 `json:"points_per_s"`
+	// Stored is the exact count of points afterwards.
+	Stored uint64 `json:"stored"`
+	// CountOK reports Stored == Ceiling.Points.
+	CountOK bool `json:"count_ok"`
+}
+
+// Ingest is ragpipe end to end: one `ragpipe worker` process, from the first
+// publish to the last acknowledgement.
+type Ingest struct {
+	// Docs is the number of events published, one document each.
+	Docs int `json:"docs"`
+	// Seconds is the time from the first publish to the moment the consumer
+	// had nothing pending and nothing awaiting acknowledgement.
+	Seconds float64 `json:"seconds"`
+	// DocsPerS is Docs / Seconds.
+	DocsPerS float64 `json:"docs_per_s"`
+	// Stored is the exact count of points in the collection afterwards.
+	Stored uint64 `json:"stored"`
+	// CountOK reports Stored == Docs.
+	CountOK bool `json:"count_ok"`
+	// RatioToCeiling is DocsPerS over the ceiling's best points/s (one
+	// point per document); null without a ceiling.
+	RatioToCeiling *float64 `json:"ratio_to_ceiling"`
+	// Error says why the stage failed; empty when it succeeded.
+	Error string `json:"error,omitempty"`
+}
+
+// Search compares searches through rag.search (a `ragpipe searcher`
+// process) with raw Qdrant Query calls of the same tenant filter, on the
+// text stage's collection.
+type Search struct {
+	// Points is the size of the collection, TenantPoints the points of the
+	// tenant searched.
+	Points       int `json:"points"`
+	TenantPoints int `json:"tenant_points"`
+	// TopK is the limit of every search.
+	TopK int `json:"top_k"`
+	// Requests is the number of requests per path and concurrency.
+	Requests int `json:"requests"`
+	// Indexed reports that Qdrant had finished indexing the collection
+	// (status green) before the measurements.
+	Indexed bool `json:"indexed"`
+	// Levels are the results per concurrency.
+	Levels []SearchLevel `json:"levels"`
+	// Error says why the stage failed; empty when it succeeded.
+	Error string `json:"error,omitempty"`
+}
+
+// SearchLevel is one concurrency's latencies on both paths.
+type SearchLevel struct {
+	// Concurrency is the number of requests in flight.
+	Concurrency int `json:"concurrency"`
+	// RagSearch is the latency of a NATS request to rag.search, Qdrant the
+	// latency of the raw Query.
+	RagSearch Latency `json:"rag_search"`
+	Qdrant    Latency `json:"qdrant"`
+	// P50OverheadMs is RagSearch.P50Ms - Qdrant.P50Ms.
+	P50OverheadMs float64 `json:"p50_overhead_ms"`
+}
+
+// Latency is a latency distribution's median and 99th percentile
+// (nearest rank), in milliseconds.
+type Latency struct {
+	P50Ms float64 `json:"p50_ms"` // median
+	P99Ms float64 `json:"p99_ms"` // 99th percentile
+}
+
+// RSS is the memory of one worker process draining a backlog of small
+// events published before it started, for at most the backlog time.
+type RSS struct {
+	// Backlog is the number of events published.
+	Backlog int `json:"backlog"`
+	// Seconds is the time from the worker's start to the end of the drain
+	// or the time limit.
+	Seconds float64 `json:"seconds"`
+	// Drained is the number of events acknowledged by then, DrainedAll
+	// whether that was all of them.
+	Drained    int  `json:"drained"`
+	DrainedAll bool `json:"drained_all"`
+	// DocsPerS is Drained / Seconds.
+	DocsPerS float64 `json:"docs_per_s"`
+	// PeakMiB is the worker's peak resident set (VmHWM).
+	PeakMiB float64 `json:"peak_mib"`
+	// StartMiB, MiddleMiB and EndMiB are samples of its resident set
+	// (VmRSS): the first after its first acknowledgement, the one halfway
+	// from there to the end, and the last.
+	StartMiB  float64 `json:"start_mib"`
+	MiddleMiB float64 `json:"middle_mib"`
+	EndMiB    float64 `json:"end_mib"`
+	// Samples is the number of VmRSS samples taken.
+	Samples int `json:"samples"`
+	// Acked is the number of events acknowledged once the worker had
+	// exited, Stored the exact count of points then; CountOK reports that
+	// they are equal.
+	Acked   uint64 `json:"acked"`
+	Stored  uint64 `json:"stored"`
+	CountOK bool   `json:"count_ok"`
+	// Error says why the stage failed; empty when it succeeded.
+	Error string `json:"error,omitempty"`
+}
+
+// Err returns an error naming every stage that failed, or nil.
+func (r *Report) Err() error {
+	var errs []error
+	add := func(stage, msg string) {
+		if msg != "" {
+			errs = append(errs, fmt.Errorf("%s: %s", stage, msg))
+		}
+	}
+	if r.Ceiling != nil {
+		add(StageCeiling, r.Ceiling.Error)
+	}
+	if r.Vectors != nil {
+		add(StageVectors, r.Vectors.Error)
+	}
+	if r.Text != nil {
+		add(StageText, r.Text.Error)
+	}
+	if r.Search != nil {
+		add(StageSearch, r.Search.Error)
+	}
+	if r.RSS != nil {
+		add(StageRSS, r.RSS.Error)
+	}
+	return errors.Join(errs...)
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteTable writes the report as aligned tables: ingestion, then search,
+// then memory.
+func (r *Report) WriteTable(w io.Writer) error {
+	s := r.Settings
+	var b strings.Builder
+	fmt.Fprintf(&b, "ragpipe bench: %d docs of ~%d chars, %d dims, %d tenants, HNSW %s; %d CPUs, load average %.2f at start; Qdrant %s (%s); NATS %s\n",
+		s.Docs, s.TextChars, s.Dims, s.Tenants, s.HNSW, s.CPUs, s.LoadAvg1m, s.QdrantVersion, s.Qdrant, s.NATS)
+	if r.Interrupted {
+		b.WriteString("interrupted: stages not shown did not run\n")
+	}
+	if r.Ceiling != nil || r.Vectors != nil || r.Text != nil {
+		b.WriteByte('\n')
+		r.writeIngest(&b)
+	}
+	if r.Search != nil {
+		b.WriteByte('\n')
+		r.writeSearch(&b)
+	}
+	if r.RSS != nil {
+		b.WriteByte('\n')
+		r.writeRSS(&b)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (r *Report) writeIngest(b *strings.Builder) {
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "INGEST\tTIME\tRATE\tVS CEILING\tEXACT COUNT\tNOTES")
+	if c := r.Ceiling; c != nil {
+		switch {
+		case c.Best != nil:
+			fmt.Fprintf(tw, "ceiling: raw Qdrant upsert\t%s\t%.0f points/s\t1.00\t%s\tbest of %d trials: batch %d, %d parallel\n",
+				seconds(c.Best.Seconds), c.Best.PointsPerS, countText(c.Best.CountOK, c.Best.Stored), len(c.Trials), c.Best.Batch, c.Best.Parallel)
+		default:
+			fmt.Fprintf(tw, "ceiling: raw Qdrant upsert\t-\t-\t-\t-\tFAILED: %s\n", c.Error)
+		}
+	}
+	for _, row := range []struct {
+		name string
+		in   *Ingest
+	}{{"ragpipe, vectors in events", r.Vectors}, {"ragpipe, hash embedder", r.Text}} {
+		in := row.in
+		switch {
+		case in == nil:
+		case in.Error != "" && in.Seconds == 0:
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tFAILED: %s\n", row.name, in.Error)
+		default:
+			count := "-" // not counted
+			if in.Error == "" || in.Stored > 0 {
+				count = countText(in.CountOK, in.Stored)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f docs/s\t%s\t%s\t%s\n", row.name, seconds(in.Seconds), in.DocsPerS,
+				ratioText(in.RatioToCeiling), count, failedText(in.Error))
+		}
+	}
+	tw.Flush()
+	if c := r.Ceiling; c != nil && len(c.Trials) > 0 {
+		b.WriteString("\nceiling trials, points/s:\n")
+		writeTrialGrid(b, c.Trials)
+	}
+}
+
+// writeTrialGrid writes the trials as a grid: a row per batch size, a
+// column per parallelism, in the order they were first tried.
+func writeTrialGrid(b *strings.Builder, trials []Trial) {
+	var batches, parallels []int
+	rates := map[[2]int]Trial{}
+	for _, t := range trials {
+		if !slices.Contains(batches, t.Batch) {
+			batches = append(batches, t.Batch)
+		}
+		if !slices.Contains(parallels, t.Parallel) {
+			parallels = append(parallels, t.Parallel)
+		}
+		rates[[2]int{t.Batch, t.Parallel}] = t
+	}
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "\t")
+	for _, p := range parallels {
+		fmt.Fprintf(tw, "%d parallel\t", p)
+	}
+	fmt.Fprintln(tw)
+	for _, batch := range batches {
+		fmt.Fprintf(tw, "batch %d\t", batch)
+		for _, p := range parallels {
+			t, ok := rates[[2]int{batch, p}]
+			switch {
+			case !ok:
+				fmt.Fprint(tw, "-\t")
+			case !t.CountOK:
+				fmt.Fprintf(tw, "%.0f (count %d!)\t", t.PointsPerS, t.Stored)
+			default:
+				fmt.Fprintf(tw, "%.0f\t", t.PointsPerS)
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+}
+
+func (r *Report) writeSearch(b *strings.Builder) {
+	s := r.Search
+	fmt.Fprintf(b, "SEARCH: tenant filter, top_k %d, %d of %d points, %d requests per row, indexed %t\n",
+		s.TopK, s.TenantPoints, s.Points, s.Requests, s.Indexed)
+	if len(s.Levels) > 0 {
+		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PATH\tCONCURRENCY\tP50\tP99\tP50 OVERHEAD")
+		for _, l := range s.Levels {
+			fmt.Fprintf(tw, "rag.search\t%d\t%s\t%s\t%+.3f ms\n", l.Concurrency, millis(l.RagSearch.P50Ms), millis(l.RagSearch.P99Ms), l.P50OverheadMs)
+			fmt.Fprintf(tw, "qdrant\t%d\t%s\t%s\t\n", l.Concurrency, millis(l.Qdrant.P50Ms), millis(l.Qdrant.P99Ms))
+		}
+		tw.Flush()
+	}
+	if s.Error != "" {
+		fmt.Fprintf(b, "FAILED: %s\n", s.Error)
+	}
+}
+
+func (r *Report) writeRSS(b *strings.Builder) {
+	m := r.RSS
+	fmt.Fprintf(b, "WORKER MEMORY: one worker draining a backlog of %d events of ~%d chars (hash embedder, %d dims) for at most %s\n",
+		m.Backlog, r.Settings.BacklogChars, r.Settings.Dims, seconds(r.Settings.BacklogTimeS))
+	if m.Samples > 0 {
+		fmt.Fprintf(b, "drained %d of %d in %s: %.0f docs/s; RSS peak %.1f MiB; start %.1f, middle %.1f, end %.1f MiB (%d samples)\n",
+			m.Drained, m.Backlog, seconds(m.Seconds), m.DocsPerS, m.PeakMiB, m.StartMiB, m.MiddleMiB, m.EndMiB, m.Samples)
+	}
+	if m.Acked > 0 { // counted once the worker had stopped
+		fmt.Fprintf(b, "exact count once stopped: %s, %d acknowledged\n", countText(m.CountOK, m.Stored), m.Acked)
+	}
+	if m.Error != "" {
+		fmt.Fprintf(b, "FAILED: %s\n", m.Error)
+	}
+}
+
+func seconds(s float64) string {
+	return (time.Duration(s * float64(time.Second))).Round(time.Millisecond).String()
+}
+
+func millis(ms float64) string { return fmt.Sprintf("%.3f ms", ms) }
+
+func ratioText(r *float64) string {
+	if r == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", *r)
+}
+
+func countText(ok bool, stored uint64) string {
+	if ok {
+		return fmt.Sprintf("ok (%d)", stored)
+	}
+	return fmt.Sprintf("WRONG (%d)", stored)
+}
+
+func failedText(msg string) string {
+	if msg == "" {
+		return ""
+	}
+	return "FAILED: " + msg
+}
+
+// round returns x rounded to the given number of decimals.
+func round(x float64, decimals int) float64 {
+	p := math.Pow(10, float64(decimals))
+	return math.Round(x*p) / p
+}

@@ -1,0 +1,155 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// sampleReport is a report of every stage, as a full run makes it.
+func sampleReport() *Report {
+	trials := []Trial{
+		{Batch: 256, Parallel: 1, Seconds: 0.8, PointsPerS: 12500, Stored: 10000, CountOK: true},
+		{Batch: 256, Parallel: 2, Seconds: 0.5, PointsPerS: 20000, Stored: 10000, CountOK: true},
+		{Batch: 512, Parallel: 1, Seconds: 0.4, PointsPerS: 25000, Stored: 9999},
+		{Batch: 512, Parallel: 2, Seconds: 0.625, PointsPerS: 16000, Stored: 10000, CountOK: true},
+	}
+	return &Report{
+		Settings: Settings{Docs: 10000, TextChars: 900, Dims: 1024, Tenants: 5, Searches: 2000, Backlog: 1000000,
+			BacklogChars: 200, BacklogTimeS: 300, HNSW: "tenant", NATS: "embedded", Qdrant: "process",
+			QdrantVersion: "1.16.3", CPUs: 2, LoadAvg1m: 0.25, GoVersion: "go1.26"},
+		Ceiling: &Ceiling{Points: 10000, Best: new(trials[1]), Trials: trials},
+		Vectors: &Ingest{Docs: 10000, Seconds: 0.8, DocsPerS: 12500, Stored: 10000, CountOK: true, RatioToCeiling: new(0.625)},
+		Text:    &Ingest{Docs: 10000, Error: "worker exited: exit status 1; last line: boom"},
+		Search: &Search{Points: 10000, TenantPoints: 2000, TopK: 10, Requests: 2000, Indexed: true, Levels: []SearchLevel{
+			{Concurrency: 1, RagSearch: Latency{P50Ms: 0.9, P99Ms: 1.5}, Qdrant: Latency{P50Ms: 0.6, P99Ms: 1.2}, P50OverheadMs: 0.3},
+		}},
+		RSS: &RSS{Backlog: 1000000, Seconds: 300, Drained: 600000, DocsPerS: 2000, PeakMiB: 80.5,
+			StartMiB: 70, MiddleMiB: 75.2, EndMiB: 76, Samples: 3000, Acked: 600100, Stored: 600100, CountOK: true},
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	var b bytes.Buffer
+	if err := sampleReport().WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := squeeze(b.String())
+	for _, want := range []string{
+		"ragpipe bench: 10000 docs of ~900 chars, 1024 dims, 5 tenants, HNSW tenant; 2 CPUs, load average 0.25 at start; Qdrant 1.16.3 (process); NATS embedded\n",
+		"\nceiling: raw Qdrant upsert 500ms 20000 points/s 1.00 ok (10000) best of 4 trials: batch 256, 2 parallel\n",
+		"\nragpipe, vectors in events 800ms 12500 docs/s 0.62 ok (10000)\n",
+		"\nragpipe, hash embedder - - - - FAILED: worker exited: exit status 1; last line: boom\n",
+		"\n1 parallel 2 parallel\nbatch 256 12500 20000\nbatch 512 25000 (count 9999!) 16000\n",
+		"\nSEARCH: tenant filter, top_k 10, 2000 of 10000 points, 2000 requests per row, indexed true\n",
+		"\nrag.search 1 0.900 ms 1.500 ms +0.300 ms\nqdrant 1 0.600 ms 1.200 ms\n",
+		"drained 600000 of 1000000 in 5m0s: 2000 docs/s; RSS peak 80.5 MiB; start 70.0, middle 75.2, end 76.0 MiB (3000 samples)\n",
+		"exact count once stopped: ok (600100), 600100 acknowledged\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "interrupted") {
+		t.Errorf("a complete run's table says interrupted:\n%s", out)
+	}
+}
+
+func TestWriteTableOnlySomeStages(t *testing.T) {
+	r := sampleReport()
+	r.Ceiling, r.Search, r.RSS, r.Interrupted = nil, nil, nil, true
+	r.Vectors.RatioToCeiling = nil
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := squeeze(b.String())
+	for _, want := range []string{"interrupted: stages not shown did not run", "\nragpipe, vectors in events 800ms 12500 docs/s - ok (10000)\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	for _, absent := range []string{"ceiling", "SEARCH", "WORKER MEMORY"} {
+		if strings.Contains(out, absent) {
+			t.Errorf("table shows %q of a stage that did not run:\n%s", absent, out)
+		}
+	}
+}
+
+// squeeze trims every line of s and collapses its runs of spaces, so that
+// tests check the tables' cells, not their padding.
+func squeeze(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.Join(strings.Fields(l), " ")
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestWriteJSON(t *testing.T) {
+	var b bytes.Buffer
+	want := sampleReport()
+	if err := want.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var got Report
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&got, want) {
+		t.Fatalf("JSON round trip:\ngot  %+v\nwant %+v", got, *want)
+	}
+	var raw map[string]map[string]any
+	if err := json.Unmarshal(b.Bytes(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	for stage, keys := range map[string][]string{
+		"ceiling": {"points", "best", "trials"},
+		"vectors": {"docs", "seconds", "docs_per_s", "stored", "count_ok", "ratio_to_ceiling"},
+		"text":    {"ratio_to_ceiling", "error"},
+		"search":  {"points", "tenant_points", "top_k", "requests", "indexed", "levels"},
+		"rss":     {"backlog", "seconds", "drained", "drained_all", "docs_per_s", "peak_mib", "start_mib", "middle_mib", "end_mib", "acked", "stored", "count_ok"},
+	} {
+		for _, k := range keys {
+			if _, ok := raw[stage][k]; !ok {
+				t.Errorf("%s has no %q: %v", stage, k, raw[stage])
+			}
+		}
+	}
+	if raw["text"]["ratio_to_ceiling"] != nil {
+		t.Errorf("a ratio not computed is %v, want null", raw["text"]["ratio_to_ceiling"])
+	}
+}
+
+func TestReportErr(t *testing.T) {
+	r := sampleReport()
+	err := r.Err()
+	if err == nil || err.Error() != "text: worker exited: exit status 1; last line: boom" {
+		t.Fatalf("Err() = %v", err)
+	}
+	r.Text.Error = ""
+	if err := r.Err(); err != nil {
+		t.Fatalf("Err() = %v, want nil", err)
+	}
+}
+
+func TestParseStages(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                  "ceiling,vectors,text,search,rss",
+		"rss,ceiling":       "ceiling,rss",
+		" search ":          "text,search",
+		"vectors,vectors":   "vectors",
+		"text,search,rss":   "text,search,rss",
+		"ceiling, vectors ": "ceiling,vectors",
+	} {
+		got, err := ParseStages(in)
+		if err != nil || strings.Join(got, ",") != want {
+			t.Errorf("ParseStages(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	if _, err := ParseStages("ceiling,latency"); err == nil || !strings.Contains(err.Error(), `"latency"`) {
+		t.Errorf("an unknown stage: %v", err)
+	}
+}

@@ -1,0 +1,238 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+	"github.com/qdrant/go-client/qdrant"
+
+	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/search"
+)
+
+const (
+	// topK is the limit of every search.
+	topK = 10
+	// searchQueries is the number of distinct queries, used in turn.
+	searchQueries = 500
+	// searchWarmup is the number of requests per path before measuring.
+	searchWarmup = 200
+	// searchTimeout bounds one rag.search request.
+	searchTimeout = 10 * time.Second
+	// indexTimeout bounds the wait for Qdrant to finish indexing.
+	indexTimeout = 2 * time.Minute
+)
+
+// searchConcurrency are the numbers of requests in flight measured.
+var searchConcurrency = []int{1, 8}
+
+// searchPath is one way to search: call sends query i (of searchQueries,
+// in turn).
+type searchPath struct {
+	name string
+	call func(ctx context.Context, i int) error
+}
+
+// search measures, on the text stage's collection, searches of one tenant
+// through rag.search against raw Qdrant Query calls of the same vectors and
+// tenant filter (the request ragpipe's search sends).
+func (r *runner) search(ctx context.Context) (*Search, error) {
+	tenant := tenants[0]
+	var texts []string
+	for _, d := range r.documents() {
+		if d.user == tenant {
+			texts = append(texts, d.text)
+		}
+	}
+	res := &Search{Points: len(r.documents()), TenantPoints: len(texts), TopK: topK, Requests: r.cfg.Searches}
+	collection := r.textCollection()
+	defer r.cleanup(ctx, collection)
+	if r.report.Text == nil || r.report.Text.Error != "" {
+		return res, errors.New("not run: the text stage, whose collection it searches, failed")
+	}
+	var err error
+	if res.Indexed, err = r.waitIndexed(ctx, collection); err != nil {
+		return res, err
+	}
+	searcher, err := r.startChild(ctx, "searcher", collection, "search service started")
+	if err != nil {
+		return res, err
+	}
+	defer searcher.stop() // when failing; its result is checked below otherwise
+	rag, raw, err := r.searchPaths(ctx, collection, tenant, texts)
+	if err != nil {
+		return res, err
+	}
+	for _, p := range []searchPath{rag, raw} {
+		if _, err := latencies(ctx, 4, min(searchWarmup, r.cfg.Searches), p.call); err != nil {
+			return res, fmt.Errorf("warm-up of %s: %w", p.name, err)
+		}
+	}
+	for _, conc := range searchConcurrency {
+		level := SearchLevel{Concurrency: conc}
+		if level.RagSearch, err = r.latency(ctx, rag, conc); err != nil {
+			return res, err
+		}
+		if level.Qdrant, err = r.latency(ctx, raw, conc); err != nil {
+			return res, err
+		}
+		level.P50OverheadMs = round(level.RagSearch.P50Ms-level.Qdrant.P50Ms, 3)
+		r.progressf("search: concurrency %d: rag.search p50 %.3f ms, p99 %.3f ms; qdrant p50 %.3f ms, p99 %.3f ms", conc,
+			level.RagSearch.P50Ms, level.RagSearch.P99Ms, level.Qdrant.P50Ms, level.Qdrant.P99Ms)
+		res.Levels = append(res.Levels, level)
+	}
+	return res, searcher.stop()
+}
+
+// searchPaths makes the queries, pieces of the tenant's texts, and returns
+// the two paths, each checked to find something: rag, a rag.search request
+// whose body carries the query text (CONTRACT §4), and raw, the Qdrant
+// Query of the vector the searcher embeds that text into.
+func (r *runner) searchPaths(ctx context.Context, collection, tenant string, texts []string) (rag, raw searchPath, err error) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	queries := make([]string, searchQueries)
+	bodies := make([][]byte, searchQueries)
+	for i := range queries {
+		t := texts[rng.IntN(len(texts))]
+		at := rng.IntN(len(t) - 80)
+		queries[i] = t[at : at+80]
+		if bodies[i], err = json.Marshal(search.SearchRequest{Query: queries[i], TopK: topK}); err != nil {
+			return rag, raw, fmt.Errorf("encode search request: %w", err)
+		}
+	}
+	emb, err := embedder.NewHash(Dims)
+	if err != nil {
+		return rag, raw, err
+	}
+	vectors, err := emb.Embed(ctx, queries)
+	if err != nil {
+		return rag, raw, fmt.Errorf("embed queries: %w", err)
+	}
+	raws := make([]*qdrant.QueryPoints, searchQueries)
+	for i, v := range vectors {
+		raws[i] = &qdrant.QueryPoints{
+			CollectionName: collection,
+			Query:          qdrant.NewQueryDense(v),
+			Filter:         &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword("user_id", tenant)}},
+			Limit:          qdrant.PtrOf(uint64(topK)),
+			WithPayload:    qdrant.NewWithPayloadInclude("user_id", "doc_id", "chunk_index", "text", "metadata", "version"),
+		}
+	}
+
+	// Both find something. The searcher's subscription reaches the server
+	// a moment after it logs that it started: wait for it.
+	client := &search.Client{Conn: r.cfg.Conn, Prefix: r.cfg.Prefix}
+	var reply *search.SearchReply
+	for deadline := time.Now().Add(childReadyTimeout); ; time.Sleep(20 * time.Millisecond) {
+		reply, err = client.Search(ctx, tenant, collection, search.SearchRequest{Query: queries[0], TopK: topK})
+		if !errors.Is(err, search.ErrNoSearcher) || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return rag, raw, err
+	}
+	hits, err := r.qc.Query(ctx, raws[0])
+	if err != nil {
+		return rag, raw, fmt.Errorf("qdrant query: %w", err)
+	}
+	if len(reply.Hits) == 0 || len(hits) == 0 {
+		return rag, raw, fmt.Errorf("a query taken from a document finds %d hits through rag.search, %d through qdrant", len(reply.Hits), len(hits))
+	}
+
+	subject := r.cfg.Prefix + ".search." + tenant + "." + collection
+	rag = searchPath{name: "rag.search", call: func(_ context.Context, i int) error {
+		msg, err := r.cfg.Conn.Request(subject, bodies[i%searchQueries], searchTimeout)
+		if err != nil {
+			return fmt.Errorf("%s: %w", subject, err)
+		}
+		if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+			return fmt.Errorf("%s: error %s: %s", subject, code, msg.Data)
+		}
+		return nil
+	}}
+	raw = searchPath{name: "qdrant", call: func(ctx context.Context, i int) error {
+		if _, err := r.qc.Query(ctx, raws[i%searchQueries]); err != nil {
+			return fmt.Errorf("qdrant query: %w", err)
+		}
+		return nil
+	}}
+	return rag, raw, nil
+}
+
+// latency measures p at concurrency conc over the run's number of searches.
+func (r *runner) latency(ctx context.Context, p searchPath, conc int) (Latency, error) {
+	lat, err := latencies(ctx, conc, r.cfg.Searches, p.call)
+	if err != nil {
+		return Latency{}, fmt.Errorf("%s at concurrency %d: %w", p.name, conc, err)
+	}
+	return Latency{P50Ms: millis3(percentile(lat, 50)), P99Ms: millis3(percentile(lat, 99))}, nil
+}
+
+// waitIndexed waits until Qdrant reports collection green (no optimization
+// pending or running) twice in a row, for at most indexTimeout, and reports
+// whether it did.
+func (r *runner) waitIndexed(ctx context.Context, collection string) (bool, error) {
+	deadline := time.Now().Add(indexTimeout)
+	greens := 0
+	for greens < 2 {
+		info, err := r.qc.GetCollectionInfo(ctx, collection)
+		if err != nil {
+			return false, fmt.Errorf("collection %s: %w", collection, err)
+		}
+		greens++
+		if info.GetStatus() != qdrant.CollectionStatus_Green {
+			greens = 0
+		}
+		if time.Now().After(deadline) {
+			r.progressf("search: %s still %s after %s; measuring anyway", collection, info.GetStatus(), indexTimeout)
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return true, nil
+}
+
+// latencies calls call(ctx, i) for i in [0, n) from conc goroutines and
+// returns the latencies, sorted.
+func latencies(ctx context.Context, conc, n int, call func(ctx context.Context, i int) error) ([]time.Duration, error) {
+	lat := make([]time.Duration, n)
+	err := parallel(ctx, conc, n, func(ctx context.Context, i int) error {
+		start := time.Now()
+		if err := call(ctx, i); err != nil {
+			return err
+		}
+		lat[i] = time.Since(start)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(lat)
+	return lat, nil
+}
+
+// percentile returns the p-th percentile (0 < p <= 100) of sorted latencies
+// by the nearest-rank method: the smallest value that at least p% of the
+// values do not exceed. It returns 0 for no values.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	return sorted[min(max(rank, 1), len(sorted))-1]
+}
+
+// millis3 returns d in milliseconds, rounded to the microsecond.
+func millis3(d time.Duration) float64 { return round(float64(d)/float64(time.Millisecond), 3) }

@@ -1,0 +1,159 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	ms := func(vs ...int) []time.Duration {
+		out := make([]time.Duration, len(vs))
+		for i, v := range vs {
+			out[i] = time.Duration(v) * time.Millisecond
+		}
+		return out
+	}
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = i + 1
+	}
+	for _, c := range []struct {
+		values []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{nil, 50, 0},
+		{ms(7), 50, 7 * time.Millisecond},
+		{ms(7), 99, 7 * time.Millisecond},
+		{ms(1, 2), 50, 1 * time.Millisecond}, // rank ceil(1) = 1
+		{ms(1, 2, 3, 4), 50, 2 * time.Millisecond},
+		{ms(1, 2, 3, 4, 5), 50, 3 * time.Millisecond},
+		{ms(hundred...), 50, 50 * time.Millisecond},
+		{ms(hundred...), 99, 99 * time.Millisecond},
+		{ms(hundred...), 100, 100 * time.Millisecond},
+		{ms(hundred[:10]...), 99, 10 * time.Millisecond}, // rank ceil(9.9) = 10
+		{ms(1, 2, 3), 0.1, 1 * time.Millisecond},         // at least rank 1
+	} {
+		if got := percentile(c.values, c.p); got != c.want {
+			t.Errorf("percentile(%v, %v) = %v, want %v", c.values, c.p, got, c.want)
+		}
+	}
+}
+
+func TestLatencies(t *testing.T) {
+	var calls atomic.Int64
+	seen := make([]atomic.Bool, 50)
+	lat, err := latencies(context.Background(), 4, 50, func(_ context.Context, i int) error {
+		calls.Add(1)
+		if seen[i].Swap(true) {
+			t.Errorf("request %d sent twice", i)
+		}
+		time.Sleep(time.Duration(i%3) * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 50 || len(lat) != 50 || !slices.IsSorted(lat) || lat[0] <= 0 {
+		t.Fatalf("%d calls, latencies %v", calls.Load(), lat)
+	}
+
+	boom := errors.New("boom")
+	_, err = latencies(context.Background(), 8, 1000, func(_ context.Context, i int) error {
+		if i == 10 {
+			return boom
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("error %v, want boom", err)
+	}
+}
+
+func TestMillisAndRound(t *testing.T) {
+	if got := millis3(1234567 * time.Nanosecond); got != 1.235 {
+		t.Errorf("millis3 = %v, want 1.235", got)
+	}
+	if got := round(2.0/3, 2); got != 0.67 {
+		t.Errorf("round = %v, want 0.67", got)
+	}
+	if got := mib(80 << 20); got != 80 {
+		t.Errorf("mib = %v, want 80", got)
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	const status = `Name:	ragpipe
+State:	S (sleeping)
+VmPeak:	 2054036 kB
+VmHWM:	   90112 kB
+VmRSS:	   81920 kB
+Threads:	9
+`
+	m, err := parseStatus(strings.NewReader(status))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.rss != 81920*1024 || m.peak != 90112*1024 {
+		t.Fatalf("parsed %+v", m)
+	}
+	if _, err := parseStatus(strings.NewReader("Name:\tzombie\nState:\tZ (zombie)\n")); err == nil {
+		t.Error("a status without memory lines parsed")
+	}
+	if _, err := parseStatus(strings.NewReader("VmRSS:\t12 MB\nVmHWM:\t1 kB\n")); err == nil {
+		t.Error("a status in other units parsed")
+	}
+}
+
+func TestPickSamples(t *testing.T) {
+	s := func(sec, mib, drained int) sample {
+		return sample{at: time.Duration(sec) * time.Second, rss: uint64(mib) << 20, drained: drained}
+	}
+	samples := []sample{s(0, 10, 0), s(1, 30, 0), s(2, 60, 100), s(5, 62, 400), s(6, 64, 500), s(10, 63, 900)}
+	first, middle, last := pickSamples(samples)
+	if first != samples[2] || middle != samples[4] || last != samples[5] {
+		t.Fatalf("picked %v, %v, %v", first, middle, last)
+	}
+	// Nothing acknowledged yet: from the first sample.
+	first, middle, last = pickSamples(samples[:2])
+	if first != samples[0] || middle != samples[0] || last != samples[1] {
+		t.Fatalf("picked %v, %v, %v", first, middle, last)
+	}
+	first, middle, last = pickSamples(samples[:1])
+	if first != samples[0] || middle != samples[0] || last != samples[0] {
+		t.Fatalf("picked %v, %v, %v", first, middle, last)
+	}
+}
+
+func TestLineLog(t *testing.T) {
+	l := newLineLog("worker consuming")
+	if got := l.last(); got != "(no output)" {
+		t.Errorf("last of nothing = %q", got)
+	}
+	for _, p := range []string{`{"message":"starting"}` + "\n" + `{"mess`, `age":"worker `, `consuming"}`} {
+		if _, err := l.Write([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-l.seen:
+		t.Fatal("marked before the line was complete")
+	default:
+	}
+	if _, err := l.Write([]byte("\n{\"message\":\"worker consuming\"}\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.seen:
+	default:
+		t.Fatal("not marked")
+	}
+	if got := l.last(); got != `{"message":"worker consuming"}` {
+		t.Errorf("last = %q", got)
+	}
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/ragpipe/ragpipe/bench"
+	"github.com/ragpipe/ragpipe/config"
+	"github.com/ragpipe/ragpipe/internal/qdrantproc"
+)
+
+var benchCommand = command{
+	name:   "bench",
+	client: true,
+	summary: "Measure ingestion and search side by side with what Qdrant itself absorbs, in one run. " +
+		"Prints a table, or JSON with --json. Exits 0 when every stage succeeded, 1 when one failed (the report says which and why), " +
+		"0 when interrupted by SIGINT or SIGTERM, after stopping the processes it started.",
+	usage: "bench [--only STAGES] [--json] [flags]\n\n" +
+		"  Stages (all by default; progress goes to stderr, the report to stdout):\n" +
+		"    ceiling  raw Qdrant upserts (wait=true) of --docs points of 1024 dimensions with ragpipe's payload, into\n" +
+		"             collections created as ragpipe creates them, for batch 256, 512, 1024 x 1, 2, 4 in parallel,\n" +
+		"             a fresh collection each; the best points/s is the ceiling\n" +
+		"    vectors  one `ragpipe worker` process ingests --docs events carrying their vectors (~900 chars of text,\n" +
+		"             one chunk, 5 tenants), timed from the first publish to the last acknowledgement; then the\n" +
+		"             points are counted exactly; docs/s and the ratio to the ceiling\n" +
+		"    text     the same with text only, embedded by the built-in hash embedder\n" +
+		"    search   rag.search requests to one `ragpipe searcher` process against raw Qdrant Query calls with the\n" +
+		"             same tenant filter, on the text stage's collection (selecting search runs text too), once\n" +
+		"             Qdrant has indexed it: p50 and p99 at concurrency 1 and 8, --searches requests each\n" +
+		"    rss      --backlog events of ~200 chars are published, then one worker drains them for at most\n" +
+		"             --backlog-time; its peak resident memory (VmHWM), samples at start, middle and end, the\n" +
+		"             drain rate, and an exact count of what was acknowledged\n\n" +
+		"  NATS: without --nats-url, a NATS server with JetStream embedded in this process, on a free loopback\n" +
+		"  port, storing in a temporary directory. With --nats-url, that server: its RAG_INGEST stream must have\n" +
+		"  nothing pending, and the bench purges its own events and version entries from it afterwards.\n" +
+		"  Qdrant: without --qdrant-url, a Qdrant process on free loopback ports with a temporary storage, stopped\n" +
+		"  and removed at the end; its binary is $QDRANT_BIN, else qdrant on the PATH, else the one\n" +
+		"  scripts/install-qdrant.sh caches in ${XDG_CACHE_HOME:-$HOME/.cache}/ragpipe/qdrant-" + qdrantproc.Version + "/qdrant.\n" +
+		"  With --qdrant-url (gRPC, QDRANT_URL form; QDRANT_API_KEY applies), that Qdrant. NATS_URL and QDRANT_URL\n" +
+		"  are not used. Every collection is fresh (bench_<run id>_<stage>) and deleted when its stage is done.\n\n" +
+		"  The worker and searcher processes are this binary; they take their settings from the environment below,\n" +
+		"  except NATS_URL, QDRANT_URL, RAGPIPE_COLLECTIONS, RAGPIPE_EMBEDDER (hash), RAGPIPE_HTTP_ADDR (a free port)\n" +
+		"  and RAGPIPE_LOG_LEVEL (info), which the bench sets. Collections are made with RAGPIPE_HNSW, RAGPIPE_SHARDS\n" +
+		"  and the other layout settings. Quick run: --only ceiling,vectors,text --docs 2000.",
+	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
+		o := &benchOptions{}
+		fs.StringVar(&o.only, "only", strings.Join(bench.Stages, ","), "comma-separated stages to run")
+		fs.BoolVar(&o.json, "json", false, "print the report as JSON instead of a table")
+		fs.IntVar(&o.docs, "docs", 10_000, "documents of the ceiling, vectors, text and search stages")
+		fs.IntVar(&o.searches, "searches", 2_000, "search requests per path and concurrency")
+		fs.IntVar(&o.backlog, "backlog", 1_000_000, "events of the rss stage")
+		fs.DurationVar(&o.backlogTime, "backlog-time", 5*time.Minute, "longest the rss stage drains")
+		fs.StringVar(&o.natsURL, "nats-url", "", "NATS to use instead of an embedded server")
+		fs.StringVar(&o.qdrantURL, "qdrant-url", "", "Qdrant (gRPC) to use instead of starting one")
+		return func(ctx context.Context, env *environment, args []string) error { return runBench(ctx, env, *o, args) }
+	},
+}
+
+type benchOptions struct {
+	only, natsURL, qdrantURL string
+	json                     bool
+	docs, searches, backlog  int
+	backlogTime              time.Duration
+}
+
+func runBench(ctx context.Context, env *environment, o benchOptions, args []string) (err error) {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected argument %q", args[0])
+	}
+	stages, err := bench.ParseStages(o.only)
+	if err != nil {
+		return fmt.Errorf("--only: %w", err)
+	}
+	if o.docs < 1 || o.searches < 1 || o.backlog < 1 || o.backlogTime <= 0 {
+		return errors.New("--docs, --searches, --backlog and --backlog-time must be > 0")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("locate the ragpipe binary: %w", err)
+	}
+	defer func() { // the servers fail as they stop: say what stopped them
+		if err != nil && ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("interrupted: %w", ctx.Err())
+		}
+	}()
+	cfg := *env.cfg // the servers of this run replace the configured ones
+	settings := bench.Settings{HNSW: cfg.HNSW, NATS: o.natsURL, Qdrant: o.qdrantURL}
+	if o.natsURL == "" {
+		stop, err := benchNATS(env, &cfg.NATS)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		settings.NATS = "embedded nats-server " + server.VERSION
+	} else {
+		cfg.NATS.URL = o.natsURL
+	}
+	if o.qdrantURL == "" {
+		stop, err := benchQdrant(ctx, env, &cfg.Qdrant)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		settings.Qdrant = "process"
+	} else if err := setQdrantURL(&cfg.Qdrant, o.qdrantURL); err != nil {
+		return fmt.Errorf("--qdrant-url: %w", err)
+	}
+
+	connectCtx, cancel := context.WithTimeout(ctx, clientConnectTimeout)
+	defer cancel()
+	nc, err := connectNATS(connectCtx, cfg.NATS, "ragpipe-bench", env.log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	store, err := newQdrant(ctx, &cfg, env.log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	report, runErr := bench.Run(ctx, bench.Config{
+		Executable: exe, Env: os.Environ(), NATSURL: cfg.NATS.URL, QdrantURL: cfg.Qdrant.URL,
+		Conn: nc, Store: store, Prefix: cfg.SubjectPrefix, PurgeNATS: o.natsURL != "",
+		Stages: stages, Docs: o.docs, Searches: o.searches, Backlog: o.backlog, BacklogTime: o.backlogTime,
+		Settings: settings, Progress: env.stderr,
+	})
+	write := report.WriteTable
+	if o.json {
+		write = report.WriteJSON
+	}
+	if err := write(env.stdout); err != nil {
+		return errors.Join(runErr, fmt.Errorf("write report: %w", err))
+	}
+	return runErr
+}
+
+// benchNATS starts the embedded NATS server on a free loopback port, storing
+// in a temporary directory, and points cfg at it. stop shuts it down and
+// removes the directory.
+func benchNATS(env *environment, cfg *config.NATS) (stop func(), err error) {
+	dir, err := os.MkdirTemp("", "ragpipe-bench-nats-")
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	ports, err := qdrantproc.FreePorts(1)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	cfg.URL = fmt.Sprintf("nats://127.0.0.1:%d", ports[0])
+	ns, err := startNATSServer(*cfg, dir, env.log)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	fmt.Fprintf(env.stderr, "bench: embedded NATS server at %s\n", ns.ClientURL())
+	return func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		os.RemoveAll(dir)
+	}, nil
+}
+
+// benchQdrant starts a Qdrant process on free loopback ports with a
+// temporary storage, and points cfg at it. stop stops it and removes its
+// directory.
+func benchQdrant(ctx context.Context, env *environment, cfg *config.Qdrant) (stop func(), err error) {
+	bin, err := qdrantproc.Find()
+	if err != nil {
+		return nil, fmt.Errorf("%w, or pass --qdrant-url", err)
+	}
+	dir, err := os.MkdirTemp("", "ragpipe-bench-qdrant-")
+	if err != nil {
+		return nil, fmt.Errorf("qdrant: %w", err)
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(env.stderr, "bench: "+format+"\n", args...) }
+	node, err := qdrantproc.New(qdrantproc.Config{Bin: bin, Dir: dir, Logf: logf})
+	if err == nil {
+		err = node.Start(ctx, nil)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start qdrant %s: %w", bin, err)
+	}
+	logf("qdrant %s at %s (storage in %s)", bin, node.URL(), dir)
+	stop = func() {
+		if err := node.Stop(); err != nil {
+			logf("stop qdrant: %v", err)
+		}
+		os.RemoveAll(dir)
+	}
+	if err := setQdrantURL(cfg, node.URL()); err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
+}
+
+// setQdrantURL points cfg at the Qdrant of url, in QDRANT_URL form.
+func setQdrantURL(cfg *config.Qdrant, url string) error {
+	host, port, tls, ok := config.ParseQdrantURL(url)
+	if !ok {
+		return fmt.Errorf("%q: want http(s)://host[:port]", url)
+	}
+	cfg.URL, cfg.Host, cfg.Port, cfg.TLS = url, host, port, tls
+	return nil
+}
