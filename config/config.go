@@ -126,6 +126,7 @@ type Worker struct {
 	MaxAckPending  int           `env:"RAGPIPE_MAX_ACK_PENDING" envDefault:"0" help:"unacknowledged messages the consumer hands out; 0 means RAGPIPE_BATCH_SIZE*(RAGPIPE_CONCURRENCY+1)"`
 	AckWait        time.Duration `env:"RAGPIPE_ACK_WAIT" envDefault:"30s" help:"time the server waits for an acknowledgement before redelivering (>= 1s)"`
 	StreamReplicas int           `env:"RAGPIPE_STREAM_REPLICAS" envDefault:"1" help:"replicas of the streams ragpipe creates (1 to 5)"`
+	DeferIndexing  int           `env:"RAGPIPE_DEFER_INDEXING" envDefault:"0" help:"while more than this many events wait, Qdrant collections being written build no HNSW index (indexing_threshold 0) until the backlog falls to a tenth of it, then get Qdrant's default back (10000 KB); 0 never defers"`
 }
 
 // Setting describes one environment variable, for --help.
@@ -498,6 +499,7 @@ func (c *Config) validate() []error {
 		"RAGPIPE_MAX_ACK_PENDING=%d: must be >= 0 (0 means RAGPIPE_BATCH_SIZE*(RAGPIPE_CONCURRENCY+1))", w.MaxAckPending)
 	check(w.AckWait >= time.Second, "RAGPIPE_ACK_WAIT=%s: must be >= 1s", w.AckWait)
 	check(w.StreamReplicas >= 1 && w.StreamReplicas <= 5, "RAGPIPE_STREAM_REPLICAS=%d: must be from 1 to 5", w.StreamReplicas)
+	check(w.DeferIndexing >= 0, "RAGPIPE_DEFER_INDEXING=%d: must be >= 0 (0 never defers)", w.DeferIndexing)
 	return errs
 }
 

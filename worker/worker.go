@@ -74,6 +74,10 @@ type Config struct {
 	StreamReplicas int           // replicas of created streams, default 1
 	// MaxRetryDelay caps the growing delay before a failed event is redelivered, default 2m.
 	MaxRetryDelay time.Duration
+	// Backlog, when set, is told the number of events waiting in the
+	// consumer each time the worker polls it: when Run starts, then every
+	// 5 seconds.
+	Backlog func(ctx context.Context, pending uint64)
 }
 
 func (c *Config) setDefaults() {
@@ -446,13 +450,17 @@ func (h *held) keepAlive(interval time.Duration) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-// reportPending updates the consumer-pending gauge until ctx is done.
+// reportPending updates the consumer-pending gauge, and tells cfg.Backlog,
+// until ctx is done.
 func (w *Worker) reportPending(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
 		if info, err := w.consumer.Info(ctx); err == nil {
 			w.cfg.Metrics.ConsumerPending.Set(float64(info.NumPending))
+			if w.cfg.Backlog != nil {
+				w.cfg.Backlog(ctx, info.NumPending)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/search"
+	"github.com/ragpipe/ragpipe/sink"
 	"github.com/ragpipe/ragpipe/telemetry"
 	"github.com/ragpipe/ragpipe/worker"
 )
@@ -104,12 +105,20 @@ func startIngest(ctx context.Context, env *environment, svc *service) (*ingest, 
 	if err := stage.Setup(ctx); err != nil {
 		return nil, err
 	}
+	var backlog func(context.Context, uint64)
+	if n := cfg.Worker.DeferIndexing; n > 0 {
+		if q, ok := store.(*sink.Qdrant); ok {
+			backlog = q.DeferIndexing(uint64(n)).Observe
+		} else {
+			env.log.Warn().Msg("RAGPIPE_DEFER_INDEXING has no effect on the embedded store, which builds no index")
+		}
+	}
 	w, err := worker.New(ctx, worker.Config{
 		JetStream: js, Processor: stage, Metrics: metrics, Logger: env.log,
 		Prefix: cfg.SubjectPrefix, MaxEventBytes: cfg.MaxEventBytes, MaxDeliver: cfg.MaxDeliver,
 		BatchSize: cfg.Worker.BatchSize, FlushInterval: cfg.Worker.FlushInterval,
 		Concurrency: cfg.Worker.Concurrency, MaxAckPending: cfg.Worker.MaxAckPending,
-		AckWait: cfg.Worker.AckWait, StreamReplicas: cfg.Worker.StreamReplicas,
+		AckWait: cfg.Worker.AckWait, StreamReplicas: cfg.Worker.StreamReplicas, Backlog: backlog,
 	})
 	if err != nil {
 		return nil, err
