@@ -205,6 +205,14 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("search: add endpoint %s: %w", e, err)
 		}
 	}
+	// The subscriptions are sent, not yet known to the server: wait for its
+	// answer to a ping, so that a request sent once Start returns finds the
+	// service.
+	if err := cfg.Conn.Flush(); err != nil {
+		_ = svc.Stop()
+		s.stopWorkers()
+		return nil, fmt.Errorf("search: %w", err)
+	}
 	return s, nil
 }
 

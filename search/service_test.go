@@ -385,3 +385,24 @@ func ExampleValidFilterKey() {
 	// user_id: "key \"user_id\" is not allowed: filters name metadata keys, and the tenant comes from the subject"
 	// metadata.env: "key \"metadata.env\" may not contain . [ ] or \" (metadata is flat)"
 }
+
+// TestSearchServiceReadyOnStart: a request sent the moment Start returns,
+// from another connection, finds the service (its subscriptions reached the
+// server before Start returned).
+func TestSearchServiceReadyOnStart(t *testing.T) {
+	f := newFixture(t, nil)
+	for i := range 30 {
+		prefix := fmt.Sprint("p", i)
+		svc, err := search.Start(t.Context(), search.Config{
+			Conn: natstest.Connect(t, f.ns), Index: f.store, Prefix: prefix,
+			Embedder: func(string) pipeline.Embedder { return f.emb }, Metrics: telemetry.NewMetrics(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, msg, _ := f.request(t, prefix+".search.alice.docs", `{"query":"fox"}`); code != 200 {
+			t.Fatalf("request right after Start: %d %s", code, msg)
+		}
+		_ = svc.Stop(t.Context())
+	}
+}
