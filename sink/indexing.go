@@ -69,6 +69,8 @@ func (d *IndexingDeferral) Observe(ctx context.Context, pending uint64) {
 			threshold = 0
 		}
 		err := d.q.call(ctx, func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, d.q.cfg.Timeout)
+			defer cancel()
 			return d.q.client.UpdateCollection(ctx, &qdrant.UpdateCollection{
 				CollectionName:   name,
 				OptimizersConfig: &qdrant.OptimizersConfigDiff{IndexingThreshold: qdrant.PtrOf(threshold)},
