@@ -117,6 +117,9 @@ type Config struct {
 	// Store is the bench's Qdrant, configured like the processes' so that
 	// the collections it creates are made the same way. Required.
 	Store *sink.Qdrant
+	// QdrantPID is the process id of Qdrant when the bench started it, for
+	// the CPU it uses; 0 when unknown.
+	QdrantPID int
 	// Prefix is the subject prefix, RAGPIPE_SUBJECT_PREFIX. Default "rag".
 	Prefix string
 	// PurgeNATS removes what each stage left in the streams (events not

@@ -60,6 +60,7 @@ func (r *runner) trial(ctx context.Context, points []*qdrant.PointStruct, batch,
 		return t, fmt.Errorf("create collection: %w", err)
 	}
 	batches := (len(points) + batch - 1) / batch
+	cpu := startCPU(r.cfg.QdrantPID, 0)
 	start := time.Now()
 	err := parallel(ctx, par, batches, func(ctx context.Context, i int) error {
 		_, err := r.qc.Upsert(ctx, &qdrant.UpsertPoints{
@@ -73,6 +74,7 @@ func (r *runner) trial(ctx context.Context, points []*qdrant.PointStruct, batch,
 		return nil
 	})
 	elapsed := time.Since(start)
+	t.CPU = cpu.stop()
 	if err != nil {
 		return t, err
 	}

@@ -51,6 +51,7 @@ func (r *runner) ingest(ctx context.Context, stage string) (*Ingest, error) {
 	if err != nil {
 		return res, err
 	}
+	cpu := startCPU(r.cfg.QdrantPID, w.pid())
 	start := time.Now()
 	for i := range docs {
 		if err := pub.publish(r.subject(docs[i].user, collection), bodies[i]); err != nil {
@@ -65,6 +66,7 @@ func (r *runner) ingest(ctx context.Context, stage string) (*Ingest, error) {
 		return res, err
 	}
 	elapsed := time.Since(start)
+	res.CPU = cpu.stop()
 	res.Seconds = round(elapsed.Seconds(), 4)
 	res.DocsPerS = round(float64(len(docs))/elapsed.Seconds(), 1)
 	r.progressf("%s: %d docs in %s: %.0f docs/s", stage, len(docs), elapsed.Round(time.Millisecond), res.DocsPerS)

@@ -92,6 +92,8 @@ type Trial struct {
 	Stored uint64 `json:"stored"`
 	// CountOK reports Stored == Ceiling.Points.
 	CountOK bool `json:"count_ok"`
+	// CPU is what Qdrant and the bench used during the trial.
+	CPU *CPU `json:"cpu_seconds,omitempty"`
 }
 
 // Ingest is ragpipe end to end: one `ragpipe worker` process, from the first
@@ -111,6 +113,8 @@ type Ingest struct {
 	// RatioToCeiling is DocsPerS over the ceiling's best points/s (one
 	// point per document); null without a ceiling.
 	RatioToCeiling *float64 `json:"ratio_to_ceiling"`
+	// CPU is what Qdrant, the worker and the bench used while timed.
+	CPU *CPU `json:"cpu_seconds,omitempty"`
 	// Error says why the stage failed; empty when it succeeded.
 	Error string `json:"error,omitempty"`
 }
@@ -250,14 +254,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 func (r *Report) writeIngest(b *strings.Builder) {
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "INGEST\tTIME\tRATE\tVS CEILING\tEXACT COUNT\tNOTES")
+	fmt.Fprintln(tw, "INGEST\tTIME\tRATE\tVS CEILING\tEXACT COUNT\tCPU S: QDRANT / WORKER / BENCH\tNOTES")
 	if c := r.Ceiling; c != nil {
 		switch {
 		case c.Best != nil:
-			fmt.Fprintf(tw, "ceiling: raw Qdrant upsert\t%s\t%.0f points/s\t1.00\t%s\tbest of %d trials: batch %d, %d parallel\n",
-				seconds(c.Best.Seconds), c.Best.PointsPerS, countText(c.Best.CountOK, c.Best.Stored), len(c.Trials), c.Best.Batch, c.Best.Parallel)
+			fmt.Fprintf(tw, "ceiling: raw Qdrant upsert\t%s\t%.0f points/s\t1.00\t%s\t%s\tbest of %d trials: batch %d, %d parallel\n",
+				seconds(c.Best.Seconds), c.Best.PointsPerS, countText(c.Best.CountOK, c.Best.Stored), cpuText(c.Best.CPU),
+				len(c.Trials), c.Best.Batch, c.Best.Parallel)
 		default:
-			fmt.Fprintf(tw, "ceiling: raw Qdrant upsert\t-\t-\t-\t-\tFAILED: %s\n", c.Error)
+			fmt.Fprintf(tw, "ceiling: raw Qdrant upsert\t-\t-\t-\t-\t-\tFAILED: %s\n", c.Error)
 		}
 	}
 	for _, row := range []struct {
@@ -268,14 +273,14 @@ func (r *Report) writeIngest(b *strings.Builder) {
 		switch {
 		case in == nil:
 		case in.Error != "" && in.Seconds == 0:
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\tFAILED: %s\n", row.name, in.Error)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tFAILED: %s\n", row.name, in.Error)
 		default:
 			count := "-" // not counted
 			if in.Error == "" || in.Stored > 0 {
 				count = countText(in.CountOK, in.Stored)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f docs/s\t%s\t%s\t%s\n", row.name, seconds(in.Seconds), in.DocsPerS,
-				ratioText(in.RatioToCeiling), count, failedText(in.Error))
+			fmt.Fprintf(tw, "%s\t%s\t%.0f docs/s\t%s\t%s\t%s\t%s\n", row.name, seconds(in.Seconds), in.DocsPerS,
+				ratioText(in.RatioToCeiling), count, cpuText(in.CPU), failedText(in.Error))
 		}
 	}
 	tw.Flush()

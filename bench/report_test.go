@@ -12,7 +12,7 @@ import (
 func sampleReport() *Report {
 	trials := []Trial{
 		{Batch: 256, Parallel: 1, Seconds: 0.8, PointsPerS: 12500, Stored: 10000, CountOK: true},
-		{Batch: 256, Parallel: 2, Seconds: 0.5, PointsPerS: 20000, Stored: 10000, CountOK: true},
+		{Batch: 256, Parallel: 2, Seconds: 0.5, PointsPerS: 20000, Stored: 10000, CountOK: true, CPU: &CPU{Qdrant: new(0.9), Bench: 0.3}},
 		{Batch: 512, Parallel: 1, Seconds: 0.4, PointsPerS: 25000, Stored: 9999},
 		{Batch: 512, Parallel: 2, Seconds: 0.625, PointsPerS: 16000, Stored: 10000, CountOK: true},
 	}
@@ -21,8 +21,9 @@ func sampleReport() *Report {
 			BacklogChars: 200, BacklogTimeS: 300, HNSW: "tenant", NATS: "embedded", Qdrant: "process",
 			QdrantVersion: "1.16.3", CPUs: 2, LoadAvg1m: 0.25, GoVersion: "go1.26"},
 		Ceiling: &Ceiling{Points: 10000, Best: new(trials[1]), Trials: trials},
-		Vectors: &Ingest{Docs: 10000, Seconds: 0.8, DocsPerS: 12500, Stored: 10000, CountOK: true, RatioToCeiling: new(0.625)},
-		Text:    &Ingest{Docs: 10000, Error: "worker exited: exit status 1; last line: boom"},
+		Vectors: &Ingest{Docs: 10000, Seconds: 0.8, DocsPerS: 12500, Stored: 10000, CountOK: true, RatioToCeiling: new(0.625),
+			CPU: &CPU{Qdrant: new(0.8), Worker: new(0.5), Bench: 0.25}},
+		Text: &Ingest{Docs: 10000, Error: "worker exited: exit status 1; last line: boom"},
 		Search: &Search{Points: 10000, TenantPoints: 2000, TopK: 10, Requests: 2000, Indexed: true, Levels: []SearchLevel{
 			{Concurrency: 1, RagSearch: Latency{P50Ms: 0.9, P99Ms: 1.5}, Qdrant: Latency{P50Ms: 0.6, P99Ms: 1.2}, P50OverheadMs: 0.3},
 		}},
@@ -39,9 +40,10 @@ func TestWriteTable(t *testing.T) {
 	out := squeeze(b.String())
 	for _, want := range []string{
 		"ragpipe bench: 10000 docs of ~900 chars, 1024 dims, 5 tenants, HNSW tenant; 2 CPUs, load average 0.25 at start; Qdrant 1.16.3 (process); NATS embedded\n",
-		"\nceiling: raw Qdrant upsert 500ms 20000 points/s 1.00 ok (10000) best of 4 trials: batch 256, 2 parallel\n",
-		"\nragpipe, vectors in events 800ms 12500 docs/s 0.62 ok (10000)\n",
-		"\nragpipe, hash embedder - - - - FAILED: worker exited: exit status 1; last line: boom\n",
+		"\nINGEST TIME RATE VS CEILING EXACT COUNT CPU S: QDRANT / WORKER / BENCH NOTES\n",
+		"\nceiling: raw Qdrant upsert 500ms 20000 points/s 1.00 ok (10000) 0.90 / - / 0.30 best of 4 trials: batch 256, 2 parallel\n",
+		"\nragpipe, vectors in events 800ms 12500 docs/s 0.62 ok (10000) 0.80 / 0.50 / 0.25\n",
+		"\nragpipe, hash embedder - - - - - FAILED: worker exited: exit status 1; last line: boom\n",
 		"\n1 parallel 2 parallel\nbatch 256 12500 20000\nbatch 512 25000 (count 9999!) 16000\n",
 		"\nSEARCH: tenant filter, top_k 10, 2000 of 10000 points, 2000 requests per row, indexed true\n",
 		"\nrag.search 1 0.900 ms 1.500 ms +0.300 ms\nqdrant 1 0.600 ms 1.200 ms\n",
@@ -66,7 +68,7 @@ func TestWriteTableOnlySomeStages(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := squeeze(b.String())
-	for _, want := range []string{"interrupted: stages not shown did not run", "\nragpipe, vectors in events 800ms 12500 docs/s - ok (10000)\n"} {
+	for _, want := range []string{"interrupted: stages not shown did not run", "\nragpipe, vectors in events 800ms 12500 docs/s - ok (10000) 0.80 / 0.50 / 0.25\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

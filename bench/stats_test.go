@@ -110,6 +110,29 @@ Threads:	9
 	}
 }
 
+func TestParseStat(t *testing.T) {
+	// The command name may hold spaces and parentheses; utime and stime are
+	// fields 14 and 15, in clock ticks.
+	const stat = "4242 (qdrant (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 31 0 5 1000 200\n"
+	got, err := parseStat([]byte(stat))
+	if err != nil || got != 3.25 {
+		t.Fatalf("parseStat = %v, %v; want 3.25", got, err)
+	}
+	if _, err := parseStat([]byte("4242 (short) S 1 2")); err == nil {
+		t.Error("a truncated stat parsed")
+	}
+	if self, err := processCPU(0); err != nil || self < 0 {
+		t.Errorf("processCPU(self) = %v, %v", self, err)
+	}
+	qdrant, worker := 1.5, 0.25
+	if got := cpuText(&CPU{Qdrant: &qdrant, Worker: &worker, Bench: 2}); got != "1.50 / 0.25 / 2.00" {
+		t.Errorf("cpuText = %q", got)
+	}
+	if got := cpuText(&CPU{Bench: 2}); got != "- / - / 2.00" {
+		t.Errorf("cpuText without qdrant and worker = %q", got)
+	}
+}
+
 func TestPickSamples(t *testing.T) {
 	s := func(sec, mib, drained int) sample {
 		return sample{at: time.Duration(sec) * time.Second, rss: uint64(mib) << 20, drained: drained}

@@ -66,6 +66,9 @@ func TestBenchCommand(t *testing.T) {
 			t.Errorf("%s: %+v", name, in)
 			continue
 		}
+		if cpu := in.CPU; cpu == nil || cpu.Qdrant == nil || *cpu.Qdrant <= 0 || cpu.Worker == nil || *cpu.Worker <= 0 || cpu.Bench <= 0 {
+			t.Errorf("%s: cpu seconds %+v, want each process's", name, cpu)
+		}
 		if want := in.DocsPerS / c.Best.PointsPerS; *in.RatioToCeiling < want-0.001 || *in.RatioToCeiling > want+0.001 {
 			t.Errorf("%s: ratio %v, want %v", name, *in.RatioToCeiling, want)
 		}

@@ -102,12 +102,14 @@ func runBench(ctx context.Context, env *environment, o benchOptions, args []stri
 	} else {
 		cfg.NATS.URL = o.natsURL
 	}
+	qdrantPID := 0
 	if o.qdrantURL == "" {
-		stop, err := benchQdrant(ctx, env, &cfg.Qdrant)
+		pid, stop, err := benchQdrant(ctx, env, &cfg.Qdrant)
 		if err != nil {
 			return err
 		}
 		defer stop()
+		qdrantPID = pid
 		settings.Qdrant = "process"
 	} else if err := setQdrantURL(&cfg.Qdrant, o.qdrantURL); err != nil {
 		return fmt.Errorf("--qdrant-url: %w", err)
@@ -128,7 +130,7 @@ func runBench(ctx context.Context, env *environment, o benchOptions, args []stri
 
 	report, runErr := bench.Run(ctx, bench.Config{
 		Executable: exe, Env: os.Environ(), NATSURL: cfg.NATS.URL, QdrantURL: cfg.Qdrant.URL,
-		Conn: nc, Store: store, Prefix: cfg.SubjectPrefix, PurgeNATS: o.natsURL != "",
+		Conn: nc, Store: store, QdrantPID: qdrantPID, Prefix: cfg.SubjectPrefix, PurgeNATS: o.natsURL != "",
 		Stages: stages, Docs: o.docs, Searches: o.searches, Backlog: o.backlog, BacklogTime: o.backlogTime,
 		Settings: settings, Progress: env.stderr,
 	})
@@ -170,16 +172,16 @@ func benchNATS(env *environment, cfg *config.NATS) (stop func(), err error) {
 }
 
 // benchQdrant starts a Qdrant process on free loopback ports with a
-// temporary storage, and points cfg at it. stop stops it and removes its
-// directory.
-func benchQdrant(ctx context.Context, env *environment, cfg *config.Qdrant) (stop func(), err error) {
+// temporary storage, points cfg at it and returns its process id. stop
+// stops it and removes its directory.
+func benchQdrant(ctx context.Context, env *environment, cfg *config.Qdrant) (pid int, stop func(), err error) {
 	bin, err := qdrantproc.Find()
 	if err != nil {
-		return nil, fmt.Errorf("%w, or pass --qdrant-url", err)
+		return 0, nil, fmt.Errorf("%w, or pass --qdrant-url", err)
 	}
 	dir, err := os.MkdirTemp("", "ragpipe-bench-qdrant-")
 	if err != nil {
-		return nil, fmt.Errorf("qdrant: %w", err)
+		return 0, nil, fmt.Errorf("qdrant: %w", err)
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(env.stderr, "bench: "+format+"\n", args...) }
 	node, err := qdrantproc.New(qdrantproc.Config{Bin: bin, Dir: dir, Logf: logf})
@@ -188,7 +190,7 @@ func benchQdrant(ctx context.Context, env *environment, cfg *config.Qdrant) (sto
 	}
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start qdrant %s: %w", bin, err)
+		return 0, nil, fmt.Errorf("start qdrant %s: %w", bin, err)
 	}
 	logf("qdrant %s at %s (storage in %s)", bin, node.URL(), dir)
 	stop = func() {
@@ -199,9 +201,9 @@ func benchQdrant(ctx context.Context, env *environment, cfg *config.Qdrant) (sto
 	}
 	if err := setQdrantURL(cfg, node.URL()); err != nil {
 		stop()
-		return nil, err
+		return 0, nil, err
 	}
-	return stop, nil
+	return node.Pid(), stop, nil
 }
 
 // setQdrantURL points cfg at the Qdrant of url, in QDRANT_URL form.

@@ -414,6 +414,16 @@ func (n *Node) HTTPURL() string { return "http://127.0.0.1:" + strconv.Itoa(n.ht
 // URL is the node's gRPC endpoint in QDRANT_URL form, "http://127.0.0.1:port".
 func (n *Node) URL() string { return "http://" + n.GRPCAddr() }
 
+// Pid is the process id of the running server, 0 when it is not running.
+func (n *Node) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // Dir is the node's directory (storage, snapshots and log).
 func (n *Node) Dir() string { return n.dir }
 
