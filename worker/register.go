@@ -162,11 +162,14 @@ const maxDirectBatch = 1024
 // has one replica, so its server is the leader and sees every acknowledged
 // claim.
 func (r *Register) readMany(ctx context.Context, keys []string, versions []uint64) error {
-	subjects := make([]string, len(keys))
-	index := make(map[string]int, len(keys))
+	subjects := make([]string, 0, len(keys))
+	index := make(map[string][]int, len(keys)) // a key may be asked for twice
 	for i, key := range keys {
-		subjects[i] = r.prefix + key
-		index[subjects[i]] = i
+		subject := r.prefix + key
+		if index[subject] == nil {
+			subjects = append(subjects, subject)
+		}
+		index[subject] = append(index[subject], i)
 	}
 	req, err := json.Marshal(struct {
 		MultiLast []string `json:"multi_last"`
@@ -203,12 +206,16 @@ func (r *Register) readMany(ctx context.Context, keys []string, versions []uint6
 			return fmt.Errorf("version register: direct get of %d entries: status %s %s", len(keys), status, msg.Header.Get("Description"))
 		}
 		subject := msg.Header.Get(jetstream.SubjectHeader)
-		i, ok := index[subject]
+		at, ok := index[subject]
 		if !ok {
 			return fmt.Errorf("version register: direct get answered for %q, not asked for", subject)
 		}
-		if versions[i], err = strconv.ParseUint(string(msg.Data), 10, 64); err != nil {
+		v, err := strconv.ParseUint(string(msg.Data), 10, 64)
+		if err != nil {
 			return fmt.Errorf("version register: entry %s holds %q: %w", subject, msg.Data, err)
+		}
+		for _, i := range at {
+			versions[i] = v
 		}
 	}
 }

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -97,6 +98,9 @@ func TestRegisterLatest(t *testing.T) {
 			}
 			if got, err := r.Latest(t.Context(), []string{"c.u.none"}); err != nil || got[0] != 0 {
 				t.Fatalf("Latest of a key never claimed = %v, %v", got, err)
+			}
+			if got, err := r.Latest(t.Context(), []string{keys[1], keys[2], keys[1]}); err != nil || !slices.Equal(got, []uint64{1, 2, 1}) {
+				t.Fatalf("Latest of a key asked for twice = %v, %v; want [1 2 1]", got, err)
 			}
 		})
 	}
