@@ -338,7 +338,7 @@ func (s *Stage) writes(ctx context.Context, c Collection, events []Event, idx []
 	var pending []*Point // chunks to embed
 	for j, i := range idx {
 		e := events[i]
-		w := DocWrite{UserID: e.UserID, DocID: e.DocID, Version: e.Version, First: first[i]}
+		w := DocWrite{UserID: e.UserID, DocID: e.DocID, Version: e.Version}
 		if e.Op == OpUpsert {
 			chunks := []string{e.Text}
 			if e.Vector == nil {
@@ -363,7 +363,13 @@ func (s *Stage) writes(ctx context.Context, c Collection, events []Event, idx []
 	}
 	var err error
 	if identity != "" {
-		if pending, err = s.reuse(ctx, c, writes, pending); err != nil {
+		var known []DocWrite // documents that may have stored chunks
+		for j, w := range writes {
+			if !first[idx[j]] {
+				known = append(known, w)
+			}
+		}
+		if pending, err = s.reuse(ctx, c, known, pending); err != nil {
 			return nil, err
 		}
 	}
@@ -385,11 +391,12 @@ func TextHash(identity, text string) string {
 }
 
 // reuse gives each pending chunk whose text hash matches a stored chunk of
-// a document being written that chunk's vector, and returns the chunks still
-// without one. A document's stored chunks are looked up by point id, at the
-// indexes below twice its new chunk count, so that unchanged chunks are found
-// even when an edit before them shifted them; a document's first version has
-// nothing stored to look up. A lookup the store refuses for good costs
+// one of the documents of known that chunk's vector, and returns the chunks
+// still without one. A document's stored chunks are looked up by point id,
+// at the indexes below twice its new chunk count, so that unchanged chunks
+// are found even when an edit before them shifted them. known leaves out
+// documents new to the version register, which normally have nothing
+// stored. A lookup the store refuses for good costs
 // embedder calls, not the events; a transient failure fails them.
 func (s *Stage) reuse(ctx context.Context, c Collection, writes []DocWrite, pending []*Point) ([]*Point, error) {
 	if s.cfg.Reuse == nil || len(pending) == 0 {
@@ -397,7 +404,7 @@ func (s *Stage) reuse(ctx context.Context, c Collection, writes []DocWrite, pend
 	}
 	var ids []string
 	for _, w := range writes {
-		if !w.First && len(w.Points) > 0 && w.Points[0].Vector == nil {
+		if len(w.Points) > 0 && w.Points[0].Vector == nil {
 			for k := range 2 * len(w.Points) {
 				ids = append(ids, PointID(w.UserID, w.DocID, k))
 			}

@@ -51,10 +51,6 @@ type DocWrite struct {
 	DocID   string
 	Version uint64
 	Points  []Point
-	// First says that no earlier version of the document was ever claimed
-	// (Claimed.First), so none can be stored: the sink may skip deleting
-	// older points.
-	First bool
 }
 
 // DocVersion names a document and a version bound, used to prune older chunks.
@@ -155,7 +151,8 @@ type Claimed struct {
 	// Latest is the newest version recorded after the call.
 	Latest uint64
 	// First is true when Claim recorded v where no version was recorded
-	// before: nothing of the document can have been stored.
+	// before: the document is new to the register (its points, if any,
+	// predate the register, e.g. copied by ragpipe migrate).
 	First bool
 }
 

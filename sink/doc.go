@@ -15,21 +15,21 @@
 //     holds a newer version than its write is left alone, a missing point is
 //     inserted;
 //  2. one delete by the filter: the disjunction, per write w, of (user_id =
-//     w.UserID AND doc_id = w.DocID AND version < w.Version). A write whose
-//     document had no earlier version (w.First, known from the version
-//     register) has nothing older to delete and is left out.
+//     w.UserID AND doc_id = w.DocID AND version < w.Version). In a
+//     collection of one replica, a request none of whose documents has a
+//     stored point (a bulk load, found by one read, limit 1) leaves it out.
 //
 // Qdrant applies each operation of a batch as a separate update, each costing
 // a write-ahead-log entry and a pass over the segments: with two operations
 // per write it absorbed about 1,800 points/s on the two-core development
-// machine, with two per request about 10,000, and with the upsert alone (a
-// first version) as fast as a plain upsert, about 20,000. A delete event's
-// write has no points and only the delete. Qdrant runs a batch's operations
-// in order, so every delete follows its upsert; a write is never split
-// across requests. A request holds at most one write per document; several
-// writes of one document in one call go in successive rounds, in order.
-// Point ids are deterministic, so every operation is idempotent and a
-// retried or redelivered request is harmless. Prune sends only deletes.
+// machine, with two per request about 10,000, and with the upsert alone as
+// fast as a plain upsert, about 20,000. A delete event's write has no points
+// and only the delete. Qdrant runs a batch's operations in order, so every
+// delete follows its upsert; a write is never split across requests. A
+// request holds at most one write per document; several writes of one
+// document in one call go in successive rounds, in order. Point ids are
+// deterministic, so every operation is idempotent and a retried or
+// redelivered request is harmless. Prune sends only deletes.
 //
 // # Why the last version wins
 //
@@ -44,13 +44,12 @@
 //
 //   - N's points are never overwritten: every other event is older, and its
 //     upsert only touches points whose version is <= its own, below N.
-//   - Every point of an older version v < N is removed. If N is the first
-//     version ever claimed, there is none: an older version can no longer be
-//     claimed, and nothing is written without a claim. Otherwise either it
-//     was stored before N's delete ran, and that delete (version < N)
-//     removes it; or it was written after N's delete, hence after N's
-//     writer claimed N, so its writer's re-read of the register (after its
-//     own write) sees N and its Prune(version < N) removes it. If that writer fails or dies before its
+//   - Every point of an older version v < N is removed. Either it was
+//     stored before N's delete ran (or before the read that found nothing
+//     of N's document stored, when the delete was left out), and that
+//     delete (version < N) removes it; or it was written after, hence after
+//     N's writer claimed N, so its writer's re-read of the register (after
+//     its own write) sees N and its Prune(version < N) removes it. If that writer fails or dies before its
 //     Prune succeeds, its event is not acknowledged; redelivered, it finds N
 //     claimed and, although superseded, calls Prune(version < N) before it
 //     is acknowledged.

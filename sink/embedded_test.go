@@ -466,9 +466,7 @@ func testStoreContract(t *testing.T, open func(t *testing.T) contractStore) {
 			} else {
 				mixed = append(mixed, write("u", doc, 4, 1+i%3)) // newer: replaces
 			}
-			fresh := write("u", "new-"+doc, 7, 2)
-			fresh.First = true
-			mixed = append(mixed, fresh)
+			mixed = append(mixed, write("u", "new-"+doc, 7, 2))
 		}
 		csApply(t, s, "mixed", base...)
 		csApply(t, s, "mixed", mixed...)

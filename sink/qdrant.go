@@ -501,7 +501,8 @@ func collectionOf(name string, info *qdrant.CollectionInfo) (pipeline.Collection
 		return pipeline.Collection{}, pipeline.Permanent(fmt.Errorf(
 			"collection %q in Qdrant has no single unnamed dense vector; ragpipe cannot use it", name))
 	}
-	have := pipeline.Collection{Name: name, Dims: int(params.GetSize())}
+	have := pipeline.Collection{Name: name, Dims: int(params.GetSize()),
+		ReplicationFactor: info.GetConfig().GetParams().GetReplicationFactor()}
 	for d, qd := range distances {
 		if qd == params.GetDistance() {
 			have.Distance = d
@@ -536,9 +537,10 @@ func (q *Qdrant) forget(collection string, err error) {
 
 // Apply stores writes: each write's points are upserted, overwriting only
 // stored points whose version is <= w.Version (missing points are inserted),
-// then the document's points whose version is < w.Version are deleted,
-// unless w.First says there can be none. A write without points (a delete)
-// has only the delete.
+// then the document's points whose version is < w.Version are deleted. A
+// write without points (a delete) has only the delete. In a collection of
+// one replica, a request whose documents have no stored point at all (a
+// bulk load) skips the delete, after one read that says so.
 //
 // Writes are packed into UpdateBatch requests (wait=true, with the configured
 // ordering) of about BatchPoints points, a write never split; each request
@@ -598,7 +600,7 @@ func (q *Qdrant) writeUnit(w *pipeline.DocWrite, dims int) (unit, error) {
 	if err := checkDoc(w.UserID, w.DocID, w.Version); err != nil {
 		return unit{}, err
 	}
-	u := unit{doc: docKey{w.UserID, w.DocID}, version: w.Version, older: !w.First, weight: max(len(w.Points), 1)}
+	u := unit{doc: docKey{w.UserID, w.DocID}, version: w.Version, older: true, weight: max(len(w.Points), 1)}
 	u.points = make([]*qdrant.PointStruct, len(w.Points))
 	for i := range w.Points {
 		if n := len(w.Points[i].Vector); dims > 0 && n != dims {
@@ -795,6 +797,14 @@ func (q *Qdrant) run(ctx context.Context, what, collection string, units []unit,
 
 // send runs the units' operations as one UpdateBatch request, with retries.
 func (q *Qdrant) send(ctx context.Context, what, collection string, units []unit) error {
+	if what == "apply" && q.nothingStored(ctx, collection, units) {
+		fresh := make([]unit, len(units))
+		for i, u := range units {
+			u.older = false // nothing older to delete
+			fresh[i] = u
+		}
+		units = fresh
+	}
 	req := &qdrant.UpdateBatchPoints{
 		CollectionName: collection,
 		Wait:           qdrant.PtrOf(true),
@@ -814,6 +824,42 @@ func (q *Qdrant) send(ctx context.Context, what, collection string, units []unit
 		return fmt.Errorf("qdrant %s %q: %w (%v)", what, collection, pipeline.ErrUnknownCollection, status.Convert(err).Message())
 	}
 	return err
+}
+
+// nothingStored reports whether none of the units' documents has a stored
+// point, so that their deletes of older points can be left out. It answers
+// only for a collection of one replica, where a read sees every
+// acknowledged write; with replicas a read may miss a write another replica
+// acknowledged, so it answers false, as it does when the read fails.
+//
+// Why skipping is then safe: a point of an older version written after
+// this read was written after this write's version was claimed (the claim
+// comes first), so its writer's re-read of the version register sees the
+// newer version and prunes it (see the package documentation).
+func (q *Qdrant) nothingStored(ctx context.Context, collection string, units []unit) bool {
+	c, ok := q.known.Load(collection)
+	if !ok || c.(pipeline.Collection).ReplicationFactor != 1 {
+		return false
+	}
+	docs := make([]*qdrant.Filter, 0, len(units))
+	for _, u := range units {
+		docs = append(docs, &qdrant.Filter{Must: []*qdrant.Condition{
+			qdrant.NewMatchKeyword(keyUserID, u.doc.userID),
+			qdrant.NewMatchKeyword(keyDocID, u.doc.docID),
+		}})
+	}
+	var found int
+	err := q.call(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, q.cfg.Timeout)
+		defer cancel()
+		points, err := q.client.Scroll(ctx, &qdrant.ScrollPoints{
+			CollectionName: collection, Filter: anyOf(docs), Limit: qdrant.PtrOf(uint32(1)),
+			WithPayload: qdrant.NewWithPayload(false), WithVectors: qdrant.NewWithVectors(false),
+		})
+		found = len(points)
+		return err
+	})
+	return err == nil && found == 0
 }
 
 // readConsistency parses a read consistency setting; nil for "" or a bad one.
