@@ -394,7 +394,11 @@ func decodeVector(raw json.RawMessage) ([]float32, string) {
 // checks the JSON grammar itself, and avoids decoding through reflection
 // and interfaces.
 func scanVector(b []byte, i int) (vec []float32, end int, problem string) {
-	vec = make([]float32, 0, bytes.Count(b[i:], []byte{','})+1) // an upper bound for a body's last field
+	end = bytes.IndexByte(b[i:], ']') // no ']' can come earlier in an array of numbers
+	if end < 0 {
+		end = len(b) - i
+	}
+	vec = make([]float32, 0, bytes.Count(b[i:i+end], []byte{','})+1) // an upper bound on the length
 	i++
 	for {
 		i = skipJSONSpace(b, i)

@@ -95,3 +95,13 @@ func BenchmarkDecodeVector(b *testing.B) {
 		})
 	}
 }
+
+// TestSplitVectorCapacity: the vector's capacity is sized by its own
+// elements, not by the commas of the whole body (a memory attack).
+func TestSplitVectorCapacity(t *testing.T) {
+	body := `{"vector":[1],"doc_id":"d","text":"` + strings.Repeat(",", DefaultMaxEventBytes-64) + `"}`
+	e, err := Decode(DecodeConfig{}, "rag.ingest.alice.docs", []byte(body), "", 1)
+	if err != nil || len(e.Vector) != 1 || cap(e.Vector) > 16 {
+		t.Fatalf("len %d cap %d, %v", len(e.Vector), cap(e.Vector), err)
+	}
+}
