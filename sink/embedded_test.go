@@ -397,6 +397,7 @@ func testStoreContract(t *testing.T, open func(t *testing.T) contractStore) {
 	t.Run("ShrinkGrowDelete", func(t *testing.T) {
 		s := open(t)
 		csEnsure(t, s, "lifecycle", pipeline.Cosine)
+		csApply(t, s, "lifecycle", write("u", "ghost", 1, 0)) // a delete of nothing stored
 		csApply(t, s, "lifecycle", write("u", "d", 1, 3))
 		csExpectDoc(t, s, "lifecycle", "u", "d", 1, 3)
 		csApply(t, s, "lifecycle", write("u", "d", 2, 1)) // shrink

@@ -805,10 +805,14 @@ func (q *Qdrant) send(ctx context.Context, what, collection string, units []unit
 		}
 		units = fresh
 	}
+	ops := operations(units)
+	if len(ops) == 0 {
+		return nil // deletes of documents that have nothing stored
+	}
 	req := &qdrant.UpdateBatchPoints{
 		CollectionName: collection,
 		Wait:           qdrant.PtrOf(true),
-		Operations:     operations(units),
+		Operations:     ops,
 		Ordering:       q.ordering,
 	}
 	err := q.retry(ctx, what, collection, func(ctx context.Context) error {

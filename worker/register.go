@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
@@ -34,9 +35,12 @@ type Register struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	prefix string // subject prefix of register entries, "<prefix>.version."
-	// batched is true when the stream has one replica and allows direct
-	// gets: reads of many documents take one request.
-	batched bool
+	// batched is true while the stream has one replica and allows direct
+	// gets: reads of many documents take one request. It turns false for
+	// good when that stops being so (checked every recheckBatched) or when a
+	// direct get is answered otherwise than by the stream's one server.
+	batched atomic.Bool
+	checked atomic.Int64 // unix nanoseconds of the last check of the stream's replicas
 
 	// firsts leans positive while most claims are of documents the
 	// register has never seen (a bulk load), negative while most are not:
@@ -71,8 +75,36 @@ func NewRegister(ctx context.Context, js jetstream.JetStream, prefix string, rep
 		return nil, fmt.Errorf("stream %s has %d replicas and allows direct gets, which any replica may answer: "+
 			"reads of the version register would miss recent claims; set allow_direct to false on it", RegisterStream, cfg.Replicas)
 	}
-	return &Register{js: js, stream: stream, prefix: prefix + ".version.", batched: cfg.AllowDirect}, nil
+	r := &Register{js: js, stream: stream, prefix: prefix + ".version."}
+	if cfg.AllowDirect {
+		// Every batched read also asks for this entry, so that every answer
+		// carries the name of the stream that gave it.
+		_, err := js.Publish(ctx, r.prefix+markerKey, nil, jetstream.WithExpectLastSequencePerSubject(0))
+		if err != nil && !isWrongLastSequence(err) {
+			return nil, fmt.Errorf("version register: %w", err)
+		}
+	}
+	r.batched.Store(cfg.AllowDirect)
+	r.checked.Store(time.Now().UnixNano())
+	return r, nil
 }
+
+// recheckBatched is how often a register reading in batches checks that its
+// stream still has one replica (an operator may scale it up in place).
+const recheckBatched = 5 * time.Second
+
+// errDirectGet is a direct get answered otherwise than a one-replica
+// stream's server answers it: by a mirror, or by a server without batched
+// direct gets (before 2.11).
+var errDirectGet = errors.New("version register: unexpected direct get answer")
+
+// markerKey is a register entry that is no document (collection names start
+// with a letter): batched reads ask for it to learn which stream answers.
+const markerKey = "_ragpipe"
+
+// numPendingHeader counts, in a batched direct get's end-of-batch message,
+// the messages the batch left out.
+const numPendingHeader = "Nats-Num-Pending"
 
 // Claim implements pipeline.Versions. A claim costs a read and a
 // compare-and-set publish; while most documents are new to the register, it
@@ -131,14 +163,12 @@ func (r *Register) learn(first bool) {
 // Latest implements pipeline.Versions.
 func (r *Register) Latest(ctx context.Context, keys []string) ([]uint64, error) {
 	versions := make([]uint64, len(keys))
-	if r.batched {
-		for lo := 0; lo < len(keys); lo += maxDirectBatch {
-			hi := min(lo+maxDirectBatch, len(keys))
-			if err := r.readMany(ctx, keys[lo:hi], versions[lo:hi]); err != nil {
-				return nil, err
-			}
+	if r.stillBatched(ctx) {
+		err := r.readBatches(ctx, keys, versions)
+		if !errors.Is(err, errDirectGet) {
+			return versions, err
 		}
-		return versions, nil
+		r.batched.Store(false) // read from the leader from now on
 	}
 	var g errgroup.Group
 	g.SetLimit(64)
@@ -154,16 +184,47 @@ func (r *Register) Latest(ctx context.Context, keys []string) ([]uint64, error) 
 	return versions, nil
 }
 
-// maxDirectBatch is the most subjects the server answers in one direct get.
-const maxDirectBatch = 1024
+// stillBatched reports whether reads may still be batched, checking the
+// stream's configuration when it was last checked recheckBatched ago.
+func (r *Register) stillBatched(ctx context.Context) bool {
+	if !r.batched.Load() {
+		return false
+	}
+	last := r.checked.Load()
+	if time.Since(time.Unix(0, last)) < recheckBatched || !r.checked.CompareAndSwap(last, time.Now().UnixNano()) {
+		return true
+	}
+	info, err := r.stream.Info(ctx)
+	if err == nil && (info.Config.Replicas > 1 || !info.Config.AllowDirect) {
+		r.batched.Store(false)
+	}
+	return r.batched.Load()
+}
+
+// readBatches reads the versions of keys into versions, maxDirectBatch at a
+// time.
+func (r *Register) readBatches(ctx context.Context, keys []string, versions []uint64) error {
+	for lo := 0; lo < len(keys); lo += maxDirectBatch {
+		hi := min(lo+maxDirectBatch, len(keys))
+		if err := r.readMany(ctx, keys[lo:hi], versions[lo:hi]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxDirectBatch is the most keys read by one direct get: the server answers
+// at most 1,024 subjects, one of them the marker.
+const maxDirectBatch = 1023
 
 // readMany reads the versions of keys into versions (0 where there is none)
 // with one direct get of the last message of each key's subject. The stream
 // has one replica, so its server is the leader and sees every acknowledged
 // claim.
 func (r *Register) readMany(ctx context.Context, keys []string, versions []uint64) error {
-	subjects := make([]string, 0, len(keys))
-	index := make(map[string][]int, len(keys)) // a key may be asked for twice
+	subjects := []string{r.prefix + markerKey}
+	index := make(map[string][]int, len(keys)+1) // a key may be asked for twice
+	index[subjects[0]] = nil
 	for i, key := range keys {
 		subject := r.prefix + key
 		if index[subject] == nil {
@@ -179,7 +240,7 @@ func (r *Register) readMany(ctx context.Context, keys []string, versions []uint6
 		return fmt.Errorf("version register: %w", err)
 	}
 	nc := r.js.Conn()
-	inbox := nc.NewRespInbox()
+	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return fmt.Errorf("version register: %w", err)
@@ -193,22 +254,29 @@ func (r *Register) readMany(ctx context.Context, keys []string, versions []uint6
 		ctx, cancel = context.WithTimeout(ctx, r.js.Options().DefaultTimeout)
 		defer cancel()
 	}
-	for {
+	for answered := 0; ; answered++ {
 		msg, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
 			return fmt.Errorf("version register: direct get of %d entries: %w", len(keys), err)
 		}
-		switch status := msg.Header.Get("Status"); status {
-		case "":
-		case "204", "404": // the end of the batch; none of the subjects has an entry
+		switch status := msg.Header.Get("Status"); {
+		case status == "204" && msg.Header.Get(numPendingHeader) == "0": // the end of the batch
 			return nil
-		default:
-			return fmt.Errorf("version register: direct get of %d entries: status %s %s", len(keys), status, msg.Header.Get("Description"))
+		case status != "": // including 404: the marker entry exists
+			return fmt.Errorf("%w: status %s %s, %s %q after %d answers", errDirectGet,
+				status, msg.Header.Get("Description"), numPendingHeader, msg.Header.Get(numPendingHeader), answered)
+		case msg.Header.Get(jetstream.StreamHeader) != RegisterStream:
+			// A mirror with mirror_direct answers direct gets too, from
+			// its own, possibly late, copy.
+			return fmt.Errorf("%w: answered by stream %q", errDirectGet, msg.Header.Get(jetstream.StreamHeader))
 		}
 		subject := msg.Header.Get(jetstream.SubjectHeader)
 		at, ok := index[subject]
-		if !ok {
+		switch {
+		case !ok:
 			return fmt.Errorf("version register: direct get answered for %q, not asked for", subject)
+		case at == nil:
+			continue // the marker
 		}
 		v, err := strconv.ParseUint(string(msg.Data), 10, 64)
 		if err != nil {
@@ -221,20 +289,49 @@ func (r *Register) readMany(ctx context.Context, keys []string, versions []uint6
 }
 
 // read returns the version recorded on subject and the sequence of its
-// message, zeros when there is none.
+// message, zeros when there is none. It asks the stream leader through the
+// JetStream API, never with a direct get, which a replica or a mirror may
+// answer from a late copy (the client would use one for a stream that
+// allows them).
 func (r *Register) read(ctx context.Context, subject string) (version, seq uint64, err error) {
-	msg, err := r.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, 0, nil
-	}
+	req, err := json.Marshal(struct {
+		LastBySubject string `json:"last_by_subj"`
+	}{subject})
 	if err != nil {
 		return 0, 0, fmt.Errorf("version register: %w", err)
 	}
-	version, err = strconv.ParseUint(string(msg.Data), 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("version register: entry %s holds %q: %w", subject, msg.Data, err)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.js.Options().DefaultTimeout)
+		defer cancel()
 	}
-	return version, msg.Sequence, nil
+	msg, err := r.js.Conn().RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+RegisterStream, req)
+	if err != nil {
+		return 0, 0, fmt.Errorf("version register: read %s: %w", subject, err)
+	}
+	var resp struct {
+		Message *struct {
+			Data []byte `json:"data"` // base64 in JSON
+			Seq  uint64 `json:"seq"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return 0, 0, fmt.Errorf("version register: read %s: %w", subject, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return 0, 0, nil
+	case resp.Error != nil:
+		return 0, 0, fmt.Errorf("version register: read %s: %w", subject, resp.Error)
+	case resp.Message == nil:
+		return 0, 0, fmt.Errorf("version register: read %s: empty answer", subject)
+	}
+	version, err = strconv.ParseUint(string(resp.Message.Data), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("version register: entry %s holds %q: %w", subject, resp.Message.Data, err)
+	}
+	return version, resp.Message.Seq, nil
 }
 
 func isWrongLastSequence(err error) bool {

@@ -120,3 +120,27 @@ func TestRegisterRefusesDirectReplicas(t *testing.T) {
 		t.Fatalf("NewRegister on a replicated stream with direct gets: %v", err)
 	}
 }
+
+// TestRegisterLatestWithMirror: a mirror of RAG_VERSIONS with mirror_direct
+// answers direct gets from its own, possibly late copy; reads must still
+// see every acknowledged claim.
+func TestRegisterLatestWithMirror(t *testing.T) {
+	js := jetStream(t, natstest.Start(t).ClientURL())
+	r, err := worker.NewRegister(t.Context(), js, "rag", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "RAG_VERSIONS_BACKUP",
+		Mirror: &jetstream.StreamSource{Name: worker.RegisterStream}, MirrorDirect: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		key := fmt.Sprint("c.u.d", i)
+		if _, err := r.Claim(t.Context(), key, 7); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := r.Latest(t.Context(), []string{key, "c.u.none"}); err != nil || got[0] != 7 || got[1] != 0 {
+			t.Fatalf("Latest right after the claim of %s = %v, %v; want [7 0]", key, got, err)
+		}
+	}
+}
