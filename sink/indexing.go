@@ -34,7 +34,26 @@ type IndexingDeferral struct {
 	above, below uint64
 
 	mu       sync.Mutex
-	deferred map[string]bool // collection -> indexing deferred, as last set
+	deferred map[string]bool // collection -> indexing deferred, as last set or read
+	observed int             // observations since deferred was last forgotten
+}
+
+// reassertEvery is how many observations the deferral trusts what it last
+// set or read; then it reads the collections' state again, in case another
+// worker or an operator changed it meanwhile.
+const reassertEvery = 12
+
+// current reports whether Qdrant has collection's indexing deferred.
+func (d *IndexingDeferral) current(ctx context.Context, collection string) (bool, error) {
+	var threshold uint64
+	err := d.q.call(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, d.q.cfg.Timeout)
+		defer cancel()
+		info, err := d.q.client.GetCollectionInfo(ctx, collection)
+		threshold = info.GetConfig().GetOptimizerConfig().GetIndexingThreshold()
+		return err
+	})
+	return threshold == 0, err
 }
 
 // DeferIndexing returns the deferral that defers indexing while more than
@@ -44,22 +63,39 @@ func (q *Qdrant) DeferIndexing(above uint64) *IndexingDeferral {
 }
 
 // Observe takes the number of events waiting and sets the indexing of every
-// collection the sink has written or ensured accordingly. Between the two
-// marks nothing changes, except that a collection seen for the first time is
-// restored, in case a worker that deferred it died. Failures are logged and
+// collection the sink has written or ensured accordingly: deferred above the
+// high mark, restored at or below the low mark (also a collection a worker
+// that died left deferred). Between the marks nothing changes; a collection
+// seen for the first time there keeps the state Qdrant reports, so a worker
+// joining a drain does not undo another's deferral. Failures are logged and
 // retried at the next observation.
 func (d *IndexingDeferral) Observe(ctx context.Context, pending uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.observed++; d.observed > reassertEvery {
+		d.observed = 0
+		for name := range d.deferred {
+			if deferred, err := d.current(ctx, name); err == nil {
+				d.deferred[name] = deferred
+			}
+		}
+	}
 	d.q.known.Range(func(key, _ any) bool {
 		name := key.(string)
 		was, seen := d.deferred[name]
-		want := was
+		var want bool
 		switch {
 		case pending > d.above:
 			want = true
-		case pending <= d.below || !seen:
+		case pending <= d.below:
 			want = false
+		case seen:
+			return true
+		default:
+			if deferred, err := d.current(ctx, name); err == nil {
+				d.deferred[name] = deferred
+			}
+			return true
 		}
 		if seen && want == was {
 			return true

@@ -361,3 +361,38 @@ func TestQdrant(t *testing.T) {
 		}
 	})
 }
+
+// TestIndexingDeferralWorkersJoining: a worker that first sees the backlog
+// between the marks keeps the deferral another worker set, and the deferral
+// ends when a worker sees the backlog drained.
+func TestIndexingDeferralWorkersJoining(t *testing.T) {
+	node := qdranttest.Start(t)
+	first, joining := newSink(t, node, nil), newSink(t, node, nil)
+	c := pipeline.Collection{Name: "deferred", Dims: dims, Distance: pipeline.Cosine}
+	for _, s := range []*sink.Qdrant{first, joining} {
+		if err := s.EnsureCollection(t.Context(), c, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	threshold := func() uint64 {
+		info, err := first.Client().GetCollectionInfo(t.Context(), c.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.GetConfig().GetOptimizerConfig().GetIndexingThreshold()
+	}
+	a, b := first.DeferIndexing(1000), joining.DeferIndexing(1000)
+	a.Observe(t.Context(), 50000)
+	if got := threshold(); got != 0 {
+		t.Fatalf("threshold %d after a backlog of 50000, want 0", got)
+	}
+	b.Observe(t.Context(), 900) // between the marks, first sight
+	a.Observe(t.Context(), 800)
+	if got := threshold(); got != 0 {
+		t.Fatalf("threshold %d after a worker joined mid-drain, want 0", got)
+	}
+	b.Observe(t.Context(), 50) // drained
+	if got := threshold(); got != sink.DefaultIndexingThreshold {
+		t.Fatalf("threshold %d once drained, want %d", got, sink.DefaultIndexingThreshold)
+	}
+}
