@@ -206,8 +206,9 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		}
 	}
 	// The subscriptions are sent, not yet known to the server: wait for its
-	// answer to a ping, so that a request sent once Start returns finds the
-	// service.
+	// answer to a ping, so that a request sent through that server once
+	// Start returns finds the service (the other servers of a cluster learn
+	// of the subscriptions shortly after).
 	if err := cfg.Conn.Flush(); err != nil {
 		_ = svc.Stop()
 		s.stopWorkers()
