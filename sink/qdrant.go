@@ -412,6 +412,10 @@ func (q *Qdrant) ensure(ctx context.Context, c pipeline.Collection, create bool)
 	if err := q.ensureIndexes(ctx, c.Name, info.GetPayloadSchema()); err != nil {
 		return err
 	}
+	// Recorded for the sink's own use (nothingStored). collectionOf leaves
+	// the layout out, so that a copied collection (migrate) gets the
+	// target's configured layout.
+	have.ReplicationFactor = info.GetConfig().GetParams().GetReplicationFactor()
 	q.known.Store(c.Name, have)
 	q.log.Debug().Str("collection", c.Name).Int("dims", c.Dims).Str("distance", string(c.Distance)).Msg("collection ready")
 	return nil
@@ -501,8 +505,7 @@ func collectionOf(name string, info *qdrant.CollectionInfo) (pipeline.Collection
 		return pipeline.Collection{}, pipeline.Permanent(fmt.Errorf(
 			"collection %q in Qdrant has no single unnamed dense vector; ragpipe cannot use it", name))
 	}
-	have := pipeline.Collection{Name: name, Dims: int(params.GetSize()),
-		ReplicationFactor: info.GetConfig().GetParams().GetReplicationFactor()}
+	have := pipeline.Collection{Name: name, Dims: int(params.GetSize())}
 	for d, qd := range distances {
 		if qd == params.GetDistance() {
 			have.Distance = d
