@@ -381,15 +381,7 @@ func (e *Embedded) CheckCollection(ctx context.Context, want pipeline.Collection
 
 // collMismatch reports, as a permanent error, how have differs from want.
 func collMismatch(want pipeline.Collection, have *coll) error {
-	if want.Dims != have.dims {
-		return pipeline.Permanent(fmt.Errorf("collection %q has %d dimensions in the embedded store, configured %d",
-			want.Name, have.dims, want.Dims))
-	}
-	if want.Distance != have.dist {
-		return pipeline.Permanent(fmt.Errorf("collection %q has distance %s in the embedded store, configured %s",
-			want.Name, have.dist, want.Distance))
-	}
-	return nil
+	return mismatch("the embedded store", want, pipeline.Collection{Name: want.Name, Dims: have.dims, Distance: have.dist})
 }
 
 // Collections lists the store's collections, by name.

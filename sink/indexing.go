@@ -47,8 +47,6 @@ const reassertEvery = 12
 func (d *IndexingDeferral) current(ctx context.Context, collection string) (bool, error) {
 	var threshold uint64
 	err := d.q.call(ctx, func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, d.q.cfg.Timeout)
-		defer cancel()
 		info, err := d.q.client.GetCollectionInfo(ctx, collection)
 		threshold = info.GetConfig().GetOptimizerConfig().GetIndexingThreshold()
 		return err
@@ -105,8 +103,6 @@ func (d *IndexingDeferral) Observe(ctx context.Context, pending uint64) {
 			threshold = 0
 		}
 		err := d.q.call(ctx, func(ctx context.Context) error {
-			ctx, cancel := context.WithTimeout(ctx, d.q.cfg.Timeout)
-			defer cancel()
 			return d.q.client.UpdateCollection(ctx, &qdrant.UpdateCollection{
 				CollectionName:   name,
 				OptimizersConfig: &qdrant.OptimizersConfigDiff{IndexingThreshold: qdrant.PtrOf(threshold)},

@@ -204,13 +204,16 @@ type Qdrant struct {
 // event was not processed and another process may still do it.
 var ErrClosed = errors.New("qdrant sink closed")
 
-// call runs one request unless the sink is closed; Close waits for it.
+// call runs one request, bounded by Timeout, unless the sink is closed;
+// Close waits for it.
 func (q *Qdrant) call(ctx context.Context, op func(ctx context.Context) error) error {
 	q.mu.RLock()
 	defer q.mu.RUnlock()
 	if q.closed {
 		return ErrClosed
 	}
+	ctx, cancel := context.WithTimeout(ctx, q.cfg.Timeout)
+	defer cancel()
 	return op(ctx)
 }
 
@@ -316,8 +319,6 @@ func (q *Qdrant) addr() string { return fmt.Sprintf("%s:%d", q.cfg.Host, q.cfg.P
 // Health reports whether Qdrant answers its health check within Timeout; for
 // /readyz.
 func (q *Qdrant) Health(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, q.cfg.Timeout)
-	defer cancel()
 	err := q.call(ctx, func(ctx context.Context) error {
 		_, err := q.client.HealthCheck(ctx)
 		return err
@@ -361,7 +362,7 @@ func (q *Qdrant) EnsureCollection(ctx context.Context, c pipeline.Collection, cr
 		c.Distance = pipeline.Cosine
 	}
 	if v, ok := q.known.Load(c.Name); ok {
-		return mismatch(c, v.(pipeline.Collection))
+		return mismatch("Qdrant", c, v.(pipeline.Collection))
 	}
 	if c.Name == "" || c.Dims <= 0 {
 		return pipeline.Permanent(fmt.Errorf("collection %q with %d dimensions: invalid", c.Name, c.Dims))
@@ -406,7 +407,7 @@ func (q *Qdrant) ensure(ctx context.Context, c pipeline.Collection, create bool)
 	if err != nil {
 		return err
 	}
-	if err := mismatch(c, have); err != nil {
+	if err := mismatch("Qdrant", c, have); err != nil {
 		return err
 	}
 	if err := q.ensureIndexes(ctx, c.Name, info.GetPayloadSchema()); err != nil {
@@ -518,14 +519,15 @@ func collectionOf(name string, info *qdrant.CollectionInfo) (pipeline.Collection
 }
 
 // mismatch reports, as a permanent error, how have differs from want.
-func mismatch(want, have pipeline.Collection) error {
+// store names where have was found, e.g. "Qdrant".
+func mismatch(store string, want, have pipeline.Collection) error {
 	if want.Dims != have.Dims {
-		return pipeline.Permanent(fmt.Errorf("collection %q has %d dimensions in Qdrant, configured %d",
-			want.Name, have.Dims, want.Dims))
+		return pipeline.Permanent(fmt.Errorf("collection %q has %d dimensions in %s, configured %d",
+			want.Name, have.Dims, store, want.Dims))
 	}
 	if want.Distance != have.Distance {
-		return pipeline.Permanent(fmt.Errorf("collection %q has distance %s in Qdrant, configured %s",
-			want.Name, have.Distance, want.Distance))
+		return pipeline.Permanent(fmt.Errorf("collection %q has distance %s in %s, configured %s",
+			want.Name, have.Distance, store, want.Distance))
 	}
 	return nil
 }
@@ -568,7 +570,7 @@ func (q *Qdrant) Apply(ctx context.Context, collection string, writes []pipeline
 	if c, ok := q.known.Load(collection); ok {
 		dims = c.(pipeline.Collection).Dims
 	}
-	units := make([]unit, len(writes))
+	units := make([]unit, 0, len(writes))
 	errs := make([]error, len(writes))
 	for i := range writes {
 		u, err := q.writeUnit(&writes[i], dims)
@@ -577,7 +579,7 @@ func (q *Qdrant) Apply(ctx context.Context, collection string, writes []pipeline
 			continue
 		}
 		u.index = i
-		units[i] = u
+		units = append(units, u)
 	}
 	return q.run(ctx, "apply", collection, units, errs)
 }
@@ -585,14 +587,14 @@ func (q *Qdrant) Apply(ctx context.Context, collection string, writes []pipeline
 // Prune deletes, for each document, its points whose version is < d.Version,
 // packed into UpdateBatch requests like Apply's, with the same errors.
 func (q *Qdrant) Prune(ctx context.Context, collection string, docs []pipeline.DocVersion) error {
-	units := make([]unit, len(docs))
+	units := make([]unit, 0, len(docs))
 	errs := make([]error, len(docs))
 	for i, d := range docs {
 		if err := checkDoc(d.UserID, d.DocID, d.Version); err != nil {
 			errs[i] = pipeline.Permanent(err)
 			continue
 		}
-		units[i] = unit{index: i, doc: docKey{d.UserID, d.DocID}, version: d.Version, older: true, weight: 1}
+		units = append(units, unit{index: i, doc: docKey{d.UserID, d.DocID}, version: d.Version, weight: 1})
 	}
 	return q.run(ctx, "prune", collection, units, errs)
 }
@@ -603,7 +605,7 @@ func (q *Qdrant) writeUnit(w *pipeline.DocWrite, dims int) (unit, error) {
 	if err := checkDoc(w.UserID, w.DocID, w.Version); err != nil {
 		return unit{}, err
 	}
-	u := unit{doc: docKey{w.UserID, w.DocID}, version: w.Version, older: true, weight: max(len(w.Points), 1)}
+	u := unit{doc: docKey{w.UserID, w.DocID}, version: w.Version, weight: max(len(w.Points), 1)}
 	u.points = make([]*qdrant.PointStruct, len(w.Points))
 	for i := range w.Points {
 		if n := len(w.Points[i].Vector); dims > 0 && n != dims {
@@ -622,27 +624,23 @@ func (q *Qdrant) writeUnit(w *pipeline.DocWrite, dims int) (unit, error) {
 // docKey names a document within a collection.
 type docKey struct{ userID, docID string }
 
-// unit is one write or prune: points to upsert over versions <= version, and
-// whether to delete the document's points below version. It is never split
+// unit is one write or prune: points to upsert over versions <= version,
+// then the document's points below version to delete. It is never split
 // across requests.
 type unit struct {
 	index   int // in the caller's slice
 	doc     docKey
 	version uint64
 	points  []*qdrant.PointStruct
-	older   bool // delete the document's points whose version is < version
-	weight  int  // points carried, at least 1
+	weight  int // points carried, at least 1
 }
-
-// empty reports whether the unit has nothing to send.
-func (u *unit) empty() bool { return len(u.points) == 0 && !u.older }
 
 // operations returns the operations of one request carrying units, at most
 // one of each document: one upsert of all their points, whose update_filter
 // lets each point overwrite only a stored point of its own write's version or
-// older, then one delete of each document's points below its write's
-// version.
-func operations(units []unit) []*qdrant.PointsUpdateOperation {
+// older, then, with deleteOlder, one delete of each document's points below
+// its write's version.
+func operations(units []unit, deleteOlder bool) []*qdrant.PointsUpdateOperation {
 	var points []*qdrant.PointStruct
 	ids := make(map[uint64][]*qdrant.PointId) // by the version their write carries
 	var older []*qdrant.Filter
@@ -651,7 +649,7 @@ func operations(units []unit) []*qdrant.PointsUpdateOperation {
 			points = append(points, p)
 			ids[u.version] = append(ids[u.version], p.Id)
 		}
-		if u.older {
+		if deleteOlder {
 			older = append(older, &qdrant.Filter{Must: []*qdrant.Condition{
 				qdrant.NewMatchKeyword(keyUserID, u.doc.userID),
 				qdrant.NewMatchKeyword(keyDocID, u.doc.docID),
@@ -694,15 +692,11 @@ func anyOf(filters []*qdrant.Filter) *qdrant.Filter {
 
 // rounds splits units into rounds holding at most one unit per document, the
 // k-th unit of each document in round k, so that running the rounds one
-// after another applies a document's units in order. Units with nothing to
-// send are left out.
+// after another applies a document's units in order.
 func rounds(units []unit) [][]unit {
 	var out [][]unit
 	seen := make(map[docKey]int)
 	for _, u := range units {
-		if u.empty() {
-			continue
-		}
 		k := seen[u.doc]
 		seen[u.doc]++
 		if k == len(out) {
@@ -733,8 +727,8 @@ func pack(units []unit, maxWeight int) [][]unit {
 }
 
 // run sends units, round by round (see rounds), in packed requests,
-// Parallelism at a time, and reports failures per unit. errs holds failures
-// found while building the units; their units are zero and skipped.
+// Parallelism at a time, and reports failures per unit in errs, which holds
+// those found while building the units already (one per write or prune).
 func (q *Qdrant) run(ctx context.Context, what, collection string, units []unit, errs []error) error {
 	var mu sync.Mutex
 	fail := func(u unit, err error) {
@@ -800,15 +794,8 @@ func (q *Qdrant) run(ctx context.Context, what, collection string, units []unit,
 
 // send runs the units' operations as one UpdateBatch request, with retries.
 func (q *Qdrant) send(ctx context.Context, what, collection string, units []unit) error {
-	if what == "apply" && q.nothingStored(ctx, collection, units) {
-		fresh := make([]unit, len(units))
-		for i, u := range units {
-			u.older = false // nothing older to delete
-			fresh[i] = u
-		}
-		units = fresh
-	}
-	ops := operations(units)
+	deleteOlder := what != "apply" || !q.nothingStored(ctx, collection, units)
+	ops := operations(units, deleteOlder)
 	if len(ops) == 0 {
 		return nil // deletes of documents that have nothing stored
 	}
@@ -857,8 +844,6 @@ func (q *Qdrant) nothingStored(ctx context.Context, collection string, units []u
 	}
 	var found int
 	err := q.call(ctx, func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, q.cfg.Timeout)
-		defer cancel()
 		points, err := q.client.Scroll(ctx, &qdrant.ScrollPoints{
 			CollectionName: collection, Filter: anyOf(docs), Limit: qdrant.PtrOf(uint32(1)),
 			WithPayload: qdrant.NewWithPayload(false), WithVectors: qdrant.NewWithVectors(false),

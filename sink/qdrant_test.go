@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -73,77 +72,6 @@ func write(user, doc string, v uint64, n int) pipeline.DocWrite {
 		})
 	}
 	return w
-}
-
-func apply(t *testing.T, s *sink.Qdrant, coll string, ws ...pipeline.DocWrite) {
-	t.Helper()
-	if err := s.Apply(t.Context(), coll, ws); err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-}
-
-// chunk is a stored point as the tests see it.
-type chunk struct {
-	ID         string
-	Index      int64
-	Count      int64
-	Version    int64
-	Text       string
-	Payload    map[string]any
-	VectorDims int
-	Vector     []float32
-}
-
-// stored returns a document's points, by chunk index.
-func stored(t *testing.T, s *sink.Qdrant, coll, user, doc string) []chunk {
-	t.Helper()
-	pts, err := s.Client().Scroll(t.Context(), &qdrant.ScrollPoints{
-		CollectionName: coll,
-		Filter: &qdrant.Filter{Must: []*qdrant.Condition{
-			qdrant.NewMatchKeyword("user_id", user),
-			qdrant.NewMatchKeyword("doc_id", doc),
-		}},
-		Limit:       qdrant.PtrOf(uint32(1000)),
-		WithPayload: qdrant.NewWithPayload(true),
-		WithVectors: qdrant.NewWithVectors(true),
-	})
-	if err != nil {
-		t.Fatalf("Scroll: %v", err)
-	}
-	out := make([]chunk, 0, len(pts))
-	for _, p := range pts {
-		pl := sink.PayloadMap(p.GetPayload())
-		c := chunk{ID: p.GetId().GetUuid(), Payload: pl, Text: fmt.Sprint(pl["text"])}
-		c.Index, _ = pl["chunk_index"].(int64)
-		c.Count, _ = pl["chunk_count"].(int64)
-		c.Version, _ = pl["version"].(int64)
-		c.Vector = p.GetVectors().GetVector().GetDenseVector().GetData()
-		c.VectorDims = len(c.Vector)
-		out = append(out, c)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
-	return out
-}
-
-// expectDoc checks that exactly the n chunks of version v are stored.
-func expectDoc(t *testing.T, s *sink.Qdrant, coll, user, doc string, v uint64, n int) {
-	t.Helper()
-	got := stored(t, s, coll, user, doc)
-	var desc []string
-	for _, c := range got {
-		desc = append(desc, fmt.Sprintf("%d:v%d/%d", c.Index, c.Version, c.Count))
-	}
-	ok := len(got) == n
-	for i, c := range got {
-		if !ok {
-			break
-		}
-		ok = c.Index == int64(i) && c.Version == int64(v) && c.Count == int64(n) &&
-			c.Text == fmt.Sprintf("%s v%d chunk %d", doc, v, i) && c.ID == pipeline.PointID(user, doc, i)
-	}
-	if !ok {
-		t.Fatalf("%s/%s: stored %v, want %d chunks of v%d", user, doc, desc, n, v)
-	}
 }
 
 func count(t *testing.T, s *sink.Qdrant, coll string) uint64 {
@@ -276,8 +204,8 @@ func TestQdrant(t *testing.T) {
 	t.Run("Compression", func(t *testing.T) {
 		s := newSink(t, node, func(c *sink.QdrantConfig) { c.Compression = true; c.PoolSize = 1 })
 		ensure(t, s, "gzip", pipeline.Cosine)
-		apply(t, s, "gzip", write("u", "d", 1, 3))
-		expectDoc(t, s, "gzip", "u", "d", 1, 3)
+		csApply(t, s, "gzip", write("u", "d", 1, 3))
+		csExpectDoc(t, s, "gzip", "u", "d", 1, 3)
 	})
 
 	t.Run("PermanentErrors", func(t *testing.T) {
@@ -299,13 +227,13 @@ func TestQdrant(t *testing.T) {
 				t.Fatalf("want a BatchError failing only write 1, got %#v", err)
 			}
 			t.Logf("error: %v", err)
-			expectDoc(t, s, "perm", "u", docs[0], 1, 2)
-			expectDoc(t, s, "perm", "u", docs[1], 1, 1)
+			csExpectDoc(t, s, "perm", "u", docs[0], 1, 2)
+			csExpectDoc(t, s, "perm", "u", docs[1], 1, 1)
 			// Qdrant 1.16 is not atomic within one upsert: it may keep
 			// points it stored before the one it refuses (seen: sometimes
 			// chunk 0 is stored, sometimes not). The local check (i == 1)
 			// refuses the write before anything is sent.
-			got := len(stored(t, s, "perm", "u", bad.DocID))
+			got := len(csDoc(t, s, "perm", "u", bad.DocID))
 			t.Logf("%s: Qdrant kept %d of its points", bad.DocID, got)
 			if i == 1 && got != 0 {
 				t.Errorf("%s: %d points stored, want 0", bad.DocID, got)

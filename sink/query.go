@@ -163,7 +163,7 @@ func (q *Qdrant) CheckCollection(ctx context.Context, want pipeline.Collection) 
 	if err != nil {
 		return err
 	}
-	return mismatch(want, have)
+	return mismatch("Qdrant", want, have)
 }
 
 // readError marks a missing collection as pipeline.ErrUnknownCollection;

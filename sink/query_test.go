@@ -58,7 +58,7 @@ func storeSearchDocs(t *testing.T, s *sink.Qdrant, coll, user string) {
 			Text: fmt.Sprintf("%s multi chunk %d", user, c),
 		})
 	}
-	apply(t, s, coll, append(ws, multi)...)
+	csApply(t, s, coll, append(ws, multi)...)
 }
 
 func hitIDs(hits []search.Hit) []string {
@@ -215,7 +215,7 @@ func TestSearchQdrant(t *testing.T) {
 				}
 			}
 		}
-		apply(t, s, "listing", ws...)
+		csApply(t, s, "listing", ws...)
 		for _, limit := range []int{1, 7, 53, 1000} {
 			got := map[string]search.Doc{}
 			cursor, pages := "", 0

@@ -100,9 +100,7 @@ func (q *Qdrant) retry(ctx context.Context, what, collection string, op func(ctx
 	var last error
 	err := backoff.RetryNotify(func() error {
 		attempt++
-		actx, cancel := context.WithTimeout(ctx, q.cfg.Timeout)
-		defer cancel()
-		err := q.call(actx, op)
+		err := q.call(ctx, op)
 		if err == nil {
 			return nil
 		}

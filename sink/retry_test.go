@@ -163,8 +163,8 @@ func TestAPIKey(t *testing.T) {
 
 	s := newSink(t, node, func(c *sink.QdrantConfig) { c.APIKey = key })
 	ensure(t, s, "secured", pipeline.Cosine)
-	apply(t, s, "secured", write("u", "d", 1, 2))
-	expectDoc(t, s, "secured", "u", "d", 1, 2)
+	csApply(t, s, "secured", write("u", "d", 1, 2))
+	csExpectDoc(t, s, "secured", "u", "d", 1, 2)
 }
 
 type writerFunc func([]byte) (int, error)
@@ -239,9 +239,9 @@ func TestApplyRetriesAcrossRestart(t *testing.T) {
 	}
 	last := applied.Load()
 	t.Logf("applied %d versions, %d retries logged", last, retries.n.Load())
-	expectDoc(t, s, "retry", "u", "d", last, 1+int(last%5))
+	csExpectDoc(t, s, "retry", "u", "d", last, 1+int(last%5))
 	for v := uint64(1); v <= last; v++ {
-		expectDoc(t, s, "retry", "u", fmt.Sprintf("e%d", v), v, 2)
+		csExpectDoc(t, s, "retry", "u", fmt.Sprintf("e%d", v), v, 2)
 	}
 	if n := count(t, s, "retry"); n != 2*last+1+last%5 {
 		t.Fatalf("count %d, want %d", n, 2*last+1+last%5)

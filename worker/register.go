@@ -25,7 +25,7 @@ const RegisterStream = "RAG_VERSIONS"
 // acknowledged before them: on a replicated stream they go to the stream
 // leader, one request per document (direct gets, which any replica may
 // answer, are disabled); on a stream of one replica, whose one server is the
-// leader, one direct get reads up to 1,024 documents at once. It is safe for
+// leader, one direct get reads up to 1,023 documents at once. It is safe for
 // concurrent use.
 //
 // The register keeps one small message per document ever seen, deleted ones
@@ -249,11 +249,8 @@ func (r *Register) readMany(ctx context.Context, keys []string, versions []uint6
 	if err := nc.PublishRequest(jetstream.DefaultAPIPrefix+"DIRECT.GET."+RegisterStream, inbox, req); err != nil {
 		return fmt.Errorf("version register: %w", err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.js.Options().DefaultTimeout)
-		defer cancel()
-	}
+	ctx, cancel := r.bounded(ctx)
+	defer cancel()
 	for answered := 0; ; answered++ {
 		msg, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
@@ -288,6 +285,15 @@ func (r *Register) readMany(ctx context.Context, keys []string, versions []uint6
 	}
 }
 
+// bounded gives a request without a deadline the JetStream client's
+// default timeout, as the client's own calls have.
+func (r *Register) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, r.js.Options().DefaultTimeout)
+}
+
 // read returns the version recorded on subject and the sequence of its
 // message, zeros when there is none. It asks the stream leader through the
 // JetStream API, never with a direct get, which a replica or a mirror may
@@ -300,11 +306,8 @@ func (r *Register) read(ctx context.Context, subject string) (version, seq uint6
 	if err != nil {
 		return 0, 0, fmt.Errorf("version register: %w", err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.js.Options().DefaultTimeout)
-		defer cancel()
-	}
+	ctx, cancel := r.bounded(ctx)
+	defer cancel()
 	msg, err := r.js.Conn().RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+RegisterStream, req)
 	if err != nil {
 		return 0, 0, fmt.Errorf("version register: read %s: %w", subject, err)
