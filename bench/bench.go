@@ -38,7 +38,8 @@ import (
 	"github.com/qdrant/go-client/qdrant"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/lww"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 	"github.com/ragpipe/ragpipe/worker"
 )
 
@@ -116,7 +117,7 @@ type Config struct {
 	Conn *nats.Conn
 	// Store is the bench's Qdrant, configured like the processes' so that
 	// the collections it creates are made the same way. Required.
-	Store *sink.Qdrant
+	Store *qdrantstore.Store
 	// QdrantPID is the process id of Qdrant when the bench started it, for
 	// the CPU it uses; 0 when unknown.
 	QdrantPID int
@@ -336,8 +337,8 @@ func (r *runner) cleanup(ctx context.Context, collection string) {
 	for stream, subject := range map[string]string{
 		worker.IngestStream: p + ".ingest.*." + collection,
 		worker.DLQStream:    p + ".dlq.*." + collection,
-		// Register keys start with the collection (pipeline.VersionKey).
-		worker.RegisterStream: p + ".version." + collection + ".>",
+		// Register keys start with the collection (lww.Key).
+		lww.RegisterStream: p + ".version." + collection + ".>",
 	} {
 		s, err := r.js.Stream(ctx, stream)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {

@@ -1,4 +1,4 @@
-// Package embedder turns texts into vectors for pipeline.Embedder.
+// Package embedder turns texts into vectors (ingest.Embedder).
 //
 // # The built-in hash embedder
 //
@@ -87,7 +87,7 @@ const MaxHashDims = 65536
 
 // Hash is the built-in offline embedder. See the package documentation for the
 // method. A Hash is safe for concurrent use; create it with NewHash. It does
-// not implement pipeline.Identified: embedding a text costs it less than
+// not implement ingest.Identified: embedding a text costs it less than
 // looking up a stored vector, so the stage never tries to reuse its vectors.
 type Hash struct {
 	dims int

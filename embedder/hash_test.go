@@ -16,10 +16,14 @@ import (
 	"time"
 
 	"github.com/ragpipe/ragpipe/embedder"
-	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/ingest"
 )
 
-var _ pipeline.Embedder = (*embedder.Hash)(nil)
+var (
+	_ ingest.Embedder   = (*embedder.Hash)(nil)
+	_ ingest.Embedder   = (*embedder.Remote)(nil)
+	_ ingest.Identified = (*embedder.Remote)(nil)
+)
 
 func newHash(t testing.TB, dims int) *embedder.Hash {
 	t.Helper()

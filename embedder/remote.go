@@ -132,11 +132,6 @@ type Remote struct {
 	pausedUntil time.Time // no request starts before, as a Retry-After asked
 }
 
-var (
-	_ pipeline.Embedder   = (*Remote)(nil)
-	_ pipeline.Identified = (*Remote)(nil)
-)
-
 // newRemote validates cfg and returns the embedder speaking a.
 func newRemote(cfg Config, a api) (*Remote, error) {
 	cfg.setDefaults()

@@ -17,7 +17,7 @@ import (
 	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
-	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/localstore"
 )
 
 // devSystem runs `ragpipe dev` in dir: no outside servers, the embedded NATS
@@ -158,7 +158,7 @@ func TestDevKilled(t *testing.T) {
 	if code := d.proc.signal(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("ragpipe dev exited %d after SIGTERM, want 0", code)
 	}
-	store, err := sink.OpenEmbedded(t.Context(), sink.EmbeddedConfig{Dir: filepath.Join(d.dir, "data", "vectors")})
+	store, err := localstore.Open(t.Context(), localstore.Config{Dir: filepath.Join(d.dir, "data", "vectors")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestDevKilled(t *testing.T) {
 
 // embeddedPoints reads collection from the embedded store in the form
 // stored() gives Qdrant's points.
-func embeddedPoints(t *testing.T, store *sink.Embedded, collection string) map[string]map[string]any {
+func embeddedPoints(t *testing.T, store *localstore.Store, collection string) map[string]map[string]any {
 	t.Helper()
 	out := map[string]map[string]any{}
 	after := ""

@@ -17,10 +17,11 @@ import (
 	"github.com/qdrant/go-client/qdrant"
 
 	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/ingest"
 	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/embedtest"
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 )
 
 // openAIEnv configures the default embedder of ragpipe processes for fake.
@@ -76,7 +77,7 @@ func (s *system) assertVectors(collection string, dims int) {
 // embeddedTexts returns the chunk texts fake embedded: every text but the
 // worker's start-up probes.
 func embeddedTexts(fake *embedtest.Server) []string {
-	return slices.DeleteFunc(fake.Texts(), func(t string) bool { return t == pipeline.ProbeText })
+	return slices.DeleteFunc(fake.Texts(), func(t string) bool { return t == ingest.ProbeText })
 }
 
 // metricValue reads one series from a /metrics page, 0 when it is absent.
@@ -314,7 +315,7 @@ func TestEmbedderProfiles(t *testing.T) {
 // when an edit before them shifts their index, both ways; only the new texts
 // are embedded. In process, against real Qdrant and NATS.
 func TestEmbedderReuseShifted(t *testing.T) {
-	l := newLocal(t, sink.QdrantConfig{})
+	l := newLocal(t, qdrantstore.Config{})
 	fake := embedtest.Start(t, embedtest.Config{API: embedtest.OpenAI, Dims: 16})
 	emb, err := embedder.NewOpenAI(embedder.Config{URL: fake.URL, Model: "m", Dimensions: 16})
 	if err != nil {
@@ -324,7 +325,7 @@ func TestEmbedderReuseShifted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stage, err := pipeline.NewStage(pipeline.StageConfig{
+	stage, err := ingest.NewStage(ingest.StageConfig{
 		Sink: l.store, Versions: l.register, Embedder: emb, Chunker: chunker, Reuse: l.store,
 		Collections: []pipeline.Collection{{Name: "docs", Dims: 16, Distance: pipeline.Cosine}},
 	})

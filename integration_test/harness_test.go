@@ -30,7 +30,7 @@ import (
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 )
 
 // binary is the ragpipe binary built by TestMain.
@@ -305,7 +305,7 @@ func (s *system) stored(collection string) map[string]map[string]any {
 			s.t.Fatalf("scroll %s: %v", collection, err)
 		}
 		for _, p := range pts {
-			payload := sink.PayloadMap(p.Payload)
+			payload := qdrantstore.PayloadMap(p.Payload)
 			payload["_dims"] = int64(len(p.Vectors.GetVector().GetDenseVector().GetData()))
 			out[p.Id.GetUuid()] = payload
 		}

@@ -8,8 +8,8 @@ import (
 	"github.com/ragpipe/ragpipe/embedder"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
-	"github.com/ragpipe/ragpipe/sink"
-	"github.com/ragpipe/ragpipe/worker"
+	"github.com/ragpipe/ragpipe/lww"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 )
 
 // local is ragpipe's ingestion parts built inside the test process, against
@@ -17,14 +17,14 @@ import (
 type local struct {
 	js       jetstream.JetStream
 	qdrant   *qdranttest.Node
-	store    *sink.Qdrant
-	register *worker.Register
+	store    *qdrantstore.Store
+	register *lww.Register
 	embedder *embedder.Hash // 16 dimensions
 }
 
 // newLocal starts NATS and Qdrant and connects the sink (cfg's Host and Port
 // are filled in) and the version register to them.
-func newLocal(t testing.TB, cfg sink.QdrantConfig) *local {
+func newLocal(t testing.TB, cfg qdrantstore.Config) *local {
 	t.Helper()
 	ns := natstest.Start(t)
 	js, err := jetstream.New(natstest.Connect(t, ns))
@@ -33,12 +33,12 @@ func newLocal(t testing.TB, cfg sink.QdrantConfig) *local {
 	}
 	node := qdranttest.Start(t)
 	cfg.Host, cfg.Port = "127.0.0.1", node.GRPCPort()
-	store, err := sink.NewQdrant(t.Context(), cfg)
+	store, err := qdrantstore.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	register, err := worker.NewRegister(t.Context(), js, "rag", 1)
+	register, err := lww.NewRegister(t.Context(), js, "rag", 1)
 	if err != nil {
 		t.Fatal(err)
 	}

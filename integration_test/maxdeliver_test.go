@@ -10,9 +10,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ragpipe/ragpipe/ingest"
 	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 	"github.com/ragpipe/ragpipe/telemetry"
 	"github.com/ragpipe/ragpipe/worker"
 )
@@ -21,12 +22,12 @@ import (
 // RAGPIPE_MAX_DELIVER times with growing delays, then dead-lettered with the
 // last error, and the worker goes on running.
 func TestDeadLetterAfterMaxDeliver(t *testing.T) {
-	l := newLocal(t, sink.QdrantConfig{MaxRetryTime: 300 * time.Millisecond, Timeout: time.Second})
+	l := newLocal(t, qdrantstore.Config{MaxRetryTime: 300 * time.Millisecond, Timeout: time.Second})
 	chunker, err := pipeline.NewChunker(300, 30)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stage, err := pipeline.NewStage(pipeline.StageConfig{
+	stage, err := ingest.NewStage(ingest.StageConfig{
 		Sink: l.store, Versions: l.register, Embedder: l.embedder, Chunker: chunker,
 		Collections: []pipeline.Collection{{Name: "docs", Dims: 16, Distance: pipeline.Cosine}},
 	})
@@ -97,12 +98,12 @@ func (p slowProcessor) Process(ctx context.Context, events []pipeline.Event) []e
 // alive from their receipt), so nothing is processed twice or dead-lettered
 // for attempts it never had.
 func TestSlowBatchesNoRedelivery(t *testing.T) {
-	l := newLocal(t, sink.QdrantConfig{})
+	l := newLocal(t, qdrantstore.Config{})
 	chunker, err := pipeline.NewChunker(300, 30)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stage, err := pipeline.NewStage(pipeline.StageConfig{
+	stage, err := ingest.NewStage(ingest.StageConfig{
 		Sink: l.store, Versions: l.register, Embedder: l.embedder, Chunker: chunker, AutoCreate: true,
 	})
 	if err != nil {

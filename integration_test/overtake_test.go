@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ragpipe/ragpipe/ingest"
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 )
 
 // heldSink is the real Qdrant sink, except that Apply for a chosen version
@@ -18,7 +19,7 @@ import (
 // newer version is claimed, written and checked while an older one, already
 // claimed, has not written yet.
 type heldSink struct {
-	*sink.Qdrant
+	*qdrantstore.Store
 	hold     uint64        // the version whose Apply waits
 	reached  chan struct{} // closed when that Apply starts waiting
 	released chan struct{} // closed by the test to let it go on
@@ -33,7 +34,7 @@ func (h *heldSink) Prune(ctx context.Context, collection string, docs []pipeline
 		h.failPrunes--
 		return errors.New("injected: connection lost before the prune")
 	}
-	return h.Qdrant.Prune(ctx, collection, docs)
+	return h.Store.Prune(ctx, collection, docs)
 }
 
 func (h *heldSink) Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error {
@@ -41,7 +42,7 @@ func (h *heldSink) Apply(ctx context.Context, collection string, writes []pipeli
 		h.once.Do(func() { close(h.reached) })
 		<-h.released
 	}
-	return h.Qdrant.Apply(ctx, collection, writes)
+	return h.Store.Apply(ctx, collection, writes)
 }
 
 // TestOlderWriteOvertaken proves the register's post-write check: an older
@@ -51,7 +52,7 @@ func (h *heldSink) Apply(ctx context.Context, collection string, writes []pipeli
 // version. When that prune fails, the older event fails and is redelivered:
 // superseded by then, it must still prune.
 func TestOlderWriteOvertaken(t *testing.T) {
-	l := newLocal(t, sink.QdrantConfig{})
+	l := newLocal(t, qdrantstore.Config{})
 	chunker, err := pipeline.NewChunker(300, 30)
 	if err != nil {
 		t.Fatal(err)
@@ -65,8 +66,8 @@ func TestOlderWriteOvertaken(t *testing.T) {
 		newer := tc.newer
 		t.Run(fmt.Sprintf("newer %s, %d failed prunes", newer, tc.failPrunes), func(t *testing.T) {
 			s.t = t
-			held := &heldSink{Qdrant: store, hold: 1, reached: make(chan struct{}), released: make(chan struct{}), failPrunes: tc.failPrunes}
-			stage, err := pipeline.NewStage(pipeline.StageConfig{
+			held := &heldSink{Store: store, hold: 1, reached: make(chan struct{}), released: make(chan struct{}), failPrunes: tc.failPrunes}
+			stage, err := ingest.NewStage(ingest.StageConfig{
 				Sink: held, Versions: register, Embedder: emb, Chunker: chunker, AutoCreate: true,
 			})
 			if err != nil {

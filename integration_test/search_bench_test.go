@@ -15,7 +15,7 @@ import (
 	"github.com/ragpipe/ragpipe/embedder"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 )
 
 // BenchmarkSearch compares, on the same data, query vectors and tenant
@@ -38,7 +38,7 @@ func BenchmarkSearch(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	store, err := sink.NewQdrant(b.Context(), sink.QdrantConfig{Host: "127.0.0.1", Port: s.qdrant.GRPCPort()})
+	store, err := qdrantstore.New(b.Context(), qdrantstore.Config{Host: "127.0.0.1", Port: s.qdrant.GRPCPort()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/ragpipe/ragpipe/embedder"
 	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/natstest"
+	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/search"
 )
 
@@ -76,7 +77,7 @@ func ask(t testing.TB, nc *nats.Conn, subject, body string, timeout time.Duratio
 }
 
 // docIDs returns the distinct documents of hits, in order of first hit.
-func docIDs(hits []search.Hit) []string {
+func docIDs(hits []pipeline.Hit) []string {
 	var ids []string
 	for _, h := range hits {
 		if !slices.Contains(ids, h.DocID) {
@@ -269,7 +270,7 @@ func TestSearchIsolation(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, uint64(i)))
 			ui := r.IntN(len(users))
 			user, other := users[ui], users[(ui+1+r.IntN(len(users)-1))%len(users)]
-			req := search.SearchRequest{Query: texts[r.IntN(shared)], TopK: 1 + r.IntN(search.MaxTopK)}
+			req := search.SearchRequest{Query: texts[r.IntN(shared)], TopK: 1 + r.IntN(pipeline.MaxTopK)}
 			if r.IntN(3) == 0 {
 				req.Query = "secret launch code of " + other
 			}
@@ -286,7 +287,7 @@ func TestSearchIsolation(t *testing.T) {
 			case 3:
 				req.Query, req.Vector = "", secretVectors[other]
 			case 4:
-				req.TopK, req.ScoreThreshold = search.MaxTopK, new(float32(-1))
+				req.TopK, req.ScoreThreshold = pipeline.MaxTopK, new(float32(-1))
 				wantAll = true
 			}
 			what := fmt.Sprintf("request %d (kind %d)", i, kind)

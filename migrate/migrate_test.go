@@ -13,9 +13,10 @@ import (
 	"testing"
 
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
+	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/migrate"
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 )
 
 // store is what the tests need of both stores.
@@ -108,9 +109,9 @@ func assertSame(t *testing.T, a, b migrate.Source) {
 	}
 }
 
-func openEmbedded(t *testing.T) *sink.Embedded {
+func openEmbedded(t *testing.T) *localstore.Store {
 	t.Helper()
-	e, err := sink.OpenEmbedded(t.Context(), sink.EmbeddedConfig{Dir: t.TempDir()})
+	e, err := localstore.Open(t.Context(), localstore.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,10 +119,10 @@ func openEmbedded(t *testing.T) *sink.Embedded {
 	return e
 }
 
-func openQdrant(t *testing.T, node *qdranttest.Node, cfg sink.QdrantConfig) *sink.Qdrant {
+func openQdrant(t *testing.T, node *qdranttest.Node, cfg qdrantstore.Config) *qdrantstore.Store {
 	t.Helper()
 	cfg.Host, cfg.Port = "127.0.0.1", node.GRPCPort()
-	q, err := sink.NewQdrant(t.Context(), cfg)
+	q, err := qdrantstore.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func openQdrant(t *testing.T, node *qdranttest.Node, cfg sink.QdrantConfig) *sin
 }
 
 func TestEmbeddedToQdrant(t *testing.T) {
-	src, dst := openEmbedded(t), openQdrant(t, qdranttest.Start(t), sink.QdrantConfig{})
+	src, dst := openEmbedded(t), openQdrant(t, qdranttest.Start(t), qdrantstore.Config{})
 	fill(t, src, 300)
 	state := filepath.Join(t.TempDir(), "state.json")
 	reports, err := migrate.Run(t.Context(), migrate.Config{Source: src, Target: dst, StateFile: state, PageSize: 64})
@@ -150,9 +151,9 @@ func TestEmbeddedToQdrant(t *testing.T) {
 // three-node cluster with three shards and replication factor 2, is
 // interrupted half way, and resumes from the state file.
 func TestQdrantToClusterInterrupted(t *testing.T) {
-	src := openQdrant(t, qdranttest.Start(t), sink.QdrantConfig{})
+	src := openQdrant(t, qdranttest.Start(t), qdrantstore.Config{})
 	nodes := qdranttest.StartCluster(t, 3)
-	dst := openQdrant(t, nodes[0], sink.QdrantConfig{Shards: 3, ReplicationFactor: 2})
+	dst := openQdrant(t, nodes[0], qdrantstore.Config{Shards: 3, ReplicationFactor: 2})
 	fill(t, src, 400)
 	state := filepath.Join(t.TempDir(), "state.json")
 	ctx, cancel := context.WithCancel(t.Context())
@@ -198,7 +199,7 @@ func TestQdrantToClusterInterrupted(t *testing.T) {
 // TestCountMismatch: a target that already holds other points fails the check.
 func TestCountMismatch(t *testing.T) {
 	node := qdranttest.Start(t)
-	src, dst := openEmbedded(t), openQdrant(t, node, sink.QdrantConfig{})
+	src, dst := openEmbedded(t), openQdrant(t, node, qdrantstore.Config{})
 	fill(t, src, 20)
 	fill(t, dst, 30)
 	_, err := migrate.Run(t.Context(), migrate.Config{Source: src, Target: dst, StateFile: filepath.Join(t.TempDir(), "s")})

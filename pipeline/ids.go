@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 
 	"github.com/google/uuid"
@@ -18,4 +20,15 @@ func PointID(userID, docID string, chunkIndex int) string {
 	name = append(name, '/')
 	name = strconv.AppendInt(name, int64(chunkIndex), 10)
 	return uuid.NewSHA1(uuid.NameSpaceURL, name).String()
+}
+
+// TextHash is the text hash stored with a chunk (payload key text_hash): the
+// hex SHA-256 of the embedder's identity and the chunk's text, so that equal
+// hashes mean equal vectors.
+func TextHash(identity, text string) string {
+	h := sha256.New()
+	h.Write([]byte(identity))
+	h.Write([]byte{0})
+	h.Write([]byte(text))
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"context"
 	"errors"
 	"fmt"
 )
@@ -71,6 +70,15 @@ const (
 	Manhattan Distance = "manhattan"
 )
 
+// Valid reports whether d is one of the distances above.
+func (d Distance) Valid() bool {
+	switch d {
+	case Cosine, Dot, Euclid, Manhattan:
+		return true
+	}
+	return false
+}
+
 // Collection describes a vector collection.
 type Collection struct {
 	Name     string
@@ -82,78 +90,6 @@ type Collection struct {
 	// Shards, ReplicationFactor and WriteConsistency lay the collection out
 	// when it is created in a cluster; 0 takes the store's defaults.
 	Shards, ReplicationFactor, WriteConsistency uint32
-}
-
-// Embedder turns texts into vectors of a fixed dimension.
-type Embedder interface {
-	// Embed returns one vector per text, in order. It blocks until done or ctx ends.
-	// Errors for which IsMisconfigured is true mean the embedding service
-	// refuses the deployment's settings (key, model, URL), not the texts.
-	Embed(ctx context.Context, texts []string) ([][]float32, error)
-	// Dimensions is the length of every vector Embed returns.
-	Dimensions() int
-}
-
-// Identified is implemented by embedders that can say which model produces
-// their vectors. The stage stores a hash of that identity and each chunk's
-// text with the chunk (TextHash) and reuses a stored vector only for a chunk
-// with the same hash: the same text embedded by the same model. Vectors of an
-// embedder that does not implement Identified are never reused.
-type Identified interface {
-	// Identity names the provider and model, such as
-	// "openai/text-embedding-3-small". It must change whenever the vectors
-	// for a text would.
-	Identity() string
-}
-
-// VectorSource finds the stored vectors of chunks embedded before, so that an
-// updated document's unchanged chunks are not embedded again.
-type VectorSource interface {
-	// StoredVectors looks among the points ids of collection for those whose
-	// text hash is one of hashes and returns their vectors keyed by text
-	// hash. Points that do not exist or have another hash are left out. It
-	// blocks until done or ctx ends.
-	StoredVectors(ctx context.Context, collection string, ids, hashes []string) (map[string][]float32, error)
-}
-
-// Sink stores points durably: every method returns only once its effect is
-// persisted (Qdrant wait=true).
-type Sink interface {
-	// EnsureCollection creates c if it is missing, with its payload indexes. It
-	// fails if c exists with other dimensions. With create false, a missing
-	// collection yields an error wrapping ErrUnknownCollection.
-	EnsureCollection(ctx context.Context, c Collection, create bool) error
-	// Apply, for each write in order, upserts its points, overwriting only
-	// stored points whose version is <= w.Version, then deletes the document's
-	// points whose version is < w.Version.
-	Apply(ctx context.Context, collection string, writes []DocWrite) error
-	// Prune deletes, for each document, its points whose version is < d.Version.
-	Prune(ctx context.Context, collection string, docs []DocVersion) error
-}
-
-// Versions is the per-document version register that makes the last version
-// win across redeliveries and concurrent workers.
-type Versions interface {
-	// Claim records v as the newest version of key unless a version >= v is
-	// already recorded, and says what it found.
-	Claim(ctx context.Context, key string, v uint64) (Claimed, error)
-	// Latest returns the newest recorded version of each key, 0 if none. The
-	// reads are linearizable: they see every Claim that returned before
-	// Latest was called.
-	Latest(ctx context.Context, keys []string) ([]uint64, error)
-}
-
-// Claimed is the outcome of Versions.Claim.
-type Claimed struct {
-	// Held is true when the caller holds the newest version: v was recorded,
-	// or was already (so that redeliveries proceed).
-	Held bool
-	// Latest is the newest version recorded after the call.
-	Latest uint64
-	// First is true when Claim recorded v where no version was recorded
-	// before: the document is new to the register (its points, if any,
-	// predate the register, e.g. copied by ragpipe migrate).
-	First bool
 }
 
 // BatchError is returned by a Sink when some items of a call (writes or
@@ -181,21 +117,6 @@ func (e *BatchError) Unwrap() []error {
 		if err != nil {
 			errs = append(errs, err)
 		}
-	}
-	return errs
-}
-
-// perItem spreads the error of a call over its n items: a *BatchError's own
-// per-item errors, or err for every item.
-func perItem(err error, n int) []error {
-	errs := make([]error, n)
-	var be *BatchError
-	if errors.As(err, &be) && len(be.Errs) == n {
-		copy(errs, be.Errs)
-		return errs
-	}
-	for i := range errs {
-		errs[i] = err
 	}
 	return errs
 }

@@ -4,144 +4,29 @@ package search
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"math"
-	"strings"
 
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
-// Bounds of the requests (CONTRACT §4-5).
-const (
-	DefaultTopK  = 10   // hits returned when a search names no top_k
-	MaxTopK      = 100  // largest top_k
-	DefaultLimit = 100  // documents listed when a list request names no limit
-	MaxLimit     = 1000 // largest list limit
-)
-
-// Query is one search, always scoped to one tenant.
-type Query struct {
-	UserID string    // the tenant, from the request subject; every hit belongs to it
-	Vector []float32 // the query embedding
-	TopK   int       // most hits to return, 1-100
-	// Filter holds metadata equality conditions: every key must match one
-	// of its values (string, int64, float64 or bool).
-	Filter map[string][]any
-	// ScoreThreshold drops hits scoring below it when not nil.
-	ScoreThreshold *float32
-}
-
-// Hit is one matching chunk.
-type Hit struct {
-	DocID      string         `json:"doc_id"`
-	ChunkIndex int            `json:"chunk_index"`
-	Score      float32        `json:"score"`
-	Text       string         `json:"text"`
-	Metadata   map[string]any `json:"metadata"`
-	Version    uint64         `json:"version"`
-}
-
-// Doc is one stored document of a tenant, as listed.
-type Doc struct {
-	DocID      string         `json:"doc_id"`
-	Version    uint64         `json:"version"`
-	ChunkCount int            `json:"chunk_count"`
-	Metadata   map[string]any `json:"metadata"`
-}
-
 // Index is the vector store as the search service needs it; the Qdrant sink
 // and the embedded store implement it. Errors wrapping
 // pipeline.ErrUnknownCollection mean the collection does not exist (404);
-// errors wrapping ErrInvalidCursor mean the caller's cursor is not one List
+// errors wrapping pipeline.ErrInvalidCursor mean the caller's cursor is not one List
 // returned (400); errors for which pipeline.IsPermanent is false mean the
 // store is unavailable (503).
 type Index interface {
 	// Search returns the best hits of q in collection, best first.
-	Search(ctx context.Context, collection string, q Query) ([]Hit, error)
+	Search(ctx context.Context, collection string, q pipeline.Query) ([]pipeline.Hit, error)
 	// List returns up to limit documents of userID in collection, each once,
 	// after the opaque cursor ("" for the first page), and the cursor of the
 	// next page ("" after the last).
-	List(ctx context.Context, collection, userID string, limit int, cursor string) (docs []Doc, next string, err error)
+	List(ctx context.Context, collection, userID string, limit int, cursor string) (docs []pipeline.Doc, next string, err error)
 }
 
-// ErrInvalidCursor reports a list cursor that no List call returned.
-var ErrInvalidCursor = errors.New("invalid cursor")
-
-// reservedKeys are the stored payload keys (CONTRACT §3) a filter may not
-// name: filters address metadata only, and the tenant comes from the subject.
-var reservedKeys = map[string]bool{
-	"user_id": true, "doc_id": true, "version": true, "chunk_index": true,
-	"chunk_count": true, "text": true,
-}
-
-// maxFilterKeyLen bounds a filter key, as a sanity limit.
-const maxFilterKeyLen = 256
-
-// ValidFilterKey says why key cannot name a metadata key in a filter, or
-// returns "" when it can. Keys may not be one of the stored payload keys
-// user_id, doc_id, version, chunk_index, chunk_count and text, and may not
-// contain the path characters . [ ] " (metadata is flat).
-func ValidFilterKey(key string) string {
-	switch {
-	case key == "":
-		return "an empty key names no metadata key"
-	case reservedKeys[key]:
-		return fmt.Sprintf("key %q is not allowed: filters name metadata keys, and the tenant comes from the subject", key)
-	case len(key) > maxFilterKeyLen:
-		return fmt.Sprintf("key of %d bytes is longer than %d", len(key), maxFilterKeyLen)
-	case strings.ContainsAny(key, `.[]"`):
-		return fmt.Sprintf("key %s may not contain . [ ] or \" (metadata is flat)", shortQuote(key))
-	}
-	return ""
-}
-
-// Validate reports what makes q unusable: an invalid tenant, no vector, a
-// top_k out of 1-100, a bad filter key or value, a non-finite threshold.
-// Stores call it before querying, so that no request can widen its scope.
-func (q *Query) Validate() error {
-	var errs []error
-	if !pipeline.ValidUserID(q.UserID) {
-		errs = append(errs, fmt.Errorf("user_id %s: want 1-128 characters of A-Z a-z 0-9 _ -", shortQuote(q.UserID)))
-	}
-	if len(q.Vector) == 0 {
-		errs = append(errs, errors.New("no query vector"))
-	}
-	if q.TopK < 1 || q.TopK > MaxTopK {
-		errs = append(errs, fmt.Errorf("top_k %d: want 1-%d", q.TopK, MaxTopK))
-	}
-	for key, values := range q.Filter {
-		if problem := ValidFilterKey(key); problem != "" {
-			errs = append(errs, fmt.Errorf("filter: %s", problem))
-			continue
-		}
-		if len(values) == 0 {
-			errs = append(errs, fmt.Errorf("filter %q: no values", key))
-		}
-		for _, v := range values {
-			switch v := v.(type) {
-			case string, int64, bool:
-			case float64:
-				if math.IsNaN(v) || math.IsInf(v, 0) {
-					errs = append(errs, fmt.Errorf("filter %q: non-finite number", key))
-				}
-			default:
-				errs = append(errs, fmt.Errorf("filter %q: value of type %T; want string, int64, float64 or bool", key, v))
-			}
-		}
-	}
-	if t := q.ScoreThreshold; t != nil && (math.IsNaN(float64(*t)) || math.IsInf(float64(*t), 0)) {
-		errs = append(errs, errors.New("score_threshold is not finite"))
-	}
-	return errors.Join(errs...)
-}
-
-// shortQuote quotes a value for an error message, cutting long ones so that
-// a message stays one readable line (it travels in a NATS header).
-func shortQuote(s string) string {
-	c, more := cut(s, 64)
-	if !more {
-		return fmt.Sprintf("%q", s)
-	}
-	return fmt.Sprintf("%q…(%d bytes)", c, len(s))
+// Embedder embeds search queries with a collection's embedder.
+type Embedder interface {
+	// Embed returns one vector per text, in order. It blocks until done or ctx ends.
+	Embed(ctx context.Context, texts []string) ([][]float32, error)
+	// Dimensions is the length of every vector Embed returns.
+	Dimensions() int
 }

@@ -7,6 +7,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/ragpipe/ragpipe/pipeline"
 )
 
 // SearchRequest is the JSON body of a request on
@@ -30,8 +32,8 @@ type SearchRequest struct {
 
 // SearchReply is the JSON body of a successful search reply.
 type SearchReply struct {
-	Hits   []Hit   `json:"hits"`    // best first, all of the subject's tenant
-	TookMS float64 `json:"took_ms"` // time the searcher spent, in milliseconds
+	Hits   []pipeline.Hit `json:"hits"`    // best first, all of the subject's tenant
+	TookMS float64        `json:"took_ms"` // time the searcher spent, in milliseconds
 }
 
 // ListRequest is the JSON body of a request on
@@ -45,9 +47,9 @@ type ListRequest struct {
 
 // ListReply is the JSON body of a successful list reply.
 type ListReply struct {
-	Docs       []Doc   `json:"docs"`              // one entry per document
-	NextCursor string  `json:"next_cursor"`       // "" on the last page
-	TookMS     float64 `json:"took_ms,omitempty"` // time the searcher spent, in milliseconds
+	Docs       []pipeline.Doc `json:"docs"`              // one entry per document
+	NextCursor string         `json:"next_cursor"`       // "" on the last page
+	TookMS     float64        `json:"took_ms,omitempty"` // time the searcher spent, in milliseconds
 }
 
 // Status codes of error replies (CONTRACT §4), in the Nats-Service-Error-Code
@@ -117,7 +119,7 @@ func decodeSearch(data []byte, userID, collection string) (searchParams, *Error)
 	if e := sameTenant(b.UserID, b.Collection, userID, collection); e != nil {
 		return searchParams{}, e
 	}
-	p := searchParams{topK: DefaultTopK}
+	p := searchParams{topK: pipeline.DefaultTopK}
 	if !absent(b.Query) {
 		if err := json.Unmarshal(b.Query, &p.query); err != nil {
 			return p, badRequest("query: must be a string, not %s", kind(b.Query))
@@ -134,7 +136,7 @@ func decodeSearch(data []byte, userID, collection string) (searchParams, *Error)
 		return p, badRequest("query: required (a non-empty text), unless vector is given")
 	}
 	if !absent(b.TopK) {
-		n, e := intField("top_k", b.TopK, 1, MaxTopK)
+		n, e := intField("top_k", b.TopK, 1, pipeline.MaxTopK)
 		if e != nil {
 			return p, e
 		}
@@ -174,9 +176,9 @@ func decodeList(data []byte, userID, collection string) (int, string, *Error) {
 	if e := sameTenant(b.UserID, b.Collection, userID, collection); e != nil {
 		return 0, "", e
 	}
-	limit, cursor := DefaultLimit, ""
+	limit, cursor := pipeline.DefaultLimit, ""
 	if !absent(b.Limit) {
-		n, e := intField("limit", b.Limit, 1, MaxLimit)
+		n, e := intField("limit", b.Limit, 1, pipeline.MaxLimit)
 		if e != nil {
 			return 0, "", e
 		}
@@ -221,7 +223,7 @@ func sameTenant(rawUser, rawCollection json.RawMessage, userID, collection strin
 		}
 		if s != f.subject {
 			return badRequest("%s: the body names %s but the subject is for %s; the subject alone decides",
-				f.name, shortQuote(s), shortQuote(f.subject))
+				f.name, pipeline.ShortQuote(s), pipeline.ShortQuote(f.subject))
 		}
 	}
 	return nil
@@ -256,21 +258,21 @@ func decodeFilter(raw json.RawMessage) (map[string][]any, *Error) {
 	}
 	out := make(map[string][]any, len(m))
 	for key, rv := range m {
-		if problem := ValidFilterKey(key); problem != "" {
+		if problem := pipeline.ValidFilterKey(key); problem != "" {
 			return nil, badRequest("filter: %s", problem)
 		}
 		if bytes.HasPrefix(bytes.TrimSpace(rv), []byte("[")) {
 			var list []json.RawMessage
 			if err := json.Unmarshal(rv, &list); err != nil {
-				return nil, badRequest("filter %s: not a valid array", shortQuote(key))
+				return nil, badRequest("filter %s: not a valid array", pipeline.ShortQuote(key))
 			}
 			if len(list) == 0 {
-				return nil, badRequest("filter %s: an empty list matches nothing; give at least one value", shortQuote(key))
+				return nil, badRequest("filter %s: an empty list matches nothing; give at least one value", pipeline.ShortQuote(key))
 			}
 			for i, e := range list {
 				v, ok := scalar(e)
 				if !ok {
-					return nil, badRequest("filter %s: element %d is %s; want a string, number or boolean", shortQuote(key), i, kind(e))
+					return nil, badRequest("filter %s: element %d is %s; want a string, number or boolean", pipeline.ShortQuote(key), i, kind(e))
 				}
 				out[key] = append(out[key], v)
 			}
@@ -278,7 +280,7 @@ func decodeFilter(raw json.RawMessage) (map[string][]any, *Error) {
 		}
 		v, ok := scalar(rv)
 		if !ok {
-			return nil, badRequest("filter %s: value is %s; want a string, number, boolean or an array of them", shortQuote(key), kind(rv))
+			return nil, badRequest("filter %s: value is %s; want a string, number, boolean or an array of them", pipeline.ShortQuote(key), kind(rv))
 		}
 		out[key] = []any{v}
 	}
@@ -356,21 +358,9 @@ func kind(raw []byte) string {
 
 // short shows a raw JSON value in a message, cut when long.
 func short(raw []byte) string {
-	t, more := cut(string(bytes.TrimSpace(raw)), 32)
+	t, more := pipeline.Cut(string(bytes.TrimSpace(raw)), 32)
 	if more {
 		return t + "…"
 	}
 	return t
-}
-
-// cut shortens s to at most n bytes on a UTF-8 boundary and reports whether
-// anything was cut.
-func cut(s string, n int) (string, bool) {
-	if len(s) <= n {
-		return s, false
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n], true
 }

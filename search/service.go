@@ -36,7 +36,7 @@ type Config struct {
 	// Embedder returns the embedder of a collection, the one its documents
 	// were embedded with; queries are embedded with it. Required; it must
 	// return an embedder for any collection name.
-	Embedder func(collection string) pipeline.Embedder
+	Embedder func(collection string) Embedder
 	// Prefix is the subject prefix. Default "rag".
 	Prefix string
 	// Concurrency is how many requests are handled at once. Default 32.
@@ -320,7 +320,7 @@ func (s *Service) handle(j job) {
 	userID, collection, ok := pipeline.ParseSubject(s.cfg.Prefix, j.endpoint.String(), j.req.Subject())
 	if !ok {
 		s.reply(j, "", nil, badRequest("subject %s: want %s, user_id 1-128 characters of A-Z a-z 0-9 _ -, collection 1-64 characters of a-z 0-9 _ - starting with a letter",
-			shortQuote(j.req.Subject()), s.subject(j.endpoint, "<user_id>", "<collection>")))
+			pipeline.ShortQuote(j.req.Subject()), s.subject(j.endpoint, "<user_id>", "<collection>")))
 		return
 	}
 	var (
@@ -353,14 +353,14 @@ func (s *Service) search(ctx context.Context, j job, userID, collection string) 
 		}
 		vector = vs[0]
 	}
-	hits, err := s.cfg.Index.Search(ctx, collection, Query{
+	hits, err := s.cfg.Index.Search(ctx, collection, pipeline.Query{
 		UserID: userID, Vector: vector, TopK: p.topK, Filter: p.filter, ScoreThreshold: p.threshold,
 	})
 	if err != nil {
 		return nil, s.failure(j, collection, "search", err)
 	}
 	if hits == nil {
-		hits = []Hit{}
+		hits = []pipeline.Hit{}
 	}
 	for i := range hits {
 		if hits[i].Metadata == nil {
@@ -380,7 +380,7 @@ func (s *Service) list(ctx context.Context, j job, userID, collection string) (*
 		return nil, s.failure(j, collection, "list", err)
 	}
 	if docs == nil {
-		docs = []Doc{}
+		docs = []pipeline.Doc{}
 	}
 	for i := range docs {
 		if docs[i].Metadata == nil {
@@ -397,7 +397,7 @@ func (s *Service) failure(j job, collection, what string, err error) *Error {
 	switch {
 	case errors.Is(err, pipeline.ErrUnknownCollection):
 		return &Error{Code: CodeNotFound, Message: fmt.Sprintf("collection %q does not exist", collection)}
-	case errors.Is(err, ErrInvalidCursor):
+	case errors.Is(err, pipeline.ErrInvalidCursor):
 		return badRequest("cursor: not a cursor that a list reply returned")
 	case !pipeline.IsPermanent(err):
 		e = &Error{Code: CodeUnavailable, Message: fmt.Sprintf("could not %s: the vector store or embedder is unavailable; retry later", what)}

@@ -20,8 +20,8 @@ import (
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 	"github.com/ragpipe/ragpipe/search"
-	"github.com/ragpipe/ragpipe/sink"
 	"github.com/ragpipe/ragpipe/telemetry"
 )
 
@@ -33,7 +33,7 @@ type fixture struct {
 	ns    *server.Server
 	nc    *nats.Conn
 	node  *qdranttest.Node
-	store *sink.Qdrant
+	store *qdrantstore.Store
 	svc   *search.Service
 	emb   *embedder.Hash
 }
@@ -44,7 +44,7 @@ func newFixture(t *testing.T, mutate func(*search.Config)) *fixture {
 	nc := natstest.Connect(t, ns)
 	node := qdranttest.Start(t)
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
-	store, err := sink.NewQdrant(t.Context(), sink.QdrantConfig{
+	store, err := qdrantstore.New(t.Context(), qdrantstore.Config{
 		Host: "127.0.0.1", Port: node.GRPCPort(), Logger: log,
 		RetryInitialInterval: 20 * time.Millisecond, RetryMaxInterval: 200 * time.Millisecond,
 	})
@@ -78,7 +78,7 @@ func newFixture(t *testing.T, mutate func(*search.Config)) *fixture {
 		t.Fatal(err)
 	}
 	cfg := search.Config{
-		Conn: nc, Index: store, Embedder: func(string) pipeline.Embedder { return emb },
+		Conn: nc, Index: store, Embedder: func(string) search.Embedder { return emb },
 		Metrics: telemetry.NewMetrics(), Logger: log,
 	}
 	if mutate != nil {
@@ -375,10 +375,10 @@ func delivered(t *testing.T, ns *server.Server, subject string) int64 {
 	return n
 }
 
-// ExampleValidFilterKey shows which filter keys a search accepts.
-func ExampleValidFilterKey() {
+// Example_filterKeys shows which filter keys a search accepts.
+func Example_filterKeys() {
 	for _, key := range []string{"env", "user_id", "metadata.env"} {
-		fmt.Printf("%s: %q\n", key, search.ValidFilterKey(key))
+		fmt.Printf("%s: %q\n", key, pipeline.ValidFilterKey(key))
 	}
 	// Output:
 	// env: ""
@@ -395,7 +395,7 @@ func TestSearchServiceReadyOnStart(t *testing.T) {
 		prefix := fmt.Sprint("p", i)
 		svc, err := search.Start(t.Context(), search.Config{
 			Conn: natstest.Connect(t, f.ns), Index: f.store, Prefix: prefix,
-			Embedder: func(string) pipeline.Embedder { return f.emb }, Metrics: telemetry.NewMetrics(),
+			Embedder: func(string) search.Embedder { return f.emb }, Metrics: telemetry.NewMetrics(),
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -49,7 +49,7 @@ const (
 // server's largest message; the reason is cut to fit in it.
 const dlqHeadroom, maxReason = 4096, 2048
 
-// Processor makes events durable; pipeline.Stage implements it.
+// Processor makes events durable; ingest.Stage implements it.
 type Processor interface {
 	// Process returns one error per event: nil once its effect is durable,
 	// pipeline.IsPermanent errors for events that can never succeed.
@@ -468,4 +468,24 @@ func (w *Worker) reportPending(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// ensureStream returns the stream named in cfg, creating it when missing. An
+// existing stream is left as its operator configured it.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, cfg.Name)
+	if err == nil {
+		return s, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("look up stream %s: %w", cfg.Name, err)
+	}
+	s, err = js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.Stream(ctx, cfg.Name) // another replica created it first
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
+	}
+	return s, nil
 }

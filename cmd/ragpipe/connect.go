@@ -12,8 +12,9 @@ import (
 
 	"github.com/ragpipe/ragpipe/config"
 	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/ingest"
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 	"github.com/ragpipe/ragpipe/telemetry"
 )
 
@@ -64,14 +65,14 @@ func connectNATS(ctx context.Context, cfg config.NATS, name string, log zerolog.
 type embedders struct {
 	// def embeds the collections that name no embedder profile, those
 	// created on first use included.
-	def pipeline.Embedder
+	def ingest.Embedder
 	// byCollection holds the embedder of each configured collection.
-	byCollection map[string]pipeline.Embedder
+	byCollection map[string]ingest.Embedder
 }
 
 // of returns the embedder of collection: its own when configured, else the
 // default one (collections created on first use).
-func (e *embedders) of(collection string) pipeline.Embedder {
+func (e *embedders) of(collection string) ingest.Embedder {
 	if emb, ok := e.byCollection[collection]; ok {
 		return emb
 	}
@@ -84,8 +85,8 @@ func (e *embedders) of(collection string) pipeline.Embedder {
 // produces the dimensions of the first collection that uses it, else 1024,
 // the dimensions of collections created on first use.
 func newEmbedders(cfg *config.Config, log zerolog.Logger, metrics *telemetry.Metrics) (*embedders, error) {
-	shared := make(map[string]pipeline.Embedder) // by profile and dimensions
-	get := func(profile string, dims int) (pipeline.Embedder, error) {
+	shared := make(map[string]ingest.Embedder) // by profile and dimensions
+	get := func(profile string, dims int) (ingest.Embedder, error) {
 		key := fmt.Sprintf("%s/%d", profile, dims)
 		if e, ok := shared[key]; ok {
 			return e, nil
@@ -109,7 +110,7 @@ func newEmbedders(cfg *config.Config, log zerolog.Logger, metrics *telemetry.Met
 	if err != nil {
 		return nil, err
 	}
-	e := &embedders{def: def, byCollection: make(map[string]pipeline.Embedder, len(cfg.Collections))}
+	e := &embedders{def: def, byCollection: make(map[string]ingest.Embedder, len(cfg.Collections))}
 	for _, c := range cfg.Collections {
 		if e.byCollection[c.Name], err = get(c.Embedder, c.Dims); err != nil {
 			return nil, err
@@ -120,7 +121,7 @@ func newEmbedders(cfg *config.Config, log zerolog.Logger, metrics *telemetry.Met
 
 // embedderFor returns the embedder settings describe, producing vectors of
 // dims; name labels its logs and metrics.
-func embedderFor(settings config.Embedder, name string, dims int, log zerolog.Logger, metrics *telemetry.Metrics) (pipeline.Embedder, error) {
+func embedderFor(settings config.Embedder, name string, dims int, log zerolog.Logger, metrics *telemetry.Metrics) (ingest.Embedder, error) {
 	cfg := embedder.Config{
 		URL: settings.URL, Model: settings.Model, APIKey: settings.APIKey,
 		Dimensions: dims, SendDimensions: settings.SendDimensions, Truncate: settings.Truncate,
@@ -141,8 +142,8 @@ func embedderFor(settings config.Embedder, name string, dims int, log zerolog.Lo
 }
 
 // newQdrant connects to the Qdrant the settings name.
-func newQdrant(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*sink.Qdrant, error) {
-	return sink.NewQdrant(ctx, sink.QdrantConfig{
+func newQdrant(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*qdrantstore.Store, error) {
+	return qdrantstore.New(ctx, qdrantstore.Config{
 		Host: cfg.Qdrant.Host, Port: cfg.Qdrant.Port, TLS: cfg.Qdrant.TLS, APIKey: cfg.Qdrant.APIKey,
 		Timeout: cfg.Qdrant.Timeout, PoolSize: cfg.Qdrant.PoolSize, Compression: cfg.Qdrant.Compression,
 		Shards: cfg.Shards, ReplicationFactor: cfg.ReplicationFactor, WriteConsistency: cfg.WriteConsistency,

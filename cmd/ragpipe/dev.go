@@ -8,7 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/localstore"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 	"github.com/ragpipe/ragpipe/telemetry"
 )
 
@@ -26,8 +27,8 @@ var devCommand = command{
 }
 
 var (
-	_ vectorStore = (*sink.Embedded)(nil)
-	_ vectorStore = (*sink.Qdrant)(nil)
+	_ vectorStore = (*localstore.Store)(nil)
+	_ vectorStore = (*qdrantstore.Store)(nil)
 )
 
 func runDev(ctx context.Context, env *environment, o searchOptions) error {
@@ -49,7 +50,7 @@ func runDev(ctx context.Context, env *environment, o searchOptions) error {
 		dir := filepath.Join(cfg.DataDir, "vectors")
 		where = "embedded store in " + dir
 		open = func() (vectorStore, error) {
-			return sink.OpenEmbedded(ctx, sink.EmbeddedConfig{Dir: dir, Logger: log})
+			return localstore.Open(ctx, localstore.Config{Dir: dir, Logger: log})
 		}
 	}
 	s, err := startService(ctx, env, "ragpipe-dev", open)

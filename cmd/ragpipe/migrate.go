@@ -17,8 +17,8 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/ragpipe/ragpipe/config"
+	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/migrate"
-	"github.com/ragpipe/ragpipe/sink"
 )
 
 var migrateCommand = command{
@@ -119,7 +119,7 @@ func openStore(ctx context.Context, env *environment, spec, flagName string) (mi
 	if _, err := os.Stat(spec); err != nil && flagName == "--from" {
 		return nil, fmt.Errorf("%s %s: %w", flagName, spec, err)
 	}
-	return sink.OpenEmbedded(ctx, sink.EmbeddedConfig{Dir: spec, Logger: env.log})
+	return localstore.Open(ctx, localstore.Config{Dir: spec, Logger: env.log})
 }
 
 // printReports prints, per collection and tenant, the points in source and target.

@@ -25,7 +25,7 @@ var queryCommand = command{
 		q := &querier{filter: map[string]any{}}
 		fs.StringVar(&q.user, "user", "", "tenant (`user_id`) to search; required")
 		fs.StringVar(&q.collection, "collection", "documents", "collection to search")
-		fs.IntVar(&q.topK, "top-k", search.DefaultTopK, "most hits to return (1-100)")
+		fs.IntVar(&q.topK, "top-k", pipeline.DefaultTopK, "most hits to return (1-100)")
 		fs.Func("filter", "metadata condition `key=value` (repeatable; a key repeated matches any of its values; "+
 			"value is JSON when it parses as a number, boolean or \"string\", else a string)", q.addFilter)
 		fs.Func("score-threshold", "drop hits scoring below this `score`", func(s string) error {
@@ -38,7 +38,7 @@ var queryCommand = command{
 		})
 		fs.BoolVar(&q.json, "json", false, "print the reply as JSON instead of a table")
 		fs.BoolVar(&q.list, "list", false, "list the tenant's documents instead of searching")
-		fs.IntVar(&q.limit, "limit", search.DefaultLimit, "with --list: documents per page (1-1000)")
+		fs.IntVar(&q.limit, "limit", pipeline.DefaultLimit, "with --list: documents per page (1-1000)")
 		fs.StringVar(&q.cursor, "cursor", "", "with --list: the page to start at, from a previous list")
 		fs.BoolVar(&q.all, "all", false, "with --list: follow the cursors to the last page")
 		fs.DurationVar(&q.timeout, "timeout", search.DefaultClientTimeout, "how long to wait for NATS and for each reply")
@@ -96,10 +96,10 @@ func (q *querier) run(ctx context.Context, env *environment, args []string) erro
 		return errors.New("--list takes no query text")
 	case !q.list && strings.TrimSpace(strings.Join(args, " ")) == "":
 		return errors.New("no query text given; see --help")
-	case q.topK < 1 || q.topK > search.MaxTopK:
-		return fmt.Errorf("--top-k %d: want 1-%d", q.topK, search.MaxTopK)
-	case q.limit < 1 || q.limit > search.MaxLimit:
-		return fmt.Errorf("--limit %d: want 1-%d", q.limit, search.MaxLimit)
+	case q.topK < 1 || q.topK > pipeline.MaxTopK:
+		return fmt.Errorf("--top-k %d: want 1-%d", q.topK, pipeline.MaxTopK)
+	case q.limit < 1 || q.limit > pipeline.MaxLimit:
+		return fmt.Errorf("--limit %d: want 1-%d", q.limit, pipeline.MaxLimit)
 	case q.timeout <= 0:
 		return errors.New("--timeout must be > 0")
 	}
@@ -139,7 +139,7 @@ func (q *querier) run(ctx context.Context, env *environment, args []string) erro
 }
 
 func (q *querier) runList(ctx context.Context, w io.Writer, client *search.Client) error {
-	all := &search.ListReply{Docs: []search.Doc{}}
+	all := &search.ListReply{Docs: []pipeline.Doc{}}
 	cursor := q.cursor
 	for {
 		reqCtx, cancel := context.WithTimeout(ctx, q.timeout)

@@ -9,18 +9,20 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ragpipe/ragpipe/ingest"
+	"github.com/ragpipe/ragpipe/lww"
 	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 	"github.com/ragpipe/ragpipe/search"
-	"github.com/ragpipe/ragpipe/sink"
 	"github.com/ragpipe/ragpipe/telemetry"
 	"github.com/ragpipe/ragpipe/worker"
 )
 
 // vectorStore is what the worker and the searcher need of a store: Qdrant
-// (sink.Qdrant) or the embedded one (sink.Embedded).
+// (qdrantstore.Store) or the embedded one (localstore.Store).
 type vectorStore interface {
-	pipeline.Sink
-	pipeline.VectorSource
+	ingest.Sink
+	ingest.VectorSource
 	search.Index
 	// CheckCollection checks an existing collection against its configuration.
 	CheckCollection(ctx context.Context, want pipeline.Collection) error
@@ -72,15 +74,15 @@ func qdrantStore(ctx context.Context, env *environment) func() (vectorStore, err
 	}
 }
 
-// ingest is the ingestion side, ready to run.
-type ingest struct {
+// ingestSide is the ingestion side, ready to run.
+type ingestSide struct {
 	worker *worker.Worker
-	stage  *pipeline.Stage
+	stage  *ingest.Stage
 }
 
 // startIngest creates the streams, the consumer and the configured
 // collections, and returns the worker ready to Run.
-func startIngest(ctx context.Context, env *environment, svc *service) (*ingest, error) {
+func startIngest(ctx context.Context, env *environment, svc *service) (*ingestSide, error) {
 	cfg, nc, store, embs, metrics := env.cfg, svc.nc, svc.store, svc.embs, svc.metrics
 	chunker, err := pipeline.NewChunker(cfg.ChunkSize, cfg.ChunkOverlap)
 	if err != nil {
@@ -90,11 +92,11 @@ func startIngest(ctx context.Context, env *environment, svc *service) (*ingest, 
 	if err != nil {
 		return nil, err
 	}
-	register, err := worker.NewRegister(ctx, js, cfg.SubjectPrefix, cfg.Worker.StreamReplicas)
+	register, err := lww.NewRegister(ctx, js, cfg.SubjectPrefix, cfg.Worker.StreamReplicas)
 	if err != nil {
 		return nil, err
 	}
-	stage, err := pipeline.NewStage(pipeline.StageConfig{
+	stage, err := ingest.NewStage(ingest.StageConfig{
 		Sink: store, Versions: register, Embedder: embs.def, Embedders: embs.byCollection,
 		Chunker: chunker, Collections: cfg.Collections, AutoCreate: cfg.AutoCreate, Reuse: store,
 		Metrics: metrics, Logger: env.log,
@@ -107,7 +109,7 @@ func startIngest(ctx context.Context, env *environment, svc *service) (*ingest, 
 	}
 	var backlog func(context.Context, uint64)
 	if n := cfg.Worker.DeferIndexing; n > 0 {
-		if q, ok := store.(*sink.Qdrant); ok {
+		if q, ok := store.(*qdrantstore.Store); ok {
 			backlog = q.DeferIndexing(uint64(n)).Observe
 		} else {
 			env.log.Warn().Msg("RAGPIPE_DEFER_INDEXING has no effect on the embedded store, which builds no index")
@@ -123,7 +125,7 @@ func startIngest(ctx context.Context, env *environment, svc *service) (*ingest, 
 	if err != nil {
 		return nil, err
 	}
-	return &ingest{worker: w, stage: stage}, nil
+	return &ingestSide{worker: w, stage: stage}, nil
 }
 
 // searchOptions are the searcher's flags.
@@ -149,7 +151,7 @@ func startSearch(ctx context.Context, env *environment, s *service, o searchOpti
 		return nil, err
 	}
 	svc, err := search.Start(ctx, search.Config{
-		Conn: s.nc, Index: s.store, Embedder: s.embs.of, Prefix: env.cfg.SubjectPrefix,
+		Conn: s.nc, Index: s.store, Embedder: func(c string) search.Embedder { return s.embs.of(c) }, Prefix: env.cfg.SubjectPrefix,
 		Concurrency: o.concurrency, Timeout: o.timeout, Metrics: s.metrics, Logger: env.log,
 	})
 	if err != nil {

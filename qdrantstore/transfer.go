@@ -1,4 +1,4 @@
-package sink
+package qdrantstore
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // same names: Collections, Scroll, Upsert and Count.
 
 // Collections returns every collection in Qdrant that ragpipe can use.
-func (q *Qdrant) Collections(ctx context.Context) ([]pipeline.Collection, error) {
+func (q *Store) Collections(ctx context.Context) ([]pipeline.Collection, error) {
 	var names []string
 	if err := q.retry(ctx, "list", "", func(ctx context.Context) (err error) {
 		names, err = q.client.ListCollections(ctx)
@@ -43,7 +43,7 @@ func (q *Qdrant) Collections(ctx context.Context) ([]pipeline.Collection, error)
 // Scroll returns up to limit points of collection, with vectors and payload,
 // in point id order, starting after the point id after ("" for the first
 // page), and the cursor of the next page ("" after the last).
-func (q *Qdrant) Scroll(ctx context.Context, collection, after string, limit int) ([]pipeline.Point, string, error) {
+func (q *Store) Scroll(ctx context.Context, collection, after string, limit int) ([]pipeline.Point, string, error) {
 	req := &qdrant.ScrollPoints{
 		CollectionName: collection,
 		Limit:          qdrant.PtrOf(uint32(limit + 1)), // Qdrant's offset is inclusive: room to drop it
@@ -107,7 +107,7 @@ func pointOf(p *qdrant.RetrievedPoint) (pipeline.Point, error) {
 
 // Upsert stores points as they are, overwriting any stored point with the
 // same id whatever its version (a copy, not an event: no last-version-wins).
-func (q *Qdrant) Upsert(ctx context.Context, collection string, points []pipeline.Point) error {
+func (q *Store) Upsert(ctx context.Context, collection string, points []pipeline.Point) error {
 	structs := make([]*qdrant.PointStruct, len(points))
 	for i := range points {
 		p := &points[i]
@@ -126,7 +126,7 @@ func (q *Qdrant) Upsert(ctx context.Context, collection string, points []pipelin
 }
 
 // Count returns the number of points of each tenant in collection, exactly.
-func (q *Qdrant) Count(ctx context.Context, collection string) (map[string]int, error) {
+func (q *Store) Count(ctx context.Context, collection string) (map[string]int, error) {
 	var hits []*qdrant.FacetHit
 	err := q.retry(ctx, "count", collection, func(ctx context.Context) (err error) {
 		hits, err = q.client.Facet(ctx, &qdrant.FacetCounts{

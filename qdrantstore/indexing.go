@@ -1,4 +1,4 @@
-package sink
+package qdrantstore
 
 import (
 	"context"
@@ -30,7 +30,7 @@ const DefaultIndexingThreshold = 10000
 // sets Qdrant's default. It is safe for concurrent use; several workers
 // observing the same backlog make the same, idempotent changes.
 type IndexingDeferral struct {
-	q            *Qdrant
+	q            *Store
 	above, below uint64
 
 	mu       sync.Mutex
@@ -56,7 +56,7 @@ func (d *IndexingDeferral) current(ctx context.Context, collection string) (bool
 
 // DeferIndexing returns the deferral that defers indexing while more than
 // above events wait and restores it once at most above/10 wait.
-func (q *Qdrant) DeferIndexing(above uint64) *IndexingDeferral {
+func (q *Store) DeferIndexing(above uint64) *IndexingDeferral {
 	return &IndexingDeferral{q: q, above: above, below: above / 10, deferred: make(map[string]bool)}
 }
 

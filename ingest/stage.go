@@ -1,10 +1,8 @@
-package pipeline
+// Package ingest turns batches of events into durable writes.
+package ingest
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -15,22 +13,24 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ragpipe/ragpipe/lww"
+	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/telemetry"
 )
 
 // StageConfig configures a Stage. Sink, Versions, Embedder and Chunker are required.
 type StageConfig struct {
 	Sink     Sink
-	Versions Versions
+	Versions lww.Versions
 	// Embedder embeds the texts of every collection that Embedders does not
 	// name, including collections created on first use.
 	Embedder Embedder
 	// Embedders holds the embedders of particular collections, by name.
 	Embedders map[string]Embedder
-	Chunker   *Chunker
+	Chunker   *pipeline.Chunker
 	// Collections are created by Setup; their dimensions must match their
 	// embedder's.
-	Collections []Collection
+	Collections []pipeline.Collection
 	// AutoCreate lets an event for an unknown collection create it with the
 	// embedder's dimensions and cosine distance. Without it such events fail
 	// permanently.
@@ -69,7 +69,7 @@ const ProbeText = "ragpipe embedder probe"
 // and equal texts within a batch share one.
 type Stage struct {
 	cfg   StageConfig
-	known sync.Map // collection name -> Collection, once ensured in the sink
+	known sync.Map // collection name -> pipeline.Collection, once ensured in the sink
 
 	mu            sync.Mutex
 	misconfigured map[string]error // collection -> why its embedder cannot be used
@@ -111,7 +111,7 @@ func (s *Stage) Setup(ctx context.Context) error {
 
 // probe embeds ProbeText with c's embedder and fails only when the vector does
 // not have c's dimensions.
-func (s *Stage) probe(ctx context.Context, c Collection) error {
+func (s *Stage) probe(ctx context.Context, c pipeline.Collection) error {
 	vectors, err := s.embedder(c.Name).Embed(ctx, []string{ProbeText})
 	if err == nil {
 		err = s.check(c, vectors, 1)
@@ -121,7 +121,7 @@ func (s *Stage) probe(ctx context.Context, c Collection) error {
 			c.Name, c.Dims, profile(c), dims.got)
 	}
 	switch {
-	case err == nil || IsMisconfigured(err):
+	case err == nil || pipeline.IsMisconfigured(err):
 		s.health(c.Name, err)
 	default:
 		s.cfg.Logger.Warn().Err(err).Str("collection", c.Name).Msg("embedder probe failed; its answers are checked when events arrive")
@@ -130,7 +130,7 @@ func (s *Stage) probe(ctx context.Context, c Collection) error {
 }
 
 // profile names c's embedder profile for messages.
-func profile(c Collection) string {
+func profile(c pipeline.Collection) string {
 	if c.Embedder == "" {
 		return "the default RAGPIPE_EMBEDDER"
 	}
@@ -175,18 +175,11 @@ func (s *Stage) embedder(collection string) Embedder {
 	return s.cfg.Embedder
 }
 
-// VersionKey is the register key of a document: a string of NATS subject
-// token characters, unique per (collection, user_id, doc_id).
-func VersionKey(collection, userID, docID string) string {
-	sum := sha256.Sum256([]byte(docID))
-	return collection + "." + userID + "." + base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
 // Process makes the effect of events durable and returns one error per event,
 // in order: nil when the event is stored or was superseded by a newer version
-// of its document, an error satisfying IsPermanent when it can never succeed,
+// of its document, an error satisfying pipeline.IsPermanent when it can never succeed,
 // any other error when it may succeed on retry. It blocks until done.
-func (s *Stage) Process(ctx context.Context, events []Event) []error {
+func (s *Stage) Process(ctx context.Context, events []pipeline.Event) []error {
 	errs := make([]error, len(events))
 	byCollection := make(map[string][]int)
 	for i, e := range events {
@@ -202,7 +195,7 @@ func (s *Stage) Process(ctx context.Context, events []Event) []error {
 
 // processCollection handles the events at idx, all of one collection, and
 // records their outcome in errs.
-func (s *Stage) processCollection(ctx context.Context, name string, events []Event, idx []int, errs []error) {
+func (s *Stage) processCollection(ctx context.Context, name string, events []pipeline.Event, idx []int, errs []error) {
 	fail := func(idx []int, err error) {
 		for _, i := range idx {
 			errs[i] = err
@@ -227,7 +220,7 @@ func (s *Stage) processCollection(ctx context.Context, name string, events []Eve
 	}
 	start := time.Now()
 	err = s.cfg.Sink.Apply(ctx, name, writes)
-	if errors.Is(err, ErrUnknownCollection) && !IsPermanent(err) {
+	if errors.Is(err, pipeline.ErrUnknownCollection) && !pipeline.IsPermanent(err) {
 		s.known.Delete(name) // gone from the store: ensure it again on retry
 	}
 	if s.cfg.Metrics != nil && err == nil {
@@ -238,7 +231,7 @@ func (s *Stage) processCollection(ctx context.Context, name string, events []Eve
 	}
 	written := idx[:0:0]
 	for _, i := range idx {
-		if errs[i] == nil && events[i].Op == OpUpsert { // a delete leaves no points to prune
+		if errs[i] == nil && events[i].Op == pipeline.OpUpsert { // a delete leaves no points to prune
 			written = append(written, i)
 		}
 	}
@@ -247,14 +240,14 @@ func (s *Stage) processCollection(ctx context.Context, name string, events []Eve
 
 // collection returns the collection's description, ensuring it exists in the
 // sink (created when auto-create is on) the first time it is seen.
-func (s *Stage) collection(ctx context.Context, name string) (Collection, error) {
+func (s *Stage) collection(ctx context.Context, name string) (pipeline.Collection, error) {
 	if c, ok := s.known.Load(name); ok {
-		return c.(Collection), nil
+		return c.(pipeline.Collection), nil
 	}
-	c := Collection{Name: name, Dims: s.embedder(name).Dimensions(), Distance: Cosine}
+	c := pipeline.Collection{Name: name, Dims: s.embedder(name).Dimensions(), Distance: pipeline.Cosine}
 	if err := s.cfg.Sink.EnsureCollection(ctx, c, s.cfg.AutoCreate); err != nil {
-		if errors.Is(err, ErrUnknownCollection) {
-			return c, Permanent(fmt.Errorf("collection %q does not exist and RAGPIPE_AUTO_CREATE is false: %w", name, err))
+		if errors.Is(err, pipeline.ErrUnknownCollection) {
+			return c, pipeline.Permanent(fmt.Errorf("collection %q does not exist and RAGPIPE_AUTO_CREATE is false: %w", name, err))
 		}
 		return c, err
 	}
@@ -264,11 +257,11 @@ func (s *Stage) collection(ctx context.Context, name string) (Collection, error)
 
 // validate rejects events whose precomputed vector does not fit the
 // collection and returns the indexes of the others.
-func (s *Stage) validate(c Collection, events []Event, idx []int, errs []error) []int {
+func (s *Stage) validate(c pipeline.Collection, events []pipeline.Event, idx []int, errs []error) []int {
 	kept := idx[:0:0]
 	for _, i := range idx {
-		if v := events[i].Vector; v != nil && events[i].Op == OpUpsert && len(v) != c.Dims {
-			errs[i] = Permanent(fmt.Errorf("vector has %d dimensions, collection %q has %d", len(v), c.Name, c.Dims))
+		if v := events[i].Vector; v != nil && events[i].Op == pipeline.OpUpsert && len(v) != c.Dims {
+			errs[i] = pipeline.Permanent(fmt.Errorf("vector has %d dimensions, collection %q has %d", len(v), c.Name, c.Dims))
 			continue
 		}
 		kept = append(kept, i)
@@ -278,7 +271,7 @@ func (s *Stage) validate(c Collection, events []Event, idx []int, errs []error) 
 
 // newestPerDocument keeps, of several events for one document, only the one
 // with the highest version; the others are superseded and succeed as they are.
-func newestPerDocument(events []Event, idx []int) []int {
+func newestPerDocument(events []pipeline.Event, idx []int) []int {
 	type doc struct{ user, id string }
 	newest := make(map[doc]int, len(idx))
 	for _, i := range idx {
@@ -302,11 +295,11 @@ func newestPerDocument(events []Event, idx []int) []int {
 // superseded by a newer version, that version: their document is pruned
 // below it, which removes whatever an earlier, interrupted attempt of theirs
 // may have written after the newer version's own cleanup.
-func (s *Stage) claim(ctx context.Context, events []Event, idx []int, errs []error) (held []int, first map[int]bool, prune map[int]uint64) {
-	claims := make([]Claimed, len(idx))
+func (s *Stage) claim(ctx context.Context, events []pipeline.Event, idx []int, errs []error) (held []int, first map[int]bool, prune map[int]uint64) {
+	claims := make([]lww.Claimed, len(idx))
 	s.each(len(idx), func(j int) {
 		e := events[idx[j]]
-		c, err := s.cfg.Versions.Claim(ctx, VersionKey(e.Collection, e.UserID, e.DocID), e.Version)
+		c, err := s.cfg.Versions.Claim(ctx, lww.Key(e.Collection, e.UserID, e.DocID), e.Version)
 		if err != nil {
 			errs[idx[j]] = fmt.Errorf("claim version %d of %q: %w", e.Version, e.DocID, err)
 			return
@@ -329,31 +322,31 @@ func (s *Stage) claim(ctx context.Context, events []Event, idx []int, errs []err
 // writes chunks the events at idx and gives every chunk a vector: the
 // event's own, a stored one (see reuse) or one from a single embedder call.
 // Events in first are their document's first version.
-func (s *Stage) writes(ctx context.Context, c Collection, events []Event, idx []int, first map[int]bool) ([]DocWrite, error) {
+func (s *Stage) writes(ctx context.Context, c pipeline.Collection, events []pipeline.Event, idx []int, first map[int]bool) ([]pipeline.DocWrite, error) {
 	var identity string
 	if id, ok := s.embedder(c.Name).(Identified); ok {
 		identity = id.Identity()
 	}
-	writes := make([]DocWrite, len(idx))
-	var pending []*Point // chunks to embed
+	writes := make([]pipeline.DocWrite, len(idx))
+	var pending []*pipeline.Point // chunks to embed
 	for j, i := range idx {
 		e := events[i]
-		w := DocWrite{UserID: e.UserID, DocID: e.DocID, Version: e.Version}
-		if e.Op == OpUpsert {
+		w := pipeline.DocWrite{UserID: e.UserID, DocID: e.DocID, Version: e.Version}
+		if e.Op == pipeline.OpUpsert {
 			chunks := []string{e.Text}
 			if e.Vector == nil {
 				chunks = s.cfg.Chunker.Split(e.Text)
 			}
-			w.Points = make([]Point, len(chunks))
+			w.Points = make([]pipeline.Point, len(chunks))
 			for k, text := range chunks {
-				w.Points[k] = Point{
-					ID: PointID(e.UserID, e.DocID, k), Vector: e.Vector,
+				w.Points[k] = pipeline.Point{
+					ID: pipeline.PointID(e.UserID, e.DocID, k), Vector: e.Vector,
 					UserID: e.UserID, DocID: e.DocID, ChunkIndex: k, ChunkCount: len(chunks),
 					Text: text, Metadata: e.Metadata, Version: e.Version,
 				}
 				if e.Vector == nil {
 					if identity != "" {
-						w.Points[k].TextHash = TextHash(identity, text)
+						w.Points[k].TextHash = pipeline.TextHash(identity, text)
 					}
 					pending = append(pending, &w.Points[k])
 				}
@@ -363,7 +356,7 @@ func (s *Stage) writes(ctx context.Context, c Collection, events []Event, idx []
 	}
 	var err error
 	if identity != "" {
-		var known []DocWrite // documents that may have stored chunks
+		var known []pipeline.DocWrite // documents that may have stored chunks
 		for j, w := range writes {
 			if !first[idx[j]] {
 				known = append(known, w)
@@ -379,17 +372,6 @@ func (s *Stage) writes(ctx context.Context, c Collection, events []Event, idx []
 	return writes, nil
 }
 
-// TextHash is the text hash stored with a chunk (payload key text_hash): the
-// hex SHA-256 of the embedder's identity and the chunk's text, so that equal
-// hashes mean equal vectors.
-func TextHash(identity, text string) string {
-	h := sha256.New()
-	h.Write([]byte(identity))
-	h.Write([]byte{0})
-	h.Write([]byte(text))
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // reuse gives each pending chunk whose text hash matches a stored chunk of
 // one of the documents of known that chunk's vector, and returns the chunks
 // still without one. A document's stored chunks are looked up by point id,
@@ -398,7 +380,7 @@ func TextHash(identity, text string) string {
 // documents new to the version register, which normally have nothing
 // stored. A lookup the store refuses for good costs
 // embedder calls, not the events; a transient failure fails them.
-func (s *Stage) reuse(ctx context.Context, c Collection, writes []DocWrite, pending []*Point) ([]*Point, error) {
+func (s *Stage) reuse(ctx context.Context, c pipeline.Collection, writes []pipeline.DocWrite, pending []*pipeline.Point) ([]*pipeline.Point, error) {
 	if s.cfg.Reuse == nil || len(pending) == 0 {
 		return pending, nil
 	}
@@ -406,7 +388,7 @@ func (s *Stage) reuse(ctx context.Context, c Collection, writes []DocWrite, pend
 	for _, w := range writes {
 		if len(w.Points) > 0 && w.Points[0].Vector == nil {
 			for k := range 2 * len(w.Points) {
-				ids = append(ids, PointID(w.UserID, w.DocID, k))
+				ids = append(ids, pipeline.PointID(w.UserID, w.DocID, k))
 			}
 		}
 	}
@@ -423,7 +405,7 @@ func (s *Stage) reuse(ctx context.Context, c Collection, writes []DocWrite, pend
 	}
 	stored, err := s.cfg.Reuse.StoredVectors(ctx, c.Name, ids, hashes)
 	if err != nil {
-		if !IsPermanent(err) {
+		if !pipeline.IsPermanent(err) {
 			return nil, fmt.Errorf("look up stored vectors: %w", err)
 		}
 		s.cfg.Logger.Warn().Err(err).Str("collection", c.Name).Msg("cannot look up stored vectors; embedding every chunk")
@@ -445,7 +427,7 @@ func (s *Stage) reuse(ctx context.Context, c Collection, writes []DocWrite, pend
 
 // embedPending gives the pending chunks vectors from one embedder call; with
 // distinct, equal texts are sent once.
-func (s *Stage) embedPending(ctx context.Context, c Collection, pending []*Point, distinct bool) error {
+func (s *Stage) embedPending(ctx context.Context, c pipeline.Collection, pending []*pipeline.Point, distinct bool) error {
 	if len(pending) == 0 {
 		return nil
 	}
@@ -472,7 +454,7 @@ func (s *Stage) embedPending(ctx context.Context, c Collection, pending []*Point
 			m.EmbedSeconds.WithLabelValues(c.Name).Observe(time.Since(start).Seconds())
 		}
 	}
-	if err == nil || IsMisconfigured(err) {
+	if err == nil || pipeline.IsMisconfigured(err) {
 		s.health(c.Name, err)
 	}
 	if err != nil {
@@ -497,13 +479,13 @@ func (e *dimensionsError) Error() string {
 // check verifies that an embedder answered n texts with n vectors of c's
 // dimensions. Anything else is the embedder's fault, never the events':
 // the error is a misconfiguration.
-func (s *Stage) check(c Collection, vectors [][]float32, n int) error {
+func (s *Stage) check(c pipeline.Collection, vectors [][]float32, n int) error {
 	if len(vectors) != n {
-		return Misconfigured(fmt.Errorf("embedder returned %d vectors for %d texts", len(vectors), n))
+		return pipeline.Misconfigured(fmt.Errorf("embedder returned %d vectors for %d texts", len(vectors), n))
 	}
 	for _, v := range vectors {
 		if len(v) != c.Dims {
-			return Misconfigured(&dimensionsError{collection: c.Name, want: c.Dims, got: len(v)})
+			return pipeline.Misconfigured(&dimensionsError{collection: c.Name, want: c.Dims, got: len(v)})
 		}
 	}
 	return nil
@@ -511,13 +493,13 @@ func (s *Stage) check(c Collection, vectors [][]float32, n int) error {
 
 // overtaken re-reads the register for the written events at idx and adds to
 // prune those whose document's newest version moved past the written one.
-func (s *Stage) overtaken(ctx context.Context, events []Event, idx []int, errs []error, prune map[int]uint64) {
+func (s *Stage) overtaken(ctx context.Context, events []pipeline.Event, idx []int, errs []error, prune map[int]uint64) {
 	if len(idx) == 0 {
 		return
 	}
 	keys := make([]string, len(idx))
 	for j, i := range idx {
-		keys[j] = VersionKey(events[i].Collection, events[i].UserID, events[i].DocID)
+		keys[j] = lww.Key(events[i].Collection, events[i].UserID, events[i].DocID)
 	}
 	latest, err := s.cfg.Versions.Latest(ctx, keys)
 	for j, i := range idx {
@@ -533,14 +515,14 @@ func (s *Stage) overtaken(ctx context.Context, events []Event, idx []int, errs [
 // prune deletes, for each event at a key of targets, its document's points
 // below the version there; an event whose prune fails fails too, so that it
 // is retried.
-func (s *Stage) prune(ctx context.Context, collection string, events []Event, targets map[int]uint64, errs []error) {
+func (s *Stage) prune(ctx context.Context, collection string, events []pipeline.Event, targets map[int]uint64, errs []error) {
 	if len(targets) == 0 {
 		return
 	}
 	order := slices.Sorted(maps.Keys(targets))
-	docs := make([]DocVersion, len(order))
+	docs := make([]pipeline.DocVersion, len(order))
 	for j, i := range order {
-		docs[j] = DocVersion{UserID: events[i].UserID, DocID: events[i].DocID, Version: targets[i]}
+		docs[j] = pipeline.DocVersion{UserID: events[i].UserID, DocID: events[i].DocID, Version: targets[i]}
 	}
 	for j, err := range perItem(s.cfg.Sink.Prune(ctx, collection, docs), len(docs)) {
 		if err != nil {
@@ -557,4 +539,19 @@ func (s *Stage) each(n int, fn func(j int)) {
 		g.Go(func() error { fn(j); return nil })
 	}
 	_ = g.Wait()
+}
+
+// perItem spreads the error of a call over its n items: a *pipeline.BatchError's own
+// per-item errors, or err for every item.
+func perItem(err error, n int) []error {
+	errs := make([]error, n)
+	var be *pipeline.BatchError
+	if errors.As(err, &be) && len(be.Errs) == n {
+		copy(errs, be.Errs)
+		return errs
+	}
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
 }

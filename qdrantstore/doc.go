@@ -1,5 +1,5 @@
-// Package sink stores points durably. Qdrant is the Qdrant sink, a
-// pipeline.Sink over gRPC: collection bootstrap, conditional upserts, deletes
+// Package qdrantstore stores points durably. Qdrant is the Qdrant sink, a
+// ingest.Sink over gRPC: collection bootstrap, conditional upserts, deletes
 // of older versions, and retries with backoff for transient failures.
 //
 // # Two operations per request
@@ -70,4 +70,4 @@
 // Qdrant refuses as invalid anyway is replayed write by write, so one bad
 // event does not fail its batch; the *pipeline.BatchError then says which writes
 // failed.
-package sink
+package qdrantstore

@@ -1,4 +1,4 @@
-package sink_test
+package qdrantstore_test
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package sink
+package qdrantstore
 
 import (
 	"context"
@@ -89,7 +89,7 @@ func retryAfter(err error) time.Duration {
 // or ctx ends. Each attempt gets its own Timeout. Waits grow exponentially
 // with jitter and honour a rate limit's Retry-After. The error returned wraps
 // op's last error; it is marked permanent when op's was.
-func (q *Qdrant) retry(ctx context.Context, what, collection string, op func(ctx context.Context) error) error {
+func (q *Store) retry(ctx context.Context, what, collection string, op func(ctx context.Context) error) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = q.cfg.RetryInitialInterval
 	b.MaxInterval = q.cfg.RetryMaxInterval

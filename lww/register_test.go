@@ -1,4 +1,4 @@
-package worker_test
+package lww_test
 
 import (
 	"fmt"
@@ -10,8 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ragpipe/ragpipe/internal/natstest"
-	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/worker"
+	"github.com/ragpipe/ragpipe/lww"
 )
 
 // jetStream connects to url.
@@ -30,11 +29,11 @@ func jetStream(t *testing.T, url string) jetstream.JetStream {
 }
 
 func TestRegisterClaims(t *testing.T) {
-	r, err := worker.NewRegister(t.Context(), jetStream(t, natstest.Start(t).ClientURL()), "rag", 1)
+	r, err := lww.NewRegister(t.Context(), jetStream(t, natstest.Start(t).ClientURL()), "rag", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	claim := func(key string, v uint64, want pipeline.Claimed) {
+	claim := func(key string, v uint64, want lww.Claimed) {
 		t.Helper()
 		got, err := r.Claim(t.Context(), key, v)
 		if err != nil || got != want {
@@ -47,14 +46,14 @@ func TestRegisterClaims(t *testing.T) {
 		for i := range 100 {
 			key := fmt.Sprint("c.u.d", i)
 			if round == 0 {
-				claim(key, 5, pipeline.Claimed{Held: true, Latest: 5, First: true})
+				claim(key, 5, lww.Claimed{Held: true, Latest: 5, First: true})
 				continue
 			}
-			claim(key, 5, pipeline.Claimed{Held: true, Latest: 5}) // redelivered
-			claim(key, 3, pipeline.Claimed{Latest: 5})             // stale
-			claim(key, 9, pipeline.Claimed{Held: true, Latest: 9}) // newer
-			claim(key, 9, pipeline.Claimed{Held: true, Latest: 9}) // again
-			claim(key+"x", 2, pipeline.Claimed{Held: true, Latest: 2, First: true})
+			claim(key, 5, lww.Claimed{Held: true, Latest: 5}) // redelivered
+			claim(key, 3, lww.Claimed{Latest: 5})             // stale
+			claim(key, 9, lww.Claimed{Held: true, Latest: 9}) // newer
+			claim(key, 9, lww.Claimed{Held: true, Latest: 9}) // again
+			claim(key+"x", 2, lww.Claimed{Held: true, Latest: 2, First: true})
 		}
 	}
 }
@@ -69,12 +68,12 @@ func TestRegisterLatest(t *testing.T) {
 			js := jetStream(t, natstest.Start(t).ClientURL())
 			if !direct {
 				if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
-					Name: worker.RegisterStream, Subjects: []string{"rag.version.>"}, MaxMsgsPerSubject: 1,
+					Name: lww.RegisterStream, Subjects: []string{"rag.version.>"}, MaxMsgsPerSubject: 1,
 				}); err != nil {
 					t.Fatal(err)
 				}
 			}
-			r, err := worker.NewRegister(t.Context(), js, "rag", 1)
+			r, err := lww.NewRegister(t.Context(), js, "rag", 1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,11 +110,11 @@ func TestRegisterLatest(t *testing.T) {
 func TestRegisterRefusesDirectReplicas(t *testing.T) {
 	js := jetStream(t, natstest.ClusterURL(natstest.StartCluster(t, 3)))
 	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
-		Name: worker.RegisterStream, Subjects: []string{"rag.version.>"}, Replicas: 3, AllowDirect: true,
+		Name: lww.RegisterStream, Subjects: []string{"rag.version.>"}, Replicas: 3, AllowDirect: true,
 	}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := worker.NewRegister(t.Context(), js, "rag", 3)
+	_, err := lww.NewRegister(t.Context(), js, "rag", 3)
 	if err == nil || !strings.Contains(err.Error(), "allow_direct") {
 		t.Fatalf("NewRegister on a replicated stream with direct gets: %v", err)
 	}
@@ -126,12 +125,12 @@ func TestRegisterRefusesDirectReplicas(t *testing.T) {
 // see every acknowledged claim.
 func TestRegisterLatestWithMirror(t *testing.T) {
 	js := jetStream(t, natstest.Start(t).ClientURL())
-	r, err := worker.NewRegister(t.Context(), js, "rag", 1)
+	r, err := lww.NewRegister(t.Context(), js, "rag", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "RAG_VERSIONS_BACKUP",
-		Mirror: &jetstream.StreamSource{Name: worker.RegisterStream}, MirrorDirect: true}); err != nil {
+		Mirror: &jetstream.StreamSource{Name: lww.RegisterStream}, MirrorDirect: true}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 1000 {

@@ -1,4 +1,4 @@
-package worker
+package lww
 
 import (
 	"context"
@@ -11,14 +11,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
-
-	"github.com/ragpipe/ragpipe/pipeline"
 )
 
 // RegisterStream is the JetStream stream holding the per-document version register.
 const RegisterStream = "RAG_VERSIONS"
 
-// Register is the per-document version register (pipeline.Versions) kept in
+// Register is the per-document version register (Versions) kept in
 // the JetStream stream RAG_VERSIONS: one subject per document, one message per
 // subject holding the newest claimed version. Claims are compare-and-set
 // publishes (expected last sequence per subject). Reads must see every claim
@@ -57,7 +55,7 @@ const firstsBound = 32
 // replica count.
 func NewRegister(ctx context.Context, js jetstream.JetStream, prefix string, replicas int) (*Register, error) {
 	subjects := prefix + ".version.>"
-	stream, err := ensureStream(ctx, js, jetstream.StreamConfig{
+	stream, err := createStream(ctx, js, jetstream.StreamConfig{
 		Name:              RegisterStream,
 		Description:       "ragpipe: newest version of every document",
 		Subjects:          []string{subjects},
@@ -106,40 +104,40 @@ const markerKey = "_ragpipe"
 // the messages the batch left out.
 const numPendingHeader = "Nats-Num-Pending"
 
-// Claim implements pipeline.Versions. A claim costs a read and a
+// Claim implements Versions. A claim costs a read and a
 // compare-and-set publish; while most documents are new to the register, it
 // first tries the publish alone, expecting no entry, which costs one round
 // trip for a new document and one extra for a known one.
-func (r *Register) Claim(ctx context.Context, key string, v uint64) (pipeline.Claimed, error) {
+func (r *Register) Claim(ctx context.Context, key string, v uint64) (Claimed, error) {
 	subject := r.prefix + key
 	value := strconv.AppendUint(nil, v, 10)
 	if r.firsts.Load() >= 0 {
 		_, err := r.js.Publish(ctx, subject, value, jetstream.WithExpectLastSequencePerSubject(0))
 		if err == nil {
 			r.learn(true)
-			return pipeline.Claimed{Held: true, Latest: v, First: true}, nil
+			return Claimed{Held: true, Latest: v, First: true}, nil
 		}
 		if !isWrongLastSequence(err) {
-			return pipeline.Claimed{}, fmt.Errorf("version register: %w", err)
+			return Claimed{}, fmt.Errorf("version register: %w", err)
 		}
 	}
 	for attempt := 0; ; attempt++ {
 		cur, seq, err := r.read(ctx, subject)
 		if err != nil {
-			return pipeline.Claimed{}, err
+			return Claimed{}, err
 		}
 		if attempt == 0 {
 			r.learn(seq == 0)
 		}
 		if cur >= v {
-			return pipeline.Claimed{Held: cur == v, Latest: cur}, nil
+			return Claimed{Held: cur == v, Latest: cur}, nil
 		}
 		_, err = r.js.Publish(ctx, subject, value, jetstream.WithExpectLastSequencePerSubject(seq))
 		if err == nil {
-			return pipeline.Claimed{Held: true, Latest: v, First: seq == 0}, nil
+			return Claimed{Held: true, Latest: v, First: seq == 0}, nil
 		}
 		if !isWrongLastSequence(err) {
-			return pipeline.Claimed{}, fmt.Errorf("version register: %w", err)
+			return Claimed{}, fmt.Errorf("version register: %w", err)
 		}
 		// Another worker claimed this document meanwhile: read again.
 	}
@@ -160,7 +158,7 @@ func (r *Register) learn(first bool) {
 	}
 }
 
-// Latest implements pipeline.Versions.
+// Latest implements Versions.
 func (r *Register) Latest(ctx context.Context, keys []string) ([]uint64, error) {
 	versions := make([]uint64, len(keys))
 	if r.stillBatched(ctx) {
@@ -344,22 +342,15 @@ func isWrongLastSequence(err error) bool {
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// ensureStream returns the stream named in cfg, creating it when missing. An
-// existing stream is left as its operator configured it.
-func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	s, err := js.Stream(ctx, cfg.Name)
-	if err == nil {
-		return s, nil
-	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("look up stream %s: %w", cfg.Name, err)
-	}
-	s, err = js.CreateStream(ctx, cfg)
+// createStream creates the stream of cfg, or returns it as it is when it
+// exists: an existing stream is left as its operator configured it.
+func createStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.CreateStream(ctx, cfg)
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return js.Stream(ctx, cfg.Name) // another replica created it first
+		s, err = js.Stream(ctx, cfg.Name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
 	return s, nil
 }

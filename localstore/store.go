@@ -1,4 +1,4 @@
-package sink
+package localstore
 
 import (
 	"context"
@@ -16,15 +16,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/search"
 )
 
-// EmbeddedConfig configures the embedded store; zero fields take the
+// Config configures the embedded store; zero fields take the
 // documented defaults.
-type EmbeddedConfig struct {
+type Config struct {
 	// Dir is the data directory, created if missing; required. It must be
 	// dedicated to the store (ragpipe dev uses RAGPIPE_DATA_DIR/vectors) and
-	// is used by one process at a time: OpenEmbedded fails while another
+	// is used by one process at a time: Open fails while another
 	// holds it.
 	Dir string
 	// CompactBytes is the log size from which a collection is compacted into
@@ -41,7 +40,7 @@ type EmbeddedConfig struct {
 	Logger zerolog.Logger
 }
 
-func (c *EmbeddedConfig) setDefaults() error {
+func (c *Config) setDefaults() error {
 	if c.CompactBytes == 0 {
 		c.CompactBytes = 64 << 20
 	}
@@ -61,12 +60,12 @@ func (c *EmbeddedConfig) setDefaults() error {
 	return errors.Join(errs...)
 }
 
-// ErrEmbeddedClosed is returned by calls made after Close. It is transient:
+// ErrClosed is returned by calls made after Close. It is transient:
 // the event was not processed and a restarted process may still do it.
-var ErrEmbeddedClosed = errors.New("embedded store closed")
+var ErrClosed = errors.New("embedded store closed")
 
-// Embedded is the embedded vector store of ragpipe dev: a pipeline.Sink and a
-// search.Index with the Qdrant sink's semantics, persistent under one
+// Store is the embedded vector store of ragpipe dev: a ingest.Sink and a
+// the search service's index with the Qdrant sink's semantics, persistent under one
 // directory, in one process. It is safe for concurrent use: writes to one
 // collection are serialised, searches and lists run concurrently with each
 // other and with the disk part of writes.
@@ -108,7 +107,7 @@ var ErrEmbeddedClosed = errors.New("embedded store closed")
 // collection's directory under a temporary name, fsyncs it and renames it
 // into place.
 //
-// OpenEmbedded loads each collection's newest snapshot (a complete file, or
+// Open loads each collection's newest snapshot (a complete file, or
 // an error) and replays its log. The first record that is short, fails its
 // CRC or has an impossible length ends the log: that is the tail a crash tore
 // off while it was being written, never acknowledged, and it is truncated
@@ -120,7 +119,7 @@ var ErrEmbeddedClosed = errors.New("embedded store closed")
 // empty log-<gen+1>, renames the snapshot into place and fsyncs the
 // directory, then switches writers to the new log and removes the old pair.
 // The rename is the commit point: a crash before it leaves the old pair,
-// after it the new one, and OpenEmbedded deletes whatever the other
+// after it the new one, and Open deletes whatever the other
 // generation left. Writes to the collection wait for a compaction (about
 // 2 s for 100K 1024-dim points, see below); searches do not.
 //
@@ -160,8 +159,8 @@ var ErrEmbeddedClosed = errors.New("embedded store closed")
 // log. The exact scan meets the target with a wide margin, returns exactly
 // Qdrant's results (no recall loss, filters applied before scoring) and
 // needs no index maintenance, so persistence is just the log.
-type Embedded struct {
-	cfg  EmbeddedConfig
+type Store struct {
+	cfg  Config
 	log  zerolog.Logger
 	lock *os.File
 
@@ -174,17 +173,12 @@ type Embedded struct {
 	compactor sync.WaitGroup
 }
 
-var (
-	_ pipeline.Sink = (*Embedded)(nil)
-	_ search.Index  = (*Embedded)(nil)
-)
-
-// OpenEmbedded opens the store in cfg.Dir, creating the directory if needed,
+// Open opens the store in cfg.Dir, creating the directory if needed,
 // and loads every collection found there, recovering each from its snapshot
 // and log (a torn log tail is discarded, see Embedded). It blocks until all
 // are loaded. It fails on invalid settings, when another process holds the
 // directory, and when a snapshot is unreadable.
-func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
+func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
@@ -195,7 +189,7 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
-	e := &Embedded{
+	e := &Store{
 		cfg:   cfg,
 		log:   cfg.Logger.With().Str("component", "embedded").Logger(),
 		lock:  lock,
@@ -217,7 +211,7 @@ func OpenEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 }
 
 // load opens every collection directory in Dir and removes unfinished ones.
-func (e *Embedded) load(ctx context.Context) error {
+func (e *Store) load(ctx context.Context) error {
 	entries, err := os.ReadDir(e.cfg.Dir)
 	if err != nil {
 		return err
@@ -251,8 +245,8 @@ func (e *Embedded) load(ctx context.Context) error {
 
 // Close stops compaction (an unfinished one is abandoned, harmlessly), waits
 // for calls in flight, closes the logs and releases the directory. Later
-// calls fail with ErrEmbeddedClosed. Closing twice is harmless.
-func (e *Embedded) Close() error {
+// calls fail with ErrClosed. Closing twice is harmless.
+func (e *Store) Close() error {
 	e.mu.RLock()
 	closed := e.closed
 	e.mu.RUnlock()
@@ -278,11 +272,11 @@ func (e *Embedded) Close() error {
 
 // Health reports whether the store is open and every collection accepts
 // writes; for /readyz.
-func (e *Embedded) Health(ctx context.Context) error {
+func (e *Store) Health(ctx context.Context) error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {
-		return ErrEmbeddedClosed
+		return ErrClosed
 	}
 	if _, err := os.Stat(e.cfg.Dir); err != nil {
 		return fmt.Errorf("embedded store: %w", err)
@@ -296,11 +290,11 @@ func (e *Embedded) Health(ctx context.Context) error {
 }
 
 // acquire returns the open collection name; release must be called when done.
-func (e *Embedded) acquire(name string) (c *coll, release func(), err error) {
+func (e *Store) acquire(name string) (c *coll, release func(), err error) {
 	e.mu.RLock()
 	if e.closed {
 		e.mu.RUnlock()
-		return nil, nil, ErrEmbeddedClosed
+		return nil, nil, ErrClosed
 	}
 	c = e.colls[name]
 	if c == nil {
@@ -320,14 +314,14 @@ func unknownCollection(name string) error {
 // pipeline.ErrUnknownCollection. An existing collection of other dimensions
 // or distance, an invalid name (CONTRACT §1) or invalid dimensions are
 // permanent errors naming both values.
-func (e *Embedded) EnsureCollection(ctx context.Context, c pipeline.Collection, create bool) error {
+func (e *Store) EnsureCollection(ctx context.Context, c pipeline.Collection, create bool) error {
 	if c.Distance == "" {
 		c.Distance = pipeline.Cosine
 	}
 	if !pipeline.ValidCollection(c.Name) || c.Dims <= 0 {
 		return pipeline.Permanent(fmt.Errorf("collection %q with %d dimensions: invalid", c.Name, c.Dims))
 	}
-	if _, ok := distances[c.Distance]; !ok {
+	if !c.Distance.Valid() {
 		return pipeline.Permanent(fmt.Errorf("collection %q: unknown distance %q", c.Name, c.Distance))
 	}
 	have, release, err := e.acquire(c.Name)
@@ -347,7 +341,7 @@ func (e *Embedded) EnsureCollection(ctx context.Context, c pipeline.Collection, 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return ErrEmbeddedClosed
+		return ErrClosed
 	}
 	if have := e.colls[c.Name]; have != nil { // created meanwhile
 		return collMismatch(c, have)
@@ -367,7 +361,7 @@ func (e *Embedded) EnsureCollection(ctx context.Context, c pipeline.Collection, 
 // as the Qdrant sink's does: a missing collection gives a permanent error
 // wrapping pipeline.ErrUnknownCollection, a different one a permanent error
 // naming both values.
-func (e *Embedded) CheckCollection(ctx context.Context, want pipeline.Collection) error {
+func (e *Store) CheckCollection(ctx context.Context, want pipeline.Collection) error {
 	if want.Distance == "" {
 		want.Distance = pipeline.Cosine
 	}
@@ -381,15 +375,15 @@ func (e *Embedded) CheckCollection(ctx context.Context, want pipeline.Collection
 
 // collMismatch reports, as a permanent error, how have differs from want.
 func collMismatch(want pipeline.Collection, have *coll) error {
-	return mismatch("the embedded store", want, pipeline.Collection{Name: want.Name, Dims: have.dims, Distance: have.dist})
+	return pipeline.CollectionMismatch("the embedded store", want, pipeline.Collection{Name: want.Name, Dims: have.dims, Distance: have.dist})
 }
 
 // Collections lists the store's collections, by name.
-func (e *Embedded) Collections(ctx context.Context) ([]pipeline.Collection, error) {
+func (e *Store) Collections(ctx context.Context) ([]pipeline.Collection, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {
-		return nil, ErrEmbeddedClosed
+		return nil, ErrClosed
 	}
 	out := make([]pipeline.Collection, 0, len(e.colls))
 	for _, c := range e.colls {
@@ -412,7 +406,7 @@ func (e *Embedded) Collections(ctx context.Context) ([]pipeline.Collection, erro
 // *pipeline.BatchError saying which failed. An unknown collection is a
 // permanent error wrapping pipeline.ErrUnknownCollection; a disk failure is
 // transient and stores nothing.
-func (e *Embedded) Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error {
+func (e *Store) Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error {
 	return writeItems(ctx, e, "embedded apply", collection, len(writes),
 		func(c *coll, i int) (writeIn, error) { return c.prepareWrite(&writes[i]) },
 		encodeApply,
@@ -425,11 +419,11 @@ func (e *Embedded) Apply(ctx context.Context, collection string, writes []pipeli
 
 // Prune deletes, for each document, its points whose version is < d.Version,
 // as one fsynced log record, with Apply's errors.
-func (e *Embedded) Prune(ctx context.Context, collection string, docs []pipeline.DocVersion) error {
+func (e *Store) Prune(ctx context.Context, collection string, docs []pipeline.DocVersion) error {
 	return writeItems(ctx, e, "embedded prune", collection, len(docs),
 		func(_ *coll, i int) (pruneIn, error) {
 			d := docs[i]
-			return pruneIn{user: d.UserID, doc: d.DocID, version: d.Version}, checkDoc(d.UserID, d.DocID, d.Version)
+			return pruneIn{user: d.UserID, doc: d.DocID, version: d.Version}, pipeline.CheckDoc(d.UserID, d.DocID, d.Version)
 		},
 		encodePrune,
 		func(st *state, ps []pruneIn) {
@@ -442,7 +436,7 @@ func (e *Embedded) Prune(ctx context.Context, collection string, docs []pipeline
 // Upsert stores points as they are, unconditionally (a plain Qdrant upsert),
 // for ragpipe migrate: each point carries its own UserID, DocID and Version,
 // as Scroll returns them. It is idempotent; errors are Apply's, per point.
-func (e *Embedded) Upsert(ctx context.Context, collection string, points []pipeline.Point) error {
+func (e *Store) Upsert(ctx context.Context, collection string, points []pipeline.Point) error {
 	return writeItems(ctx, e, "embedded upsert", collection, len(points),
 		func(c *coll, i int) (pointIn, error) {
 			p := &points[i]
@@ -459,7 +453,7 @@ func (e *Embedded) Upsert(ctx context.Context, collection string, points []pipel
 // writeItems is Apply, Prune and Upsert: it validates n items with prepare,
 // then commits the valid ones as one log record (encode) and applies them to
 // the state (apply). Invalid items fail permanently, each on its own.
-func writeItems[T any](ctx context.Context, e *Embedded, op, collection string, n int,
+func writeItems[T any](ctx context.Context, e *Store, op, collection string, n int,
 	prepare func(c *coll, i int) (T, error), encode func([]T) []byte, apply func(*state, []T),
 ) error {
 	if n == 0 {
@@ -502,7 +496,7 @@ func batchResult(op, collection string, errs []error) error {
 // in-memory state. Writers of one collection wait for each other; a waiting
 // writer gives up when ctx ends. Once the record is on disk, commit finishes
 // regardless of ctx.
-func (e *Embedded) commit(ctx context.Context, c *coll, rec []byte, mutate func(*state)) error {
+func (e *Store) commit(ctx context.Context, c *coll, rec []byte, mutate func(*state)) error {
 	unlock, err := c.lockWriter(ctx)
 	if err != nil {
 		return err
@@ -522,7 +516,7 @@ func (e *Embedded) commit(ctx context.Context, c *coll, rec []byte, mutate func(
 
 // Count returns the number of points of collection per tenant, for checks
 // after a migration.
-func (e *Embedded) Count(ctx context.Context, collection string) (map[string]int, error) {
+func (e *Store) Count(ctx context.Context, collection string) (map[string]int, error) {
 	var out map[string]int
 	err := e.read(ctx, collection, func(c *coll) error {
 		out = make(map[string]int, len(c.st.tenants))
@@ -536,7 +530,7 @@ func (e *Embedded) Count(ctx context.Context, collection string) (map[string]int
 
 // read runs f on the open collection with its state locked for reading:
 // concurrently with other reads, between the in-memory parts of writes.
-func (e *Embedded) read(ctx context.Context, collection string, f func(c *coll) error) error {
+func (e *Store) read(ctx context.Context, collection string, f func(c *coll) error) error {
 	c, release, err := e.acquire(collection)
 	if err != nil {
 		return err
@@ -555,7 +549,7 @@ func (e *Embedded) read(ctx context.Context, collection string, f func(c *coll) 
 // beginning), and the cursor of the next page: the last id returned, or ""
 // after the last page. A caller that stops may resume from the last id it
 // stored. Points written meanwhile are returned if their id lies ahead.
-func (e *Embedded) Scroll(ctx context.Context, collection, after string, limit int) ([]pipeline.Point, string, error) {
+func (e *Store) Scroll(ctx context.Context, collection, after string, limit int) ([]pipeline.Point, string, error) {
 	if limit < 1 {
 		return nil, "", pipeline.Permanent(fmt.Errorf("scroll limit %d: want at least 1", limit))
 	}
@@ -606,14 +600,12 @@ func (e *Embedded) Scroll(ctx context.Context, collection, after string, limit i
 	return out, out[len(out)-1].ID, nil
 }
 
-var _ pipeline.VectorSource = (*Embedded)(nil)
-
-// StoredVectors implements pipeline.VectorSource as the Qdrant sink does: of
+// StoredVectors implements ingest.VectorSource as the Qdrant sink does: of
 // the points ids of collection, it returns the vectors (as stored: normalised
 // for cosine) of those whose text hash is one of hashes, keyed by text hash.
 // Points that do not exist, have no hash or another one are left out. An id
 // that is not a UUID or an unknown collection is a permanent error.
-func (e *Embedded) StoredVectors(ctx context.Context, collection string, ids, hashes []string) (map[string][]float32, error) {
+func (e *Store) StoredVectors(ctx context.Context, collection string, ids, hashes []string) (map[string][]float32, error) {
 	found := make(map[string][]float32)
 	if len(ids) == 0 || len(hashes) == 0 {
 		return found, nil
@@ -647,7 +639,7 @@ func (e *Embedded) StoredVectors(ctx context.Context, collection string, ids, ha
 }
 
 // kickCompactor wakes the compactor without waiting.
-func (e *Embedded) kickCompactor() {
+func (e *Store) kickCompactor() {
 	select {
 	case e.kick <- struct{}{}:
 	default:
@@ -655,7 +647,7 @@ func (e *Embedded) kickCompactor() {
 }
 
 // compactLoop compacts the collections whose logs have grown, until ctx ends.
-func (e *Embedded) compactLoop(ctx context.Context) {
+func (e *Store) compactLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -680,7 +672,7 @@ func (e *Embedded) compactLoop(ctx context.Context) {
 // log now, whatever the log's size. Writes to the collection wait for it;
 // searches do not. The store compacts by itself (see CompactBytes); this is
 // for tests and operators.
-func (e *Embedded) Compact(ctx context.Context, collection string) error {
+func (e *Store) Compact(ctx context.Context, collection string) error {
 	c, release, err := e.acquire(collection)
 	if err != nil {
 		return err
@@ -690,11 +682,11 @@ func (e *Embedded) Compact(ctx context.Context, collection string) error {
 }
 
 // compact compacts c if forced or if its log has outgrown the thresholds.
-func (e *Embedded) compact(ctx context.Context, c *coll, force bool) error {
+func (e *Store) compact(ctx context.Context, c *coll, force bool) error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {
-		return ErrEmbeddedClosed
+		return ErrClosed
 	}
 	unlock, err := c.lockWriter(ctx)
 	if err != nil {

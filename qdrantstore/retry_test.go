@@ -1,4 +1,4 @@
-package sink_test
+package qdrantstore_test
 
 import (
 	"context"
@@ -19,8 +19,9 @@ import (
 
 	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
+	"github.com/ragpipe/ragpipe/internal/storetest"
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 )
 
 func TestRetryable(t *testing.T) {
@@ -50,22 +51,22 @@ func TestRetryable(t *testing.T) {
 		{errors.New("dial tcp: connection refused"), true},
 		{pipeline.Permanent(errors.New("bad")), false},
 	} {
-		if got := sink.Retryable(tc.err); got != tc.want {
+		if got := qdrantstore.Retryable(tc.err); got != tc.want {
 			t.Errorf("Retryable(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }
 
 func TestConfigValidation(t *testing.T) {
-	for name, cfg := range map[string]sink.QdrantConfig{
+	for name, cfg := range map[string]qdrantstore.Config{
 		"hnsw":        {HNSW: "local"},
 		"ordering":    {WriteOrdering: "eventual"},
 		"port":        {Port: 70000},
 		"consistency": {ReplicationFactor: 1, WriteConsistency: 2},
 		"parallelism": {Parallelism: -1},
 	} {
-		if _, err := sink.NewQdrant(t.Context(), cfg); err == nil {
-			t.Errorf("%s: NewQdrant accepted %+v", name, cfg)
+		if _, err := qdrantstore.New(t.Context(), cfg); err == nil {
+			t.Errorf("%s: New accepted %+v", name, cfg)
 		}
 	}
 }
@@ -88,12 +89,12 @@ func TestConnectWaitsForQdrant(t *testing.T) {
 	node.Kill(t)
 	attempts := &logCounter{substr: "qdrant not reachable yet"}
 	type result struct {
-		s   *sink.Qdrant
+		s   *qdrantstore.Store
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		s, err := sink.NewQdrant(t.Context(), sink.QdrantConfig{
+		s, err := qdrantstore.New(t.Context(), qdrantstore.Config{
 			Host: "127.0.0.1", Port: node.GRPCPort(), Timeout: time.Second, ConnectTimeout: 30 * time.Second,
 			RetryInitialInterval: 20 * time.Millisecond, RetryMaxInterval: 200 * time.Millisecond,
 			Logger: zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), attempts)),
@@ -109,7 +110,7 @@ func TestConnectWaitsForQdrant(t *testing.T) {
 	node.Restart(t)
 	r := <-done
 	if r.err != nil {
-		t.Fatalf("NewQdrant: %v", r.err)
+		t.Fatalf("New: %v", r.err)
 	}
 	defer r.s.Close()
 	// The pool's other connections may still be in gRPC's reconnect backoff
@@ -125,7 +126,7 @@ func TestConnectGivesUp(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	start := time.Now()
-	_, err = sink.NewQdrant(t.Context(), sink.QdrantConfig{Host: "127.0.0.1", Port: port, ConnectTimeout: 500 * time.Millisecond})
+	_, err = qdrantstore.New(t.Context(), qdrantstore.Config{Host: "127.0.0.1", Port: port, ConnectTimeout: 500 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("127.0.0.1:%d", port)) {
 		t.Fatalf("got %v, want an error naming the address", err)
 	}
@@ -137,7 +138,7 @@ func TestConnectGivesUp(t *testing.T) {
 func TestAPIKey(t *testing.T) {
 	const key = "k3y-f0r-t3sts-only"
 	node := qdranttest.StartWith(t, qdranttest.Options{Env: map[string]string{"QDRANT__SERVICE__API_KEY": key}})
-	cfg := sink.QdrantConfig{Host: "127.0.0.1", Port: node.GRPCPort(), APIKey: "wrong-" + key, ConnectTimeout: 10 * time.Second}
+	cfg := qdrantstore.Config{Host: "127.0.0.1", Port: node.GRPCPort(), APIKey: "wrong-" + key, ConnectTimeout: 10 * time.Second}
 	var logs strings.Builder
 	var mu sync.Mutex
 	cfg.Logger = zerolog.New(zerolog.SyncWriter(writerFunc(func(p []byte) (int, error) {
@@ -146,9 +147,9 @@ func TestAPIKey(t *testing.T) {
 		return logs.Write(p)
 	})))
 	start := time.Now()
-	_, err := sink.NewQdrant(t.Context(), cfg)
+	_, err := qdrantstore.New(t.Context(), cfg)
 	if err == nil {
-		t.Fatal("NewQdrant accepted a wrong API key")
+		t.Fatal("New accepted a wrong API key")
 	}
 	t.Logf("wrong key: %v (after %s)", err, time.Since(start))
 	mu.Lock()
@@ -161,10 +162,10 @@ func TestAPIKey(t *testing.T) {
 		t.Errorf("a refused key took %s to report", time.Since(start))
 	}
 
-	s := newSink(t, node, func(c *sink.QdrantConfig) { c.APIKey = key })
+	s := newSink(t, node, func(c *qdrantstore.Config) { c.APIKey = key })
 	ensure(t, s, "secured", pipeline.Cosine)
-	csApply(t, s, "secured", write("u", "d", 1, 2))
-	csExpectDoc(t, s, "secured", "u", "d", 1, 2)
+	storetest.Apply(t, s, "secured", storetest.Write("u", "d", 1, 2))
+	storetest.ExpectDoc(t, s, "secured", "u", "d", 1, 2)
 }
 
 type writerFunc func([]byte) (int, error)
@@ -177,7 +178,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 func TestApplyRetriesAcrossRestart(t *testing.T) {
 	node := qdranttest.Start(t)
 	retries := &logCounter{substr: "retrying"}
-	s := newSink(t, node, func(c *sink.QdrantConfig) {
+	s := newSink(t, node, func(c *qdrantstore.Config) {
 		c.MaxRetryTime = 20 * time.Second
 		c.Timeout = 2 * time.Second
 		c.Logger = zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), retries)).Level(zerolog.WarnLevel)
@@ -198,7 +199,7 @@ func TestApplyRetriesAcrossRestart(t *testing.T) {
 			default:
 			}
 			start := time.Now()
-			ws := []pipeline.DocWrite{write("u", "d", v, 1+int(v%5)), write("u", fmt.Sprintf("e%d", v), v, 2)}
+			ws := []pipeline.DocWrite{storetest.Write("u", "d", v, 1+int(v%5)), storetest.Write("u", fmt.Sprintf("e%d", v), v, 2)}
 			if err := s.Apply(t.Context(), "retry", ws); err != nil {
 				loopErr <- fmt.Errorf("Apply v%d after %s: %w", v, time.Since(start), err)
 				return
@@ -239,9 +240,9 @@ func TestApplyRetriesAcrossRestart(t *testing.T) {
 	}
 	last := applied.Load()
 	t.Logf("applied %d versions, %d retries logged", last, retries.n.Load())
-	csExpectDoc(t, s, "retry", "u", "d", last, 1+int(last%5))
+	storetest.ExpectDoc(t, s, "retry", "u", "d", last, 1+int(last%5))
 	for v := uint64(1); v <= last; v++ {
-		csExpectDoc(t, s, "retry", "u", fmt.Sprintf("e%d", v), v, 2)
+		storetest.ExpectDoc(t, s, "retry", "u", fmt.Sprintf("e%d", v), v, 2)
 	}
 	if n := count(t, s, "retry"); n != 2*last+1+last%5 {
 		t.Fatalf("count %d, want %d", n, 2*last+1+last%5)

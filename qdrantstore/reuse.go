@@ -1,4 +1,4 @@
-package sink
+package qdrantstore
 
 import (
 	"context"
@@ -12,15 +12,13 @@ import (
 // 4 MiB message limit.
 const maxReplyBytes = 2 << 20
 
-var _ pipeline.VectorSource = (*Qdrant)(nil)
-
-// StoredVectors implements pipeline.VectorSource: of the points ids of
+// StoredVectors implements ingest.VectorSource: of the points ids of
 // collection, it returns the vectors of those whose text_hash payload is one
 // of hashes, keyed by text hash. One scroll with a filter on both reads only
 // the matching points, in pages small enough for one gRPC message each;
 // transient failures are retried like every other call. It is safe for
 // concurrent use.
-func (q *Qdrant) StoredVectors(ctx context.Context, collection string, ids, hashes []string) (map[string][]float32, error) {
+func (q *Store) StoredVectors(ctx context.Context, collection string, ids, hashes []string) (map[string][]float32, error) {
 	found := make(map[string][]float32)
 	if len(ids) == 0 || len(hashes) == 0 {
 		return found, nil

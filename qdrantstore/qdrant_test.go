@@ -1,4 +1,4 @@
-package sink_test
+package qdrantstore_test
 
 import (
 	"errors"
@@ -13,16 +13,17 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
+	"github.com/ragpipe/ragpipe/internal/storetest"
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 )
 
 const dims = 4
 
 // newSink connects a sink to node; mutate adjusts the config.
-func newSink(t *testing.T, node *qdranttest.Node, mutate func(*sink.QdrantConfig)) *sink.Qdrant {
+func newSink(t *testing.T, node *qdranttest.Node, mutate func(*qdrantstore.Config)) *qdrantstore.Store {
 	t.Helper()
-	cfg := sink.QdrantConfig{
+	cfg := qdrantstore.Config{
 		Host:                 "127.0.0.1",
 		Port:                 node.GRPCPort(),
 		Timeout:              5 * time.Second,
@@ -34,47 +35,23 @@ func newSink(t *testing.T, node *qdranttest.Node, mutate func(*sink.QdrantConfig
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	s, err := sink.NewQdrant(t.Context(), cfg)
+	s, err := qdrantstore.New(t.Context(), cfg)
 	if err != nil {
-		t.Fatalf("NewQdrant: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
 }
 
 // ensure creates a fresh collection of dims dimensions.
-func ensure(t *testing.T, s *sink.Qdrant, name string, d pipeline.Distance) {
+func ensure(t *testing.T, s *qdrantstore.Store, name string, d pipeline.Distance) {
 	t.Helper()
 	if err := s.EnsureCollection(t.Context(), pipeline.Collection{Name: name, Dims: dims, Distance: d}, true); err != nil {
 		t.Fatalf("EnsureCollection(%s): %v", name, err)
 	}
 }
 
-// vec is a deterministic, non-zero vector of a chunk.
-func vec(version uint64, chunk int) []float32 {
-	return []float32{float32(version), float32(chunk + 1), 0.5, -1}
-}
-
-// write builds a document write of version v with n chunks (a delete for n=0).
-func write(user, doc string, v uint64, n int) pipeline.DocWrite {
-	w := pipeline.DocWrite{UserID: user, DocID: doc, Version: v}
-	for i := range n {
-		w.Points = append(w.Points, pipeline.Point{
-			ID:         pipeline.PointID(user, doc, i),
-			Vector:     vec(v, i),
-			UserID:     user,
-			DocID:      doc,
-			ChunkIndex: i,
-			ChunkCount: n,
-			Text:       fmt.Sprintf("%s v%d chunk %d", doc, v, i),
-			Metadata:   map[string]any{"v": int64(v)},
-			Version:    v,
-		})
-	}
-	return w
-}
-
-func count(t *testing.T, s *sink.Qdrant, coll string) uint64 {
+func count(t *testing.T, s *qdrantstore.Store, coll string) uint64 {
 	t.Helper()
 	n, err := s.Client().Count(t.Context(), &qdrant.CountPoints{CollectionName: coll, Exact: qdrant.PtrOf(true)})
 	if err != nil {
@@ -89,7 +66,7 @@ func TestQdrant(t *testing.T) {
 	s := newSink(t, node, nil)
 
 	t.Run("EnsureCollectionCreates", func(t *testing.T) {
-		s := newSink(t, node, func(c *sink.QdrantConfig) { c.WriteConsistency = 1 })
+		s := newSink(t, node, func(c *qdrantstore.Config) { c.WriteConsistency = 1 })
 		c := pipeline.Collection{Name: "created", Dims: 1024, Distance: pipeline.Dot}
 		if err := s.EnsureCollection(t.Context(), c, true); err != nil {
 			t.Fatal(err)
@@ -128,7 +105,7 @@ func TestQdrant(t *testing.T) {
 		}
 
 		// Idempotent, on this sink (cached) and on a fresh one (read back).
-		for _, s := range []*sink.Qdrant{s, newSink(t, node, nil)} {
+		for _, s := range []*qdrantstore.Store{s, newSink(t, node, nil)} {
 			if err := s.EnsureCollection(t.Context(), c, true); err != nil {
 				t.Errorf("again: %v", err)
 			}
@@ -139,7 +116,7 @@ func TestQdrant(t *testing.T) {
 	})
 
 	t.Run("EnsureCollectionGlobalHNSW", func(t *testing.T) {
-		s := newSink(t, node, func(c *sink.QdrantConfig) { c.HNSW = sink.HNSWGlobal })
+		s := newSink(t, node, func(c *qdrantstore.Config) { c.HNSW = qdrantstore.HNSWGlobal })
 		ensure(t, s, "global", pipeline.Cosine)
 		info, err := s.Client().GetCollectionInfo(t.Context(), "global")
 		if err != nil {
@@ -152,8 +129,8 @@ func TestQdrant(t *testing.T) {
 
 	t.Run("EnsureCollectionMismatch", func(t *testing.T) {
 		ensure(t, s, "docs", pipeline.Cosine) // 4 dims
-		// Once cached, once read back by a fresh sink.
-		for _, s := range []*sink.Qdrant{s, newSink(t, node, nil)} {
+		// Once cached, once read back by a fresh qdrantstore.
+		for _, s := range []*qdrantstore.Store{s, newSink(t, node, nil)} {
 			err := s.EnsureCollection(t.Context(), pipeline.Collection{Name: "docs", Dims: 1024, Distance: pipeline.Cosine}, true)
 			want := `collection "docs" has 4 dimensions in Qdrant, configured 1024`
 			if err == nil || !strings.Contains(err.Error(), want) || !pipeline.IsPermanent(err) {
@@ -179,7 +156,7 @@ func TestQdrant(t *testing.T) {
 
 	t.Run("EnsureCollectionConcurrent", func(t *testing.T) {
 		// Separate sinks, as separate worker replicas would be.
-		sinks := make([]*sink.Qdrant, 6)
+		sinks := make([]*qdrantstore.Store, 6)
 		for i := range sinks {
 			sinks[i] = newSink(t, node, nil)
 		}
@@ -202,10 +179,10 @@ func TestQdrant(t *testing.T) {
 	// separation are in the contract suite (TestContractQdrant).
 
 	t.Run("Compression", func(t *testing.T) {
-		s := newSink(t, node, func(c *sink.QdrantConfig) { c.Compression = true; c.PoolSize = 1 })
+		s := newSink(t, node, func(c *qdrantstore.Config) { c.Compression = true; c.PoolSize = 1 })
 		ensure(t, s, "gzip", pipeline.Cosine)
-		csApply(t, s, "gzip", write("u", "d", 1, 3))
-		csExpectDoc(t, s, "gzip", "u", "d", 1, 3)
+		storetest.Apply(t, s, "gzip", storetest.Write("u", "d", 1, 3))
+		storetest.ExpectDoc(t, s, "gzip", "u", "d", 1, 3)
 	})
 
 	t.Run("PermanentErrors", func(t *testing.T) {
@@ -213,11 +190,11 @@ func TestQdrant(t *testing.T) {
 		// A sink that has not verified the collection leaves the vector
 		// check to Qdrant, which refuses the whole request; the sink then
 		// replays its writes one by one. One that has checks locally.
-		for i, s := range []*sink.Qdrant{newSink(t, node, nil), s} {
-			bad := write("u", fmt.Sprintf("bad%d", i), 1, 2)
+		for i, s := range []*qdrantstore.Store{newSink(t, node, nil), s} {
+			bad := storetest.Write("u", fmt.Sprintf("bad%d", i), 1, 2)
 			bad.Points[1].Vector = []float32{1, 2, 3} // wrong length
 			docs := []string{fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i)}
-			ws := []pipeline.DocWrite{write("u", docs[0], 1, 2), bad, write("u", docs[1], 1, 1)}
+			ws := []pipeline.DocWrite{storetest.Write("u", docs[0], 1, 2), bad, storetest.Write("u", docs[1], 1, 1)}
 			err := s.Apply(t.Context(), "perm", ws)
 			if !pipeline.IsPermanent(err) {
 				t.Fatalf("wrong vector length: %v, want permanent", err)
@@ -227,13 +204,13 @@ func TestQdrant(t *testing.T) {
 				t.Fatalf("want a BatchError failing only write 1, got %#v", err)
 			}
 			t.Logf("error: %v", err)
-			csExpectDoc(t, s, "perm", "u", docs[0], 1, 2)
-			csExpectDoc(t, s, "perm", "u", docs[1], 1, 1)
+			storetest.ExpectDoc(t, s, "perm", "u", docs[0], 1, 2)
+			storetest.ExpectDoc(t, s, "perm", "u", docs[1], 1, 1)
 			// Qdrant 1.16 is not atomic within one upsert: it may keep
 			// points it stored before the one it refuses (seen: sometimes
 			// chunk 0 is stored, sometimes not). The local check (i == 1)
 			// refuses the write before anything is sent.
-			got := len(csDoc(t, s, "perm", "u", bad.DocID))
+			got := len(storetest.Doc(t, s, "perm", "u", bad.DocID))
 			t.Logf("%s: Qdrant kept %d of its points", bad.DocID, got)
 			if i == 1 && got != 0 {
 				t.Errorf("%s: %d points stored, want 0", bad.DocID, got)
@@ -243,17 +220,17 @@ func TestQdrant(t *testing.T) {
 		for name, w := range map[string]pipeline.DocWrite{
 			"no doc id":     {UserID: "u", Version: 1},
 			"version 0":     {UserID: "u", DocID: "d"},
-			"bad utf-8":     write("u", "d\xff", 1, 1),
-			"foreign point": {UserID: "u", DocID: "x", Version: 1, Points: write("u", "y", 1, 1).Points},
-			"NaN metadata":  {UserID: "u", DocID: "d", Version: 1, Points: []pipeline.Point{{ID: pipeline.PointID("u", "d", 0), Vector: vec(1, 0), Metadata: map[string]any{"x": math.NaN()}}}},
-			"bad metadata":  {UserID: "u", DocID: "d", Version: 1, Points: []pipeline.Point{{ID: pipeline.PointID("u", "d", 0), Vector: vec(1, 0), Metadata: map[string]any{"x": struct{}{}}}}},
-			"bad id":        {UserID: "u", DocID: "d", Version: 1, Points: []pipeline.Point{{ID: "not-a-uuid", Vector: vec(1, 0)}}},
+			"bad utf-8":     storetest.Write("u", "d\xff", 1, 1),
+			"foreign point": {UserID: "u", DocID: "x", Version: 1, Points: storetest.Write("u", "y", 1, 1).Points},
+			"NaN metadata":  {UserID: "u", DocID: "d", Version: 1, Points: []pipeline.Point{{ID: pipeline.PointID("u", "d", 0), Vector: storetest.Vec(1, 0), Metadata: map[string]any{"x": math.NaN()}}}},
+			"bad metadata":  {UserID: "u", DocID: "d", Version: 1, Points: []pipeline.Point{{ID: pipeline.PointID("u", "d", 0), Vector: storetest.Vec(1, 0), Metadata: map[string]any{"x": struct{}{}}}}},
+			"bad id":        {UserID: "u", DocID: "d", Version: 1, Points: []pipeline.Point{{ID: "not-a-uuid", Vector: storetest.Vec(1, 0)}}},
 		} {
 			if err := s.Apply(t.Context(), "perm", []pipeline.DocWrite{w}); !pipeline.IsPermanent(err) {
 				t.Errorf("%s: %v, want permanent", name, err)
 			}
 		}
-		err := s.Apply(t.Context(), "nowhere", []pipeline.DocWrite{write("u", "d", 1, 1)})
+		err := s.Apply(t.Context(), "nowhere", []pipeline.DocWrite{storetest.Write("u", "d", 1, 1)})
 		if !pipeline.IsPermanent(err) {
 			t.Errorf("unknown collection: %v, want permanent", err)
 		}
@@ -271,11 +248,11 @@ func TestQdrant(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		err := s.Apply(t.Context(), "closing", []pipeline.DocWrite{write("u", "d", 1, 1)})
-		if !errors.Is(err, sink.ErrClosed) || pipeline.IsPermanent(err) {
+		err := s.Apply(t.Context(), "closing", []pipeline.DocWrite{storetest.Write("u", "d", 1, 1)})
+		if !errors.Is(err, qdrantstore.ErrClosed) || pipeline.IsPermanent(err) {
 			t.Errorf("Apply after Close: %v, want transient ErrClosed", err)
 		}
-		if err := s.Health(t.Context()); !errors.Is(err, sink.ErrClosed) {
+		if err := s.Health(t.Context()); !errors.Is(err, qdrantstore.ErrClosed) {
 			t.Errorf("Health after Close: %v", err)
 		}
 		if err := s.Close(); err != nil {
@@ -297,7 +274,7 @@ func TestIndexingDeferralWorkersJoining(t *testing.T) {
 	node := qdranttest.Start(t)
 	first, joining := newSink(t, node, nil), newSink(t, node, nil)
 	c := pipeline.Collection{Name: "deferred", Dims: dims, Distance: pipeline.Cosine}
-	for _, s := range []*sink.Qdrant{first, joining} {
+	for _, s := range []*qdrantstore.Store{first, joining} {
 		if err := s.EnsureCollection(t.Context(), c, true); err != nil {
 			t.Fatal(err)
 		}
@@ -320,7 +297,7 @@ func TestIndexingDeferralWorkersJoining(t *testing.T) {
 		t.Fatalf("threshold %d after a worker joined mid-drain, want 0", got)
 	}
 	b.Observe(t.Context(), 50) // drained
-	if got := threshold(); got != sink.DefaultIndexingThreshold {
-		t.Fatalf("threshold %d once drained, want %d", got, sink.DefaultIndexingThreshold)
+	if got := threshold(); got != qdrantstore.DefaultIndexingThreshold {
+		t.Fatalf("threshold %d once drained, want %d", got, qdrantstore.DefaultIndexingThreshold)
 	}
 }

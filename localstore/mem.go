@@ -1,4 +1,4 @@
-package sink
+package localstore
 
 import (
 	"fmt"
@@ -201,7 +201,7 @@ func (s *state) applyWrite(w *writeIn) {
 
 // prepareWrite validates w as the Qdrant sink does and converts it.
 func (c *coll) prepareWrite(w *pipeline.DocWrite) (writeIn, error) {
-	if err := checkDoc(w.UserID, w.DocID, w.Version); err != nil {
+	if err := pipeline.CheckDoc(w.UserID, w.DocID, w.Version); err != nil {
 		return writeIn{}, err
 	}
 	in := writeIn{user: w.UserID, doc: w.DocID, version: w.Version, points: make([]pointIn, len(w.Points))}
@@ -215,27 +215,26 @@ func (c *coll) prepareWrite(w *pipeline.DocWrite) (writeIn, error) {
 	return in, nil
 }
 
-// preparePoint validates p, a point of w, with the Qdrant sink's own checks
-// (pointStruct) and converts its payload the way Qdrant stores it.
+// preparePoint validates p, a point of w, with every store's checks
+// (pipeline.CheckPoint) and converts its metadata the way stores keep it.
 func (c *coll) preparePoint(w *pipeline.DocWrite, p *pipeline.Point) (pointIn, error) {
-	if err := checkDoc(w.UserID, w.DocID, w.Version); err != nil {
+	if err := pipeline.CheckDoc(w.UserID, w.DocID, w.Version); err != nil {
 		return pointIn{}, err
 	}
 	if len(p.Vector) != c.dims {
 		return pointIn{}, fmt.Errorf("point %s of %s/%s: vector of %d dimensions, collection has %d",
 			p.ID, w.UserID, w.DocID, len(p.Vector), c.dims)
 	}
-	ps, err := pointStruct(w, p)
-	if err != nil {
+	if err := pipeline.CheckPoint(w, p); err != nil {
 		return pointIn{}, err
 	}
 	id, err := uuid.Parse(p.ID)
-	if err != nil { // pointStruct validated it
+	if err != nil { // CheckPoint validated it
 		return pointIn{}, err
 	}
-	meta, _ := plainValue(ps.GetPayload()[keyMetadata]).(map[string]any)
-	if meta == nil {
-		meta = map[string]any{}
+	meta, err := pipeline.PlainMetadata(p.Metadata)
+	if err != nil {
+		return pointIn{}, fmt.Errorf("point %s: metadata: %w", p.ID, err)
 	}
 	vec := make([]float32, c.dims)
 	copy(vec, p.Vector)

@@ -1,4 +1,4 @@
-package sink
+package qdrantstore
 
 import (
 	"context"
@@ -12,10 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/search"
 )
-
-var _ search.Index = (*Qdrant)(nil)
 
 // Payload keys a search hit and a listed document need.
 var (
@@ -33,7 +30,7 @@ var (
 // MaxRetryTime passes), then returned unmarked: pipeline.IsPermanent is false
 // for them. An invalid q is a permanent error. A point of another tenant in
 // Qdrant's answer is never returned: it fails the search permanently.
-func (q *Qdrant) Search(ctx context.Context, collection string, sq search.Query) ([]search.Hit, error) {
+func (q *Store) Search(ctx context.Context, collection string, sq pipeline.Query) ([]pipeline.Hit, error) {
 	if err := sq.Validate(); err != nil {
 		return nil, pipeline.Permanent(fmt.Errorf("qdrant search %q: %w", collection, err))
 	}
@@ -68,13 +65,13 @@ func (q *Qdrant) Search(ctx context.Context, collection string, sq search.Query)
 	if err != nil {
 		return nil, q.readError(collection, err)
 	}
-	hits := make([]search.Hit, len(points))
+	hits := make([]pipeline.Hit, len(points))
 	for i, p := range points {
 		pl := p.GetPayload()
 		if err := sameTenant(collection, sq.UserID, pl); err != nil {
 			return nil, err
 		}
-		hits[i] = search.Hit{
+		hits[i] = pipeline.Hit{
 			DocID:      pl[keyDocID].GetStringValue(),
 			ChunkIndex: int(pl[keyChunkIndex].GetIntegerValue()),
 			Score:      p.GetScore(),
@@ -90,10 +87,10 @@ func (q *Qdrant) Search(ctx context.Context, collection string, sq search.Query)
 // document, in point id order: each document of the tenant appears exactly
 // once over the pages of an unchanging collection. The cursor is an opaque
 // encoding of Qdrant's next-page offset; a cursor List did not return gives
-// an error wrapping search.ErrInvalidCursor. Errors are classified as
+// an error wrapping pipeline.ErrInvalidCursor. Errors are classified as
 // Search's.
-func (q *Qdrant) List(ctx context.Context, collection, userID string, limit int, cursor string) ([]search.Doc, string, error) {
-	if !pipeline.ValidUserID(userID) || limit < 1 || limit > search.MaxLimit {
+func (q *Store) List(ctx context.Context, collection, userID string, limit int, cursor string) ([]pipeline.Doc, string, error) {
+	if !pipeline.ValidUserID(userID) || limit < 1 || limit > pipeline.MaxLimit {
 		return nil, "", pipeline.Permanent(fmt.Errorf("qdrant list %q: user %q, limit %d: invalid", collection, userID, limit))
 	}
 	offset, err := decodeCursor(cursor)
@@ -121,13 +118,13 @@ func (q *Qdrant) List(ctx context.Context, collection, userID string, limit int,
 	if err != nil {
 		return nil, "", q.readError(collection, err)
 	}
-	docs := make([]search.Doc, len(points))
+	docs := make([]pipeline.Doc, len(points))
 	for i, p := range points {
 		pl := p.GetPayload()
 		if err := sameTenant(collection, userID, pl); err != nil {
 			return nil, "", err
 		}
-		docs[i] = search.Doc{
+		docs[i] = pipeline.Doc{
 			DocID:      pl[keyDocID].GetStringValue(),
 			Version:    uint64(pl[keyVersion].GetIntegerValue()),
 			ChunkCount: int(pl[keyChunkCount].GetIntegerValue()),
@@ -146,7 +143,7 @@ func (q *Qdrant) List(ctx context.Context, collection, userID string, limit int,
 // A missing collection gives an error wrapping pipeline.ErrUnknownCollection,
 // a different one a permanent error naming both values. Transient failures
 // are retried for up to MaxRetryTime.
-func (q *Qdrant) CheckCollection(ctx context.Context, want pipeline.Collection) error {
+func (q *Store) CheckCollection(ctx context.Context, want pipeline.Collection) error {
 	if want.Distance == "" {
 		want.Distance = pipeline.Cosine
 	}
@@ -163,12 +160,12 @@ func (q *Qdrant) CheckCollection(ctx context.Context, want pipeline.Collection) 
 	if err != nil {
 		return err
 	}
-	return mismatch("Qdrant", want, have)
+	return pipeline.CollectionMismatch("Qdrant", want, have)
 }
 
 // readError marks a missing collection as pipeline.ErrUnknownCollection;
 // retry has already classified everything else.
-func (q *Qdrant) readError(collection string, err error) error {
+func (q *Store) readError(collection string, err error) error {
 	if isCode(err, codes.NotFound) {
 		q.forget(collection, err)
 		return fmt.Errorf("collection %q: %w: %w", collection, pipeline.ErrUnknownCollection, err)
@@ -264,11 +261,11 @@ func decodeCursor(cursor string) (*qdrant.PointId, error) {
 	case err == nil && len(b) == 9 && b[0] == cursorNum:
 		return qdrant.NewIDNum(binary.BigEndian.Uint64(b[1:])), nil
 	}
-	return nil, fmt.Errorf("cursor %q: %w", cursor, search.ErrInvalidCursor)
+	return nil, fmt.Errorf("cursor %q: %w", cursor, pipeline.ErrInvalidCursor)
 }
 
 // distance returns the collection's distance, read once from Qdrant.
-func (q *Qdrant) distance(ctx context.Context, collection string) (pipeline.Distance, error) {
+func (q *Store) distance(ctx context.Context, collection string) (pipeline.Distance, error) {
 	if d, ok := q.distances.Load(collection); ok {
 		return d.(pipeline.Distance), nil
 	}

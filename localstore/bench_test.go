@@ -1,4 +1,4 @@
-package sink_test
+package localstore_test
 
 import (
 	"fmt"
@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/search"
-	"github.com/ragpipe/ragpipe/sink"
 )
 
 // Benchmark shape (issue 4): 1024-dim vectors, one tenant holding every
@@ -36,7 +35,7 @@ func benchVectors(rng *rand.Rand, n int) [][]float32 {
 
 // benchIngest stores one document per vector in collection "bench", in
 // batches of benchBatch, and returns how long that took.
-func benchIngest(b *testing.B, s *sink.Embedded, vectors [][]float32) time.Duration {
+func benchIngest(b *testing.B, s *localstore.Store, vectors [][]float32) time.Duration {
 	b.Helper()
 	if err := s.EnsureCollection(b.Context(), pipeline.Collection{Name: "bench", Dims: benchDims, Distance: pipeline.Cosine}, true); err != nil {
 		b.Fatal(err)
@@ -97,7 +96,7 @@ func BenchmarkEmbeddedSearch(b *testing.B) {
 				var lat []time.Duration
 				for i := 0; b.Loop(); i++ {
 					start := time.Now()
-					hits, err := s.Search(b.Context(), "bench", search.Query{
+					hits, err := s.Search(b.Context(), "bench", pipeline.Query{
 						UserID: "tenant", Vector: queries[i%len(queries)], TopK: 10, Filter: filter,
 					})
 					lat = append(lat, time.Since(start))

@@ -1,4 +1,4 @@
-package sink_test
+package qdrantstore_test
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 
 	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
+	"github.com/ragpipe/ragpipe/internal/storetest"
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/search"
-	"github.com/ragpipe/ragpipe/sink"
+	"github.com/ragpipe/ragpipe/qdrantstore"
 )
 
 // angled is a unit vector at deg degrees from (1,0,0,0): its cosine score
@@ -42,7 +42,7 @@ var searchDocs = []struct {
 
 // storeSearchDocs stores searchDocs for user in coll, d<i> at 10*i degrees,
 // plus a three-chunk document "multi" at 60, 70 and 80 degrees.
-func storeSearchDocs(t *testing.T, s *sink.Qdrant, coll, user string) {
+func storeSearchDocs(t *testing.T, s *qdrantstore.Store, coll, user string) {
 	t.Helper()
 	var ws []pipeline.DocWrite
 	for i, d := range searchDocs {
@@ -58,10 +58,10 @@ func storeSearchDocs(t *testing.T, s *sink.Qdrant, coll, user string) {
 			Text: fmt.Sprintf("%s multi chunk %d", user, c),
 		})
 	}
-	csApply(t, s, coll, append(ws, multi)...)
+	storetest.Apply(t, s, coll, append(ws, multi)...)
 }
 
-func hitIDs(hits []search.Hit) []string {
+func hitIDs(hits []pipeline.Hit) []string {
 	ids := make([]string, len(hits))
 	for i, h := range hits {
 		ids[i] = h.DocID
@@ -83,7 +83,7 @@ func TestSearchQdrant(t *testing.T) {
 		storeSearchDocs(t, s, "search", u)
 	}
 	threshold := float32(0.9)
-	top4, err := s.Search(t.Context(), "search", search.Query{UserID: "alice", Vector: query0, TopK: 4})
+	top4, err := s.Search(t.Context(), "search", pipeline.Query{UserID: "alice", Vector: query0, TopK: 4})
 	if err != nil || len(top4) != 4 {
 		t.Fatalf("search: %v, %v", top4, err)
 	}
@@ -114,7 +114,7 @@ func TestSearchQdrant(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, user := range []string{"alice", "bob"} {
-				hits, err := s.Search(t.Context(), "search", search.Query{
+				hits, err := s.Search(t.Context(), "search", pipeline.Query{
 					UserID: user, Vector: query0, TopK: tt.topK, Filter: tt.filter, ScoreThreshold: tt.threshold,
 				})
 				if err != nil {
@@ -128,7 +128,7 @@ func TestSearchQdrant(t *testing.T) {
 						t.Errorf("%s: hit %s has text %q of another tenant", user, h.DocID, h.Text)
 					}
 				}
-				if !slices.IsSortedFunc(hits, func(a, b search.Hit) int { return -cmpFloat(a.Score, b.Score) }) {
+				if !slices.IsSortedFunc(hits, func(a, b pipeline.Hit) int { return -cmpFloat(a.Score, b.Score) }) {
 					t.Errorf("%s: hits not ordered by score: %v", user, hits)
 				}
 			}
@@ -136,11 +136,11 @@ func TestSearchQdrant(t *testing.T) {
 	}
 
 	t.Run("hit fields", func(t *testing.T) {
-		hits, err := s.Search(t.Context(), "search", search.Query{UserID: "alice", Vector: angled(80), TopK: 1})
+		hits, err := s.Search(t.Context(), "search", pipeline.Query{UserID: "alice", Vector: angled(80), TopK: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := search.Hit{DocID: "multi", ChunkIndex: 2, Text: "alice multi chunk 2", Metadata: map[string]any{}, Version: 3}
+		want := pipeline.Hit{DocID: "multi", ChunkIndex: 2, Text: "alice multi chunk 2", Metadata: map[string]any{}, Version: 3}
 		if len(hits) != 1 {
 			t.Fatalf("hits %v", hits)
 		}
@@ -152,21 +152,21 @@ func TestSearchQdrant(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("hit %+v, want %+v", got, want)
 		}
-		hits, err = s.Search(t.Context(), "search", search.Query{UserID: "alice", Vector: query0, TopK: 1})
+		hits, err = s.Search(t.Context(), "search", pipeline.Query{UserID: "alice", Vector: query0, TopK: 1})
 		if err != nil || len(hits) != 1 || !reflect.DeepEqual(hits[0].Metadata, searchDocs[0].meta) {
 			t.Errorf("metadata of d0: %v, %v; want %v", hits, err, searchDocs[0].meta)
 		}
 	})
 
 	t.Run("tenant without documents", func(t *testing.T) {
-		hits, err := s.Search(t.Context(), "search", search.Query{UserID: "carol", Vector: query0, TopK: 10})
+		hits, err := s.Search(t.Context(), "search", pipeline.Query{UserID: "carol", Vector: query0, TopK: 10})
 		if err != nil || len(hits) != 0 {
 			t.Errorf("hits %v, error %v; want none", hits, err)
 		}
 	})
 
 	t.Run("errors", func(t *testing.T) {
-		_, err := s.Search(t.Context(), "missing", search.Query{UserID: "alice", Vector: query0, TopK: 10})
+		_, err := s.Search(t.Context(), "missing", pipeline.Query{UserID: "alice", Vector: query0, TopK: 10})
 		if !errors.Is(err, pipeline.ErrUnknownCollection) || !pipeline.IsPermanent(err) {
 			t.Errorf("unknown collection: %v, want permanent ErrUnknownCollection", err)
 		}
@@ -174,7 +174,7 @@ func TestSearchQdrant(t *testing.T) {
 		if !errors.Is(err, pipeline.ErrUnknownCollection) {
 			t.Errorf("list of unknown collection: %v, want ErrUnknownCollection", err)
 		}
-		for _, q := range []search.Query{
+		for _, q := range []pipeline.Query{
 			{UserID: "alice", Vector: query0, TopK: 0},
 			{UserID: "alice", Vector: query0, TopK: 101},
 			{UserID: "", Vector: query0, TopK: 1},
@@ -189,13 +189,13 @@ func TestSearchQdrant(t *testing.T) {
 				t.Errorf("invalid query %+v: %v, want a permanent error", q, err)
 			}
 		}
-		_, err = s.Search(t.Context(), "search", search.Query{UserID: "alice", Vector: []float32{1, 2}, TopK: 1})
+		_, err = s.Search(t.Context(), "search", pipeline.Query{UserID: "alice", Vector: []float32{1, 2}, TopK: 1})
 		if err == nil || !pipeline.IsPermanent(err) {
 			t.Errorf("vector of the wrong length: %v, want a permanent error", err)
 		}
 		for _, cursor := range []string{"garbage!", "dGVzdA", "u"} {
 			_, _, err := s.List(t.Context(), "search", "alice", 10, cursor)
-			if !errors.Is(err, search.ErrInvalidCursor) || !pipeline.IsPermanent(err) {
+			if !errors.Is(err, pipeline.ErrInvalidCursor) || !pipeline.IsPermanent(err) {
 				t.Errorf("cursor %q: %v, want permanent ErrInvalidCursor", cursor, err)
 			}
 		}
@@ -203,21 +203,21 @@ func TestSearchQdrant(t *testing.T) {
 
 	t.Run("list pages", func(t *testing.T) {
 		ensure(t, s, "listing", pipeline.Cosine)
-		want := map[string]search.Doc{}
+		want := map[string]pipeline.Doc{}
 		var ws []pipeline.DocWrite
 		for i := range 53 {
 			for _, user := range []string{"alice", "bob"} {
-				w := write(user, fmt.Sprintf("doc-%02d", i), uint64(i+1), 1+i%3)
+				w := storetest.Write(user, fmt.Sprintf("doc-%02d", i), uint64(i+1), 1+i%3)
 				ws = append(ws, w)
 				if user == "alice" {
-					want[w.DocID] = search.Doc{DocID: w.DocID, Version: w.Version, ChunkCount: len(w.Points),
+					want[w.DocID] = pipeline.Doc{DocID: w.DocID, Version: w.Version, ChunkCount: len(w.Points),
 						Metadata: map[string]any{"v": int64(w.Version)}}
 				}
 			}
 		}
-		csApply(t, s, "listing", ws...)
+		storetest.Apply(t, s, "listing", ws...)
 		for _, limit := range []int{1, 7, 53, 1000} {
-			got := map[string]search.Doc{}
+			got := map[string]pipeline.Doc{}
 			cursor, pages := "", 0
 			for {
 				docs, next, err := s.List(t.Context(), "listing", "alice", limit, cursor)
@@ -291,7 +291,7 @@ func TestSearchQdrantUnavailable(t *testing.T) {
 	storeSearchDocs(t, s, "down", "alice")
 	node.Kill(t)
 
-	q := search.Query{UserID: "alice", Vector: query0, TopK: 3}
+	q := pipeline.Query{UserID: "alice", Vector: query0, TopK: 3}
 	for _, op := range []string{"search", "list"} {
 		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
 		start := time.Now()

@@ -1,4 +1,4 @@
-package sink
+package localstore
 
 import (
 	"bytes"
@@ -13,7 +13,6 @@ import (
 	"gonum.org/v1/gonum/blas/blas32"
 
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/search"
 )
 
 // parallelScanElems is the tenant size, in vector elements, from which a
@@ -23,16 +22,16 @@ const parallelScanElems = 1 << 18
 
 // Search returns the best hits of q among q.UserID's points of collection,
 // best first (see Embedded for scores, thresholds and filters). It never
-// returns another tenant's points. A query search.Query.Validate refuses,
+// returns another tenant's points. A query pipeline.Query.Validate refuses,
 // or a vector of other dimensions than the collection's, is a permanent
 // error; an unknown collection wraps pipeline.ErrUnknownCollection. It holds
 // the collection for reading: searches run concurrently with each other and
 // wait only for the in-memory part of a write.
-func (e *Embedded) Search(ctx context.Context, collection string, q search.Query) ([]search.Hit, error) {
+func (e *Store) Search(ctx context.Context, collection string, q pipeline.Query) ([]pipeline.Hit, error) {
 	if err := q.Validate(); err != nil {
 		return nil, pipeline.Permanent(fmt.Errorf("embedded search in %q: %w", collection, err))
 	}
-	hits := []search.Hit{}
+	hits := []pipeline.Hit{}
 	err := e.read(ctx, collection, func(c *coll) error {
 		if len(q.Vector) != c.dims {
 			return pipeline.Permanent(fmt.Errorf("embedded search in %q: query vector of %d dimensions, collection has %d",
@@ -47,7 +46,7 @@ func (e *Embedded) Search(ctx context.Context, collection string, q search.Query
 			normalize(s.q)
 		}
 		for _, h := range s.run(t, e.cfg.SearchParallelism) {
-			hits = append(hits, search.Hit{
+			hits = append(hits, pipeline.Hit{
 				DocID:      h.e.doc,
 				ChunkIndex: h.e.chunk,
 				Score:      h.score,
@@ -196,7 +195,7 @@ func manhattanDistance(q, v []float32) float32 {
 }
 
 // cond is one metadata condition: the value of key must match one of vals
-// (string, bool, int64 or float64, as search.Query.Validate allows).
+// (string, bool, int64 or float64, as pipeline.Query.Validate allows).
 type cond struct {
 	key  string
 	vals []any
@@ -269,17 +268,17 @@ func matchValue(stored any, vals []any) bool {
 // successor). A document is listed from its chunk 0 point (version,
 // chunk_count, metadata); every document that exists throughout a listing
 // appears exactly once, whatever is written meanwhile. An invalid user or a
-// limit outside 1-search.MaxLimit is a permanent error, a cursor List did not
-// return one wrapping search.ErrInvalidCursor.
-func (e *Embedded) List(ctx context.Context, collection, userID string, limit int, cursor string) ([]search.Doc, string, error) {
-	if !pipeline.ValidUserID(userID) || limit < 1 || limit > search.MaxLimit {
+// limit outside 1-pipeline.MaxLimit is a permanent error, a cursor List did not
+// return one wrapping pipeline.ErrInvalidCursor.
+func (e *Store) List(ctx context.Context, collection, userID string, limit int, cursor string) ([]pipeline.Doc, string, error) {
+	if !pipeline.ValidUserID(userID) || limit < 1 || limit > pipeline.MaxLimit {
 		return nil, "", pipeline.Permanent(fmt.Errorf("embedded list in %q: user %q, limit %d: invalid", collection, userID, limit))
 	}
 	after, err := decodeListCursor(cursor)
 	if err != nil {
 		return nil, "", pipeline.Permanent(fmt.Errorf("embedded list in %q: %w", collection, err))
 	}
-	docs := []search.Doc{}
+	docs := []pipeline.Doc{}
 	more := false
 	err = e.read(ctx, collection, func(c *coll) error {
 		t := c.st.tenants[userID]
@@ -302,7 +301,7 @@ func (e *Embedded) List(ctx context.Context, collection, userID string, limit in
 			}
 		}
 		for _, p := range best.sorted() {
-			docs = append(docs, search.Doc{DocID: p.doc, Version: p.version, ChunkCount: p.count, Metadata: copyMap(p.meta)})
+			docs = append(docs, pipeline.Doc{DocID: p.doc, Version: p.version, ChunkCount: p.count, Metadata: copyMap(p.meta)})
 		}
 		return nil
 	})
@@ -329,7 +328,7 @@ func decodeListCursor(cursor string) (string, error) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err != nil || len(b) < 2 || b[0] != listCursorKind {
-		return "", fmt.Errorf("cursor %q: %w", cursor, search.ErrInvalidCursor)
+		return "", fmt.Errorf("cursor %q: %w", cursor, pipeline.ErrInvalidCursor)
 	}
 	return string(b[1:]), nil
 }

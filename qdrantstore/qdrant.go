@@ -1,4 +1,4 @@
-package sink
+package qdrantstore
 
 import (
 	"cmp"
@@ -39,9 +39,9 @@ const (
 	OrderingStrong = "strong"
 )
 
-// QdrantConfig configures the Qdrant sink; zero fields take the documented
+// Config configures the Qdrant sink; zero fields take the documented
 // defaults.
-type QdrantConfig struct {
+type Config struct {
 	// Host is Qdrant's host name. Default "localhost".
 	Host string
 	// Port is Qdrant's gRPC port. Default 6334.
@@ -91,7 +91,7 @@ type QdrantConfig struct {
 	RetryInitialInterval time.Duration
 	// RetryMaxInterval caps the wait between attempts. Default 5s.
 	RetryMaxInterval time.Duration
-	// ConnectTimeout bounds how long NewQdrant waits for Qdrant to answer.
+	// ConnectTimeout bounds how long New waits for Qdrant to answer.
 	// Default 30s.
 	ConnectTimeout time.Duration
 
@@ -100,7 +100,7 @@ type QdrantConfig struct {
 	Logger zerolog.Logger
 }
 
-func (c *QdrantConfig) setDefaults() error {
+func (c *Config) setDefaults() error {
 	def := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {
 			*v = d
@@ -183,11 +183,11 @@ var distances = map[pipeline.Distance]qdrant.Distance{
 	pipeline.Manhattan: qdrant.Distance_Manhattan,
 }
 
-// Qdrant is the Qdrant sink: it implements pipeline.Sink over gRPC. It is
+// Store is the Qdrant sink: it implements ingest.Sink over gRPC. It is
 // safe for concurrent use.
-type Qdrant struct {
+type Store struct {
 	client   *qdrant.Client
-	cfg      QdrantConfig
+	cfg      Config
 	log      zerolog.Logger
 	ordering *qdrant.WriteOrdering
 	reading  *qdrant.ReadConsistency // nil for Qdrant's default
@@ -206,7 +206,7 @@ var ErrClosed = errors.New("qdrant sink closed")
 
 // call runs one request, bounded by Timeout, unless the sink is closed;
 // Close waits for it.
-func (q *Qdrant) call(ctx context.Context, op func(ctx context.Context) error) error {
+func (q *Store) call(ctx context.Context, op func(ctx context.Context) error) error {
 	q.mu.RLock()
 	defer q.mu.RUnlock()
 	if q.closed {
@@ -217,13 +217,11 @@ func (q *Qdrant) call(ctx context.Context, op func(ctx context.Context) error) e
 	return op(ctx)
 }
 
-var _ pipeline.Sink = (*Qdrant)(nil)
-
-// NewQdrant builds the client and waits, retrying with exponential backoff and
+// New builds the client and waits, retrying with exponential backoff and
 // logging each failed attempt at warn, until Qdrant answers a health check and
 // accepts the credentials, or ConnectTimeout passes or ctx ends. It fails at
 // once on invalid settings and on errors no retry can fix.
-func NewQdrant(ctx context.Context, cfg QdrantConfig) (*Qdrant, error) {
+func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, fmt.Errorf("qdrant sink: %w", err)
 	}
@@ -255,7 +253,7 @@ func NewQdrant(ctx context.Context, cfg QdrantConfig) (*Qdrant, error) {
 	if err != nil {
 		return nil, fmt.Errorf("qdrant sink: %s:%d: %w", cfg.Host, cfg.Port, err)
 	}
-	q := &Qdrant{
+	q := &Store{
 		client:   client,
 		cfg:      cfg,
 		log:      cfg.Logger.With().Str("component", "qdrant").Logger(),
@@ -271,7 +269,7 @@ func NewQdrant(ctx context.Context, cfg QdrantConfig) (*Qdrant, error) {
 
 // connect waits until Qdrant answers a health check and the credentials are
 // accepted.
-func (q *Qdrant) connect(ctx context.Context) error {
+func (q *Store) connect(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, q.cfg.ConnectTimeout)
 	defer cancel()
 	b := backoff.NewExponentialBackOff()
@@ -314,11 +312,11 @@ func (q *Qdrant) connect(ctx context.Context) error {
 	return fmt.Errorf("qdrant sink: connect to %s (%d attempts in up to %s): %w", q.addr(), attempt, q.cfg.ConnectTimeout, last)
 }
 
-func (q *Qdrant) addr() string { return fmt.Sprintf("%s:%d", q.cfg.Host, q.cfg.Port) }
+func (q *Store) addr() string { return fmt.Sprintf("%s:%d", q.cfg.Host, q.cfg.Port) }
 
 // Health reports whether Qdrant answers its health check within Timeout; for
 // /readyz.
-func (q *Qdrant) Health(ctx context.Context) error {
+func (q *Store) Health(ctx context.Context) error {
 	err := q.call(ctx, func(ctx context.Context) error {
 		_, err := q.client.HealthCheck(ctx)
 		return err
@@ -331,12 +329,12 @@ func (q *Qdrant) Health(ctx context.Context) error {
 
 // Client is the underlying go-client, for searches and tests. It must not be
 // used after Close.
-func (q *Qdrant) Client() *qdrant.Client { return q.client }
+func (q *Store) Client() *qdrant.Client { return q.client }
 
 // Close waits for requests in flight (at most Timeout), then closes the gRPC
 // connections; later calls, and retries of calls in flight, fail with
 // ErrClosed. Closing twice is harmless.
-func (q *Qdrant) Close() error {
+func (q *Store) Close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -357,12 +355,12 @@ func (q *Qdrant) Close() error {
 // workers may race to create the same collection. Once verified, a
 // collection is remembered and later calls return without a request. It
 // retries transient failures for up to MaxRetryTime.
-func (q *Qdrant) EnsureCollection(ctx context.Context, c pipeline.Collection, create bool) error {
+func (q *Store) EnsureCollection(ctx context.Context, c pipeline.Collection, create bool) error {
 	if c.Distance == "" {
 		c.Distance = pipeline.Cosine
 	}
 	if v, ok := q.known.Load(c.Name); ok {
-		return mismatch("Qdrant", c, v.(pipeline.Collection))
+		return pipeline.CollectionMismatch("Qdrant", c, v.(pipeline.Collection))
 	}
 	if c.Name == "" || c.Dims <= 0 {
 		return pipeline.Permanent(fmt.Errorf("collection %q with %d dimensions: invalid", c.Name, c.Dims))
@@ -375,7 +373,7 @@ func (q *Qdrant) EnsureCollection(ctx context.Context, c pipeline.Collection, cr
 	return err
 }
 
-func (q *Qdrant) ensure(ctx context.Context, c pipeline.Collection, create bool) error {
+func (q *Store) ensure(ctx context.Context, c pipeline.Collection, create bool) error {
 	var info *qdrant.CollectionInfo
 	err := q.retry(ctx, "get collection", c.Name, func(ctx context.Context) error {
 		var err error
@@ -407,7 +405,7 @@ func (q *Qdrant) ensure(ctx context.Context, c pipeline.Collection, create bool)
 	if err != nil {
 		return err
 	}
-	if err := mismatch("Qdrant", c, have); err != nil {
+	if err := pipeline.CollectionMismatch("Qdrant", c, have); err != nil {
 		return err
 	}
 	if err := q.ensureIndexes(ctx, c.Name, info.GetPayloadSchema()); err != nil {
@@ -423,7 +421,7 @@ func (q *Qdrant) ensure(ctx context.Context, c pipeline.Collection, create bool)
 }
 
 // create creates c; losing a race with another creator is fine.
-func (q *Qdrant) create(ctx context.Context, c pipeline.Collection) error {
+func (q *Store) create(ctx context.Context, c pipeline.Collection) error {
 	req := &qdrant.CreateCollection{
 		CollectionName: c.Name,
 		VectorsConfig: qdrant.NewVectorsConfig(&qdrant.VectorParams{
@@ -471,7 +469,7 @@ var payloadIndexes = []payloadIndex{
 }
 
 // ensureIndexes creates the payload indexes schema lacks, waiting for each.
-func (q *Qdrant) ensureIndexes(ctx context.Context, collection string, schema map[string]*qdrant.PayloadSchemaInfo) error {
+func (q *Store) ensureIndexes(ctx context.Context, collection string, schema map[string]*qdrant.PayloadSchemaInfo) error {
 	for _, ix := range payloadIndexes {
 		if have, ok := schema[ix.field]; ok {
 			if have.GetDataType() != ix.schema {
@@ -518,23 +516,9 @@ func collectionOf(name string, info *qdrant.CollectionInfo) (pipeline.Collection
 	return have, nil
 }
 
-// mismatch reports, as a permanent error, how have differs from want.
-// store names where have was found, e.g. "Qdrant".
-func mismatch(store string, want, have pipeline.Collection) error {
-	if want.Dims != have.Dims {
-		return pipeline.Permanent(fmt.Errorf("collection %q has %d dimensions in %s, configured %d",
-			want.Name, have.Dims, store, want.Dims))
-	}
-	if want.Distance != have.Distance {
-		return pipeline.Permanent(fmt.Errorf("collection %q has distance %s in %s, configured %s",
-			want.Name, have.Distance, store, want.Distance))
-	}
-	return nil
-}
-
 // forget drops a collection from the cache after Qdrant said it is gone, so
 // that the next EnsureCollection looks again.
-func (q *Qdrant) forget(collection string, err error) {
+func (q *Store) forget(collection string, err error) {
 	if isCode(err, codes.NotFound) {
 		q.known.Delete(collection)
 	}
@@ -565,7 +549,7 @@ func (q *Qdrant) forget(collection string, err error) {
 // Versions are compared by Qdrant's range filter, which works in float64:
 // exact up to 2^53; above that, versions closer than float64's spacing there
 // (e.g. 256 near 1.7e18, nanosecond timestamps) are indistinguishable.
-func (q *Qdrant) Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error {
+func (q *Store) Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error {
 	dims := 0 // unknown: Qdrant checks
 	if c, ok := q.known.Load(collection); ok {
 		dims = c.(pipeline.Collection).Dims
@@ -586,11 +570,11 @@ func (q *Qdrant) Apply(ctx context.Context, collection string, writes []pipeline
 
 // Prune deletes, for each document, its points whose version is < d.Version,
 // packed into UpdateBatch requests like Apply's, with the same errors.
-func (q *Qdrant) Prune(ctx context.Context, collection string, docs []pipeline.DocVersion) error {
+func (q *Store) Prune(ctx context.Context, collection string, docs []pipeline.DocVersion) error {
 	units := make([]unit, 0, len(docs))
 	errs := make([]error, len(docs))
 	for i, d := range docs {
-		if err := checkDoc(d.UserID, d.DocID, d.Version); err != nil {
+		if err := pipeline.CheckDoc(d.UserID, d.DocID, d.Version); err != nil {
 			errs[i] = pipeline.Permanent(err)
 			continue
 		}
@@ -601,8 +585,8 @@ func (q *Qdrant) Prune(ctx context.Context, collection string, docs []pipeline.D
 
 // writeUnit builds the unit of one write. With dims > 0 it checks vector
 // lengths, sparing Qdrant a batch it would refuse.
-func (q *Qdrant) writeUnit(w *pipeline.DocWrite, dims int) (unit, error) {
-	if err := checkDoc(w.UserID, w.DocID, w.Version); err != nil {
+func (q *Store) writeUnit(w *pipeline.DocWrite, dims int) (unit, error) {
+	if err := pipeline.CheckDoc(w.UserID, w.DocID, w.Version); err != nil {
 		return unit{}, err
 	}
 	u := unit{doc: docKey{w.UserID, w.DocID}, version: w.Version, weight: max(len(w.Points), 1)}
@@ -729,7 +713,7 @@ func pack(units []unit, maxWeight int) [][]unit {
 // run sends units, round by round (see rounds), in packed requests,
 // Parallelism at a time, and reports failures per unit in errs, which holds
 // those found while building the units already (one per write or prune).
-func (q *Qdrant) run(ctx context.Context, what, collection string, units []unit, errs []error) error {
+func (q *Store) run(ctx context.Context, what, collection string, units []unit, errs []error) error {
 	var mu sync.Mutex
 	fail := func(u unit, err error) {
 		mu.Lock()
@@ -793,7 +777,7 @@ func (q *Qdrant) run(ctx context.Context, what, collection string, units []unit,
 }
 
 // send runs the units' operations as one UpdateBatch request, with retries.
-func (q *Qdrant) send(ctx context.Context, what, collection string, units []unit) error {
+func (q *Store) send(ctx context.Context, what, collection string, units []unit) error {
 	deleteOlder := what != "apply" || !q.nothingStored(ctx, collection, units)
 	ops := operations(units, deleteOlder)
 	if len(ops) == 0 {
@@ -830,7 +814,7 @@ func (q *Qdrant) send(ctx context.Context, what, collection string, units []unit
 // this read was written after this write's version was claimed (the claim
 // comes first), so its writer's re-read of the version register sees the
 // newer version and prunes it (see the package documentation).
-func (q *Qdrant) nothingStored(ctx context.Context, collection string, units []unit) bool {
+func (q *Store) nothingStored(ctx context.Context, collection string, units []unit) bool {
 	c, ok := q.known.Load(collection)
 	if !ok || c.(pipeline.Collection).ReplicationFactor != 1 {
 		return false

@@ -1,0 +1,57 @@
+package ingest
+
+import (
+	"context"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+)
+
+// The interfaces below are what the Stage needs of the other parts; the
+// embedder and store packages implement them.
+
+// Embedder turns texts into vectors of a fixed dimension.
+type Embedder interface {
+	// Embed returns one vector per text, in order. It blocks until done or ctx ends.
+	// Errors for which pipeline.IsMisconfigured is true mean the embedding service
+	// refuses the deployment's settings (key, model, URL), not the texts.
+	Embed(ctx context.Context, texts []string) ([][]float32, error)
+	// Dimensions is the length of every vector Embed returns.
+	Dimensions() int
+}
+
+// Identified is implemented by embedders that can say which model produces
+// their vectors. The stage stores a hash of that identity and each chunk's
+// text with the chunk (TextHash) and reuses a stored vector only for a chunk
+// with the same hash: the same text embedded by the same model. Vectors of an
+// embedder that does not implement Identified are never reused.
+type Identified interface {
+	// Identity names the provider and model, such as
+	// "openai/text-embedding-3-small". It must change whenever the vectors
+	// for a text would.
+	Identity() string
+}
+
+// VectorSource finds the stored vectors of chunks embedded before, so that an
+// updated document's unchanged chunks are not embedded again.
+type VectorSource interface {
+	// StoredVectors looks among the points ids of collection for those whose
+	// text hash is one of hashes and returns their vectors keyed by text
+	// hash. Points that do not exist or have another hash are left out. It
+	// blocks until done or ctx ends.
+	StoredVectors(ctx context.Context, collection string, ids, hashes []string) (map[string][]float32, error)
+}
+
+// Sink stores points durably: every method returns only once its effect is
+// persisted (Qdrant wait=true).
+type Sink interface {
+	// EnsureCollection creates c if it is missing, with its payload indexes. It
+	// fails if c exists with other dimensions. With create false, a missing
+	// collection yields an error wrapping pipeline.ErrUnknownCollection.
+	EnsureCollection(ctx context.Context, c pipeline.Collection, create bool) error
+	// Apply, for each write in order, upserts its points, overwriting only
+	// stored points whose version is <= w.Version, then deletes the document's
+	// points whose version is < w.Version.
+	Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error
+	// Prune deletes, for each document, its points whose version is < d.Version.
+	Prune(ctx context.Context, collection string, docs []pipeline.DocVersion) error
+}

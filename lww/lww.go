@@ -1,0 +1,40 @@
+// Package lww makes the last version of every document win.
+package lww
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+)
+
+// Versions is the per-document version register that makes the last version
+// win across redeliveries and concurrent workers.
+type Versions interface {
+	// Claim records v as the newest version of key unless a version >= v is
+	// already recorded, and says what it found.
+	Claim(ctx context.Context, key string, v uint64) (Claimed, error)
+	// Latest returns the newest recorded version of each key, 0 if none. The
+	// reads are linearizable: they see every Claim that returned before
+	// Latest was called.
+	Latest(ctx context.Context, keys []string) ([]uint64, error)
+}
+
+// Claimed is the outcome of Versions.Claim.
+type Claimed struct {
+	// Held is true when the caller holds the newest version: v was recorded,
+	// or was already (so that redeliveries proceed).
+	Held bool
+	// Latest is the newest version recorded after the call.
+	Latest uint64
+	// First is true when Claim recorded v where no version was recorded
+	// before: the document is new to the register (its points, if any,
+	// predate the register, e.g. copied by ragpipe migrate).
+	First bool
+}
+
+// Key is the register key of a document: a string of NATS subject
+// token characters, unique per (collection, user_id, doc_id).
+func Key(collection, userID, docID string) string {
+	sum := sha256.Sum256([]byte(docID))
+	return collection + "." + userID + "." + base64.RawURLEncoding.EncodeToString(sum[:])
+}
