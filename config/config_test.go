@@ -2,7 +2,11 @@ package config_test
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -398,6 +402,42 @@ func TestSettings(t *testing.T) {
 	inContract := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return !slices.Contains(contract, n) })
 	if !slices.Equal(inContract, contract) {
 		t.Errorf("contract variables in Settings() = %v\nwant %v", inContract, contract)
+	}
+}
+
+// TestDefaultsDocumented checks that the doc comment of every setting field
+// ends its text with "Default: " and the field's envDefault ("none" when it
+// has none), so that the comments cannot drift from what Load fills in.
+func TestDefaultsDocumented(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "config.go", nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	ast.Inspect(f, func(node ast.Node) bool {
+		st, ok := node.(*ast.StructType)
+		if !ok {
+			return true
+		}
+		for _, field := range st.Fields.List {
+			if field.Tag == nil {
+				continue
+			}
+			tag := reflect.StructTag(strings.Trim(field.Tag.Value, "`"))
+			name := tag.Get("env")
+			if name == "" {
+				continue
+			}
+			n++
+			want := "Default: " + cmp.Or(tag.Get("envDefault"), "none") + "."
+			if doc := strings.Join(strings.Fields(field.Doc.Text()), " "); !strings.HasSuffix(doc, want) {
+				t.Errorf("%s: doc comment %q does not end with %q", name, doc, want)
+			}
+		}
+		return true
+	})
+	if n != len(config.Settings()) {
+		t.Errorf("checked %d fields, want the %d settings", n, len(config.Settings()))
 	}
 }
 
