@@ -11,7 +11,7 @@ import (
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
-// Benchmark shape (issue 4): 1024-dim vectors, one tenant holding every
+// Benchmark shape: 1024-dim vectors, one tenant holding every
 // point (the worst case for a tenant-scoped search), one point per document.
 const (
 	benchDims  = 1024

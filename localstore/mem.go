@@ -22,7 +22,7 @@ type payload struct {
 	chunk   int
 	count   int
 	text    string
-	meta    map[string]any // plain values, as PayloadMap returns them; never nil
+	meta    map[string]any // plain values, as pipeline.PlainMetadata returns them; never nil
 	version uint64
 	hash    string // pipeline.Point.TextHash; empty when none
 }
@@ -199,7 +199,8 @@ func (s *state) applyWrite(w *writeIn) {
 	s.deleteOlder(w.user, w.doc, w.version)
 }
 
-// prepareWrite validates w as the Qdrant sink does and converts it.
+// prepareWrite validates w and its points with every store's checks and
+// converts it.
 func (c *coll) prepareWrite(w *pipeline.DocWrite) (writeIn, error) {
 	if err := pipeline.CheckDoc(w.UserID, w.DocID, w.Version); err != nil {
 		return writeIn{}, err

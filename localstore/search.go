@@ -1,15 +1,12 @@
 package localstore
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"math"
 	"slices"
 	"sync"
 
-	"github.com/google/uuid"
 	"gonum.org/v1/gonum/blas/blas32"
 
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -21,18 +18,19 @@ import (
 const parallelScanElems = 1 << 18
 
 // Search returns the best hits of q among q.UserID's points of collection,
-// best first (see Embedded for scores, thresholds and filters). It never
-// returns another tenant's points. A query pipeline.Query.Validate refuses,
-// or a vector of other dimensions than the collection's, is a permanent
-// error; an unknown collection wraps pipeline.ErrUnknownCollection. It holds
-// the collection for reading: searches run concurrently with each other and
-// wait only for the in-memory part of a write.
-func (e *Store) Search(ctx context.Context, collection string, q pipeline.Query) ([]pipeline.Hit, error) {
+// best first (see the package documentation for scores, thresholds and
+// filters). It never returns another tenant's points. A query
+// pipeline.Query.Validate refuses, or a vector of other dimensions than the
+// collection's, is a permanent error; an unknown collection wraps
+// pipeline.ErrUnknownCollection. It holds the collection for reading:
+// searches run concurrently with each other and wait only for the in-memory
+// part of a write.
+func (s *Store) Search(ctx context.Context, collection string, q pipeline.Query) ([]pipeline.Hit, error) {
 	if err := q.Validate(); err != nil {
 		return nil, pipeline.Permanent(fmt.Errorf("embedded search in %q: %w", collection, err))
 	}
 	hits := []pipeline.Hit{}
-	err := e.read(ctx, collection, func(c *coll) error {
+	err := s.read(ctx, collection, func(c *coll) error {
 		if len(q.Vector) != c.dims {
 			return pipeline.Permanent(fmt.Errorf("embedded search in %q: query vector of %d dimensions, collection has %d",
 				collection, len(q.Vector), c.dims))
@@ -41,11 +39,11 @@ func (e *Store) Search(ctx context.Context, collection string, q pipeline.Query)
 		if t == nil {
 			return nil
 		}
-		s := scan{dist: c.dist, q: slices.Clone(q.Vector), conds: conditions(q.Filter), topK: q.TopK, threshold: q.ScoreThreshold}
+		sc := scan{dist: c.dist, q: slices.Clone(q.Vector), conds: conditions(q.Filter), topK: q.TopK, threshold: q.ScoreThreshold}
 		if c.dist == pipeline.Cosine {
-			normalize(s.q)
+			normalize(sc.q)
 		}
-		for _, h := range s.run(t, e.cfg.SearchParallelism) {
+		for _, h := range sc.run(t, s.cfg.SearchParallelism) {
 			hits = append(hits, pipeline.Hit{
 				DocID:      h.e.doc,
 				ChunkIndex: h.e.chunk,
@@ -159,6 +157,8 @@ func dotProduct(q, v []float32) float32 {
 	return blas32.Dot(blas32.Vector{N: len(q), Inc: 1, Data: q}, blas32.Vector{N: len(v), Inc: 1, Data: v})
 }
 
+// euclidDistance and manhattanDistance are plain Go, unrolled over four
+// accumulators: gonum's float32 BLAS has no distance kernels.
 func euclidDistance(q, v []float32) float32 {
 	v = v[:len(q)]
 	var s0, s1, s2, s3 float32
@@ -260,139 +260,4 @@ func matchValue(stored any, vals []any) bool {
 		}
 	}
 	return false
-}
-
-// List returns up to limit documents of userID in collection, ordered by
-// doc_id, after the opaque cursor ("" for the first page), and the cursor of
-// the next page ("" after the last, so that a full page always has a
-// successor). A document is listed from its chunk 0 point (version,
-// chunk_count, metadata); every document that exists throughout a listing
-// appears exactly once, whatever is written meanwhile. An invalid user or a
-// limit outside 1-pipeline.MaxLimit is a permanent error, a cursor List did not
-// return one wrapping pipeline.ErrInvalidCursor.
-func (e *Store) List(ctx context.Context, collection, userID string, limit int, cursor string) ([]pipeline.Doc, string, error) {
-	if !pipeline.ValidUserID(userID) || limit < 1 || limit > pipeline.MaxLimit {
-		return nil, "", pipeline.Permanent(fmt.Errorf("embedded list in %q: user %q, limit %d: invalid", collection, userID, limit))
-	}
-	after, err := decodeListCursor(cursor)
-	if err != nil {
-		return nil, "", pipeline.Permanent(fmt.Errorf("embedded list in %q: %w", collection, err))
-	}
-	docs := []pipeline.Doc{}
-	more := false
-	err = e.read(ctx, collection, func(c *coll) error {
-		t := c.st.tenants[userID]
-		if t == nil {
-			return nil
-		}
-		best := newBounded(limit, func(a, b *entry) bool { return a.doc < b.doc })
-		for doc, chunks := range t.docs {
-			if cursor != "" && doc <= after {
-				continue
-			}
-			var head *entry
-			for _, p := range chunks {
-				if p.chunk == 0 && (head == nil || p.version > head.version) {
-					head = p
-				}
-			}
-			if head != nil && !best.push(head) {
-				more = true
-			}
-		}
-		for _, p := range best.sorted() {
-			docs = append(docs, pipeline.Doc{DocID: p.doc, Version: p.version, ChunkCount: p.count, Metadata: copyMap(p.meta)})
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	if !more || len(docs) == 0 {
-		return docs, "", nil
-	}
-	return docs, encodeListCursor(docs[len(docs)-1].DocID), nil
-}
-
-// listCursorKind starts every list cursor: base64url of it and the last
-// doc_id listed.
-const listCursorKind = 'd'
-
-func encodeListCursor(docID string) string {
-	return base64.RawURLEncoding.EncodeToString(append([]byte{listCursorKind}, docID...))
-}
-
-func decodeListCursor(cursor string) (string, error) {
-	if cursor == "" {
-		return "", nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(cursor)
-	if err != nil || len(b) < 2 || b[0] != listCursorKind {
-		return "", fmt.Errorf("cursor %q: %w", cursor, pipeline.ErrInvalidCursor)
-	}
-	return string(b[1:]), nil
-}
-
-// idLess orders point ids as their canonical strings sort.
-func idLess(a, b uuid.UUID) bool { return bytes.Compare(a[:], b[:]) < 0 }
-
-// bounded keeps the k best items offered; better(a, b) means a ranks
-// before b. h is a heap whose root is the worst item kept.
-type bounded[T any] struct {
-	k      int
-	better func(a, b T) bool
-	h      []T
-}
-
-func newBounded[T any](k int, better func(a, b T) bool) *bounded[T] {
-	return &bounded[T]{k: k, better: better, h: make([]T, 0, min(k, 1024))}
-}
-
-// push offers x; it reports false once more than k items have been offered,
-// i.e. when x or a kept item was dropped.
-func (b *bounded[T]) push(x T) bool {
-	if len(b.h) < b.k {
-		b.h = append(b.h, x)
-		for i := len(b.h) - 1; i > 0; {
-			p := (i - 1) / 2
-			if !b.better(b.h[p], b.h[i]) {
-				break
-			}
-			b.h[p], b.h[i] = b.h[i], b.h[p]
-			i = p
-		}
-		return true
-	}
-	if b.better(x, b.h[0]) {
-		b.h[0] = x
-		for i := 0; ; {
-			worst, l, r := i, 2*i+1, 2*i+2
-			if l < len(b.h) && b.better(b.h[worst], b.h[l]) {
-				worst = l
-			}
-			if r < len(b.h) && b.better(b.h[worst], b.h[r]) {
-				worst = r
-			}
-			if worst == i {
-				break
-			}
-			b.h[i], b.h[worst] = b.h[worst], b.h[i]
-			i = worst
-		}
-	}
-	return false
-}
-
-// sorted returns the kept items, best first.
-func (b *bounded[T]) sorted() []T {
-	slices.SortFunc(b.h, func(x, y T) int {
-		switch {
-		case b.better(x, y):
-			return -1
-		case b.better(y, x):
-			return 1
-		}
-		return 0
-	})
-	return b.h
 }
