@@ -20,10 +20,8 @@ const DefaultIndexingThreshold = 10000
 // while a backlog drains it rebuilds them as segments grow and merge. With
 // indexing deferred (indexing_threshold 0) the points are stored in plain
 // segments, which searches scan with the tenant's payload index, and the
-// graphs are built once the threshold is restored. Measured on two cores
-// with 100,000 documents of 1024 dimensions: the drain went from 6,100 to
-// 8,900 docs/s and Qdrant's CPU until everything was indexed from 174 s to
-// 90 s (docs/PERFORMANCE.md). The cost: while indexing is deferred, searches
+// graphs are built once the threshold is restored (figures in
+// docs/PERFORMANCE.md). The cost: while indexing is deferred, searches
 // of a large tenant scan its recent points instead of walking a graph.
 //
 // Enabling it gives ragpipe the collections' indexing_threshold: restoring

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/qdrant/go-client/qdrant"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ragpipe/ragpipe/internal/retry"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -76,70 +76,40 @@ func isCode(err error, c codes.Code) bool {
 	return ok && st.Code() == c
 }
 
-// retryAfter is the wait a rate-limited Qdrant asked for, or 0.
-func retryAfter(err error) time.Duration {
+// serverWait marks err with the wait a rate-limited Qdrant asked for, so
+// that the retry policy honours it.
+func serverWait(err error) error {
 	var limited *qdrant.QdrantResourceExhaustedError
 	if errors.As(err, &limited) && limited.RetryAfterS > 0 {
-		return time.Duration(limited.RetryAfterS) * time.Second
+		return retry.After(time.Duration(limited.RetryAfterS)*time.Second, err)
 	}
-	return 0
+	return err
+}
+
+// retries is the retry policy of every call: the configured waits, bounded
+// by MaxRetryTime, failures classified by Retryable.
+func (q *Store) retries() retry.Policy {
+	return retry.Policy{
+		Initial:     q.cfg.RetryInitialInterval,
+		Max:         q.cfg.RetryMaxInterval,
+		MaxElapsed:  q.cfg.MaxRetryTime,
+		ShouldRetry: func(err error) bool { return !errors.Is(err, ErrClosed) && Retryable(err) },
+	}
 }
 
 // retry runs op until it succeeds, fails permanently, MaxRetryTime has passed
-// or ctx ends. Each attempt gets its own Timeout. Waits grow exponentially
-// with jitter and honour a rate limit's Retry-After. The error returned wraps
-// op's last error; it is marked permanent when op's was.
+// or ctx ends, as the retry policy says, logging each failed attempt. Each
+// attempt gets its own Timeout. The error returned wraps op's last error and
+// is classified (see classify).
 func (q *Store) retry(ctx context.Context, what, collection string, op func(ctx context.Context) error) error {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = q.cfg.RetryInitialInterval
-	b.MaxInterval = q.cfg.RetryMaxInterval
-	b.MaxElapsedTime = q.cfg.MaxRetryTime
-	hint := &hintBackOff{BackOff: b}
-
-	attempt := 0
-	var last error
-	err := backoff.RetryNotify(func() error {
-		attempt++
-		err := q.call(ctx, op)
-		if err == nil {
-			return nil
-		}
-		last = err
-		if errors.Is(err, ErrClosed) || !Retryable(err) {
-			return backoff.Permanent(err)
-		}
-		hint.after = retryAfter(err)
-		return err
-	}, backoff.WithContext(hint, ctx), func(err error, wait time.Duration) {
-		q.log.Warn().Err(err).Str("op", what).Str("collection", collection).
+	p := q.retries()
+	p.OnRetry = func(attempt int, err error, wait time.Duration) {
+		q.log.Warn().Err(q.redact(err)).Str("op", what).Str("collection", collection).
 			Int("attempt", attempt).Dur("retry_in", wait).Msg("qdrant call failed, retrying")
-	})
+	}
+	err := p.Do(ctx, func(ctx context.Context) error { return serverWait(q.call(ctx, op)) })
 	if err == nil {
 		return nil
 	}
-	if last == nil { // ctx ended before the first attempt finished
-		last = err
-	}
-	if !Retryable(last) {
-		return classify(fmt.Errorf("qdrant %s %q: %w", what, collection, last))
-	}
-	if ctx.Err() != nil && !errors.Is(last, ctx.Err()) {
-		return classify(fmt.Errorf("qdrant %s %q: gave up after %d attempts: %w (%w)", what, collection, attempt, last, ctx.Err()))
-	}
-	return classify(fmt.Errorf("qdrant %s %q: gave up after %d attempts: %w", what, collection, attempt, last))
-}
-
-// hintBackOff waits at least as long as the server asked for.
-type hintBackOff struct {
-	backoff.BackOff
-	after time.Duration
-}
-
-func (h *hintBackOff) NextBackOff() time.Duration {
-	next := h.BackOff.NextBackOff()
-	if next != backoff.Stop && next < h.after {
-		next = h.after
-	}
-	h.after = 0
-	return next
+	return classify(fmt.Errorf("qdrant %s %q: %w", what, collection, err))
 }

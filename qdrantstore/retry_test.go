@@ -118,6 +118,11 @@ func TestConnectWaitsForQdrant(t *testing.T) {
 	checkfor.Until(t, 10*time.Second, "condition", func() error { return r.s.Health(t.Context()) })
 }
 
+var errTestOver = errors.New("test over")
+
+// TestConnectGivesUp: New stops waiting for an absent Qdrant after
+// ConnectTimeout, or, with a negative ConnectTimeout, when its context ends,
+// naming the address.
 func TestConnectGivesUp(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -125,13 +130,35 @@ func TestConnectGivesUp(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	start := time.Now()
-	_, err = qdrantstore.New(t.Context(), qdrantstore.Config{Host: "127.0.0.1", Port: port, ConnectTimeout: 500 * time.Millisecond})
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("127.0.0.1:%d", port)) {
-		t.Fatalf("got %v, want an error naming the address", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("gave up after %s, want about ConnectTimeout", d)
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration // ConnectTimeout
+		ctx     time.Duration // New's context
+		cause   error
+	}{
+		{"ConnectTimeout", 500 * time.Millisecond, time.Minute, context.DeadlineExceeded},
+		{"context", -1, 500 * time.Millisecond, errTestOver},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeoutCause(t.Context(), tc.ctx, tc.cause)
+			defer cancel()
+			attempts := &logCounter{substr: "qdrant not reachable yet"}
+			start := time.Now()
+			_, err := qdrantstore.New(ctx, qdrantstore.Config{
+				Host: "127.0.0.1", Port: port, ConnectTimeout: tc.timeout,
+				RetryInitialInterval: 20 * time.Millisecond, RetryMaxInterval: 50 * time.Millisecond,
+				Logger: zerolog.New(attempts),
+			})
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("127.0.0.1:%d", port)) || !errors.Is(err, tc.cause) {
+				t.Fatalf("got %v, want an error naming the address and %v", err, tc.cause)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("gave up after %s, want about 500ms", d)
+			}
+			if attempts.n.Load() < 2 {
+				t.Errorf("%d failed attempts logged, want several", attempts.n.Load())
+			}
+		})
 	}
 }
 

@@ -1,0 +1,330 @@
+package qdrantstore
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/qdrant/go-client/qdrant"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+)
+
+// Apply stores writes: each write's points are upserted, overwriting only
+// stored points whose version is <= w.Version (missing points are inserted),
+// then the document's points whose version is < w.Version are deleted. A
+// write without points (a delete) has only the delete. In a collection of
+// one replica, a request whose documents have no stored point at all (a
+// bulk load) skips the delete, after one read that says so.
+//
+// Writes are packed into UpdateBatch requests (wait=true, with the configured
+// ordering) of about BatchPoints points, a write never split; each request
+// carries one upsert operation for all its writes' points and one delete
+// operation for all their older points (see the package documentation for
+// why two operations, not two per write). Several writes of one document in
+// one call are applied in the given order, one after another. Up to
+// Parallelism requests run at once. Transient failures are retried for up to
+// MaxRetryTime per request; every operation is idempotent.
+//
+// Apply returns nil once every write is durable. If a request fails
+// permanently, its writes are retried one by one so that one bad write does
+// not fail the others; when all failures are permanent the error is a
+// *pipeline.BatchError saying which writes failed (the others are stored), otherwise
+// it is transient. It is safe for concurrent use.
+//
+// Versions are compared by Qdrant's range filter, which works in float64:
+// exact up to 2^53; above that, versions closer than float64's spacing there
+// (e.g. 256 near 1.7e18, nanosecond timestamps) are indistinguishable.
+func (q *Store) Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error {
+	dims := 0 // unknown: Qdrant checks
+	if c, ok := q.known.Load(collection); ok {
+		dims = c.(pipeline.Collection).Dims
+	}
+	units := make([]unit, 0, len(writes))
+	errs := make([]error, len(writes))
+	for i := range writes {
+		u, err := q.writeUnit(&writes[i], dims)
+		if err != nil {
+			errs[i] = pipeline.Permanent(err)
+			continue
+		}
+		u.index = i
+		units = append(units, u)
+	}
+	return q.run(ctx, "apply", collection, units, errs)
+}
+
+// Prune deletes, for each document, its points whose version is < d.Version,
+// packed into UpdateBatch requests like Apply's, with the same errors.
+func (q *Store) Prune(ctx context.Context, collection string, docs []pipeline.DocVersion) error {
+	units := make([]unit, 0, len(docs))
+	errs := make([]error, len(docs))
+	for i, d := range docs {
+		if err := pipeline.CheckDoc(d.UserID, d.DocID, d.Version); err != nil {
+			errs[i] = pipeline.Permanent(err)
+			continue
+		}
+		units = append(units, unit{index: i, doc: docKey{d.UserID, d.DocID}, version: d.Version, weight: 1})
+	}
+	return q.run(ctx, "prune", collection, units, errs)
+}
+
+// writeUnit builds the unit of one write. With dims > 0 it checks vector
+// lengths, sparing Qdrant a batch it would refuse.
+func (q *Store) writeUnit(w *pipeline.DocWrite, dims int) (unit, error) {
+	if err := pipeline.CheckDoc(w.UserID, w.DocID, w.Version); err != nil {
+		return unit{}, err
+	}
+	u := unit{doc: docKey{w.UserID, w.DocID}, version: w.Version, weight: max(len(w.Points), 1)}
+	u.points = make([]*qdrant.PointStruct, len(w.Points))
+	for i := range w.Points {
+		if n := len(w.Points[i].Vector); dims > 0 && n != dims {
+			return unit{}, fmt.Errorf("point %s of %s/%s: vector of %d dimensions, collection has %d",
+				w.Points[i].ID, w.UserID, w.DocID, n, dims)
+		}
+		p, err := pointStruct(w, &w.Points[i])
+		if err != nil {
+			return unit{}, err
+		}
+		u.points[i] = p
+	}
+	return u, nil
+}
+
+// docKey names a document within a collection.
+type docKey struct{ userID, docID string }
+
+// unit is one write or prune: points to upsert over versions <= version,
+// then the document's points below version to delete. It is never split
+// across requests.
+type unit struct {
+	index   int // in the caller's slice
+	doc     docKey
+	version uint64
+	points  []*qdrant.PointStruct
+	weight  int // points carried, at least 1
+}
+
+// operations returns the operations of one request carrying units, at most
+// one of each document: one upsert of all their points, whose update_filter
+// lets each point overwrite only a stored point of its own write's version or
+// older, then, with deleteOlder, one delete of each document's points below
+// its write's version.
+func operations(units []unit, deleteOlder bool) []*qdrant.PointsUpdateOperation {
+	var points []*qdrant.PointStruct
+	ids := make(map[uint64][]*qdrant.PointId) // by the version their write carries
+	var older []*qdrant.Filter
+	for _, u := range units {
+		for _, p := range u.points {
+			points = append(points, p)
+			ids[u.version] = append(ids[u.version], p.Id)
+		}
+		if deleteOlder {
+			older = append(older, &qdrant.Filter{Must: []*qdrant.Condition{
+				qdrant.NewMatchKeyword(keyUserID, u.doc.userID),
+				qdrant.NewMatchKeyword(keyDocID, u.doc.docID),
+				qdrant.NewRange(keyVersion, &qdrant.Range{Lt: qdrant.PtrOf(float64(u.version))}),
+			}})
+		}
+	}
+	var ops []*qdrant.PointsUpdateOperation
+	if len(points) > 0 {
+		overwritable := make([]*qdrant.Filter, 0, len(ids))
+		for _, v := range slices.Sorted(maps.Keys(ids)) {
+			overwritable = append(overwritable, &qdrant.Filter{Must: []*qdrant.Condition{
+				qdrant.NewHasID(ids[v]...),
+				qdrant.NewRange(keyVersion, &qdrant.Range{Lte: qdrant.PtrOf(float64(v))}),
+			}})
+		}
+		ops = append(ops, qdrant.NewPointsUpdateUpsert(&qdrant.PointsUpdateOperation_PointStructList{
+			Points: points, UpdateFilter: anyOf(overwritable),
+		}))
+	}
+	if len(older) > 0 {
+		ops = append(ops, qdrant.NewPointsUpdateDeletePoints(&qdrant.PointsUpdateOperation_DeletePoints{
+			Points: qdrant.NewPointsSelectorFilter(anyOf(older)),
+		}))
+	}
+	return ops
+}
+
+// anyOf is the filter matching what any of filters matches.
+func anyOf(filters []*qdrant.Filter) *qdrant.Filter {
+	if len(filters) == 1 {
+		return filters[0]
+	}
+	conds := make([]*qdrant.Condition, len(filters))
+	for i, f := range filters {
+		conds[i] = qdrant.NewFilterAsCondition(f)
+	}
+	return &qdrant.Filter{Should: conds}
+}
+
+// rounds splits units into rounds holding at most one unit per document, the
+// k-th unit of each document in round k, so that running the rounds one
+// after another applies a document's units in order.
+func rounds(units []unit) [][]unit {
+	var out [][]unit
+	seen := make(map[docKey]int)
+	for _, u := range units {
+		k := seen[u.doc]
+		seen[u.doc]++
+		if k == len(out) {
+			out = append(out, nil)
+		}
+		out[k] = append(out[k], u)
+	}
+	return out
+}
+
+// pack groups units into requests of about maxWeight points.
+func pack(units []unit, maxWeight int) [][]unit {
+	var reqs [][]unit
+	var cur []unit
+	weight := 0
+	for _, u := range units {
+		if len(cur) > 0 && weight+u.weight > maxWeight {
+			reqs = append(reqs, cur)
+			cur, weight = nil, 0
+		}
+		cur = append(cur, u)
+		weight += u.weight
+	}
+	if len(cur) > 0 {
+		reqs = append(reqs, cur)
+	}
+	return reqs
+}
+
+// run sends units, round by round (see rounds), in packed requests,
+// Parallelism at a time, and reports failures per unit in errs, which holds
+// those found while building the units already (one per write or prune).
+func (q *Store) run(ctx context.Context, what, collection string, units []unit, errs []error) error {
+	var mu sync.Mutex
+	fail := func(u unit, err error) {
+		mu.Lock()
+		errs[u.index] = err
+		mu.Unlock()
+	}
+	for _, round := range rounds(units) {
+		var g errgroup.Group
+		g.SetLimit(q.cfg.Parallelism)
+		for _, r := range pack(round, q.cfg.BatchPoints) {
+			g.Go(func() error {
+				err := q.send(ctx, what, collection, r)
+				if err == nil {
+					return nil
+				}
+				// Only a refused operation (a bad vector, a bad id) is
+				// specific to one write; anything else fails them all.
+				if !isCode(err, codes.InvalidArgument) || len(r) == 1 || ctx.Err() != nil {
+					for _, u := range r {
+						fail(u, err)
+					}
+					return nil
+				}
+				// One bad write must not fail the others: some of the
+				// request's points may be stored already; replay the
+				// writes one by one (all idempotent).
+				q.log.Warn().Err(err).Str("collection", collection).Int("writes", len(r)).
+					Msg("qdrant refused a batch; retrying its writes one by one")
+				for _, u := range r {
+					if err := q.send(ctx, what, collection, []unit{u}); err != nil {
+						fail(u, err)
+					}
+				}
+				return nil
+			})
+		}
+		_ = g.Wait()
+	}
+
+	failed := 0
+	var transient error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		failed++
+		if transient == nil && !pipeline.IsPermanent(err) {
+			transient = err
+		}
+	}
+	switch {
+	case failed == 0:
+		return nil
+	case transient != nil:
+		// Something is merely unavailable: the caller retries the whole
+		// call, which is harmless.
+		return fmt.Errorf("qdrant %s: %d of %d failed: %w", what, failed, len(errs), transient)
+	default:
+		return &pipeline.BatchError{Op: "qdrant " + what, Collection: collection, Errs: errs}
+	}
+}
+
+// send runs the units' operations as one UpdateBatch request, with retries.
+func (q *Store) send(ctx context.Context, what, collection string, units []unit) error {
+	deleteOlder := what != "apply" || !q.nothingStored(ctx, collection, units)
+	ops := operations(units, deleteOlder)
+	if len(ops) == 0 {
+		return nil // deletes of documents that have nothing stored
+	}
+	req := &qdrant.UpdateBatchPoints{
+		CollectionName: collection,
+		Wait:           qdrant.PtrOf(true),
+		Operations:     ops,
+		Ordering:       q.ordering,
+	}
+	err := q.retry(ctx, what, collection, func(ctx context.Context) error {
+		_, err := q.client.UpdateBatch(ctx, req)
+		return err
+	})
+	if _, vanished := q.known.Load(collection); vanished && isCode(err, codes.NotFound) {
+		// An ensured collection vanished (deleted by an operator, or not yet
+		// visible on this peer): not the events' fault. Transient, so that
+		// the caller ensures it again and retries. A collection never
+		// ensured stays a permanent error.
+		q.forget(collection, err)
+		return fmt.Errorf("qdrant %s %q: %w (%v)", what, collection, pipeline.ErrUnknownCollection, status.Convert(err).Message())
+	}
+	return err
+}
+
+// nothingStored reports whether none of the units' documents has a stored
+// point, so that their deletes of older points can be left out. It answers
+// only for a collection of one replica, where a read sees every
+// acknowledged write; with replicas a read may miss a write another replica
+// acknowledged, so it answers false, as it does when the read fails.
+//
+// Why skipping is then safe: a point of an older version written after
+// this read was written after this write's version was claimed (the claim
+// comes first), so its writer's re-read of the version register sees the
+// newer version and prunes it (see the package documentation).
+func (q *Store) nothingStored(ctx context.Context, collection string, units []unit) bool {
+	c, ok := q.known.Load(collection)
+	if !ok || c.(pipeline.Collection).ReplicationFactor != 1 {
+		return false
+	}
+	docs := make([]*qdrant.Filter, 0, len(units))
+	for _, u := range units {
+		docs = append(docs, &qdrant.Filter{Must: []*qdrant.Condition{
+			qdrant.NewMatchKeyword(keyUserID, u.doc.userID),
+			qdrant.NewMatchKeyword(keyDocID, u.doc.docID),
+		}})
+	}
+	var found int
+	err := q.call(ctx, func(ctx context.Context) error {
+		points, err := q.client.Scroll(ctx, &qdrant.ScrollPoints{
+			CollectionName: collection, Filter: anyOf(docs), Limit: qdrant.PtrOf(uint32(1)),
+			WithPayload: qdrant.NewWithPayload(false), WithVectors: qdrant.NewWithVectors(false),
+		})
+		found = len(points)
+		return err
+	})
+	return err == nil && found == 0
+}
