@@ -2,7 +2,9 @@ package ingest
 
 import (
 	"context"
+	"time"
 
+	"github.com/ragpipe/ragpipe/lww"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -42,7 +44,8 @@ type VectorSource interface {
 }
 
 // Sink stores points durably: every method returns only once its effect is
-// persisted (Qdrant wait=true).
+// persisted (Qdrant wait=true). Apply and Prune follow the conditional-write
+// rules of package lww, on which last-version-wins rests.
 type Sink interface {
 	// EnsureCollection creates c if it is missing, with its payload indexes. It
 	// fails if c exists with other dimensions. With create false, a missing
@@ -53,5 +56,18 @@ type Sink interface {
 	// points whose version is < w.Version.
 	Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error
 	// Prune deletes, for each document, its points whose version is < d.Version.
-	Prune(ctx context.Context, collection string, docs []pipeline.DocVersion) error
+	lww.Pruner
+}
+
+// Metrics records what the Stage does, by collection; telemetry.Metrics
+// implements it. Its methods must be safe for concurrent use.
+type Metrics interface {
+	// ObserveEmbed records one embedder call of texts texts that took took
+	// and ended with err.
+	ObserveEmbed(collection string, texts int, took time.Duration, err error)
+	// ObserveReuse records chunks that took a stored vector instead of being
+	// embedded.
+	ObserveReuse(collection string, chunks int)
+	// ObserveStore records one Apply call that took took and ended with err.
+	ObserveStore(collection string, took time.Duration, err error)
 }

@@ -11,11 +11,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/ragpipe/ragpipe/lww"
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/telemetry"
 )
 
 // StageConfig configures a Stage. Sink, Versions, Embedder and Chunker are required.
@@ -42,7 +40,7 @@ type StageConfig struct {
 	Parallelism int
 	// Metrics, when set, records chunks embedded and reused and embed and
 	// store latency.
-	Metrics *telemetry.Metrics
+	Metrics Metrics
 	// Logger receives one line when a collection's embedder turns out to be
 	// misconfigured and one when it works again. The zero Logger discards them.
 	Logger zerolog.Logger
@@ -55,13 +53,11 @@ const ProbeText = "ragpipe embedder probe"
 // Stage turns batches of events into durable writes with last-version-wins
 // semantics. It is safe for concurrent use.
 //
-// For each event it (1) claims the event's version in the Versions register,
-// skipping the event when a newer version is already claimed, (2) chunks and
-// embeds the text, (3) has the Sink upsert the points over older ones only and
-// delete the document's older points, and (4) re-reads the register: when a
-// newer version was claimed meanwhile, it prunes everything older than that
-// version, including what it just wrote. See package sink for why this leaves
-// exactly the newest version stored.
+// For each collection of a batch it claims the events' versions (package
+// lww), chunks and embeds the texts of the events that hold their document's
+// newest version, has the Sink apply their writes, and settles the claims,
+// which prunes what newer versions superseded. Package lww states the
+// protocol and why it leaves exactly the newest version stored.
 //
 // With an embedder that implements Identified, a text is embedded only once:
 // every chunk is stored with its text hash, a chunk whose hash matches a
@@ -69,6 +65,7 @@ const ProbeText = "ragpipe embedder probe"
 // and equal texts within a batch share one.
 type Stage struct {
 	cfg   StageConfig
+	lww   *lww.Protocol
 	known sync.Map // collection name -> pipeline.Collection, once ensured in the sink
 
 	mu            sync.Mutex
@@ -80,10 +77,11 @@ func NewStage(cfg StageConfig) (*Stage, error) {
 	if cfg.Sink == nil || cfg.Versions == nil || cfg.Embedder == nil || cfg.Chunker == nil {
 		return nil, errors.New("pipeline: stage needs a sink, a version register, an embedder and a chunker")
 	}
-	if cfg.Parallelism <= 0 {
-		cfg.Parallelism = 64
+	p, err := lww.New(lww.Config{Versions: cfg.Versions, Pruner: cfg.Sink, Parallelism: cfg.Parallelism})
+	if err != nil {
+		return nil, err
 	}
-	return &Stage{cfg: cfg, misconfigured: make(map[string]error)}, nil
+	return &Stage{cfg: cfg, lww: p, misconfigured: make(map[string]error)}, nil
 }
 
 // Setup creates the configured collections if they are missing, checks that
@@ -194,7 +192,9 @@ func (s *Stage) Process(ctx context.Context, events []pipeline.Event) []error {
 }
 
 // processCollection handles the events at idx, all of one collection, and
-// records their outcome in errs.
+// records their outcome in errs. It takes the writer's steps of package lww:
+// claim the versions, write the held ones, then settle the claims, which is
+// done whatever the writes' outcome.
 func (s *Stage) processCollection(ctx context.Context, name string, events []pipeline.Event, idx []int, errs []error) {
 	fail := func(idx []int, err error) {
 		for _, i := range idx {
@@ -207,15 +207,32 @@ func (s *Stage) processCollection(ctx context.Context, name string, events []pip
 		return
 	}
 	idx = s.validate(coll, events, idx, errs)
-	idx = newestPerDocument(events, idx)
-	idx, first, prune := s.claim(ctx, events, idx, errs)
-	defer func() { s.prune(ctx, name, events, prune, errs) }()
-	if len(idx) == 0 {
+	docs := make([]pipeline.DocVersion, len(idx))
+	for j, i := range idx {
+		docs[j] = pipeline.DocVersion{UserID: events[i].UserID, DocID: events[i].DocID, Version: events[i].Version}
+	}
+	claims := s.lww.Claim(ctx, name, docs)
+	var written []int // indexes in docs
+	defer func() {
+		for j, err := range claims.Settle(ctx, written) {
+			if err != nil {
+				errs[idx[j]] = err
+			}
+		}
+	}()
+	held := claims.Held()
+	if len(held) == 0 {
 		return
 	}
-	writes, err := s.writes(ctx, coll, events, idx, first)
+	heldIdx := make([]int, len(held))
+	first := make(map[int]bool, len(held))
+	for k, j := range held {
+		heldIdx[k] = idx[j]
+		first[idx[j]] = claims.First(j)
+	}
+	writes, err := s.writes(ctx, coll, events, heldIdx, first)
 	if err != nil {
-		fail(idx, err)
+		fail(heldIdx, err)
 		return
 	}
 	start := time.Now()
@@ -223,19 +240,15 @@ func (s *Stage) processCollection(ctx context.Context, name string, events []pip
 	if errors.Is(err, pipeline.ErrUnknownCollection) && !pipeline.IsPermanent(err) {
 		s.known.Delete(name) // gone from the store: ensure it again on retry
 	}
-	if s.cfg.Metrics != nil && err == nil {
-		s.cfg.Metrics.UpsertSeconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	if m := s.cfg.Metrics; m != nil {
+		m.ObserveStore(name, time.Since(start), err)
 	}
-	for j, err := range perItem(err, len(writes)) {
-		errs[idx[j]] = err
-	}
-	written := idx[:0:0]
-	for _, i := range idx {
-		if errs[i] == nil && events[i].Op == pipeline.OpUpsert { // a delete leaves no points to prune
-			written = append(written, i)
+	for k, err := range pipeline.ItemErrors(err, len(writes)) {
+		errs[heldIdx[k]] = err
+		if err == nil && events[heldIdx[k]].Op == pipeline.OpUpsert { // a delete leaves no points to prune
+			written = append(written, held[k])
 		}
 	}
-	s.overtaken(ctx, events, written, errs, prune)
 }
 
 // collection returns the collection's description, ensuring it exists in the
@@ -267,56 +280,6 @@ func (s *Stage) validate(c pipeline.Collection, events []pipeline.Event, idx []i
 		kept = append(kept, i)
 	}
 	return kept
-}
-
-// newestPerDocument keeps, of several events for one document, only the one
-// with the highest version; the others are superseded and succeed as they are.
-func newestPerDocument(events []pipeline.Event, idx []int) []int {
-	type doc struct{ user, id string }
-	newest := make(map[doc]int, len(idx))
-	for _, i := range idx {
-		d := doc{events[i].UserID, events[i].DocID}
-		if j, ok := newest[d]; !ok || events[i].Version > events[j].Version {
-			newest[d] = i
-		}
-	}
-	kept := idx[:0:0]
-	for _, i := range idx {
-		if newest[doc{events[i].UserID, events[i].DocID}] == i {
-			kept = append(kept, i)
-		}
-	}
-	return kept
-}
-
-// claim records each event's version in the register and returns the
-// indexes of the events that hold their document's newest version, the set
-// of those that are their document's first version, and, for those
-// superseded by a newer version, that version: their document is pruned
-// below it, which removes whatever an earlier, interrupted attempt of theirs
-// may have written after the newer version's own cleanup.
-func (s *Stage) claim(ctx context.Context, events []pipeline.Event, idx []int, errs []error) (held []int, first map[int]bool, prune map[int]uint64) {
-	claims := make([]lww.Claimed, len(idx))
-	s.each(len(idx), func(j int) {
-		e := events[idx[j]]
-		c, err := s.cfg.Versions.Claim(ctx, lww.Key(e.Collection, e.UserID, e.DocID), e.Version)
-		if err != nil {
-			errs[idx[j]] = fmt.Errorf("claim version %d of %q: %w", e.Version, e.DocID, err)
-			return
-		}
-		claims[j] = c
-	})
-	first, prune = make(map[int]bool), make(map[int]uint64)
-	for j, i := range idx {
-		switch {
-		case claims[j].Held:
-			held = append(held, i)
-			first[i] = claims[j].First
-		case errs[i] == nil:
-			prune[i] = claims[j].Latest
-		}
-	}
-	return held, first, prune
 }
 
 // writes chunks the events at idx and gives every chunk a vector: the
@@ -420,7 +383,7 @@ func (s *Stage) reuse(ctx context.Context, c pipeline.Collection, writes []pipel
 		rest = append(rest, p)
 	}
 	if m := s.cfg.Metrics; m != nil {
-		m.ChunksReused.WithLabelValues(c.Name).Add(float64(len(pending) - len(rest)))
+		m.ObserveReuse(c.Name, len(pending)-len(rest))
 	}
 	return rest, nil
 }
@@ -449,10 +412,7 @@ func (s *Stage) embedPending(ctx context.Context, c pipeline.Collection, pending
 		err = s.check(c, vectors, len(texts))
 	}
 	if m := s.cfg.Metrics; m != nil {
-		m.ChunksEmbedded.WithLabelValues(c.Name).Add(float64(len(texts)))
-		if err == nil {
-			m.EmbedSeconds.WithLabelValues(c.Name).Observe(time.Since(start).Seconds())
-		}
+		m.ObserveEmbed(c.Name, len(texts), time.Since(start), err)
 	}
 	if err == nil || pipeline.IsMisconfigured(err) {
 		s.health(c.Name, err)
@@ -489,69 +449,4 @@ func (s *Stage) check(c pipeline.Collection, vectors [][]float32, n int) error {
 		}
 	}
 	return nil
-}
-
-// overtaken re-reads the register for the written events at idx and adds to
-// prune those whose document's newest version moved past the written one.
-func (s *Stage) overtaken(ctx context.Context, events []pipeline.Event, idx []int, errs []error, prune map[int]uint64) {
-	if len(idx) == 0 {
-		return
-	}
-	keys := make([]string, len(idx))
-	for j, i := range idx {
-		keys[j] = lww.Key(events[i].Collection, events[i].UserID, events[i].DocID)
-	}
-	latest, err := s.cfg.Versions.Latest(ctx, keys)
-	for j, i := range idx {
-		switch {
-		case err != nil:
-			errs[i] = fmt.Errorf("read version of %q: %w", events[i].DocID, err)
-		case latest[j] > events[i].Version:
-			prune[i] = latest[j]
-		}
-	}
-}
-
-// prune deletes, for each event at a key of targets, its document's points
-// below the version there; an event whose prune fails fails too, so that it
-// is retried.
-func (s *Stage) prune(ctx context.Context, collection string, events []pipeline.Event, targets map[int]uint64, errs []error) {
-	if len(targets) == 0 {
-		return
-	}
-	order := slices.Sorted(maps.Keys(targets))
-	docs := make([]pipeline.DocVersion, len(order))
-	for j, i := range order {
-		docs[j] = pipeline.DocVersion{UserID: events[i].UserID, DocID: events[i].DocID, Version: targets[i]}
-	}
-	for j, err := range perItem(s.cfg.Sink.Prune(ctx, collection, docs), len(docs)) {
-		if err != nil {
-			errs[order[j]] = fmt.Errorf("prune versions older than %d: %w", docs[j].Version, err)
-		}
-	}
-}
-
-// each runs fn(0..n-1) with bounded parallelism and waits for all.
-func (s *Stage) each(n int, fn func(j int)) {
-	var g errgroup.Group
-	g.SetLimit(s.cfg.Parallelism)
-	for j := range n {
-		g.Go(func() error { fn(j); return nil })
-	}
-	_ = g.Wait()
-}
-
-// perItem spreads the error of a call over its n items: a *pipeline.BatchError's own
-// per-item errors, or err for every item.
-func perItem(err error, n int) []error {
-	errs := make([]error, n)
-	var be *pipeline.BatchError
-	if errors.As(err, &be) && len(be.Errs) == n {
-		copy(errs, be.Errs)
-		return errs
-	}
-	for i := range errs {
-		errs[i] = err
-	}
-	return errs
 }

@@ -1,4 +1,3 @@
-// Package lww makes the last version of every document win.
 package lww
 
 import (

@@ -121,6 +121,20 @@ func (e *BatchError) Unwrap() []error {
 	return errs
 }
 
+// ItemErrors spreads the error of a call over its n items: a *BatchError's
+// own per-item errors when it has n of them, otherwise err for every item.
+func ItemErrors(err error, n int) []error {
+	errs := make([]error, n)
+	if be, ok := errors.AsType[*BatchError](err); ok && len(be.Errs) == n {
+		copy(errs, be.Errs)
+		return errs
+	}
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
 // ErrUnknownCollection reports a collection that does not exist and may not be
 // created.
 var ErrUnknownCollection = errors.New("unknown collection")

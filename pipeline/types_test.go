@@ -37,6 +37,34 @@ func TestErrorMarks(t *testing.T) {
 	}
 }
 
+func TestItemErrors(t *testing.T) {
+	bad := pipeline.Permanent(errors.New("invalid id"))
+	down := errors.New("unavailable")
+	batch := &pipeline.BatchError{Op: "apply", Collection: "docs", Errs: []error{nil, bad, nil}}
+	for _, tt := range []struct {
+		name string
+		err  error
+		want []error
+	}{
+		{"success", nil, []error{nil, nil, nil}},
+		{"one error for all", down, []error{down, down, down}},
+		{"per item", fmt.Errorf("write: %w", batch), []error{nil, bad, nil}},
+		{"per item, other count", &pipeline.BatchError{Errs: []error{bad}}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := pipeline.ItemErrors(tt.err, 3)
+			if tt.want == nil {
+				tt.want = []error{tt.err, tt.err, tt.err}
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Errorf("item %d: %v, want %v", i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
 func TestTextHash(t *testing.T) {
 	a := pipeline.TextHash("openai/text-embedding-3-small", "some text")
 	for name, other := range map[string]string{

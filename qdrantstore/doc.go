@@ -1,6 +1,8 @@
-// Package qdrantstore stores points durably. Qdrant is the Qdrant sink, a
+// Package qdrantstore stores points durably. Store is the Qdrant sink, an
 // ingest.Sink over gRPC: collection bootstrap, conditional upserts, deletes
-// of older versions, and retries with backoff for transient failures.
+// of older versions, and retries with backoff for transient failures. Its
+// Apply and Prune follow the conditional-write rules of package lww, which
+// states why they make the last version win; this comment says how.
 //
 // # Two operations per request
 //
@@ -19,43 +21,15 @@
 //     collection of one replica, a request none of whose documents has a
 //     stored point (a bulk load, found by one read, limit 1) leaves it out.
 //
-// Qdrant applies each operation of a batch as a separate update, each costing
-// a write-ahead-log entry and a pass over the segments: with two operations
-// per write it absorbed about 1,800 points/s on the two-core development
-// machine, with two per request about 10,000, and with the upsert alone as
-// fast as a plain upsert, about 20,000. A delete event's write has no points
-// and only the delete. Qdrant runs a batch's operations in order, so every
-// delete follows its upsert; a write is never split across requests. A
-// request holds at most one write per document; several writes of one
-// document in one call go in successive rounds, in order. Point ids are
-// deterministic, so every operation is idempotent and a retried or
-// redelivered request is harmless. Prune sends only deletes.
-//
-// # Why the last version wins
-//
-// Conditional writes alone are not enough: an older event that arrives late
-// inserts the chunks the newer version does not have (an older, longer
-// version's extra chunk indexes), because a missing point passes any
-// update_filter. The worker closes that gap with its per-document version
-// register: it claims its event's version by compare-and-set before writing,
-// calls Apply, re-reads the register, and when a newer version was claimed
-// meanwhile calls Prune(version < latest). Then, for the newest version N of
-// a document:
-//
-//   - N's points are never overwritten: every other event is older, and its
-//     upsert only touches points whose version is <= its own, below N.
-//   - Every point of an older version v < N is removed. Either it was
-//     stored before N's delete ran (or before the read that found nothing
-//     of N's document stored, when the delete was left out), and that
-//     delete (version < N) removes it; or it was written after, hence after
-//     N's writer claimed N, so its writer's re-read of the register (after
-//     its own write) sees N and its Prune(version < N) removes it. If that writer fails or dies before its
-//     Prune succeeds, its event is not acknowledged; redelivered, it finds N
-//     claimed and, although superseded, calls Prune(version < N) before it
-//     is acknowledged.
-//
-// Nothing else is left, so the stored state converges to exactly the chunks
-// of version N, or nothing when N is a delete.
+// Qdrant applies each operation of a batch as a separate update, a
+// write-ahead-log entry and a pass over the segments each, so the operations
+// are packed per request, not per write (docs/PERFORMANCE.md). A delete
+// event's write has no points and only the delete. Qdrant runs a batch's
+// operations in order, so every delete follows its upsert; a write is never
+// split across requests. A request holds at most one write per document;
+// several writes of one document in one call go in successive rounds, in
+// order. Point ids are deterministic, so every operation is idempotent and a
+// retried or redelivered request is harmless. Prune sends only deletes.
 //
 // # Errors
 //
