@@ -5,11 +5,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
+	"github.com/ragpipe/ragpipe/config"
 	"github.com/ragpipe/ragpipe/localstore"
-	"github.com/ragpipe/ragpipe/qdrantstore"
 	"github.com/ragpipe/ragpipe/telemetry"
 )
 
@@ -26,11 +27,6 @@ var devCommand = command{
 	},
 }
 
-var (
-	_ vectorStore = (*localstore.Store)(nil)
-	_ vectorStore = (*qdrantstore.Store)(nil)
-)
-
 func runDev(ctx context.Context, env *environment, o searchOptions) error {
 	cfg, log := env.cfg, env.log
 	if err := o.validate(); err != nil {
@@ -44,47 +40,49 @@ func runDev(ctx context.Context, env *environment, o searchOptions) error {
 		return err
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	where := "Qdrant at " + cfg.Qdrant.URL
-	open := qdrantStore(ctx, env)
-	if !cfg.Qdrant.Explicit {
-		dir := filepath.Join(cfg.DataDir, "vectors")
-		where = "embedded store in " + dir
-		open = func() (vectorStore, error) {
-			return localstore.Open(ctx, localstore.Config{Dir: dir, Logger: log})
-		}
-	}
-	s, err := startService(ctx, env, "ragpipe-dev", open)
+	s, err := startService(ctx, env, "ragpipe-dev")
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	in, err := startIngest(ctx, env, s)
+	// The Qdrant of QDRANT_URL when it is set, else the embedded store.
+	var store storeRoles
+	where := "Qdrant at " + cfg.Qdrant.URL
+	if cfg.Qdrant.Explicit {
+		q, err := newQdrant(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer q.Close()
+		store = qdrantRoles(q, cfg.Worker.DeferIndexing)
+	} else {
+		dir := filepath.Join(cfg.DataDir, "vectors")
+		where = "embedded store in " + dir
+		l, err := localstore.Open(ctx, localstore.Config{Dir: dir, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		store = localRoles(l)
+		if cfg.Worker.DeferIndexing > 0 {
+			log.Warn().Msg("RAGPIPE_DEFER_INDEXING has no effect on the embedded store, which builds no index")
+		}
+	}
+	in, err := startIngest(ctx, env, s, store)
 	if err != nil {
 		return err
 	}
-	svc, err := startSearch(ctx, env, s, o)
+	svc, err := startSearch(ctx, env, s, store, o)
 	if err != nil {
 		return err
 	}
 	if err := serveOps(ctx, env, s.metrics, map[string]telemetry.Check{
-		"nats": natsReady(s.nc), "store": s.store.Health, "embedders": in.stage.Ready,
+		"nats": natsReady(s.nc), "store": store.health, "embedders": in.stage.Ready,
 	}); err != nil {
 		_ = svc.Stop(context.Background())
 		return err
 	}
-	collection := "documents"
-	if len(cfg.Collections) > 0 {
-		collection = cfg.Collections[0].Name
-	}
-	fmt.Fprintf(env.stdout, `ragpipe dev is running (Ctrl-C to stop)
-  NATS      %s  (JetStream data in %s)
-  vectors   %s
-  HTTP      %s  (/healthz, /readyz, /metrics)
-
-Try, in another terminal:
-  ragpipe publish --user alice --collection %[5]s examples/corpus
-  ragpipe query --user alice --collection %[5]s "disaster recovery drill restore time"
-`, ns.ClientURL(), filepath.Join(cfg.DataDir, "nats"), where, cmp.Or(cfg.HTTPAddr, "(off)"), collection)
+	printDevBanner(env.stdout, cfg, ns.ClientURL(), where)
 
 	runErr := in.worker.Run(ctx) // until SIGINT/SIGTERM, then drains
 	if err := stopSearch(ctx, env, svc, o); err != nil && runErr == nil {
@@ -95,4 +93,21 @@ Try, in another terminal:
 	}
 	log.Info().Msg("stopped")
 	return runErr
+}
+
+// printDevBanner tells where `ragpipe dev` serves and how to try it.
+func printDevBanner(w io.Writer, cfg *config.Config, natsURL, vectors string) {
+	collection := "documents"
+	if len(cfg.Collections) > 0 {
+		collection = cfg.Collections[0].Name
+	}
+	fmt.Fprintf(w, `ragpipe dev is running (Ctrl-C to stop)
+  NATS      %s  (JetStream data in %s)
+  vectors   %s
+  HTTP      %s  (/healthz, /readyz, /metrics)
+
+Try, in another terminal:
+  ragpipe publish --user alice --collection %[5]s examples/corpus
+  ragpipe query --user alice --collection %[5]s "disaster recovery drill restore time"
+`, natsURL, filepath.Join(cfg.DataDir, "nats"), vectors, cmp.Or(cfg.HTTPAddr, "(off)"), collection)
 }

@@ -51,13 +51,6 @@ type migrator struct {
 	pageSize        int
 }
 
-// migrationStore is one side of a migration.
-type migrationStore interface {
-	migrate.Source
-	migrate.Target
-	Close() error
-}
-
 func (m *migrator) run(ctx context.Context, env *environment, args []string) error {
 	if m.from == "" || m.to == "" || len(args) > 0 {
 		return errors.New("want --from STORE --to STORE and no other arguments; see --help")
@@ -73,12 +66,12 @@ func (m *migrator) run(ctx context.Context, env *environment, args []string) err
 	if err != nil {
 		return err
 	}
-	defer src.Close()
+	defer src.close()
 	dst, err := openStore(ctx, env, m.to, "--to")
 	if err != nil {
 		return err
 	}
-	defer dst.Close()
+	defer dst.close()
 	var bar *progressbar.ProgressBar
 	progress := func(collection string, copied, total int) {
 		if bar == nil || bar.GetMax() != total {
@@ -92,7 +85,7 @@ func (m *migrator) run(ctx context.Context, env *environment, args []string) err
 		progress = nil
 	}
 	reports, err := migrate.Run(ctx, migrate.Config{
-		Source: src, Target: dst, Collections: m.collections, PageSize: m.pageSize,
+		Source: src.source, Target: dst.target, Collections: m.collections, PageSize: m.pageSize,
 		StateFile: m.state, Progress: progress, Logger: env.log,
 	})
 	if bar != nil {
@@ -105,21 +98,38 @@ func (m *migrator) run(ctx context.Context, env *environment, args []string) err
 	return err
 }
 
+// migrationStore is a store opened by migrate, in the roles the migrate
+// package declares: the --from side is read as its Source, the --to side
+// written as its Target.
+type migrationStore struct {
+	source migrate.Source
+	target migrate.Target
+	close  func() error
+}
+
 // openStore opens a migration side: a Qdrant URL or an embedded store directory.
 func openStore(ctx context.Context, env *environment, spec, flagName string) (migrationStore, error) {
 	if strings.Contains(spec, "://") {
 		host, port, tls, ok := config.ParseQdrantURL(spec)
 		if !ok {
-			return nil, fmt.Errorf("%s %s: want http://host[:port] or https://host[:port]", flagName, spec)
+			return migrationStore{}, fmt.Errorf("%s %s: want http://host[:port] or https://host[:port]", flagName, spec)
 		}
 		cfg := *env.cfg
 		cfg.Qdrant.Host, cfg.Qdrant.Port, cfg.Qdrant.TLS = host, port, tls
-		return newQdrant(ctx, &cfg, env.log)
+		q, err := newQdrant(ctx, &cfg, env.log)
+		if err != nil {
+			return migrationStore{}, err
+		}
+		return migrationStore{source: q, target: q, close: q.Close}, nil
 	}
 	if _, err := os.Stat(spec); err != nil && flagName == "--from" {
-		return nil, fmt.Errorf("%s %s: %w", flagName, spec, err)
+		return migrationStore{}, fmt.Errorf("%s %s: %w", flagName, spec, err)
 	}
-	return localstore.Open(ctx, localstore.Config{Dir: spec, Logger: env.log})
+	l, err := localstore.Open(ctx, localstore.Config{Dir: spec, Logger: env.log})
+	if err != nil {
+		return migrationStore{}, err
+	}
+	return migrationStore{source: l, target: l, close: l.Close}, nil
 }
 
 // printReports prints, per collection and tenant, the points in source and target.

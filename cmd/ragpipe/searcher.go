@@ -30,16 +30,21 @@ func runSearcher(ctx context.Context, env *environment, o searchOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	s, err := startService(ctx, env, "ragpipe-searcher", qdrantStore(ctx, env))
+	s, err := startService(ctx, env, "ragpipe-searcher")
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	svc, err := startSearch(ctx, env, s, o)
+	q, err := newQdrant(ctx, env.cfg, env.log)
 	if err != nil {
 		return err
 	}
-	if err := serveOps(ctx, env, s.metrics, map[string]telemetry.Check{"nats": natsReady(s.nc), "qdrant": s.store.Health}); err != nil {
+	defer q.Close()
+	svc, err := startSearch(ctx, env, s, qdrantRoles(q, 0), o) // 0: it ingests nothing, so defers no indexing
+	if err != nil {
+		return err
+	}
+	if err := serveOps(ctx, env, s.metrics, map[string]telemetry.Check{"nats": natsReady(s.nc), "qdrant": q.Health}); err != nil {
 		_ = svc.Stop(context.Background())
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ragpipe/ragpipe/ingest"
+	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/lww"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/qdrantstore"
@@ -18,29 +19,17 @@ import (
 	"github.com/ragpipe/ragpipe/worker"
 )
 
-// vectorStore is what the worker and the searcher need of a store: Qdrant
-// (qdrantstore.Store) or the embedded one (localstore.Store).
-type vectorStore interface {
-	ingest.Sink
-	ingest.VectorSource
-	search.Index
-	// CheckCollection checks an existing collection against its configuration.
-	CheckCollection(ctx context.Context, want pipeline.Collection) error
-	Health(ctx context.Context) error
-	Close() error
-}
-
-// service is what a long-running command (worker, searcher, dev) runs on.
+// service is what a long-running command (worker, searcher, dev) runs on
+// besides its store, which the command opens and closes itself.
 type service struct {
 	metrics *telemetry.Metrics
 	embs    *embedders
 	nc      *nats.Conn
-	store   vectorStore
 }
 
-// startService logs the settings, builds the embedders, connects to NATS as
-// name and opens the store. Close releases what it holds.
-func startService(ctx context.Context, env *environment, name string, open func() (vectorStore, error)) (*service, error) {
+// startService logs the settings, builds the embedders and connects to NATS
+// as name. Close releases the connection.
+func startService(ctx context.Context, env *environment, name string) (*service, error) {
 	env.log.Info().Object("config", env.cfg).Msg("starting")
 	s := &service{metrics: telemetry.NewMetrics()}
 	var err error
@@ -50,28 +39,40 @@ func startService(ctx context.Context, env *environment, name string, open func(
 	if s.nc, err = connectNATS(ctx, env.cfg.NATS, name, env.log); err != nil {
 		return nil, err
 	}
-	if s.store, err = open(); err != nil {
-		s.nc.Close()
-		return nil, err
-	}
 	return s, nil
 }
 
-// Close closes the store and the NATS connection.
-func (s *service) Close() {
-	_ = s.store.Close()
-	s.nc.Close()
+// Close closes the NATS connection.
+func (s *service) Close() { s.nc.Close() }
+
+// storeRoles is the vector store of a long-running command, as each of its
+// consumers declares it. qdrantRoles and localRoles fill it from the two
+// stores, so that `ragpipe dev` can choose one at run time.
+type storeRoles struct {
+	sink   ingest.Sink
+	reuse  ingest.VectorSource
+	index  search.Index
+	health telemetry.Check
+	// check checks an existing collection against its configuration.
+	check func(ctx context.Context, want pipeline.Collection) error
+	// backlog, when set, is told how many events wait (RAGPIPE_DEFER_INDEXING).
+	backlog func(ctx context.Context, pending uint64)
 }
 
-// qdrantStore opens the Qdrant of the settings, for startService.
-func qdrantStore(ctx context.Context, env *environment) func() (vectorStore, error) {
-	return func() (vectorStore, error) {
-		q, err := newQdrant(ctx, env.cfg, env.log)
-		if err != nil {
-			return nil, err
-		}
-		return q, nil
+// qdrantRoles is q in every role; indexing is deferred while more than
+// deferAbove events wait, unless deferAbove is 0.
+func qdrantRoles(q *qdrantstore.Store, deferAbove int) storeRoles {
+	r := storeRoles{sink: q, reuse: q, index: q, health: q.Health, check: q.CheckCollection}
+	if deferAbove > 0 {
+		r.backlog = q.DeferIndexing(uint64(deferAbove)).Observe
 	}
+	return r
+}
+
+// localRoles is the embedded store l in every role. It builds no index, so
+// it has nothing to defer.
+func localRoles(l *localstore.Store) storeRoles {
+	return storeRoles{sink: l, reuse: l, index: l, health: l.Health, check: l.CheckCollection}
 }
 
 // ingestSide is the ingestion side, ready to run.
@@ -82,13 +83,13 @@ type ingestSide struct {
 
 // startIngest creates the streams, the consumer and the configured
 // collections, and returns the worker ready to Run.
-func startIngest(ctx context.Context, env *environment, svc *service) (*ingestSide, error) {
-	cfg, nc, store, embs, metrics := env.cfg, svc.nc, svc.store, svc.embs, svc.metrics
+func startIngest(ctx context.Context, env *environment, svc *service, store storeRoles) (*ingestSide, error) {
+	cfg := env.cfg
 	chunker, err := pipeline.NewChunker(cfg.ChunkSize, cfg.ChunkOverlap)
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(svc.nc)
 	if err != nil {
 		return nil, err
 	}
@@ -97,9 +98,9 @@ func startIngest(ctx context.Context, env *environment, svc *service) (*ingestSi
 		return nil, err
 	}
 	stage, err := ingest.NewStage(ingest.StageConfig{
-		Sink: store, Versions: register, Embedder: embs.def, Embedders: embs.byCollection,
-		Chunker: chunker, Collections: cfg.Collections, AutoCreate: cfg.AutoCreate, Reuse: store,
-		Metrics: metrics, Logger: env.log,
+		Sink: store.sink, Versions: register, Embedder: svc.embs.def, Embedders: svc.embs.byCollection,
+		Chunker: chunker, Collections: cfg.Collections, AutoCreate: cfg.AutoCreate, Reuse: store.reuse,
+		Metrics: svc.metrics, Logger: env.log,
 	})
 	if err != nil {
 		return nil, err
@@ -107,20 +108,12 @@ func startIngest(ctx context.Context, env *environment, svc *service) (*ingestSi
 	if err := stage.Setup(ctx); err != nil {
 		return nil, err
 	}
-	var backlog func(context.Context, uint64)
-	if n := cfg.Worker.DeferIndexing; n > 0 {
-		if q, ok := store.(*qdrantstore.Store); ok {
-			backlog = q.DeferIndexing(uint64(n)).Observe
-		} else {
-			env.log.Warn().Msg("RAGPIPE_DEFER_INDEXING has no effect on the embedded store, which builds no index")
-		}
-	}
 	w, err := worker.New(ctx, worker.Config{
-		JetStream: js, Processor: stage, Metrics: metrics, Logger: env.log,
+		JetStream: js, Processor: stage, Metrics: svc.metrics, Logger: env.log,
 		Prefix: cfg.SubjectPrefix, MaxEventBytes: cfg.MaxEventBytes, MaxDeliver: cfg.MaxDeliver,
 		BatchSize: cfg.Worker.BatchSize, FlushInterval: cfg.Worker.FlushInterval,
 		Concurrency: cfg.Worker.Concurrency, MaxAckPending: cfg.Worker.MaxAckPending,
-		AckWait: cfg.Worker.AckWait, StreamReplicas: cfg.Worker.StreamReplicas, Backlog: backlog,
+		AckWait: cfg.Worker.AckWait, StreamReplicas: cfg.Worker.StreamReplicas, Backlog: store.backlog,
 	})
 	if err != nil {
 		return nil, err
@@ -146,12 +139,12 @@ func (o searchOptions) validate() error {
 }
 
 // startSearch checks the configured collections and starts the search service.
-func startSearch(ctx context.Context, env *environment, s *service, o searchOptions) (*search.Service, error) {
-	if err := checkCollections(ctx, env, s.store); err != nil {
+func startSearch(ctx context.Context, env *environment, s *service, store storeRoles, o searchOptions) (*search.Service, error) {
+	if err := checkCollections(ctx, env, store.check); err != nil {
 		return nil, err
 	}
 	svc, err := search.Start(ctx, search.Config{
-		Conn: s.nc, Index: s.store, Embedder: func(c string) search.Embedder { return s.embs.of(c) }, Prefix: env.cfg.SubjectPrefix,
+		Conn: s.nc, Index: store.index, Embedder: func(c string) search.Embedder { return s.embs.of(c) }, Prefix: env.cfg.SubjectPrefix,
 		Concurrency: o.concurrency, Timeout: o.timeout, Metrics: s.metrics, Logger: env.log,
 	})
 	if err != nil {
@@ -176,9 +169,9 @@ func stopSearch(ctx context.Context, env *environment, svc *search.Service, o se
 // the store has the dimensions (and distance) of its configuration, which
 // are its embedder's. A missing one is not an error: it answers 404 until a
 // worker creates it.
-func checkCollections(ctx context.Context, env *environment, store vectorStore) error {
+func checkCollections(ctx context.Context, env *environment, check func(context.Context, pipeline.Collection) error) error {
 	for _, c := range env.cfg.Collections {
-		err := store.CheckCollection(ctx, c)
+		err := check(ctx, c)
 		switch {
 		case errors.Is(err, pipeline.ErrUnknownCollection):
 			env.log.Warn().Str("collection", c.Name).Msg("collection does not exist yet; its requests are answered 404 until a worker creates it")

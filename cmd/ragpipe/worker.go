@@ -17,17 +17,22 @@ var workerCommand = command{
 }
 
 func runWorker(ctx context.Context, env *environment, _ []string) error {
-	svc, err := startService(ctx, env, "ragpipe-worker", qdrantStore(ctx, env))
+	svc, err := startService(ctx, env, "ragpipe-worker")
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
-	in, err := startIngest(ctx, env, svc)
+	q, err := newQdrant(ctx, env.cfg, env.log)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	in, err := startIngest(ctx, env, svc, qdrantRoles(q, env.cfg.Worker.DeferIndexing))
 	if err != nil {
 		return err
 	}
 	if err := serveOps(ctx, env, svc.metrics, map[string]telemetry.Check{
-		"nats": natsReady(svc.nc), "qdrant": svc.store.Health, "embedders": in.stage.Ready,
+		"nats": natsReady(svc.nc), "qdrant": q.Health, "embedders": in.stage.Ready,
 	}); err != nil {
 		return err
 	}
