@@ -100,8 +100,11 @@ func newHarness(t *testing.T, cfg worker.Config, st *stage, opts ...func(*server
 		h.prefix = "rag"
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("worker log:\n%s", h.log.String())
+		if log := h.log.String(); t.Failed() {
+			if len(log) > 8<<10 {
+				log = "…" + log[len(log)-8<<10:]
+			}
+			t.Logf("worker log:\n%s", log)
 		}
 	})
 	cfg.JetStream, cfg.Processor, cfg.Metrics = js, st, h.metrics
