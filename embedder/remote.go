@@ -15,10 +15,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ragpipe/ragpipe/internal/retry"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/telemetry"
 )
@@ -57,12 +57,14 @@ type Config struct {
 	// Timeout bounds each request. Default 30s.
 	Timeout time.Duration
 	// MaxRetryTime bounds how long one request keeps being retried after
-	// rate limits (429), server errors (5xx) and timeouts; the caller's
-	// context bounds it as well. Default 60s.
+	// rate limits (429), server errors (5xx) and timeouts: no wait starts
+	// that would end later, a Retry-After's included. The caller's context
+	// bounds it as well. Default 60s.
 	MaxRetryTime time.Duration
 	// RetryInitialInterval is the first wait between attempts; later waits
-	// double, with ±50% jitter, up to RetryMaxInterval. A longer Retry-After
-	// from the server wins. Defaults 500ms and 10s.
+	// double up to RetryMaxInterval, each drawn at random between half and
+	// all of its value (internal/retry). A Retry-After from the server takes
+	// the place of the computed wait. Defaults 500ms and 10s.
 	RetryInitialInterval, RetryMaxInterval time.Duration
 
 	// Name labels logs and metrics: the embedder profile. Default "default".
@@ -194,40 +196,36 @@ func (r *Remote) embedBatch(ctx context.Context, texts []string) ([][]float32, e
 	if m := r.cfg.Metrics; m != nil {
 		m.EmbedBatchSize.WithLabelValues(r.cfg.Name).Observe(float64(len(texts)))
 	}
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = r.cfg.RetryInitialInterval
-	b.MaxInterval = r.cfg.RetryMaxInterval
-	b.MaxElapsedTime = 0 // bounded below, Retry-After included
-	b.Reset()            // start from InitialInterval
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		vectors, err := r.attempt(ctx, body, len(texts))
-		if err == nil {
-			return vectors, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s: %w (%w)", r, err, context.Cause(ctx))
-		}
-		reason, ok := retryable(err)
-		if !ok {
-			return nil, pipeline.Misconfigured(fmt.Errorf("%s: %w", r, err))
-		}
-		wait := b.NextBackOff()
-		if refused, ok := errors.AsType[*statusError](err); ok && refused.retryAfter > 0 {
-			wait = max(wait, refused.retryAfter)
-			r.pause(refused.retryAfter)
-		}
-		if time.Since(start)+wait > r.cfg.MaxRetryTime {
-			return nil, fmt.Errorf("%s: gave up after %d attempts in %s: %w", r, attempt, time.Since(start).Round(time.Millisecond), err)
-		}
-		if m := r.cfg.Metrics; m != nil {
-			m.EmbedRetries.WithLabelValues(r.cfg.Name, reason).Inc()
-		}
-		r.log.Warn().Err(err).Int("texts", len(texts)).Int("attempt", attempt).Dur("retry_in", wait).
-			Msg("embedding request failed, retrying")
-		if err := sleep(ctx, wait); err != nil {
-			return nil, fmt.Errorf("%s: %w", r, err)
-		}
+	var vectors [][]float32
+	p := retry.Policy{
+		Initial:    r.cfg.RetryInitialInterval,
+		Max:        r.cfg.RetryMaxInterval,
+		MaxElapsed: r.cfg.MaxRetryTime,
+		ShouldRetry: func(err error) bool {
+			_, ok := retryable(err)
+			return ok
+		},
+		OnRetry: func(attempt int, err error, wait time.Duration) {
+			if m := r.cfg.Metrics; m != nil {
+				reason, _ := retryable(err)
+				m.EmbedRetries.WithLabelValues(r.cfg.Name, reason).Inc()
+			}
+			r.log.Warn().Err(err).Int("texts", len(texts)).Int("attempt", attempt).Dur("retry_in", wait).
+				Msg("embedding request failed, retrying")
+		},
+	}
+	err = p.Do(ctx, func(ctx context.Context) error {
+		var err error
+		vectors, err = r.attempt(ctx, body, len(texts))
+		return r.serverWait(err)
+	})
+	switch {
+	case err == nil:
+		return vectors, nil
+	case errors.As(err, new(*retry.Error)): // still transient
+		return nil, fmt.Errorf("%s: %w", r, err)
+	default:
+		return nil, pipeline.Misconfigured(fmt.Errorf("%s: %w", r, err))
 	}
 }
 
@@ -239,7 +237,7 @@ func (r *Remote) String() string {
 // attempt sends one request, waiting first for a slot and for any pause a
 // Retry-After asked for.
 func (r *Remote) attempt(ctx context.Context, body []byte, n int) ([][]float32, error) {
-	if err := sleep(ctx, r.pausedFor()); err != nil {
+	if err := retry.Sleep(ctx, r.pausedFor()); err != nil {
 		return nil, err
 	}
 	select {
@@ -392,6 +390,18 @@ func errorMessage(body []byte) string {
 	return msg
 }
 
+// serverWait marks a retryable refusal with the wait its Retry-After asked
+// for, so that the retry policy honours it, and pauses every request of the
+// embedder for as long.
+func (r *Remote) serverWait(err error) error {
+	refused, ok := errors.AsType[*statusError](err)
+	if _, transient := retryable(err); !ok || !transient || refused.retryAfter <= 0 {
+		return err
+	}
+	r.pause(refused.retryAfter)
+	return retry.After(refused.retryAfter, err)
+}
+
 // pause keeps every request of the embedder from starting for d.
 func (r *Remote) pause(d time.Duration) {
 	r.mu.Lock()
@@ -406,21 +416,6 @@ func (r *Remote) pausedFor() time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return time.Until(r.pausedUntil)
-}
-
-// sleep waits for d or until ctx ends, whichever comes first.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }
 
 // redactURL hides the password of a URL's userinfo.

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ragpipe/ragpipe/internal/retry"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/telemetry"
 )
@@ -349,14 +349,12 @@ func (w *Worker) requeue(ctx context.Context, m jetstream.Msg, e pipeline.Event,
 	w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Retried).Inc()
 }
 
-// retryDelay grows exponentially with the attempt, from about a second up to
-// MaxRetryDelay, with ±20% jitter so that replicas do not retry in lockstep.
+// retryDelay is the redelivery delay after the attempt-th failed delivery:
+// the retry policy's delay, from a second, doubling up to MaxRetryDelay, up to
+// 20% shorter at random so that replicas do not retry in lockstep.
 func (w *Worker) retryDelay(attempt uint64) time.Duration {
-	d := w.cfg.MaxRetryDelay
-	if attempt < 20 {
-		d = min(time.Second<<(attempt-1), d)
-	}
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	p := retry.Policy{Initial: time.Second, Max: w.cfg.MaxRetryDelay, Jitter: 0.2}
+	return p.Delay(int(min(attempt, 1<<20)))
 }
 
 // deadLetter copies the message to the dead-letter stream with the reason and

@@ -2,17 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/ragpipe/ragpipe/config"
 	"github.com/ragpipe/ragpipe/embedder"
 	"github.com/ragpipe/ragpipe/ingest"
+	"github.com/ragpipe/ragpipe/internal/retry"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/qdrantstore"
 	"github.com/ragpipe/ragpipe/telemetry"
@@ -22,8 +25,9 @@ import (
 // query, dlq) waits for NATS before it gives up with a one-line error.
 const clientConnectTimeout = 30 * time.Second
 
-// connectNATS connects to cfg.NATS, retrying with backoff until ctx ends, and
-// keeps reconnecting for the life of the connection.
+// connectNATS connects to cfg.NATS, retrying with the retry policy until ctx
+// ends and logging each failed attempt, and keeps reconnecting for the life
+// of the connection.
 func connectNATS(ctx context.Context, cfg config.NATS, name string, log zerolog.Logger) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(name),
@@ -45,17 +49,28 @@ func connectNATS(ctx context.Context, cfg config.NATS, name string, log zerolog.
 	case cfg.User != "":
 		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
 	}
+	secrets := []string{cfg.Password, cfg.Token}
+	for _, server := range strings.Split(cfg.URL, ",") {
+		if u, err := url.Parse(strings.TrimSpace(server)); err == nil {
+			pw, _ := u.User.Password()
+			secrets = append(secrets, pw)
+		}
+	}
 	var nc *nats.Conn
-	connect := func() (err error) {
+	p := retry.Policy{
+		Initial: 500 * time.Millisecond,
+		Max:     5 * time.Second,
+		OnRetry: func(attempt int, err error, wait time.Duration) {
+			log.Warn().Err(redact(err, secrets...)).Int("attempt", attempt).Dur("retry_in", wait).
+				Msg("NATS not reachable yet")
+		},
+	}
+	err := p.Do(ctx, func(context.Context) (err error) {
 		nc, err = nats.Connect(cfg.URL, opts...)
 		return err
-	}
-	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(5*time.Second)), ctx)
-	notify := func(err error, wait time.Duration) {
-		log.Warn().Err(err).Dur("retry_in", wait).Msg("NATS not reachable yet")
-	}
-	if err := backoff.RetryNotify(connect, b, notify); err != nil {
-		return nil, fmt.Errorf("connect to NATS: %w", err)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", redact(err, secrets...))
 	}
 	log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("NATS connected")
 	return nc, nil
@@ -141,13 +156,32 @@ func embedderFor(settings config.Embedder, name string, dims int, log zerolog.Lo
 	}
 }
 
-// newQdrant connects to the Qdrant the settings name.
+// newQdrant connects to the Qdrant the settings name, waiting for it with the
+// retry policy until ctx ends and logging each failed attempt (see
+// qdrantstore.New): a refused key or another error no retry can fix fails at
+// once.
 func newQdrant(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*qdrantstore.Store, error) {
 	return qdrantstore.New(ctx, qdrantstore.Config{
-		Host: cfg.Qdrant.Host, Port: cfg.Qdrant.Port, TLS: cfg.Qdrant.TLS, APIKey: cfg.Qdrant.APIKey,
+		ConnectTimeout: -1, // until ctx ends
+		Host:           cfg.Qdrant.Host, Port: cfg.Qdrant.Port, TLS: cfg.Qdrant.TLS, APIKey: cfg.Qdrant.APIKey,
 		Timeout: cfg.Qdrant.Timeout, PoolSize: cfg.Qdrant.PoolSize, Compression: cfg.Qdrant.Compression,
 		Shards: cfg.Shards, ReplicationFactor: cfg.ReplicationFactor, WriteConsistency: cfg.WriteConsistency,
 		HNSW: cfg.HNSW, WriteOrdering: cfg.Qdrant.WriteOrdering, ReadConsistency: cfg.Qdrant.ReadConsistency,
 		Logger: log,
 	})
+}
+
+// redact replaces the non-empty secrets in err's message; only then is err
+// flattened to its message.
+func redact(err error, secrets ...string) error {
+	msg := err.Error()
+	for _, s := range secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "REDACTED")
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return errors.New(msg)
 }
