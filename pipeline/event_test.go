@@ -2,6 +2,8 @@ package pipeline_test
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,9 +80,24 @@ func TestDecodeAccepts(t *testing.T) {
 			want: pipeline.Event{Op: pipeline.OpUpsert, UserID: "alice", Collection: "docs", DocID: "d", Text: "t", Version: 7},
 		},
 		{
-			name: "largest version",
-			body: `{"doc_id":"d","text":"t","version":9223372036854775807}`, seq: 7,
-			want: pipeline.Event{Op: pipeline.OpUpsert, UserID: "alice", Collection: "docs", DocID: "d", Text: "t", Version: 1<<63 - 1},
+			name: "largest version, 2^53-1",
+			body: `{"doc_id":"d","text":"t","version":9007199254740991}`, seq: 7,
+			want: pipeline.Event{Op: pipeline.OpUpsert, UserID: "alice", Collection: "docs", DocID: "d", Text: "t", Version: 1<<53 - 1},
+		},
+		{
+			name: "largest version written as a float",
+			body: `{"doc_id":"d","text":"t","version":9.007199254740991e15}`, seq: 7,
+			want: pipeline.Event{Op: pipeline.OpUpsert, UserID: "alice", Collection: "docs", DocID: "d", Text: "t", Version: 1<<53 - 1},
+		},
+		{
+			name: "largest header version, 2^53-1",
+			body: `{"doc_id":"d","text":"t"}`, header: "9007199254740991", seq: 7,
+			want: pipeline.Event{Op: pipeline.OpUpsert, UserID: "alice", Collection: "docs", DocID: "d", Text: "t", Version: 1<<53 - 1},
+		},
+		{
+			name: "stream sequence beyond 2^53-1",
+			body: `{"doc_id":"d","text":"t"}`, seq: 1 << 60,
+			want: pipeline.Event{Op: pipeline.OpUpsert, UserID: "alice", Collection: "docs", DocID: "d", Text: "t", Version: 1 << 60},
 		},
 		{
 			name: "integral version written as a float",
@@ -275,9 +292,16 @@ func TestDecodeRejects(t *testing.T) {
 		{name: "version -1", body: `{"doc_id":"d","text":"t","version":-1}`, header: "3", seq: 7,
 			want: want{reason: "version -1 is not a positive integer", version: 3}},
 		{name: "version 1.5", body: `{"doc_id":"d","text":"t","version":1.5}`, seq: 7, want: want{reason: "version 1.5 is not", version: 7}},
+		{name: "version 2^53", body: `{"doc_id":"d","text":"t","version":9007199254740992}`, header: "3", seq: 7,
+			want: want{reason: "version 9007199254740992 is above 2^53-1 (9007199254740991): versions must be exact in Qdrant's float64", version: 3}},
+		{name: "version 2^53 written as a float", body: `{"doc_id":"d","text":"t","version":9.007199254740992e15}`, seq: 7,
+			want: want{reason: "version 9.007199254740992e15 is above 2^53-1", version: 7}},
 		{name: "version 2^63", body: `{"doc_id":"d","text":"t","version":9223372036854775808}`, seq: 7,
-			want: want{reason: "version 9223372036854775808 is not", version: 7}},
-		{name: "version beyond uint64", body: `{"doc_id":"d","text":"t","version":1e400}`, seq: 7, want: want{reason: "version 1e400 is not", version: 7}},
+			want: want{reason: "version 9223372036854775808 is above 2^53-1", version: 7}},
+		{name: "version beyond uint64", body: `{"doc_id":"d","text":"t","version":18446744073709551616}`, seq: 7,
+			want: want{reason: "version 18446744073709551616 is above 2^53-1", version: 7}},
+		{name: "version beyond float64", body: `{"doc_id":"d","text":"t","version":1e400}`, seq: 7, want: want{reason: "version 1e400 is above 2^53-1", version: 7}},
+		{name: "version 0.5", body: `{"doc_id":"d","text":"t","version":0.5}`, seq: 7, want: want{reason: "version 0.5 is not a positive integer", version: 7}},
 		{name: "version as a string", body: `{"doc_id":"d","text":"t","version":"42"}`, seq: 7,
 			want: want{reason: "version must be a positive integer, not a JSON string", version: 7}},
 		{name: "header version not a number", body: `{"doc_id":"d","text":"t"}`, header: "abc", seq: 7,
@@ -286,8 +310,14 @@ func TestDecodeRejects(t *testing.T) {
 			want: want{reason: `Ragpipe-Version header "0"`, version: 7}},
 		{name: "header version -3", body: `{"doc_id":"d","text":"t"}`, header: "-3", seq: 7,
 			want: want{reason: `Ragpipe-Version header "-3"`, version: 7}},
+		{name: "header version 2^53", body: `{"doc_id":"d","text":"t"}`, header: "9007199254740992", seq: 7,
+			want: want{reason: `Ragpipe-Version header "9007199254740992" is above 2^53-1 (9007199254740991): versions must be exact`, version: 7}},
 		{name: "header version too big", body: `{"doc_id":"d","text":"t"}`, header: "9223372036854775808", seq: 7,
-			want: want{reason: `Ragpipe-Version header`, version: 7}},
+			want: want{reason: `Ragpipe-Version header "9223372036854775808" is above 2^53-1`, version: 7}},
+		{name: "header version 1.5", body: `{"doc_id":"d","text":"t"}`, header: "1.5", seq: 7,
+			want: want{reason: `Ragpipe-Version header "1.5" is not a positive integer`, version: 7}},
+		{name: "bad header version, good body version", body: `{"doc_id":"d","text":"t","version":0}`, header: "9007199254740992", seq: 7,
+			want: want{reason: "version 0 is not a positive integer", version: 7}},
 		{name: "no version at all", body: `{"doc_id":"d","text":"t"}`,
 			want: want{reason: "no version", versionIsNotKnown: true}},
 
@@ -410,6 +440,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add("rag.ingest.alice.docs", `{"op":"delete","doc_id":"d","version":3}`, "4")
 	f.Add("rag.ingest.alice.docs", `{"doc_id":"a\ud83d\ude00","text":"t","metadata":{"a":[1,2.5,"x",true],"b":{"c":1}}}`, "")
 	f.Add("rag.ingest.alice.docs", `{"doc_id":"d","vector":[1, -2e-3, 1e39],"metadata":{"k":"v\n"}}`, "7")
+	f.Add("rag.ingest.alice.docs", `{"doc_id":"d","vector_b64":"AACAPwAAAMA=","Vector":null}`, "")
+	f.Add("rag.ingest.alice.docs", `{"doc_id":"d","vector_b64":"AAC\/fw==","text":"t","version":9007199254740991}`, "")
 	f.Add("rag.ingest.alice", `[1,2]`, "x")
 	f.Add("rag.ingest.alice.docs", `{"doc_id":"d","text":" ","user_id":"alice","version":1.0}`, "")
 	f.Fuzz(func(t *testing.T, subject, body, header string) {
@@ -428,7 +460,7 @@ func FuzzDecode(f *testing.F) {
 		if e.DocID == "" || len(e.DocID) > 512 || !utf8.ValidString(e.DocID) {
 			t.Fatalf("accepted doc_id %q", e.DocID)
 		}
-		if e.Version < 1 || e.Version > math.MaxInt64 {
+		if e.Version < 1 || e.Version > pipeline.MaxVersion && e.Version != 11 {
 			t.Fatalf("accepted version %d", e.Version)
 		}
 		if e.Op == pipeline.OpDelete {
@@ -441,14 +473,24 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("accepted %#v", e)
 		}
 		var ref struct {
-			Metadata json.RawMessage
-			Vector   []float64
+			Metadata  json.RawMessage
+			Vector    []float64
+			VectorB64 string `json:"vector_b64"`
 		}
 		if err := json.Unmarshal([]byte(body), &ref); err != nil {
 			t.Fatalf("accepted a body that encoding/json refuses: %v", err)
 		}
 		if want := referenceMetadata(t, ref.Metadata); !reflect.DeepEqual(e.Metadata, want) {
 			t.Fatalf("metadata = %#v, encoding/json gives %#v", e.Metadata, want)
+		}
+		if ref.VectorB64 != "" {
+			raw, err := base64.StdEncoding.DecodeString(ref.VectorB64)
+			if err != nil || len(raw)%4 != 0 || ref.Vector != nil {
+				t.Fatalf("accepted vector_b64 %q, %v, with vector %v", ref.VectorB64, err, ref.Vector)
+			}
+			for i := 0; i < len(raw); i += 4 {
+				ref.Vector = append(ref.Vector, float64(math.Float32frombits(binary.LittleEndian.Uint32(raw[i:]))))
+			}
 		}
 		if len(e.Vector) != len(ref.Vector) {
 			t.Fatalf("vector = %v, encoding/json gives %v", e.Vector, ref.Vector)
@@ -517,16 +559,5 @@ func TestTypicalEvent(t *testing.T) {
 	}
 	if e.Version != 1714000000123 || e.Metadata["vcpus"] != int64(4) || e.Metadata["cost"] != 0.192 {
 		t.Errorf("unexpected event %+v", e)
-	}
-}
-
-func BenchmarkDecode(b *testing.B) {
-	body := typicalEvent()
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := pipeline.Decode(pipeline.DecodeConfig{}, "rag.ingest.tenant-42.documents", body, "", 1); err != nil {
-			b.Fatal(err)
-		}
 	}
 }

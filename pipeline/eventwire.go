@@ -1,0 +1,310 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// The body fields below decode themselves from encoding/json/v2's token
+// stream. None returns an error for a value of the wrong shape: each records
+// its problem and reads past the value, so that a syntax error later in the
+// body still wins, and Decode decides whether the problem matters (a
+// delete's text, metadata and vector do not).
+
+// wireText is the body's text: the string, or the kind of the JSON value that
+// is there instead (0 for a string, null or absence).
+type wireText struct {
+	s    string
+	kind jsontext.Kind
+}
+
+// UnmarshalJSONFrom implements json.UnmarshalerFrom.
+func (t *wireText) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	*t = wireText{}
+	switch k := dec.PeekKind(); k {
+	case '"':
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		t.s = tok.String()
+		return nil
+	case 'n':
+		_, err := dec.ReadToken()
+		return err
+	default:
+		t.kind = k
+		return dec.SkipValue()
+	}
+}
+
+// wireVector is the body's vector: a JSON array of finite float32s. vec is
+// nil when it is absent or null.
+type wireVector struct {
+	vec     []float32
+	problem string
+}
+
+// UnmarshalJSONFrom implements json.UnmarshalerFrom.
+func (v *wireVector) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	raw, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	v.vec, v.problem = parseVector(raw)
+	return nil
+}
+
+// parseVector parses raw, a valid JSON value. The decoder has checked the
+// grammar, so the elements of an array are what lies between its commas
+// until the first one that is not a number. The vector is allocated once, to
+// the size that the commas give.
+func parseVector(raw jsontext.Value) ([]float32, string) {
+	switch raw.Kind() {
+	case 'n':
+		return nil, ""
+	case '[':
+	default:
+		return nil, fmt.Sprintf("vector must be an array of numbers, not a JSON %s", kindName(raw.Kind()))
+	}
+	elems := bytes.TrimSpace(raw[1 : len(raw)-1])
+	if len(elems) == 0 {
+		return nil, "vector is empty"
+	}
+	vec := make([]float32, 0, bytes.Count(elems, []byte{','})+1)
+	for len(elems) > 0 {
+		var elem []byte
+		elem, elems, _ = bytes.Cut(elems, []byte{','})
+		elem = bytes.TrimSpace(elem)
+		if k := jsontext.Value(elem).Kind(); k != '0' {
+			return nil, fmt.Sprintf("vector[%d] must be a number, not a JSON %s", len(vec), kindName(k))
+		}
+		f, err := strconv.ParseFloat(string(elem), 32)
+		if err != nil {
+			return nil, fmt.Sprintf("vector[%d] = %s is not a finite 32-bit float", len(vec), numberForReason(string(elem)))
+		}
+		vec = append(vec, float32(f))
+	}
+	return vec, ""
+}
+
+// wireVectorB64 is the body's vector_b64: standard base64 of little-endian
+// float32s. vec is nil when it is absent or null.
+type wireVectorB64 struct {
+	vec     []float32
+	problem string
+}
+
+// UnmarshalJSONFrom implements json.UnmarshalerFrom. The string is read in
+// place from the decoder's buffer; only a string with escapes (an encoder
+// that writes '/' as "\/") is unquoted into a copy first.
+func (v *wireVectorB64) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	*v = wireVectorB64{}
+	raw, err := dec.ReadValue()
+	switch {
+	case err != nil:
+		return err
+	case raw.Kind() == 'n':
+		return nil
+	case raw.Kind() != '"':
+		v.problem = fmt.Sprintf("vector_b64 must be a base64 string, not a JSON %s", kindName(raw.Kind()))
+		return nil
+	}
+	s := raw[1 : len(raw)-1]
+	if bytes.IndexByte(s, '\\') >= 0 {
+		s, _ = jsontext.AppendUnquote(nil, raw)
+	}
+	v.vec, v.problem = decodeVectorB64(s)
+	return nil
+}
+
+// decodeVectorB64 decodes standard base64 of little-endian float32s. It goes
+// through a small buffer on the stack, block by block, so that the vector is
+// the only allocation.
+func decodeVectorB64(s []byte) ([]float32, string) {
+	const block = 256 // base64 characters, decoding to a whole number of float32s
+	var buf [block / 4 * 3]byte
+	if len(s) == 0 {
+		return nil, "vector_b64 is empty"
+	}
+	if len(s)%4 != 0 {
+		return nil, fmt.Sprintf("vector_b64 is not standard base64: its length, %d, is not a multiple of 4", len(s))
+	}
+	size := len(s) / 4 * 3
+	if s[len(s)-1] == '=' {
+		size--
+		if s[len(s)-2] == '=' {
+			size--
+		}
+	}
+	if size%4 != 0 {
+		return nil, fmt.Sprintf("vector_b64 decodes to %d bytes, not a multiple of 4 (the size of a float32)", size)
+	}
+	vec := make([]float32, size/4)
+	for off := 0; off < len(s); off += block {
+		n, err := base64.StdEncoding.Decode(buf[:], s[off:min(off+block, len(s))])
+		if corrupt, ok := errors.AsType[base64.CorruptInputError](err); ok {
+			return nil, fmt.Sprintf("vector_b64 is not standard base64: bad character at offset %d", off+int(corrupt))
+		}
+		if err != nil || n != min(len(buf), size-off/4*3) { // line breaks, which the decoder skips
+			return nil, "vector_b64 is not standard base64: it has line breaks"
+		}
+		for i := 0; i < n; i += 4 {
+			x := math.Float32frombits(binary.LittleEndian.Uint32(buf[i:]))
+			k := (off/4*3 + i) / 4
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return nil, fmt.Sprintf("vector_b64[%d] = %v is not a finite 32-bit float", k, x)
+			}
+			vec[k] = x
+		}
+	}
+	return vec, ""
+}
+
+// wireMetadata is the body's metadata: a flat object whose values are
+// strings, numbers, bools or arrays of them. values is nil when it is absent,
+// null or empty. The problem names the first bad key.
+type wireMetadata struct {
+	values  map[string]any
+	problem string
+}
+
+// UnmarshalJSONFrom implements json.UnmarshalerFrom. After a problem it reads
+// the rest of the object token by token, which checks its syntax.
+func (m *wireMetadata) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	*m = wireMetadata{}
+	switch k := dec.PeekKind(); k {
+	case 'n':
+		_, err := dec.ReadToken()
+		return err
+	case '{':
+	default:
+		if k != 0 {
+			m.problem = fmt.Sprintf("metadata must be a JSON object, not a JSON %s", kindName(k))
+		}
+		return dec.SkipValue()
+	}
+	depth := dec.StackDepth()
+	err := m.readObject(dec)
+	for err == nil && dec.StackDepth() > depth {
+		_, err = dec.ReadToken()
+	}
+	return err
+}
+
+// readObject reads the object's members into m.values, or up to the first
+// bad value.
+func (m *wireMetadata) readObject(dec *jsontext.Decoder) error {
+	if _, err := dec.ReadToken(); err != nil { // '{'
+		return err
+	}
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		key := name.String()
+		v, problem, err := readMetadataValue(dec, -1)
+		if err != nil {
+			return err
+		}
+		if problem != "" {
+			m.values, m.problem = nil, fmt.Sprintf("metadata key %s: %s", quoteForReason(key), problem)
+			return nil
+		}
+		if m.values == nil {
+			m.values = make(map[string]any, 8)
+		}
+		m.values[key] = v
+	}
+	_, err := dec.ReadToken() // '}'
+	return err
+}
+
+// readMetadataValue reads a metadata value: a member's value when elem < 0,
+// else element elem of an array. Integers that fit an int64 become int64,
+// other numbers float64. When the value is not allowed it says why, and the
+// value may be left unread.
+func readMetadataValue(dec *jsontext.Decoder, elem int) (v any, problem string, err error) {
+	inArray := func(kind string) string {
+		return fmt.Sprintf("element %d is %s; arrays may hold strings, numbers and bools", elem, kind)
+	}
+	switch dec.PeekKind() {
+	case '"':
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return nil, "", err
+		}
+		return tok.String(), "", nil
+	case 't', 'f':
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return nil, "", err
+		}
+		return tok.Bool(), "", nil
+	case '0':
+		raw, err := dec.ReadValue()
+		if err != nil {
+			return nil, "", err
+		}
+		if n, ok := metadataNumber(string(raw)); ok {
+			return n, "", nil
+		}
+		if elem < 0 {
+			return nil, fmt.Sprintf("number %s is out of range", numberForReason(string(raw))), nil
+		}
+		return nil, fmt.Sprintf("element %d: number %s is out of range", elem, numberForReason(string(raw))), nil
+	case 'n':
+		if elem < 0 {
+			return nil, "null is not a valid value", nil
+		}
+		return nil, inArray("null"), nil
+	case '{':
+		if elem < 0 {
+			return nil, "nested objects are not allowed", nil
+		}
+		return nil, inArray("an object"), nil
+	case '[':
+		if elem >= 0 {
+			return nil, fmt.Sprintf("element %d is an array; arrays of arrays are not allowed", elem), nil
+		}
+		return readMetadataList(dec)
+	}
+	_, err = dec.ReadToken() // the error that PeekKind met
+	return nil, "", err
+}
+
+// readMetadataList reads an array of metadata values, or up to its first bad
+// element.
+func readMetadataList(dec *jsontext.Decoder) (list []any, problem string, err error) {
+	if _, err := dec.ReadToken(); err != nil { // '['
+		return nil, "", err
+	}
+	list = []any{}
+	for dec.PeekKind() != ']' {
+		v, problem, err := readMetadataValue(dec, len(list))
+		if err != nil || problem != "" {
+			return nil, problem, err
+		}
+		list = append(list, v)
+	}
+	_, err = dec.ReadToken() // ']'
+	return list, "", err
+}
+
+// metadataNumber converts a JSON number: int64 when it is an integer that
+// fits, else float64; ok is false when it overflows a float64.
+func metadataNumber(lit string) (n any, ok bool) {
+	if v, err := strconv.ParseInt(lit, 10, 64); err == nil {
+		return v, true
+	}
+	f, err := strconv.ParseFloat(lit, 64)
+	return f, err == nil
+}
