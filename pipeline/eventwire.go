@@ -54,45 +54,71 @@ type wireVector struct {
 
 // UnmarshalJSONFrom implements json.UnmarshalerFrom.
 func (v *wireVector) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
-	raw, err := dec.ReadValue()
-	if err != nil {
-		return err
-	}
-	v.vec, v.problem = parseVector(raw)
-	return nil
-}
-
-// parseVector parses raw, a valid JSON value. The decoder has checked the
-// grammar, so the elements of an array are what lies between its commas
-// until the first one that is not a number. The vector is allocated once, to
-// the size that the commas give.
-func parseVector(raw jsontext.Value) ([]float32, string) {
-	switch raw.Kind() {
+	*v = wireVector{}
+	switch k := dec.PeekKind(); k {
 	case 'n':
-		return nil, ""
+		_, err := dec.ReadToken()
+		return err
 	case '[':
 	default:
-		return nil, fmt.Sprintf("vector must be an array of numbers, not a JSON %s", kindName(raw.Kind()))
-	}
-	elems := bytes.TrimSpace(raw[1 : len(raw)-1])
-	if len(elems) == 0 {
-		return nil, "vector is empty"
-	}
-	vec := make([]float32, 0, bytes.Count(elems, []byte{','})+1)
-	for len(elems) > 0 {
-		var elem []byte
-		elem, elems, _ = bytes.Cut(elems, []byte{','})
-		elem = bytes.TrimSpace(elem)
-		if k := jsontext.Value(elem).Kind(); k != '0' {
-			return nil, fmt.Sprintf("vector[%d] must be a number, not a JSON %s", len(vec), kindName(k))
+		if k != 0 {
+			v.problem = fmt.Sprintf("vector must be an array of numbers, not a JSON %s", kindName(k))
 		}
-		f, err := strconv.ParseFloat(string(elem), 32)
+		return dec.SkipValue()
+	}
+	depth := dec.StackDepth()
+	vec, problem, err := readFloats(dec)
+	if problem == "" && err == nil {
+		switch k := dec.PeekKind(); {
+		case k == ']' && len(vec) == 0:
+			problem = "vector is empty"
+		case k != ']' && k != 0:
+			problem = fmt.Sprintf("vector[%d] must be a number, not a JSON %s", len(vec), kindName(k))
+		}
+	}
+	if problem != "" {
+		vec = nil
+	}
+	v.vec, v.problem = vec, problem
+	return finishValue(dec, depth, err)
+}
+
+// readFloats reads '[' and the numbers that follow it, each checked by the
+// decoder and converted by strconv, up to the first value that is not a
+// number, which it leaves unread. The vector is allocated once, to the size
+// that the commas before the first ']' give, when the decoder's buffer holds
+// that far.
+func readFloats(dec *jsontext.Decoder) (vec []float32, problem string, err error) {
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, "", err
+	}
+	if rest := dec.UnreadBuffer(); len(rest) > 0 {
+		if end := bytes.IndexByte(rest, ']'); end >= 0 {
+			vec = make([]float32, 0, bytes.Count(rest[:end], []byte{','})+1)
+		}
+	}
+	for dec.PeekKind() == '0' {
+		raw, err := dec.ReadValue()
 		if err != nil {
-			return nil, fmt.Sprintf("vector[%d] = %s is not a finite 32-bit float", len(vec), numberForReason(string(elem)))
+			return nil, "", err
+		}
+		f, err := strconv.ParseFloat(string(raw), 32)
+		if err != nil {
+			return nil, fmt.Sprintf("vector[%d] = %s is not a finite 32-bit float", len(vec), numberForReason(string(raw))), nil
 		}
 		vec = append(vec, float32(f))
 	}
-	return vec, ""
+	return vec, "", nil
+}
+
+// finishValue reads the rest of the array or object opened at stack depth
+// depth, token by token, which checks its syntax: a problem may have stopped
+// its reading part-way. It returns err if there is one.
+func finishValue(dec *jsontext.Decoder, depth int, err error) error {
+	for err == nil && dec.StackDepth() > depth {
+		_, err = dec.ReadToken()
+	}
+	return err
 }
 
 // wireVectorB64 is the body's vector_b64: standard base64 of little-endian
@@ -176,8 +202,7 @@ type wireMetadata struct {
 	problem string
 }
 
-// UnmarshalJSONFrom implements json.UnmarshalerFrom. After a problem it reads
-// the rest of the object token by token, which checks its syntax.
+// UnmarshalJSONFrom implements json.UnmarshalerFrom.
 func (m *wireMetadata) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	*m = wireMetadata{}
 	switch k := dec.PeekKind(); k {
@@ -192,11 +217,7 @@ func (m *wireMetadata) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 		return dec.SkipValue()
 	}
 	depth := dec.StackDepth()
-	err := m.readObject(dec)
-	for err == nil && dec.StackDepth() > depth {
-		_, err = dec.ReadToken()
-	}
-	return err
+	return finishValue(dec, depth, m.readObject(dec))
 }
 
 // readObject reads the object's members into m.values, or up to the first
