@@ -40,34 +40,12 @@ func runDev(ctx context.Context, env *environment, o searchOptions) error {
 		return err
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	s, err := startService(ctx, env, "ragpipe-dev")
+	open, where := devStore(ctx, env)
+	s, store, err := startService(ctx, env, "ragpipe-dev", open)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	// The Qdrant of QDRANT_URL when it is set, else the embedded store.
-	var store storeRoles
-	where := "Qdrant at " + cfg.Qdrant.URL
-	if cfg.Qdrant.Explicit {
-		q, err := newQdrant(ctx, cfg, log)
-		if err != nil {
-			return err
-		}
-		defer q.Close()
-		store = qdrantRoles(q, cfg.Worker.DeferIndexing)
-	} else {
-		dir := filepath.Join(cfg.DataDir, "vectors")
-		where = "embedded store in " + dir
-		l, err := localstore.Open(ctx, localstore.Config{Dir: dir, Logger: log})
-		if err != nil {
-			return err
-		}
-		defer l.Close()
-		store = localRoles(l)
-		if cfg.Worker.DeferIndexing > 0 {
-			log.Warn().Msg("RAGPIPE_DEFER_INDEXING has no effect on the embedded store, which builds no index")
-		}
-	}
 	in, err := startIngest(ctx, env, s, store)
 	if err != nil {
 		return err
@@ -93,6 +71,33 @@ func runDev(ctx context.Context, env *environment, o searchOptions) error {
 	}
 	log.Info().Msg("stopped")
 	return runErr
+}
+
+// devStore returns the opener of the store `ragpipe dev` runs on, for
+// startService, and where that store is: the Qdrant of QDRANT_URL when it is
+// set, else the embedded store under RAGPIPE_DATA_DIR.
+func devStore(ctx context.Context, env *environment) (open func() (storeRoles, error), where string) {
+	cfg, log := env.cfg, env.log
+	if cfg.Qdrant.Explicit {
+		return func() (storeRoles, error) {
+			q, err := newQdrant(ctx, cfg, log)
+			if err != nil {
+				return storeRoles{}, err
+			}
+			return qdrantRoles(q, cfg.Worker.DeferIndexing), nil
+		}, "Qdrant at " + cfg.Qdrant.URL
+	}
+	dir := filepath.Join(cfg.DataDir, "vectors")
+	return func() (storeRoles, error) {
+		l, err := localstore.Open(ctx, localstore.Config{Dir: dir, Logger: log})
+		if err != nil {
+			return storeRoles{}, err
+		}
+		if cfg.Worker.DeferIndexing > 0 {
+			log.Warn().Msg("RAGPIPE_DEFER_INDEXING has no effect on the embedded store, which builds no index")
+		}
+		return localRoles(l), nil
+	}, "embedded store in " + dir
 }
 
 // printDevBanner tells where `ragpipe dev` serves and how to try it.

@@ -30,16 +30,11 @@ func runSearcher(ctx context.Context, env *environment, o searchOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	s, err := startService(ctx, env, "ragpipe-searcher")
+	s, q, err := startService(ctx, env, "ragpipe-searcher", openQdrant(ctx, env))
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	q, err := newQdrant(ctx, env.cfg, env.log)
-	if err != nil {
-		return err
-	}
-	defer q.Close()
 	svc, err := startSearch(ctx, env, s, qdrantRoles(q, 0), o) // 0: it ingests nothing, so defers no indexing
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,31 +20,46 @@ import (
 	"github.com/ragpipe/ragpipe/worker"
 )
 
-// service is what a long-running command (worker, searcher, dev) runs on
-// besides its store, which the command opens and closes itself.
+// service is what a long-running command (worker, searcher, dev) runs on.
 type service struct {
 	metrics *telemetry.Metrics
 	embs    *embedders
 	nc      *nats.Conn
+	store   io.Closer
 }
 
-// startService logs the settings, builds the embedders and connects to NATS
-// as name. Close releases the connection.
-func startService(ctx context.Context, env *environment, name string) (*service, error) {
+// startService logs the settings, builds the embedders, connects to NATS as
+// name and opens the command's store with open, which returns its concrete
+// type. Close releases the store and the connection.
+func startService[S io.Closer](ctx context.Context, env *environment, name string, open func() (S, error)) (*service, S, error) {
 	env.log.Info().Object("config", env.cfg).Msg("starting")
 	s := &service{metrics: telemetry.NewMetrics()}
+	var store S
 	var err error
 	if s.embs, err = newEmbedders(env.cfg, env.log, s.metrics); err != nil {
-		return nil, err
+		return nil, store, err
 	}
 	if s.nc, err = connectNATS(ctx, env.cfg.NATS, name, env.log); err != nil {
-		return nil, err
+		return nil, store, err
 	}
-	return s, nil
+	if store, err = open(); err != nil {
+		s.nc.Close()
+		return nil, store, err
+	}
+	s.store = store
+	return s, store, nil
 }
 
-// Close closes the NATS connection.
-func (s *service) Close() { s.nc.Close() }
+// Close closes the store and the NATS connection.
+func (s *service) Close() {
+	_ = s.store.Close()
+	s.nc.Close()
+}
+
+// openQdrant opens the Qdrant of the settings, for startService.
+func openQdrant(ctx context.Context, env *environment) func() (*qdrantstore.Store, error) {
+	return func() (*qdrantstore.Store, error) { return newQdrant(ctx, env.cfg, env.log) }
+}
 
 // storeRoles is the vector store of a long-running command, as each of its
 // consumers declares it. qdrantRoles and localRoles fill it from the two
@@ -57,12 +73,16 @@ type storeRoles struct {
 	check func(ctx context.Context, want pipeline.Collection) error
 	// backlog, when set, is told how many events wait (RAGPIPE_DEFER_INDEXING).
 	backlog func(ctx context.Context, pending uint64)
+	close   func() error
 }
+
+// Close closes the store.
+func (r storeRoles) Close() error { return r.close() }
 
 // qdrantRoles is q in every role; indexing is deferred while more than
 // deferAbove events wait, unless deferAbove is 0.
 func qdrantRoles(q *qdrantstore.Store, deferAbove int) storeRoles {
-	r := storeRoles{sink: q, reuse: q, index: q, health: q.Health, check: q.CheckCollection}
+	r := storeRoles{sink: q, reuse: q, index: q, health: q.Health, check: q.CheckCollection, close: q.Close}
 	if deferAbove > 0 {
 		r.backlog = q.DeferIndexing(uint64(deferAbove)).Observe
 	}
@@ -72,7 +92,7 @@ func qdrantRoles(q *qdrantstore.Store, deferAbove int) storeRoles {
 // localRoles is the embedded store l in every role. It builds no index, so
 // it has nothing to defer.
 func localRoles(l *localstore.Store) storeRoles {
-	return storeRoles{sink: l, reuse: l, index: l, health: l.Health, check: l.CheckCollection}
+	return storeRoles{sink: l, reuse: l, index: l, health: l.Health, check: l.CheckCollection, close: l.Close}
 }
 
 // ingestSide is the ingestion side, ready to run.

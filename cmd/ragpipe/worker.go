@@ -17,16 +17,11 @@ var workerCommand = command{
 }
 
 func runWorker(ctx context.Context, env *environment, _ []string) error {
-	svc, err := startService(ctx, env, "ragpipe-worker")
+	svc, q, err := startService(ctx, env, "ragpipe-worker", openQdrant(ctx, env))
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
-	q, err := newQdrant(ctx, env.cfg, env.log)
-	if err != nil {
-		return err
-	}
-	defer q.Close()
 	in, err := startIngest(ctx, env, svc, qdrantRoles(q, env.cfg.Worker.DeferIndexing))
 	if err != nil {
 		return err
