@@ -256,6 +256,14 @@ func (s *system) publish(events []event) []uint64 {
 			}
 		}
 		f, err := s.js.PublishMsgAsync(m)
+		for errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			// A busy server: let the outstanding publishes finish, then go on.
+			select {
+			case <-s.js.PublishAsyncComplete():
+			case <-time.After(time.Second):
+			}
+			f, err = s.js.PublishMsgAsync(m)
+		}
 		if err != nil {
 			s.t.Fatal(err)
 		}
