@@ -2,20 +2,21 @@
 // jitter, capped, bounded in time or attempts, every wait interrupted by the
 // context, with a hook that classifies failures and a wait a server asked
 // for (HTTP Retry-After, a rate limit's hint) taking the place of the
-// computed one.
+// computed one. github.com/cenkalti/backoff/v5 does the work; this package
+// sets its parameters from a Policy and reports why it gave up.
 //
 // Each caller keeps its own classification (ShouldRetry) and logging
-// (OnRetry); the waits all come from Policy.Delay, which also gives the
-// worker its redelivery delay.
+// (OnRetry); the waits all come from the same backoff, which also gives the
+// worker its redelivery delay (Policy.Delay).
 package retry
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 // Policy says how a failed operation is retried. The zero Policy retries
@@ -65,6 +66,7 @@ func (p Policy) withDefaults() Policy {
 	if p.Max <= 0 {
 		p.Max = max(10*time.Second, p.Initial)
 	}
+	p.Initial = min(p.Initial, p.Max) // backoff does not cap the first wait
 	switch {
 	case p.Jitter == 0:
 		p.Jitter = 0.5
@@ -76,15 +78,37 @@ func (p Policy) withDefaults() Policy {
 	return p
 }
 
+// backOff returns a fresh backoff drawing the waits that p, its defaults
+// set, documents. backoff draws from [(1-r)·c, (1+r)·c] around its interval
+// c; centring c at (1-Jitter/2)·d with r = Jitter/(2-Jitter) gives
+// [(1-Jitter)·d, d], so no wait passes Max.
+func (p Policy) backOff() *backoff.ExponentialBackOff {
+	centre := 1 - p.Jitter/2
+	return &backoff.ExponentialBackOff{
+		InitialInterval:     max(time.Duration(float64(p.Initial)*centre), 1),
+		RandomizationFactor: p.Jitter / (2 - p.Jitter),
+		Multiplier:          p.Multiplier,
+		MaxInterval:         max(time.Duration(float64(p.Max)*centre), 1),
+	}
+}
+
 // Delay is the wait after n failed attempts (n >= 1; smaller n count as 1):
 // Initial·Multiplier^(n-1), capped at Max, of which the Jitter share is
 // random. Do waits this unless the server asked for another wait.
 func (p Policy) Delay(n int) time.Duration {
-	p = p.withDefaults()
-	d := float64(p.Initial) * math.Pow(p.Multiplier, float64(max(n, 1)-1))
-	d = min(d, float64(p.Max)) // also when d overflowed to +Inf
-	d *= 1 - p.Jitter*rand.Float64()
-	return time.Duration(d)
+	b := p.withDefaults().backOff()
+	jitter := b.RandomizationFactor
+	b.RandomizationFactor = 0
+	// Step the interval n-1 times, or until it stops growing (at the cap).
+	for prev := time.Duration(-1); n > 1; n-- {
+		d := b.NextBackOff()
+		if d == prev {
+			break
+		}
+		prev = d
+	}
+	b.RandomizationFactor = jitter
+	return b.NextBackOff()
 }
 
 // Do calls op until it returns nil, ShouldRetry refuses its error, a bound
@@ -98,36 +122,42 @@ func (p Policy) Delay(n int) time.Duration {
 // soon as ctx does.
 func (p Policy) Do(ctx context.Context, op func(ctx context.Context) error) error {
 	p = p.withDefaults()
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		err := op(ctx)
-		if err == nil {
-			return nil
-		}
-		if p.ShouldRetry != nil && !p.ShouldRetry(err) {
-			return err
-		}
-		giveUp := &Error{Attempts: attempt, Err: err}
-		if ctx.Err() != nil {
-			giveUp.Elapsed, giveUp.Cause = time.Since(start), context.Cause(ctx)
-			return giveUp
-		}
-		wait := p.Delay(attempt)
-		if asked, ok := requested(err); ok {
-			wait = asked
-		}
-		giveUp.Elapsed = time.Since(start)
-		if p.MaxAttempts > 0 && attempt >= p.MaxAttempts || p.MaxElapsed > 0 && giveUp.Elapsed+wait > p.MaxElapsed {
-			return giveUp
-		}
-		if p.OnRetry != nil {
-			p.OnRetry(attempt, err, wait)
-		}
-		if cause := Sleep(ctx, wait); cause != nil {
-			giveUp.Elapsed, giveUp.Cause = time.Since(start), cause
-			return giveUp
-		}
+	var (
+		attempts int
+		last     error
+		refused  bool
+	)
+	opts := []backoff.RetryOption{
+		backoff.WithBackOff(p.backOff()),
+		backoff.WithMaxElapsedTime(p.MaxElapsed), // 0: no bound, not backoff's default
 	}
+	if p.MaxAttempts > 0 {
+		opts = append(opts, backoff.WithMaxTries(uint(p.MaxAttempts)))
+	}
+	if p.OnRetry != nil {
+		opts = append(opts, backoff.WithNotify(func(err error, wait time.Duration) { p.OnRetry(attempts, err, wait) }))
+	}
+	start := time.Now()
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		attempts++
+		last = op(ctx)
+		if last != nil && p.ShouldRetry != nil && !p.ShouldRetry(last) {
+			refused = true
+			return struct{}{}, backoff.Permanent(last)
+		}
+		return struct{}{}, last
+	}, opts...)
+	switch {
+	case err == nil:
+		return nil
+	case refused:
+		return last
+	}
+	giveUp := &Error{Attempts: attempts, Elapsed: time.Since(start), Err: last}
+	if ctx.Err() != nil {
+		giveUp.Cause = context.Cause(ctx)
+	}
+	return giveUp
 }
 
 // Error is what Do returns when op kept failing with errors ShouldRetry
@@ -160,33 +190,27 @@ func (e *Error) Unwrap() []error {
 
 // After marks err with the wait the server asked for before the next
 // attempt (an HTTP Retry-After, a rate limit's hint): Do waits that instead
-// of its computed delay, however long, unless that passes MaxElapsed. A wait
-// <= 0 returns err unchanged. The result unwraps to err and reads as err.
+// of its computed delay, however long, unless that passes MaxElapsed, and
+// starts its computed delays over from Initial. A wait <= 0 returns err
+// unchanged. The result reads as err and unwraps to err and to a
+// *backoff.RetryAfterError holding the wait.
 func After(wait time.Duration, err error) error {
 	if wait <= 0 || err == nil {
 		return err
 	}
-	return &afterError{err: err, wait: wait}
+	return &afterError{err: err, wait: &backoff.RetryAfterError{Duration: wait}}
 }
 
-// afterError is an error with the wait its server asked for.
+// afterError is an error with the wait its server asked for, which backoff
+// finds in its chain.
 type afterError struct {
 	err  error
-	wait time.Duration
+	wait *backoff.RetryAfterError
 }
 
 func (e *afterError) Error() string { return e.err.Error() }
 
-func (e *afterError) Unwrap() error { return e.err }
-
-// requested returns the wait an error marked with After asks for.
-func requested(err error) (time.Duration, bool) {
-	var a *afterError
-	if errors.As(err, &a) {
-		return a.wait, true
-	}
-	return 0, false
-}
+func (e *afterError) Unwrap() []error { return []error{e.err, e.wait} }
 
 // Sleep waits for d, or until ctx ends and then returns context.Cause(ctx).
 // A d <= 0 returns nil at once.

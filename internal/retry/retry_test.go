@@ -3,6 +3,7 @@ package retry_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -200,4 +201,59 @@ func TestSleep(t *testing.T) {
 	if err := retry.Sleep(ctx, 0); err != nil {
 		t.Fatalf("Sleep(0): %v", err)
 	}
+}
+
+func TestDoEdges(t *testing.T) {
+	permanent := errors.New("bad request")
+	t.Run("refused on the last attempt", func(t *testing.T) {
+		p := retry.Policy{MaxAttempts: 1, ShouldRetry: func(error) bool { return false }}
+		if err := p.Do(t.Context(), func(context.Context) error { return permanent }); err != permanent {
+			t.Fatalf("err %v, want the error itself", err)
+		}
+	})
+	t.Run("no MaxElapsed is no bound", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		var waits []time.Duration
+		p := retry.Policy{Initial: time.Hour, OnRetry: func(_ int, _ error, wait time.Duration) {
+			waits = append(waits, wait)
+			cancel()
+		}}
+		err := p.Do(ctx, func(context.Context) error { return errFlaky })
+		if len(waits) != 1 || !errors.Is(err, context.Canceled) || !errors.Is(err, errFlaky) {
+			t.Fatalf("err %v, waits %v; want one wait of about an hour, then the cancel", err, waits)
+		}
+	})
+	t.Run("Initial above Max", func(t *testing.T) {
+		p := retry.Policy{Initial: time.Minute, Max: time.Second}
+		for n := range 3 {
+			if d := p.Delay(n + 1); d > time.Second || d < time.Second/2 {
+				t.Fatalf("Delay(%d) = %s, want within [500ms, 1s]", n+1, d)
+			}
+		}
+	})
+	t.Run("server wait restarts the computed waits", func(t *testing.T) {
+		var waits []time.Duration
+		p := retry.Policy{Initial: time.Millisecond, Multiplier: 4, Jitter: -1,
+			OnRetry: func(_ int, _ error, wait time.Duration) { waits = append(waits, wait) }}
+		calls := 0
+		err := p.Do(t.Context(), func(context.Context) error {
+			switch calls++; calls {
+			case 1, 3:
+				return errFlaky
+			case 2:
+				return retry.After(2*time.Millisecond, errFlaky)
+			}
+			return nil
+		})
+		want := []time.Duration{time.Millisecond, 2 * time.Millisecond, time.Millisecond}
+		if err != nil || !slices.Equal(waits, want) {
+			t.Fatalf("err %v, waits %v; want %v", err, waits, want)
+		}
+	})
+	t.Run("After reads as its error", func(t *testing.T) {
+		err := retry.After(time.Second, errFlaky)
+		if !errors.Is(err, errFlaky) || err.Error() != errFlaky.Error() {
+			t.Fatalf("After: %v", err)
+		}
+	})
 }
