@@ -55,16 +55,8 @@ type wireVector struct {
 // UnmarshalJSONFrom implements json.UnmarshalerFrom.
 func (v *wireVector) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	*v = wireVector{}
-	switch k := dec.PeekKind(); k {
-	case 'n':
-		_, err := dec.ReadToken()
+	if open, err := openValue(dec, '[', "vector must be an array of numbers", &v.problem); !open {
 		return err
-	case '[':
-	default:
-		if k != 0 {
-			v.problem = fmt.Sprintf("vector must be an array of numbers, not a JSON %s", kindName(k))
-		}
-		return dec.SkipValue()
 	}
 	depth := dec.StackDepth()
 	vec, problem, err := readFloats(dec)
@@ -205,16 +197,8 @@ type wireMetadata struct {
 // UnmarshalJSONFrom implements json.UnmarshalerFrom.
 func (m *wireMetadata) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	*m = wireMetadata{}
-	switch k := dec.PeekKind(); k {
-	case 'n':
-		_, err := dec.ReadToken()
+	if open, err := openValue(dec, '{', "metadata must be a JSON object", &m.problem); !open {
 		return err
-	case '{':
-	default:
-		if k != 0 {
-			m.problem = fmt.Sprintf("metadata must be a JSON object, not a JSON %s", kindName(k))
-		}
-		return dec.SkipValue()
 	}
 	depth := dec.StackDepth()
 	return finishValue(dec, depth, m.readObject(dec))
@@ -328,4 +312,22 @@ func metadataNumber(lit string) (n any, ok bool) {
 	}
 	f, err := strconv.ParseFloat(lit, 64)
 	return f, err == nil
+}
+
+// openValue starts reading a value that must be of kind want or null. It
+// reports whether the caller reads the value: a null is consumed, a value of
+// another kind is skipped and noted in problem as "<what>, not a JSON <kind>".
+func openValue(dec *jsontext.Decoder, want jsontext.Kind, what string, problem *string) (bool, error) {
+	switch k := dec.PeekKind(); k {
+	case want:
+		return true, nil
+	case 'n':
+		_, err := dec.ReadToken()
+		return false, err
+	default:
+		if k != 0 {
+			*problem = fmt.Sprintf("%s, not a JSON %s", what, kindName(k))
+		}
+		return false, dec.SkipValue()
+	}
 }
