@@ -57,8 +57,16 @@ type Config struct {
 	WriteConsistency uint32 `env:"RAGPIPE_WRITE_CONSISTENCY" envDefault:"1" help:"write consistency factor of created collections (1 to the replication factor); RAGPIPE_COLLECTION_<NAME>_WRITE_CONSISTENCY sets one collection's"`
 	// MaxDeliver is the attempts before an event is dead-lettered. Default: 10.
 	MaxDeliver int `env:"RAGPIPE_MAX_DELIVER" envDefault:"10" help:"attempts before an event is dead-lettered (>= 1)"`
-	// AutoCreate creates unknown collections on their first event. Default: true.
-	AutoCreate bool `env:"RAGPIPE_AUTO_CREATE" envDefault:"true" help:"create unknown collections on first event (true or false)"`
+	// AutoCreate says which unknown collections an event may create on first
+	// need: all (true), none (false), or those a list of names and prefix*
+	// patterns allows. Default: true.
+	AutoCreate AutoCreate `env:"RAGPIPE_AUTO_CREATE" envDefault:"true" help:"create unknown collections on first event: true, false, or a comma-separated list of names and prefix* patterns allowed"`
+	// MaxCollections bounds the collections ragpipe creates on its own; an
+	// event that would create one more is dead-lettered. Default: 100.
+	MaxCollections int `env:"RAGPIPE_MAX_COLLECTIONS" envDefault:"100" help:"most collections ragpipe creates on its own (>= 1); an event that would create one more is dead-lettered with the reason"`
+	// ShutdownTimeout bounds the work in flight after SIGINT or SIGTERM;
+	// what is not finished by then is left for redelivery. Default: 20s.
+	ShutdownTimeout time.Duration `env:"RAGPIPE_SHUTDOWN_TIMEOUT" envDefault:"20s" help:"on SIGINT/SIGTERM, how long in-flight work may take before it is left for redelivery and the process exits 0 (> 0)"`
 	// ChunkSize is the largest chunk, in characters. Default: 2000.
 	ChunkSize int `env:"RAGPIPE_CHUNK_SIZE" envDefault:"2000" help:"largest chunk, in characters (>= 1)"`
 	// ChunkOverlap is the overlap of consecutive chunks, in characters.

@@ -44,7 +44,9 @@ func TestDefaults(t *testing.T) {
 		ReplicationFactor: 1,
 		WriteConsistency:  1,
 		MaxDeliver:        10,
-		AutoCreate:        true,
+		AutoCreate:        mustAutoCreate(t, "true"),
+		MaxCollections:    100,
+		ShutdownTimeout:   20 * time.Second,
 		ChunkSize:         2000,
 		ChunkOverlap:      200,
 		MaxEventBytes:     1 << 20,
@@ -115,7 +117,7 @@ func TestValidationErrors(t *testing.T) {
 		{"RAGPIPE_MAX_DELIVER=0", `RAGPIPE_MAX_DELIVER=0: must be >= 1`},
 		{"RAGPIPE_MAX_DELIVER=ten", `RAGPIPE_MAX_DELIVER="ten": not an integer`},
 		{"RAGPIPE_MAX_DELIVER=99999999999", `RAGPIPE_MAX_DELIVER="99999999999": out of range`},
-		{"RAGPIPE_AUTO_CREATE=maybe", `RAGPIPE_AUTO_CREATE="maybe": not a boolean (true or false)`},
+		{"RAGPIPE_AUTO_CREATE=Maybe", `RAGPIPE_AUTO_CREATE "Maybe": not true, false, a collection name or a prefix* pattern`},
 		{"RAGPIPE_CHUNK_SIZE=0", `RAGPIPE_CHUNK_SIZE=0: must be >= 1`},
 		{"RAGPIPE_CHUNK_OVERLAP=1001", `RAGPIPE_CHUNK_OVERLAP=1001: must be from 0 to half of RAGPIPE_CHUNK_SIZE (1000)`},
 		{"RAGPIPE_CHUNK_OVERLAP=-1", `RAGPIPE_CHUNK_OVERLAP=-1: must be from 0`},
@@ -396,7 +398,7 @@ func TestSettings(t *testing.T) {
 		"RAGPIPE_COLLECTIONS", "RAGPIPE_EMBEDDER", "RAGPIPE_EMBEDDER_URL", "RAGPIPE_EMBEDDER_MODEL",
 		"RAGPIPE_EMBEDDER_API_KEY", "RAGPIPE_SUBJECT_PREFIX", "RAGPIPE_HNSW", "RAGPIPE_SHARDS",
 		"RAGPIPE_REPLICATION_FACTOR", "RAGPIPE_WRITE_CONSISTENCY", "RAGPIPE_MAX_DELIVER",
-		"RAGPIPE_AUTO_CREATE", "RAGPIPE_CHUNK_SIZE", "RAGPIPE_CHUNK_OVERLAP", "RAGPIPE_MAX_EVENT_BYTES",
+		"RAGPIPE_AUTO_CREATE", "RAGPIPE_MAX_COLLECTIONS", "RAGPIPE_SHUTDOWN_TIMEOUT", "RAGPIPE_CHUNK_SIZE", "RAGPIPE_CHUNK_OVERLAP", "RAGPIPE_MAX_EVENT_BYTES",
 		"RAGPIPE_DATA_DIR", "RAGPIPE_LOG_LEVEL", "RAGPIPE_HTTP_ADDR",
 	}
 	inContract := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return !slices.Contains(contract, n) })
@@ -589,6 +591,47 @@ func TestCollectionLayout(t *testing.T) {
 		_, err := config.LoadFrom([]string{"RAGPIPE_COLLECTIONS=docs:8:cosine", tt.env}, t.TempDir())
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: got %v, want an error containing %q", tt.env, err, tt.want)
+		}
+	}
+}
+
+// mustAutoCreate parses a RAGPIPE_AUTO_CREATE value.
+func mustAutoCreate(t *testing.T, s string) config.AutoCreate {
+	t.Helper()
+	var a config.AutoCreate
+	if err := a.UnmarshalText([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestAutoCreate(t *testing.T) {
+	for _, tc := range []struct {
+		setting string
+		allowed []string
+		refused []string
+	}{
+		{"true", []string{"documents", "x"}, nil},
+		{"false", nil, []string{"documents", "x"}},
+		{"documents, tmp-*", []string{"documents", "tmp-a", "tmp-"}, []string{"documents2", "tmp", "other"}},
+		{"a*", []string{"a", "abc"}, []string{"b"}},
+		{"*", []string{"a", "documents"}, nil},
+	} {
+		a := mustAutoCreate(t, tc.setting)
+		for _, name := range tc.allowed {
+			if !a.Allows(name) {
+				t.Errorf("%q refuses %q", tc.setting, name)
+			}
+		}
+		for _, name := range tc.refused {
+			if a.Allows(name) {
+				t.Errorf("%q allows %q", tc.setting, name)
+			}
+		}
+	}
+	for _, bad := range []string{"Maybe", "docs,,b", "9*", "a b"} {
+		if _, err := config.LoadFrom([]string{"RAGPIPE_AUTO_CREATE=" + bad}, t.TempDir()); err == nil || !strings.Contains(err.Error(), "RAGPIPE_AUTO_CREATE") {
+			t.Errorf("RAGPIPE_AUTO_CREATE=%s: err %v, want one naming the setting", bad, err)
 		}
 	}
 }

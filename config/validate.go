@@ -54,6 +54,8 @@ func (c *Config) validate() []error {
 	check(c.WriteConsistency >= 1 && (c.ReplicationFactor < 1 || c.WriteConsistency <= c.ReplicationFactor),
 		"RAGPIPE_WRITE_CONSISTENCY=%d: must be >= 1 and <= RAGPIPE_REPLICATION_FACTOR (%d)", c.WriteConsistency, c.ReplicationFactor)
 	check(c.MaxDeliver >= 1, "RAGPIPE_MAX_DELIVER=%d: must be >= 1", c.MaxDeliver)
+	check(c.MaxCollections >= 1, "RAGPIPE_MAX_COLLECTIONS=%d: must be >= 1", c.MaxCollections)
+	check(c.ShutdownTimeout > 0, "RAGPIPE_SHUTDOWN_TIMEOUT=%s: must be > 0", c.ShutdownTimeout)
 	check(c.ChunkSize >= 1, "RAGPIPE_CHUNK_SIZE=%d: must be >= 1", c.ChunkSize)
 	// A larger overlap multiplies the chunks: size/(size-overlap) per window.
 	check(c.ChunkOverlap >= 0 && (c.ChunkSize < 1 || c.ChunkOverlap <= c.ChunkSize/2),

@@ -29,10 +29,10 @@ type StageConfig struct {
 	// Collections are created by Setup; their dimensions must match their
 	// embedder's.
 	Collections []pipeline.Collection
-	// AutoCreate lets an event for an unknown collection create it with the
-	// embedder's dimensions and cosine distance. Without it such events fail
-	// permanently.
-	AutoCreate bool
+	// AutoCreate says whether an event for the unknown collection name may
+	// create it, with the embedder's dimensions and cosine distance; the
+	// events of a collection it refuses fail permanently. nil refuses all.
+	AutoCreate func(name string) bool
 	// Reuse, when set, is asked for the stored vectors of chunks whose text
 	// hash is unchanged, so that they are not embedded again (see Identified).
 	Reuse VectorSource
@@ -258,9 +258,10 @@ func (s *Stage) collection(ctx context.Context, name string) (pipeline.Collectio
 		return c.(pipeline.Collection), nil
 	}
 	c := pipeline.Collection{Name: name, Dims: s.embedder(name).Dimensions(), Distance: pipeline.Cosine}
-	if err := s.cfg.Sink.EnsureCollection(ctx, c, s.cfg.AutoCreate); err != nil {
+	create := s.cfg.AutoCreate != nil && s.cfg.AutoCreate(name)
+	if err := s.cfg.Sink.EnsureCollection(ctx, c, create); err != nil {
 		if errors.Is(err, pipeline.ErrUnknownCollection) {
-			return c, pipeline.Permanent(fmt.Errorf("collection %q does not exist and RAGPIPE_AUTO_CREATE is false: %w", name, err))
+			return c, pipeline.Permanent(fmt.Errorf("collection %q does not exist and RAGPIPE_AUTO_CREATE does not allow creating it: %w", name, err))
 		}
 		return c, err
 	}

@@ -104,7 +104,7 @@ func TestSlowBatchesNoRedelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	stage, err := ingest.NewStage(ingest.StageConfig{
-		Sink: l.store, Versions: l.register, Embedder: l.embedder, Chunker: chunker, AutoCreate: true,
+		Sink: l.store, Versions: l.register, Embedder: l.embedder, Chunker: chunker, AutoCreate: func(string) bool { return true },
 	})
 	if err != nil {
 		t.Fatal(err)

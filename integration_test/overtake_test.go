@@ -68,7 +68,7 @@ func TestOlderWriteOvertaken(t *testing.T) {
 			s.t = t
 			held := &heldSink{Store: store, hold: 1, reached: make(chan struct{}), released: make(chan struct{}), failPrunes: tc.failPrunes}
 			stage, err := ingest.NewStage(ingest.StageConfig{
-				Sink: held, Versions: register, Embedder: emb, Chunker: chunker, AutoCreate: true,
+				Sink: held, Versions: register, Embedder: emb, Chunker: chunker, AutoCreate: func(string) bool { return true },
 			})
 			if err != nil {
 				t.Fatal(err)

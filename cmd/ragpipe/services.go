@@ -119,7 +119,7 @@ func startIngest(ctx context.Context, env *environment, svc *service, store stor
 	}
 	stage, err := ingest.NewStage(ingest.StageConfig{
 		Sink: store.sink, Versions: register, Embedder: svc.embs.def, Embedders: svc.embs.byCollection,
-		Chunker: chunker, Collections: cfg.Collections, AutoCreate: cfg.AutoCreate, Reuse: store.reuse,
+		Chunker: chunker, Collections: cfg.Collections, AutoCreate: cfg.AutoCreate.Allows, Reuse: store.reuse,
 		Metrics: svc.metrics, Logger: env.log,
 	})
 	if err != nil {
