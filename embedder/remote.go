@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -120,9 +122,10 @@ type api struct {
 // Embed splits the texts into requests of at most BatchSize texts, sends up to
 // Concurrency requests at once over all calls, and retries rate limits, server
 // errors, timeouts and network failures with exponential backoff and jitter,
-// honouring Retry-After for every request of the embedder. A refusal that
-// retrying cannot fix (400, 401, 403, 404, 413, 422, an answer that does not
-// fit the API) fails at once with an error for which
+// honouring Retry-After for every request of the embedder. A request refused
+// with 400, 413 or 422 is split to find the texts the service refuses (see
+// Embed). Other refusals that retrying cannot fix (401, 403, 404, an answer
+// that does not fit the API) fail at once with an error for which
 // pipeline.IsMisconfigured is true. A Remote is safe for concurrent use.
 type Remote struct {
 	cfg   Config
@@ -132,6 +135,8 @@ type Remote struct {
 
 	mu          sync.Mutex
 	pausedUntil time.Time // no request starts before, as a Retry-After asked
+
+	splitWarned atomic.Bool // a refusal that splitting resolved has been logged
 }
 
 // newRemote validates cfg and returns the embedder speaking a.
@@ -166,32 +171,44 @@ func (r *Remote) Dimensions() int { return r.cfg.Dimensions }
 func (r *Remote) Identity() string { return r.api.kind + "/" + r.cfg.Model }
 
 // Embed returns one vector per text, in order. It blocks until every request
-// has succeeded, one has failed for good, or ctx ends; then it returns the
-// first error and no vectors. It does not check the vectors' length: the
-// caller knows what the collection needs.
+// has been answered, one has failed for good, or ctx ends.
+//
+// When the service refuses texts of a request (400, 413 or 422: an input
+// longer than the model's context, say), Embed sends each half of the
+// request again, and so on until every refused text stands alone: a text
+// refused among n costs at most 2·log2(n) more requests. It then returns the
+// vectors of the other texts and a *pipeline.BatchError holding, at the
+// index of each refused text, a permanent error with the service's reason
+// (nil elsewhere). If the service accepted no text of the call, a short text
+// of its own is sent first: a service that refuses that too refuses the
+// deployment's settings, not the texts, and the error is a misconfiguration.
+//
+// Any other failure returns no vectors and the first error. It does not
+// check the vectors' length: the caller knows what the collection needs.
 func (r *Remote) Embed(ctx context.Context, texts []string) ([][]float32, error) {
-	out := make([][]float32, len(texts))
+	c := &call{r: r, out: make([][]float32, len(texts)), refused: make([]error, len(texts))}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.cfg.Concurrency)
 	for start := 0; start < len(texts); start += r.cfg.BatchSize {
 		batch := texts[start:min(start+r.cfg.BatchSize, len(texts))]
-		g.Go(func() error {
-			vectors, err := r.embedBatch(gctx, batch)
-			copy(out[start:], vectors)
-			return err
-		})
+		g.Go(func() error { return c.embed(gctx, batch, start) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return out, nil
+	if slices.ContainsFunc(c.refused, func(err error) bool { return err != nil }) {
+		return c.out, &pipeline.BatchError{Op: "embedder", Collection: r.cfg.Name, Errs: c.refused}
+	}
+	return c.out, nil
 }
 
 // embedBatch sends one request for texts, retrying as the type documents.
+// It returns nil, a *retry.Error when transient failures outlasted the
+// retries, or the refusal that retrying cannot fix.
 func (r *Remote) embedBatch(ctx context.Context, texts []string) ([][]float32, error) {
 	body, err := json.Marshal(r.api.request(&r.cfg, texts))
 	if err != nil {
-		return nil, fmt.Errorf("%s: encode request: %w", r, err)
+		return nil, &answerError{fmt.Errorf("encode request: %w", err)}
 	}
 	if m := r.cfg.Metrics; m != nil {
 		m.EmbedBatchSize.WithLabelValues(r.cfg.Name).Observe(float64(len(texts)))
@@ -219,14 +236,16 @@ func (r *Remote) embedBatch(ctx context.Context, texts []string) ([][]float32, e
 		vectors, err = r.attempt(ctx, body, len(texts))
 		return r.serverWait(err)
 	})
-	switch {
-	case err == nil:
-		return vectors, nil
-	case errors.As(err, new(*retry.Error)): // still transient
-		return nil, fmt.Errorf("%s: %w", r, err)
-	default:
-		return nil, pipeline.Misconfigured(fmt.Errorf("%s: %w", r, err))
+	return vectors, err
+}
+
+// failed turns what embedBatch returned into Embed's error: transient when
+// the retries gave up, else a misconfiguration.
+func (r *Remote) failed(err error) error {
+	if errors.As(err, new(*retry.Error)) {
+		return fmt.Errorf("%s: %w", r, err)
 	}
+	return pipeline.Misconfigured(fmt.Errorf("%s: %w", r, err))
 }
 
 // String names the embedder and its endpoint for errors, without secrets.
@@ -271,9 +290,12 @@ func (r *Remote) attempt(ctx context.Context, body []byte, n int) ([][]float32, 
 	case err != nil:
 		return nil, r.redact(err)
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		msg, code, param := errorDetail(data)
 		return nil, &statusError{
 			status:     resp.StatusCode,
-			message:    r.redactString(errorMessage(data)),
+			message:    r.redactString(msg),
+			code:       code,
+			param:      param,
 			retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		}
 	case int64(len(data)) > limit:
@@ -305,13 +327,18 @@ func (r *Remote) redactString(s string) string {
 
 // statusError is an HTTP answer other than 2xx.
 type statusError struct {
-	status     int
-	message    string        // the service's explanation
-	retryAfter time.Duration // what Retry-After asked for, 0 if nothing
+	status      int
+	message     string        // the service's explanation
+	code, param string        // OpenAI's error code and parameter, "" if none
+	retryAfter  time.Duration // what Retry-After asked for, 0 if nothing
 }
 
 func (e *statusError) Error() string {
-	return fmt.Sprintf("%d %s: %s", e.status, http.StatusText(e.status), e.message)
+	msg := fmt.Sprintf("%d %s: %s", e.status, http.StatusText(e.status), e.message)
+	if e.code != "" {
+		msg += " (" + e.code + ")"
+	}
+	return msg
 }
 
 // answerError is a request that cannot be built or an answer that does not fit
@@ -326,9 +353,9 @@ func (e *answerError) Unwrap() error { return e.err }
 // succeed if repeated, and the reason it is counted under. Retried: 408,
 // 424 (TEI's model backend failed), 425, 429 and 5xx answers, timeouts and
 // network failures. Anything else the service refuses (400 bad request, 401
-// and 403 key refused, 404 unknown model or wrong URL, 413 batch too large,
-// 422 input refused) and answers that do not fit the API are the
-// deployment's to fix: retrying cannot help.
+// and 403 key refused, 404 unknown model or wrong URL, 413 too large, 422
+// input refused) and answers that do not fit the API are not: retrying
+// cannot help (refusesInput tells which may be the texts' fault).
 func retryable(err error) (reason string, ok bool) {
 	var status *statusError
 	var netErr net.Error
@@ -346,6 +373,29 @@ func retryable(err error) (reason string, ok bool) {
 	}
 }
 
+// refusesInput reports whether err is a refusal that may be the fault of
+// some texts of the request rather than of the settings: 400, 413 or 422
+// (OpenAI and Ollama answer 400 for an input too long, TEI 413 or 422),
+// unless the body names a setting, as OpenAI's code and param do.
+func refusesInput(err error) bool {
+	status, ok := errors.AsType[*statusError](err)
+	if !ok {
+		return false
+	}
+	switch status.status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+	default:
+		return false
+	}
+	switch {
+	case status.code == "model_not_found", status.code == "invalid_api_key":
+		return false
+	case status.param == "model", status.param == "dimensions", status.param == "encoding_format":
+		return false
+	}
+	return true
+}
+
 // parseRetryAfter reads a Retry-After header, in seconds or as an HTTP date;
 // 0 when absent or unreadable.
 func parseRetryAfter(v string, now time.Time) time.Duration {
@@ -361,33 +411,36 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// errorMessage extracts the service's explanation from an error body:
-// OpenAI's {"error": {"message": "..."}}, Ollama's and TEI's
-// {"error": "..."}, else the start of the body.
-func errorMessage(body []byte) string {
+// errorDetail extracts the service's explanation from an error body:
+// OpenAI's {"error": {"message": "...", "code": "...", "param": "..."}},
+// Ollama's and TEI's {"error": "..."}, else the start of the body.
+func errorDetail(body []byte) (msg, code, param string) {
 	var shape struct {
 		Error json.RawMessage `json:"error"`
 	}
 	if json.Unmarshal(body, &shape) == nil && len(shape.Error) > 0 {
 		var text string
 		if json.Unmarshal(shape.Error, &text) == nil {
-			return text
+			return text, "", ""
 		}
 		var obj struct {
 			Message string `json:"message"`
+			Code    any    `json:"code"` // a string, a number or null
+			Param   string `json:"param"`
 		}
 		if json.Unmarshal(shape.Error, &obj) == nil && obj.Message != "" {
-			return obj.Message
+			code, _ := obj.Code.(string)
+			return obj.Message, code, obj.Param
 		}
 	}
-	msg := strings.TrimSpace(string(body))
+	msg = strings.TrimSpace(string(body))
 	if len(msg) > 200 {
 		msg = msg[:200] + "…"
 	}
 	if msg == "" {
-		return "(no message)"
+		return "(no message)", "", ""
 	}
-	return msg
+	return msg, "", ""
 }
 
 // serverWait marks a retryable refusal with the wait its Retry-After asked

@@ -2,7 +2,9 @@
 // provider's documented HTTP API: OpenAI's POST /v1/embeddings, Ollama's POST
 // /api/embed or text-embeddings-inference's POST /embed, with their request
 // and answer shapes and their error bodies. Faults (rate limits, server
-// errors, slow answers) can be scripted, and every request is recorded.
+// errors, slow answers) can be scripted, inputs over a length refused as the
+// provider refuses an input longer than the model's context, and every
+// request is recorded.
 //
 // These are the only fakes in ragpipe's tests: the real services are remote
 // or need models and GPUs.
@@ -22,6 +24,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // The APIs a Server speaks.
@@ -44,6 +47,14 @@ type Config struct {
 	MaxBatch int
 	// Reverse returns OpenAI's data in reverse order; each item keeps its index.
 	Reverse bool
+	// MaxInputChars, when set, refuses a request holding a text of more
+	// characters, as the provider refuses an input longer than the model's
+	// context: OpenAI 400 context_length_exceeded, Ollama 400 and TEI 413
+	// validation. Ollama and TEI accept it when the request asks to truncate.
+	MaxInputChars int
+	// NoDimensions refuses an OpenAI request carrying "dimensions" with 400,
+	// as OpenAI answers for a model that cannot shorten its vectors.
+	NoDimensions bool
 }
 
 // Fault scripts the answer to one request.
@@ -200,10 +211,10 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 			_ = json.NewEncoder(w).Encode(body)
 		}
 	}
-	refuse := func(status int, kind, msg string) { answer(status, errorBody(cfg.API, status, kind, msg)) }
+	refuse := func(status int, code, msg string) { answer(status, errorBody(cfg.API, status, code, msg)) }
 
 	if fault.Status != 0 {
-		refuse(fault.Status, "fault", http.StatusText(fault.Status))
+		refuse(fault.Status, "", http.StatusText(fault.Status))
 		return
 	}
 	if cfg.Key != "" && r.Header.Get("Authorization") != "Bearer "+cfg.Key {
@@ -211,26 +222,18 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := cmp.Or(bodyErr, json.Unmarshal(body, &req.Body)); err != nil {
-		refuse(http.StatusBadRequest, "invalid_request_error", "body is not JSON: "+err.Error())
+		refuse(http.StatusBadRequest, "", "body is not JSON: "+err.Error())
 		return
 	}
 	field := map[string]string{OpenAI: "input", Ollama: "input", TEI: "inputs"}[cfg.API]
 	texts, ok := stringList(req.Body[field])
 	if !ok || len(texts) == 0 {
-		refuse(http.StatusBadRequest, "invalid_request_error", fmt.Sprintf("%q must be a non-empty array of strings", field))
+		refuse(http.StatusBadRequest, "", fmt.Sprintf("%q must be a non-empty array of strings", field))
 		return
 	}
 	req.Texts = texts
-	if model, _ := req.Body["model"].(string); cfg.API != TEI && (model == "" || cfg.Model != "" && model != cfg.Model) {
-		refuse(http.StatusNotFound, "model_not_found", fmt.Sprintf("model %q not found", model))
-		return
-	}
-	if cfg.MaxBatch > 0 && len(texts) > cfg.MaxBatch {
-		status := http.StatusBadRequest
-		if cfg.API == TEI {
-			status = http.StatusRequestEntityTooLarge
-		}
-		refuse(status, "Validation", fmt.Sprintf("batch size %d > maximum allowed batch size %d", len(texts), cfg.MaxBatch))
+	if status, code, msg := cfg.refusal(req.Body, texts); status != 0 {
+		refuse(status, code, msg)
 		return
 	}
 	dims := cfg.Dims
@@ -279,16 +282,77 @@ func stringList(v any) ([]string, bool) {
 	return out, ok
 }
 
-// errorBody is the body of an error answer in the API's documented shape.
-func errorBody(api string, status int, kind, msg string) any {
+// refusal is the error answer, if any, that the configured API gives a
+// well-formed request with body holding texts: its status, OpenAI's error
+// code and the message.
+func (cfg Config) refusal(body map[string]any, texts []string) (status int, code, msg string) {
+	model, _ := body["model"].(string)
+	truncate, set := body["truncate"].(bool)
+	truncate = truncate || !set && cfg.API == Ollama // Ollama truncates unless told not to
+	_, dimensions := body["dimensions"]
+	switch {
+	case cfg.API != TEI && (model == "" || cfg.Model != "" && model != cfg.Model):
+		if cfg.API == OpenAI {
+			return http.StatusNotFound, "model_not_found", fmt.Sprintf("The model `%s` does not exist or you do not have access to it.", model)
+		}
+		return http.StatusNotFound, "", fmt.Sprintf("model %q not found, try pulling it first", model)
+	case cfg.MaxBatch > 0 && len(texts) > cfg.MaxBatch:
+		status := http.StatusBadRequest
+		if cfg.API == TEI {
+			status = http.StatusRequestEntityTooLarge
+		}
+		return status, "", fmt.Sprintf("batch size %d > maximum allowed batch size %d", len(texts), cfg.MaxBatch)
+	case cfg.API == OpenAI && cfg.NoDimensions && dimensions:
+		return http.StatusBadRequest, "", "This model does not support specifying dimensions."
+	}
+	if cfg.MaxInputChars <= 0 || truncate && cfg.API != OpenAI {
+		return 0, "", ""
+	}
+	for _, t := range texts {
+		n := utf8.RuneCountInString(t)
+		if n <= cfg.MaxInputChars {
+			continue
+		}
+		switch cfg.API {
+		case OpenAI:
+			return http.StatusBadRequest, "context_length_exceeded", fmt.Sprintf("This model's maximum context length is %d tokens, however you requested %d tokens (%d in your prompt; 0 for the completion). Please reduce your prompt; or completion length.", cfg.MaxInputChars, n, n)
+		case Ollama:
+			return http.StatusBadRequest, "", "the input length exceeds the context length"
+		default:
+			return http.StatusRequestEntityTooLarge, "", fmt.Sprintf("`inputs` must have less than %d tokens. Given: %d", cfg.MaxInputChars+1, n)
+		}
+	}
+	return 0, "", ""
+}
+
+// errorBody is the body of an error answer in the API's documented shape:
+// OpenAI's {"error": {"message", "type", "param", "code"}}, TEI's {"error",
+// "error_type"} (the type follows from the status), Ollama's {"error"}.
+func errorBody(api string, status int, code, msg string) any {
 	switch api {
 	case OpenAI:
-		return map[string]any{"error": map[string]any{"message": msg, "type": kind, "param": nil, "code": nil}}
+		kind := "invalid_request_error"
+		switch {
+		case status == http.StatusTooManyRequests:
+			kind, code = "requests", cmp.Or(code, "rate_limit_exceeded")
+		case status >= 500:
+			kind = "server_error"
+		}
+		var c any
+		if code != "" {
+			c = code
+		}
+		return map[string]any{"error": map[string]any{"message": msg, "type": kind, "param": nil, "code": c}}
 	case TEI:
 		if status == http.StatusUnauthorized {
 			return nil // TEI's API-key check answers with an empty body
 		}
-		return map[string]any{"error": msg, "error_type": kind}
+		kind := map[int]string{
+			http.StatusBadRequest: "empty", http.StatusRequestEntityTooLarge: "validation",
+			http.StatusUnprocessableEntity: "tokenizer", http.StatusFailedDependency: "backend",
+			http.StatusTooManyRequests: "overloaded", http.StatusServiceUnavailable: "unhealthy",
+		}[status]
+		return map[string]any{"error": msg, "error_type": cmp.Or(kind, "backend")}
 	default:
 		return map[string]any{"error": msg}
 	}
