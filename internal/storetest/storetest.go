@@ -15,7 +15,8 @@ import (
 
 // Store is what the contract suite needs of a vector store: what ingest
 // writes through (ingest.Sink, ingest.VectorSource), what the search service
-// reads (Search, List), and Scroll to read every stored point back.
+// reads (Search, List; Status and CollectionExists of StatusReader when the
+// store has them), and Scroll to read every stored point back.
 type Store interface {
 	ingest.Sink
 	ingest.VectorSource
@@ -57,6 +58,7 @@ var subtests = []struct {
 	{"SearchThresholdTopKOrder", testSearchThresholdTopKOrder},
 	{"SearchDistances", testSearchDistances},
 	{"ListPages", testListPages},
+	{"Status", testStatus},
 	{"SearchErrors", testSearchErrors},
 	{"StoredVectors", testStoredVectors},
 	{"Scroll", testScroll},
