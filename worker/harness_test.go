@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,7 +85,7 @@ type harness struct {
 	stage   *stage
 	w       *worker.Worker
 	prefix  string
-	log     *syncBuffer
+	log     *logTail
 }
 
 // newHarness starts a NATS server (adjusted by opts), and creates the worker
@@ -95,16 +96,13 @@ func newHarness(t *testing.T, cfg worker.Config, st *stage, opts ...func(*server
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, js: js, metrics: telemetry.NewMetrics(), stage: st, prefix: cfg.Prefix, log: &syncBuffer{}}
+	h := &harness{t: t, js: js, metrics: telemetry.NewMetrics(), stage: st, prefix: cfg.Prefix, log: &logTail{}}
 	if h.prefix == "" {
 		h.prefix = "rag"
 	}
 	t.Cleanup(func() {
-		if log := h.log.String(); t.Failed() {
-			if len(log) > 8<<10 {
-				log = "…" + log[len(log)-8<<10:]
-			}
-			t.Logf("worker log:\n%s", log)
+		if t.Failed() {
+			t.Logf("worker log, last lines:\n%s", h.log.String())
 		}
 	})
 	cfg.JetStream, cfg.Processor, cfg.Metrics = js, st, h.metrics
@@ -263,7 +261,7 @@ func checkDeadLetter(t *testing.T, dl *jetstream.RawStreamMsg, dlqSubject, subje
 	if got := dl.Header.Get(worker.HeaderVersion); got != version {
 		t.Errorf("%s %q, want %q", worker.HeaderVersion, got, version)
 	}
-	if got := dl.Header.Get(worker.HeaderError); !bytes.Contains([]byte(got), []byte(reason)) {
+	if got := dl.Header.Get(worker.HeaderError); !strings.Contains(got, reason) {
 		t.Errorf("%s %q does not contain %q", worker.HeaderError, got, reason)
 	}
 	if !bytes.Equal(dl.Data, []byte(body)) {
@@ -288,20 +286,29 @@ func block(t *testing.T) (release chan struct{}, wait func()) {
 	}
 }
 
-// syncBuffer is the worker's log, written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// logTail keeps the last lines the worker logged, each cut short, for the
+// output of a failing test. zerolog writes one line per call.
+type logTail struct {
+	mu    sync.Mutex
+	lines []string
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
+func (l *logTail) Write(p []byte) (int, error) {
+	line := string(p)
+	if len(line) > 600 {
+		line = line[:600] + "…\n"
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) == 40 {
+		l.lines = l.lines[1:]
+	}
+	l.lines = append(l.lines, line)
+	return len(p), nil
 }
 
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "")
 }
