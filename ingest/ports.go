@@ -15,7 +15,10 @@ import (
 type Embedder interface {
 	// Embed returns one vector per text, in order. It blocks until done or ctx ends.
 	// Errors for which pipeline.IsMisconfigured is true mean the embedding service
-	// refuses the deployment's settings (key, model, URL), not the texts.
+	// refuses the deployment's settings (key, model, URL), not the texts. A
+	// *pipeline.BatchError with one error per text means the service refused
+	// the texts whose error is set, for good, and the vectors of the others
+	// are returned in place.
 	Embed(ctx context.Context, texts []string) ([][]float32, error)
 	// Dimensions is the length of every vector Embed returns.
 	Dimensions() int
@@ -57,6 +60,14 @@ type Sink interface {
 	Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error
 	// Prune deletes, for each document, its points whose version is < d.Version.
 	lww.Pruner
+}
+
+// CollectionLister lists a store's collections, so that the Stage can bound
+// how many it creates (StageConfig.MaxCollections).
+type CollectionLister interface {
+	// CollectionNames returns the name of every collection in the store. It
+	// blocks until done or ctx ends.
+	CollectionNames(ctx context.Context) ([]string, error)
 }
 
 // Metrics records what the Stage does, by collection; telemetry.Metrics

@@ -33,6 +33,12 @@ type StageConfig struct {
 	// create it, with the embedder's dimensions and cosine distance; the
 	// events of a collection it refuses fail permanently. nil refuses all.
 	AutoCreate func(name string) bool
+	// MaxCollections, when positive, bounds the collections in the store
+	// besides those of Collections: an event for a new collection that would
+	// pass it fails permanently, naming RAGPIPE_MAX_COLLECTIONS. The store is
+	// listed only when a collection is to be created. The Sink must then
+	// implement CollectionLister. Default 0: no bound.
+	MaxCollections int
 	// Reuse, when set, is asked for the stored vectors of chunks whose text
 	// hash is unchanged, so that they are not embedded again (see Identified).
 	Reuse VectorSource
@@ -63,10 +69,15 @@ const ProbeText = "ragpipe embedder probe"
 // every chunk is stored with its text hash, a chunk whose hash matches a
 // stored chunk of its document (StageConfig.Reuse) takes that chunk's vector,
 // and equal texts within a batch share one.
+//
+// An event with a chunk the embedder refuses (see Embedder) fails alone,
+// permanently, with the embedder's reason; every event sharing that text
+// fails with it, and the others of the batch are written.
 type Stage struct {
 	cfg   StageConfig
 	lww   *lww.Protocol
 	known sync.Map // collection name -> pipeline.Collection, once ensured in the sink
+	limit *limiter // nil without MaxCollections
 
 	mu            sync.Mutex
 	misconfigured map[string]error // collection -> why its embedder cannot be used
@@ -81,7 +92,11 @@ func NewStage(cfg StageConfig) (*Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Stage{cfg: cfg, lww: p, misconfigured: make(map[string]error)}, nil
+	limit, err := newLimiter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Stage{cfg: cfg, lww: p, limit: limit, misconfigured: make(map[string]error)}, nil
 }
 
 // Setup creates the configured collections if they are missing, checks that
@@ -112,7 +127,7 @@ func (s *Stage) Setup(ctx context.Context) error {
 func (s *Stage) probe(ctx context.Context, c pipeline.Collection) error {
 	vectors, err := s.embedder(c.Name).Embed(ctx, []string{ProbeText})
 	if err == nil {
-		err = s.check(c, vectors, 1)
+		err = s.check(c, vectors, 1, nil)
 	}
 	if dims, ok := errors.AsType[*dimensionsError](err); ok {
 		return fmt.Errorf("collection %q has %d dimensions but its embedder (%s) returns %d-dimensional vectors; change the collection's dimensions or the model",
@@ -230,43 +245,39 @@ func (s *Stage) processCollection(ctx context.Context, name string, events []pip
 		heldIdx[k] = idx[j]
 		first[idx[j]] = claims.First(j)
 	}
-	writes, err := s.writes(ctx, coll, events, heldIdx, first)
+	writes, refused, err := s.writes(ctx, coll, events, heldIdx, first)
 	if err != nil {
 		fail(heldIdx, err)
 		return
 	}
+	var apply []pipeline.DocWrite
+	var applied []int // indexes in held of apply's writes
+	for k, w := range writes {
+		if refused[k] != nil {
+			errs[heldIdx[k]] = refused[k]
+			continue
+		}
+		apply = append(apply, w)
+		applied = append(applied, k)
+	}
+	if len(apply) == 0 {
+		return
+	}
 	start := time.Now()
-	err = s.cfg.Sink.Apply(ctx, name, writes)
+	err = s.cfg.Sink.Apply(ctx, name, apply)
 	if errors.Is(err, pipeline.ErrUnknownCollection) && !pipeline.IsPermanent(err) {
 		s.known.Delete(name) // gone from the store: ensure it again on retry
 	}
 	if m := s.cfg.Metrics; m != nil {
 		m.ObserveStore(name, time.Since(start), err)
 	}
-	for k, err := range pipeline.ItemErrors(err, len(writes)) {
+	for m, err := range pipeline.ItemErrors(err, len(apply)) {
+		k := applied[m]
 		errs[heldIdx[k]] = err
 		if err == nil && events[heldIdx[k]].Op == pipeline.OpUpsert { // a delete leaves no points to prune
 			written = append(written, held[k])
 		}
 	}
-}
-
-// collection returns the collection's description, ensuring it exists in the
-// sink (created when auto-create is on) the first time it is seen.
-func (s *Stage) collection(ctx context.Context, name string) (pipeline.Collection, error) {
-	if c, ok := s.known.Load(name); ok {
-		return c.(pipeline.Collection), nil
-	}
-	c := pipeline.Collection{Name: name, Dims: s.embedder(name).Dimensions(), Distance: pipeline.Cosine}
-	create := s.cfg.AutoCreate != nil && s.cfg.AutoCreate(name)
-	if err := s.cfg.Sink.EnsureCollection(ctx, c, create); err != nil {
-		if errors.Is(err, pipeline.ErrUnknownCollection) {
-			return c, pipeline.Permanent(fmt.Errorf("collection %q does not exist and RAGPIPE_AUTO_CREATE does not allow creating it: %w", name, err))
-		}
-		return c, err
-	}
-	s.known.Store(name, c)
-	return c, nil
 }
 
 // validate rejects events whose precomputed vector does not fit the
@@ -281,173 +292,4 @@ func (s *Stage) validate(c pipeline.Collection, events []pipeline.Event, idx []i
 		kept = append(kept, i)
 	}
 	return kept
-}
-
-// writes chunks the events at idx and gives every chunk a vector: the
-// event's own, a stored one (see reuse) or one from a single embedder call.
-// Events in first are their document's first version.
-func (s *Stage) writes(ctx context.Context, c pipeline.Collection, events []pipeline.Event, idx []int, first map[int]bool) ([]pipeline.DocWrite, error) {
-	var identity string
-	if id, ok := s.embedder(c.Name).(Identified); ok {
-		identity = id.Identity()
-	}
-	writes := make([]pipeline.DocWrite, len(idx))
-	var pending []*pipeline.Point // chunks to embed
-	for j, i := range idx {
-		e := events[i]
-		w := pipeline.DocWrite{UserID: e.UserID, DocID: e.DocID, Version: e.Version}
-		if e.Op == pipeline.OpUpsert {
-			chunks := []string{e.Text}
-			if e.Vector == nil {
-				chunks = s.cfg.Chunker.Split(e.Text)
-			}
-			w.Points = make([]pipeline.Point, len(chunks))
-			for k, text := range chunks {
-				w.Points[k] = pipeline.Point{
-					ID: pipeline.PointID(e.UserID, e.DocID, k), Vector: e.Vector,
-					UserID: e.UserID, DocID: e.DocID, ChunkIndex: k, ChunkCount: len(chunks),
-					Text: text, Metadata: e.Metadata, Version: e.Version,
-				}
-				if e.Vector == nil {
-					if identity != "" {
-						w.Points[k].TextHash = pipeline.TextHash(identity, text)
-					}
-					pending = append(pending, &w.Points[k])
-				}
-			}
-		}
-		writes[j] = w
-	}
-	var err error
-	if identity != "" {
-		var known []pipeline.DocWrite // documents that may have stored chunks
-		for j, w := range writes {
-			if !first[idx[j]] {
-				known = append(known, w)
-			}
-		}
-		if pending, err = s.reuse(ctx, c, known, pending); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.embedPending(ctx, c, pending, identity != ""); err != nil {
-		return nil, err
-	}
-	return writes, nil
-}
-
-// reuse gives each pending chunk whose text hash matches a stored chunk of
-// one of the documents of known that chunk's vector, and returns the chunks
-// still without one. A document's stored chunks are looked up by point id,
-// at the indexes below twice its new chunk count, so that unchanged chunks
-// are found even when an edit before them shifted them. known leaves out
-// documents new to the version register, which normally have nothing
-// stored. A lookup the store refuses for good costs
-// embedder calls, not the events; a transient failure fails them.
-func (s *Stage) reuse(ctx context.Context, c pipeline.Collection, writes []pipeline.DocWrite, pending []*pipeline.Point) ([]*pipeline.Point, error) {
-	if s.cfg.Reuse == nil || len(pending) == 0 {
-		return pending, nil
-	}
-	var ids []string
-	for _, w := range writes {
-		if len(w.Points) > 0 && w.Points[0].Vector == nil {
-			for k := range 2 * len(w.Points) {
-				ids = append(ids, pipeline.PointID(w.UserID, w.DocID, k))
-			}
-		}
-	}
-	if len(ids) == 0 {
-		return pending, nil
-	}
-	var hashes []string
-	seen := make(map[string]bool, len(pending))
-	for _, p := range pending {
-		if !seen[p.TextHash] {
-			seen[p.TextHash] = true
-			hashes = append(hashes, p.TextHash)
-		}
-	}
-	stored, err := s.cfg.Reuse.StoredVectors(ctx, c.Name, ids, hashes)
-	if err != nil {
-		if !pipeline.IsPermanent(err) {
-			return nil, fmt.Errorf("look up stored vectors: %w", err)
-		}
-		s.cfg.Logger.Warn().Err(err).Str("collection", c.Name).Msg("cannot look up stored vectors; embedding every chunk")
-		return pending, nil
-	}
-	rest := pending[:0:0]
-	for _, p := range pending {
-		if v := stored[p.TextHash]; len(v) == c.Dims {
-			p.Vector = v
-			continue
-		}
-		rest = append(rest, p)
-	}
-	if m := s.cfg.Metrics; m != nil {
-		m.ObserveReuse(c.Name, len(pending)-len(rest))
-	}
-	return rest, nil
-}
-
-// embedPending gives the pending chunks vectors from one embedder call; with
-// distinct, equal texts are sent once.
-func (s *Stage) embedPending(ctx context.Context, c pipeline.Collection, pending []*pipeline.Point, distinct bool) error {
-	if len(pending) == 0 {
-		return nil
-	}
-	texts := make([]string, 0, len(pending))
-	slot := make([]int, len(pending)) // pending[k] takes vector slot[k]
-	first := make(map[string]int)
-	for k, p := range pending {
-		if n, ok := first[p.Text]; ok && distinct {
-			slot[k] = n
-			continue
-		}
-		first[p.Text] = len(texts)
-		slot[k] = len(texts)
-		texts = append(texts, p.Text)
-	}
-	start := time.Now()
-	vectors, err := s.embedder(c.Name).Embed(ctx, texts)
-	if err == nil {
-		err = s.check(c, vectors, len(texts))
-	}
-	if m := s.cfg.Metrics; m != nil {
-		m.ObserveEmbed(c.Name, len(texts), time.Since(start), err)
-	}
-	if err == nil || pipeline.IsMisconfigured(err) {
-		s.health(c.Name, err)
-	}
-	if err != nil {
-		return fmt.Errorf("embed %d chunks: %w", len(texts), err)
-	}
-	for k, p := range pending {
-		p.Vector = vectors[slot[k]]
-	}
-	return nil
-}
-
-// dimensionsError reports vectors whose length is not the collection's.
-type dimensionsError struct {
-	collection string
-	want, got  int
-}
-
-func (e *dimensionsError) Error() string {
-	return fmt.Sprintf("embedder returned %d-dimensional vectors, collection %q has %d dimensions", e.got, e.collection, e.want)
-}
-
-// check verifies that an embedder answered n texts with n vectors of c's
-// dimensions. Anything else is the embedder's fault, never the events':
-// the error is a misconfiguration.
-func (s *Stage) check(c pipeline.Collection, vectors [][]float32, n int) error {
-	if len(vectors) != n {
-		return pipeline.Misconfigured(fmt.Errorf("embedder returned %d vectors for %d texts", len(vectors), n))
-	}
-	for _, v := range vectors {
-		if len(v) != c.Dims {
-			return pipeline.Misconfigured(&dimensionsError{collection: c.Name, want: c.Dims, got: len(v)})
-		}
-	}
-	return nil
 }

@@ -1,0 +1,222 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+)
+
+// pending is a chunk still without a vector, and the index of its write.
+type pending struct {
+	point *pipeline.Point
+	write int
+}
+
+// writes chunks the events at idx and gives every chunk a vector: the
+// event's own, a stored one (see reuse) or one from a single embedder call.
+// Events in first are their document's first version. It returns one write
+// per event and, per event, the permanent error of an event with a chunk
+// the embedder refused (nil for the others); or an error for them all.
+func (s *Stage) writes(ctx context.Context, c pipeline.Collection, events []pipeline.Event, idx []int, first map[int]bool) ([]pipeline.DocWrite, []error, error) {
+	var identity string
+	if id, ok := s.embedder(c.Name).(Identified); ok {
+		identity = id.Identity()
+	}
+	writes := make([]pipeline.DocWrite, len(idx))
+	var todo []pending // chunks to embed
+	for j, i := range idx {
+		e := events[i]
+		w := pipeline.DocWrite{UserID: e.UserID, DocID: e.DocID, Version: e.Version}
+		if e.Op == pipeline.OpUpsert {
+			chunks := []string{e.Text}
+			if e.Vector == nil {
+				chunks = s.cfg.Chunker.Split(e.Text)
+			}
+			w.Points = make([]pipeline.Point, len(chunks))
+			for k, text := range chunks {
+				w.Points[k] = pipeline.Point{
+					ID: pipeline.PointID(e.UserID, e.DocID, k), Vector: e.Vector,
+					UserID: e.UserID, DocID: e.DocID, ChunkIndex: k, ChunkCount: len(chunks),
+					Text: text, Metadata: e.Metadata, Version: e.Version,
+				}
+				if e.Vector == nil {
+					if identity != "" {
+						w.Points[k].TextHash = pipeline.TextHash(identity, text)
+					}
+					todo = append(todo, pending{&w.Points[k], j})
+				}
+			}
+		}
+		writes[j] = w
+	}
+	var err error
+	if identity != "" {
+		var known []pipeline.DocWrite // documents that may have stored chunks
+		for j, w := range writes {
+			if !first[idx[j]] {
+				known = append(known, w)
+			}
+		}
+		if todo, err = s.reuse(ctx, c, known, todo); err != nil {
+			return nil, nil, err
+		}
+	}
+	refusedChunks, err := s.embedPending(ctx, c, todo, identity != "")
+	if err != nil {
+		return nil, nil, err
+	}
+	refused := make([]error, len(writes))
+	for k, err := range refusedChunks {
+		if p := todo[k].point; err != nil && refused[todo[k].write] == nil {
+			refused[todo[k].write] = fmt.Errorf("embed chunk_index %d of %d chunks: %w", p.ChunkIndex, p.ChunkCount, err)
+		}
+	}
+	return writes, refused, nil
+}
+
+// reuse gives each pending chunk whose text hash matches a stored chunk of
+// one of the documents of known that chunk's vector, and returns the chunks
+// still without one. A document's stored chunks are looked up by point id,
+// at the indexes below twice its new chunk count, so that unchanged chunks
+// are found even when an edit before them shifted them. known leaves out
+// documents new to the version register, which normally have nothing
+// stored. A lookup the store refuses for good costs
+// embedder calls, not the events; a transient failure fails them.
+func (s *Stage) reuse(ctx context.Context, c pipeline.Collection, writes []pipeline.DocWrite, chunks []pending) ([]pending, error) {
+	if s.cfg.Reuse == nil || len(chunks) == 0 {
+		return chunks, nil
+	}
+	var ids []string
+	for _, w := range writes {
+		if len(w.Points) > 0 && w.Points[0].Vector == nil {
+			for k := range 2 * len(w.Points) {
+				ids = append(ids, pipeline.PointID(w.UserID, w.DocID, k))
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return chunks, nil
+	}
+	var hashes []string
+	seen := make(map[string]bool, len(chunks))
+	for _, p := range chunks {
+		if h := p.point.TextHash; !seen[h] {
+			seen[h] = true
+			hashes = append(hashes, h)
+		}
+	}
+	stored, err := s.cfg.Reuse.StoredVectors(ctx, c.Name, ids, hashes)
+	if err != nil {
+		if !pipeline.IsPermanent(err) {
+			return nil, fmt.Errorf("look up stored vectors: %w", err)
+		}
+		s.cfg.Logger.Warn().Err(err).Str("collection", c.Name).Msg("cannot look up stored vectors; embedding every chunk")
+		return chunks, nil
+	}
+	rest := chunks[:0:0]
+	for _, p := range chunks {
+		if v := stored[p.point.TextHash]; len(v) == c.Dims {
+			p.point.Vector = v
+			continue
+		}
+		rest = append(rest, p)
+	}
+	if m := s.cfg.Metrics; m != nil {
+		m.ObserveReuse(c.Name, len(chunks)-len(rest))
+	}
+	return rest, nil
+}
+
+// embedPending gives the chunks vectors from one embedder call; with
+// distinct, equal texts are sent once. It returns, per chunk, the permanent
+// error of a text the embedder refused (nil for the others; nil altogether
+// when it refused none), or an error for every chunk.
+func (s *Stage) embedPending(ctx context.Context, c pipeline.Collection, chunks []pending, distinct bool) ([]error, error) {
+	if len(chunks) == 0 {
+		return nil, nil
+	}
+	texts := make([]string, 0, len(chunks))
+	slot := make([]int, len(chunks)) // chunks[k] takes vector slot[k]
+	first := make(map[string]int)
+	for k, p := range chunks {
+		if n, ok := first[p.point.Text]; ok && distinct {
+			slot[k] = n
+			continue
+		}
+		first[p.point.Text] = len(texts)
+		slot[k] = len(texts)
+		texts = append(texts, p.point.Text)
+	}
+	start := time.Now()
+	vectors, err := s.embedder(c.Name).Embed(ctx, texts)
+	refused := textErrors(err, vectors, len(texts))
+	if refused != nil {
+		err = nil // the service works; only some texts are refused
+	}
+	if err == nil {
+		err = s.check(c, vectors, len(texts), refused)
+	}
+	if m := s.cfg.Metrics; m != nil {
+		m.ObserveEmbed(c.Name, len(texts), time.Since(start), err)
+	}
+	if err == nil || pipeline.IsMisconfigured(err) {
+		s.health(c.Name, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("embed %d chunks: %w", len(texts), err)
+	}
+	var out []error
+	for k, p := range chunks {
+		if refused != nil && refused[slot[k]] != nil {
+			if out == nil {
+				out = make([]error, len(chunks))
+			}
+			out[k] = refused[slot[k]]
+			continue
+		}
+		p.point.Vector = vectors[slot[k]]
+	}
+	return out, nil
+}
+
+// textErrors returns the per-text errors of an embedder that refused some
+// of n texts and embedded the others (see Embedder), nil otherwise.
+func textErrors(err error, vectors [][]float32, n int) []error {
+	be, ok := errors.AsType[*pipeline.BatchError](err)
+	if !ok || len(be.Errs) != n || len(vectors) != n {
+		return nil
+	}
+	return be.Errs
+}
+
+// dimensionsError reports vectors whose length is not the collection's.
+type dimensionsError struct {
+	collection string
+	want, got  int
+}
+
+func (e *dimensionsError) Error() string {
+	return fmt.Sprintf("embedder returned %d-dimensional vectors, collection %q has %d dimensions", e.got, e.collection, e.want)
+}
+
+// check verifies that an embedder answered n texts with n vectors of c's
+// dimensions, but for the texts it refused (refused[i] != nil; refused may
+// be nil). Anything else is the embedder's fault, never the events': the
+// error is a misconfiguration.
+func (s *Stage) check(c pipeline.Collection, vectors [][]float32, n int, refused []error) error {
+	if len(vectors) != n {
+		return pipeline.Misconfigured(fmt.Errorf("embedder returned %d vectors for %d texts", len(vectors), n))
+	}
+	for i, v := range vectors {
+		if refused != nil && refused[i] != nil {
+			continue
+		}
+		if len(v) != c.Dims {
+			return pipeline.Misconfigured(&dimensionsError{collection: c.Name, want: c.Dims, got: len(v)})
+		}
+	}
+	return nil
+}
