@@ -120,7 +120,7 @@ func startIngest(ctx context.Context, env *environment, svc *service, store stor
 	stage, err := ingest.NewStage(ingest.StageConfig{
 		Sink: store.sink, Versions: register, Embedder: svc.embs.def, Embedders: svc.embs.byCollection,
 		Chunker: chunker, Collections: cfg.Collections, AutoCreate: cfg.AutoCreate.Allows, Reuse: store.reuse,
-		Metrics: svc.metrics, Logger: env.log,
+		Metrics: svc.metrics, Logger: env.log, MaxCollections: cfg.MaxCollections,
 	})
 	if err != nil {
 		return nil, err
