@@ -7,8 +7,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -28,7 +30,8 @@ var migrateCommand = command{
 		"Streams with bounded memory, resumes where an interrupted run stopped, and checks the points of every tenant at the end.",
 	usage: "migrate --from STORE --to STORE [--collection NAME]... [flags]\n\n" +
 		"  STORE is a Qdrant gRPC URL (http://host:6334, https:// for TLS; QDRANT_API_KEY applies to both sides)\n" +
-		"  or the directory of an embedded store (RAGPIPE_DATA_DIR/vectors of `ragpipe dev`, stopped first).\n" +
+		"  or an embedded store: the data directory of `ragpipe dev` (RAGPIPE_DATA_DIR, default ./ragpipe-data;\n" +
+		"  stop dev first) or its vectors/ store.\n" +
 		"  Collections created in a Qdrant target take RAGPIPE_SHARDS, RAGPIPE_REPLICATION_FACTOR,\n" +
 		"  RAGPIPE_WRITE_CONSISTENCY and RAGPIPE_HNSW. Stop the workers writing to the source first.",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
@@ -122,15 +125,58 @@ func openStore(ctx context.Context, env *environment, spec, flagName string) (mi
 		}
 		return migrationStore{source: q, target: q, close: q.Close}, nil
 	}
-	if _, err := os.Stat(spec); err != nil && flagName == "--from" {
+	dir, err := embeddedStoreDir(spec, flagName == "--from")
+	if err != nil {
 		return migrationStore{}, fmt.Errorf("%s %s: %w", flagName, spec, err)
 	}
-	l, err := localstore.Open(ctx, localstore.Config{Dir: spec, Logger: env.log})
+	l, err := localstore.Open(ctx, localstore.Config{Dir: dir, Logger: env.log})
 	if err != nil {
 		return migrationStore{}, err
 	}
 	return migrationStore{source: l, target: l, close: l.Close}, nil
 }
+
+// embeddedStoreDir returns the embedded store that dir names: dir itself
+// when it holds one (or, for a target, is empty or missing), or its
+// vectors/ store when dir is the data directory of `ragpipe dev`
+// (RAGPIPE_DATA_DIR, holding nats/ and vectors/).
+func embeddedStoreDir(dir string, source bool) (string, error) {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !source:
+		return dir, nil // a new target store
+	case err != nil:
+		return "", err
+	}
+	names := map[string]bool{}
+	for _, e := range entries {
+		names[e.Name()] = e.IsDir()
+	}
+	switch _, locked := names[storeLockFile]; {
+	case locked || len(entries) == 0 && !source:
+		return dir, nil
+	case names[devVectorsDir]:
+		vectors := filepath.Join(dir, devVectorsDir)
+		if _, err := os.Stat(filepath.Join(vectors, storeLockFile)); err != nil {
+			return "", fmt.Errorf("%s holds no embedded store (%w)", vectors, err)
+		}
+		return vectors, nil
+	case names[devNATSDir]:
+		return "", errors.New("a `ragpipe dev` data directory without an embedded store (vectors/): " +
+			"dev ran with QDRANT_URL set, so its data is in that Qdrant")
+	case len(entries) == 0:
+		return "", errors.New("an empty directory, not an embedded store")
+	}
+	return "", errors.New("neither an embedded store nor the data directory of `ragpipe dev` " +
+		"(RAGPIPE_DATA_DIR, which holds nats/ and vectors/); a Qdrant URL starts with http:// or https://")
+}
+
+// Names in the data directory of `ragpipe dev` and in an embedded store.
+const (
+	devVectorsDir = "vectors" // the embedded store under RAGPIPE_DATA_DIR
+	devNATSDir    = "nats"    // the embedded NATS server's JetStream store
+	storeLockFile = "LOCK"    // every embedded store directory holds it once opened
+)
 
 // printReports prints, per collection and tenant, the points in source and target.
 func printReports(env *environment, reports []migrate.Report) {

@@ -1,0 +1,173 @@
+package publish
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+)
+
+// MaxStatusDocs is the most documents one status request names (CONTRACT §5b).
+const MaxStatusDocs = 1000
+
+// DocStatus is what a search can find of one document now (CONTRACT §5b).
+type DocStatus struct {
+	DocID   string
+	Stored  bool
+	Version uint64 // the stored version, when Stored
+}
+
+// StatusSource answers status requests (rag.status.<user_id>.<collection>).
+type StatusSource interface {
+	// Status returns the status of docIDs (1 to MaxStatusDocs) in
+	// userID's collection, in request order. A collection that does not
+	// exist stores nothing.
+	Status(ctx context.Context, userID, collection string, docIDs []string) ([]DocStatus, error)
+}
+
+// WaitConfig configures Wait; zero fields take the documented defaults.
+type WaitConfig struct {
+	// Status is asked what is searchable. Required.
+	Status StatusSource
+	// Timeout bounds the wait. Default 5m.
+	Timeout time.Duration
+	// MaxPoll is the longest pause between two rounds of status requests;
+	// the first rounds follow each other faster. Default 1s.
+	MaxPoll time.Duration
+	// Progress, when set, is called after every round with the documents
+	// settled (searchable or failed) and the documents published.
+	Progress func(settled, total int)
+}
+
+// WaitReport is the outcome of Wait.
+type WaitReport struct {
+	Documents  int       // documents the run published
+	Searchable int       // of them, searchable as published (or overtaken by a newer version)
+	Failures   []Failure // events that will never be searchable: dead-lettered
+	Pending    []string  // user/collection/doc_id of the documents neither searchable nor failed when the wait ended
+}
+
+// Errors of Wait.
+var (
+	ErrFailed   = errors.New("events were dead-lettered")
+	ErrTimedOut = errors.New("documents are not searchable yet")
+)
+
+// Wait blocks until every document published so far is searchable at the
+// version its newest publish of the run got, or failed, or cfg.Timeout or
+// ctx ends; the Publisher must track (Config.Track). A document counts as
+// searchable once the status says it is stored with that version or a
+// newer one, or, for a delete, not stored (or stored at a newer version).
+// An event fails when the worker dead-letters it (read from RAG_DLQ) or
+// when the decoder refuses it, as the worker will. It returns nil when
+// everything is searchable; else an error wrapping ErrFailed, ErrTimedOut
+// or ctx's error, with the report saying which.
+func (p *Publisher) Wait(ctx context.Context, cfg WaitConfig) (WaitReport, error) {
+	if p.track == nil || cfg.Status == nil {
+		return WaitReport{}, errors.New("publish: Wait needs Config.Track and a status source")
+	}
+	cfg.Timeout = cmp.Or(cfg.Timeout, 5*time.Minute)
+	cfg.MaxPoll = cmp.Or(cfg.MaxPoll, time.Second)
+	p.Flush()
+	t := p.track
+	watch, err := p.watch(ctx)
+	if err != nil {
+		p.cfg.Logger.Warn().Err(err).Msg("dead letters cannot be read: an event that fails keeps the wait going until its timeout")
+	} else {
+		defer watch.stop()
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	pending := t.pendingTargets()
+	total := len(pending)
+	var lastErr error
+	for delay := 20 * time.Millisecond; ; delay = min(delay*3/2, cfg.MaxPoll) {
+		for _, dl := range watch.take() {
+			t.deadLettered(dl)
+		}
+		t.dropFailed(pending)
+		if err := p.poll(waitCtx, cfg.Status, pending); err != nil {
+			if lastErr == nil || lastErr.Error() != err.Error() {
+				p.cfg.Logger.Warn().Err(err).Msg("status request failed; will retry")
+			}
+			lastErr = err
+		}
+		if cfg.Progress != nil {
+			cfg.Progress(total-len(pending), total)
+		}
+		if len(pending) == 0 || waitCtx.Err() != nil {
+			break
+		}
+		select {
+		case <-waitCtx.Done():
+		case <-watch.woken():
+		case <-time.After(delay):
+		}
+	}
+	report := t.report(total, pending)
+	switch {
+	case len(pending) > 0 && ctx.Err() != nil:
+		return report, ctx.Err()
+	case len(pending) > 0:
+		err := fmt.Errorf("%w: %d of %d after %s", ErrTimedOut, len(pending), total, cfg.Timeout)
+		if lastErr != nil {
+			err = fmt.Errorf("%w (last status error: %v)", err, lastErr)
+		}
+		return report, err
+	case len(report.Failures) > 0:
+		return report, fmt.Errorf("%w: %d", ErrFailed, len(report.Failures))
+	}
+	return report, nil
+}
+
+// watch starts reading the dead letters of the run.
+func (p *Publisher) watch(ctx context.Context) (*deadLetterWatch, error) {
+	if p.dlqErr != nil {
+		return nil, p.dlqErr
+	}
+	return watchDeadLetters(ctx, p.js, p.dlqFrom)
+}
+
+// poll asks for the status of the pending documents, MaxStatusDocs at a
+// time, and removes those that are searchable. It returns the last error.
+func (p *Publisher) poll(ctx context.Context, status StatusSource, pending map[docKey]target) error {
+	groups := map[[2]string][]string{}
+	for k := range pending {
+		g := [2]string{k.user, k.collection}
+		groups[g] = append(groups[g], k.doc)
+	}
+	var lastErr error
+	for g, docs := range groups {
+		slices.Sort(docs)
+		for batch := range slices.Chunk(docs, MaxStatusDocs) {
+			if ctx.Err() != nil {
+				return lastErr
+			}
+			got, err := status.Status(ctx, g[0], g[1], batch)
+			if err != nil {
+				lastErr = fmt.Errorf("status of %s/%s: %w", g[0], g[1], err)
+				continue
+			}
+			for _, s := range got {
+				k := docKey{g[0], g[1], s.DocID}
+				if t, ok := pending[k]; ok && t.searchable(s) {
+					delete(pending, k)
+				}
+			}
+		}
+	}
+	return lastErr
+}
+
+// searchable reports whether status s shows the target's publish: stored
+// at its version or a newer one; for a delete, not stored (or newer).
+func (t target) searchable(s DocStatus) bool {
+	if t.op == pipeline.OpDelete {
+		return !s.Stored || s.Version > t.version
+	}
+	return s.Stored && s.Version >= t.version
+}
