@@ -160,7 +160,13 @@ func (s *Stage) embedPending(ctx context.Context, c pipeline.Collection, chunks 
 		err = s.check(c, vectors, len(texts), refused)
 	}
 	if m := s.cfg.Metrics; m != nil {
-		m.ObserveEmbed(c.Name, len(texts), time.Since(start), err)
+		embedded := len(texts)
+		for _, err := range refused {
+			if err != nil {
+				embedded--
+			}
+		}
+		m.ObserveEmbed(c.Name, embedded, time.Since(start), err)
 	}
 	if err == nil || pipeline.IsMisconfigured(err) {
 		s.health(c.Name, err)

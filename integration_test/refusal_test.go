@@ -118,6 +118,9 @@ func TestRefusedTextsDeadLettered(t *testing.T) {
 	if n := metricValue(t, page, `ragpipe_events_total{collection="docs",outcome="retried"}`); n != 0 {
 		t.Errorf("%v events retried, want none", n)
 	}
+	if n := metricValue(t, page, `ragpipe_chunks_embedded_total{collection="docs"}`); n != float64(len(m.want("docs"))) {
+		t.Errorf("ragpipe_chunks_embedded_total %v, want the %d chunks stored", n, len(m.want("docs")))
+	}
 
 	// Requests that carry a text sent before are the cost of finding the
 	// refused texts: the bisection.
