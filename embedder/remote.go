@@ -179,9 +179,10 @@ func (r *Remote) Identity() string { return r.api.kind + "/" + r.cfg.Model }
 // refused among n costs at most 2·log2(n) more requests. It then returns the
 // vectors of the other texts and a *pipeline.BatchError holding, at the
 // index of each refused text, a permanent error with the service's reason
-// (nil elsewhere). If the service accepted no text of the call, a short text
-// of its own is sent first: a service that refuses that too refuses the
-// deployment's settings, not the texts, and the error is a misconfiguration.
+// (nil elsewhere). Before a lone text is held refused in a call whose
+// requests the service all refused, a short text of Embed's own is sent
+// once: a service that refuses that too refuses the deployment's settings,
+// not the texts, and the error is a misconfiguration.
 //
 // Any other failure returns no vectors and the first error. It does not
 // check the vectors' length: the caller knows what the collection needs.
