@@ -141,7 +141,7 @@ type Embedder struct {
 	// APIKey is sent as a bearer token (secret). Default: none.
 	APIKey string `env:"RAGPIPE_EMBEDDER_API_KEY" help:"embedding service API key, sent as a bearer token (secret)"`
 	// BatchSize is the texts per request. Default: 32.
-	BatchSize int `env:"RAGPIPE_EMBEDDER_BATCH_SIZE" envDefault:"32" help:"texts per request to the embedding service (>= 1; tei refuses more than its --max-client-batch-size, which is 32 unless set)"`
+	BatchSize int `env:"RAGPIPE_EMBEDDER_BATCH_SIZE" envDefault:"32" help:"texts per request to the embedding service (>= 1; tei refuses more than its --max-client-batch-size, which is 32 unless set: a refused larger batch is split, and a warning logged once)"`
 	// Concurrency is the requests in flight, per collection dimension.
 	// Default: 4.
 	Concurrency int `env:"RAGPIPE_EMBEDDER_CONCURRENCY" envDefault:"4" help:"requests in flight to the embedding service, per collection dimension (>= 1)"`

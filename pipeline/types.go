@@ -92,12 +92,13 @@ type Collection struct {
 	Shards, ReplicationFactor, WriteConsistency uint32
 }
 
-// BatchError is returned by a Sink when some items of a call (writes or
-// documents) failed permanently and all the others are durable. It is
-// permanent: IsPermanent reports true for it.
+// BatchError is returned when some items of a call failed permanently and
+// all the others succeeded: by a store for writes or documents (the others
+// are durable), by an embedder for texts it refuses (the others have their
+// vectors). It is permanent: IsPermanent reports true for it.
 type BatchError struct {
-	Op         string  // what failed, e.g. "qdrant apply"
-	Collection string  // the collection written to
+	Op         string  // what failed, e.g. "qdrant apply" or "embedder"
+	Collection string  // the collection written to, or the embedder profile
 	Errs       []error // one per item, in the caller's order; nil where it succeeded
 }
 
