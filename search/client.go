@@ -21,8 +21,8 @@ var ErrNoSearcher = errors.New("no search service is running")
 // own 503 arrives before the client gives up.
 const DefaultClientTimeout = 10 * time.Second
 
-// Client sends search and list requests to the search service; `ragpipe
-// query` uses it. It is safe for concurrent use.
+// Client sends search, list and status requests to the search service;
+// `ragpipe query` and `ragpipe publish --wait` use it. It is safe for concurrent use.
 type Client struct {
 	// Conn is the connection requests are sent on. Required.
 	Conn *nats.Conn
@@ -50,6 +50,16 @@ func (c *Client) Search(ctx context.Context, userID, collection string, req Sear
 func (c *Client) List(ctx context.Context, userID, collection string, req ListRequest) (*ListReply, error) {
 	var reply ListReply
 	if err := c.call(ctx, "list", userID, collection, req, &reply); err != nil {
+		return nil, err
+	}
+	return &reply, nil
+}
+
+// Status sends req on <prefix>.status.<userID>.<collection>, asking which of
+// up to MaxStatusDocs documents are stored, with what version; see Search.
+func (c *Client) Status(ctx context.Context, userID, collection string, req StatusRequest) (*StatusReply, error) {
+	var reply StatusReply
+	if err := c.call(ctx, "status", userID, collection, req, &reply); err != nil {
 		return nil, err
 	}
 	return &reply, nil

@@ -1,5 +1,5 @@
-// Package search answers tenant-scoped search and list requests over NATS
-// (CONTRACT §4-5).
+// Package search answers tenant-scoped search, list and status requests over
+// NATS (CONTRACT §4, §5, §5b).
 package search
 
 import (
@@ -21,6 +21,13 @@ type Index interface {
 	// after the opaque cursor ("" for the first page), and the cursor of the
 	// next page ("" after the last).
 	List(ctx context.Context, collection, userID string, limit int, cursor string) (docs []pipeline.Doc, next string, err error)
+	// Status returns, keyed by doc_id, the documents of userID among docIDs
+	// that a search can find now: the version and chunk count of each, no
+	// metadata. Documents not stored, or stored for another tenant, are
+	// absent.
+	Status(ctx context.Context, collection, userID string, docIDs []string) (map[string]pipeline.Doc, error)
+	// CollectionExists reports whether collection exists.
+	CollectionExists(ctx context.Context, collection string) (bool, error)
 }
 
 // Embedder embeds search queries with a collection's embedder.

@@ -23,8 +23,8 @@ import (
 // report it.
 const (
 	ServiceName = "ragpipe-search"
-	Version     = "0.1.0" // semver of the request and reply formats this service speaks
-	description = "ragpipe tenant-scoped vector search: <prefix>.search.<user_id>.<collection> and <prefix>.list.<user_id>.<collection>"
+	Version     = "0.2.0" // semver of the request and reply formats this service speaks
+	description = "ragpipe tenant-scoped vector search: <prefix>.search.<user_id>.<collection>, <prefix>.list.<user_id>.<collection> and <prefix>.status.<user_id>.<collection>"
 )
 
 // Config configures a Service; zero fields take the documented defaults.
@@ -51,7 +51,8 @@ type Config struct {
 	// longer than this for a reply. Default 5s.
 	Timeout time.Duration
 	// Metrics, when set, counts requests by collection and code and times
-	// searches.
+	// searches; a collection found to exist is admitted to the bounded
+	// collection label (telemetry.Metrics.AdmitCollection).
 	Metrics *telemetry.Metrics
 	// Logger receives a line per store failure (503 at warn, 500 at error)
 	// and, at debug, one per request. The zero Logger discards everything.
@@ -90,50 +91,61 @@ func (c *Config) setDefaults() error {
 	return errors.Join(errs...)
 }
 
-// endpoint is what a request asks for: a search or a list.
+// endpoint is what a request asks for.
 type endpoint int
 
 const (
 	searchEndpoint endpoint = iota
 	listEndpoint
+	statusEndpoint
+	numEndpoints
 )
 
-func (e endpoint) String() string {
-	if e == searchEndpoint {
-		return "search"
-	}
-	return "list"
-}
+var endpointNames = [numEndpoints]string{"search", "list", "status"}
+
+func (e endpoint) String() string { return endpointNames[e] }
+
+// queueGroup is the queue group of every endpoint: the replicas share the
+// requests.
+const queueGroup = "q"
+
+// endpointMetadata is every endpoint's metadata in $SRV.INFO.
+var endpointMetadata = map[string]string{"format": "CONTRACT §4, §5, §5b"}
 
 // job is one request waiting for or held by a handler.
 type job struct {
 	endpoint endpoint
-	req      micro.Request
+	msg      *nats.Msg
 	start    time.Time // arrival: the request's deadline counts from here
 }
 
 // Service is the search service: the NATS micro service ragpipe-search with
-// the endpoints search (<prefix>.search.*.*) and list (<prefix>.list.*.*),
-// both in the default queue group "q", so that any number of replicas share
-// the requests. Its methods are safe for concurrent use.
+// the endpoints search (<prefix>.search.*.*), list (<prefix>.list.*.*) and
+// status (<prefix>.status.*.*), all in the queue group "q", so that any
+// number of replicas share the requests. Its methods are safe for
+// concurrent use.
 //
 // The tenant and collection of a request come from its subject only: the
 // user_id condition of every store query is built from the subject's token,
 // and a body that names another user is refused.
 //
-// A micro endpoint handler runs serially, on the subscription's goroutine;
-// it only stamps the request's arrival and queues it for a fixed pool of
-// Concurrency handlers (blocking while Queue requests wait). Replies are published on Conn to the request's reply
-// subject, in the micro error convention (headers Nats-Service-Error-Code and
-// Nats-Service-Error, body {"error": "..."}). They are not sent through
-// micro.Request, whose error bookkeeping may not be touched once the endpoint
-// handler has returned; the endpoints' micro stats therefore count requests
-// but not errors, and the stats data carries this service's own counts.
+// Each endpoint's subscription stamps a request's arrival and queues it for
+// a fixed pool of Concurrency handlers shared by the endpoints (blocking
+// while Queue requests wait), so that a slow request holds up no other while
+// a handler is free. Replies follow the micro error convention (headers
+// Nats-Service-Error-Code and Nats-Service-Error, body {"error": "..."}).
+// The service answers $SRV.PING, $SRV.INFO and $SRV.STATS itself
+// (discovery.go), its statistics counting every request from arrival to
+// reply.
 type Service struct {
-	cfg  Config
-	log  zerolog.Logger
-	base context.Context // parent of request contexts: values only, never cancelled
-	svc  micro.Service
+	cfg     Config
+	log     zerolog.Logger
+	base    context.Context // parent of request contexts: values only, never cancelled
+	id      string          // this instance, in discovery
+	started time.Time
+
+	endpoints []*nats.Subscription // by endpoint
+	discovery []*nats.Subscription
 
 	mu      sync.RWMutex // held for reading by dispatch, for writing to close jobs
 	closed  bool         // jobs is closed: Stop has handed out every request received
@@ -142,83 +154,63 @@ type Service struct {
 	stop    sync.Once
 	stopErr error
 
-	counts [2]endpointCounts // by endpoint
+	inFlight [numEndpoints]atomic.Int64 // requests held by a handler, by endpoint
+	statsMu  sync.Mutex
+	stats    [numEndpoints]endpointStats
+
+	// known holds the collections seen to exist: a search embeds its query
+	// only after its collection was found, and a 404 of the store forgets it.
+	known sync.Map
 }
 
-// endpointCounts are an endpoint's numbers in $SRV.STATS data.
-type endpointCounts struct {
-	InFlight atomic.Int64 // requests held by a handler now
-	Errors   atomic.Int64 // error replies sent
-}
-
-// endpointData is the data of an endpoint in $SRV.STATS.
-type endpointData struct {
-	InFlight    int64 `json:"in_flight"`
-	Errors      int64 `json:"errors"`
-	Concurrency int   `json:"concurrency"`
-}
-
-// Start adds the service to cfg.Conn and starts its handlers. ctx supplies
-// values to request contexts; cancelling it does not stop the service (Stop
-// does, after finishing the requests received).
+// Start subscribes the service on cfg.Conn and starts its handlers. ctx
+// supplies values to request contexts; cancelling it does not stop the
+// service (Stop does, after finishing the requests received).
 func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
 	s := &Service{
-		cfg:  cfg,
-		log:  cfg.Logger.With().Str("component", "search").Logger(),
-		base: context.WithoutCancel(ctx),
-		jobs: make(chan job, cfg.Queue),
+		cfg:     cfg,
+		log:     cfg.Logger.With().Str("component", "search").Logger(),
+		base:    context.WithoutCancel(ctx),
+		id:      strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix), // a NUID, as micro's ids
+		started: time.Now().UTC(),
+		jobs:    make(chan job, cfg.Queue),
 	}
 	for range cfg.Concurrency {
 		s.workers.Go(s.work)
 	}
-	svc, err := micro.AddService(cfg.Conn, micro.Config{
-		Name:        ServiceName,
-		Version:     Version,
-		Description: description,
-		Metadata:    map[string]string{"prefix": cfg.Prefix},
-		StatsHandler: func(e *micro.Endpoint) any {
-			c := &s.counts[searchEndpoint]
-			if e.Name == listEndpoint.String() {
-				c = &s.counts[listEndpoint]
-			}
-			return endpointData{InFlight: c.InFlight.Load(), Errors: c.Errors.Load(), Concurrency: cfg.Concurrency}
-		},
-		ErrorHandler: func(_ micro.Service, err *micro.NATSError) {
-			s.log.Error().Str("subject", err.Subject).Str("error", err.Description).Msg("search service subscription error")
-		},
-	})
+	err := s.subscribe()
+	if err == nil {
+		// The subscriptions are sent, not yet known to the server: wait for
+		// its answer to a ping, so that a request sent through that server
+		// once Start returns finds the service (the other servers of a
+		// cluster learn of the subscriptions shortly after).
+		err = cfg.Conn.Flush()
+	}
 	if err != nil {
-		s.stopWorkers()
-		return nil, fmt.Errorf("search: add service: %w", err)
-	}
-	s.svc = svc
-	for _, e := range []endpoint{searchEndpoint, listEndpoint} {
-		err := svc.AddEndpoint(e.String(), micro.HandlerFunc(func(req micro.Request) { s.dispatch(e, req) }),
-			micro.WithEndpointSubject(s.subject(e, "*", "*")),
-			micro.WithEndpointMetadata(map[string]string{"format": "CONTRACT §4-5"}))
-		if err != nil {
-			_ = svc.Stop()
-			s.stopWorkers()
-			return nil, fmt.Errorf("search: add endpoint %s: %w", e, err)
+		for _, sub := range append(s.endpoints, s.discovery...) {
+			_ = sub.Unsubscribe()
 		}
-	}
-	// The subscriptions are sent, not yet known to the server: wait for its
-	// answer to a ping, so that a request sent through that server once
-	// Start returns finds the service (the other servers of a cluster learn
-	// of the subscriptions shortly after).
-	if err := cfg.Conn.Flush(); err != nil {
-		_ = svc.Stop()
 		s.stopWorkers()
 		return nil, fmt.Errorf("search: %w", err)
 	}
 	return s, nil
 }
 
-// Info is the service's $SRV.INFO answer: id, version and endpoints.
-func (s *Service) Info() micro.Info { return s.svc.Info() }
+// subscribe subscribes the endpoints, then discovery.
+func (s *Service) subscribe() error {
+	for e := range numEndpoints {
+		subject := s.subject(e, "*", "*")
+		sub, err := s.cfg.Conn.QueueSubscribe(subject, queueGroup, func(m *nats.Msg) { s.dispatch(e, m) })
+		if err != nil {
+			return fmt.Errorf("subscribe to %s: %w", subject, err)
+		}
+		s.endpoints = append(s.endpoints, sub)
+	}
+	return s.subscribeDiscovery()
+}
 
 // Stop stops taking requests, answers every request already received (each
 // is answered by its deadline at the latest), flushes the replies and
@@ -233,10 +225,12 @@ func (s *Service) Stop(ctx context.Context) error {
 
 func (s *Service) drain(ctx context.Context) error {
 	nc := s.cfg.Conn
-	// Unsubscribe: the server routes no more requests here, and those it
-	// already sent are still delivered to the endpoint handlers.
-	if err := s.svc.Stop(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		s.log.Warn().Err(err).Msg("stopping the search service")
+	// Drain: the server routes no more requests here, and those it already
+	// sent are still handed to dispatch.
+	for _, sub := range s.endpoints {
+		if err := sub.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			s.log.Warn().Err(err).Str("subject", sub.Subject).Msg("stopping the search service")
+		}
 	}
 	var err error
 	if !nc.IsClosed() {
@@ -253,6 +247,9 @@ func (s *Service) drain(ctx context.Context) error {
 		}
 	}
 	s.stopWorkers()
+	for _, sub := range s.discovery {
+		_ = sub.Unsubscribe()
+	}
 	if !nc.IsClosed() {
 		if ferr := nc.FlushTimeout(timeLeft(ctx, 5*time.Second)); ferr != nil && err == nil {
 			err = fmt.Errorf("search: flush replies: %w", ferr)
@@ -284,12 +281,12 @@ func (s *Service) subject(e endpoint, user, collection string) string {
 	return s.cfg.Prefix + "." + e.String() + "." + user + "." + collection
 }
 
-// dispatch is the endpoint handler: it queues req for the handlers, waiting
-// while the queue is full.
-func (s *Service) dispatch(e endpoint, req micro.Request) {
-	j := job{endpoint: e, req: req, start: time.Now()}
-	if req.Reply() == "" {
-		s.log.Debug().Str("subject", req.Subject()).Msg("request without a reply subject ignored")
+// dispatch receives a request of endpoint e: it queues it for the handlers,
+// waiting while the queue is full.
+func (s *Service) dispatch(e endpoint, msg *nats.Msg) {
+	j := job{endpoint: e, msg: msg, start: time.Now()}
+	if msg.Reply == "" {
+		s.log.Debug().Str("subject", msg.Subject).Msg("request without a reply subject ignored")
 		return
 	}
 	s.mu.RLock()
@@ -311,32 +308,34 @@ func (s *Service) work() {
 
 // handle answers one request.
 func (s *Service) handle(j job) {
-	c := &s.counts[j.endpoint]
-	c.InFlight.Add(1)
-	defer c.InFlight.Add(-1)
+	s.inFlight[j.endpoint].Add(1)
+	defer s.inFlight[j.endpoint].Add(-1)
 	ctx, cancel := context.WithDeadline(s.base, j.start.Add(s.cfg.Timeout))
 	defer cancel()
 
-	userID, collection, ok := pipeline.ParseSubject(s.cfg.Prefix, j.endpoint.String(), j.req.Subject())
+	userID, collection, ok := pipeline.ParseSubject(s.cfg.Prefix, j.endpoint.String(), j.msg.Subject)
 	if !ok {
 		s.reply(j, "", nil, badRequest("subject %s: want %s, user_id 1-128 characters of A-Z a-z 0-9 _ -, collection 1-64 characters of a-z 0-9 _ - starting with a letter",
-			pipeline.ShortQuote(j.req.Subject()), s.subject(j.endpoint, "<user_id>", "<collection>")))
+			pipeline.ShortQuote(j.msg.Subject), s.subject(j.endpoint, "<user_id>", "<collection>")))
 		return
 	}
 	var (
 		reply any
 		e     *Error
 	)
-	if j.endpoint == searchEndpoint {
+	switch j.endpoint {
+	case searchEndpoint:
 		reply, e = s.search(ctx, j, userID, collection)
-	} else {
+	case listEndpoint:
 		reply, e = s.list(ctx, j, userID, collection)
+	default:
+		reply, e = s.status(ctx, j, userID, collection)
 	}
 	s.reply(j, collection, reply, e)
 }
 
 func (s *Service) search(ctx context.Context, j job, userID, collection string) (*SearchReply, *Error) {
-	p, e := decodeSearch(j.req.Data(), userID, collection)
+	p, e := decodeSearch(j.msg.Data, userID, collection)
 	if e != nil {
 		return nil, e
 	}
@@ -347,6 +346,10 @@ func (s *Service) search(ctx context.Context, j job, userID, collection string) 
 			return nil, badRequest("vector: has %d dimensions, collection %q has %d", len(vector), collection, n)
 		}
 	} else {
+		// Embedding may be a paid call: only for a collection that exists.
+		if e := s.exists(ctx, j, collection); e != nil {
+			return nil, e
+		}
 		vs, err := emb.Embed(ctx, []string{p.query})
 		if err != nil {
 			return nil, s.failure(j, collection, "embed the query", err)
@@ -370,8 +373,29 @@ func (s *Service) search(ctx context.Context, j job, userID, collection string) 
 	return &SearchReply{Hits: hits, TookMS: millis(time.Since(j.start))}, nil
 }
 
+// exists answers 404 unless collection exists. A collection found is
+// remembered, so that only the first search of a collection asks the store,
+// and admitted to the bounded collection label of the metrics.
+func (s *Service) exists(ctx context.Context, j job, collection string) *Error {
+	if _, ok := s.known.Load(collection); ok {
+		return nil
+	}
+	ok, err := s.cfg.Index.CollectionExists(ctx, collection)
+	switch {
+	case err != nil:
+		return s.failure(j, collection, "look up the collection", err)
+	case !ok:
+		return notFound(collection)
+	}
+	s.known.Store(collection, struct{}{})
+	if m := s.cfg.Metrics; m != nil {
+		m.AdmitCollection(collection)
+	}
+	return nil
+}
+
 func (s *Service) list(ctx context.Context, j job, userID, collection string) (*ListReply, *Error) {
-	limit, cursor, e := decodeList(j.req.Data(), userID, collection)
+	limit, cursor, e := decodeList(j.msg.Data, userID, collection)
 	if e != nil {
 		return nil, e
 	}
@@ -390,13 +414,18 @@ func (s *Service) list(ctx context.Context, j job, userID, collection string) (*
 	return &ListReply{Docs: docs, NextCursor: next, TookMS: millis(time.Since(j.start))}, nil
 }
 
+func notFound(collection string) *Error {
+	return &Error{Code: CodeNotFound, Message: fmt.Sprintf("collection %q does not exist", collection)}
+}
+
 // failure turns a store or embedder error into the error reply, logging
 // what the reply does not tell: store details are not the caller's business.
 func (s *Service) failure(j job, collection, what string, err error) *Error {
 	var e *Error
 	switch {
 	case errors.Is(err, pipeline.ErrUnknownCollection):
-		return &Error{Code: CodeNotFound, Message: fmt.Sprintf("collection %q does not exist", collection)}
+		s.known.Delete(collection)
+		return notFound(collection)
 	case errors.Is(err, pipeline.ErrInvalidCursor):
 		return badRequest("cursor: not a cursor that a list reply returned")
 	case !pipeline.IsPermanent(err):
@@ -404,23 +433,24 @@ func (s *Service) failure(j job, collection, what string, err error) *Error {
 		if errors.Is(err, context.DeadlineExceeded) {
 			e.Message = fmt.Sprintf("could not %s within %s: the vector store or embedder is unavailable or overloaded; retry later", what, s.cfg.Timeout)
 		}
-		s.log.Warn().Err(err).Str("subject", j.req.Subject()).Int("code", e.Code).Msg("request failed")
+		s.log.Warn().Err(err).Str("subject", j.msg.Subject).Int("code", e.Code).Msg("request failed")
 	default:
 		e = &Error{Code: CodeInternal, Message: fmt.Sprintf("could not %s: internal error", what)}
-		s.log.Error().Err(err).Str("subject", j.req.Subject()).Int("code", e.Code).Msg("request failed")
+		s.log.Error().Err(err).Str("subject", j.msg.Subject).Int("code", e.Code).Msg("request failed")
 	}
 	return e
 }
 
-// reply publishes the reply of j, counts it and records its latency.
-// collection is "" when the subject was invalid.
+// reply publishes the reply of j, counts it in the endpoint's statistics and
+// the metrics, and records its latency. collection is "" when the subject
+// was invalid.
 func (s *Service) reply(j job, collection string, reply any, e *Error) {
-	msg := &nats.Msg{Subject: j.req.Reply()}
+	msg := &nats.Msg{Subject: j.msg.Reply}
 	if e == nil {
 		data, err := json.Marshal(reply)
 		switch {
 		case err != nil:
-			s.log.Error().Err(err).Str("subject", j.req.Subject()).Msg("encode reply")
+			s.log.Error().Err(err).Str("subject", j.msg.Subject).Msg("encode reply")
 			e = &Error{Code: CodeInternal, Message: "could not encode the reply: internal error"}
 		case int64(len(data)) > s.cfg.Conn.MaxPayload():
 			e = &Error{Code: CodeInternal, Message: fmt.Sprintf("the reply of %d bytes exceeds the NATS max payload of %d bytes; ask for fewer results",
@@ -429,7 +459,7 @@ func (s *Service) reply(j job, collection string, reply any, e *Error) {
 			msg.Data = data
 		}
 	}
-	code := 200
+	code, errMsg := 200, ""
 	if e != nil {
 		code = e.Code
 		text := strings.Join(strings.Fields(e.Message), " ") // one line: it is a header
@@ -438,27 +468,32 @@ func (s *Service) reply(j job, collection string, reply any, e *Error) {
 			micro.ErrorHeader:     []string{text},
 		}
 		msg.Data, _ = json.Marshal(errorBody{Error: text})
-		s.counts[j.endpoint].Errors.Add(1)
+		errMsg = strconv.Itoa(code) + ":" + text
 	}
-	if err := s.cfg.Conn.PublishMsg(msg); err != nil {
-		s.log.Warn().Err(err).Str("subject", j.req.Subject()).Msg("could not send the reply")
-	}
+	// Counted before the reply leaves, so that a caller holding its reply
+	// finds it in $SRV.STATS.
 	elapsed := time.Since(j.start)
-	ev := s.log.Debug().Str("subject", j.req.Subject()).Int("code", code).Dur("took", elapsed)
-	if e != nil {
-		ev = ev.Str("error", e.Message)
-	}
-	ev.Msg("request answered")
+	s.record(j.endpoint, elapsed, errMsg)
 	if m := s.cfg.Metrics; m != nil {
 		label := collection
 		if label == "" {
-			label = "_invalid"
+			label = telemetry.InvalidCollection
+		} else if code == 200 {
+			m.AdmitCollection(collection) // it exists
 		}
 		m.SearchRequests.WithLabelValues(label, strconv.Itoa(code)).Inc()
 		if j.endpoint == searchEndpoint {
 			m.SearchSeconds.WithLabelValues(label).Observe(elapsed.Seconds())
 		}
 	}
+	if err := s.cfg.Conn.PublishMsg(msg); err != nil {
+		s.log.Warn().Err(err).Str("subject", j.msg.Subject).Msg("could not send the reply")
+	}
+	ev := s.log.Debug().Str("subject", j.msg.Subject).Int("code", code).Dur("took", elapsed)
+	if e != nil {
+		ev = ev.Str("error", e.Message)
+	}
+	ev.Msg("request answered")
 }
 
 // millis is d in milliseconds, to the microsecond.

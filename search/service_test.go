@@ -178,8 +178,28 @@ func TestSearchServiceRequests(t *testing.T) {
 		{"rag.list.alice.docs", `{"cursor":"bogus"}`, 400, "cursor: not a cursor"},
 		{"rag.list.alice.docs", `{"user_id":"bob"}`, 400, "user_id: the body names"},
 
+		{"rag.status.alice.docs", `{"doc_ids":["doc-1","nope","doc-0","doc-1"],"user_id":"alice"}`, 200, `{"docs":[` +
+			`{"doc_id":"doc-1","stored":true,"version":1,"chunk_count":1},{"doc_id":"nope","stored":false},` +
+			`{"doc_id":"doc-0","stored":true,"version":1,"chunk_count":1},{"doc_id":"doc-1","stored":true,"version":1,"chunk_count":1}]}`},
+		{"rag.status.alice.docs", `{"doc_ids":["` + strings.Repeat("é", 256) + `"]}`, 200, `"stored":false`},
+		{"rag.status.alice.docs", ``, 400, "doc_ids: required, an array of 1 to 1000 doc_ids"},
+		{"rag.status.alice.docs", `{"doc_ids":null}`, 400, "doc_ids: required"},
+		{"rag.status.alice.docs", `{"doc_ids":[]}`, 400, "doc_ids: must hold 1 to 1000 doc_ids, not 0"},
+		{"rag.status.alice.docs", `{"doc_ids":[` + strings.Repeat(`"d",`, 1000) + `"d"]}`, 400, "not 1001"},
+		{"rag.status.alice.docs", `{"doc_ids":"doc-0"}`, 400, "doc_ids: must be an array of strings, not a string"},
+		{"rag.status.alice.docs", `{"doc_ids":["doc-0",5]}`, 400, "doc_ids: element 1 is a number; want a string"},
+		{"rag.status.alice.docs", `{"doc_ids":[null]}`, 400, "doc_ids: element 0 is null"},
+		{"rag.status.alice.docs", `{"doc_ids":[""]}`, 400, "doc_ids: element 0 is empty"},
+		{"rag.status.alice.docs", `{"doc_ids":["\ud800"]}`, 400, "doc_ids: element 0 is not valid UTF-8"},
+		{"rag.status.alice.docs", "{\"doc_ids\":[\"a\xffb\"]}", 400, "doc_ids: element 0 is not valid UTF-8"},
+		{"rag.status.alice.docs", `{"doc_ids":["` + strings.Repeat("x", 513) + `"]}`, 400, "doc_ids: element 0 is 513 bytes, longer than 512"},
+		{"rag.status.alice.docs", `{"doc_ids":["doc-0"],"user_id":"bob"}`, 400, "user_id: the body names"},
+		{"rag.status.alice.docs", `{"doc_ids":["doc-0"],"collection":"other"}`, 400, "collection: the body names"},
+		{"rag.status.bad!user.docs", `{"doc_ids":["doc-0"]}`, 400, "subject"},
+
 		{"rag.search.alice.nope", `{"query":"x"}`, 404, `collection "nope" does not exist`},
 		{"rag.list.alice.nope", `{}`, 404, `collection "nope" does not exist`},
+		{"rag.status.alice.nope", `{"doc_ids":["doc-0"]}`, 404, `collection "nope" does not exist`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.subject+" "+tt.body, func(t *testing.T) {
@@ -259,27 +279,40 @@ func TestSearchServiceDiscovery(t *testing.T) {
 	for _, e := range info.Endpoints {
 		subjects[e.Name] = e.Subject + " " + e.QueueGroup
 	}
-	if info.Description == "" || subjects["search"] != "rag.search.*.* q" || subjects["list"] != "rag.list.*.* q" {
+	if info.Type != micro.InfoResponseType || info.Description == "" || subjects["search"] != "rag.search.*.* q" ||
+		subjects["list"] != "rag.list.*.* q" || subjects["status"] != "rag.status.*.* q" {
 		t.Errorf("info %+v", info)
 	}
 	var stats micro.Stats
 	discover(t, f.nc, "$SRV.STATS.ragpipe-search."+info.ID, &stats)
+	if stats.Type != micro.StatsResponseType || stats.ID != info.ID || stats.Started.IsZero() || len(stats.Endpoints) != 3 {
+		t.Errorf("stats %+v", stats)
+	}
 	for _, e := range stats.Endpoints {
 		var data struct {
-			InFlight, Errors, Concurrency int
+			InFlight, Concurrency int
 		}
 		if err := json.Unmarshal(e.Data, &data); err != nil {
 			t.Fatal(err)
 		}
 		switch e.Name {
 		case "search":
-			if e.NumRequests != 2 || data.Errors != 1 || data.Concurrency != 32 {
-				t.Errorf("search stats %+v %+v, want 2 requests, 1 error, concurrency 32", e, data)
+			if e.NumRequests != 2 || e.NumErrors != 1 || !strings.HasPrefix(e.LastError, "400:query: required") ||
+				e.ProcessingTime <= 0 || e.AverageProcessingTime != e.ProcessingTime/2 || data.Concurrency != 32 || e.QueueGroup != "q" {
+				t.Errorf("search stats %+v %+v, want 2 requests, 1 error (400), concurrency 32", e, data)
 			}
-		case "list":
-			if e.NumRequests != 0 {
-				t.Errorf("list stats %+v", e)
+		default:
+			if e.NumRequests != 0 || e.NumErrors != 0 {
+				t.Errorf("%s stats %+v", e.Name, e)
 			}
+		}
+	}
+	// Every instance answers the subjects for all services and for its name.
+	for _, subject := range []string{"$SRV.PING", "$SRV.INFO", "$SRV.STATS.ragpipe-search"} {
+		var id struct{ ID, Type string }
+		discover(t, f.nc, subject, &id)
+		if id.ID != info.ID || !strings.HasPrefix(id.Type, "io.nats.micro.v1.") {
+			t.Errorf("%s: %+v", subject, id)
 		}
 	}
 }

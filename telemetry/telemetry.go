@@ -30,13 +30,13 @@ const (
 // for concurrent use.
 type Metrics struct {
 	// Events counts ingest events by collection and outcome.
-	Events *prometheus.CounterVec
+	Events *CounterVec
 	// ChunksEmbedded counts texts sent to an embedder, by collection; its
 	// rate is the embedding stage's texts per second.
-	ChunksEmbedded *prometheus.CounterVec
+	ChunksEmbedded *CounterVec
 	// ChunksReused counts chunks that took the stored vector of an unchanged
 	// chunk instead of being embedded, by collection.
-	ChunksReused *prometheus.CounterVec
+	ChunksReused *CounterVec
 	// EmbedBatchSize observes the texts of each request to an embedding
 	// service, by embedder profile.
 	EmbedBatchSize *prometheus.HistogramVec
@@ -44,35 +44,44 @@ type Metrics struct {
 	// embedder profile and reason (an HTTP status, "timeout" or "network").
 	EmbedRetries *prometheus.CounterVec
 	// EmbedSeconds and UpsertSeconds time the embed and store stages, by collection.
-	EmbedSeconds, UpsertSeconds *prometheus.HistogramVec
+	EmbedSeconds, UpsertSeconds *HistogramVec
 	// ConsumerPending is the number of messages waiting in the worker consumer.
 	ConsumerPending prometheus.Gauge
 	// BatchSize observes the number of messages of each batch the worker processes.
 	BatchSize prometheus.Histogram
-	// SearchRequests counts search and list requests by collection and code.
-	SearchRequests *prometheus.CounterVec
+	// SearchRequests counts search, list and status requests by collection
+	// and code.
+	SearchRequests *CounterVec
 	// SearchSeconds times search requests, by collection.
-	SearchSeconds *prometheus.HistogramVec
+	SearchSeconds *HistogramVec
 
-	registry *prometheus.Registry
+	registry    *prometheus.Registry
+	collections *collectionLabels
 }
 
 // NewMetrics returns the metrics registered in a fresh registry that also
 // carries the Go runtime and process collectors.
 func NewMetrics() *Metrics {
+	labels := &collectionLabels{}
+	counter := func(opts prometheus.CounterOpts, more ...string) *CounterVec {
+		return &CounterVec{vec: prometheus.NewCounterVec(opts, append([]string{"collection"}, more...)), labels: labels}
+	}
+	histogram := func(opts prometheus.HistogramOpts) *HistogramVec {
+		return &HistogramVec{vec: prometheus.NewHistogramVec(opts, []string{"collection"}), labels: labels}
+	}
 	m := &Metrics{
-		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Events: counter(prometheus.CounterOpts{
 			Name: "ragpipe_events_total",
 			Help: "Ingest events by collection and outcome (acked, retried, dead_lettered).",
-		}, []string{"collection", "outcome"}),
-		ChunksEmbedded: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, "outcome"),
+		ChunksEmbedded: counter(prometheus.CounterOpts{
 			Name: "ragpipe_chunks_embedded_total",
 			Help: "Texts sent to an embedder, by collection.",
-		}, []string{"collection"}),
-		ChunksReused: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}),
+		ChunksReused: counter(prometheus.CounterOpts{
 			Name: "ragpipe_chunks_reused_total",
 			Help: "Chunks that reused the stored vector of an unchanged chunk instead of being embedded, by collection.",
-		}, []string{"collection"}),
+		}),
 		EmbedBatchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ragpipe_embed_batch_size",
 			Help:    "Texts per request to an embedding service, by embedder profile.",
@@ -82,16 +91,16 @@ func NewMetrics() *Metrics {
 			Name: "ragpipe_embed_retries_total",
 			Help: "Retried requests to an embedding service, by embedder profile and reason (HTTP status, timeout, network).",
 		}, []string{"embedder", "reason"}),
-		EmbedSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		EmbedSeconds: histogram(prometheus.HistogramOpts{
 			Name:    "ragpipe_embed_seconds",
 			Help:    "Latency of one embedder call, by collection.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}, []string{"collection"}),
-		UpsertSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		}),
+		UpsertSeconds: histogram(prometheus.HistogramOpts{
 			Name:    "ragpipe_upsert_seconds",
 			Help:    "Latency of one durable store write, by collection.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}, []string{"collection"}),
+		}),
 		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "ragpipe_batch_size",
 			Help:    "Messages per batch processed by the worker.",
@@ -101,20 +110,21 @@ func NewMetrics() *Metrics {
 			Name: "ragpipe_consumer_pending",
 			Help: "Messages waiting in the ragpipe-worker consumer.",
 		}),
-		SearchRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		SearchRequests: counter(prometheus.CounterOpts{
 			Name: "ragpipe_search_requests_total",
-			Help: "Search and list requests by collection and code (200, 400, 404, 503, 500).",
-		}, []string{"collection", "code"}),
-		SearchSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Help: "Search, list and status requests by collection and code (200, 400, 404, 503, 500).",
+		}, "code"),
+		SearchSeconds: histogram(prometheus.HistogramOpts{
 			Name:    "ragpipe_search_seconds",
 			Help:    "Latency of search requests, by collection.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-		}, []string{"collection"}),
-		registry: prometheus.NewRegistry(),
+		}),
+		registry:    prometheus.NewRegistry(),
+		collections: labels,
 	}
-	m.registry.MustRegister(m.Events, m.ChunksEmbedded, m.ChunksReused, m.EmbedBatchSize, m.EmbedRetries,
-		m.EmbedSeconds, m.UpsertSeconds,
-		m.ConsumerPending, m.BatchSize, m.SearchRequests, m.SearchSeconds,
+	m.registry.MustRegister(m.Events.vec, m.ChunksEmbedded.vec, m.ChunksReused.vec, m.EmbedBatchSize, m.EmbedRetries,
+		m.EmbedSeconds.vec, m.UpsertSeconds.vec,
+		m.ConsumerPending, m.BatchSize, m.SearchRequests.vec, m.SearchSeconds.vec,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -124,17 +134,17 @@ type Check func(ctx context.Context) error
 
 // ServerConfig configures Serve.
 type ServerConfig struct {
-	Addr    string           // listen address, e.g. ":9090"
-	Metrics *Metrics         // exported on /metrics
-	Ready   map[string]Check // /readyz is 200 only when every check passes
+	Addr    string     // listen address, e.g. ":9090"
+	Metrics *Metrics   // exported on /metrics
+	Ready   *Readiness // what /readyz reports; nil: always ready
 	Logger  zerolog.Logger
 }
 
 // Serve listens on cfg.Addr and serves /healthz (the process is alive),
-// /readyz (every readiness check passes; the body names the failing ones),
-// /metrics and the Go profiles under /debug/pprof/ until ctx is done. It
-// returns once the listener is bound, with the bound address, or with the
-// error that prevented binding.
+// /readyz (200 when cfg.Ready passes; else 503 and a body naming what is
+// not ready), /metrics and the Go profiles under /debug/pprof/ until ctx is
+// done. It returns once the listener is bound, with the bound address, or
+// with the error that prevented binding.
 func Serve(ctx context.Context, cfg ServerConfig) (net.Addr, error) {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -147,13 +157,7 @@ func Serve(ctx context.Context, cfg ServerConfig) (net.Addr, error) {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		var failed []string
-		for name, check := range cfg.Ready {
-			if err := check(ctx); err != nil {
-				failed = append(failed, name+": "+err.Error())
-			}
-		}
-		if len(failed) > 0 {
+		if failed := cfg.Ready.failures(ctx); len(failed) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("not ready\n" + strings.Join(failed, "\n") + "\n"))
 			return

@@ -40,6 +40,13 @@ func connectNATS(ctx context.Context, cfg config.NATS, name string, log zerolog.
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("NATS reconnected")
 		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := log.Warn().Err(err)
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Msg("NATS asynchronous error") // a slow consumer dropping messages, a permission refused
+		}),
 	}
 	switch {
 	case cfg.Creds != "":

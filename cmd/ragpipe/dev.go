@@ -41,7 +41,7 @@ func runDev(ctx context.Context, env *environment, o searchOptions) error {
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 	open, where := devStore(ctx, env)
-	s, store, err := startService(ctx, env, "ragpipe-dev", open)
+	s, store, err := startService(ctx, env, "ragpipe-dev", "connecting to "+where, open)
 	if err != nil {
 		return err
 	}
@@ -54,12 +54,9 @@ func runDev(ctx context.Context, env *environment, o searchOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := serveOps(ctx, env, s.metrics, map[string]telemetry.Check{
+	s.ready.Started(map[string]telemetry.Check{
 		"nats": natsReady(s.nc), "store": store.health, "embedders": in.stage.Ready,
-	}); err != nil {
-		_ = svc.Stop(context.Background())
-		return err
-	}
+	})
 	printDevBanner(env.stdout, cfg, ns.ClientURL(), where)
 
 	runErr := in.worker.Run(ctx) // until SIGINT/SIGTERM, then drains

@@ -10,7 +10,7 @@ import (
 
 var searcherCommand = command{
 	name:    "searcher",
-	summary: "Answer search and list requests (NATS micro service ragpipe-search on <prefix>.search.<user_id>.<collection> and <prefix>.list.<user_id>.<collection>). Run as many replicas as you like.",
+	summary: "Answer search, list and status requests (NATS micro service ragpipe-search on <prefix>.search.<user_id>.<collection>, <prefix>.list.<user_id>.<collection> and <prefix>.status.<user_id>.<collection>). Run as many replicas as you like.",
 	usage:   "searcher [flags]",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
 		o := &searchOptions{}
@@ -30,7 +30,8 @@ func runSearcher(ctx context.Context, env *environment, o searchOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	s, q, err := startService(ctx, env, "ragpipe-searcher", openQdrant(ctx, env))
+	step, open := openQdrant(ctx, env)
+	s, q, err := startService(ctx, env, "ragpipe-searcher", step, open)
 	if err != nil {
 		return err
 	}
@@ -39,10 +40,7 @@ func runSearcher(ctx context.Context, env *environment, o searchOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := serveOps(ctx, env, s.metrics, map[string]telemetry.Check{"nats": natsReady(s.nc), "qdrant": q.Health}); err != nil {
-		_ = svc.Stop(context.Background())
-		return err
-	}
+	s.ready.Started(map[string]telemetry.Check{"nats": natsReady(s.nc), "qdrant": q.Health})
 	<-ctx.Done()
 	if err := stopSearch(ctx, env, svc, o); err != nil {
 		return err

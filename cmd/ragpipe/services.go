@@ -23,25 +23,40 @@ import (
 // service is what a long-running command (worker, searcher, dev) runs on.
 type service struct {
 	metrics *telemetry.Metrics
+	ready   *telemetry.Readiness // what /readyz reports
 	embs    *embedders
 	nc      *nats.Conn
 	store   io.Closer
 }
 
-// startService logs the settings, builds the embedders, connects to NATS as
-// name and opens the command's store with open, which returns its concrete
-// type. Close releases the store and the connection.
-func startService[S io.Closer](ctx context.Context, env *environment, name string, open func() (S, error)) (*service, S, error) {
-	env.log.Info().Object("config", env.cfg).Msg("starting")
-	s := &service{metrics: telemetry.NewMetrics()}
+// startService serves /healthz, /readyz and /metrics first, so that the
+// process is seen alive but not ready while it waits for its dependencies;
+// then it logs the settings, builds the embedders, connects to NATS as name
+// and opens the command's store with open, which returns its concrete type,
+// /readyz naming each step (step names the store's). The command calls
+// ready.Started once it works. Close releases the store and the connection.
+func startService[S io.Closer](ctx context.Context, env *environment, name, step string, open func() (S, error)) (*service, S, error) {
+	cfg := env.cfg
+	s := &service{metrics: telemetry.NewMetrics(), ready: telemetry.NewReadiness("starting")}
 	var store S
+	configured := make([]string, len(cfg.Collections))
+	for i, c := range cfg.Collections {
+		configured[i] = c.Name
+	}
+	s.metrics.LimitCollections(configured, cfg.MaxCollections)
+	if err := serveOps(ctx, env, s.metrics, s.ready); err != nil {
+		return nil, store, err
+	}
+	env.log.Info().Object("config", cfg).Msg("starting")
 	var err error
-	if s.embs, err = newEmbedders(env.cfg, env.log, s.metrics); err != nil {
+	if s.embs, err = newEmbedders(cfg, env.log, s.metrics); err != nil {
 		return nil, store, err
 	}
-	if s.nc, err = connectNATS(ctx, env.cfg.NATS, name, env.log); err != nil {
+	s.ready.Step("connecting to NATS")
+	if s.nc, err = connectNATS(ctx, cfg.NATS, name, env.log); err != nil {
 		return nil, store, err
 	}
+	s.ready.Step(step)
 	if store, err = open(); err != nil {
 		s.nc.Close()
 		return nil, store, err
@@ -56,9 +71,11 @@ func (s *service) Close() {
 	s.nc.Close()
 }
 
-// openQdrant opens the Qdrant of the settings, for startService.
-func openQdrant(ctx context.Context, env *environment) func() (*qdrantstore.Store, error) {
-	return func() (*qdrantstore.Store, error) { return newQdrant(ctx, env.cfg, env.log) }
+// openQdrant opens the Qdrant of the settings, for startService, and names
+// the step for /readyz.
+func openQdrant(ctx context.Context, env *environment) (step string, open func() (*qdrantstore.Store, error)) {
+	return "connecting to Qdrant at " + env.cfg.Qdrant.URL,
+		func() (*qdrantstore.Store, error) { return newQdrant(ctx, env.cfg, env.log) }
 }
 
 // storeRoles is the vector store of a long-running command, as each of its
@@ -105,6 +122,7 @@ type ingestSide struct {
 // collections, and returns the worker ready to Run.
 func startIngest(ctx context.Context, env *environment, svc *service, store storeRoles) (*ingestSide, error) {
 	cfg := env.cfg
+	svc.ready.Step("creating the streams and collections")
 	chunker, err := pipeline.NewChunker(cfg.ChunkSize, cfg.ChunkOverlap)
 	if err != nil {
 		return nil, err
@@ -172,7 +190,7 @@ func startSearch(ctx context.Context, env *environment, s *service, store storeR
 	}
 	info := svc.Info()
 	env.log.Info().Str("service", info.Name).Str("id", info.ID).Str("version", info.Version).
-		Str("search", info.Endpoints[0].Subject).Str("list", info.Endpoints[1].Subject).
+		Str("search", info.Endpoints[0].Subject).Str("list", info.Endpoints[1].Subject).Str("status", info.Endpoints[2].Subject).
 		Int("concurrency", o.concurrency).Dur("timeout", o.timeout).Msg("search service started")
 	return svc, nil
 }
@@ -202,10 +220,10 @@ func checkCollections(ctx context.Context, env *environment, check func(context.
 	return nil
 }
 
-// serveOps serves /healthz, /readyz (passing when every check does) and
-// /metrics on RAGPIPE_HTTP_ADDR until ctx ends; an empty address serves
-// nothing. It returns once the listener is bound.
-func serveOps(ctx context.Context, env *environment, metrics *telemetry.Metrics, ready map[string]telemetry.Check) error {
+// serveOps serves /healthz, /readyz (as ready says) and /metrics on
+// RAGPIPE_HTTP_ADDR until ctx ends; an empty address serves nothing. It
+// returns once the listener is bound.
+func serveOps(ctx context.Context, env *environment, metrics *telemetry.Metrics, ready *telemetry.Readiness) error {
 	if env.cfg.HTTPAddr == "" {
 		return nil
 	}

@@ -17,7 +17,8 @@ var workerCommand = command{
 }
 
 func runWorker(ctx context.Context, env *environment, _ []string) error {
-	svc, q, err := startService(ctx, env, "ragpipe-worker", openQdrant(ctx, env))
+	step, open := openQdrant(ctx, env)
+	svc, q, err := startService(ctx, env, "ragpipe-worker", step, open)
 	if err != nil {
 		return err
 	}
@@ -26,11 +27,9 @@ func runWorker(ctx context.Context, env *environment, _ []string) error {
 	if err != nil {
 		return err
 	}
-	if err := serveOps(ctx, env, svc.metrics, map[string]telemetry.Check{
+	svc.ready.Started(map[string]telemetry.Check{
 		"nats": natsReady(svc.nc), "qdrant": q.Health, "embedders": in.stage.Ready,
-	}); err != nil {
-		return err
-	}
+	})
 	if err := in.worker.Run(ctx); err != nil {
 		return err
 	}
