@@ -42,7 +42,7 @@ type Config struct {
 	// Concurrency is how many requests are handled at once. Default 32.
 	Concurrency int
 	// Queue is how many received requests may wait for a free handler; more
-	// wait unread in the connection's pending buffer, where their deadline
+	// wait unread in the subscriptions' pending buffers, where their deadline
 	// has not started yet. Default 1024.
 	Queue int
 	// Timeout bounds one request from its arrival to its reply, including

@@ -290,7 +290,8 @@ func TestSearchServiceDiscovery(t *testing.T) {
 	}
 	for _, e := range stats.Endpoints {
 		var data struct {
-			InFlight, Concurrency int
+			InFlight    int `json:"in_flight"`
+			Concurrency int `json:"concurrency"`
 		}
 		if err := json.Unmarshal(e.Data, &data); err != nil {
 			t.Fatal(err)

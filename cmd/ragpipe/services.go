@@ -178,6 +178,7 @@ func (o searchOptions) validate() error {
 
 // startSearch checks the configured collections and starts the search service.
 func startSearch(ctx context.Context, env *environment, s *service, store storeRoles, o searchOptions) (*search.Service, error) {
+	s.ready.Step("checking the configured collections")
 	if err := checkCollections(ctx, env, store.check); err != nil {
 		return nil, err
 	}
