@@ -59,6 +59,7 @@ var subtests = []struct {
 	{"SearchDistances", testSearchDistances},
 	{"ListPages", testListPages},
 	{"Status", testStatus},
+	{"MaxVersion", testMaxVersion},
 	{"SearchErrors", testSearchErrors},
 	{"StoredVectors", testStoredVectors},
 	{"Scroll", testScroll},
