@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/ragpipe/ragpipe/internal/storetest"
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -46,10 +47,12 @@ func TestSearchServiceStatus(t *testing.T) {
 	for i := range ids {
 		ids[i] = fmt.Sprint("doc-", i)
 	}
+	start := time.Now()
 	got, err := c.Status(t.Context(), "alice", "docs", search.StatusRequest{DocIDs: ids})
 	if err != nil || len(got.Docs) != len(ids) || !got.Docs[2].Stored || got.Docs[3].Stored || got.Docs[999].DocID != "doc-999" {
 		t.Errorf("status of %d doc_ids: %v", len(ids), err)
 	}
+	t.Logf("status of %d doc_ids answered in %s", len(ids), time.Since(start))
 	var e *search.Error
 	_, err = c.Status(t.Context(), "alice", "docs", search.StatusRequest{DocIDs: append(ids, "one more")})
 	if !errors.As(err, &e) || e.Code != search.CodeBadRequest {
