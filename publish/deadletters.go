@@ -2,7 +2,6 @@ package publish
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -51,12 +50,7 @@ func readDeadLetter(m jetstream.Msg) deadLetter {
 		dl.seq, _ = strconv.ParseUint(s, 10, 64)
 	}
 	dl.version, _ = strconv.ParseUint(h.Get(headerVersion), 10, 64)
-	var body struct {
-		DocID string `json:"doc_id"`
-	}
-	if json.Unmarshal(m.Data(), &body) == nil {
-		dl.docID = body.DocID
-	}
+	dl.docID = docIDOf(m.Data())
 	return dl
 }
 

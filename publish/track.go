@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
@@ -75,7 +76,7 @@ func (t *tracker) add(cfg pipeline.DecodeConfig, where string, msg *nats.Msg, se
 		if errors.As(err, &r) {
 			reason = r.Reason
 		}
-		t.failures = append(t.failures, Failure{Where: where, Reason: reason})
+		t.failures = append(t.failures, Failure{Where: where, DocID: docIDOf(msg.Data), Reason: reason})
 		return
 	}
 	k := docKey{e.UserID, e.Collection, e.DocID}
@@ -152,4 +153,13 @@ func (t *tracker) report(total int, pending map[docKey]target) WaitReport {
 	}
 	slices.Sort(r.Pending)
 	return r
+}
+
+// docIDOf returns the doc_id of an event's body, "" if it has no readable one.
+func docIDOf(body []byte) string {
+	var b struct {
+		DocID string `json:"doc_id"`
+	}
+	_ = json.Unmarshal(body, &b)
+	return b.DocID
 }

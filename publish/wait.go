@@ -54,7 +54,7 @@ type WaitReport struct {
 // Errors of Wait.
 var (
 	ErrFailed   = errors.New("events were dead-lettered")
-	ErrTimedOut = errors.New("documents are not searchable yet")
+	ErrTimedOut = errors.New("wait timed out")
 )
 
 // Wait blocks until every document published so far is searchable at the
@@ -113,13 +113,13 @@ func (p *Publisher) Wait(ctx context.Context, cfg WaitConfig) (WaitReport, error
 	case len(pending) > 0 && ctx.Err() != nil:
 		return report, ctx.Err()
 	case len(pending) > 0:
-		err := fmt.Errorf("%w: %d of %d after %s", ErrTimedOut, len(pending), total, cfg.Timeout)
+		err := fmt.Errorf("%w: %d of %d documents not searchable after %s", ErrTimedOut, len(pending), total, cfg.Timeout)
 		if lastErr != nil {
 			err = fmt.Errorf("%w (last status error: %v)", err, lastErr)
 		}
 		return report, err
 	case len(report.Failures) > 0:
-		return report, fmt.Errorf("%w: %d", ErrFailed, len(report.Failures))
+		return report, fmt.Errorf("%d %w", len(report.Failures), ErrFailed)
 	}
 	return report, nil
 }
