@@ -595,7 +595,7 @@ func TestSearchErrorCodes(t *testing.T) {
 	for _, want := range []string{
 		`ragpipe_search_requests_total{code="200",collection="docs"}`,
 		`ragpipe_search_requests_total{code="400",collection="docs"} 4`,
-		`ragpipe_search_requests_total{code="404",collection="nothere"} 2`,
+		`ragpipe_search_requests_total{code="404",collection="_other"} 2`,
 		`ragpipe_search_requests_total{code="500",collection="odd"} 1`,
 		`ragpipe_search_requests_total{code="503",collection="docs"}`,
 		`ragpipe_search_seconds_count{collection="docs"}`,

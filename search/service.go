@@ -351,6 +351,10 @@ func (s *Service) search(ctx context.Context, j job, userID, collection string) 
 			return nil, e
 		}
 		vs, err := emb.Embed(ctx, []string{p.query})
+		if be, ok := errors.AsType[*pipeline.BatchError](err); ok && len(be.Errs) == 1 && be.Errs[0] != nil {
+			// The embedding service refused this text, not the deployment.
+			return nil, badRequest("query: the embedding service refused it: %s", be.Errs[0])
+		}
 		if err != nil {
 			return nil, s.failure(j, collection, "embed the query", err)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ragpipe/ragpipe/embedder"
 	"github.com/ragpipe/ragpipe/internal/checkfor"
+	"github.com/ragpipe/ragpipe/internal/embedtest"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -438,5 +439,26 @@ func TestSearchServiceReadyOnStart(t *testing.T) {
 			t.Fatalf("request right after Start: %d %s", code, msg)
 		}
 		_ = svc.Stop(t.Context())
+	}
+}
+
+// TestSearchRefusedQuery checks that a query text the embedding service
+// refuses (OpenAI's 400 context_length_exceeded) is answered 400 with the
+// service's reason, not 503 or 500: retrying cannot help the client.
+func TestSearchRefusedQuery(t *testing.T) {
+	srv := embedtest.Start(t, embedtest.Config{API: embedtest.OpenAI, Dims: dims, MaxInputChars: 50})
+	remote, err := embedder.NewOpenAI(embedder.Config{URL: srv.URL, Model: "m", Dimensions: dims})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(c *search.Config) {
+		c.Embedder = func(string) search.Embedder { return remote }
+	})
+	code, msg, _ := f.request(t, "rag.search.alice.docs", `{"query":"`+strings.Repeat("long ", 20)+`"}`)
+	if code != search.CodeBadRequest || !strings.Contains(msg, "maximum context length") {
+		t.Errorf("over-long query: %d %q, want 400 with the service's reason", code, msg)
+	}
+	if code, msg, _ := f.request(t, "rag.search.alice.docs", `{"query":"fox"}`); code != 200 {
+		t.Errorf("short query: %d %q, want 200", code, msg)
 	}
 }
