@@ -71,6 +71,10 @@ type Config struct {
 	// consumer each time the worker polls it: when Run starts, then every
 	// 5 seconds.
 	Backlog func(ctx context.Context, pending uint64)
+	// VersionFloor, when set, returns the highest version stored or claimed
+	// (lww.Register.Floor): New starts the ingest stream above it (see
+	// streams.go). Nil: the stream is created at sequence 1, unchecked.
+	VersionFloor func(ctx context.Context) (uint64, error)
 }
 
 func (c *Config) setDefaults() {
