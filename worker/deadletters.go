@@ -18,18 +18,22 @@ type DeadLetter struct {
 	Subject  string    `json:"subject"` // the original ingest subject
 	Reason   string    `json:"reason"`
 	Version  uint64    `json:"version,omitempty"` // the event's effective version, 0 if unknown
-	Body     []byte    `json:"body"`
+	// Truncated is the size of the event's body when Body holds only its
+	// beginning (it did not fit in a dead letter); 0 when Body is whole.
+	Truncated int    `json:"truncated,omitempty"`
+	Body      []byte `json:"body"`
 }
 
 // DeadLetters reads, replays and purges the dead-letter stream.
 type DeadLetters struct {
 	js     jetstream.JetStream
 	prefix string
+	copies *copier
 }
 
 // NewDeadLetters returns the dead-letter tools for subjects under prefix.
 func NewDeadLetters(js jetstream.JetStream, prefix string) *DeadLetters {
-	return &DeadLetters{js: js, prefix: prefix}
+	return &DeadLetters{js: js, prefix: prefix, copies: newCopier(js)}
 }
 
 // Filter is the dead-letter subject of a tenant and collection; an empty
@@ -72,10 +76,11 @@ func (d *DeadLetters) Each(ctx context.Context, filter string, fn func(DeadLette
 		if msg.Sequence > last {
 			return nil
 		}
-		version, _ := strconv.ParseUint(msg.Header.Get(HeaderVersion), 10, 64)
+		truncated, _ := strconv.Atoi(msg.Header.Get(HeaderTruncated))
 		if err := fn(DeadLetter{
 			Sequence: msg.Sequence, Time: msg.Time, Subject: msg.Header.Get(HeaderSubject),
-			Reason: msg.Header.Get(HeaderError), Version: version, Body: msg.Data,
+			Reason: msg.Header.Get(HeaderError), Version: uintHeader(msg.Header, HeaderVersion),
+			Truncated: truncated, Body: msg.Data,
 		}); err != nil {
 			return err
 		}
@@ -84,35 +89,48 @@ func (d *DeadLetters) Each(ctx context.Context, filter string, fn func(DeadLette
 	return nil
 }
 
+// Replayed is what Replay did.
+type Replayed struct {
+	Replayed int // dead letters republished and deleted
+	// Truncated are the dead letters left alone because their body is cut
+	// (DeadLetter.Truncated): replaying them would store a different event.
+	Truncated []DeadLetter
+}
+
 // Replay republishes every dead letter matching filter to its original
 // subject, with its version in the Ragpipe-Version header so that it never
 // outranks a newer event, and deletes it from the dead-letter stream only
-// once JetStream has acknowledged the republish. It returns how many were
-// replayed. A replay interrupted between the two steps and run again within
-// the ingest stream's duplicate window is deduplicated by Nats-Msg-Id.
-func (d *DeadLetters) Replay(ctx context.Context, filter string) (int, error) {
+// once JetStream has stored the republished event. A dead letter whose body
+// was cut is left alone and reported. A replay run again after an
+// interruption between the two steps may store an event twice, which is
+// harmless: both copies have the same version.
+func (d *DeadLetters) Replay(ctx context.Context, filter string) (Replayed, error) {
+	var r Replayed
 	stream, err := d.js.Stream(ctx, DLQStream)
 	if err != nil {
-		return 0, fmt.Errorf("dead-letter stream %s: %w", DLQStream, err)
+		return r, fmt.Errorf("dead-letter stream %s: %w", DLQStream, err)
 	}
-	n := 0
 	err = d.Each(ctx, filter, func(dl DeadLetter) error {
+		if dl.Truncated > 0 {
+			r.Truncated = append(r.Truncated, dl)
+			return nil
+		}
 		m := nats.NewMsg(dl.Subject)
 		m.Data = dl.Body
 		if dl.Version > 0 {
 			m.Header.Set(HeaderVersion, strconv.FormatUint(dl.Version, 10))
 		}
-		m.Header.Set(jetstream.MsgIDHeader, "ragpipe-replay-"+strconv.FormatUint(dl.Sequence, 10))
-		if _, err := d.js.PublishMsg(ctx, m); err != nil {
+		m.Header.Set(jetstream.MsgIDHeader, d.copies.id("replay", DLQStream, dl.Sequence, dl.Time))
+		if err := d.copies.publish(ctx, m); err != nil {
 			return fmt.Errorf("replay dead letter %d to %s: %w", dl.Sequence, dl.Subject, err)
 		}
 		if err := stream.DeleteMsg(ctx, dl.Sequence); err != nil {
 			return fmt.Errorf("delete replayed dead letter %d: %w", dl.Sequence, err)
 		}
-		n++
+		r.Replayed++
 		return nil
 	})
-	return n, err
+	return r, err
 }
 
 // Purge deletes every dead letter matching filter and returns how many.

@@ -182,7 +182,7 @@ func (h *harness) streamMsgs(name string) uint64 {
 }
 
 // waitSettled waits until every published event is settled: none pending,
-// none unacknowledged, none left in the work-queue stream.
+// none unacknowledged, none left in the work-queue stream or parked.
 func (h *harness) waitSettled(timeout time.Duration) {
 	h.t.Helper()
 	checkfor.Until(h.t, timeout, "every event settled", func() error {
@@ -190,8 +190,28 @@ func (h *harness) waitSettled(timeout time.Duration) {
 		if n := h.streamMsgs(worker.IngestStream); info.NumPending > 0 || info.NumAckPending > 0 || n > 0 {
 			return fmt.Errorf("%d pending, %d unacknowledged, %d in %s", info.NumPending, info.NumAckPending, n, worker.IngestStream)
 		}
+		if n := h.parked(); n > 0 {
+			return fmt.Errorf("%d in %s", n, worker.ParkedStream)
+		}
 		return nil
 	})
+}
+
+// parked is the number of events in the parked stream, 0 before it exists.
+func (h *harness) parked() uint64 {
+	h.t.Helper()
+	s, err := h.js.Stream(h.t.Context(), worker.ParkedStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	info, err := s.Info(h.t.Context())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return info.State.Msgs
 }
 
 // deadLetters returns the messages of the dead-letter stream, oldest first.

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"maps"
 	"slices"
 	"sync"
@@ -9,30 +10,92 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// held is the set of messages received and not yet settled. keepAlive tells
-// JetStream that they are in progress, so that a message waiting behind busy
-// batches, or in a batch retrying a slow store or embedder, is never
-// redelivered meanwhile. It is safe for concurrent use.
+// held is the set of messages received and not yet settled, with their size
+// in bytes. It bounds that size: admit waits while the set is full, so that a
+// worker holds at most limit bytes of events whatever their size (one message
+// is always admitted into an empty set, however large). keepAlive tells
+// JetStream that the held messages are in progress, so that a message waiting
+// behind busy batches, or in a batch retrying a slow store or embedder, is
+// never redelivered meanwhile. It is safe for concurrent use.
 type held struct {
-	mu   sync.Mutex
-	msgs map[jetstream.Msg]struct{}
+	limit int // bytes; 0: no bound
+
+	mu    sync.Mutex
+	msgs  map[jetstream.Msg]int // message -> its size
+	bytes int
+	freed chan struct{} // closed, and replaced, when messages leave the set
 }
 
-func (h *held) add(m jetstream.Msg) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.msgs == nil {
-		h.msgs = make(map[jetstream.Msg]struct{})
+func newHeld(limit int) *held {
+	return &held{limit: limit, msgs: make(map[jetstream.Msg]int), freed: make(chan struct{})}
+}
+
+// msgSize is what a message weighs in the held set: its body, subject and
+// headers.
+func msgSize(m jetstream.Msg) int {
+	n := len(m.Data()) + len(m.Subject())
+	for k, vs := range m.Headers() {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
 	}
-	h.msgs[m] = struct{}{}
+	return n
 }
 
-func (h *held) remove(msgs []jetstream.Msg) {
+// admit adds m to the set, waiting while the set holds limit bytes or more
+// and m does not fit. It returns false, without adding m, when ctx ends
+// first.
+func (h *held) admit(ctx context.Context, m jetstream.Msg) bool {
+	n := msgSize(m)
+	for {
+		h.mu.Lock()
+		if h.bytes == 0 || h.limit <= 0 || h.bytes+n <= h.limit {
+			h.msgs[m] = n
+			h.bytes += n
+			h.mu.Unlock()
+			return true
+		}
+		freed := h.freed
+		h.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// remove takes settled messages out of the set; messages not in it are
+// ignored.
+func (h *held) remove(msgs ...jetstream.Msg) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	removed := false
 	for _, m := range msgs {
-		delete(h.msgs, m)
+		if n, ok := h.msgs[m]; ok {
+			delete(h.msgs, m)
+			h.bytes -= n
+			removed = true
+		}
 	}
+	if removed {
+		close(h.freed)
+		h.freed = make(chan struct{})
+	}
+}
+
+// size returns the number of messages held and their bytes.
+func (h *held) size() (msgs, bytes int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.msgs), h.bytes
+}
+
+// snapshot returns the messages held now.
+func (h *held) snapshot() []jetstream.Msg {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Collect(maps.Keys(h.msgs))
 }
 
 // keepAlive sends InProgress for every held message at each interval until
@@ -48,10 +111,7 @@ func (h *held) keepAlive(interval time.Duration) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				h.mu.Lock()
-				msgs := slices.Collect(maps.Keys(h.msgs))
-				h.mu.Unlock()
-				for _, m := range msgs {
+				for _, m := range h.snapshot() {
 					_ = m.InProgress()
 				}
 			}

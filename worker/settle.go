@@ -9,85 +9,78 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
 	"github.com/ragpipe/ragpipe/internal/retry"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/telemetry"
-	"github.com/rs/zerolog"
 )
 
-// settle acknowledges, redelivers later or dead-letters one processed message.
-func (w *Worker) settle(ctx context.Context, m jetstream.Msg, e pipeline.Event, attempt uint64, err error) {
+// settle acknowledges, retries later or dead-letters one processed event,
+// and releases its message. ctx is the processing context: once it is
+// cancelled (shutdown), a failed event is left for immediate redelivery.
+func (w *Worker) settle(ctx context.Context, d *delivery, err error) {
+	defer w.held.remove(d.msg)
+	e := d.event
 	// Built only when there is something to say: not on the ack of every event.
 	log := func() zerolog.Logger {
 		return w.cfg.Logger.With().Str("collection", e.Collection).Str("user_id", e.UserID).
-			Str("doc_id", e.DocID).Uint64("version", e.Version).Uint64("attempt", attempt).Logger()
+			Str("doc_id", e.DocID).Uint64("version", e.Version).Uint64("attempt", d.attempt).Logger()
 	}
 	switch {
 	case err == nil:
-		if ackErr := m.Ack(); ackErr != nil {
+		if ackErr := d.msg.Ack(); ackErr != nil {
 			l := log()
 			l.Warn().Err(ackErr).Msg("ack failed; the event will be redelivered and rewritten idempotently")
 			return
 		}
 		w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Acked).Inc()
 	case pipeline.IsPermanent(err):
-		w.deadLetter(ctx, m, e.UserID, e.Collection, e.Version, err.Error())
+		w.deadLetter(ctx, d.msg, d.origin(), err.Error())
+	case ctx.Err() != nil:
+		// Shutting down: what did not finish in time is left for another
+		// worker, at once.
+		_ = d.msg.Nak()
+		w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Retried).Inc()
 	case pipeline.IsMisconfigured(err):
 		// Not the event's fault (a refused API key, say): it waits for the
 		// fix however long that takes and is never dead-lettered. The
 		// stage logged the problem once, and /readyz shows it.
 		l := log()
 		l.Debug().Err(err).Msg("event waits for the embedder to be fixed")
-		if attempt >= uint64(w.cfg.MaxDeliver) {
-			w.requeue(ctx, m, e, l)
+		if d.attempt >= uint64(w.cfg.MaxDeliver) {
+			// Its attempts are used up through no fault of its own: a fresh
+			// copy starts counting again.
+			w.retry(ctx, d, 0, l)
 			return
 		}
-		_ = m.NakWithDelay(w.retryDelay(attempt))
-		w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Retried).Inc()
-	case attempt >= uint64(w.cfg.MaxDeliver):
-		w.deadLetter(ctx, m, e.UserID, e.Collection, e.Version,
-			fmt.Sprintf("still failing after %d attempts: %v", attempt, err))
+		w.retry(ctx, d, d.attempt, l)
+	case d.attempt >= uint64(w.cfg.MaxDeliver):
+		w.deadLetter(ctx, d.msg, d.origin(), fmt.Sprintf("still failing after %d attempts: %v", d.attempt, err))
 	default:
-		delay := w.retryDelay(attempt)
 		l := log()
-		l.Warn().Err(err).Dur("retry_in", delay).Msg("event failed, will retry")
-		_ = m.NakWithDelay(delay)
-		w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Retried).Inc()
+		l.Warn().Err(err).Dur("retry_in", w.retryDelay(d.attempt)).Msg("event failed, will retry")
+		w.retry(ctx, d, d.attempt, l)
 	}
 }
 
-// requeue republishes a message that used up its attempts through no fault
-// of its own as a fresh copy, so that the delivery count that dead-letters
-// events starts again, then acknowledges it. The copy keeps the subject, the
-// body, the headers but NATS's own and the effective version (header
-// Ragpipe-Version), so it still ranks below any newer version. If the copy cannot be stored, the
-// message is redelivered later instead.
-func (w *Worker) requeue(ctx context.Context, m jetstream.Msg, e pipeline.Event, log zerolog.Logger) {
-	meta, err := m.Metadata()
-	if err != nil { // process settles only messages with metadata
-		_ = m.NakWithDelay(w.cfg.MaxRetryDelay)
+// retry has a failed event tried again after the retry delay of its
+// attempt. An event of the shared consumer is parked (see parking), so that
+// it stops holding the consumer's delivery budget; a parked one is
+// redelivered by its collection's consumer after the delay. attempts is what
+// the event's count starts from: its attempt, or 0 for a fresh count. When
+// parking fails, the event is redelivered by the shared consumer.
+func (w *Worker) retry(ctx context.Context, d *delivery, attempts uint64, log zerolog.Logger) {
+	w.cfg.Metrics.Events.WithLabelValues(d.event.Collection, telemetry.Retried).Inc()
+	delay := w.retryDelay(d.attempt)
+	if d.parked && attempts > 0 {
+		_ = d.msg.NakWithDelay(delay)
 		return
 	}
-	cp := nats.NewMsg(m.Subject())
-	cp.Data = m.Data()
-	for k, v := range m.Headers() {
-		if !strings.HasPrefix(k, "Nats-") { // publish expectations and ids would refuse or drop the copy
-			cp.Header[k] = v
-		}
+	if err := w.parks.park(ctx, d, attempts, delay); err != nil {
+		log.Warn().Err(err).Msg("event could not be parked; the shared consumer redelivers it")
+		_ = d.msg.NakWithDelay(delay)
 	}
-	cp.Header.Set(HeaderVersion, strconv.FormatUint(e.Version, 10))
-	// A crash between the copy and the ack redelivers the message; the
-	// second copy is then dropped by JetStream.
-	cp.Header.Set(jetstream.MsgIDHeader, "ragpipe-requeue-"+strconv.FormatUint(meta.Sequence.Stream, 10))
-	if _, err := w.cfg.JetStream.PublishMsg(ctx, cp); err != nil {
-		log.Error().Err(err).Msg("event could not be requeued; will retry")
-		_ = m.NakWithDelay(w.cfg.MaxRetryDelay)
-		return
-	}
-	if err := m.Ack(); err != nil {
-		log.Warn().Err(err).Msg("ack of a requeued event failed; its redelivery is harmless")
-	}
-	w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Retried).Inc()
 }
 
 // retryDelay is the redelivery delay after the attempt-th failed delivery:
@@ -98,37 +91,39 @@ func (w *Worker) retryDelay(attempt uint64) time.Duration {
 	return p.Delay(int(min(attempt, 1<<20)))
 }
 
+// origin is what a dead letter says of the event it copies.
+type origin struct {
+	subject         string // the ingest subject
+	userID, collect string // "" when the subject has no valid ones
+	version, seq    uint64 // 0 when unknown
+}
+
 // deadLetter copies the message to the dead-letter stream with the reason and
 // then terminates it. If the copy cannot be stored, the message is redelivered
-// later instead: it is never dropped.
-func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, userID, collection string, version uint64, reason string) {
+// later instead: it is never dropped. The caller releases the message.
+func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, o origin, reason string) {
+	userID, collection := o.userID, o.collect
 	if userID == "" || collection == "" {
 		userID, collection = "_invalid", "_invalid"
-	}
-	meta, _ := m.Metadata()
-	dl := nats.NewMsg(w.cfg.Prefix + ".dlq." + userID + "." + collection)
-	dl.Data = m.Data()
-	if limit := int(w.cfg.JetStream.Conn().MaxPayload()) - dlqHeadroom; len(dl.Data) > limit {
-		// Body and headers must fit in one message, or the copy could never
-		// be stored and the event would be retried forever.
-		dl.Header.Set(HeaderTruncated, strconv.Itoa(len(dl.Data)))
-		dl.Data = dl.Data[:limit]
 	}
 	if len(reason) > maxReason {
 		reason = strings.ToValidUTF8(reason[:maxReason], "") + "…"
 	}
-	dl.Header.Set(HeaderSubject, m.Subject())
+	dl := nats.NewMsg(w.cfg.Prefix + ".dlq." + userID + "." + collection)
+	dl.Header.Set(HeaderSubject, o.subject)
 	dl.Header.Set(HeaderError, reason)
-	if version > 0 {
-		dl.Header.Set(HeaderVersion, strconv.FormatUint(version, 10))
+	if o.version > 0 {
+		dl.Header.Set(HeaderVersion, strconv.FormatUint(o.version, 10))
 	}
-	if meta != nil {
-		// A crash between the copy and Term redelivers the message; the
-		// duplicate copy is then dropped by JetStream.
-		dl.Header.Set(jetstream.MsgIDHeader, "ragpipe-dlq-"+strconv.FormatUint(meta.Sequence.Stream, 10))
+	if o.seq > 0 {
+		dl.Header.Set(HeaderSequence, strconv.FormatUint(o.seq, 10))
 	}
-	log := w.cfg.Logger.With().Str("subject", m.Subject()).Str("reason", reason).Logger()
-	if _, err := w.cfg.JetStream.PublishMsg(ctx, dl); err != nil {
+	if meta, err := m.Metadata(); err == nil {
+		dl.Header.Set(jetstream.MsgIDHeader, w.copies.idOf("dlq", meta))
+	}
+	dl.Data = fitBody(dl, m.Data(), int(w.cfg.JetStream.Conn().MaxPayload()))
+	log := w.cfg.Logger.With().Str("subject", o.subject).Str("reason", reason).Logger()
+	if err := w.copies.publish(ctx, dl); err != nil {
 		log.Error().Err(err).Msg("dead letter could not be stored; will retry")
 		_ = m.NakWithDelay(w.retryDelay(1))
 		return
@@ -136,4 +131,16 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, userID, collec
 	_ = m.TermWithReason(reason)
 	log.Warn().Msg("event dead-lettered")
 	w.cfg.Metrics.Events.WithLabelValues(collection, telemetry.DeadLettered).Inc()
+}
+
+// fitBody returns body, or its beginning when it would not fit with msg's
+// headers in one message of maxPayload bytes; then it marks msg with the
+// original size (HeaderTruncated). msg's other headers must all be set.
+func fitBody(msg *nats.Msg, body []byte, maxPayload int) []byte {
+	if headerSize(msg.Header)+len(body) <= maxPayload {
+		return body
+	}
+	msg.Header.Set(HeaderTruncated, strconv.Itoa(len(body)))
+	limit := max(maxPayload-headerSize(msg.Header), 0)
+	return body[:min(limit, len(body))]
 }

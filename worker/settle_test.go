@@ -190,9 +190,13 @@ func TestPermanentDeadLettered(t *testing.T) {
 				c.version = fmt.Sprint(seq)
 			}
 			checkDeadLetter(t, dls[0], "rag.dlq.alice.docs", "rag.ingest.alice.docs", c.body, c.version, "has 8 dimensions, the vector 3")
-			// Its id makes a second copy, after a crash before Term, a duplicate.
-			if got, want := dls[0].Header.Get(jetstream.MsgIDHeader), fmt.Sprint("ragpipe-dlq-", seq); got != want {
-				t.Errorf("%s %q, want %q", jetstream.MsgIDHeader, got, want)
+			// Its id makes a second copy by this worker a duplicate, and nobody
+			// else can know it.
+			if id := dls[0].Header.Get(jetstream.MsgIDHeader); !strings.HasPrefix(id, "ragpipe-dlq-") || id == fmt.Sprint("ragpipe-dlq-", seq) {
+				t.Errorf("%s %q: want an unpredictable ragpipe-dlq- id", jetstream.MsgIDHeader, id)
+			}
+			if got := dls[0].Header.Get(worker.HeaderSequence); got != fmt.Sprint(seq) {
+				t.Errorf("%s %q, want %d", worker.HeaderSequence, got, seq)
 			}
 			if n := len(st.Calls()); n != 1 {
 				t.Errorf("%d calls, want 1: a permanent failure is not retried", n)
@@ -261,16 +265,16 @@ func TestDeliveredTooOftenDeadLettered(t *testing.T) {
 
 // TestMisconfiguredRequeued: an event failing because of the deployment
 // (the embedder refuses the API key) is retried beyond MaxDeliver and never
-// dead-lettered: when its attempts run out, it is republished as a fresh
-// copy with its subject, body, own headers and effective version, without
-// NATS's headers, and the original is acknowledged.
+// dead-lettered: it is parked with its subject, body, own headers and
+// effective version, without NATS's headers, the original is acknowledged,
+// and when its attempts run out it is parked again as a fresh copy.
 func TestMisconfiguredRequeued(t *testing.T) {
 	t.Parallel()
 	inspected, wait := block(t)
 	misconfigured := pipeline.Misconfigured(errors.New("embedder: 401 Unauthorized"))
 	st := &stage{decide: func(_ context.Context, _ pipeline.Event, n int) error {
 		switch {
-		case n == 3: // the copy's first delivery: the test looks at the copy
+		case n == 2: // the parked copy's first attempt: the test looks at the copy
 			wait()
 			return misconfigured
 		case n < 5:
@@ -287,8 +291,8 @@ func TestMisconfiguredRequeued(t *testing.T) {
 		jetstream.MsgIDHeader: {"producer-1"}, jetstream.ExpectedLastSubjSeqHeader: {"0"}, "Trace-Id": {"t-1"},
 	})
 
-	checkfor.Until(t, 10*time.Second, "the copy delivered", func() error {
-		if n := len(st.Calls()); n < 3 {
+	checkfor.Until(t, 10*time.Second, "the parked copy processed", func() error {
+		if n := len(st.Calls()); n < 2 {
 			return fmt.Errorf("%d calls", n)
 		}
 		return nil
@@ -300,26 +304,40 @@ func TestMisconfiguredRequeued(t *testing.T) {
 	if _, err := s.GetMsg(t.Context(), seq); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Errorf("the original is still in the stream (err %v): it should have been acknowledged", err)
 	}
-	cp, err := s.GetMsg(t.Context(), seq+1)
+	parked, err := h.js.Stream(t.Context(), worker.ParkedStream)
 	if err != nil {
-		t.Fatalf("the copy: %v", err)
+		t.Fatal(err)
 	}
-	if cp.Subject != "rag.ingest.alice.docs" || string(cp.Data) != body {
-		t.Errorf("the copy is %s %q", cp.Subject, cp.Data)
+	cp, err := parked.GetLastMsgForSubject(t.Context(), "rag.parked.alice.docs")
+	if err != nil {
+		t.Fatalf("the parked copy: %v", err)
+	}
+	if string(cp.Data) != body {
+		t.Errorf("the copy is %q", cp.Data)
 	}
 	for k, want := range map[string]string{
 		worker.HeaderVersion:                fmt.Sprint(seq), // still ranks as the original
+		worker.HeaderSequence:               fmt.Sprint(seq),
+		worker.HeaderAttempts:               "1",
 		"Trace-Id":                          "t-1",
-		jetstream.MsgIDHeader:               fmt.Sprint("ragpipe-requeue-", seq),
 		jetstream.ExpectedLastSubjSeqHeader: "",
 	} {
 		if got := cp.Header.Get(k); got != want {
 			t.Errorf("the copy's %s is %q, want %q", k, got, want)
 		}
 	}
+	if id := cp.Header.Get(jetstream.MsgIDHeader); !strings.HasPrefix(id, "ragpipe-parked-") {
+		t.Errorf("the copy's %s is %q", jetstream.MsgIDHeader, id)
+	}
 	close(inspected)
 
 	h.waitSettled(10 * time.Second)
+	checkfor.Until(t, 10*time.Second, "the parked stream empty", func() error {
+		if n := h.streamMsgs(worker.ParkedStream); n != 0 {
+			return fmt.Errorf("%d parked", n)
+		}
+		return nil
+	})
 	calls := st.Calls()
 	if len(calls) != 5 {
 		t.Errorf("%d calls, want 5", len(calls))
@@ -332,5 +350,5 @@ func TestMisconfiguredRequeued(t *testing.T) {
 	if dls := h.deadLetters(); len(dls) != 0 {
 		t.Errorf("%d dead letters for a misconfiguration: %s", len(dls), dls[0].Header.Get(worker.HeaderError))
 	}
-	h.wantEvents("docs", 1, 4, 0) // two delays and two requeues
+	h.wantEvents("docs", 1, 4, 0)
 }

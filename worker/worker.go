@@ -1,16 +1,18 @@
-// Package worker is the JetStream side of ingestion: it creates the RAG_INGEST
-// and RAG_DLQ streams and the shared durable consumer ragpipe-worker, fetches
-// events in batches, hands them to the pipeline stage and settles every
-// message: acknowledged once its effect is durable, redelivered later with a
-// growing delay when it failed transiently, dead-lettered when it can never
-// succeed or has used up its attempts.
+// Package worker is the JetStream side of ingestion: it creates the RAG_INGEST,
+// RAG_DLQ and RAG_PARKED streams and the shared durable consumer
+// ragpipe-worker, fetches events in batches bounded in count and bytes,
+// hands them to the pipeline stage and settles every message: acknowledged
+// once its effect is durable, retried later with a growing delay when it
+// failed transiently (parked apart, so that a failing collection never holds
+// up the others; see ParkedStream), dead-lettered when it can never succeed
+// or has used up its attempts. On shutdown it finishes what finishes within
+// ShutdownTimeout and leaves the rest for redelivery.
 package worker
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,14 +40,19 @@ const (
 	HeaderTruncated = "Ragpipe-Truncated"
 )
 
-// dlqHeadroom is the room kept for a dead letter's headers within the
-// server's largest message; the reason is cut to fit in it.
-const dlqHeadroom, maxReason = 4096, 2048
+// maxReason bounds the reason a dead letter carries, in bytes.
+const maxReason = 2048
+
+// shutdownGrace is how long Run waits, after cancelling the work left at
+// the end of ShutdownTimeout, for it to return before leaving its messages
+// for redelivery regardless.
+const shutdownGrace = time.Second
 
 // Processor makes events durable; ingest.Stage implements it.
 type Processor interface {
 	// Process returns one error per event: nil once its effect is durable,
-	// pipeline.IsPermanent errors for events that can never succeed.
+	// pipeline.IsPermanent errors for events that can never succeed. An
+	// event it gives no answer for is retried.
 	Process(ctx context.Context, events []pipeline.Event) []error
 }
 
@@ -67,6 +74,22 @@ type Config struct {
 	StreamReplicas int           // replicas of created streams, default 1
 	// MaxRetryDelay caps the growing delay before a failed event is redelivered, default 2m.
 	MaxRetryDelay time.Duration
+	// MaxHeldBytes bounds the bytes of the events a worker has received and
+	// not yet settled, default 32 MiB; a batch holds at most
+	// MaxHeldBytes/(Concurrency+1) bytes (at least one event).
+	MaxHeldBytes int
+	// ShutdownTimeout is how long, once Run's context is done, the work in
+	// flight may go on before it is cancelled and its events are left for
+	// redelivery, default 20s.
+	ShutdownTimeout time.Duration
+	// MaxParked bounds the collections with a parked consumer (see
+	// ParkedStream), default 100; the failing events of more collections are
+	// redelivered by the shared consumer.
+	MaxParked int
+	// SuspectAfter is how long a collection's events may be processing
+	// before the collection is treated as failing and its next events are
+	// parked, default 10s.
+	SuspectAfter time.Duration
 	// Backlog, when set, is told the number of events waiting in the
 	// consumer each time the worker polls it: when Run starts, then every
 	// 5 seconds.
@@ -97,70 +120,141 @@ func (c *Config) setDefaults() {
 	def(&c.Concurrency, 4)
 	def(&c.MaxAckPending, c.BatchSize*(c.Concurrency+1))
 	def(&c.StreamReplicas, 1)
+	def(&c.MaxHeldBytes, 32<<20)
+	def(&c.MaxParked, 100)
 	defDur(&c.FlushInterval, 20*time.Millisecond)
 	defDur(&c.AckWait, 30*time.Second)
 	defDur(&c.MaxRetryDelay, 2*time.Minute)
+	defDur(&c.ShutdownTimeout, 20*time.Second)
+	defDur(&c.SuspectAfter, 10*time.Second)
 }
 
 // Worker consumes ingest events. Any number of workers, in one process or
 // many, share the durable consumer.
 type Worker struct {
-	held     held
 	cfg      Config
 	consumer jetstream.Consumer
 	decode   pipeline.DecodeConfig
+
+	// Set by Run.
+	held       *held
+	copies     *copier
+	parks      *parking
+	batchBytes int            // the most bytes of events in one batch
+	running    sync.WaitGroup // collections being processed
 }
 
-// Run consumes until ctx is done, then stops fetching, finishes the batches
-// in flight, settles their messages and returns nil. Messages are processed
-// with a context that outlives ctx, so that shutdown never abandons a write
-// halfway. It returns an error only when consuming cannot start.
+// Run consumes until ctx is done, then stops fetching and hands the events
+// already received to the processor; the work in flight may go on for
+// ShutdownTimeout, then it is cancelled and whatever did not finish is left
+// for redelivery at once (Nak). Run returns nil within ShutdownTimeout and a
+// second of ctx's end, every message settled; it returns an error only when
+// consuming cannot start. Run is called once per Worker.
 func (w *Worker) Run(ctx context.Context) error {
+	maxPayload := int(w.cfg.JetStream.Conn().MaxPayload())
+	w.held = newHeld(w.cfg.MaxHeldBytes)
+	w.copies = newCopier(w.cfg.JetStream)
+	w.batchBytes = max(w.cfg.MaxHeldBytes/(w.cfg.Concurrency+1), 1)
+	// Processing outlives ctx by up to ShutdownTimeout, so that shutdown
+	// does not abandon writes that are about to finish.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	parks, err := startParking(ctx, work, w)
+	if err != nil {
+		return err
+	}
+	w.parks = parks
+	stopKeepAlive := w.held.keepAlive(w.cfg.AckWait / 3)
+	defer stopKeepAlive()
+
 	// JetStream hands out at most MaxAckPending unacknowledged messages, so
-	// the handler never blocks and every message is held from its receipt.
+	// the channel never fills; the handler waits while the held events
+	// weigh MaxHeldBytes, which stops the pulls. A pull asks for a batch's
+	// bytes, and always room for the largest message.
 	msgs := make(chan jetstream.Msg, w.cfg.MaxAckPending)
-	cc, err := w.consumer.Consume(func(m jetstream.Msg) { w.held.add(m); msgs <- m },
-		jetstream.PullMaxMessages(w.cfg.BatchSize),
+	cc, err := w.consumer.Consume(func(m jetstream.Msg) {
+		if !w.held.admit(work, m) {
+			_ = m.Nak() // shutdown timed out: left for redelivery at once
+			return
+		}
+		msgs <- m
+	},
+		jetstream.PullMaxBytes(max(w.batchBytes, 4*maxPayload)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			w.cfg.Logger.Warn().Err(err).Msg("consume")
 		}))
 	if err != nil {
+		parks.wait()
 		return fmt.Errorf("consume %s: %w", ConsumerName, err)
 	}
 	w.cfg.Logger.Info().Str("consumer", ConsumerName).Int("batch_size", w.cfg.BatchSize).
-		Int("concurrency", w.cfg.Concurrency).Msg("worker consuming")
-
-	work := context.WithoutCancel(ctx)
-	var inflight errgroup.Group
-	inflight.SetLimit(w.cfg.Concurrency)
+		Int("concurrency", w.cfg.Concurrency).Int("max_held_bytes", w.cfg.MaxHeldBytes).Msg("worker consuming")
 	go w.reportPending(ctx)
-	stopKeepAlive := w.held.keepAlive(w.cfg.AckWait / 3)
-	defer stopKeepAlive()
 
+	finished := make(chan struct{})
+	go func() {
+		var inflight errgroup.Group
+		inflight.SetLimit(w.cfg.Concurrency)
+		w.batch(ctx, cc, msgs, func(b []jetstream.Msg) {
+			inflight.Go(func() error { w.process(work, b, false); return nil }) // blocks while Concurrency batches run
+		})
+		_ = inflight.Wait()
+		w.running.Wait()
+		parks.wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-ctx.Done():
+	}
+	stop := time.AfterFunc(w.cfg.ShutdownTimeout, cancelWork)
+	defer stop.Stop()
+	select {
+	case <-finished:
+		w.cfg.Logger.Info().Msg("worker drained")
+	case <-time.After(w.cfg.ShutdownTimeout + shutdownGrace):
+		n, _ := w.held.size()
+		w.cfg.Logger.Warn().Int("events", n).Dur("shutdown_timeout", w.cfg.ShutdownTimeout).
+			Msg("work did not stop within the shutdown timeout; its events are left for redelivery")
+	}
+	for _, m := range w.held.snapshot() { // abandoned, or received after the last batch
+		_ = m.Nak()
+		w.held.remove(m)
+	}
+	return nil
+}
+
+// batch gathers the messages of msgs into batches of BatchSize messages or
+// a batch's bytes, handing each to flush when full or FlushInterval after
+// its first message. Once ctx is done it stops the consumption (cc), hands
+// over what is still delivered, and returns.
+func (w *Worker) batch(ctx context.Context, cc jetstream.ConsumeContext, msgs <-chan jetstream.Msg, flush func([]jetstream.Msg)) {
 	batch := make([]jetstream.Msg, 0, w.cfg.BatchSize)
-	flush := func() {
-		if len(batch) == 0 {
-			return
+	bytes := 0
+	send := func() {
+		if len(batch) > 0 {
+			flush(batch)
+			batch, bytes = make([]jetstream.Msg, 0, w.cfg.BatchSize), 0
 		}
-		b := batch
-		batch = make([]jetstream.Msg, 0, w.cfg.BatchSize)
-		inflight.Go(func() error { w.process(work, b); return nil }) // blocks while Concurrency batches run
+	}
+	add := func(m jetstream.Msg) {
+		batch, bytes = append(batch, m), bytes+msgSize(m)
+		if len(batch) >= w.cfg.BatchSize || bytes >= w.batchBytes {
+			send()
+		}
 	}
 	timer := time.NewTimer(w.cfg.FlushInterval)
 	timer.Stop()
 	done, closed := ctx.Done(), (<-chan struct{})(nil)
-	for closed != nil || done != nil {
+	for done != nil || closed != nil {
 		select {
 		case m := <-msgs:
 			if len(batch) == 0 {
 				timer.Reset(w.cfg.FlushInterval)
 			}
-			if batch = append(batch, m); len(batch) >= w.cfg.BatchSize {
-				timer.Stop()
-				flush()
-			}
+			add(m)
 		case <-timer.C:
-			flush()
+			send()
 		case <-done:
 			// Stop pulling; messages already buffered are still handed over.
 			done, closed = nil, cc.Closed()
@@ -169,54 +263,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			closed = nil
 		}
 	}
+	timer.Stop()
 	for len(msgs) > 0 {
-		batch = append(batch, <-msgs)
+		add(<-msgs)
 	}
-	flush()
-	_ = inflight.Wait()
-	w.cfg.Logger.Info().Msg("worker drained")
-	return nil
-}
-
-// process decodes a batch, hands the good events to the processor and settles
-// every message.
-func (w *Worker) process(ctx context.Context, batch []jetstream.Msg) {
-	defer w.held.remove(batch) // every message of the batch is settled below
-	w.cfg.Metrics.BatchSize.Observe(float64(len(batch)))
-	events := make([]pipeline.Event, 0, len(batch))
-	owners := make([]jetstream.Msg, 0, len(batch))
-	attempts := make([]uint64, 0, len(batch))
-	for _, m := range batch {
-		meta, err := m.Metadata()
-		if err != nil {
-			w.cfg.Logger.Error().Err(err).Str("subject", m.Subject()).Msg("message without JetStream metadata")
-			_ = m.Term()
-			continue
-		}
-		e, err := pipeline.Decode(w.decode, m.Subject(), m.Data(), m.Headers().Get(HeaderVersion), meta.Sequence.Stream)
-		if err != nil {
-			r := &pipeline.Rejection{}
-			errors.As(err, &r) // Decode fails only with rejections
-			w.deadLetter(ctx, m, r.UserID, r.Collection, r.Version, cmp.Or(r.Reason, err.Error()))
-			continue
-		}
-		if meta.NumDelivered > uint64(w.cfg.MaxDeliver) {
-			// A previous attempt died without settling (e.g. the process crashed).
-			w.deadLetter(ctx, m, e.UserID, e.Collection, e.Version,
-				fmt.Sprintf("delivered %d times, more than RAGPIPE_MAX_DELIVER=%d", meta.NumDelivered, w.cfg.MaxDeliver))
-			continue
-		}
-		events = append(events, e)
-		owners = append(owners, m)
-		attempts = append(attempts, meta.NumDelivered)
-	}
-	if len(events) == 0 {
-		return
-	}
-	errs := w.cfg.Processor.Process(ctx, events)
-	for i, err := range errs {
-		w.settle(ctx, owners[i], events[i], attempts[i], err)
-	}
+	send()
 }
 
 // reportPending updates the consumer-pending gauge, and tells cfg.Backlog,

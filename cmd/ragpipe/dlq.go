@@ -22,7 +22,8 @@ var dlqCommand = command{
 	usage: "dlq list|replay|purge [--user USER] [--collection NAME] [--json]\n\n" +
 		"  list    prints time, original subject and reason of each dead letter (--json: one JSON object per line)\n" +
 		"  replay  republishes dead letters to their original subject with their version, and removes each\n" +
-		"          only once the republish is acknowledged (fix the cause first)\n" +
+		"          only once the republish is acknowledged (fix the cause first); a dead letter whose body\n" +
+		"          was cut to fit (list --json shows \"truncated\") is not replayed, and the command fails\n" +
 		"  purge   deletes dead letters",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
 		d := &dlqCmd{}
@@ -63,8 +64,15 @@ func (d *dlqCmd) run(ctx context.Context, env *environment, args []string) error
 	case "list":
 		return d.list(ctx, env, dl, filter)
 	case "replay":
-		n, err := dl.Replay(ctx, filter)
-		fmt.Fprintf(env.stdout, "replayed %d dead letters\n", n)
+		r, err := dl.Replay(ctx, filter)
+		fmt.Fprintf(env.stdout, "replayed %d dead letters\n", r.Replayed)
+		for _, l := range r.Truncated {
+			fmt.Fprintf(env.stdout, "not replayed: dead letter %d (%s) holds only %d of the event's %d bytes\n",
+				l.Sequence, l.Subject, len(l.Body), l.Truncated)
+		}
+		if err == nil && len(r.Truncated) > 0 {
+			err = fmt.Errorf("%d dead letters were cut to fit and cannot be replayed; republish those events from their source, then purge them", len(r.Truncated))
+		}
 		return err
 	case "purge":
 		n, err := dl.Purge(ctx, filter)

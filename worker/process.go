@@ -1,0 +1,198 @@
+package worker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+)
+
+// delivery is one received event and what settling it needs.
+type delivery struct {
+	msg     jetstream.Msg
+	subject string // the ingest subject: the message's, or the one a parked copy came from
+	event   pipeline.Event
+	seq     uint64 // the event's sequence in the ingest stream
+	attempt uint64 // the number of this attempt, from 1, counting the attempts before it was parked
+	parked  bool   // read from the parked stream
+}
+
+func (d *delivery) origin() origin {
+	return origin{subject: d.subject, userID: d.event.UserID, collect: d.event.Collection, version: d.event.Version, seq: d.seq}
+}
+
+// outcome sums up a processed batch.
+type outcome struct {
+	succeeded  bool   // some event was stored
+	failed     bool   // some event failed and will be retried
+	minAttempt uint64 // the lowest attempt of the failed events
+}
+
+func (o *outcome) add(p outcome) {
+	if p.failed && (!o.failed || p.minAttempt < o.minAttempt) {
+		o.minAttempt = p.minAttempt
+	}
+	o.succeeded, o.failed = o.succeeded || p.succeeded, o.failed || p.failed
+}
+
+// process decodes a batch, hands its events to the processor one collection
+// at a time, all collections at once, and settles every message. Events of
+// a collection known to be failing are parked without being processed.
+//
+// For the shared consumer (parked false) it returns once every collection is
+// settled or has been processing for SuspectAfter: such a collection is
+// treated as failing from then on, and its events finish in the background
+// (w.running), so that a collection whose embedder or store hangs holds
+// neither the batch's slot nor the next batches. A parked batch is one
+// collection's and is waited for.
+func (w *Worker) process(ctx context.Context, batch []jetstream.Msg, parked bool) outcome {
+	w.cfg.Metrics.BatchSize.Observe(float64(len(batch)))
+	var order []string
+	groups := make(map[string][]*delivery)
+	for _, m := range batch {
+		if d := w.receive(ctx, m, parked); d != nil {
+			c := d.event.Collection
+			if groups[c] == nil {
+				order = append(order, c)
+			}
+			groups[c] = append(groups[c], d)
+		}
+	}
+	type result struct {
+		collection string
+		outcome
+	}
+	results := make(chan result, len(order))
+	running := make(map[string]bool)
+	for _, c := range order {
+		if !parked && w.parks.routes(c) {
+			w.parkAll(ctx, groups[c])
+			continue
+		}
+		running[c] = true
+		w.running.Go(func() { results <- result{c, w.processGroup(ctx, c, groups[c])} })
+	}
+	var sum outcome
+	var suspect <-chan time.Time
+	if !parked {
+		t := time.NewTimer(w.cfg.SuspectAfter)
+		defer t.Stop()
+		suspect = t.C
+	}
+	for len(running) > 0 {
+		select {
+		case r := <-results:
+			sum.add(r.outcome)
+			delete(running, r.collection)
+		case <-suspect:
+			for len(results) > 0 { // settled meanwhile: not suspect
+				r := <-results
+				sum.add(r.outcome)
+				delete(running, r.collection)
+			}
+			for c := range running {
+				w.parks.suspect(ctx, c)
+			}
+			return sum
+		}
+	}
+	return sum
+}
+
+// processGroup processes the events of one collection, settles them and
+// records how the collection fared.
+func (w *Worker) processGroup(ctx context.Context, collection string, ds []*delivery) outcome {
+	events := make([]pipeline.Event, len(ds))
+	for i, d := range ds {
+		events[i] = d.event
+	}
+	errs := w.cfg.Processor.Process(ctx, events)
+	var o outcome
+	for i, d := range ds {
+		err := errors.New("the processor returned no answer for this event")
+		if i < len(errs) {
+			err = errs[i]
+		}
+		switch {
+		case err == nil:
+			o.succeeded = true
+		case !pipeline.IsPermanent(err):
+			o.add(outcome{failed: true, minAttempt: d.attempt})
+		}
+		w.settle(ctx, d, err)
+	}
+	if len(errs) != len(ds) {
+		w.cfg.Logger.Error().Str("collection", collection).Int("events", len(ds)).Int("answers", len(errs)).
+			Msg("the processor did not answer once per event; the unanswered events are retried")
+	}
+	if ctx.Err() == nil {
+		w.parks.record(collection, o)
+	}
+	return o
+}
+
+// parkAll parks the events of a failing collection without processing them:
+// this delivery was not an attempt.
+func (w *Worker) parkAll(ctx context.Context, ds []*delivery) {
+	for _, d := range ds {
+		if err := w.parks.park(ctx, d, d.attempt-1, 0); err != nil {
+			// Parking is broken: the event is processed here again.
+			w.cfg.Logger.Warn().Err(err).Str("collection", d.event.Collection).Msg("event could not be parked; it is redelivered")
+			w.parks.unroute(d.event.Collection)
+			_ = d.msg.Nak()
+		}
+		w.held.remove(d.msg)
+	}
+}
+
+// receive reads one message into a delivery, or settles it at once and
+// returns nil: a message that is not an event or has used up its attempts
+// is dead-lettered, and the first delivery of a parked copy that asks for a
+// delay is redelivered after it.
+func (w *Worker) receive(ctx context.Context, m jetstream.Msg, parked bool) *delivery {
+	meta, err := m.Metadata()
+	if err != nil {
+		w.cfg.Logger.Error().Err(err).Str("subject", m.Subject()).Msg("message without JetStream metadata")
+		_ = m.Term()
+		w.held.remove(m)
+		return nil
+	}
+	d := &delivery{msg: m, subject: m.Subject(), seq: meta.Sequence.Stream, attempt: meta.NumDelivered, parked: parked}
+	if parked {
+		h := m.Headers()
+		d.subject = w.cfg.Prefix + ".ingest." + strings.TrimPrefix(d.subject, w.cfg.Prefix+".parked.")
+		d.seq = cmp.Or(uintHeader(h, HeaderSequence), d.seq)
+		d.attempt += uintHeader(h, HeaderAttempts)
+		if wait, err := time.ParseDuration(h.Get(HeaderRetryIn)); err == nil && wait > 0 {
+			if meta.NumDelivered == 1 {
+				_ = m.NakWithDelay(min(wait, w.cfg.MaxRetryDelay))
+				w.held.remove(m)
+				return nil
+			}
+			d.attempt-- // the first delivery was that wait
+		}
+	}
+	e, err := pipeline.Decode(w.decode, d.subject, m.Data(), m.Headers().Get(HeaderVersion), d.seq)
+	if err != nil {
+		r := &pipeline.Rejection{}
+		errors.As(err, &r) // Decode fails only with rejections
+		w.deadLetter(ctx, m, origin{subject: d.subject, userID: r.UserID, collect: r.Collection, version: r.Version, seq: d.seq},
+			cmp.Or(r.Reason, err.Error()))
+		w.held.remove(m)
+		return nil
+	}
+	d.event = e
+	if d.attempt > uint64(w.cfg.MaxDeliver) {
+		// A previous attempt died without settling (e.g. the process crashed).
+		w.deadLetter(ctx, m, d.origin(), fmt.Sprintf("delivered %d times, more than RAGPIPE_MAX_DELIVER=%d", d.attempt, w.cfg.MaxDeliver))
+		w.held.remove(m)
+		return nil
+	}
+	return d
+}
