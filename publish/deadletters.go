@@ -13,6 +13,7 @@ import (
 
 // Names the worker gives its dead letters (CONTRACT §2).
 const (
+	ingestStream  = "RAG_INGEST"
 	dlqStream     = "RAG_DLQ"
 	headerSubject = "Ragpipe-Subject"
 	headerError   = "Ragpipe-Error"

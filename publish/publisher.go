@@ -124,8 +124,8 @@ type Counts struct {
 }
 
 // Publisher publishes events. Its methods may be called from several
-// goroutines; Flush waits for the acknowledgements of everything published
-// before it.
+// goroutines, but Wait by one at a time; Flush waits for the
+// acknowledgements of everything published before it.
 type Publisher struct {
 	cfg Config
 	js  jetstream.JetStream
@@ -138,6 +138,9 @@ type Publisher struct {
 	track   *tracker // nil unless cfg.Track
 	dlqFrom uint64   // first RAG_DLQ sequence Wait reads; 0: dead letters cannot be followed
 	dlqErr  error    // why dlqFrom is 0
+
+	ingest    jetstream.Stream // RAG_INGEST, read by Wait
+	ingestErr error            // why RAG_INGEST cannot be read
 }
 
 // New returns a Publisher. With cfg.Track it also reads where the

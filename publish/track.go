@@ -18,8 +18,8 @@ type docKey struct{ user, collection, doc string }
 // searchable: its newest event of the run.
 type target struct {
 	version uint64
+	seq     uint64 // stream sequence of the event
 	op      pipeline.Op
-	where   string
 }
 
 // published is one acknowledged event, as a dead letter is matched to it.
@@ -81,7 +81,7 @@ func (t *tracker) add(cfg pipeline.DecodeConfig, where string, msg *nats.Msg, se
 	}
 	k := docKey{e.UserID, e.Collection, e.DocID}
 	if cur, ok := t.targets[k]; !ok || e.Version > cur.version {
-		t.targets[k] = target{version: e.Version, op: e.Op, where: where}
+		t.targets[k] = target{version: e.Version, seq: seq, op: e.Op}
 	}
 	i := len(t.events)
 	t.events = append(t.events, published{doc: k, where: where, subject: msg.Subject, seq: seq, version: e.Version, implicit: e.Version == seq})

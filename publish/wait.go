@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -61,7 +63,10 @@ var (
 // version its newest publish of the run got, or failed, or cfg.Timeout or
 // ctx ends; the Publisher must track (Config.Track). A document counts as
 // searchable once the status says it is stored with that version or a
-// newer one, or, for a delete, not stored (or stored at a newer version).
+// newer one, or, for a delete, not stored (or stored at a newer version)
+// once the delete has left RAG_INGEST: not stored alone could also mean an
+// older upsert still queued, which would show up before the delete removes
+// it. (Where the stream cannot be read, not stored is enough.)
 // An event fails when the worker dead-letters it (read from RAG_DLQ) or
 // when the decoder refuses it, as the worker will. It returns nil when
 // everything is searchable; else an error wrapping ErrFailed, ErrTimedOut
@@ -152,15 +157,71 @@ func (p *Publisher) poll(ctx context.Context, status StatusSource, pending map[d
 				lastErr = fmt.Errorf("status of %s/%s: %w", g[0], g[1], err)
 				continue
 			}
+			var unsure []docKey // deletes not stored: settled once they left the stream
 			for _, s := range got {
 				k := docKey{g[0], g[1], s.DocID}
-				if t, ok := pending[k]; ok && t.searchable(s) {
+				switch t, ok := pending[k]; {
+				case !ok || !t.searchable(s):
+				case t.op == pipeline.OpDelete && !s.Stored:
+					unsure = append(unsure, k)
+				default:
 					delete(pending, k)
 				}
 			}
+			p.dropProcessed(ctx, pending, unsure)
 		}
 	}
 	return lastErr
+}
+
+// dropProcessed removes from pending the documents of keys whose target
+// event has left RAG_INGEST: the worker acknowledged or terminated it (the
+// stream keeps an event until then). When the stream cannot be read, it
+// says so once and removes them all.
+func (p *Publisher) dropProcessed(ctx context.Context, pending map[docKey]target, keys []docKey) {
+	if len(keys) == 0 {
+		return
+	}
+	first, err := p.firstQueued(ctx)
+	for _, k := range keys {
+		seq := pending[k].seq
+		if err == nil && seq >= first {
+			_, err = p.ingest.GetMsg(ctx, seq)
+			if err == nil {
+				continue // still queued
+			}
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				err = nil
+			}
+		}
+		if err != nil && p.ingestErr == nil {
+			p.ingestErr = err
+			p.cfg.Logger.Warn().Err(err).Msg("RAG_INGEST cannot be read: a delete counts as done once the document is not stored")
+		}
+		delete(pending, k)
+	}
+}
+
+// firstQueued returns the first sequence RAG_INGEST still holds (past its
+// last when it holds none), or the error that stopped reading it before.
+func (p *Publisher) firstQueued(ctx context.Context) (uint64, error) {
+	if p.ingestErr != nil {
+		return 0, p.ingestErr
+	}
+	var err error
+	if p.ingest == nil {
+		if p.ingest, err = p.js.Stream(ctx, ingestStream); err != nil {
+			return 0, err
+		}
+	}
+	info, err := p.ingest.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if info.State.Msgs == 0 {
+		return info.State.LastSeq + 1, nil
+	}
+	return info.State.FirstSeq, nil
 }
 
 // searchable reports whether status s shows the target's publish: stored
