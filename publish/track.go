@@ -44,10 +44,10 @@ type tracker struct {
 	mu        sync.Mutex
 	targets   map[docKey]target
 	events    []published
-	bySeq     map[uint64][]int  // stream sequence -> events
-	byVersion map[verKey][]int  // (subject, version) -> events
-	failures  []Failure         // events the decoder refuses: sure to be dead-lettered
-	failedAt  map[docKey]uint64 // the version of a document's failed target
+	bySeq     map[uint64][]int // stream sequence -> events
+	byVersion map[verKey][]int // (subject, version) -> events
+	failures  []Failure        // events the decoder refuses: sure to be dead-lettered
+	failedAt  map[docKey]bool  // documents whose newest event failed
 }
 
 type verKey struct {
@@ -58,7 +58,7 @@ type verKey struct {
 func newTracker() *tracker {
 	return &tracker{
 		targets: map[docKey]target{}, bySeq: map[uint64][]int{},
-		byVersion: map[verKey][]int{}, failedAt: map[docKey]uint64{},
+		byVersion: map[verKey][]int{}, failedAt: map[docKey]bool{},
 	}
 }
 
@@ -90,9 +90,8 @@ func (t *tracker) add(cfg pipeline.DecodeConfig, where string, msg *nats.Msg, se
 	t.byVersion[vk] = append(t.byVersion[vk], i)
 }
 
-// deadLettered records a dead letter if it is one of the run's events and
-// says whether it was.
-func (t *tracker) deadLettered(dl deadLetter) bool {
+// deadLettered records a dead letter if it is one of the run's events.
+func (t *tracker) deadLettered(dl deadLetter) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var match []int
@@ -114,10 +113,9 @@ func (t *tracker) deadLettered(dl deadLetter) bool {
 		e := t.events[i]
 		t.failures = append(t.failures, Failure{Where: e.where, DocID: e.doc.doc, Reason: dl.reason})
 		if t.targets[e.doc].version == e.version {
-			t.failedAt[e.doc] = e.version
+			t.failedAt[e.doc] = true
 		}
 	}
-	return len(match) > 0
 }
 
 // pendingTargets returns the run's documents whose newest event has not failed.
@@ -126,7 +124,7 @@ func (t *tracker) pendingTargets() map[docKey]target {
 	defer t.mu.Unlock()
 	out := make(map[docKey]target, len(t.targets))
 	for k, v := range t.targets {
-		if _, failed := t.failedAt[k]; !failed {
+		if !t.failedAt[k] {
 			out[k] = v
 		}
 	}
