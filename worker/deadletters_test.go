@@ -226,3 +226,56 @@ func TestReplayKeepsVersion(t *testing.T) {
 	}
 	h.wantEvents("docs", 1, 0, 1)
 }
+
+// TestReplaySkipsTruncated: a dead letter whose body was cut to fit is not
+// replayed, which would store another event; it is reported and stays.
+func TestReplaySkipsTruncated(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, worker.Config{}, &stage{})
+	d := worker.NewDeadLetters(h.js, "rag")
+	seqs := h.storeLetters(letters[0])
+	m := nats.NewMsg("rag.dlq.alice.docs")
+	m.Data = []byte(`{"doc_id":"huge","text":"xx`)
+	m.Header.Set(worker.HeaderSubject, "rag.ingest.alice.docs")
+	m.Header.Set(worker.HeaderError, "too large")
+	m.Header.Set(worker.HeaderTruncated, "5000000")
+	if _, err := h.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	r, err := d.Replay(t.Context(), d.Filter("", ""))
+	if err != nil || r.Replayed != 1 || len(r.Truncated) != 1 {
+		t.Fatalf("Replay = %+v, %v; want 1 replayed, 1 truncated", r, err)
+	}
+	if tr := r.Truncated[0]; tr.Truncated != 5000000 || tr.Sequence != seqs[0]+1 || tr.Subject != "rag.ingest.alice.docs" {
+		t.Errorf("truncated letter reported as %+v", tr)
+	}
+	if n := h.streamMsgs(worker.DLQStream); n != 1 {
+		t.Errorf("%d dead letters left, want the truncated one", n)
+	}
+	if n := h.streamMsgs(worker.IngestStream); n != 1 {
+		t.Errorf("%d events replayed, want 1", n)
+	}
+}
+
+// TestReplayNotDroppedByPredictableID: a tenant that publishes, on its own
+// subject, a message with the Nats-Msg-Id a replay used to carry
+// (ragpipe-replay-<dead letter sequence>) does not have the replayed event
+// dropped as a duplicate while its dead letter is deleted.
+func TestReplayNotDroppedByPredictableID(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, worker.Config{}, &stage{}) // not running: replayed events stay in the stream
+	d := worker.NewDeadLetters(h.js, "rag")
+	seqs := h.storeLetters(letters[0])
+	h.publish(letters[0].subject, `{"doc_id":"decoy","text":"x"}`, nats.Header{jetstream.MsgIDHeader: {fmt.Sprint("ragpipe-replay-", seqs[0])}})
+	if r, err := d.Replay(t.Context(), d.Filter("", "")); err != nil || r.Replayed != 1 {
+		t.Fatalf("Replay = %+v, %v; want 1 replayed", r, err)
+	}
+	ingest, err := h.js.Stream(t.Context(), worker.IngestStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ingest.GetLastMsgForSubject(t.Context(), letters[0].subject)
+	if err != nil || string(m.Data) != letters[0].body || m.Sequence != 2 {
+		t.Fatalf("the replayed event is not stored: last message %+v, %v", m, err)
+	}
+}

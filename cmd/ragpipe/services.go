@@ -152,6 +152,7 @@ func startIngest(ctx context.Context, env *environment, svc *service, store stor
 		BatchSize: cfg.Worker.BatchSize, FlushInterval: cfg.Worker.FlushInterval,
 		Concurrency: cfg.Worker.Concurrency, MaxAckPending: cfg.Worker.MaxAckPending,
 		AckWait: cfg.Worker.AckWait, StreamReplicas: cfg.Worker.StreamReplicas, Backlog: store.backlog,
+		ShutdownTimeout: cfg.ShutdownTimeout, MaxParked: cfg.MaxCollections + len(cfg.Collections),
 	})
 	if err != nil {
 		return nil, err
