@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +17,10 @@ const (
 	headerSubject = "Ragpipe-Subject"
 	headerError   = "Ragpipe-Error"
 	headerVersion = "Ragpipe-Version"
-	dlqIDPrefix   = "ragpipe-dlq-" // Nats-Msg-Id of a dead letter: this and the event's stream sequence
+	// headerSequence, on a dead letter and on a parked copy, is the event's
+	// sequence in RAG_INGEST.
+	headerSequence = "Ragpipe-Sequence"
+	parkedStream   = "RAG_PARKED" // events of failing collections, retried apart
 )
 
 // deadLetter is what Wait reads of one message of RAG_DLQ.
@@ -47,9 +49,7 @@ func deadLetterStart(ctx context.Context, js jetstream.JetStream, prefix string)
 func readDeadLetter(m jetstream.Msg) deadLetter {
 	h := m.Headers()
 	dl := deadLetter{subject: h.Get(headerSubject), reason: h.Get(headerError)}
-	if s, ok := strings.CutPrefix(h.Get(jetstream.MsgIDHeader), dlqIDPrefix); ok {
-		dl.seq, _ = strconv.ParseUint(s, 10, 64)
-	}
+	dl.seq, _ = strconv.ParseUint(h.Get(headerSequence), 10, 64)
 	dl.version, _ = strconv.ParseUint(h.Get(headerVersion), 10, 64)
 	dl.docID = docIDOf(m.Data())
 	return dl

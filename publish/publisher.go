@@ -139,8 +139,8 @@ type Publisher struct {
 	dlqFrom uint64   // first RAG_DLQ sequence Wait reads; 0: dead letters cannot be followed
 	dlqErr  error    // why dlqFrom is 0
 
-	ingest    jetstream.Stream // RAG_INGEST, read by Wait
-	ingestErr error            // why RAG_INGEST cannot be read
+	ingest, parkedStream jetstream.Stream // RAG_INGEST and RAG_PARKED, read by Wait
+	streamErr            error            // why they cannot be read
 }
 
 // New returns a Publisher. With cfg.Track it also reads where the

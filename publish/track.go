@@ -101,8 +101,7 @@ func (t *tracker) deadLettered(dl deadLetter) {
 		}
 	}
 	if len(match) == 0 && dl.version != 0 {
-		// A requeued event was dead-lettered under the sequence of its
-		// copy, which keeps the original's version.
+		// A dead letter without the event's sequence.
 		for _, i := range t.byVersion[verKey{dl.subject, dl.version}] {
 			if e := t.events[i]; e.implicit || e.doc.doc == dl.docID {
 				match = append(match, i)

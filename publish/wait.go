@@ -64,9 +64,9 @@ var (
 // ctx ends; the Publisher must track (Config.Track). A document counts as
 // searchable once the status says it is stored with that version or a
 // newer one, or, for a delete, not stored (or stored at a newer version)
-// once the delete has left RAG_INGEST: not stored alone could also mean an
-// older upsert still queued, which would show up before the delete removes
-// it. (Where the stream cannot be read, not stored is enough.)
+// once a worker has processed the delete: not stored alone could also mean
+// an older upsert still queued, which would show up before the delete
+// removes it. (Where the streams cannot be read, not stored is enough.)
 // An event fails when the worker dead-letters it (read from RAG_DLQ) or
 // when the decoder refuses it, as the worker will. It returns nil when
 // everything is searchable; else an error wrapping ErrFailed, ErrTimedOut
@@ -174,15 +174,23 @@ func (p *Publisher) poll(ctx context.Context, status StatusSource, pending map[d
 	return lastErr
 }
 
-// dropProcessed removes from pending the documents of keys whose target
-// event has left RAG_INGEST: the worker acknowledged or terminated it (the
-// stream keeps an event until then). When the stream cannot be read, it
-// says so once and removes them all.
+// dropProcessed removes from pending the documents of keys (all of one
+// tenant's collection) whose target event a worker has processed: it left
+// RAG_INGEST (the stream keeps an event until a worker acknowledges or
+// terminates it) and no event of the collection waits in RAG_PARKED (where
+// a failing collection's events are retried apart). When the streams cannot
+// be read, it says so once and removes them all.
 func (p *Publisher) dropProcessed(ctx context.Context, pending map[docKey]target, keys []docKey) {
 	if len(keys) == 0 {
 		return
 	}
 	first, err := p.firstQueued(ctx)
+	if err == nil {
+		var parked bool
+		if parked, err = p.parked(ctx, keys[0].user, keys[0].collection); err == nil && parked {
+			return
+		}
+	}
 	for _, k := range keys {
 		seq := pending[k].seq
 		if err == nil && seq >= first {
@@ -194,9 +202,9 @@ func (p *Publisher) dropProcessed(ctx context.Context, pending map[docKey]target
 				err = nil
 			}
 		}
-		if err != nil && p.ingestErr == nil {
-			p.ingestErr = err
-			p.cfg.Logger.Warn().Err(err).Msg("RAG_INGEST cannot be read: a delete counts as done once the document is not stored")
+		if err != nil && p.streamErr == nil {
+			p.streamErr = err
+			p.cfg.Logger.Warn().Err(err).Msg("the ingest streams cannot be read: a delete counts as done once the document is not stored")
 		}
 		delete(pending, k)
 	}
@@ -205,8 +213,8 @@ func (p *Publisher) dropProcessed(ctx context.Context, pending map[docKey]target
 // firstQueued returns the first sequence RAG_INGEST still holds (past its
 // last when it holds none), or the error that stopped reading it before.
 func (p *Publisher) firstQueued(ctx context.Context) (uint64, error) {
-	if p.ingestErr != nil {
-		return 0, p.ingestErr
+	if p.streamErr != nil {
+		return 0, p.streamErr
 	}
 	var err error
 	if p.ingest == nil {
@@ -222,6 +230,25 @@ func (p *Publisher) firstQueued(ctx context.Context) (uint64, error) {
 		return info.State.LastSeq + 1, nil
 	}
 	return info.State.FirstSeq, nil
+}
+
+// parked reports whether RAG_PARKED holds events of userID's collection.
+func (p *Publisher) parked(ctx context.Context, userID, collection string) (bool, error) {
+	if p.parkedStream == nil {
+		s, err := p.js.Stream(ctx, parkedStream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return false, nil // no collection ever failed
+		}
+		if err != nil {
+			return false, err
+		}
+		p.parkedStream = s
+	}
+	_, err := p.parkedStream.GetLastMsgForSubject(ctx, p.cfg.Prefix+".parked."+userID+"."+collection)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // searchable reports whether status s shows the target's publish: stored
