@@ -82,10 +82,13 @@ func openQdrant(ctx context.Context, env *environment) (step string, open func()
 // consumers declares it. qdrantRoles and localRoles fill it from the two
 // stores, so that `ragpipe dev` can choose one at run time.
 type storeRoles struct {
-	sink   ingest.Sink
-	reuse  ingest.VectorSource
-	index  search.Index
-	health telemetry.Check
+	sink  ingest.Sink
+	reuse ingest.VectorSource
+	index search.Index
+	// versions reads the highest stored versions, for the ingest stream's
+	// version floor.
+	versions lww.StoredVersions
+	health   telemetry.Check
 	// check checks an existing collection against its configuration.
 	check func(ctx context.Context, want pipeline.Collection) error
 	// backlog, when set, is told how many events wait (RAGPIPE_DEFER_INDEXING).
@@ -99,7 +102,7 @@ func (r storeRoles) Close() error { return r.close() }
 // qdrantRoles is q in every role; indexing is deferred while more than
 // deferAbove events wait, unless deferAbove is 0.
 func qdrantRoles(q *qdrantstore.Store, deferAbove int) storeRoles {
-	r := storeRoles{sink: q, reuse: q, index: q, health: q.Health, check: q.CheckCollection, close: q.Close}
+	r := storeRoles{sink: q, reuse: q, index: q, versions: q, health: q.Health, check: q.CheckCollection, close: q.Close}
 	if deferAbove > 0 {
 		r.backlog = q.DeferIndexing(uint64(deferAbove)).Observe
 	}
@@ -109,7 +112,7 @@ func qdrantRoles(q *qdrantstore.Store, deferAbove int) storeRoles {
 // localRoles is the embedded store l in every role. It builds no index, so
 // it has nothing to defer.
 func localRoles(l *localstore.Store) storeRoles {
-	return storeRoles{sink: l, reuse: l, index: l, health: l.Health, check: l.CheckCollection, close: l.Close}
+	return storeRoles{sink: l, reuse: l, index: l, versions: l, health: l.Health, check: l.CheckCollection, close: l.Close}
 }
 
 // ingestSide is the ingestion side, ready to run.
@@ -153,6 +156,7 @@ func startIngest(ctx context.Context, env *environment, svc *service, store stor
 		Concurrency: cfg.Worker.Concurrency, MaxAckPending: cfg.Worker.MaxAckPending,
 		AckWait: cfg.Worker.AckWait, StreamReplicas: cfg.Worker.StreamReplicas, Backlog: store.backlog,
 		ShutdownTimeout: cfg.ShutdownTimeout, MaxParked: cfg.MaxCollections + len(cfg.Collections),
+		VersionFloor: func(ctx context.Context) (uint64, error) { return register.Floor(ctx, store.versions) },
 	})
 	if err != nil {
 		return nil, err
