@@ -59,6 +59,18 @@
 // A claim, re-read or prune that fails fails its event, which is not
 // acknowledged and is processed again.
 //
+// # Across streams and stores
+//
+// An event without a version takes its stream sequence. The argument below
+// compares versions only, so across a re-created RAG_INGEST, or data moved
+// to another NATS and store (ragpipe migrate), every new sequence must
+// outrank what is already there. A worker that creates RAG_INGEST starts it
+// just above Register.Floor: the highest version stored in any collection or
+// recorded in the register, where alone a deleted document's version lives.
+// It raises an empty stream it has not checked, and refuses one holding
+// events below the floor (worker.ErrBelowFloor). Points copied by migrate
+// keep their versions and count in the floor.
+//
 // # Why the last version wins
 //
 // Let N be a document's highest version. Then:
