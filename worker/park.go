@@ -59,11 +59,13 @@ var errParkingFull = errors.New("parked consumers are at MaxParked")
 // effective version, its ingest sequence, the attempts made and the retry
 // delay, then acknowledged. Each parked collection has its own durable
 // consumer, ragpipe-parked-<collection>, created on demand (at most
-// MaxParked), whose MaxAckPending is one batch: a failing collection holds
-// only that. Every worker runs a lane per parked consumer: it fetches a
-// batch, processes it like the shared consumer's, redelivers what fails
-// after the retry delay (NakWithDelay) and, while everything fails, pauses
-// for that delay; at most max(1, Concurrency/2) lanes process at once.
+// MaxParked), whose MaxAckPending is max(1, Concurrency/2) batches: a
+// failing collection holds only that. Every worker runs a lane per parked
+// consumer: it fetches batches, processes them like the shared consumer's
+// (as many at once as a batch of the consumer's budget), redelivers what
+// fails after the retry delay (NakWithDelay) and, after a batch that only
+// failed, pauses for that delay; all lanes together process at most
+// max(1, Concurrency/2) batches at once.
 //
 // A collection whose events fail, or whose batch has been processing for
 // SuspectAfter, is marked failing in this worker: its next events from the
@@ -81,10 +83,11 @@ type parking struct {
 	lanes  sync.WaitGroup
 
 	mu         sync.Mutex
-	failing    map[string]bool      // collections whose events are parked without being processed
-	consumers  map[string]bool      // collections with a parked consumer
-	laned      map[string]bool      // collections with a lane in this worker
-	emptySince map[string]time.Time // parked consumers seen empty
+	typical    map[string]time.Duration // collection -> moving average of its successful batches' processing time
+	failing    map[string]bool          // collections whose events are parked without being processed
+	consumers  map[string]bool          // collections with a parked consumer
+	laned      map[string]bool          // collections with a lane in this worker
+	emptySince map[string]time.Time     // parked consumers seen empty
 }
 
 // startParking creates the parked stream when it is missing, and starts the
@@ -105,8 +108,9 @@ func startParking(run, work context.Context, w *Worker) (*parking, error) {
 	}
 	p := &parking{
 		w: w, stream: stream, run: run, work: work,
-		slots:   make(chan struct{}, max(1, w.cfg.Concurrency/2)),
-		failing: map[string]bool{}, consumers: map[string]bool{}, laned: map[string]bool{}, emptySince: map[string]time.Time{},
+		slots:   make(chan struct{}, max(1, w.cfg.Concurrency/2)), // width()
+		typical: map[string]time.Duration{}, failing: map[string]bool{}, consumers: map[string]bool{},
+		laned: map[string]bool{}, emptySince: map[string]time.Time{},
 	}
 	p.scan()
 	p.lanes.Go(func() {
@@ -133,6 +137,26 @@ func (p *parking) routes(collection string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.failing[collection] && p.laned[collection]
+}
+
+// suspectAfter is how long a batch of collection may be processing before
+// the collection is suspected of failing: SuspectAfter, or four times what
+// its batches usually take when that is longer, so that a collection that is
+// always slow (a large model on CPU) is not mistaken for a failing one.
+func (p *parking) suspectAfter(collection string) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(p.w.cfg.SuspectAfter, 4*p.typical[collection])
+}
+
+// observe records that a batch of collection succeeded in took.
+func (p *parking) observe(collection string, took time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if prev, ok := p.typical[collection]; ok {
+		took = (4*prev + took) / 5
+	}
+	p.typical[collection] = took
 }
 
 // suspect marks collection failing because its batch is slow.
@@ -229,7 +253,7 @@ func (p *parking) ensure(ctx context.Context, collection string) error {
 			FilterSubject: p.w.cfg.Prefix + ".parked.*." + collection,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       p.w.cfg.AckWait,
-			MaxAckPending: p.w.cfg.BatchSize,
+			MaxAckPending: p.w.cfg.BatchSize * p.width(),
 			MaxDeliver:    -1, // attempts are counted by the worker, as for the shared consumer
 		})
 		if err != nil {
@@ -325,7 +349,6 @@ func (p *parking) idle(collection string, info *jetstream.ConsumerInfo) bool {
 // lane consumes collection's parked events until the worker stops or the
 // consumer is deleted.
 func (p *parking) lane(collection string) {
-	w := p.w
 	defer func() {
 		p.mu.Lock()
 		delete(p.laned, collection)
@@ -336,6 +359,22 @@ func (p *parking) lane(collection string) {
 	if err != nil {
 		return
 	}
+	var loops sync.WaitGroup
+	for range p.width() {
+		loops.Go(func() { p.consume(cons) })
+	}
+	loops.Wait()
+}
+
+// width is the number of batches a lane processes at once, and the number
+// of slots: max(1, Concurrency/2).
+func (p *parking) width() int { return max(1, p.w.cfg.Concurrency/2) }
+
+// consume fetches batches from a parked consumer and processes them, one at
+// a time, pausing for the retry delay after a batch that only failed, until
+// the worker stops or the consumer is deleted.
+func (p *parking) consume(cons jetstream.Consumer) {
+	w := p.w
 	for p.run.Err() == nil {
 		first, err := fetch(p.run, cons, 1, 0, laneWait)
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {

@@ -175,3 +175,37 @@ func TestParkedCopyKeepsPredictableIDsOut(t *testing.T) {
 	}
 	h.wantEvents("docs", 3, 2, 1)
 }
+
+// TestSlowCollectionNotSuspected: a collection whose batches always take
+// longer than SuspectAfter (a large model on CPU) is suspected at most until
+// the worker has seen how long its batches take: then its events are
+// processed on the shared consumer, not parked one batch after another.
+func TestSlowCollectionNotSuspected(t *testing.T) {
+	t.Parallel()
+	st := &stage{decide: func(_ context.Context, e pipeline.Event, _ int) error {
+		if e.DocID[len(e.DocID)-1] == '0' { // one event of each batch makes it slow
+			time.Sleep(300 * time.Millisecond)
+		}
+		return nil
+	}}
+	h := newHarness(t, worker.Config{BatchSize: 10, Concurrency: 1, SuspectAfter: 50 * time.Millisecond}, st)
+	h.run()
+	for round := range 10 { // a stream: two batches, then two more once they are done
+		for i := range 20 {
+			h.publish("rag.ingest.alice.docs", fmt.Sprintf(`{"doc_id":"d%d-%d","text":"x"}`, round, i), nil)
+		}
+		h.waitSettled(10 * time.Second)
+	}
+	h.wantEvents("docs", 200, 0, 0)
+	s, err := h.js.Stream(t.Context(), worker.ParkedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parked := info.State.LastSeq; parked > 40 {
+		t.Errorf("%d of 200 events parked: the slow collection was taken for a failing one batch after batch", parked)
+	}
+}

@@ -46,11 +46,12 @@ func (o *outcome) add(p outcome) {
 // a collection known to be failing are parked without being processed.
 //
 // For the shared consumer (parked false) it returns once every collection is
-// settled or has been processing for SuspectAfter: such a collection is
-// treated as failing from then on, and its events finish in the background
-// (w.running), so that a collection whose embedder or store hangs holds
-// neither the batch's slot nor the next batches. A parked batch is one
-// collection's and is waited for.
+// settled or has been processing for longer than it usually takes (see
+// parking.suspectAfter): such a collection is treated as failing from then
+// on, and its events finish in the background (w.running), so that a
+// collection whose embedder or store hangs holds neither the batch's slot
+// nor the next batches. A parked batch is one collection's and is waited
+// for.
 func (w *Worker) process(ctx context.Context, batch []jetstream.Msg, parked bool) outcome {
 	w.cfg.Metrics.BatchSize.Observe(float64(len(batch)))
 	var order []string
@@ -79,27 +80,41 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg, parked bool
 		w.running.Go(func() { results <- result{c, w.processGroup(ctx, c, groups[c])} })
 	}
 	var sum outcome
-	var suspect <-chan time.Time
-	if !parked {
-		t := time.NewTimer(w.cfg.SuspectAfter)
-		defer t.Stop()
-		suspect = t.C
+	start := time.Now()
+	suspectAt := make(map[string]time.Time, len(running))
+	for c := range running {
+		suspectAt[c] = start.Add(w.parks.suspectAfter(c))
 	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for len(running) > 0 {
+		var fire <-chan time.Time
+		if !parked {
+			next := time.Time{}
+			for c := range running {
+				if next.IsZero() || suspectAt[c].Before(next) {
+					next = suspectAt[c]
+				}
+			}
+			timer.Reset(time.Until(next))
+			fire = timer.C
+		}
 		select {
 		case r := <-results:
 			sum.add(r.outcome)
 			delete(running, r.collection)
-		case <-suspect:
+		case now := <-fire:
 			for len(results) > 0 { // settled meanwhile: not suspect
 				r := <-results
 				sum.add(r.outcome)
 				delete(running, r.collection)
 			}
 			for c := range running {
-				w.parks.suspect(ctx, c)
+				if !now.Before(suspectAt[c]) {
+					w.parks.suspect(ctx, c) // it goes on in the background
+					delete(running, c)
+				}
 			}
-			return sum
 		}
 	}
 	return sum
@@ -112,7 +127,9 @@ func (w *Worker) processGroup(ctx context.Context, collection string, ds []*deli
 	for i, d := range ds {
 		events[i] = d.event
 	}
+	start := time.Now()
 	errs := w.cfg.Processor.Process(ctx, events)
+	took := time.Since(start)
 	var o outcome
 	for i, d := range ds {
 		err := errors.New("the processor returned no answer for this event")
@@ -133,6 +150,9 @@ func (w *Worker) processGroup(ctx context.Context, collection string, ds []*deli
 	}
 	if ctx.Err() == nil {
 		w.parks.record(collection, o)
+		if o.succeeded && !o.failed && !ds[0].parked {
+			w.parks.observe(collection, took)
+		}
 	}
 	return o
 }

@@ -88,7 +88,8 @@ type Config struct {
 	MaxParked int
 	// SuspectAfter is how long a collection's events may be processing
 	// before the collection is treated as failing and its next events are
-	// parked, default 10s.
+	// parked, default 5s; four times what its batches usually take when
+	// that is longer.
 	SuspectAfter time.Duration
 	// Backlog, when set, is told the number of events waiting in the
 	// consumer each time the worker polls it: when Run starts, then every
@@ -126,7 +127,7 @@ func (c *Config) setDefaults() {
 	defDur(&c.AckWait, 30*time.Second)
 	defDur(&c.MaxRetryDelay, 2*time.Minute)
 	defDur(&c.ShutdownTimeout, 20*time.Second)
-	defDur(&c.SuspectAfter, 10*time.Second)
+	defDur(&c.SuspectAfter, 5*time.Second)
 }
 
 // Worker consumes ingest events. Any number of workers, in one process or
