@@ -59,6 +59,19 @@
 // A claim, re-read or prune that fails fails its event, which is not
 // acknowledged and is processed again.
 //
+// # Writers cut off from NATS
+//
+// The argument needs an event's deliveries not to overlap once one of them
+// is acknowledged: a worker cut off from NATS longer than AckWait, while
+// another processed the redelivery and a newer version was written, would
+// otherwise insert its older chunks late, and nobody would prune them. The
+// worker fences its writes with leases: processing runs under a context
+// cancelled (worker.ErrLeaseLost) once AckWait less a third has passed since
+// the server last confirmed a keep-alive of the batch's messages (or since
+// their receipt). A write is therefore sent at least a third of AckWait
+// before JetStream can redeliver its event; the assumption is that a request
+// sent reaches the store within that margin (10 s by default).
+//
 // # Across streams and stores
 //
 // An event without a version takes its stream sequence. The argument below

@@ -18,16 +18,23 @@ import (
 // behind busy batches, or in a batch retrying a slow store or embedder, is
 // never redelivered meanwhile. It is safe for concurrent use.
 type held struct {
-	limit int // bytes; 0: no bound
+	limit int           // bytes; 0: no bound
+	lease time.Duration // how long a lease surely lasts after it starts (see fence)
 
-	mu    sync.Mutex
-	msgs  map[jetstream.Msg]int // message -> its size
-	bytes int
-	freed chan struct{} // closed, and replaced, when messages leave the set
+	mu      sync.Mutex
+	msgs    map[jetstream.Msg]int       // message -> its size
+	started map[jetstream.Msg]time.Time // message -> start of its current lease
+	bytes   int
+	freed   chan struct{} // closed, and replaced, when messages leave the set
+	renewed chan struct{} // closed, and replaced, when leases are renewed
 }
 
-func newHeld(limit int) *held {
-	return &held{limit: limit, msgs: make(map[jetstream.Msg]int), freed: make(chan struct{})}
+func newHeld(limit int, lease time.Duration) *held {
+	return &held{
+		limit: limit, lease: lease,
+		msgs: make(map[jetstream.Msg]int), started: make(map[jetstream.Msg]time.Time),
+		freed: make(chan struct{}), renewed: make(chan struct{}),
+	}
 }
 
 // msgSize is what a message weighs in the held set: its body, subject and
@@ -51,6 +58,7 @@ func (h *held) admit(ctx context.Context, m jetstream.Msg) bool {
 		h.mu.Lock()
 		if h.bytes == 0 || h.limit <= 0 || h.bytes+n <= h.limit {
 			h.msgs[m] = n
+			h.started[m] = time.Now()
 			h.bytes += n
 			h.mu.Unlock()
 			return true
@@ -74,6 +82,7 @@ func (h *held) remove(msgs ...jetstream.Msg) {
 	for _, m := range msgs {
 		if n, ok := h.msgs[m]; ok {
 			delete(h.msgs, m)
+			delete(h.started, m)
 			h.bytes -= n
 			removed = true
 		}
@@ -99,8 +108,10 @@ func (h *held) snapshot() []jetstream.Msg {
 }
 
 // keepAlive sends InProgress for every held message at each interval until
-// the returned function is called.
-func (h *held) keepAlive(interval time.Duration) (stop func()) {
+// the returned function is called. When confirm (a round trip to the server)
+// then succeeds, the server has restarted the messages' ack timers, and
+// their leases are renewed from the moment before they were sent.
+func (h *held) keepAlive(interval time.Duration, confirm func() error) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -111,8 +122,12 @@ func (h *held) keepAlive(interval time.Duration) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				for _, m := range h.snapshot() {
+				sent, msgs := time.Now(), h.snapshot()
+				for _, m := range msgs {
 					_ = m.InProgress()
+				}
+				if confirm() == nil {
+					h.renew(msgs, sent)
 				}
 			}
 		}

@@ -128,7 +128,9 @@ func (w *Worker) processGroup(ctx context.Context, collection string, ds []*deli
 		events[i] = d.event
 	}
 	start := time.Now()
-	errs := w.cfg.Processor.Process(ctx, events)
+	fenced, release := w.held.fence(ctx, ds)
+	errs := w.cfg.Processor.Process(fenced, events)
+	release()
 	took := time.Since(start)
 	var o outcome
 	for i, d := range ds {

@@ -153,7 +153,7 @@ type Worker struct {
 // consuming cannot start. Run is called once per Worker.
 func (w *Worker) Run(ctx context.Context) error {
 	maxPayload := int(w.cfg.JetStream.Conn().MaxPayload())
-	w.held = newHeld(w.cfg.MaxHeldBytes)
+	w.held = newHeld(w.cfg.MaxHeldBytes, w.cfg.AckWait-w.cfg.AckWait/3)
 	w.copies = newCopier(w.cfg.JetStream)
 	w.batchBytes = max(w.cfg.MaxHeldBytes/(w.cfg.Concurrency+1), 1)
 	// Processing outlives ctx by up to ShutdownTimeout, so that shutdown
@@ -165,7 +165,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.parks = parks
-	stopKeepAlive := w.held.keepAlive(w.cfg.AckWait / 3)
+	stopKeepAlive := w.held.keepAlive(w.cfg.AckWait/3, func() error {
+		return w.cfg.JetStream.Conn().FlushTimeout(w.cfg.AckWait / 3)
+	})
 	defer stopKeepAlive()
 
 	// JetStream hands out at most MaxAckPending unacknowledged messages, so
