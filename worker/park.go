@@ -377,11 +377,11 @@ func (p *parking) consume(cons jetstream.Consumer) {
 	w := p.w
 	for p.run.Err() == nil {
 		first, err := fetch(p.run, cons, 1, 0, laneWait)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
-			return
-		}
 		if len(first) == 0 {
 			if err != nil {
+				if _, err := cons.Info(p.run); errors.Is(err, jetstream.ErrConsumerNotFound) {
+					return // deleted as idle
+				}
 				sleep(p.run, time.Second)
 			}
 			continue

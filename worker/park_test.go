@@ -184,11 +184,11 @@ func TestSlowCollectionNotSuspected(t *testing.T) {
 	t.Parallel()
 	st := &stage{decide: func(_ context.Context, e pipeline.Event, _ int) error {
 		if e.DocID[len(e.DocID)-1] == '0' { // one event of each batch makes it slow
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(150 * time.Millisecond)
 		}
 		return nil
 	}}
-	h := newHarness(t, worker.Config{BatchSize: 10, Concurrency: 1, SuspectAfter: 50 * time.Millisecond}, st)
+	h := newHarness(t, worker.Config{BatchSize: 10, Concurrency: 1, SuspectAfter: 30 * time.Millisecond}, st)
 	h.run()
 	for round := range 10 { // a stream: two batches, then two more once they are done
 		for i := range 20 {
@@ -208,4 +208,37 @@ func TestSlowCollectionNotSuspected(t *testing.T) {
 	if parked := info.State.LastSeq; parked > 40 {
 		t.Errorf("%d of 200 events parked: the slow collection was taken for a failing one batch after batch", parked)
 	}
+}
+
+// TestParkedWithoutConsumerRescued: parked events whose collection has no
+// parked consumer (deleted as idle while an event was being parked) are
+// found by the worker, given a consumer and processed, with the version,
+// tenant and attempts their copy carries.
+func TestParkedWithoutConsumerRescued(t *testing.T) {
+	t.Parallel()
+	st := &stage{}
+	h := newHarness(t, worker.Config{}, st)
+	if _, err := h.js.CreateStream(t.Context(), jetstream.StreamConfig{
+		Name: worker.ParkedStream, Subjects: []string{"rag.parked.>"}, Retention: jetstream.WorkQueuePolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg("rag.parked.alice.docs")
+	m.Data = []byte(`{"doc_id":"a","text":"x"}`)
+	m.Header.Set(worker.HeaderVersion, "7")
+	m.Header.Set(worker.HeaderSequence, "3")
+	m.Header.Set(worker.HeaderAttempts, "2")
+	if _, err := h.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	h.run()
+	h.waitSettled(10 * time.Second)
+	calls := st.Calls()
+	if len(calls) != 1 {
+		t.Fatalf("%d calls, want 1", len(calls))
+	}
+	if e := calls[0].event; e.UserID != "alice" || e.Collection != "docs" || e.DocID != "a" || e.Version != 7 {
+		t.Errorf("processed %+v, want alice's docs/a at version 7", e)
+	}
+	h.wantEvents("docs", 1, 0, 0)
 }
