@@ -61,19 +61,19 @@ var errParkingFull = errors.New("parked consumers are at MaxParked")
 // consumer, ragpipe-parked-<collection>, created on demand (at most
 // MaxParked), whose MaxAckPending is max(1, Concurrency/2) batches: a
 // failing collection holds only that. Every worker runs a lane per parked
-// consumer: it fetches batches, processes them like the shared consumer's
-// (as many at once as a batch of the consumer's budget), redelivers what
-// fails after the retry delay (NakWithDelay) and, after a batch that only
-// failed, pauses for that delay; all lanes together process at most
+// consumer, as many loops wide: each fetches a batch, processes it like the
+// shared consumer's, has what fails redelivered after the retry delay
+// (NakWithDelay) and, after a batch that only failed, pauses for that delay.
+// The lanes of all collections together process at most
 // max(1, Concurrency/2) batches at once.
 //
 // A collection whose events fail, or whose batch has been processing for
-// SuspectAfter, is marked failing in this worker: its next events from the
-// shared consumer are parked without being processed, until an event of it
-// succeeds again, here or in its lane. Attempts count across parking, so
-// RAGPIPE_MAX_DELIVER keeps its meaning; an event failing through
-// misconfiguration is parked afresh instead of dead-lettered. It is safe
-// for concurrent use.
+// longer than usual (suspectAfter), is marked failing in this worker: its
+// next events from the shared consumer are parked without being processed,
+// until an event of it succeeds again, here or in its lane. Attempts count
+// across parking, so RAGPIPE_MAX_DELIVER keeps its meaning; an event failing
+// through misconfiguration is parked afresh instead of dead-lettered. It is
+// safe for concurrent use.
 type parking struct {
 	w      *Worker
 	stream jetstream.Stream
@@ -162,7 +162,7 @@ func (p *parking) observe(collection string, took time.Duration) {
 // suspect marks collection failing because its batch is slow.
 func (p *parking) suspect(ctx context.Context, collection string) {
 	if p.ensure(ctx, collection) == nil {
-		p.mark(collection, true, "its events have been processing for longer than SuspectAfter")
+		p.mark(collection, true, "its events have been processing for longer than usual")
 	}
 }
 

@@ -24,7 +24,7 @@ type delivery struct {
 }
 
 func (d *delivery) origin() origin {
-	return origin{subject: d.subject, userID: d.event.UserID, collect: d.event.Collection, version: d.event.Version, seq: d.seq}
+	return origin{subject: d.subject, userID: d.event.UserID, collection: d.event.Collection, version: d.event.Version, seq: d.seq}
 }
 
 // outcome sums up a processed batch.
@@ -41,8 +41,9 @@ func (o *outcome) add(p outcome) {
 	o.succeeded, o.failed = o.succeeded || p.succeeded, o.failed || p.failed
 }
 
-// process decodes a batch, hands its events to the processor one collection
-// at a time, all collections at once, and settles every message. Events of
+// process decodes a batch, hands the events of each collection to the
+// processor in a call of its own, all calls at once, and settles every
+// message. Events of
 // a collection known to be failing are parked without being processed.
 //
 // For the shared consumer (parked false) it returns once every collection is
@@ -204,7 +205,7 @@ func (w *Worker) receive(ctx context.Context, m jetstream.Msg, parked bool) *del
 	if err != nil {
 		r := &pipeline.Rejection{}
 		errors.As(err, &r) // Decode fails only with rejections
-		w.deadLetter(ctx, m, origin{subject: d.subject, userID: r.UserID, collect: r.Collection, version: r.Version, seq: d.seq},
+		w.deadLetter(ctx, m, origin{subject: d.subject, userID: r.UserID, collection: r.Collection, version: r.Version, seq: d.seq},
 			cmp.Or(r.Reason, err.Error()))
 		w.held.remove(m)
 		return nil

@@ -93,16 +93,16 @@ func (w *Worker) retryDelay(attempt uint64) time.Duration {
 
 // origin is what a dead letter says of the event it copies.
 type origin struct {
-	subject         string // the ingest subject
-	userID, collect string // "" when the subject has no valid ones
-	version, seq    uint64 // 0 when unknown
+	subject            string // the ingest subject
+	userID, collection string // "" when the subject has no valid ones
+	version, seq       uint64 // 0 when unknown
 }
 
 // deadLetter copies the message to the dead-letter stream with the reason and
 // then terminates it. If the copy cannot be stored, the message is redelivered
 // later instead: it is never dropped. The caller releases the message.
 func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, o origin, reason string) {
-	userID, collection := o.userID, o.collect
+	userID, collection := o.userID, o.collection
 	if userID == "" || collection == "" {
 		userID, collection = "_invalid", "_invalid"
 	}
