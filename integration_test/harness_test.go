@@ -293,6 +293,9 @@ func (s *system) waitDrained(timeout time.Duration) {
 		if info.NumPending > 0 || info.NumAckPending > 0 {
 			return fmt.Errorf("%d pending, %d awaiting ack", info.NumPending, info.NumAckPending)
 		}
+		if n, err := s.parked(); err != nil || n > 0 {
+			return fmt.Errorf("%d parked (%v)", n, err)
+		}
 		return nil
 	})
 }
