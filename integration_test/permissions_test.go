@@ -140,7 +140,7 @@ func TestPermissionsDeployConfig(t *testing.T) {
 		t.Errorf("dead letters %v, want the one bad event of alice", dl)
 	}
 
-	// Search and list: served on one's own subjects, refused on another's.
+	// Search, list and status: served on one's own subjects, refused on another's.
 	for _, tc := range []struct {
 		c           *tenantConn
 		own, others string
@@ -154,7 +154,11 @@ func TestPermissionsDeployConfig(t *testing.T) {
 		if err != nil || len(list.Docs) != 1 || list.Docs[0].DocID != tc.own+"-doc" {
 			t.Errorf("%s listing its own documents: %+v, %v; want only its one document", tc.own, list, err)
 		}
-		for _, kind := range []string{"search", "list"} {
+		status, err := client.Status(t.Context(), tc.own, "docs", search.StatusRequest{DocIDs: []string{tc.own + "-doc"}})
+		if err != nil || len(status.Docs) != 1 || !status.Docs[0].Stored {
+			t.Errorf("%s asking the status of its own document: %+v, %v; want stored", tc.own, status, err)
+		}
+		for _, kind := range []string{"search", "list", "status"} {
 			subject := "rag." + kind + "." + tc.others + ".docs"
 			if msg, err := tc.c.Request(subject, []byte(`{"query":"notes"}`), time.Second); err == nil {
 				t.Errorf("%s got a reply on %s: %s", tc.own, subject, msg.Data)
