@@ -3,6 +3,7 @@ package publish
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 
@@ -117,17 +118,12 @@ func (t *tracker) deadLettered(dl deadLetter) {
 	}
 }
 
-// pendingTargets returns the run's documents whose newest event has not failed.
-func (t *tracker) pendingTargets() map[docKey]target {
+// allTargets returns a copy of the run's documents and their targets; Wait
+// removes those that failed with dropFailed.
+func (t *tracker) allTargets() map[docKey]target {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make(map[docKey]target, len(t.targets))
-	for k, v := range t.targets {
-		if !t.failedAt[k] {
-			out[k] = v
-		}
-	}
-	return out
+	return maps.Clone(t.targets)
 }
 
 // dropFailed removes from pending the documents whose newest event failed.

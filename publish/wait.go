@@ -87,7 +87,7 @@ func (p *Publisher) Wait(ctx context.Context, cfg WaitConfig) (WaitReport, error
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	pending := t.pendingTargets()
+	pending := t.allTargets()
 	total := len(pending)
 	var lastErr error
 	for delay := 20 * time.Millisecond; ; delay = min(delay*3/2, cfg.MaxPoll) {
