@@ -200,18 +200,10 @@ func (h *harness) waitSettled(timeout time.Duration) {
 // parked is the number of events in the parked stream, 0 before it exists.
 func (h *harness) parked() uint64 {
 	h.t.Helper()
-	s, err := h.js.Stream(h.t.Context(), worker.ParkedStream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+	if _, err := h.js.Stream(h.t.Context(), worker.ParkedStream); errors.Is(err, jetstream.ErrStreamNotFound) {
 		return 0
 	}
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	info, err := s.Info(h.t.Context())
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return info.State.Msgs
+	return h.streamMsgs(worker.ParkedStream)
 }
 
 // deadLetters returns the messages of the dead-letter stream, oldest first.
