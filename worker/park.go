@@ -108,10 +108,10 @@ func startParking(run, work context.Context, w *Worker) (*parking, error) {
 	}
 	p := &parking{
 		w: w, stream: stream, run: run, work: work,
-		slots:   make(chan struct{}, max(1, w.cfg.Concurrency/2)), // width()
 		typical: map[string]time.Duration{}, failing: map[string]bool{}, consumers: map[string]bool{},
 		laned: map[string]bool{}, emptySince: map[string]time.Time{},
 	}
+	p.slots = make(chan struct{}, p.width())
 	p.scan()
 	p.lanes.Go(func() {
 		t := time.NewTicker(parkScan)
