@@ -15,11 +15,8 @@ import (
 
 // Collections returns every collection in Qdrant that ragpipe can use.
 func (q *Store) Collections(ctx context.Context) ([]pipeline.Collection, error) {
-	var names []string
-	if err := q.retry(ctx, "list", "", func(ctx context.Context) (err error) {
-		names, err = q.client.ListCollections(ctx)
-		return err
-	}); err != nil {
+	names, err := q.CollectionNames(ctx)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]pipeline.Collection, 0, len(names))
