@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -323,7 +324,8 @@ func checkBodyToken(field string, raw jsontext.Value, want string) (problem stri
 
 // decodeDocID checks and returns the doc_id. It is unquoted strictly:
 // replacing invalid UTF-8 or a lone surrogate by U+FFFD, as the other
-// strings are, could merge two documents.
+// strings are, could merge two documents. A doc_id without escapes is its
+// raw bytes, converted to a string once.
 func decodeDocID(raw jsontext.Value) (string, string) {
 	if isJSONNull(raw) {
 		return "", "doc_id is required"
@@ -331,9 +333,16 @@ func decodeDocID(raw jsontext.Value) (string, string) {
 	if raw.Kind() != '"' {
 		return "", fmt.Sprintf("doc_id must be a string, not a JSON %s", kindName(raw.Kind()))
 	}
-	id, err := jsontext.AppendUnquote(nil, raw)
+	id, valid := []byte(raw[1:len(raw)-1]), false
+	if bytes.IndexByte(id, '\\') >= 0 {
+		var err error
+		id, err = jsontext.AppendUnquote(nil, raw)
+		valid = err == nil
+	} else {
+		valid = utf8.Valid(id)
+	}
 	switch {
-	case err != nil:
+	case !valid:
 		return "", "doc_id is not valid UTF-8"
 	case len(id) == 0:
 		return "", "doc_id is empty"
