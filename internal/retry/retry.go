@@ -41,9 +41,6 @@ type Policy struct {
 	// wait that would end more than MaxElapsed after the first attempt
 	// began. A server's requested wait counts.
 	MaxElapsed time.Duration
-	// MaxAttempts, when positive, is the most attempts Do makes, the first
-	// included.
-	MaxAttempts int
 
 	// ShouldRetry reports whether a failure may succeed if repeated; when
 	// it returns false Do returns the failure at once, unwrapped. Nil
@@ -112,7 +109,7 @@ func (p Policy) Delay(n int) time.Duration {
 }
 
 // Do calls op until it returns nil, ShouldRetry refuses its error, a bound
-// (MaxAttempts, MaxElapsed) is reached or ctx ends, waiting Delay between
+// (MaxElapsed) is reached or ctx ends, waiting Delay between
 // attempts, or the wait the error asks for (see After). op is always called
 // at least once, with ctx.
 //
@@ -130,9 +127,6 @@ func (p Policy) Do(ctx context.Context, op func(ctx context.Context) error) erro
 	opts := []backoff.RetryOption{
 		backoff.WithBackOff(p.backOff()),
 		backoff.WithMaxElapsedTime(p.MaxElapsed), // 0: no bound, not backoff's default
-	}
-	if p.MaxAttempts > 0 {
-		opts = append(opts, backoff.WithMaxTries(uint(p.MaxAttempts)))
 	}
 	if p.OnRetry != nil {
 		opts = append(opts, backoff.WithNotify(func(err error, wait time.Duration) { p.OnRetry(attempts, err, wait) }))
