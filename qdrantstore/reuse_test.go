@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
+	"github.com/ragpipe/ragpipe/internal/storetest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -19,27 +20,8 @@ func TestStoredVectorsPages(t *testing.T) {
 	if err := s.EnsureCollection(t.Context(), pipeline.Collection{Name: "reuse", Dims: d, Distance: pipeline.Dot}, true); err != nil {
 		t.Fatal(err)
 	}
-	w := pipeline.DocWrite{UserID: "alice", DocID: "doc", Version: 1}
-	for k := range n + 1 {
-		v := make([]float32, d)
-		v[0], v[1] = float32(k), 1
-		p := pipeline.Point{ID: pipeline.PointID("alice", "doc", k), Vector: v, ChunkIndex: k, ChunkCount: n + 1,
-			Text: fmt.Sprint("chunk ", k), TextHash: fmt.Sprint("hash-", k)}
-		if k == n {
-			p.TextHash = "" // a point stored without a hash is never found
-		}
-		w.Points = append(w.Points, p)
-	}
-	if err := s.Apply(t.Context(), "reuse", []pipeline.DocWrite{w}); err != nil {
-		t.Fatal(err)
-	}
-	var ids, hashes []string
-	for k := range n + 5 { // five ids that do not exist
-		ids = append(ids, pipeline.PointID("alice", "doc", k))
-		if k%2 == 0 {
-			hashes = append(hashes, fmt.Sprint("hash-", k))
-		}
-	}
+	storetest.Apply(t, s, "reuse", storetest.ReuseWrite(n, d))
+	ids, hashes := storetest.ReuseLookup(n)
 	got, err := s.StoredVectors(t.Context(), "reuse", ids, append(hashes, "hash-unknown", ""))
 	if err != nil {
 		t.Fatal(err)

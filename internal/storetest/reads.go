@@ -109,28 +109,44 @@ func testListPages(t *testing.T, s Store) {
 	}
 }
 
-// testStoredVectors checks that only the asked ids whose text hash matches
-// return their vector.
-func testStoredVectors(t *testing.T, s Store) {
-	Ensure(t, s, "reuse", pipeline.Dot)
-	const n = 30
+// ReuseWrite is document "doc" of alice at version 1 with n+1 chunks: chunk
+// k has text hash "hash-k" and a vector of dims dimensions starting k, 1,
+// except chunk n, stored without a hash.
+func ReuseWrite(n, dims int) pipeline.DocWrite {
 	w := pipeline.DocWrite{UserID: "alice", DocID: "doc", Version: 1}
 	for k := range n + 1 {
-		p := pipeline.Point{ID: pipeline.PointID("alice", "doc", k), Vector: []float32{float32(k), 1, 0, 0}, ChunkIndex: k,
+		v := make([]float32, dims)
+		v[0], v[1] = float32(k), 1
+		p := pipeline.Point{ID: pipeline.PointID("alice", "doc", k), Vector: v, ChunkIndex: k,
 			ChunkCount: n + 1, Text: fmt.Sprint("chunk ", k), TextHash: fmt.Sprint("hash-", k)}
 		if k == n {
 			p.TextHash = "" // a point stored without a hash is never found
 		}
 		w.Points = append(w.Points, p)
 	}
-	Apply(t, s, "reuse", w, VecWrite("bob", "doc", 1, nil, 9, 9, 9, 9))
-	var ids, hashes []string
-	for k := range n + 5 { // five ids that do not exist
+	return w
+}
+
+// ReuseLookup is what StoredVectors is asked of ReuseWrite(n, ...): the ids
+// of its n+1 chunks and of four that do not exist, and "hash-k" for each even
+// k among them, so that n/2 vectors are found when n is even.
+func ReuseLookup(n int) (ids, hashes []string) {
+	for k := range n + 5 { // ids n+1 to n+4 do not exist
 		ids = append(ids, pipeline.PointID("alice", "doc", k))
 		if k%2 == 0 {
 			hashes = append(hashes, fmt.Sprint("hash-", k))
 		}
 	}
+	return ids, hashes
+}
+
+// testStoredVectors checks that only the asked ids whose text hash matches
+// return their vector.
+func testStoredVectors(t *testing.T, s Store) {
+	Ensure(t, s, "reuse", pipeline.Dot)
+	const n = 30
+	Apply(t, s, "reuse", ReuseWrite(n, Dims), VecWrite("bob", "doc", 1, nil, 9, 9, 9, 9))
+	ids, hashes := ReuseLookup(n)
 	got, err := s.StoredVectors(t.Context(), "reuse", ids, append(hashes, "hash-unknown", ""))
 	if err != nil || len(got) != n/2 {
 		t.Fatalf("%d vectors (%v), want %d", len(got), err, n/2)
