@@ -140,13 +140,18 @@ func (s *Stage) embedPending(ctx context.Context, c pipeline.Collection, chunks 
 	}
 	texts := make([]string, 0, len(chunks))
 	slot := make([]int, len(chunks)) // chunks[k] takes vector slot[k]
-	first := make(map[string]int)
+	var first map[string]int         // with distinct, the slot of each text
+	if distinct {
+		first = make(map[string]int, len(chunks))
+	}
 	for k, p := range chunks {
-		if n, ok := first[p.point.Text]; ok && distinct {
+		if n, ok := first[p.point.Text]; ok {
 			slot[k] = n
 			continue
 		}
-		first[p.point.Text] = len(texts)
+		if first != nil {
+			first[p.point.Text] = len(texts)
+		}
 		slot[k] = len(texts)
 		texts = append(texts, p.point.Text)
 	}
