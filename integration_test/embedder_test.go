@@ -325,16 +325,8 @@ func TestEmbedderReuseShifted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stage, err := ingest.NewStage(ingest.StageConfig{
-		Sink: l.store, Versions: l.register, Embedder: emb, Chunker: chunker, Reuse: l.store,
-		Collections: []pipeline.Collection{{Name: "docs", Dims: 16, Distance: pipeline.Cosine}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stage.Setup(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	stage := l.newStage(t, ingest.StageConfig{Embedder: emb, Chunker: chunker, Reuse: l.store,
+		Collections: []pipeline.Collection{{Name: "docs", Dims: 16, Distance: pipeline.Cosine}}})
 	r := rand.New(rand.NewPCG(1, 1))
 	paragraphs := make([]string, 8)
 	for i := range paragraphs {

@@ -6,9 +6,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/ingest"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/lww"
+	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/qdrantstore"
 )
 
@@ -47,4 +49,30 @@ func newLocal(t testing.TB, cfg qdrantstore.Config) *local {
 		t.Fatal(err)
 	}
 	return &local{js: js, qdrant: node, store: store, register: register, embedder: emb}
+}
+
+// newStage builds a stage over l's store and register from cfg's other
+// fields and sets up its collections. Embedder defaults to l's hash embedder,
+// Chunker to chunks of 300 characters overlapping by 30.
+func (l *local) newStage(t testing.TB, cfg ingest.StageConfig) *ingest.Stage {
+	t.Helper()
+	cfg.Sink, cfg.Versions = l.store, l.register
+	if cfg.Embedder == nil {
+		cfg.Embedder = l.embedder
+	}
+	if cfg.Chunker == nil {
+		c, err := pipeline.NewChunker(300, 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Chunker = c
+	}
+	stage, err := ingest.NewStage(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stage.Setup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return stage
 }

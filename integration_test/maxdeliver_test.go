@@ -23,20 +23,7 @@ import (
 // last error, and the worker goes on running.
 func TestDeadLetterAfterMaxDeliver(t *testing.T) {
 	l := newLocal(t, qdrantstore.Config{MaxRetryTime: 300 * time.Millisecond, Timeout: time.Second})
-	chunker, err := pipeline.NewChunker(300, 30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stage, err := ingest.NewStage(ingest.StageConfig{
-		Sink: l.store, Versions: l.register, Embedder: l.embedder, Chunker: chunker,
-		Collections: []pipeline.Collection{{Name: "docs", Dims: 16, Distance: pipeline.Cosine}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stage.Setup(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	stage := l.newStage(t, ingest.StageConfig{Collections: []pipeline.Collection{{Name: "docs", Dims: 16, Distance: pipeline.Cosine}}})
 	metrics := telemetry.NewMetrics()
 	w, err := worker.New(t.Context(), worker.Config{
 		JetStream: l.js, Processor: stage, Metrics: metrics,
@@ -99,16 +86,7 @@ func (p slowProcessor) Process(ctx context.Context, events []pipeline.Event) []e
 // for attempts it never had.
 func TestSlowBatchesNoRedelivery(t *testing.T) {
 	l := newLocal(t, qdrantstore.Config{})
-	chunker, err := pipeline.NewChunker(300, 30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stage, err := ingest.NewStage(ingest.StageConfig{
-		Sink: l.store, Versions: l.register, Embedder: l.embedder, Chunker: chunker, AutoCreate: func(string) bool { return true },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stage := l.newStage(t, ingest.StageConfig{AutoCreate: func(string) bool { return true }})
 	w, err := worker.New(t.Context(), worker.Config{
 		JetStream: l.js, Processor: slowProcessor{stage, 2500 * time.Millisecond}, Metrics: telemetry.NewMetrics(),
 		BatchSize: 4, Concurrency: 1, AckWait: time.Second, MaxDeliver: 2,
