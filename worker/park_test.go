@@ -116,8 +116,9 @@ func TestHangingCollectionDetached(t *testing.T) {
 }
 
 // TestParkedAttemptsCount: attempts count across parking: an event failing
-// transiently is dead-lettered after MaxDeliver attempts, the first on the
-// shared consumer and the others parked, each after the retry delay.
+// transiently is dead-lettered with the last error after MaxDeliver
+// attempts, the first on the shared consumer and the others parked, each
+// after the retry delay.
 func TestParkedAttemptsCount(t *testing.T) {
 	t.Parallel()
 	st := &stage{decide: func(context.Context, pipeline.Event, int) error { return errors.New("qdrant: unavailable") }}
@@ -127,7 +128,7 @@ func TestParkedAttemptsCount(t *testing.T) {
 	h.publish("rag.ingest.alice.docs", body, nil)
 	dls := h.waitDeadLetters(1, 10*time.Second)
 	h.waitSettled(10 * time.Second)
-	checkDeadLetter(t, dls[0], "rag.dlq.alice.docs", "rag.ingest.alice.docs", body, "9", "still failing after 4 attempts")
+	checkDeadLetter(t, dls[0], "rag.dlq.alice.docs", "rag.ingest.alice.docs", body, "9", "still failing after 4 attempts: qdrant: unavailable")
 	calls := st.Calls()
 	if len(calls) != 4 {
 		t.Fatalf("%d attempts, want 4", len(calls))

@@ -206,25 +206,6 @@ func TestPermanentDeadLettered(t *testing.T) {
 	}
 }
 
-// TestMaxDeliverDeadLetters: an event still failing after MaxDeliver
-// attempts is dead-lettered with the last error.
-func TestMaxDeliverDeadLetters(t *testing.T) {
-	t.Parallel()
-	st := &stage{decide: func(context.Context, pipeline.Event, int) error { return errors.New("qdrant: connection refused") }}
-	h := newHarness(t, worker.Config{MaxDeliver: 3, MaxRetryDelay: 20 * time.Millisecond}, st)
-	h.run()
-	body := `{"doc_id":"a","text":"hello","version":5}`
-	h.publish("rag.ingest.alice.docs", body, nil)
-	dls := h.waitDeadLetters(1, 10*time.Second)
-	h.waitSettled(10 * time.Second)
-	checkDeadLetter(t, dls[0], "rag.dlq.alice.docs", "rag.ingest.alice.docs", body, "5",
-		"still failing after 3 attempts: qdrant: connection refused")
-	if n := len(st.Calls()); n != 3 {
-		t.Errorf("%d calls, want 3", n)
-	}
-	h.wantEvents("docs", 0, 2, 1)
-}
-
 // TestDeliveredTooOftenDeadLettered: a message already delivered more than
 // MaxDeliver times (earlier attempts died without settling it, as in a
 // crash) is dead-lettered without reaching the stage.
