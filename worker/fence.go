@@ -17,8 +17,9 @@ func (h *held) renew(msgs []jetstream.Msg, sent time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, m := range msgs {
-		if _, ok := h.started[m]; ok {
-			h.started[m] = sent
+		if hm, ok := h.msgs[m]; ok {
+			hm.started = sent
+			h.msgs[m] = hm
 		}
 	}
 	close(h.renewed)
@@ -32,8 +33,8 @@ func (h *held) expiry(ds []*delivery) (time.Time, <-chan struct{}) {
 	defer h.mu.Unlock()
 	var first time.Time
 	for _, d := range ds {
-		if t, ok := h.started[d.msg]; ok && (first.IsZero() || t.Before(first)) {
-			first = t
+		if hm, ok := h.msgs[d.msg]; ok && (first.IsZero() || hm.started.Before(first)) {
+			first = hm.started
 		}
 	}
 	if first.IsZero() { // none held: nothing to fence

@@ -22,17 +22,21 @@ type held struct {
 	lease time.Duration // how long a lease surely lasts after it starts (see fence)
 
 	mu      sync.Mutex
-	msgs    map[jetstream.Msg]int       // message -> its size
-	started map[jetstream.Msg]time.Time // message -> start of its current lease
+	msgs    map[jetstream.Msg]heldMsg
 	bytes   int
 	freed   chan struct{} // closed, and replaced, when messages leave the set
 	renewed chan struct{} // closed, and replaced, when leases are renewed
 }
 
+// heldMsg is what the set keeps of a message.
+type heldMsg struct {
+	size    int       // bytes
+	started time.Time // start of its current lease
+}
+
 func newHeld(limit int, lease time.Duration) *held {
 	return &held{
-		limit: limit, lease: lease,
-		msgs: make(map[jetstream.Msg]int), started: make(map[jetstream.Msg]time.Time),
+		limit: limit, lease: lease, msgs: make(map[jetstream.Msg]heldMsg),
 		freed: make(chan struct{}), renewed: make(chan struct{}),
 	}
 }
@@ -57,8 +61,7 @@ func (h *held) admit(ctx context.Context, m jetstream.Msg) bool {
 	for {
 		h.mu.Lock()
 		if h.bytes == 0 || h.limit <= 0 || h.bytes+n <= h.limit {
-			h.msgs[m] = n
-			h.started[m] = time.Now()
+			h.msgs[m] = heldMsg{size: n, started: time.Now()}
 			h.bytes += n
 			h.mu.Unlock()
 			return true
@@ -80,10 +83,9 @@ func (h *held) remove(msgs ...jetstream.Msg) {
 	defer h.mu.Unlock()
 	removed := false
 	for _, m := range msgs {
-		if n, ok := h.msgs[m]; ok {
+		if hm, ok := h.msgs[m]; ok {
 			delete(h.msgs, m)
-			delete(h.started, m)
-			h.bytes -= n
+			h.bytes -= hm.size
 			removed = true
 		}
 	}
