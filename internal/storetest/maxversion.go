@@ -1,31 +1,21 @@
 package storetest
 
 import (
-	"context"
 	"errors"
 	"testing"
 
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
-// maxVersioner is the store's part in the version floor a worker starts its
-// ingest stream above (lww.Floor).
-type maxVersioner interface {
-	MaxVersion(ctx context.Context, collection string) (uint64, error)
-}
-
-// testMaxVersion checks MaxVersion: the highest version of any stored point,
-// exact up to pipeline.MaxVersion, 0 for an empty collection; a document
-// deleted leaves nothing behind; an unknown collection is
-// ErrUnknownCollection.
+// testMaxVersion checks MaxVersion, the store's part in the version floor a
+// worker starts its ingest stream above (lww.Floor): the highest version of
+// any stored point, exact up to pipeline.MaxVersion, 0 for an empty
+// collection; a document deleted leaves nothing behind; an unknown
+// collection is ErrUnknownCollection.
 func testMaxVersion(t *testing.T, s Store) {
-	m, ok := s.(maxVersioner)
-	if !ok {
-		t.Fatalf("%T has no MaxVersion", s)
-	}
 	expect := func(coll string, want uint64) {
 		t.Helper()
-		got, err := m.MaxVersion(t.Context(), coll)
+		got, err := s.MaxVersion(t.Context(), coll)
 		if err != nil || got != want {
 			t.Fatalf("MaxVersion(%s) = %d, %v; want %d", coll, got, err, want)
 		}
@@ -42,7 +32,7 @@ func testMaxVersion(t *testing.T, s Store) {
 	Apply(t, s, "maxversion", Write("carol", "d", pipeline.MaxVersion, 0))
 	expect("maxversion", pipeline.MaxVersion-2)
 
-	if _, err := m.MaxVersion(t.Context(), "no_such_collection"); !errors.Is(err, pipeline.ErrUnknownCollection) {
+	if _, err := s.MaxVersion(t.Context(), "no_such_collection"); !errors.Is(err, pipeline.ErrUnknownCollection) {
 		t.Fatalf("MaxVersion of an unknown collection: %v, want ErrUnknownCollection", err)
 	}
 }

@@ -20,15 +20,7 @@ type StatusReader interface {
 // testStatus checks Status (what a search can find of each document: its
 // version and chunk count, keyed by doc_id) under tenant scoping, after
 // shrinks and deletes, for a thousand doc_ids at once, and CollectionExists.
-// A Store that is no StatusReader skips it.
-func testStatus(t *testing.T, st Store) {
-	s, ok := st.(interface {
-		Store
-		StatusReader
-	})
-	if !ok {
-		t.Skipf("%T has no Status and CollectionExists", st)
-	}
+func testStatus(t *testing.T, s Store) {
 	Ensure(t, s, "status", pipeline.Cosine)
 	Apply(t, s, "status",
 		Write("alice", "a", 3, 2), Write("alice", "b/ü 日本", 7, 1), Write("alice", "gone", 1, 1),

@@ -15,11 +15,13 @@ import (
 
 // Store is what the contract suite needs of a vector store: what ingest
 // writes through (ingest.Sink, ingest.VectorSource), what the search service
-// reads (Search, List; Status and CollectionExists of StatusReader when the
-// store has them), and Scroll to read every stored point back.
+// reads (Search, List, StatusReader), MaxVersion (lww.StoredVersions), and
+// Scroll to read every stored point back.
 type Store interface {
 	ingest.Sink
 	ingest.VectorSource
+	StatusReader
+	MaxVersion(ctx context.Context, collection string) (uint64, error)
 	Search(ctx context.Context, collection string, q pipeline.Query) ([]pipeline.Hit, error)
 	List(ctx context.Context, collection, userID string, limit int, cursor string) (docs []pipeline.Doc, next string, err error)
 	Scroll(ctx context.Context, collection, after string, limit int) ([]pipeline.Point, string, error)
