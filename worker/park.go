@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/ragpipe/ragpipe/internal/retry"
 )
 
 // ParkedStream holds the events of failing collections, away from the
@@ -382,7 +383,7 @@ func (p *parking) consume(cons jetstream.Consumer) {
 				if _, err := cons.Info(p.run); errors.Is(err, jetstream.ErrConsumerNotFound) {
 					return // deleted as idle
 				}
-				sleep(p.run, time.Second)
+				_ = retry.Sleep(p.run, time.Second)
 			}
 			continue
 		}
@@ -405,7 +406,7 @@ func (p *parking) consume(cons jetstream.Consumer) {
 		o := w.process(p.work, batch, true)
 		<-p.slots
 		if o.failed && !o.succeeded {
-			sleep(p.run, w.retryDelay(o.minAttempt))
+			_ = retry.Sleep(p.run, w.retryDelay(o.minAttempt))
 		}
 	}
 }
@@ -434,14 +435,4 @@ func fetch(ctx context.Context, cons jetstream.Consumer, n, maxBytes int, wait t
 		return msgs, err
 	}
 	return msgs, nil
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
