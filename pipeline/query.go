@@ -18,14 +18,44 @@ const (
 // Query is one search, always scoped to one tenant.
 type Query struct {
 	UserID string    // the tenant, from the request subject; every hit belongs to it
-	Vector []float32 // the query embedding
-	TopK   int       // most hits to return, 1-100
+	Vector []float32 // the query embedding; nil in ModeKeyword
+	// Keywords holds the query's terms (QueryKeywords); nil in ModeDense.
+	Keywords *SparseVector
+	// Mode chooses dense, keyword or fused results; "" (ModeAuto) is
+	// ModeHybrid where the collection has keyword vectors, else ModeDense.
+	Mode SearchMode
+	TopK int // most hits to return, 1-100
 	// Filter holds metadata equality conditions: every key must match one
 	// of its values (string, int64, float64 or bool).
 	Filter map[string][]any
 	// ScoreThreshold drops hits scoring below it when not nil.
 	ScoreThreshold *float32
 }
+
+// SearchMode is how a search ranks chunks (CONTRACT §4).
+type SearchMode string
+
+// The search modes. A store answers ModeKeyword and ModeHybrid only for a
+// collection with keyword vectors; otherwise it fails with ErrNoKeywords.
+const (
+	ModeAuto    SearchMode = ""        // hybrid where keyword vectors exist, else dense
+	ModeHybrid  SearchMode = "hybrid"  // dense and keyword results fused by reciprocal rank
+	ModeDense   SearchMode = "dense"   // the embedding alone
+	ModeKeyword SearchMode = "keyword" // the keyword vector alone
+)
+
+// Hybrid fusion, the same in every store: each of the dense and keyword
+// searches returns PrefetchLimit(topK) candidates, and a chunk's fused score
+// is the sum over both lists of 1/(RRFK + rank), rank counted from 1.
+const RRFK = 60
+
+// PrefetchLimit is how many candidates each side of a hybrid search returns
+// before fusion: enough that a chunk ranked well by only one side survives.
+func PrefetchLimit(topK int) int { return max(4*topK, 40) }
+
+// ErrNoKeywords reports a keyword or hybrid search of a collection created
+// without keyword vectors; it is permanent (the request is refused, 400).
+var ErrNoKeywords = Permanent(errors.New("the collection has no keyword vectors (it was created before them); search it with mode dense, or rebuild it with ragpipe reindex"))
 
 // Hit is one matching chunk.
 type Hit struct {

@@ -41,6 +41,16 @@ type Point struct {
 	// TextHash identifies the text and the model its vector came from (see
 	// TextHash); empty when the vector was not embedded by ragpipe.
 	TextHash string
+	// Keywords is the chunk's keyword vector (Keywords); nil when the text
+	// is empty. Stores keep it only in collections with keyword vectors.
+	Keywords *SparseVector
+}
+
+// SparseVector is a keyword vector: term ids (hashes of the terms, strictly
+// ascending) and their weights, of equal length.
+type SparseVector struct {
+	Indices []uint32
+	Values  []float32
 }
 
 // DocWrite is the effect of one event on the store: the points of its version
