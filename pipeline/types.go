@@ -100,6 +100,10 @@ type Collection struct {
 	// Shards, ReplicationFactor and WriteConsistency lay the collection out
 	// when it is created in a cluster; 0 takes the store's defaults.
 	Shards, ReplicationFactor, WriteConsistency uint32
+	// Keywords reports whether the collection stores keyword vectors (points'
+	// Keywords) for keyword and hybrid search. Collections ragpipe creates
+	// have them; collections created before them do not.
+	Keywords bool
 }
 
 // BatchError is returned when some items of a call failed permanently and

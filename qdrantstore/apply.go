@@ -41,14 +41,14 @@ import (
 // exact up to 2^53; above that, versions closer than float64's spacing there
 // (e.g. 256 near 1.7e18, nanosecond timestamps) are indistinguishable.
 func (q *Store) Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error {
-	dims := 0 // unknown: Qdrant checks
+	var shape pipeline.Collection // unknown (zero): Qdrant checks the dimensions
 	if c, ok := q.known.Load(collection); ok {
-		dims = c.(pipeline.Collection).Dims
+		shape = c.(pipeline.Collection)
 	}
 	units := make([]unit, 0, len(writes))
 	errs := make([]error, len(writes))
 	for i := range writes {
-		u, err := q.writeUnit(&writes[i], dims)
+		u, err := q.writeUnit(&writes[i], shape)
 		if err != nil {
 			errs[i] = pipeline.Permanent(err)
 			continue
@@ -74,9 +74,11 @@ func (q *Store) Prune(ctx context.Context, collection string, docs []pipeline.Do
 	return q.run(ctx, "prune", collection, units, errs)
 }
 
-// writeUnit builds the unit of one write. With dims > 0 it checks vector
-// lengths, sparing Qdrant a batch it would refuse.
-func (q *Store) writeUnit(w *pipeline.DocWrite, dims int) (unit, error) {
+// writeUnit builds the unit of one write for a collection of shape c. With
+// c.Dims > 0 it checks vector lengths, sparing Qdrant a batch it would
+// refuse; with c.Keywords it stores the points' keyword vectors.
+func (q *Store) writeUnit(w *pipeline.DocWrite, c pipeline.Collection) (unit, error) {
+	dims := c.Dims
 	if err := pipeline.CheckDoc(w.UserID, w.DocID, w.Version); err != nil {
 		return unit{}, err
 	}
@@ -87,7 +89,7 @@ func (q *Store) writeUnit(w *pipeline.DocWrite, dims int) (unit, error) {
 			return unit{}, fmt.Errorf("point %s of %s/%s: vector of %d dimensions, collection has %d",
 				w.Points[i].ID, w.UserID, w.DocID, n, dims)
 		}
-		p, err := pointStruct(w, &w.Points[i])
+		p, err := pointStruct(w, &w.Points[i], c.Keywords)
 		if err != nil {
 			return unit{}, err
 		}

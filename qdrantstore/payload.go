@@ -23,8 +23,8 @@ const (
 )
 
 // pointStruct converts p, a point of w, to its Qdrant form, after
-// pipeline.CheckPoint.
-func pointStruct(w *pipeline.DocWrite, p *pipeline.Point) (*qdrant.PointStruct, error) {
+// pipeline.CheckPoint; with keywords, its keyword vector goes with it.
+func pointStruct(w *pipeline.DocWrite, p *pipeline.Point, keywords bool) (*qdrant.PointStruct, error) {
 	if err := pipeline.CheckPoint(w, p); err != nil {
 		return nil, err
 	}

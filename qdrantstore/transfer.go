@@ -108,7 +108,7 @@ func (q *Store) Upsert(ctx context.Context, collection string, points []pipeline
 	structs := make([]*qdrant.PointStruct, len(points))
 	for i := range points {
 		p := &points[i]
-		ps, err := pointStruct(&pipeline.DocWrite{UserID: p.UserID, DocID: p.DocID, Version: p.Version}, p)
+		ps, err := pointStruct(&pipeline.DocWrite{UserID: p.UserID, DocID: p.DocID, Version: p.Version}, p, false)
 		if err != nil {
 			return pipeline.Permanent(fmt.Errorf("qdrant upsert %q: %w", collection, err))
 		}
