@@ -30,6 +30,9 @@ type coll struct {
 	dims int
 	dist pipeline.Distance
 	dir  string
+	// keywords says whether points keep keyword vectors (keyword and hybrid
+	// search).
+	keywords bool
 
 	wsem chan struct{} // held by the one writer (Apply, Prune, Upsert, compaction)
 	// Guarded by wsem:
@@ -37,6 +40,10 @@ type coll struct {
 	gen      uint64
 	snapSize int64
 	broken   error // set when the log's state on disk is unknown
+	// legacy is set when the snapshot or log holds points stored without
+	// keyword vectors, which were computed at load: compaction rewrites them
+	// with theirs, so that the next load need not.
+	legacy bool
 
 	brokenMsg atomic.Pointer[error] // broken, readable without wsem
 
@@ -46,9 +53,9 @@ type coll struct {
 
 func newColl(dir string, c pipeline.Collection) *coll {
 	return &coll{
-		name: c.Name, dims: c.Dims, dist: c.Distance, dir: dir,
+		name: c.Name, dims: c.Dims, dist: c.Distance, dir: dir, keywords: c.Keywords,
 		wsem: make(chan struct{}, 1),
-		st:   newState(c.Dims),
+		st:   newState(c.Dims, c.Keywords),
 	}
 }
 
@@ -68,9 +75,10 @@ func (c *coll) lockWriter(ctx context.Context) (unlock func(), err error) {
 }
 
 // compactionDue reports whether the log has outgrown both the threshold and
-// the snapshot. The caller holds wsem.
+// the snapshot, or whether legacy points are to be rewritten. The caller
+// holds wsem.
 func (c *coll) compactionDue(threshold int64) bool {
-	return c.wal.size >= threshold && c.wal.size >= c.snapSize
+	return c.legacy || c.wal.size >= threshold && c.wal.size >= c.snapSize
 }
 
 // setBroken makes the collection refuse writes until the store is reopened.

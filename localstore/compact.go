@@ -108,7 +108,7 @@ func (c *coll) compact(ctx context.Context, log zerolog.Logger) error {
 		return err
 	}
 	old := c.wal
-	c.wal, c.gen, c.snapSize = w, gen, size
+	c.wal, c.gen, c.snapSize, c.legacy = w, gen, size, false
 	old.close()
 	for _, name := range []string{snapName(gen - 1), logName(gen - 1)} {
 		if err := os.Remove(filepath.Join(c.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -9,6 +9,8 @@ import (
 	"io"
 	"math"
 	"os"
+
+	"github.com/ragpipe/ragpipe/pipeline"
 )
 
 // maxValueDepth bounds the nesting of decoded metadata values.
@@ -135,9 +137,10 @@ func (d *dec) take(n int) []byte {
 
 func (d *dec) str() string { return string(d.take(d.count(1))) }
 
-// pointBody decodes what record.pointBody encoded; the vector goes into
-// p.vec, which must have the collection's dimensions.
-func (d *dec) pointBody(p *pointIn) {
+// pointBody decodes what record.pointBody encoded, with its keyword vector
+// when withKw; the vector goes into p.vec, which must have the collection's
+// dimensions.
+func (d *dec) pointBody(p *pointIn, withKw bool) {
 	copy(p.id[:], d.take(len(p.id)))
 	p.chunk = int(d.varint())
 	p.count = int(d.varint())
@@ -157,6 +160,35 @@ func (d *dec) pointBody(p *pointIn) {
 	for i := range p.vec {
 		p.vec[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 	}
+	p.kw = nil
+	if withKw {
+		p.kw = d.keywords()
+	}
+}
+
+// keywords decodes what record.keywords encoded; nil for an empty vector.
+func (d *dec) keywords() *pipeline.SparseVector {
+	n := d.count(5) // a delta of at least one byte and a value of four
+	if n == 0 {
+		return nil
+	}
+	kw := &pipeline.SparseVector{Indices: make([]uint32, n), Values: make([]float32, n)}
+	var prev uint64
+	for i := range n {
+		prev += d.uvarint()
+		if prev > math.MaxUint32 {
+			d.fail()
+		}
+		kw.Indices[i] = uint32(prev)
+	}
+	raw := d.take(4 * n)
+	if d.err != nil {
+		return nil
+	}
+	for i := range kw.Values {
+		kw.Values[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+	}
+	return kw
 }
 
 func (d *dec) value(depth int) any {

@@ -26,6 +26,30 @@
 // float64 any number equal to it (as a range gte=lte); a key naming an array
 // matches when any element does.
 //
+// # Keyword vectors
+//
+// Collections the store creates have keyword vectors (pipeline.Collection
+// Keywords): each point keeps its pipeline.Point.Keywords, or one computed
+// from its text with pipeline.Keywords when it comes without. Each tenant
+// has an inverted index, the postings (slot, weight) of its points by term,
+// and the collection counts the points with a keyword vector (N) and, per
+// term, those containing it (n), updated by every write and delete, for the
+// idf of Qdrant's idf modifier: ln(1 + (N - n + 0.5)/(n + 0.5)). A keyword
+// search adds up query weight × idf × stored weight over the postings of
+// the query's terms in the tenant, then applies the filter and the
+// threshold to the points it touched and keeps the best. A hybrid search
+// takes pipeline.PrefetchLimit(top_k) candidates from the dense scan and
+// from the keyword index, both filtered, and fuses them by reciprocal rank
+// (pipeline.RRFK); the threshold applies to the fused score, equal scores
+// are ordered by point id. ModeAuto is hybrid for a query with keywords in
+// a collection with keyword vectors, else dense.
+//
+// A data directory written before keyword vectors (a snapshot header
+// without flags, records of the kinds without keyword vectors) loads as
+// collections with keyword vectors, computed from the points' texts as they
+// are read; the compactor then rewrites such a collection at once, so that
+// the next load reads them instead.
+//
 // # Durability
 //
 // Every collection is a directory under Config.Dir holding a snapshot

@@ -24,7 +24,8 @@ type payload struct {
 	text    string
 	meta    map[string]any // plain values, as pipeline.PlainMetadata returns them; never nil
 	version uint64
-	hash    string // pipeline.Point.TextHash; empty when none
+	hash    string                 // pipeline.Point.TextHash; empty when none
+	kw      *pipeline.SparseVector // keyword vector; nil when none
 }
 
 // pointIn is a validated point on its way into the store.
@@ -51,6 +52,9 @@ type entry struct {
 	payload
 	t    *tenant
 	slot int
+	// kwPos holds, for each term of kw, the position of the point's posting
+	// in its tenant's list of that term; nil while kw is not indexed.
+	kwPos []int32
 }
 
 // tenant holds one user's points, vectors contiguous in blocks.
@@ -60,6 +64,7 @@ type tenant struct {
 	blocks [][]float32 // blocks[i] holds slots i*blockPoints...; only the last is partly filled
 	pts    []*entry    // by slot
 	docs   map[string][]*entry
+	post   map[uint32][]posting // the keyword index: postings by term
 }
 
 // vec is the vector in slot.
@@ -94,6 +99,7 @@ func (t *tenant) remove(e *entry) {
 		moved := t.pts[last]
 		copy(t.vec(e.slot), t.vec(last))
 		t.pts[e.slot], moved.slot = moved, e.slot
+		t.reslotKeywords(moved)
 	}
 	t.pts[last] = nil
 	t.pts = t.pts[:last]
@@ -128,10 +134,16 @@ type state struct {
 	dims    int
 	points  map[uuid.UUID]*entry
 	tenants map[string]*tenant
+	kw      kwStats // keyword statistics, kept only when keywords is set
+	// keywords says whether the collection stores keyword vectors.
+	keywords bool
 }
 
-func newState(dims int) *state {
-	return &state{dims: dims, points: make(map[uuid.UUID]*entry), tenants: make(map[string]*tenant)}
+func newState(dims int, keywords bool) *state {
+	return &state{
+		dims: dims, points: make(map[uuid.UUID]*entry), tenants: make(map[string]*tenant),
+		kw: kwStats{df: make(map[uint32]int32)}, keywords: keywords,
+	}
 }
 
 // put stores in. With cond, an existing point whose version is above limit
@@ -148,7 +160,9 @@ func (s *state) put(in *pointIn, cond bool, limit uint64) {
 				t.unindex(e)
 				t.docs[in.doc] = append(t.docs[in.doc], e)
 			}
+			s.unindexKeywords(e)
 			e.payload = in.payload
+			s.indexKeywords(e)
 			copy(t.vec(e.slot), in.vec)
 			return
 		}
@@ -156,17 +170,19 @@ func (s *state) put(in *pointIn, cond bool, limit uint64) {
 	}
 	t := s.tenants[in.user]
 	if t == nil {
-		t = &tenant{id: in.user, dims: s.dims, docs: make(map[string][]*entry)}
+		t = &tenant{id: in.user, dims: s.dims, docs: make(map[string][]*entry), post: make(map[uint32][]posting)}
 		s.tenants[in.user] = t
 	}
 	e := &entry{payload: in.payload}
 	t.add(e, in.vec)
+	s.indexKeywords(e)
 	s.points[in.id] = e
 }
 
 // remove deletes a stored point.
 func (s *state) remove(e *entry) {
 	t := e.t
+	s.unindexKeywords(e)
 	t.remove(e)
 	delete(s.points, e.id)
 	if len(t.pts) == 0 {
@@ -237,6 +253,10 @@ func (c *coll) preparePoint(w *pipeline.DocWrite, p *pipeline.Point) (pointIn, e
 	if err != nil {
 		return pointIn{}, fmt.Errorf("point %s: metadata: %w", p.ID, err)
 	}
+	kw, err := c.keywordsOf(p.Keywords, p.Text)
+	if err != nil {
+		return pointIn{}, fmt.Errorf("point %s: keywords: %w", p.ID, err)
+	}
 	vec := make([]float32, c.dims)
 	copy(vec, p.Vector)
 	if c.dist == pipeline.Cosine {
@@ -245,7 +265,7 @@ func (c *coll) preparePoint(w *pipeline.DocWrite, p *pipeline.Point) (pointIn, e
 	return pointIn{
 		payload: payload{
 			id: id, user: w.UserID, doc: w.DocID, chunk: p.ChunkIndex, count: p.ChunkCount,
-			text: p.Text, meta: meta, version: w.Version, hash: p.TextHash,
+			text: p.Text, meta: meta, version: w.Version, hash: p.TextHash, kw: kw,
 		},
 		vec: vec,
 	}, nil

@@ -41,7 +41,7 @@ func (s *Store) read(ctx context.Context, collection string, f func(c *coll) err
 	return f(c)
 }
 
-// Scroll returns up to limit points of collection, with vectors and payload,
+// Scroll returns up to limit points of collection, with vectors (keyword vectors too) and payload,
 // in point id order, starting after the point id after ("" for the
 // beginning), and the cursor of the next page: the last id returned, or ""
 // after the last page. A caller that stops may resume from the last id it
@@ -84,6 +84,7 @@ func (s *Store) Scroll(ctx context.Context, collection, after string, limit int)
 				Metadata:   copyMap(p.meta),
 				Version:    p.version,
 				TextHash:   p.hash,
+				Keywords:   cloneSparse(p.kw),
 			}
 		}
 		return nil

@@ -4,16 +4,28 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"math"
+
+	"github.com/ragpipe/ragpipe/pipeline"
 )
 
-// Record kinds; the first byte of a record's body.
+// Record kinds; the first byte of a record's body. Points of opApply and
+// opUpsert records carry no keyword vector: those kinds are only read, from
+// data written before keyword vectors, and their points get keyword vectors
+// computed from their text as they are loaded.
 const (
-	opConfig byte = 1 + iota // snapshot header: name, dims, distance
-	opApply                  // Apply: writes with their points
-	opPrune                  // Prune: documents and version bounds
-	opUpsert                 // Upsert and snapshot contents: points with their tenant, document and version
-	opEnd                    // snapshot trailer: number of points
+	opConfig   byte = 1 + iota // snapshot header: name, dims, distance, then flags (flagKeywords)
+	opApply                    // Apply, points without keyword vectors
+	opPrune                    // Prune: documents and version bounds
+	opUpsert                   // Upsert and snapshot contents, points without keyword vectors
+	opEnd                      // snapshot trailer: number of points
+	opApplyKw                  // Apply: writes with their points
+	opUpsertKw                 // Upsert and snapshot contents: points with their tenant, document and version
 )
+
+// flagKeywords, in the flags of a snapshot header, marks a collection with
+// keyword vectors. A header without flags is one written before keyword
+// vectors: its collection gets them.
+const flagKeywords = 1
 
 // recHeader frames every record: a uint32 length, then a uint32 CRC-32C of
 // the length and the body.
@@ -32,7 +44,11 @@ func newRecord(op byte, size int) *record {
 
 // pointSize estimates the encoded size of a point.
 func pointSize(p *pointIn) int {
-	return 64 + len(p.user) + len(p.doc) + len(p.text) + len(p.hash) + 32*len(p.meta) + 4*len(p.vec)
+	n := 64 + len(p.user) + len(p.doc) + len(p.text) + len(p.hash) + 32*len(p.meta) + 4*len(p.vec)
+	if p.kw != nil {
+		n += 8 * len(p.kw.Indices)
+	}
+	return n
 }
 
 // finish fills in the header and returns the framed record.
@@ -63,6 +79,25 @@ func (r *record) pointBody(p *pointIn) {
 	r.b = binary.LittleEndian.AppendUint32(r.b, uint32(len(p.vec)))
 	for _, x := range p.vec {
 		r.b = binary.LittleEndian.AppendUint32(r.b, math.Float32bits(x))
+	}
+	r.keywords(p.kw)
+}
+
+// keywords encodes a keyword vector (nil as empty): its length, its indices
+// as ascending deltas, its values.
+func (r *record) keywords(kw *pipeline.SparseVector) {
+	if kw == nil {
+		r.uvarint(0)
+		return
+	}
+	r.uvarint(uint64(len(kw.Indices)))
+	prev := uint32(0)
+	for _, x := range kw.Indices {
+		r.uvarint(uint64(x - prev))
+		prev = x
+	}
+	for _, v := range kw.Values {
+		r.b = binary.LittleEndian.AppendUint32(r.b, math.Float32bits(v))
 	}
 }
 
@@ -122,7 +157,7 @@ func encodeApply(ws []writeIn) []byte {
 			size += pointSize(&ws[i].points[j])
 		}
 	}
-	r := newRecord(opApply, size)
+	r := newRecord(opApplyKw, size)
 	r.uvarint(uint64(len(ws)))
 	for i := range ws {
 		w := &ws[i]
@@ -157,7 +192,7 @@ func encodeUpsert(ps []pointIn) []byte {
 	for i := range ps {
 		size += pointSize(&ps[i])
 	}
-	r := newRecord(opUpsert, size)
+	r := newRecord(opUpsertKw, size)
 	r.uvarint(uint64(len(ps)))
 	for i := range ps {
 		p := &ps[i]

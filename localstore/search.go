@@ -18,32 +18,30 @@ import (
 const parallelScanElems = 1 << 18
 
 // Search returns the best hits of q among q.UserID's points of collection,
-// best first (see the package documentation for scores, thresholds and
-// filters). It never returns another tenant's points. A query
-// pipeline.Query.Validate refuses, or a vector of other dimensions than the
-// collection's, is a permanent error; an unknown collection wraps
-// pipeline.ErrUnknownCollection. It holds the collection for reading:
-// searches run concurrently with each other and wait only for the in-memory
-// part of a write.
+// best first, ranked as q.Mode says: by the dense vector, by the keyword
+// vector, or both fused by reciprocal rank (hybrid, each side taking
+// pipeline.PrefetchLimit(q.TopK) candidates); ModeAuto is hybrid in a
+// collection with keyword vectors for a query with keywords, else dense, so
+// that a query by vector alone keeps its dense scores (see the package
+// documentation for scores, thresholds and filters, which apply in every
+// mode). It never returns another tenant's points. A query
+// pipeline.Query.Validate refuses, a vector of other dimensions than the
+// collection's, or a keyword or hybrid search of a collection without
+// keyword vectors (pipeline.ErrNoKeywords) is a permanent error; an unknown
+// collection wraps pipeline.ErrUnknownCollection. It holds the collection
+// for reading: searches run concurrently with each other and wait only for
+// the in-memory part of a write.
 func (s *Store) Search(ctx context.Context, collection string, q pipeline.Query) ([]pipeline.Hit, error) {
-	if err := q.Validate(); err != nil {
+	if err := validQuery(&q); err != nil {
 		return nil, pipeline.Permanent(fmt.Errorf("embedded search in %q: %w", collection, err))
 	}
 	hits := []pipeline.Hit{}
 	err := s.read(ctx, collection, func(c *coll) error {
-		if len(q.Vector) != c.dims {
-			return pipeline.Permanent(fmt.Errorf("embedded search in %q: query vector of %d dimensions, collection has %d",
-				collection, len(q.Vector), c.dims))
+		cands, err := c.search(&q, s.cfg.SearchParallelism)
+		if err != nil {
+			return fmt.Errorf("embedded search in %q: %w", collection, err)
 		}
-		t := c.st.tenants[q.UserID]
-		if t == nil {
-			return nil
-		}
-		sc := scan{dist: c.dist, q: slices.Clone(q.Vector), conds: conditions(q.Filter), topK: q.TopK, threshold: q.ScoreThreshold}
-		if c.dist == pipeline.Cosine {
-			normalize(sc.q)
-		}
-		for _, h := range sc.run(t, s.cfg.SearchParallelism) {
+		for _, h := range cands {
 			hits = append(hits, pipeline.Hit{
 				DocID:      h.e.doc,
 				ChunkIndex: h.e.chunk,
@@ -59,6 +57,75 @@ func (s *Store) Search(ctx context.Context, collection string, q pipeline.Query)
 		return nil, err
 	}
 	return hits, nil
+}
+
+// validQuery is pipeline.Query.Validate, and a known mode with what it needs:
+// a keyword search needs no vector, and its keyword vector must be valid.
+func validQuery(q *pipeline.Query) error {
+	switch q.Mode {
+	case pipeline.ModeAuto, pipeline.ModeHybrid, pipeline.ModeDense:
+		return q.Validate()
+	case pipeline.ModeKeyword:
+		v := *q
+		if len(v.Vector) == 0 {
+			v.Vector = []float32{0} // Validate asks for one, which keyword search does without
+		}
+		if err := v.Validate(); err != nil {
+			return err
+		}
+		if q.Keywords != nil {
+			if err := checkSparse(q.Keywords); err != nil {
+				return fmt.Errorf("query keywords: %w", err)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("mode %s: want hybrid, dense or keyword", pipeline.ShortQuote(string(q.Mode)))
+}
+
+// search ranks q.UserID's points for q; the caller holds c.mu for reading.
+func (c *coll) search(q *pipeline.Query, workers int) ([]cand, error) {
+	mode := q.Mode
+	if mode == pipeline.ModeAuto {
+		mode = pipeline.ModeDense
+		if c.keywords && q.Keywords != nil && len(q.Keywords.Indices) > 0 {
+			mode = pipeline.ModeHybrid
+		}
+	}
+	if mode != pipeline.ModeDense && !c.keywords {
+		return nil, pipeline.ErrNoKeywords
+	}
+	if mode != pipeline.ModeKeyword && len(q.Vector) != c.dims {
+		return nil, pipeline.Permanent(fmt.Errorf("query vector of %d dimensions, collection has %d", len(q.Vector), c.dims))
+	}
+	if mode != pipeline.ModeDense && q.Keywords != nil {
+		if err := checkSparse(q.Keywords); err != nil {
+			return nil, pipeline.Permanent(fmt.Errorf("query keywords: %w", err))
+		}
+	}
+	t := c.st.tenants[q.UserID]
+	if t == nil {
+		return nil, nil
+	}
+	conds := conditions(q.Filter)
+	switch mode {
+	case pipeline.ModeDense:
+		return c.scan(q.Vector, conds, q.TopK, q.ScoreThreshold).run(t, workers), nil
+	case pipeline.ModeKeyword:
+		return c.st.keywordSearch(t, q.Keywords, conds, q.TopK, q.ScoreThreshold), nil
+	}
+	limit := pipeline.PrefetchLimit(q.TopK)
+	dense := c.scan(q.Vector, conds, limit, nil).run(t, workers)
+	return fuse(q.TopK, q.ScoreThreshold, dense, c.st.keywordSearch(t, q.Keywords, conds, limit, nil)), nil
+}
+
+// scan prepares a dense search for the best k points satisfying conds.
+func (c *coll) scan(vector []float32, conds []cond, k int, threshold *float32) *scan {
+	sc := &scan{dist: c.dist, q: slices.Clone(vector), conds: conds, topK: k, threshold: threshold}
+	if c.dist == pipeline.Cosine {
+		normalize(sc.q)
+	}
+	return sc
 }
 
 // scan is one search over one tenant.

@@ -60,15 +60,17 @@ func (c *coll) replay(path string, log zerolog.Logger) (int, error) {
 func (c *coll) replayRecord(body []byte, scratch []float32) error {
 	d := &dec{b: body[1:]}
 	switch body[0] {
-	case opApply:
+	case opApply, opApplyKw:
+		withKw := body[0] == opApplyKw
 		for range d.count(3) {
 			user, doc, version := d.str(), d.str(), d.uvarint()
 			for range d.count(1) {
 				p := pointIn{payload: payload{user: user, doc: doc, version: version}, vec: scratch}
-				d.pointBody(&p)
+				d.pointBody(&p, withKw)
 				if d.err != nil {
 					return d.err
 				}
+				c.loaded(&p, withKw)
 				c.st.put(&p, true, version)
 			}
 			c.st.deleteOlder(user, doc, version)
@@ -81,8 +83,8 @@ func (c *coll) replayRecord(body []byte, scratch []float32) error {
 			}
 			c.st.deleteOlder(user, doc, version)
 		}
-	case opUpsert:
-		return c.replayUpsert(d, scratch)
+	case opUpsert, opUpsertKw:
+		return c.replayUpsert(d, scratch, body[0] == opUpsertKw)
 	default:
 		return fmt.Errorf("unexpected record kind %d", body[0])
 	}
@@ -90,17 +92,29 @@ func (c *coll) replayRecord(body []byte, scratch []float32) error {
 }
 
 // replayUpsert stores the points of an upsert record unconditionally.
-func (c *coll) replayUpsert(d *dec, scratch []float32) error {
+func (c *coll) replayUpsert(d *dec, scratch []float32, withKw bool) error {
 	for range d.count(3) {
 		p := pointIn{vec: scratch}
 		p.user, p.doc, p.version = d.str(), d.str(), d.uvarint()
-		d.pointBody(&p)
+		d.pointBody(&p, withKw)
 		if d.err != nil {
 			return d.err
 		}
+		c.loaded(&p, withKw)
 		c.st.put(&p, false, 0)
 	}
 	return d.done()
+}
+
+// loaded completes a point read from a record: one of a kind without
+// keyword vectors gets its keyword vector computed from its text, and the
+// collection is marked for rewriting.
+func (c *coll) loaded(p *pointIn, withKw bool) {
+	if withKw || !c.keywords {
+		return
+	}
+	p.kw, _ = c.keywordsOf(nil, p.text) // computed vectors are valid
+	c.legacy = true
 }
 
 // loadSnapshot reads a complete snapshot; anything less is an error.
@@ -120,7 +134,10 @@ func loadSnapshot(cdir, path string) (*coll, error) {
 		return nil, corrupt(err)
 	}
 	d := &dec{b: body[1:]}
-	cfg := pipeline.Collection{Name: d.str(), Dims: int(d.uvarint()), Distance: pipeline.Distance(d.str())}
+	cfg := pipeline.Collection{Name: d.str(), Dims: int(d.uvarint()), Distance: pipeline.Distance(d.str()), Keywords: true}
+	if len(d.b) > 0 {
+		cfg.Keywords = d.uvarint()&flagKeywords != 0
+	}
 	if err := d.done(); err != nil || body[0] != opConfig || cfg.Dims <= 0 {
 		return nil, corrupt(fmt.Errorf("bad header record (%v)", err))
 	}
@@ -133,8 +150,8 @@ func loadSnapshot(cdir, path string) (*coll, error) {
 		}
 		d := &dec{b: body[1:]}
 		switch body[0] {
-		case opUpsert:
-			if err := c.replayUpsert(d, scratch); err != nil {
+		case opUpsert, opUpsertKw:
+			if err := c.replayUpsert(d, scratch, body[0] == opUpsertKw); err != nil {
 				return nil, corrupt(err)
 			}
 		case opEnd:
@@ -179,6 +196,11 @@ func (c *coll) writeSnapshotTo(ctx context.Context, f *os.File) (int64, error) {
 	e.str(c.name)
 	e.uvarint(uint64(c.dims))
 	e.str(string(c.dist))
+	flags := uint64(0)
+	if c.keywords {
+		flags |= flagKeywords
+	}
+	e.uvarint(flags)
 	if err := put(e.finish()); err != nil {
 		return 0, err
 	}

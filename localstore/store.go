@@ -113,7 +113,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	s.compactor.Go(func() { s.compactLoop(cctx) })
-	s.kickCompactor() // logs left large by the last run
+	s.kickCompactor() // logs left large by the last run, legacy points to rewrite
 	return s, nil
 }
 
@@ -217,11 +217,18 @@ func unknownCollection(name string) error {
 
 // EnsureCollection makes sure collection c exists with c's dimensions and
 // distance (an empty distance means cosine). A missing collection is created
-// when create is true, durably before it returns; otherwise the error wraps
-// pipeline.ErrUnknownCollection. An existing collection of other dimensions
+// when create is true, with keyword vectors (c.Keywords is ignored), durably
+// before it returns; otherwise the error wraps pipeline.ErrUnknownCollection. An existing collection of other dimensions
 // or distance, an invalid name (CONTRACT §1) or invalid dimensions are
 // permanent errors naming both values.
 func (s *Store) EnsureCollection(ctx context.Context, c pipeline.Collection, create bool) error {
+	c.Keywords = true
+	return s.ensureCollection(ctx, c, create)
+}
+
+// ensureCollection is EnsureCollection, creating c with keyword vectors when
+// c.Keywords is set.
+func (s *Store) ensureCollection(ctx context.Context, c pipeline.Collection, create bool) error {
 	if c.Distance == "" {
 		c.Distance = pipeline.Cosine
 	}
@@ -259,7 +266,7 @@ func (s *Store) EnsureCollection(ctx context.Context, c pipeline.Collection, cre
 	}
 	s.colls[c.Name] = nc
 	s.log.Info().Str("collection", c.Name).Int("dims", c.Dims).Str("distance", string(c.Distance)).
-		Msg("created embedded collection")
+		Bool("keywords", c.Keywords).Msg("created embedded collection")
 	return nil
 }
 
@@ -285,7 +292,8 @@ func collMismatch(want pipeline.Collection, have *coll) error {
 	return pipeline.CollectionMismatch("the embedded store", want, pipeline.Collection{Name: want.Name, Dims: have.dims, Distance: have.dist})
 }
 
-// Collections lists the store's collections, by name.
+// Collections lists the store's collections, by name, with their shape
+// (Keywords is set for those with keyword vectors).
 func (s *Store) Collections(ctx context.Context) ([]pipeline.Collection, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -294,7 +302,7 @@ func (s *Store) Collections(ctx context.Context) ([]pipeline.Collection, error) 
 	}
 	out := make([]pipeline.Collection, 0, len(s.colls))
 	for _, c := range s.colls {
-		out = append(out, pipeline.Collection{Name: c.name, Dims: c.dims, Distance: c.dist})
+		out = append(out, pipeline.Collection{Name: c.name, Dims: c.dims, Distance: c.dist, Keywords: c.keywords})
 	}
 	slices.SortFunc(out, func(a, b pipeline.Collection) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil

@@ -176,7 +176,7 @@ func TestEmbeddedMigrationAPI(t *testing.T) {
 	}
 	colls, err := src.Collections(t.Context())
 	if err != nil || !reflect.DeepEqual(colls, []pipeline.Collection{
-		{Name: "a", Dims: storetest.Dims, Distance: pipeline.Dot}, {Name: "b", Dims: storetest.Dims, Distance: pipeline.Euclid},
+		{Name: "a", Dims: storetest.Dims, Distance: pipeline.Dot, Keywords: true}, {Name: "b", Dims: storetest.Dims, Distance: pipeline.Euclid, Keywords: true},
 	}) {
 		t.Fatalf("Collections: %+v, %v", colls, err)
 	}

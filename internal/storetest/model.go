@@ -64,7 +64,9 @@ func (m Model) Clone() Model {
 }
 
 // Diff says how the stored points got differ from m ("" when they do not).
-// Metadata in m must be in stored form (int64, float64, []any).
+// Metadata in m must be in stored form (int64, float64, []any). Keyword
+// vectors are not compared: a store may compute those of points written
+// without one.
 func (m Model) Diff(got []pipeline.Point) string {
 	want := map[string]pipeline.Point{}
 	for _, w := range m {
@@ -73,11 +75,13 @@ func (m Model) Diff(got []pipeline.Point) string {
 			if p.Metadata == nil {
 				p.Metadata = map[string]any{}
 			}
+			p.Keywords = nil
 			want[p.ID] = p
 		}
 	}
 	var problems []string
 	for _, p := range got {
+		p.Keywords = nil
 		w, ok := want[p.ID]
 		switch {
 		case !ok:

@@ -63,6 +63,11 @@ var subtests = []struct {
 	{"Status", testStatus},
 	{"MaxVersion", testMaxVersion},
 	{"SearchErrors", testSearchErrors},
+	{"KeywordSearch", testKeywordSearch},
+	{"HybridSearch", testHybridSearch},
+	{"ModesTenantIsolation", testModesTenantIsolation},
+	{"ModesFilterThreshold", testModesFilterThreshold},
+	{"NoKeywords", testNoKeywords},
 	{"StoredVectors", testStoredVectors},
 	{"Scroll", testScroll},
 }

@@ -1,0 +1,15 @@
+package localstore
+
+import (
+	"context"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+)
+
+// CreateWithoutKeywords creates collection c without keyword vectors, as
+// storetest.WithoutKeywords asks: the state of a collection created before
+// them, which this store no longer creates.
+func (s *Store) CreateWithoutKeywords(ctx context.Context, c pipeline.Collection) error {
+	c.Keywords = false
+	return s.ensureCollection(ctx, c, true)
+}
