@@ -303,6 +303,12 @@ func (q *Store) send(ctx context.Context, what, collection string, units []unit)
 // acknowledged write; with replicas a read may miss a write another replica
 // acknowledged, so it answers false, as it does when the read fails.
 //
+// The read matches every point whose user_id is one of the units' and whose
+// doc_id is one of theirs: a superset of their documents' points (another
+// tenant's document of the same doc_id matches too, which only costs the
+// delete), found with two keyword index lookups where a disjunction of one
+// conjunction per document makes Qdrant test each condition in turn.
+//
 // Why skipping is then safe: a point of an older version written after
 // this read was written after this write's version was claimed (the claim
 // comes first), so its writer's re-read of the version register sees the
@@ -312,17 +318,22 @@ func (q *Store) nothingStored(ctx context.Context, collection string, units []un
 	if !ok || c.(pipeline.Collection).ReplicationFactor != 1 {
 		return false
 	}
-	docs := make([]*qdrant.Filter, 0, len(units))
+	users := make([]string, 0, 8)
+	docs := make([]string, 0, len(units))
 	for _, u := range units {
-		docs = append(docs, &qdrant.Filter{Must: []*qdrant.Condition{
-			qdrant.NewMatchKeyword(keyUserID, u.doc.userID),
-			qdrant.NewMatchKeyword(keyDocID, u.doc.docID),
-		}})
+		if !slices.Contains(users, u.doc.userID) {
+			users = append(users, u.doc.userID)
+		}
+		docs = append(docs, u.doc.docID)
 	}
+	filter := &qdrant.Filter{Must: []*qdrant.Condition{
+		qdrant.NewMatchKeywords(keyUserID, users...),
+		qdrant.NewMatchKeywords(keyDocID, docs...),
+	}}
 	var found int
 	err := q.call(ctx, func(ctx context.Context) error {
 		points, err := q.client.Scroll(ctx, &qdrant.ScrollPoints{
-			CollectionName: collection, Filter: anyOf(docs), Limit: qdrant.PtrOf(uint32(1)),
+			CollectionName: collection, Filter: filter, Limit: qdrant.PtrOf(uint32(1)),
 			WithPayload: qdrant.NewWithPayload(false), WithVectors: qdrant.NewWithVectors(false),
 		})
 		found = len(points)
