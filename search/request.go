@@ -28,6 +28,10 @@ type SearchRequest struct {
 	Filter map[string]any `json:"filter,omitempty"`
 	// ScoreThreshold drops hits scoring below it when not nil.
 	ScoreThreshold *float32 `json:"score_threshold,omitempty"`
+	// Mode is how hits are ranked: "hybrid" (dense and keyword results
+	// fused), "dense" or "keyword". "" means hybrid where the collection has
+	// keyword vectors, else dense. A search by Vector is dense only.
+	Mode string `json:"mode,omitempty"`
 }
 
 // SearchReply is the JSON body of a successful search reply.
@@ -87,6 +91,7 @@ type searchBody struct {
 	TopK           json.RawMessage `json:"top_k"`
 	Filter         json.RawMessage `json:"filter"`
 	ScoreThreshold json.RawMessage `json:"score_threshold"`
+	Mode           json.RawMessage `json:"mode"`
 	UserID         json.RawMessage `json:"user_id"`
 	Collection     json.RawMessage `json:"collection"`
 }
@@ -100,13 +105,14 @@ type listBody struct {
 }
 
 // searchParams is a validated search request; vector is nil when query is to
-// be embedded.
+// be embedded. mode is ModeDense for a search by vector.
 type searchParams struct {
 	query     string
 	vector    []float32
 	topK      int
 	filter    map[string][]any
 	threshold *float32
+	mode      pipeline.SearchMode
 }
 
 // decodeSearch validates a search request body for the subject's tenant and
@@ -134,6 +140,19 @@ func decodeSearch(data []byte, userID, collection string) (searchParams, *Error)
 	}
 	if p.vector == nil && strings.TrimSpace(p.query) == "" {
 		return p, badRequest("query: required (a non-empty text), unless vector is given")
+	}
+	if !absent(b.Mode) {
+		m, e := decodeMode(b.Mode)
+		if e != nil {
+			return p, e
+		}
+		p.mode = m
+	}
+	if p.vector != nil {
+		if p.mode != pipeline.ModeAuto && p.mode != pipeline.ModeDense {
+			return p, badRequest("mode %q: a search by vector is dense only; send query instead of vector, or mode dense", p.mode)
+		}
+		p.mode = pipeline.ModeDense
 	}
 	if !absent(b.TopK) {
 		n, e := intField("top_k", b.TopK, 1, pipeline.MaxTopK)
@@ -165,6 +184,20 @@ func decodeSearch(data []byte, userID, collection string) (searchParams, *Error)
 		p.threshold = &t
 	}
 	return p, nil
+}
+
+// decodeMode decodes a search mode: "hybrid", "dense", "keyword", or ""
+// for the default.
+func decodeMode(raw json.RawMessage) (pipeline.SearchMode, *Error) {
+	var m string
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return "", badRequest("mode: must be a string, one of hybrid, dense or keyword, not %s", kind(raw))
+	}
+	switch mode := pipeline.SearchMode(m); mode {
+	case pipeline.ModeAuto, pipeline.ModeHybrid, pipeline.ModeDense, pipeline.ModeKeyword:
+		return mode, nil
+	}
+	return "", badRequest("mode %s: want hybrid, dense or keyword (default: hybrid where the collection has keyword vectors, else dense)", pipeline.ShortQuote(m))
 }
 
 // decodeList validates a list request body; it returns the limit and cursor.

@@ -23,7 +23,7 @@ import (
 // report it.
 const (
 	ServiceName = "ragpipe-search"
-	Version     = "0.2.0" // semver of the request and reply formats this service speaks
+	Version     = "0.3.0" // semver of the request and reply formats this service speaks
 	description = "ragpipe tenant-scoped vector search: <prefix>.search.<user_id>.<collection>, <prefix>.list.<user_id>.<collection> and <prefix>.status.<user_id>.<collection>"
 )
 
@@ -339,13 +339,21 @@ func (s *Service) search(ctx context.Context, j job, userID, collection string) 
 	if e != nil {
 		return nil, e
 	}
+	q := pipeline.Query{
+		UserID: userID, Mode: p.mode, TopK: p.topK, Filter: p.filter, ScoreThreshold: p.threshold,
+	}
+	if p.mode != pipeline.ModeDense {
+		q.Keywords = pipeline.QueryKeywords(p.query)
+	}
 	emb := s.cfg.Embedder(collection)
 	vector := p.vector
-	if vector != nil {
+	switch {
+	case p.mode == pipeline.ModeKeyword: // no embedding: the store finds the words
+	case vector != nil:
 		if n := emb.Dimensions(); len(vector) != n {
 			return nil, badRequest("vector: has %d dimensions, collection %q has %d", len(vector), collection, n)
 		}
-	} else {
+	default:
 		// Embedding may be a paid call: only for a collection that exists.
 		if e := s.exists(ctx, j, collection); e != nil {
 			return nil, e
@@ -360,9 +368,8 @@ func (s *Service) search(ctx context.Context, j job, userID, collection string) 
 		}
 		vector = vs[0]
 	}
-	hits, err := s.cfg.Index.Search(ctx, collection, pipeline.Query{
-		UserID: userID, Vector: vector, TopK: p.topK, Filter: p.filter, ScoreThreshold: p.threshold,
-	})
+	q.Vector = vector
+	hits, err := s.cfg.Index.Search(ctx, collection, q)
 	if err != nil {
 		return nil, s.failure(j, collection, "search", err)
 	}
@@ -432,6 +439,8 @@ func (s *Service) failure(j job, collection, what string, err error) *Error {
 		return notFound(collection)
 	case errors.Is(err, pipeline.ErrInvalidCursor):
 		return badRequest("cursor: not a cursor that a list reply returned")
+	case errors.Is(err, pipeline.ErrNoKeywords):
+		return badRequest("mode: %s", pipeline.ErrNoKeywords)
 	case !pipeline.IsPermanent(err):
 		e = &Error{Code: CodeUnavailable, Message: fmt.Sprintf("could not %s: the vector store or embedder is unavailable; retry later", what)}
 		if errors.Is(err, context.DeadlineExceeded) {
