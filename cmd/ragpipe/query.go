@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,11 +21,13 @@ import (
 var queryCommand = command{
 	name:    "query",
 	summary: "Search a tenant's collection and print the hits (score, document, snippet), or list its documents with --list.",
-	usage:   "query --user USER [--collection NAME] [--top-k N] [--filter key=value]... [--json] TEXT...\n       ragpipe query --user USER [--collection NAME] --list [--limit N] [--cursor C | --all] [--json]",
+	usage:   "query --user USER [--collection NAME] [--mode hybrid|dense|keyword] [--top-k N] [--filter key=value]... [--json] TEXT...\n       ragpipe query --user USER [--collection NAME] --list [--limit N] [--cursor C | --all] [--json]",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
 		q := &querier{filter: map[string]any{}}
 		fs.StringVar(&q.user, "user", "", "tenant (`user_id`) to search; required")
 		fs.StringVar(&q.collection, "collection", "documents", "collection to search")
+		fs.StringVar(&q.mode, "mode", "", "how to rank hits, `mode`: hybrid (dense and keyword results fused), dense or keyword; "+
+			"default hybrid where the collection has keyword vectors, else dense")
 		fs.IntVar(&q.topK, "top-k", pipeline.DefaultTopK, "most hits to return (1-100)")
 		fs.Func("filter", "metadata condition `key=value` (repeatable; a key repeated matches any of its values; "+
 			"value is JSON when it parses as a number, boolean or \"string\", else a string)", q.addFilter)
@@ -50,6 +53,7 @@ var queryCommand = command{
 // querier sends one search (or a list) and prints the reply.
 type querier struct {
 	user, collection string
+	mode             string
 	topK             int
 	filter           map[string]any
 	threshold        *float32
@@ -96,6 +100,10 @@ func (q *querier) run(ctx context.Context, env *environment, args []string) erro
 		return errors.New("--list takes no query text")
 	case !q.list && strings.TrimSpace(strings.Join(args, " ")) == "":
 		return errors.New("no query text given; see --help")
+	case q.list && q.mode != "":
+		return errors.New("--mode applies to searches, not to --list")
+	case !slices.Contains([]pipeline.SearchMode{pipeline.ModeAuto, pipeline.ModeHybrid, pipeline.ModeDense, pipeline.ModeKeyword}, pipeline.SearchMode(q.mode)):
+		return fmt.Errorf("--mode %q: want hybrid, dense or keyword", q.mode)
 	case q.topK < 1 || q.topK > pipeline.MaxTopK:
 		return fmt.Errorf("--top-k %d: want 1-%d", q.topK, pipeline.MaxTopK)
 	case q.limit < 1 || q.limit > pipeline.MaxLimit:
@@ -122,7 +130,7 @@ func (q *querier) run(ctx context.Context, env *environment, args []string) erro
 	if q.list {
 		return q.runList(ctx, env.stdout, client)
 	}
-	req := search.SearchRequest{Query: strings.Join(args, " "), TopK: q.topK, ScoreThreshold: q.threshold}
+	req := search.SearchRequest{Query: strings.Join(args, " "), Mode: q.mode, TopK: q.topK, ScoreThreshold: q.threshold}
 	if len(q.filter) > 0 {
 		req.Filter = q.filter
 	}
