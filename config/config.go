@@ -132,10 +132,11 @@ type Qdrant struct {
 // ProfileVar). A profile's unset variables take the defaults below, not the
 // default embedder's values.
 type Embedder struct {
-	// Kind is hash, openai, ollama or tei. Default: hash.
-	Kind string `env:"RAGPIPE_EMBEDDER" envDefault:"hash" help:"hash (built-in, offline), openai (any OpenAI-compatible /v1/embeddings), ollama or tei"`
-	// URL is the service's base URL, required unless Kind is hash. Default: none.
-	URL string `env:"RAGPIPE_EMBEDDER_URL" help:"embedding service base URL, required unless hash (openai: with or without /v1; ollama, tei: the server root)"`
+	// Kind is builtin, hash, openai, ollama or tei. Default: builtin.
+	Kind string `env:"RAGPIPE_EMBEDDER" envDefault:"builtin" help:"builtin (semantic model inside the binary, offline, 512 dimensions zero-padded to the collection's, which needs >= 512), hash (lexical, offline, fastest), openai (any OpenAI-compatible /v1/embeddings), ollama or tei"`
+	// URL is the service's base URL, required unless Kind is builtin or
+	// hash. Default: none.
+	URL string `env:"RAGPIPE_EMBEDDER_URL" help:"embedding service base URL, required unless builtin or hash (openai: with or without /v1; ollama, tei: the server root)"`
 	// Model is the model, required for openai and ollama. Default: none.
 	Model string `env:"RAGPIPE_EMBEDDER_MODEL" help:"embedding model, required for openai and ollama; for tei it names the served model so that changing it re-embeds"`
 	// APIKey is sent as a bearer token (secret). Default: none.

@@ -35,7 +35,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Collections: []pipeline.Collection{{Name: "documents", Dims: 1024, Distance: pipeline.Cosine}},
 		Embedder: config.Embedder{
-			Kind: "hash", BatchSize: 32, Concurrency: 4, Timeout: 30 * time.Second,
+			Kind: "builtin", BatchSize: 32, Concurrency: 4, Timeout: 30 * time.Second,
 			MaxRetryTime: time.Minute, Truncate: true,
 		},
 		SubjectPrefix:     "rag",
@@ -97,7 +97,7 @@ func TestValidationErrors(t *testing.T) {
 		{"QDRANT_COMPRESSION=gzip", `QDRANT_COMPRESSION="gzip": not a boolean`},
 		{"QDRANT_WRITE_ORDERING=eventual", `QDRANT_WRITE_ORDERING="eventual": must be weak, medium or strong`},
 		{"RAGPIPE_COLLECTIONS=docs:0:cosine", `RAGPIPE_COLLECTIONS entry "docs:0:cosine": dims must be`},
-		{"RAGPIPE_EMBEDDER=bert", `RAGPIPE_EMBEDDER="bert": must be hash, openai, ollama or tei`},
+		{"RAGPIPE_EMBEDDER=bert", `RAGPIPE_EMBEDDER="bert": must be builtin, hash, openai, ollama or tei`},
 		{"RAGPIPE_EMBEDDER=openai", `RAGPIPE_EMBEDDER_URL="": must be an http:// or https:// URL with a host (openai needs one)`},
 		{"RAGPIPE_EMBEDDER=ollama", `RAGPIPE_EMBEDDER_MODEL: required for ollama`},
 		{"RAGPIPE_EMBEDDER_BATCH_SIZE=0", `RAGPIPE_EMBEDDER_BATCH_SIZE=0: must be >= 1`},

@@ -84,9 +84,9 @@ func (c *Config) validate() []error {
 func (e Embedder) validate(name func(key string) string) []error {
 	var errs checker
 	check := errs.check
-	check(slices.Contains([]string{"hash", "openai", "ollama", "tei"}, e.Kind),
-		"%s=%q: must be hash, openai, ollama or tei", name("RAGPIPE_EMBEDDER"), e.Kind)
-	if e.Kind != "hash" {
+	check(slices.Contains([]string{"builtin", "hash", "openai", "ollama", "tei"}, e.Kind),
+		"%s=%q: must be builtin, hash, openai, ollama or tei", name("RAGPIPE_EMBEDDER"), e.Kind)
+	if e.Kind != "builtin" && e.Kind != "hash" {
 		u, err := url.Parse(e.URL)
 		check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "",
 			"%s=%q: must be an http:// or https:// URL with a host (%s needs one)", name("RAGPIPE_EMBEDDER_URL"), redactURL(e.URL), e.Kind)

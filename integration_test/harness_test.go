@@ -66,6 +66,10 @@ type system struct {
 	qdrant *qdranttest.Node
 	qc     *qdrant.Client
 	env    []string // settings every ragpipe process of the test gets
+	// defaultEmbedder leaves RAGPIPE_EMBEDDER unset unless env sets it;
+	// otherwise processes use the hash embedder, fast and fit for the
+	// small dimensions most tests use.
+	defaultEmbedder bool
 }
 
 // newSystem starts NATS and Qdrant. env holds extra settings (KEY=VALUE) for
@@ -144,7 +148,11 @@ func (s *system) start(name, dir string, args []string, env ...string) *process 
 	s.t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), s.env...), env...)
+	cmd.Env = os.Environ()
+	if !s.defaultEmbedder {
+		cmd.Env = append(cmd.Env, "RAGPIPE_EMBEDDER=hash")
+	}
+	cmd.Env = append(append(cmd.Env, s.env...), env...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ragpipe/ragpipe/config"
 	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/embedder/builtin"
 	"github.com/ragpipe/ragpipe/ingest"
 	"github.com/ragpipe/ragpipe/internal/retry"
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -158,8 +159,10 @@ func embedderFor(settings config.Embedder, name string, dims int, log zerolog.Lo
 		return embedder.NewOllama(cfg)
 	case "tei":
 		return embedder.NewTEI(cfg)
-	default: // hash: config.Load accepts nothing else
+	case "hash":
 		return embedder.NewHash(dims)
+	default: // builtin: config.Load accepts nothing else
+		return builtin.New(builtin.Config{Dimensions: dims})
 	}
 }
 

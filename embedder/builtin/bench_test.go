@@ -1,0 +1,73 @@
+package builtin
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// chunk2000 returns a 2,000-character chunk of English prose, different for
+// each i so that no cache helps.
+func chunk2000(i int) string {
+	const p = "The ingestion worker pulls events from the JetStream consumer, decodes each one, " +
+		"splits the text into overlapping chunks and embeds them before the points are written " +
+		"to Qdrant with their tenant, document id and version. When the embedding service is " +
+		"slow, messages stay unacknowledged and are redelivered after the ack wait expires. "
+	s := strings.Repeat(p, 7)
+	i %= len(p)
+	return (s[i:] + s[:i])[:2000]
+}
+
+// BenchmarkEmbedChunk embeds 2,000-character chunks on one goroutine and
+// reports chunks/s and chunks per CPU second (the figure that holds on a
+// shared machine).
+func BenchmarkEmbedChunk(b *testing.B) {
+	m := mustModel(b)
+	s := newScratch()
+	out := make([]float32, modelDims)
+	texts := make([]string, 64)
+	for i := range texts {
+		texts[i] = chunk2000(i)
+	}
+	b.ResetTimer()
+	cpu := cpuTime(b)
+	for i := 0; b.Loop(); i++ {
+		m.embed(s, texts[i%len(texts)], out)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "chunks/s")
+	b.ReportMetric(float64(b.N)/(cpuTime(b)-cpu).Seconds(), "chunks/cpu-s")
+}
+
+// BenchmarkEmbedParallel embeds batches of 2,000-character chunks through
+// Embed, on GOMAXPROCS cores, and reports chunks/s in all and per CPU
+// second.
+func BenchmarkEmbedParallel(b *testing.B) {
+	e, err := New(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	texts := make([]string, 32)
+	for i := range texts {
+		texts[i] = chunk2000(i)
+	}
+	b.ResetTimer()
+	cpu := cpuTime(b)
+	for b.Loop() {
+		if _, err := e.Embed(context.Background(), texts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(texts))/b.Elapsed().Seconds(), "chunks/s")
+	b.ReportMetric(float64(b.N*len(texts))/(cpuTime(b)-cpu).Seconds(), "chunks/cpu-s")
+}
