@@ -15,8 +15,9 @@ type pending struct {
 	write int
 }
 
-// writes chunks the events at idx and gives every chunk a vector: the
-// event's own, a stored one (see reuse) or one from a single embedder call.
+// writes chunks the events at idx and gives every chunk its keyword vector
+// and a vector: the event's own, a stored one (see reuse) or one from a
+// single embedder call.
 // Events in first are their document's first version. It returns one write
 // per event and, per event, the permanent error of an event with a chunk
 // the embedder refused (nil for the others); or an error for them all.
@@ -41,6 +42,7 @@ func (s *Stage) writes(ctx context.Context, c pipeline.Collection, events []pipe
 					ID: pipeline.PointID(e.UserID, e.DocID, k), Vector: e.Vector,
 					UserID: e.UserID, DocID: e.DocID, ChunkIndex: k, ChunkCount: len(chunks),
 					Text: text, Metadata: e.Metadata, Version: e.Version,
+					Keywords: pipeline.Keywords(text),
 				}
 				if e.Vector == nil {
 					if identity != "" {

@@ -70,6 +70,9 @@ const ProbeText = "ragpipe embedder probe"
 // stored chunk of its document (StageConfig.Reuse) takes that chunk's vector,
 // and equal texts within a batch share one.
 //
+// Every point carries the keyword vector of its text (pipeline.Keywords),
+// which stores keep in collections with keyword vectors.
+//
 // An event with a chunk the embedder refuses (see Embedder) fails alone,
 // permanently, with the embedder's reason; every event sharing that text
 // fails with it, and the others of the batch are written.

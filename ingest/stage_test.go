@@ -277,3 +277,50 @@ func TestMaxCollectionsNeedsLister(t *testing.T) {
 		t.Fatalf("err %v, want MaxCollections refused", err)
 	}
 }
+
+// applied records the points a sink is asked to write.
+type applied struct {
+	store
+	points []pipeline.Point
+}
+
+func (a *applied) Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error {
+	for _, w := range writes {
+		a.points = append(a.points, w.Points...)
+	}
+	return a.store.Apply(ctx, collection, writes)
+}
+
+// TestKeywords: every point the Stage writes carries its text's keyword
+// vector, whether its vector is embedded or comes with the event; a point
+// without text has none.
+func TestKeywords(t *testing.T) {
+	s := &applied{store: stores[1].open(t)}
+	fake := embedtest.Start(t, embedtest.Config{API: embedtest.OpenAI, Dims: 16})
+	stage := newStage(t, s, fake, "", ingest.StageConfig{})
+	vector := make([]float32, 16)
+	vector[0] = 1
+	events := []pipeline.Event{
+		{Op: pipeline.OpUpsert, UserID: "alice", Collection: "docs", DocID: "text", Text: words(1, 280) + "\n\n" + words(2, 280), Version: 1},
+		{Op: pipeline.OpUpsert, UserID: "alice", Collection: "docs", DocID: "vector", Text: "set maxAckPending", Vector: vector, Version: 1},
+		{Op: pipeline.OpUpsert, UserID: "alice", Collection: "docs", DocID: "bare", Vector: vector, Version: 1},
+	}
+	for i, err := range stage.Process(t.Context(), events) {
+		if err != nil {
+			t.Fatalf("%s: %v", events[i].DocID, err)
+		}
+	}
+	if len(s.points) < 4 {
+		t.Fatalf("%d points written, want the text's chunks and two", len(s.points))
+	}
+	for _, p := range s.points {
+		want := pipeline.Keywords(p.Text)
+		if (want == nil) != (p.DocID == "bare") {
+			t.Fatalf("%s: the test's texts are wrong", p.DocID)
+		}
+		if want == nil && p.Keywords != nil ||
+			want != nil && (p.Keywords == nil || !slices.Equal(p.Keywords.Indices, want.Indices) || !slices.Equal(p.Keywords.Values, want.Values)) {
+			t.Errorf("%s/%d: keywords %v, want %v", p.DocID, p.ChunkIndex, p.Keywords, want)
+		}
+	}
+}

@@ -18,7 +18,10 @@ import (
 // user_id (keyword, tenant key), doc_id (keyword) and version (integer).
 //
 // A missing collection is created when create is true, with the configured
-// shards, replication, write consistency and HNSW mode; otherwise the error
+// shards, replication, write consistency and HNSW mode, and with keyword
+// vectors (c.Keywords is ignored); an existing collection is used with or
+// without them, as it was created, and Apply writes the points' keyword
+// vectors only where it has them. Otherwise the error
 // wraps pipeline.ErrUnknownCollection. An existing collection of other
 // dimensions or distance is a permanent error naming both values. Several
 // workers may race to create the same collection. Once verified, a
@@ -53,7 +56,7 @@ func (q *Store) ensure(ctx context.Context, c pipeline.Collection, create bool) 
 		if !create {
 			return pipeline.Permanent(fmt.Errorf("collection %q: %w", c.Name, pipeline.ErrUnknownCollection))
 		}
-		if err := q.create(ctx, c); err != nil {
+		if err := q.create(ctx, c, true); err != nil {
 			return err
 		}
 		err = q.retry(ctx, "get collection", c.Name, func(ctx context.Context) error {
@@ -89,8 +92,21 @@ func (q *Store) ensure(ctx context.Context, c pipeline.Collection, create bool) 
 	return nil
 }
 
-// create creates c; losing a race with another creator is fine.
-func (q *Store) create(ctx context.Context, c pipeline.Collection) error {
+// CreateWithoutKeywords creates collection c as ragpipe created collections
+// before keyword vectors: with the dense vector alone, and without payload
+// indexes (EnsureCollection adds them). It lets tests check how such
+// collections are written and searched (storetest.WithoutKeywords).
+func (q *Store) CreateWithoutKeywords(ctx context.Context, c pipeline.Collection) error {
+	if _, ok := distances[cmp.Or(c.Distance, pipeline.Cosine)]; !ok || c.Name == "" || c.Dims <= 0 {
+		return pipeline.Permanent(fmt.Errorf("collection %q with %d dimensions, distance %q: invalid", c.Name, c.Dims, c.Distance))
+	}
+	c.Distance = cmp.Or(c.Distance, pipeline.Cosine)
+	return q.create(ctx, c, false)
+}
+
+// create creates c, with keyword vectors if keywords; losing a race with
+// another creator is fine.
+func (q *Store) create(ctx context.Context, c pipeline.Collection, keywords bool) error {
 	req := &qdrant.CreateCollection{
 		CollectionName: c.Name,
 		VectorsConfig: qdrant.NewVectorsConfig(&qdrant.VectorParams{
@@ -101,6 +117,9 @@ func (q *Store) create(ctx context.Context, c pipeline.Collection) error {
 		ReplicationFactor:      qdrant.PtrOf(cmp.Or(c.ReplicationFactor, q.cfg.ReplicationFactor)),
 		WriteConsistencyFactor: qdrant.PtrOf(cmp.Or(c.WriteConsistency, q.cfg.WriteConsistency)),
 		Timeout:                qdrant.PtrOf(uint64(max(q.cfg.Timeout/time.Second, 1))),
+	}
+	if keywords {
+		req.SparseVectorsConfig = keywordsConfig()
 	}
 	if q.cfg.HNSW == HNSWTenant {
 		req.HnswConfig = &qdrant.HnswConfigDiff{M: qdrant.PtrOf(uint64(0)), PayloadM: qdrant.PtrOf(uint64(16))}
@@ -115,7 +134,7 @@ func (q *Store) create(ctx context.Context, c pipeline.Collection) error {
 	if err != nil {
 		return err
 	}
-	q.log.Info().Str("collection", c.Name).Int("dims", c.Dims).Str("distance", string(c.Distance)).
+	q.log.Info().Str("collection", c.Name).Int("dims", c.Dims).Str("distance", string(c.Distance)).Bool("keywords", keywords).
 		Uint32("shards", cmp.Or(c.Shards, q.cfg.Shards)).Uint32("replication_factor", cmp.Or(c.ReplicationFactor, q.cfg.ReplicationFactor)).
 		Str("hnsw", q.cfg.HNSW).Msg("created qdrant collection")
 	return nil
@@ -166,14 +185,29 @@ func (q *Store) ensureIndexes(ctx context.Context, collection string, schema map
 	return nil
 }
 
-// collectionOf reads the dimensions and distance of an existing collection.
+// keywordsVector names the sparse vector that holds the points' keyword
+// vectors (pipeline.Keywords) beside the unnamed dense one.
+const keywordsVector = "keywords"
+
+// keywordsConfig declares the keyword vector of a new collection. Qdrant
+// multiplies its weights by each term's IDF over the shard's points
+// (Modifier_Idf), the part of BM25 that needs the whole collection.
+func keywordsConfig() *qdrant.SparseVectorConfig {
+	return qdrant.NewSparseVectorsConfig(map[string]*qdrant.SparseVectorParams{
+		keywordsVector: {Modifier: qdrant.Modifier_Idf.Enum()},
+	})
+}
+
+// collectionOf reads the dimensions, distance and keyword vector of an
+// existing collection.
 func collectionOf(name string, info *qdrant.CollectionInfo) (pipeline.Collection, error) {
 	params := info.GetConfig().GetParams().GetVectorsConfig().GetParams()
 	if params == nil {
 		return pipeline.Collection{}, pipeline.Permanent(fmt.Errorf(
 			"collection %q in Qdrant has no single unnamed dense vector; ragpipe cannot use it", name))
 	}
-	have := pipeline.Collection{Name: name, Dims: int(params.GetSize())}
+	sparse := info.GetConfig().GetParams().GetSparseVectorsConfig().GetMap()
+	have := pipeline.Collection{Name: name, Dims: int(params.GetSize()), Keywords: sparse[keywordsVector] != nil}
 	for d, qd := range distances {
 		if qd == params.GetDistance() {
 			have.Distance = d
@@ -185,10 +219,11 @@ func collectionOf(name string, info *qdrant.CollectionInfo) (pipeline.Collection
 	return have, nil
 }
 
-// forget drops a collection from the cache after Qdrant said it is gone, so
+// forget drops a collection from the caches after Qdrant said it is gone, so
 // that the next EnsureCollection looks again.
 func (q *Store) forget(collection string, err error) {
 	if isCode(err, codes.NotFound) {
 		q.known.Delete(collection)
+		q.shapes.Delete(collection)
 	}
 }

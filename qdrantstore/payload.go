@@ -23,7 +23,10 @@ const (
 )
 
 // pointStruct converts p, a point of w, to its Qdrant form, after
-// pipeline.CheckPoint; with keywords, its keyword vector goes with it.
+// pipeline.CheckPoint; with keywords (the collection has keyword vectors),
+// its keyword vector goes with it, named keywordsVector beside the unnamed
+// dense vector. A point without one is stored with the dense vector alone
+// and is found by dense searches only.
 func pointStruct(w *pipeline.DocWrite, p *pipeline.Point, keywords bool) (*qdrant.PointStruct, error) {
 	if err := pipeline.CheckPoint(w, p); err != nil {
 		return nil, err
@@ -44,11 +47,40 @@ func pointStruct(w *pipeline.DocWrite, p *pipeline.Point, keywords bool) (*qdran
 	if p.TextHash != "" {
 		payload[keyTextHash] = qdrant.NewValueString(p.TextHash)
 	}
+	vectors := qdrant.NewVectorsDense(p.Vector)
+	if kw := p.Keywords; keywords && kw != nil && len(kw.Indices) > 0 {
+		if len(kw.Indices) != len(kw.Values) {
+			return nil, fmt.Errorf("point %s: keyword vector of %d indices and %d values", p.ID, len(kw.Indices), len(kw.Values))
+		}
+		vectors = qdrant.NewVectorsMap(map[string]*qdrant.Vector{
+			"":             qdrant.NewVectorDense(p.Vector),
+			keywordsVector: qdrant.NewVectorSparse(kw.Indices, kw.Values),
+		})
+	}
 	return &qdrant.PointStruct{
 		Id:      qdrant.NewIDUUID(p.ID),
-		Vectors: qdrant.NewVectorsDense(p.Vector),
+		Vectors: vectors,
 		Payload: payload,
 	}, nil
+}
+
+// denseOf returns the dense vector of a point read back, whether Qdrant
+// returned it alone or named "" beside the keyword vector.
+func denseOf(v *qdrant.VectorsOutput) []float32 {
+	if named := v.GetVectors(); named != nil {
+		return named.GetVectors()[""].GetDenseVector().GetData()
+	}
+	return v.GetVector().GetDenseVector().GetData()
+}
+
+// keywordsOf returns the keyword vector of a point read back, nil when it
+// has none.
+func keywordsOf(v *qdrant.VectorsOutput) *pipeline.SparseVector {
+	sv := v.GetVectors().GetVectors()[keywordsVector].GetSparseVector()
+	if len(sv.GetIndices()) == 0 {
+		return nil
+	}
+	return &pipeline.SparseVector{Indices: sv.GetIndices(), Values: sv.GetValues()}
 }
 
 // metadataValue converts event metadata (see pipeline.PlainMetadata) to a

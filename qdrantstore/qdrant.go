@@ -26,9 +26,9 @@ type Store struct {
 	ordering *qdrant.WriteOrdering
 	reading  *qdrant.ReadConsistency // nil for Qdrant's default
 
-	known     sync.Map // collection name -> pipeline.Collection verified against Qdrant
-	distances sync.Map // collection name -> pipeline.Distance, as read by searches
-	creating  singleflight.Group
+	known    sync.Map // collection name -> pipeline.Collection verified against Qdrant
+	shapes   sync.Map // collection name -> pipeline.Collection, as read by searches
+	creating singleflight.Group
 
 	mu     sync.RWMutex // held for reading by every request, for writing by Close
 	closed bool

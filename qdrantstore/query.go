@@ -20,38 +20,66 @@ var (
 	docPayload = qdrant.NewWithPayloadInclude(keyUserID, keyDocID, keyChunkCount, keyMetadata, keyVersion)
 )
 
-// Search runs q with Qdrant's Query API: nearest neighbours of q.Vector
-// among the points whose user_id is q.UserID (always a must condition) and
-// whose metadata match q.Filter, at most q.TopK, none scoring below
-// q.ScoreThreshold (a hit scoring exactly the threshold is kept), best first.
+// Search runs sq with Qdrant's Query API, one request whatever the mode,
+// among the points whose user_id is sq.UserID (a must condition of every
+// query and prefetch) and whose metadata match sq.Filter; it returns at most
+// sq.TopK hits, best first:
+//
+//   - pipeline.ModeDense: the nearest neighbours of sq.Vector; the score is
+//     the collection's similarity (a distance for euclid and manhattan);
+//   - pipeline.ModeKeyword: the points sharing terms with sq.Keywords, scored
+//     by the sum over shared terms of the point's weight times the term's IDF
+//     (Qdrant's idf modifier); a query without terms has no hits;
+//   - pipeline.ModeHybrid: both, each side fetching
+//     pipeline.PrefetchLimit(sq.TopK) candidates, fused by reciprocal rank:
+//     the score is the sum over both lists of 1/(pipeline.RRFK + rank), so
+//     at most 2/(RRFK+1), about 0.033; without query terms, the dense
+//     list is fused alone;
+//   - pipeline.ModeAuto: hybrid for a query with terms in a collection with
+//     keyword vectors, else dense.
+//
+// Keyword and hybrid searches of a collection without keyword vectors fail
+// with pipeline.ErrNoKeywords. sq.ScoreThreshold drops hits scoring below it
+// (a hit scoring exactly the threshold is kept) in the score of the mode
+// used: a threshold meant for cosine similarities drops every hybrid hit.
 //
 // A missing collection gives an error wrapping pipeline.ErrUnknownCollection.
 // Transient failures are retried with backoff until ctx ends (or
 // MaxRetryTime passes), then returned unmarked: pipeline.IsPermanent is false
-// for them. An invalid q is a permanent error. A point of another tenant in
+// for them. An invalid sq is a permanent error. A point of another tenant in
 // Qdrant's answer is never returned: it fails the search permanently.
 func (q *Store) Search(ctx context.Context, collection string, sq pipeline.Query) ([]pipeline.Hit, error) {
-	if err := sq.Validate(); err != nil {
+	if err := validate(sq); err != nil {
 		return nil, pipeline.Permanent(fmt.Errorf("qdrant search %q: %w", collection, err))
 	}
-	req := &qdrant.QueryPoints{
-		CollectionName:  collection,
-		Query:           qdrant.NewQueryDense(sq.Vector),
-		Filter:          tenantFilter(sq.UserID, metadataConditions(sq.Filter)...),
-		Limit:           qdrant.PtrOf(uint64(sq.TopK)),
-		WithPayload:     hitPayload,
-		ReadConsistency: q.reading,
+	mode := sq.Mode
+	var c pipeline.Collection
+	if mode != pipeline.ModeDense || sq.ScoreThreshold != nil {
+		var err error
+		if c, err = q.shape(ctx, collection); err != nil {
+			return nil, err
+		}
 	}
-	if t := sq.ScoreThreshold; t != nil {
+	if mode == pipeline.ModeAuto {
+		mode = pipeline.ModeDense
+		if c.Keywords && sq.Keywords != nil {
+			mode = pipeline.ModeHybrid
+		}
+	}
+	if mode != pipeline.ModeDense && !c.Keywords {
+		return nil, fmt.Errorf("qdrant search %q: %w", collection, pipeline.ErrNoKeywords)
+	}
+	if mode == pipeline.ModeKeyword && sq.Keywords == nil {
+		return []pipeline.Hit{}, nil
+	}
+	req := searchRequest(collection, mode, sq)
+	req.ReadConsistency = q.reading
+	if t := sq.ScoreThreshold; t != nil && mode == pipeline.ModeDense {
 		// Qdrant keeps only scores strictly better than its threshold; a hit
 		// scoring exactly ours must stay, so ask for one float32 step worse:
 		// lower for similarities, higher for distances (euclid, manhattan).
 		worse := float32(math.Inf(-1))
-		d, err := q.distance(ctx, collection)
-		if err != nil {
-			return nil, err
-		}
-		if d == pipeline.Euclid || d == pipeline.Manhattan {
+		if c.Distance == pipeline.Euclid || c.Distance == pipeline.Manhattan {
 			worse = float32(math.Inf(1))
 		}
 		req.ScoreThreshold = qdrant.PtrOf(math.Nextafter32(*t, worse))
@@ -65,22 +93,72 @@ func (q *Store) Search(ctx context.Context, collection string, sq pipeline.Query
 	if err != nil {
 		return nil, q.readError(collection, err)
 	}
-	hits := make([]pipeline.Hit, len(points))
-	for i, p := range points {
+	hits := make([]pipeline.Hit, 0, len(points))
+	for _, p := range points {
 		pl := p.GetPayload()
 		if err := sameTenant(collection, sq.UserID, pl); err != nil {
 			return nil, err
 		}
-		hits[i] = pipeline.Hit{
+		if t := sq.ScoreThreshold; t != nil && mode != pipeline.ModeDense && p.GetScore() < *t {
+			break // scores larger-better, in order: the rest score lower
+		}
+		hits = append(hits, pipeline.Hit{
 			DocID:      pl[keyDocID].GetStringValue(),
 			ChunkIndex: int(pl[keyChunkIndex].GetIntegerValue()),
 			Score:      p.GetScore(),
 			Text:       pl[keyText].GetStringValue(),
 			Metadata:   PayloadMap(pl[keyMetadata].GetStructValue().GetFields()),
 			Version:    uint64(pl[keyVersion].GetIntegerValue()),
-		}
+		})
 	}
 	return hits, nil
+}
+
+// validate reports what makes sq unusable (pipeline.Query.Validate), and an
+// unknown mode. A keyword search needs no vector, which Validate asks for.
+func validate(sq pipeline.Query) error {
+	switch sq.Mode {
+	case pipeline.ModeAuto, pipeline.ModeDense, pipeline.ModeHybrid:
+	case pipeline.ModeKeyword:
+		if len(sq.Vector) == 0 {
+			sq.Vector = []float32{0}
+		}
+	default:
+		return fmt.Errorf("search mode %s: want hybrid, dense or keyword", pipeline.ShortQuote(string(sq.Mode)))
+	}
+	return sq.Validate()
+}
+
+// searchRequest builds the query of sq in mode (not ModeAuto). Each query
+// and prefetch carries the tenant and metadata filter. Qdrant's RRF scores
+// rank r (from 0) 1/(k + r), so k is pipeline.RRFK + 1 for 1/(RRFK + rank)
+// with rank from 1.
+func searchRequest(collection string, mode pipeline.SearchMode, sq pipeline.Query) *qdrant.QueryPoints {
+	filter := tenantFilter(sq.UserID, metadataConditions(sq.Filter)...)
+	req := &qdrant.QueryPoints{
+		CollectionName: collection,
+		Filter:         filter,
+		Limit:          qdrant.PtrOf(uint64(sq.TopK)),
+		WithPayload:    hitPayload,
+	}
+	switch mode {
+	case pipeline.ModeDense:
+		req.Query = qdrant.NewQueryDense(sq.Vector)
+	case pipeline.ModeKeyword:
+		req.Query = qdrant.NewQuerySparse(sq.Keywords.Indices, sq.Keywords.Values)
+		req.Using = qdrant.PtrOf(keywordsVector)
+	case pipeline.ModeHybrid:
+		limit := qdrant.PtrOf(uint64(pipeline.PrefetchLimit(sq.TopK)))
+		req.Prefetch = []*qdrant.PrefetchQuery{{Query: qdrant.NewQueryDense(sq.Vector), Filter: filter, Limit: limit}}
+		if kw := sq.Keywords; kw != nil {
+			req.Prefetch = append(req.Prefetch, &qdrant.PrefetchQuery{
+				Query: qdrant.NewQuerySparse(kw.Indices, kw.Values), Using: qdrant.PtrOf(keywordsVector),
+				Filter: filter, Limit: limit,
+			})
+		}
+		req.Query = qdrant.NewQueryRRF(&qdrant.Rrf{K: qdrant.PtrOf(uint32(pipeline.RRFK + 1))})
+	}
+	return req
 }
 
 // List scrolls through the points of userID with chunk_index 0, one per
@@ -264,10 +342,15 @@ func decodeCursor(cursor string) (*qdrant.PointId, error) {
 	return nil, fmt.Errorf("cursor %q: %w", cursor, pipeline.ErrInvalidCursor)
 }
 
-// distance returns the collection's distance, read once from Qdrant.
-func (q *Store) distance(ctx context.Context, collection string) (pipeline.Distance, error) {
-	if d, ok := q.distances.Load(collection); ok {
-		return d.(pipeline.Distance), nil
+// shape returns the collection's dimensions, distance and keyword vector:
+// as EnsureCollection verified them, or read from Qdrant once and kept
+// until Qdrant says the collection is gone.
+func (q *Store) shape(ctx context.Context, collection string) (pipeline.Collection, error) {
+	if c, ok := q.known.Load(collection); ok {
+		return c.(pipeline.Collection), nil
+	}
+	if c, ok := q.shapes.Load(collection); ok {
+		return c.(pipeline.Collection), nil
 	}
 	var info *qdrant.CollectionInfo
 	err := q.retry(ctx, "get collection", collection, func(ctx context.Context) (err error) {
@@ -275,12 +358,12 @@ func (q *Store) distance(ctx context.Context, collection string) (pipeline.Dista
 		return err
 	})
 	if err != nil {
-		return "", q.readError(collection, err)
+		return pipeline.Collection{}, q.readError(collection, err)
 	}
 	c, err := collectionOf(collection, info)
 	if err != nil {
-		return "", err
+		return pipeline.Collection{}, err
 	}
-	q.distances.Store(collection, c.Distance)
-	return c.Distance, nil
+	q.shapes.Store(collection, c)
+	return c, nil
 }

@@ -83,7 +83,7 @@ func TestSearchQdrant(t *testing.T) {
 		storeSearchDocs(t, s, "search", u)
 	}
 	threshold := float32(0.9)
-	top4, err := s.Search(t.Context(), "search", pipeline.Query{UserID: "alice", Vector: query0, TopK: 4})
+	top4, err := s.Search(t.Context(), "search", pipeline.Query{UserID: "alice", Vector: query0, TopK: 4, Mode: pipeline.ModeDense})
 	if err != nil || len(top4) != 4 {
 		t.Fatalf("search: %v, %v", top4, err)
 	}
@@ -115,7 +115,7 @@ func TestSearchQdrant(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, user := range []string{"alice", "bob"} {
 				hits, err := s.Search(t.Context(), "search", pipeline.Query{
-					UserID: user, Vector: query0, TopK: tt.topK, Filter: tt.filter, ScoreThreshold: tt.threshold,
+					UserID: user, Vector: query0, TopK: tt.topK, Filter: tt.filter, ScoreThreshold: tt.threshold, Mode: pipeline.ModeDense,
 				})
 				if err != nil {
 					t.Fatal(err)
@@ -136,7 +136,7 @@ func TestSearchQdrant(t *testing.T) {
 	}
 
 	t.Run("hit fields", func(t *testing.T) {
-		hits, err := s.Search(t.Context(), "search", pipeline.Query{UserID: "alice", Vector: angled(80), TopK: 1})
+		hits, err := s.Search(t.Context(), "search", pipeline.Query{UserID: "alice", Vector: angled(80), TopK: 1, Mode: pipeline.ModeDense})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +152,7 @@ func TestSearchQdrant(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("hit %+v, want %+v", got, want)
 		}
-		hits, err = s.Search(t.Context(), "search", pipeline.Query{UserID: "alice", Vector: query0, TopK: 1})
+		hits, err = s.Search(t.Context(), "search", pipeline.Query{UserID: "alice", Vector: query0, TopK: 1, Mode: pipeline.ModeDense})
 		if err != nil || len(hits) != 1 || !reflect.DeepEqual(hits[0].Metadata, searchDocs[0].meta) {
 			t.Errorf("metadata of d0: %v, %v; want %v", hits, err, searchDocs[0].meta)
 		}
@@ -183,6 +183,7 @@ func TestSearchQdrant(t *testing.T) {
 			{UserID: "alice", Vector: query0, TopK: 1, Filter: map[string][]any{"a.b": {"c"}}},
 			{UserID: "alice", Vector: query0, TopK: 1, Filter: map[string][]any{"env": {}}},
 			{UserID: "alice", Vector: query0, TopK: 1, Filter: map[string][]any{"env": {[]string{"x"}}}},
+			{UserID: "alice", Vector: query0, TopK: 1, Mode: "fuzzy"},
 		} {
 			_, err := s.Search(t.Context(), "search", q)
 			if err == nil || !pipeline.IsPermanent(err) || errors.Is(err, pipeline.ErrUnknownCollection) {

@@ -54,7 +54,7 @@ func (q *Store) StoredVectors(ctx context.Context, collection string, ids, hashe
 			return nil, err
 		}
 		for _, p := range page {
-			if v := p.GetVectors().GetVector().GetDenseVector().GetData(); len(v) > 0 {
+			if v := denseOf(p.GetVectors()); len(v) > 0 {
 				found[p.GetPayload()[keyTextHash].GetStringValue()] = v
 			}
 		}

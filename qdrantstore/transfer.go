@@ -37,8 +37,8 @@ func (q *Store) Collections(ctx context.Context) ([]pipeline.Collection, error) 
 	return out, nil
 }
 
-// Scroll returns up to limit points of collection, with vectors and payload,
-// in point id order, starting after the point id after ("" for the first
+// Scroll returns up to limit points of collection, with vectors (keyword
+// vectors too, where the collection has them) and payload, in point id order, starting after the point id after ("" for the first
 // page), and the cursor of the next page ("" after the last).
 func (q *Store) Scroll(ctx context.Context, collection, after string, limit int) ([]pipeline.Point, string, error) {
 	req := &qdrant.ScrollPoints{
@@ -96,19 +96,26 @@ func pointOf(p *qdrant.RetrievedPoint) (pipeline.Point, error) {
 	hash, _ := pl[keyTextHash].(string)
 	md, _ := pl[keyMetadata].(map[string]any)
 	return pipeline.Point{
-		ID: p.GetId().GetUuid(), Vector: p.GetVectors().GetVector().GetDenseVector().GetData(),
+		ID: p.GetId().GetUuid(), Vector: denseOf(p.GetVectors()),
 		UserID: user, DocID: doc, ChunkIndex: int(index), ChunkCount: int(count),
 		Text: text, Metadata: md, Version: uint64(version), TextHash: hash,
+		Keywords: keywordsOf(p.GetVectors()),
 	}, nil
 }
 
 // Upsert stores points as they are, overwriting any stored point with the
 // same id whatever its version (a copy, not an event: no last-version-wins).
+// Their keyword vectors are stored where the collection has keyword vectors
+// and dropped where it has none.
 func (q *Store) Upsert(ctx context.Context, collection string, points []pipeline.Point) error {
+	c, err := q.shape(ctx, collection)
+	if err != nil {
+		return err
+	}
 	structs := make([]*qdrant.PointStruct, len(points))
 	for i := range points {
 		p := &points[i]
-		ps, err := pointStruct(&pipeline.DocWrite{UserID: p.UserID, DocID: p.DocID, Version: p.Version}, p, false)
+		ps, err := pointStruct(&pipeline.DocWrite{UserID: p.UserID, DocID: p.DocID, Version: p.Version}, p, c.Keywords)
 		if err != nil {
 			return pipeline.Permanent(fmt.Errorf("qdrant upsert %q: %w", collection, err))
 		}
