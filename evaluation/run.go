@@ -2,7 +2,8 @@
 // technical documentation into the embedded store the way ragpipe ingests
 // documents, asks held-out questions whose answering documents are known,
 // and scores how high each configuration (embedder and search mode) ranks
-// them. testdata/README.md describes the corpus and the questions.
+// them. testdata/README.md describes the corpus and the questions; `ragpipe
+// eval` runs it and prints the figures.
 package evaluation
 
 import (
