@@ -8,8 +8,14 @@
 //     parallelism of a small grid; the best rate is the ceiling.
 //   - vectors: one `ragpipe worker` process ingests the same documents
 //     published as events carrying their vectors, timed from the first
-//     publish to the last acknowledgement, then the points are counted.
-//   - text: the same with text only, embedded by the built-in hash embedder.
+//     publish to the last acknowledgement, then the points are counted;
+//     twice, the vectors as JSON arrays (`vector`) and as base64
+//     (`vector_b64`).
+//   - text: the same with text only, embedded by the hash embedder.
+//   - builtin: fewer of them (BuiltinDocs), embedded by the builtin semantic
+//     embedder: its chunks per second of worker CPU.
+//   - pinned: Qdrant alone on one CPU and everything else on another: the
+//     ceiling, then the vector_b64, vector and text drains against it.
 //   - search: searches through rag.search (one `ragpipe searcher` process)
 //     against raw Qdrant Query calls with the same tenant filter, on the text
 //     stage's collection, at concurrency 1 and 8.
@@ -48,12 +54,14 @@ const (
 	StageCeiling = "ceiling"
 	StageVectors = "vectors"
 	StageText    = "text"
+	StageBuiltin = "builtin"
+	StagePinned  = "pinned"
 	StageSearch  = "search"
 	StageRSS     = "rss"
 )
 
 // Stages are every stage, in the order they run.
-var Stages = []string{StageCeiling, StageVectors, StageText, StageSearch, StageRSS}
+var Stages = []string{StageCeiling, StageVectors, StageText, StageBuiltin, StagePinned, StageSearch, StageRSS}
 
 const (
 	// Dims is the dimensions of every collection the bench creates.
@@ -130,9 +138,12 @@ type Config struct {
 
 	// Stages are the stages to run, see ParseStages. Default: all.
 	Stages []string
-	// Docs is the number of documents of the ceiling, vectors and text
-	// stages. Default 10,000.
+	// Docs is the number of documents of the ceiling, vectors, text and
+	// pinned stages. Default 10,000.
 	Docs int
+	// BuiltinDocs is the number of documents of the builtin stage, at most
+	// Docs. Default 1,000.
+	BuiltinDocs int
 	// Searches is the number of search requests per path and concurrency.
 	// Default 2,000.
 	Searches int
@@ -165,6 +176,8 @@ func (c *Config) setDefaults() error {
 		}
 	}
 	def(&c.Docs, 10_000)
+	def(&c.BuiltinDocs, 1_000)
+	c.BuiltinDocs = min(c.BuiltinDocs, c.Docs)
 	def(&c.Searches, 2_000)
 	def(&c.Backlog, 1_000_000)
 	if c.BacklogTime == 0 {
@@ -190,6 +203,9 @@ type runner struct {
 	report   *Report
 	docs     []doc               // made on first use
 	live     map[string]struct{} // collections not yet cleaned up
+	// pinOthers are the CPUs of the workers while the pinned stage runs;
+	// nil otherwise.
+	pinOthers []int
 }
 
 // Run runs the stages in order and returns what they measured. A stage that
@@ -212,7 +228,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		report: report, live: map[string]struct{}{},
 	}
 	s := &report.Settings
-	s.Docs, s.TextChars, s.Dims, s.Tenants = cfg.Docs, textChars, Dims, len(tenants)
+	s.Docs, s.BuiltinDocs, s.TextChars, s.Dims, s.Tenants = cfg.Docs, cfg.BuiltinDocs, textChars, Dims, len(tenants)
 	s.Searches, s.Backlog, s.BacklogChars, s.BacklogTimeS = cfg.Searches, cfg.Backlog, backlogChars, cfg.BacklogTime.Seconds()
 	s.CPUs, s.GoVersion, s.LoadAvg1m = runtime.NumCPU(), runtime.Version(), loadAverage()
 	health, err := r.qc.HealthCheck(ctx)
@@ -250,20 +266,35 @@ func (r *runner) run(ctx context.Context, stage string) {
 	}
 	switch stage {
 	case StageCeiling:
-		res, err := r.ceiling(ctx)
+		res, err := r.ceiling(ctx, "ceiling")
 		res.Error = outcome(err)
 		r.report.Ceiling = res
-	case StageVectors, StageText:
-		res, err := r.ingest(ctx, stage)
+	case StageVectors:
+		for _, d := range []struct {
+			body string
+			out  **Ingest
+		}{{bodyVector, &r.report.Vectors}, {bodyVectorB64, &r.report.VectorsB64}} {
+			res, err := r.ingest(ctx, drain{name: d.body, body: d.body, embedder: embedderHash, docs: r.cfg.Docs, oneChunk: true}, r.report.Ceiling)
+			res.Error = outcome(err)
+			*d.out = res
+		}
+	case StageText, StageBuiltin:
+		d := drain{name: stage, body: bodyText, embedder: embedderHash, docs: r.cfg.Docs, oneChunk: true,
+			keep: stage == StageText && slices.Contains(r.cfg.Stages, StageSearch)}
+		if stage == StageBuiltin {
+			d.embedder, d.docs, d.oneChunk = embedderBuiltin, r.cfg.BuiltinDocs, false
+		}
+		res, err := r.ingest(ctx, d, r.report.Ceiling)
 		res.Error = outcome(err)
-		if c := r.report.Ceiling; c != nil && c.Best != nil && res.DocsPerS > 0 {
-			res.RatioToCeiling = new(round(res.DocsPerS/c.Best.PointsPerS, 3))
-		}
-		if stage == StageVectors {
-			r.report.Vectors = res
-		} else {
+		if stage == StageText {
 			r.report.Text = res
+		} else {
+			r.report.Builtin = res
 		}
+	case StagePinned:
+		res, err := r.pinned(ctx)
+		res.Error = outcome(err)
+		r.report.Pinned = res
 	case StageSearch:
 		res, err := r.search(ctx)
 		res.Error = outcome(err)

@@ -20,9 +20,9 @@ var (
 )
 
 // ceiling upserts the documents' points with every batch size and
-// parallelism of the grid, each trial into a fresh collection, and keeps
-// the fastest trial whose exact count matched.
-func (r *runner) ceiling(ctx context.Context) (*Ceiling, error) {
+// parallelism of the grid, each trial into a fresh collection named after
+// name, and keeps the fastest trial whose exact count matched.
+func (r *runner) ceiling(ctx context.Context, name string) (*Ceiling, error) {
 	docs := r.documents()
 	points := make([]*qdrant.PointStruct, len(docs))
 	for i := range docs {
@@ -32,11 +32,11 @@ func (r *runner) ceiling(ctx context.Context) (*Ceiling, error) {
 	best := -1 // index in res.Trials
 	for _, batch := range ceilingBatches {
 		for _, par := range ceilingParallel {
-			t, err := r.trial(ctx, points, batch, par, len(res.Trials))
+			t, err := r.trial(ctx, fmt.Sprintf("%s_%d", name, len(res.Trials)), points, batch, par)
 			if err != nil {
 				return res, fmt.Errorf("batch %d, %d parallel: %w", batch, par, err)
 			}
-			r.progressf("ceiling: batch %d, %d parallel: %.0f points/s, exact count %d", batch, par, t.PointsPerS, t.Stored)
+			r.progressf("%s: batch %d, %d parallel: %.0f points/s, exact count %d", name, batch, par, t.PointsPerS, t.Stored)
 			res.Trials = append(res.Trials, t)
 			if t.CountOK && (best < 0 || t.PointsPerS > res.Trials[best].PointsPerS) {
 				best = len(res.Trials) - 1
@@ -52,9 +52,9 @@ func (r *runner) ceiling(ctx context.Context) (*Ceiling, error) {
 
 // trial upserts points in batches of batch, par requests at a time, into a
 // fresh collection created as ragpipe creates its own, and counts them.
-func (r *runner) trial(ctx context.Context, points []*qdrant.PointStruct, batch, par, n int) (Trial, error) {
+func (r *runner) trial(ctx context.Context, name string, points []*qdrant.PointStruct, batch, par int) (Trial, error) {
 	t := Trial{Batch: batch, Parallel: par}
-	collection := r.collection(fmt.Sprintf("ceiling_%d", n))
+	collection := r.collection(name)
 	defer r.cleanup(ctx, collection)
 	if err := r.cfg.Store.EnsureCollection(ctx, pipeline.Collection{Name: collection, Dims: Dims, Distance: pipeline.Cosine}, true); err != nil {
 		return t, fmt.Errorf("create collection: %w", err)
@@ -77,6 +77,9 @@ func (r *runner) trial(ctx context.Context, points []*qdrant.PointStruct, batch,
 	t.CPU = cpu.stop()
 	if err != nil {
 		return t, err
+	}
+	if q := t.CPU.Qdrant; q != nil {
+		t.QdrantUsPerPoint = new(round(*q/float64(len(points))*1e6, 1))
 	}
 	t.Seconds = round(elapsed.Seconds(), 4)
 	t.PointsPerS = round(float64(len(points))/elapsed.Seconds(), 1)

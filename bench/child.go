@@ -36,15 +36,15 @@ type child struct {
 }
 
 // startChild runs `ragpipe <name>` on the bench's NATS and Qdrant with
-// collection as its only configured collection, and waits until it logs
-// ready.
-func (r *runner) startChild(ctx context.Context, name, collection, ready string) (*child, error) {
+// collection as its only configured collection and embedder as
+// RAGPIPE_EMBEDDER, and waits until it logs ready.
+func (r *runner) startChild(ctx context.Context, name, collection, embedder, ready string) (*child, error) {
 	cmd := exec.Command(r.cfg.Executable, name)
 	cmd.Env = append(slices.Clone(r.cfg.Env), // the last of duplicate keys counts
 		"NATS_URL="+r.cfg.NATSURL,
 		"QDRANT_URL="+r.cfg.QdrantURL,
 		fmt.Sprintf("RAGPIPE_COLLECTIONS=%s:%d:cosine", collection, Dims),
-		"RAGPIPE_EMBEDDER=hash",
+		"RAGPIPE_EMBEDDER="+embedder,
 		"RAGPIPE_HTTP_ADDR=127.0.0.1:0",
 		"RAGPIPE_LOG_LEVEL=info", // the ready line is logged at info
 	)

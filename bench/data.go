@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 
@@ -62,18 +65,34 @@ func makeDocs(n int) []doc {
 	return docs
 }
 
+// Event bodies: how a document's event carries it (CONTRACT §2).
+const (
+	bodyText      = "text"       // text only, embedded by the worker
+	bodyVector    = "vector"     // with its vector as a JSON array of numbers
+	bodyVectorB64 = "vector_b64" // with its vector as base64 of little-endian float32s
+)
+
 // ingestEvent is the JSON body of an ingest event (CONTRACT §2).
 type ingestEvent struct {
-	DocID  string    `json:"doc_id"`
-	Text   string    `json:"text"`
-	Vector []float32 `json:"vector,omitempty"`
+	DocID     string    `json:"doc_id"`
+	Text      string    `json:"text"`
+	Vector    []float32 `json:"vector,omitempty"`
+	VectorB64 string    `json:"vector_b64,omitempty"`
 }
 
-// body returns d's ingest event, with its vector when withVector.
-func (d *doc) body(withVector bool) ([]byte, error) {
+// body returns d's ingest event of the given kind (bodyText, bodyVector or
+// bodyVectorB64).
+func (d *doc) body(kind string) ([]byte, error) {
 	e := ingestEvent{DocID: d.id, Text: d.text}
-	if withVector {
+	switch kind {
+	case bodyVector:
 		e.Vector = d.vector
+	case bodyVectorB64:
+		raw := make([]byte, 4*len(d.vector))
+		for i, x := range d.vector {
+			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(x))
+		}
+		e.VectorB64 = base64.StdEncoding.EncodeToString(raw)
 	}
 	b, err := json.Marshal(e)
 	if err != nil {

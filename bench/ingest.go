@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -22,31 +21,65 @@ const (
 	drainPoll = 5 * time.Millisecond
 )
 
-// ingest runs the vectors or the text stage: one worker for a fresh
-// collection, the documents published with or without their vectors, timed
-// from the first publish to the last acknowledgement, then counted.
-func (r *runner) ingest(ctx context.Context, stage string) (*Ingest, error) {
-	docs := r.documents()
-	res := &Ingest{Docs: len(docs)}
+// Embedders of the worker (RAGPIPE_EMBEDDER), set for every process the
+// bench starts: the default embedder is not the bench's to choose.
+const (
+	embedderHash    = "hash"
+	embedderBuiltin = "builtin"
+)
+
+// drain is one end-to-end ingestion: what its events carry, the worker's
+// embedder, and how many documents.
+type drain struct {
+	name     string // the collection's suffix and the progress label
+	body     string // bodyText, bodyVector or bodyVectorB64
+	embedder string
+	docs     int
+	keep     bool // the collection stays (for the search stage)
+	// oneChunk reports that each document is one point, so that the exact
+	// count must equal the documents (the builtin embedder's chunker may cut
+	// a text into several).
+	oneChunk bool
+}
+
+// ingest runs one drain: one worker for a fresh collection, the documents
+// published as d says, timed from the first publish to the last
+// acknowledgement, then counted. With a ceiling, it computes the ratios to
+// it.
+func (r *runner) ingest(ctx context.Context, d drain, ceiling *Ceiling) (*Ingest, error) {
+	docs := r.documents()[:d.docs]
+	res := &Ingest{Docs: len(docs), Body: d.body, Embedder: d.embedder}
 	bodies := make([][]byte, len(docs))
 	for i := range docs {
 		var err error
-		if bodies[i], err = docs[i].body(stage == StageVectors); err != nil {
+		if bodies[i], err = docs[i].body(d.body); err != nil {
 			return res, err
 		}
 	}
 	if err := r.checkIdle(ctx); err != nil {
 		return res, err
 	}
-	collection := r.collection(stage)
-	if stage == StageVectors || !slices.Contains(r.cfg.Stages, StageSearch) {
+	collection := r.collection(d.name)
+	if !d.keep {
 		defer r.cleanup(ctx, collection)
 	}
-	w, err := r.startChild(ctx, "worker", collection, "worker consuming")
+	w, err := r.startChild(ctx, "worker", collection, d.embedder, "worker consuming")
+	if err != nil && d.embedder == embedderBuiltin {
+		res.Skipped = fmt.Sprintf("the worker did not start with RAGPIPE_EMBEDDER=%s (not in this build?): %v", d.embedder, err)
+		r.progressf("%s: skipped: %s", d.name, res.Skipped)
+		return res, nil
+	}
 	if err != nil {
 		return res, err
 	}
 	defer w.stop() // when failing; its result is checked below otherwise
+	if r.pinOthers != nil {
+		// A child inherits the bench's CPUs; pinning it again covers a
+		// thread forked before the bench was pinned.
+		if err := pinCPUs(w.pid(), r.pinOthers); err != nil {
+			return res, err
+		}
+	}
 	pub, err := newPublisher(r.cfg.Conn)
 	if err != nil {
 		return res, err
@@ -69,11 +102,13 @@ func (r *runner) ingest(ctx context.Context, stage string) (*Ingest, error) {
 	res.CPU = cpu.stop()
 	res.Seconds = round(elapsed.Seconds(), 4)
 	res.DocsPerS = round(float64(len(docs))/elapsed.Seconds(), 1)
-	r.progressf("%s: %d docs in %s: %.0f docs/s", stage, len(docs), elapsed.Round(time.Millisecond), res.DocsPerS)
 	if res.Stored, err = r.count(ctx, collection); err != nil {
 		return res, err
 	}
-	res.CountOK = res.Stored == uint64(len(docs))
+	res.perDoc(ceiling)
+	r.progressf("%s: %d docs in %s: %.0f docs/s, worker %s µs/doc", d.name, len(docs), elapsed.Round(time.Millisecond),
+		res.DocsPerS, micros(res.WorkerUsPerDoc))
+	res.CountOK = res.Stored == uint64(len(docs)) || !d.oneChunk && res.Stored >= uint64(len(docs))
 	if err := w.stop(); err != nil {
 		return res, err
 	}
@@ -81,6 +116,33 @@ func (r *runner) ingest(ctx context.Context, stage string) (*Ingest, error) {
 		return res, fmt.Errorf("exact count %d points, want %d", res.Stored, len(docs))
 	}
 	return res, nil
+}
+
+// perDoc fills in the figures per document, and the ratios to ceiling when
+// there is one.
+func (in *Ingest) perDoc(ceiling *Ceiling) {
+	perDoc := func(s *float64) *float64 {
+		if s == nil || in.Docs == 0 {
+			return nil
+		}
+		return new(round(*s/float64(in.Docs)*1e6, 1))
+	}
+	if in.CPU != nil {
+		in.WorkerUsPerDoc = perDoc(in.CPU.Worker)
+		in.QdrantUsPerDoc = perDoc(in.CPU.Qdrant)
+		if w := in.CPU.Worker; w != nil && *w > 0 && in.Stored > 0 {
+			in.ChunksPerCoreS = new(round(float64(in.Stored) / *w, 1))
+		}
+	}
+	if ceiling == nil || ceiling.Best == nil {
+		return
+	}
+	if in.DocsPerS > 0 {
+		in.RatioToCeiling = new(round(in.DocsPerS/ceiling.Best.PointsPerS, 3))
+	}
+	if q := ceiling.Best.QdrantUsPerPoint; q != nil && *q > 0 && in.QdrantUsPerDoc != nil {
+		in.QdrantVsCeiling = new(round(*in.QdrantUsPerDoc / *q, 3))
+	}
 }
 
 // consumerInfo returns the state of the workers' consumer: one request

@@ -18,21 +18,28 @@ import (
 type Report struct {
 	// Settings describe the run.
 	Settings Settings `json:"settings"`
-	// Ceiling, Vectors, Text, Search and RSS are the stages' results.
-	Ceiling *Ceiling `json:"ceiling,omitempty"`
-	Vectors *Ingest  `json:"vectors,omitempty"`
-	Text    *Ingest  `json:"text,omitempty"`
-	Search  *Search  `json:"search,omitempty"`
-	RSS     *RSS     `json:"rss,omitempty"`
+	// Ceiling, Vectors (JSON `vector`), VectorsB64 (`vector_b64`, also of
+	// the vectors stage), Text, Builtin, Pinned, Search and RSS are the
+	// stages' results.
+	Ceiling    *Ceiling `json:"ceiling,omitempty"`
+	Vectors    *Ingest  `json:"vectors,omitempty"`
+	VectorsB64 *Ingest  `json:"vectors_b64,omitempty"`
+	Text       *Ingest  `json:"text,omitempty"`
+	Builtin    *Ingest  `json:"builtin,omitempty"`
+	Pinned     *Pinned  `json:"pinned,omitempty"`
+	Search     *Search  `json:"search,omitempty"`
+	RSS        *RSS     `json:"rss,omitempty"`
 	// Interrupted is set when SIGINT or SIGTERM stopped the run.
 	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // Settings describe the run, so that reports can be compared.
 type Settings struct {
-	// Docs is the number of documents of the ceiling, vectors and text
-	// stages, each about TextChars characters, one chunk, one point.
-	Docs int `json:"docs"`
+	// Docs is the number of documents of the ceiling, vectors, text and
+	// pinned stages, each about TextChars characters, one chunk, one point;
+	// BuiltinDocs those of the builtin stage.
+	Docs        int `json:"docs"`
+	BuiltinDocs int `json:"builtin_docs"`
 	// TextChars is the length of their texts.
 	TextChars int `json:"text_chars"`
 	// Dims is the dimensions of every collection.
@@ -94,6 +101,8 @@ type Trial struct {
 	CountOK bool `json:"count_ok"`
 	// CPU is what Qdrant and the bench used during the trial.
 	CPU *CPU `json:"cpu_seconds,omitempty"`
+	// QdrantUsPerPoint is Qdrant's CPU per point, in microseconds.
+	QdrantUsPerPoint *float64 `json:"qdrant_us_per_point,omitempty"`
 }
 
 // Ingest is ragpipe end to end: one `ragpipe worker` process, from the first
@@ -101,6 +110,10 @@ type Trial struct {
 type Ingest struct {
 	// Docs is the number of events published, one document each.
 	Docs int `json:"docs"`
+	// Body is what the events carry: "text", "vector" (a JSON array) or
+	// "vector_b64"; Embedder is the worker's RAGPIPE_EMBEDDER.
+	Body     string `json:"body"`
+	Embedder string `json:"embedder"`
 	// Seconds is the time from the first publish to the moment the consumer
 	// had nothing pending and nothing awaiting acknowledgement.
 	Seconds float64 `json:"seconds"`
@@ -115,6 +128,34 @@ type Ingest struct {
 	RatioToCeiling *float64 `json:"ratio_to_ceiling"`
 	// CPU is what Qdrant, the worker and the bench used while timed.
 	CPU *CPU `json:"cpu_seconds,omitempty"`
+	// WorkerUsPerDoc and QdrantUsPerDoc are the worker's and Qdrant's CPU
+	// per document, in microseconds.
+	WorkerUsPerDoc *float64 `json:"worker_us_per_doc,omitempty"`
+	QdrantUsPerDoc *float64 `json:"qdrant_us_per_doc,omitempty"`
+	// QdrantVsCeiling is QdrantUsPerDoc over the ceiling's best trial's
+	// Qdrant CPU per point: what Qdrant spends per document beyond storing
+	// its point (one point per document); null without a ceiling.
+	QdrantVsCeiling *float64 `json:"qdrant_vs_ceiling,omitempty"`
+	// ChunksPerCoreS is Stored over the worker's CPU seconds: the points it
+	// makes per second of one core.
+	ChunksPerCoreS *float64 `json:"chunks_per_core_s,omitempty"`
+	// Skipped says why the drain did not run (the builtin embedder missing
+	// from the build); it is not a failure.
+	Skipped string `json:"skipped,omitempty"`
+	// Error says why the stage failed; empty when it succeeded.
+	Error string `json:"error,omitempty"`
+}
+
+// Pinned is the pinned stage: Qdrant alone on QdrantCPUs, this process
+// (publisher, embedded NATS) and the worker on OtherCPUs; the drains' ratios
+// are to this stage's own ceiling.
+type Pinned struct {
+	QdrantCPUs []int    `json:"qdrant_cpus"`
+	OtherCPUs  []int    `json:"other_cpus"`
+	Ceiling    *Ceiling `json:"ceiling,omitempty"`
+	VectorsB64 *Ingest  `json:"vectors_b64,omitempty"`
+	Vectors    *Ingest  `json:"vectors,omitempty"`
+	Text       *Ingest  `json:"text,omitempty"`
 	// Error says why the stage failed; empty when it succeeded.
 	Error string `json:"error,omitempty"`
 }
@@ -207,8 +248,17 @@ func (r *Report) Err() error {
 	if r.Vectors != nil {
 		add(StageVectors, r.Vectors.Error)
 	}
+	if r.VectorsB64 != nil {
+		add(StageVectors, r.VectorsB64.Error)
+	}
 	if r.Text != nil {
 		add(StageText, r.Text.Error)
+	}
+	if r.Builtin != nil {
+		add(StageBuiltin, r.Builtin.Error)
+	}
+	if r.Pinned != nil {
+		add(StagePinned, r.Pinned.Error)
 	}
 	if r.Search != nil {
 		add(StageSearch, r.Search.Error)
@@ -226,8 +276,8 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// WriteTable writes the report as aligned tables: ingestion, then search,
-// then memory.
+// WriteTable writes the report as aligned tables: ingestion, pinned, search,
+// memory, then the figures of issue 17 beside their targets.
 func (r *Report) WriteTable(w io.Writer) error {
 	s := r.Settings
 	var b strings.Builder
@@ -236,9 +286,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Interrupted {
 		b.WriteString("interrupted: stages not shown did not run\n")
 	}
-	if r.Ceiling != nil || r.Vectors != nil || r.Text != nil {
+	if r.Ceiling != nil || r.Vectors != nil || r.VectorsB64 != nil || r.Text != nil || r.Builtin != nil {
 		b.WriteByte('\n')
 		r.writeIngest(&b)
+	}
+	if r.Pinned != nil {
+		b.WriteByte('\n')
+		r.writePinned(&b)
 	}
 	if r.Search != nil {
 		b.WriteByte('\n')
@@ -248,46 +302,126 @@ func (r *Report) WriteTable(w io.Writer) error {
 		b.WriteByte('\n')
 		r.writeRSS(&b)
 	}
+	if r.Vectors != nil || r.VectorsB64 != nil || r.Text != nil || r.Pinned != nil || r.Search != nil {
+		b.WriteString("\nTARGETS (issue 17)\n")
+		r.writeTargets(&b)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
+// ingestRow is a row of an ingestion table.
+type ingestRow struct {
+	name string
+	in   *Ingest
+}
+
 func (r *Report) writeIngest(b *strings.Builder) {
-	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "INGEST\tTIME\tRATE\tVS CEILING\tEXACT COUNT\tCPU S: QDRANT / WORKER / BENCH\tNOTES")
-	if c := r.Ceiling; c != nil {
-		switch {
-		case c.Best != nil:
-			fmt.Fprintf(tw, "ceiling: raw Qdrant upsert\t%s\t%.0f points/s\t1.00\t%s\t%s\tbest of %d trials: batch %d, %d parallel\n",
-				seconds(c.Best.Seconds), c.Best.PointsPerS, countText(c.Best.CountOK, c.Best.Stored), cpuText(c.Best.CPU),
-				len(c.Trials), c.Best.Batch, c.Best.Parallel)
-		default:
-			fmt.Fprintf(tw, "ceiling: raw Qdrant upsert\t-\t-\t-\t-\t-\tFAILED: %s\n", c.Error)
+	writeIngestTable(b, r.Ceiling, []ingestRow{
+		{"ragpipe, vector (JSON)", r.Vectors}, {"ragpipe, vector_b64", r.VectorsB64},
+		{"ragpipe, text + hash", r.Text}, {"ragpipe, text + builtin", r.Builtin},
+	})
+	if c := r.Ceiling; c != nil && len(c.Trials) > 0 {
+		b.WriteString("\nceiling trials, points/s:\n")
+		writeTrialGrid(b, c.Trials)
+	}
+}
+
+func (r *Report) writePinned(b *strings.Builder) {
+	p := r.Pinned
+	fmt.Fprintf(b, "PINNED: Qdrant alone on CPU %v; the bench's publisher and NATS, and the worker, on CPU %v\n", p.QdrantCPUs, p.OtherCPUs)
+	if p.Ceiling != nil {
+		writeIngestTable(b, p.Ceiling, []ingestRow{
+			{"ragpipe, vector_b64", p.VectorsB64}, {"ragpipe, vector (JSON)", p.Vectors}, {"ragpipe, text + hash", p.Text},
+		})
+		if len(p.Ceiling.Trials) > 0 {
+			b.WriteString("\npinned ceiling trials, points/s:\n")
+			writeTrialGrid(b, p.Ceiling.Trials)
 		}
 	}
-	for _, row := range []struct {
-		name string
-		in   *Ingest
-	}{{"ragpipe, vectors in events", r.Vectors}, {"ragpipe, hash embedder", r.Text}} {
+	if p.Error != "" {
+		fmt.Fprintf(b, "FAILED: %s\n", p.Error)
+	}
+}
+
+// writeIngestTable writes a ceiling and the drains measured against it.
+func writeIngestTable(b *strings.Builder, c *Ceiling, rows []ingestRow) {
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "INGEST\tTIME\tRATE\tVS CEILING\tEXACT COUNT\tCPU S: QDRANT / WORKER / BENCH\tCPU µS/DOC: QDRANT / WORKER\tQDRANT VS CEILING\tNOTES")
+	if c != nil {
+		switch {
+		case c.Best != nil:
+			fmt.Fprintf(tw, "ceiling: raw Qdrant upsert\t%s\t%.0f points/s\t1.00\t%s\t%s\t%s / -\t1.00\tbest of %d trials: batch %d, %d parallel\n",
+				seconds(c.Best.Seconds), c.Best.PointsPerS, countText(c.Best.CountOK, c.Best.Stored), cpuText(c.Best.CPU),
+				micros(c.Best.QdrantUsPerPoint), len(c.Trials), c.Best.Batch, c.Best.Parallel)
+		default:
+			fmt.Fprintf(tw, "ceiling: raw Qdrant upsert\t-\t-\t-\t-\t-\t-\t-\tFAILED: %s\n", c.Error)
+		}
+	}
+	for _, row := range rows {
 		in := row.in
 		switch {
 		case in == nil:
+		case in.Skipped != "":
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\tskipped: %s\n", row.name, in.Skipped)
 		case in.Error != "" && in.Seconds == 0:
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tFAILED: %s\n", row.name, in.Error)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\tFAILED: %s\n", row.name, in.Error)
 		default:
 			count := "-" // not counted
 			if in.Error == "" || in.Stored > 0 {
 				count = countText(in.CountOK, in.Stored)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f docs/s\t%s\t%s\t%s\t%s\n", row.name, seconds(in.Seconds), in.DocsPerS,
-				ratioText(in.RatioToCeiling), count, cpuText(in.CPU), failedText(in.Error))
+			note := failedText(in.Error)
+			if in.Embedder == embedderBuiltin && in.ChunksPerCoreS != nil && note == "" {
+				note = fmt.Sprintf("%d docs, %.0f chunks/s per core of the worker", in.Docs, *in.ChunksPerCoreS)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f docs/s\t%s\t%s\t%s\t%s / %s\t%s\t%s\n", row.name, seconds(in.Seconds), in.DocsPerS,
+				ratioText(in.RatioToCeiling), count, cpuText(in.CPU), micros(in.QdrantUsPerDoc), micros(in.WorkerUsPerDoc),
+				ratioText(in.QdrantVsCeiling), note)
 		}
 	}
 	tw.Flush()
-	if c := r.Ceiling; c != nil && len(c.Trials) > 0 {
-		b.WriteString("\nceiling trials, points/s:\n")
-		writeTrialGrid(b, c.Trials)
+}
+
+// writeTargets writes the figures of issue 17's table beside their targets.
+func (r *Report) writeTargets(b *strings.Builder) {
+	type figure struct{ name, value, target string }
+	var figures []figure
+	drains := func(format, target string, f func(*Ingest) string, rows ...ingestRow) {
+		for _, row := range rows {
+			if row.in != nil {
+				figures = append(figures, figure{fmt.Sprintf(format, row.name), f(row.in), target})
+			}
+		}
 	}
+	qdrant := func(in *Ingest) string { return ratioText(in.QdrantVsCeiling) }
+	drains("Qdrant CPU per document, %s / per point of raw upserts", "<= 1.15", qdrant,
+		ingestRow{"vector", r.Vectors}, ingestRow{"vector_b64", r.VectorsB64})
+	worker := func(in *Ingest) string { return micros(in.WorkerUsPerDoc) + " µs" }
+	drains("worker CPU per document, %s", "<= 40 µs", worker, ingestRow{"vector_b64", r.VectorsB64})
+	drains("worker CPU per document, %s", "<= 100 µs", worker, ingestRow{"JSON vector", r.Vectors})
+	drains("worker CPU per document, %s", "<= 80 µs", worker, ingestRow{"text + hash", r.Text})
+	if p := r.Pinned; p != nil {
+		rate := func(in *Ingest) string { return ratioText(in.RatioToCeiling) }
+		drains("pinned, %s / raw upserts on the same CPU", ">= 0.9", rate, ingestRow{"vector_b64", p.VectorsB64})
+		drains("pinned, %s / raw upserts on the same CPU", ">= 0.8", rate, ingestRow{"JSON vector", p.Vectors}, ingestRow{"text + hash", p.Text})
+	}
+	if s := r.Search; s != nil {
+		for _, l := range s.Levels {
+			target := "<= +0.3 ms"
+			if l.Concurrency > 1 {
+				target = "<= +0.5 ms"
+			}
+			figures = append(figures, figure{fmt.Sprintf("search p50, rag.search - raw Qdrant, c=%d", l.Concurrency),
+				fmt.Sprintf("%+.3f ms", l.P50OverheadMs), target})
+		}
+	}
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FIGURE\tMEASURED\tTARGET")
+	for _, f := range figures {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.name, f.value, f.target)
+	}
+	tw.Flush()
 }
 
 // writeTrialGrid writes the trials as a grid: a row per batch size, a
@@ -367,6 +501,14 @@ func seconds(s float64) string {
 }
 
 func millis(ms float64) string { return fmt.Sprintf("%.3f ms", ms) }
+
+// micros renders a figure in microseconds, "-" when absent.
+func micros(us *float64) string {
+	if us == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", *us)
+}
 
 func ratioText(r *float64) string {
 	if r == nil {

@@ -12,7 +12,8 @@ import (
 func sampleReport() *Report {
 	trials := []Trial{
 		{Batch: 256, Parallel: 1, Seconds: 0.8, PointsPerS: 12500, Stored: 10000, CountOK: true},
-		{Batch: 256, Parallel: 2, Seconds: 0.5, PointsPerS: 20000, Stored: 10000, CountOK: true, CPU: &CPU{Qdrant: new(0.9), Bench: 0.3}},
+		{Batch: 256, Parallel: 2, Seconds: 0.5, PointsPerS: 20000, Stored: 10000, CountOK: true, CPU: &CPU{Qdrant: new(0.9), Bench: 0.3},
+			QdrantUsPerPoint: new(90.0)},
 		{Batch: 512, Parallel: 1, Seconds: 0.4, PointsPerS: 25000, Stored: 9999},
 		{Batch: 512, Parallel: 2, Seconds: 0.625, PointsPerS: 16000, Stored: 10000, CountOK: true},
 	}
@@ -21,9 +22,19 @@ func sampleReport() *Report {
 			BacklogChars: 200, BacklogTimeS: 300, HNSW: "tenant", NATS: "embedded", Qdrant: "process",
 			QdrantVersion: "1.16.3", CPUs: 2, LoadAvg1m: 0.25, GoVersion: "go1.26"},
 		Ceiling: &Ceiling{Points: 10000, Best: new(trials[1]), Trials: trials},
-		Vectors: &Ingest{Docs: 10000, Seconds: 0.8, DocsPerS: 12500, Stored: 10000, CountOK: true, RatioToCeiling: new(0.625),
-			CPU: &CPU{Qdrant: new(0.8), Worker: new(0.5), Bench: 0.25}},
-		Text: &Ingest{Docs: 10000, Error: "worker exited: exit status 1; last line: boom"},
+		Vectors: &Ingest{Docs: 10000, Body: "vector", Embedder: "hash", Seconds: 0.8, DocsPerS: 12500, Stored: 10000, CountOK: true,
+			RatioToCeiling: new(0.625), CPU: &CPU{Qdrant: new(0.8), Worker: new(0.5), Bench: 0.25},
+			WorkerUsPerDoc: new(50.0), QdrantUsPerDoc: new(80.0), QdrantVsCeiling: new(0.889), ChunksPerCoreS: new(20000.0)},
+		VectorsB64: &Ingest{Docs: 10000, Body: "vector_b64", Embedder: "hash", Seconds: 0.7, DocsPerS: 14286, Stored: 10000, CountOK: true,
+			RatioToCeiling: new(0.714), CPU: &CPU{Qdrant: new(0.9), Worker: new(0.3), Bench: 0.2},
+			WorkerUsPerDoc: new(30.0), QdrantUsPerDoc: new(90.0), QdrantVsCeiling: new(1.0), ChunksPerCoreS: new(33333.3)},
+		Text:    &Ingest{Docs: 10000, Body: "text", Embedder: "hash", Error: "worker exited: exit status 1; last line: boom"},
+		Builtin: &Ingest{Docs: 1000, Body: "text", Embedder: "builtin", Skipped: "the worker did not start"},
+		Pinned: &Pinned{QdrantCPUs: []int{0}, OtherCPUs: []int{1},
+			Ceiling: &Ceiling{Points: 10000, Best: new(trials[0]), Trials: trials[:1]},
+			VectorsB64: &Ingest{Docs: 10000, Body: "vector_b64", Embedder: "hash", Seconds: 1, DocsPerS: 10000, Stored: 10000, CountOK: true,
+				RatioToCeiling: new(0.8), CPU: &CPU{Qdrant: new(1.0), Worker: new(0.4), Bench: 0.3},
+				WorkerUsPerDoc: new(40.0), QdrantUsPerDoc: new(100.0), ChunksPerCoreS: new(25000.0)}},
 		Search: &Search{Points: 10000, TenantPoints: 2000, TopK: 10, Requests: 2000, Indexed: true, Levels: []SearchLevel{
 			{Concurrency: 1, RagSearch: Latency{P50Ms: 0.9, P99Ms: 1.5}, Qdrant: Latency{P50Ms: 0.6, P99Ms: 1.2}, P50OverheadMs: 0.3},
 		}},
@@ -40,10 +51,18 @@ func TestWriteTable(t *testing.T) {
 	out := squeeze(b.String())
 	for _, want := range []string{
 		"ragpipe bench: 10000 docs of ~900 chars, 1024 dims, 5 tenants, HNSW tenant; 2 CPUs, load average 0.25 at start; Qdrant 1.16.3 (process); NATS embedded\n",
-		"\nINGEST TIME RATE VS CEILING EXACT COUNT CPU S: QDRANT / WORKER / BENCH NOTES\n",
-		"\nceiling: raw Qdrant upsert 500ms 20000 points/s 1.00 ok (10000) 0.90 / - / 0.30 best of 4 trials: batch 256, 2 parallel\n",
-		"\nragpipe, vectors in events 800ms 12500 docs/s 0.62 ok (10000) 0.80 / 0.50 / 0.25\n",
-		"\nragpipe, hash embedder - - - - - FAILED: worker exited: exit status 1; last line: boom\n",
+		"\nINGEST TIME RATE VS CEILING EXACT COUNT CPU S: QDRANT / WORKER / BENCH CPU µS/DOC: QDRANT / WORKER QDRANT VS CEILING NOTES\n",
+		"\nceiling: raw Qdrant upsert 500ms 20000 points/s 1.00 ok (10000) 0.90 / - / 0.30 90.0 / - 1.00 best of 4 trials: batch 256, 2 parallel\n",
+		"\nragpipe, vector (JSON) 800ms 12500 docs/s 0.62 ok (10000) 0.80 / 0.50 / 0.25 80.0 / 50.0 0.89\n",
+		"\nragpipe, vector_b64 700ms 14286 docs/s 0.71 ok (10000) 0.90 / 0.30 / 0.20 90.0 / 30.0 1.00\n",
+		"\nragpipe, text + hash - - - - - - - FAILED: worker exited: exit status 1; last line: boom\n",
+		"\nragpipe, text + builtin - - - - - - - skipped: the worker did not start\n",
+		"\nPINNED: Qdrant alone on CPU [0]; the bench's publisher and NATS, and the worker, on CPU [1]\n",
+		"\nragpipe, vector_b64 1s 10000 docs/s 0.80 ok (10000) 1.00 / 0.40 / 0.30 100.0 / 40.0 -\n",
+		"\nQdrant CPU per document, vector / per point of raw upserts 0.89 <= 1.15\n",
+		"\nworker CPU per document, vector_b64 30.0 µs <= 40 µs\n",
+		"\npinned, vector_b64 / raw upserts on the same CPU 0.80 >= 0.9\n",
+		"\nsearch p50, rag.search - raw Qdrant, c=1 +0.300 ms <= +0.3 ms\n",
 		"\n1 parallel 2 parallel\nbatch 256 12500 20000\nbatch 512 25000 (count 9999!) 16000\n",
 		"\nSEARCH: tenant filter, top_k 10, 2000 of 10000 points, 2000 requests per row, indexed true\n",
 		"\nrag.search 1 0.900 ms 1.500 ms +0.300 ms\nqdrant 1 0.600 ms 1.200 ms\n",
@@ -61,19 +80,19 @@ func TestWriteTable(t *testing.T) {
 
 func TestWriteTableOnlySomeStages(t *testing.T) {
 	r := sampleReport()
-	r.Ceiling, r.Search, r.RSS, r.Interrupted = nil, nil, nil, true
+	r.Ceiling, r.Search, r.RSS, r.Pinned, r.Interrupted = nil, nil, nil, nil, true
 	r.Vectors.RatioToCeiling = nil
 	var b bytes.Buffer
 	if err := r.WriteTable(&b); err != nil {
 		t.Fatal(err)
 	}
 	out := squeeze(b.String())
-	for _, want := range []string{"interrupted: stages not shown did not run", "\nragpipe, vectors in events 800ms 12500 docs/s - ok (10000) 0.80 / 0.50 / 0.25\n"} {
+	for _, want := range []string{"interrupted: stages not shown did not run", "\nragpipe, vector (JSON) 800ms 12500 docs/s - ok (10000) 0.80 / 0.50 / 0.25 80.0 / 50.0 0.89\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
-	for _, absent := range []string{"ceiling", "SEARCH", "WORKER MEMORY"} {
+	for _, absent := range []string{"ceiling", "SEARCH", "WORKER MEMORY", "PINNED"} {
 		if strings.Contains(out, absent) {
 			t.Errorf("table shows %q of a stage that did not run:\n%s", absent, out)
 		}
@@ -109,10 +128,14 @@ func TestWriteJSON(t *testing.T) {
 	}
 	for stage, keys := range map[string][]string{
 		"ceiling": {"points", "best", "trials"},
-		"vectors": {"docs", "seconds", "docs_per_s", "stored", "count_ok", "ratio_to_ceiling"},
-		"text":    {"ratio_to_ceiling", "error"},
-		"search":  {"points", "tenant_points", "top_k", "requests", "indexed", "levels"},
-		"rss":     {"backlog", "seconds", "drained", "drained_all", "docs_per_s", "peak_mib", "start_mib", "middle_mib", "end_mib", "acked", "stored", "count_ok"},
+		"vectors": {"docs", "body", "embedder", "seconds", "docs_per_s", "stored", "count_ok", "ratio_to_ceiling",
+			"worker_us_per_doc", "qdrant_us_per_doc", "qdrant_vs_ceiling", "chunks_per_core_s"},
+		"vectors_b64": {"docs", "body", "worker_us_per_doc", "qdrant_vs_ceiling"},
+		"builtin":     {"embedder", "skipped"},
+		"pinned":      {"qdrant_cpus", "other_cpus", "ceiling", "vectors_b64"},
+		"text":        {"ratio_to_ceiling", "error"},
+		"search":      {"points", "tenant_points", "top_k", "requests", "indexed", "levels"},
+		"rss":         {"backlog", "seconds", "drained", "drained_all", "docs_per_s", "peak_mib", "start_mib", "middle_mib", "end_mib", "acked", "stored", "count_ok"},
 	} {
 		for _, k := range keys {
 			if _, ok := raw[stage][k]; !ok {
@@ -139,7 +162,7 @@ func TestReportErr(t *testing.T) {
 
 func TestParseStages(t *testing.T) {
 	for in, want := range map[string]string{
-		"":                  "ceiling,vectors,text,search,rss",
+		"":                  "ceiling,vectors,text,builtin,pinned,search,rss",
 		"rss,ceiling":       "ceiling,rss",
 		" search ":          "text,search",
 		"vectors,vectors":   "vectors",

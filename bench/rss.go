@@ -42,7 +42,7 @@ func (r *runner) rss(ctx context.Context) (*RSS, error) {
 	}
 
 	started := time.Now()
-	w, err := r.startChild(ctx, "worker", collection, "worker consuming")
+	w, err := r.startChild(ctx, "worker", collection, embedderHash, "worker consuming")
 	if err != nil {
 		return res, err
 	}
@@ -94,7 +94,7 @@ func (r *runner) ensureConsumer(ctx context.Context, collection string) error {
 	case !errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return err
 	}
-	w, err := r.startChild(ctx, "worker", collection, "worker consuming")
+	w, err := r.startChild(ctx, "worker", collection, embedderHash, "worker consuming")
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func (r *runner) publishBacklog(ctx context.Context, collection string) error {
 	start := time.Now()
 	for i := range n {
 		d := doc{user: tenants[i%len(tenants)], id: fmt.Sprintf("event-%08d", i), text: sentences(rng, backlogChars)}
-		body, err := d.body(false)
+		body, err := d.body(bodyText)
 		if err != nil {
 			return err
 		}

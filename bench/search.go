@@ -61,7 +61,7 @@ func (r *runner) search(ctx context.Context) (*Search, error) {
 	if res.Indexed, err = r.waitIndexed(ctx, collection); err != nil {
 		return res, err
 	}
-	searcher, err := r.startChild(ctx, "searcher", collection, "search service started")
+	searcher, err := r.startChild(ctx, "searcher", collection, embedderHash, "search service started")
 	if err != nil {
 		return res, err
 	}

@@ -29,8 +29,14 @@ var benchCommand = command{
 		"             a fresh collection each; the best points/s is the ceiling\n" +
 		"    vectors  one `ragpipe worker` process ingests --docs events carrying their vectors (~900 chars of text,\n" +
 		"             one chunk, 5 tenants), timed from the first publish to the last acknowledgement; then the\n" +
-		"             points are counted exactly; docs/s and the ratio to the ceiling\n" +
-		"    text     the same with text only, embedded by the built-in hash embedder\n" +
+		"             points are counted exactly; docs/s, the ratio to the ceiling, Qdrant's and the worker's CPU\n" +
+		"             per document; twice: vectors as JSON arrays (vector), then as base64 (vector_b64)\n" +
+		"    text     the same with text only, embedded by the hash embedder\n" +
+		"    builtin  --builtin-docs text events embedded by the builtin semantic embedder: chunks/s per core\n" +
+		"             of the worker (skipped, with a note, when this build has no builtin embedder)\n" +
+		"    pinned   Qdrant alone on one CPU, this process (publisher, embedded NATS) and the worker on another\n" +
+		"             (Linux, 2 CPUs or more, the Qdrant the bench starts): the ceiling, then vector_b64, vector\n" +
+		"             and text drains, each against that ceiling\n" +
 		"    search   rag.search requests to one `ragpipe searcher` process against raw Qdrant Query calls with the\n" +
 		"             same tenant filter, on the text stage's collection (selecting search runs text too), once\n" +
 		"             Qdrant has indexed it: p50 and p99 at concurrency 1 and 8, --searches requests each\n" +
@@ -46,14 +52,16 @@ var benchCommand = command{
 		"  With --qdrant-url (gRPC, QDRANT_URL form; QDRANT_API_KEY applies), that Qdrant. NATS_URL and QDRANT_URL\n" +
 		"  are not used. Every collection is fresh (bench_<run id>_<stage>) and deleted when its stage is done.\n\n" +
 		"  The worker and searcher processes are this binary; they take their settings from the environment below,\n" +
-		"  except NATS_URL, QDRANT_URL, RAGPIPE_COLLECTIONS, RAGPIPE_EMBEDDER (hash), RAGPIPE_HTTP_ADDR (a free port)\n" +
+		"  except NATS_URL, QDRANT_URL, RAGPIPE_COLLECTIONS, RAGPIPE_EMBEDDER (hash; builtin in the builtin stage),\n" +
+		"  RAGPIPE_HTTP_ADDR (a free port)\n" +
 		"  and RAGPIPE_LOG_LEVEL (info), which the bench sets. Collections are made with RAGPIPE_HNSW, RAGPIPE_SHARDS\n" +
 		"  and the other layout settings. Quick run: --only ceiling,vectors,text --docs 2000.",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
 		o := &benchOptions{}
 		fs.StringVar(&o.only, "only", strings.Join(bench.Stages, ","), "comma-separated stages to run")
 		fs.BoolVar(&o.json, "json", false, "print the report as JSON instead of a table")
-		fs.IntVar(&o.docs, "docs", 10_000, "documents of the ceiling, vectors, text and search stages")
+		fs.IntVar(&o.docs, "docs", 10_000, "documents of the ceiling, vectors, text, pinned and search stages")
+		fs.IntVar(&o.builtinDocs, "builtin-docs", 1_000, "documents of the builtin stage (at most --docs)")
 		fs.IntVar(&o.searches, "searches", 2_000, "search requests per path and concurrency")
 		fs.IntVar(&o.backlog, "backlog", 1_000_000, "events of the rss stage")
 		fs.DurationVar(&o.backlogTime, "backlog-time", 5*time.Minute, "longest the rss stage drains")
@@ -67,6 +75,7 @@ type benchOptions struct {
 	only, natsURL, qdrantURL string
 	json                     bool
 	docs, searches, backlog  int
+	builtinDocs              int
 	backlogTime              time.Duration
 }
 
@@ -78,8 +87,8 @@ func runBench(ctx context.Context, env *environment, o benchOptions, args []stri
 	if err != nil {
 		return fmt.Errorf("--only: %w", err)
 	}
-	if o.docs < 1 || o.searches < 1 || o.backlog < 1 || o.backlogTime <= 0 {
-		return errors.New("--docs, --searches, --backlog and --backlog-time must be > 0")
+	if o.docs < 1 || o.builtinDocs < 1 || o.searches < 1 || o.backlog < 1 || o.backlogTime <= 0 {
+		return errors.New("--docs, --builtin-docs, --searches, --backlog and --backlog-time must be > 0")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -131,7 +140,7 @@ func runBench(ctx context.Context, env *environment, o benchOptions, args []stri
 	report, runErr := bench.Run(ctx, bench.Config{
 		Executable: exe, Env: os.Environ(), NATSURL: cfg.NATS.URL, QdrantURL: cfg.Qdrant.URL,
 		Conn: nc, Store: store, QdrantPID: qdrantPID, Prefix: cfg.SubjectPrefix, PurgeNATS: o.natsURL != "",
-		Stages: stages, Docs: o.docs, Searches: o.searches, Backlog: o.backlog, BacklogTime: o.backlogTime,
+		Stages: stages, Docs: o.docs, BuiltinDocs: o.builtinDocs, Searches: o.searches, Backlog: o.backlog, BacklogTime: o.backlogTime,
 		Settings: settings, Progress: env.stderr,
 	})
 	write := report.WriteTable
