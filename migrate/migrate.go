@@ -1,6 +1,12 @@
 // Package migrate copies collections between vector stores (the embedded
 // store and Qdrant, either way, or Qdrant to Qdrant) without re-embedding:
-// points are copied with their vectors and payload.
+// points are copied with their vectors, keyword vectors and payload.
+//
+// A point without a keyword vector (one of a collection created before
+// them) gets one computed from its text (pipeline.Keywords), so that a
+// copy into a target with keyword vectors, such as a collection the copy
+// creates, answers keyword and hybrid searches; a target without them
+// drops it.
 //
 // A copy streams page by page, so memory stays bounded by two pages however
 // large the collection. After each page is durable in the target, the source
@@ -33,8 +39,9 @@ import (
 type Source interface {
 	// Collections lists the store's collections.
 	Collections(ctx context.Context) ([]pipeline.Collection, error)
-	// Scroll returns up to limit points, with vectors, after the cursor
-	// ("" for the start), and the next cursor ("" after the last page).
+	// Scroll returns up to limit points, with vectors and keyword vectors,
+	// after the cursor ("" for the start), and the next cursor ("" after
+	// the last page).
 	Scroll(ctx context.Context, collection, after string, limit int) ([]pipeline.Point, string, error)
 	// Count returns the number of points of each tenant.
 	Count(ctx context.Context, collection string) (map[string]int, error)
@@ -44,7 +51,8 @@ type Source interface {
 type Target interface {
 	// EnsureCollection creates the collection with the target's layout.
 	EnsureCollection(ctx context.Context, c pipeline.Collection, create bool) error
-	// Upsert stores points as they are; it returns once they are durable.
+	// Upsert stores points as they are, keyword vectors only where the
+	// collection has them; it returns once they are durable.
 	Upsert(ctx context.Context, collection string, points []pipeline.Point) error
 	// Count returns the number of points of each tenant.
 	Count(ctx context.Context, collection string) (map[string]int, error)
@@ -206,6 +214,7 @@ func copyPages(ctx context.Context, cfg Config, st state, name string, total int
 	}()
 	copied := 0
 	for p := range pages {
+		addKeywords(p.points)
 		if len(p.points) > 0 {
 			if err := cfg.Target.Upsert(ctx, name, p.points); err != nil {
 				return copied, fmt.Errorf("write target: %w", err)
@@ -225,6 +234,16 @@ func copyPages(ctx context.Context, cfg Config, st state, name string, total int
 		return copied, err
 	default:
 		return copied, ctx.Err()
+	}
+}
+
+// addKeywords gives each point with text but no keyword vector the keyword
+// vector of its text.
+func addKeywords(points []pipeline.Point) {
+	for i := range points {
+		if p := &points[i]; p.Keywords == nil && p.Text != "" {
+			p.Keywords = pipeline.Keywords(p.Text)
+		}
 	}
 }
 

@@ -53,9 +53,10 @@ func fill(t *testing.T, s store, docs int) {
 				for j := range v { // unit length: cosine stores it as is
 					v[j] /= float32(math.Sqrt(norm))
 				}
+				text := fmt.Sprintf("chunk %d of %s", i, w.DocID)
 				w.Points = append(w.Points, pipeline.Point{
 					ID: pipeline.PointID(w.UserID, w.DocID, i), Vector: v, UserID: w.UserID, DocID: w.DocID,
-					ChunkIndex: i, ChunkCount: chunks, Text: fmt.Sprintf("chunk %d of %s", i, w.DocID),
+					ChunkIndex: i, ChunkCount: chunks, Text: text, Keywords: pipeline.Keywords(text),
 					Metadata: map[string]any{"n": int64(d), "tag": "x"}, Version: w.Version, TextHash: fmt.Sprint("h", d, i),
 				})
 			}
@@ -86,7 +87,8 @@ func all(t *testing.T, s migrate.Source, collection string) []pipeline.Point {
 	}
 }
 
-// assertSame fails unless both stores hold exactly the same points.
+// assertSame fails unless both stores hold exactly the same points, keyword
+// vectors included.
 func assertSame(t *testing.T, a, b migrate.Source) {
 	t.Helper()
 	for _, c := range collections {
@@ -101,7 +103,10 @@ func assertSame(t *testing.T, a, b migrate.Source) {
 					t.Fatalf("%s %s: vectors differ at %d: %v vs %v", c.Name, x.ID, j, x.Vector[j], y.Vector[j])
 				}
 			}
-			x.Vector, y.Vector = nil, nil
+			if !sameKeywords(x.Keywords, y.Keywords) {
+				t.Fatalf("%s %s: keyword vectors differ: %v vs %v", c.Name, x.ID, x.Keywords, y.Keywords)
+			}
+			x.Vector, y.Vector, x.Keywords, y.Keywords = nil, nil, nil, nil
 			if fmt.Sprint(x) != fmt.Sprint(y) {
 				t.Fatalf("%s: point differs:\n%+v\n%+v", c.Name, x, y)
 			}
@@ -205,5 +210,58 @@ func TestCountMismatch(t *testing.T) {
 	_, err := migrate.Run(t.Context(), migrate.Config{Source: src, Target: dst, StateFile: filepath.Join(t.TempDir(), "s")})
 	if !errors.Is(err, migrate.ErrCountMismatch) {
 		t.Fatalf("got %v, want ErrCountMismatch", err)
+	}
+}
+
+func sameKeywords(a, b *pipeline.SparseVector) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return slices.Equal(a.Indices, b.Indices) && slices.Equal(a.Values, b.Values)
+}
+
+// TestKeywords: points of a collection without keyword vectors are copied
+// with the keyword vectors of their texts into a collection the copy
+// creates, which then answers keyword searches; into a collection created
+// without keyword vectors, points are copied without them.
+func TestKeywords(t *testing.T) {
+	src, dst := openQdrant(t, qdranttest.Start(t), qdrantstore.Config{}), openQdrant(t, qdranttest.Start(t), qdrantstore.Config{})
+	for _, c := range collections {
+		if err := src.CreateWithoutKeywords(t.Context(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fill(t, src, 50)
+	for _, p := range all(t, src, "docs") {
+		if p.Keywords != nil {
+			t.Fatalf("source point %s has a keyword vector", p.ID)
+		}
+	}
+	if _, err := migrate.Run(t.Context(), migrate.Config{Source: src, Target: dst, StateFile: filepath.Join(t.TempDir(), "s")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range collections {
+		for _, p := range all(t, dst, c.Name) {
+			if want := pipeline.Keywords(p.Text); !sameKeywords(p.Keywords, want) {
+				t.Fatalf("%s %s: keywords %v, want %v", c.Name, p.ID, p.Keywords, want)
+			}
+		}
+	}
+	hits, err := dst.Search(t.Context(), "docs", pipeline.Query{UserID: "user-1", Keywords: pipeline.QueryKeywords("doc-7"),
+		Mode: pipeline.ModeKeyword, TopK: 10})
+	if err != nil || len(hits) == 0 || hits[0].DocID != "doc-7" {
+		t.Errorf("keyword search of the copy: %v, %v; want doc-7 first", hits, err)
+	}
+
+	// Back into the source, whose collections have no keyword vectors.
+	back := openEmbedded(t)
+	fill(t, back, 50) // the points the source holds, so that the counts match
+	if _, err := migrate.Run(t.Context(), migrate.Config{Source: back, Target: src, StateFile: filepath.Join(t.TempDir(), "s")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range all(t, src, "docs") {
+		if p.Keywords != nil {
+			t.Fatalf("point %s copied with a keyword vector into a collection without them", p.ID)
+		}
 	}
 }
