@@ -1,15 +1,17 @@
 package builtin
 
-// Matrix products run on a 6×16 block kernel: six rows of x against a
+// Matrix products run on a 12×16 block kernel: twelve rows of x against a
 // panel of sixteen columns of w, accumulated over the whole inner dimension
-// in registers. Weights are packed once, at load, into panels of sixteen
-// columns stored one after another, so that the kernel reads them
-// sequentially; x is read six rows at a time, so the row count of every
-// operand and result buffer is rounded up to a multiple of six (padRows).
+// in registers (AVX-512: one register per row; AVX2: two passes of six
+// rows, two registers per row). Weights are packed once, at load, into
+// panels of sixteen columns stored one after another, so that the kernel
+// reads them sequentially; x is read twelve rows at a time, so the row
+// count of every operand and result buffer is rounded up to a multiple of
+// twelve (padRows).
 
 const (
 	panelCols = 16
-	blockRows = 6
+	blockRows = 12
 	// padRows is maxTokens rounded up to a multiple of blockRows: the row
 	// capacity of every buffer the kernel reads or writes.
 	padRows = (maxTokens + blockRows - 1) / blockRows * blockRows
@@ -37,7 +39,7 @@ func pack(w []float32, k, n int) packed {
 // matmul writes to dst ([rows, n], row-major) the product x·w plus bias,
 // for x [rows, k] (row-major, x holds a row every ldx values) and bias nil
 // or of length n. x and dst must have room for rows rounded up to a
-// multiple of six: the rows past rows are computed from whatever x holds
+// multiple of twelve: the rows past rows are computed from whatever x holds
 // there and must be ignored.
 func matmul(dst, x []float32, ldx, rows int, w packed, bias []float32) {
 	matmulStrided(dst, w.n, x, ldx, rows, w, bias)
@@ -64,7 +66,7 @@ func matmulStrided(dst []float32, ldd int, x []float32, ldx, rows int, w packed,
 	}
 }
 
-// kernelGo is the portable kernel: dst rows r < 6, columns j < 16 (row
+// kernelGo is the portable kernel: dst rows r < 12, columns j < 16 (row
 // stride ldd) get bias[j] + Σ x[r·ldx+i]·panel[i·16+j].
 func kernelGo(k int, x []float32, ldx int, panel, dst []float32, ldd int, bias []float32) {
 	var acc [blockRows][panelCols]float32

@@ -1,16 +1,19 @@
 package builtin
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
-// TestKernels checks matmul, with the kernel in use (AVX2/FMA where the
-// processor has it) and with the portable one, against a plain triple loop,
+// TestKernels checks matmul, with every kernel the processor can run,
+// against a plain triple loop,
 // for row counts that are and are not multiples of the block and for
 // strided operands.
 func TestKernels(t *testing.T) {
+	t.Logf("kernels: %v", slices.Sorted(maps.Keys(kernels)))
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, c := range []struct{ rows, k, n, ldx int }{
 		{1, 512, 512, 512}, {6, 16, 16, 16}, {7, 256, 768, 256}, {128, 512, 1536, 512}, {13, 64, 32, 200},
@@ -35,7 +38,7 @@ func TestKernels(t *testing.T) {
 			}
 		}
 		p := pack(w, c.k, c.n)
-		for name, kern := range map[string]func(int, []float32, int, []float32, []float32, int, []float32){"in use": kernel, "portable": kernelGo} {
+		for name, kern := range kernels {
 			saved := kernel
 			kernel = kern
 			got := make([]float32, blocks*blockRows*c.n)
