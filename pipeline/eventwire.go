@@ -53,55 +53,155 @@ type wireVector struct {
 	problem string
 }
 
-// UnmarshalJSONFrom implements json.UnmarshalerFrom.
+// UnmarshalJSONFrom implements json.UnmarshalerFrom. The decoder reads and
+// checks the whole array as one value, in place in its buffer; the numbers
+// are then converted from those bytes (see parseFloat32), which spares a
+// token per element.
 func (v *wireVector) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	*v = wireVector{}
 	if open, err := openValue(dec, '[', "vector must be an array of numbers", &v.problem); !open {
 		return err
 	}
-	depth := dec.StackDepth()
-	vec, problem, err := readFloats(dec)
-	if problem == "" && err == nil {
-		switch k := dec.PeekKind(); {
-		case k == ']' && len(vec) == 0:
-			problem = "vector is empty"
-		case k != ']' && k != 0:
-			problem = fmt.Sprintf("vector[%d] must be a number, not a JSON %s", len(vec), kindName(k))
-		}
+	raw, err := dec.ReadValue()
+	if err != nil {
+		return err
 	}
-	if problem != "" {
-		vec = nil
-	}
-	v.vec, v.problem = vec, problem
-	return finishValue(dec, depth, err)
+	v.vec, v.problem = readFloats(raw)
+	return nil
 }
 
-// readFloats reads '[' and the numbers that follow it, each checked by the
-// decoder and converted by strconv, up to the first value that is not a
-// number, which it leaves unread. The vector is allocated once, to the size
-// that the commas before the first ']' give, when the decoder's buffer holds
-// that far.
-func readFloats(dec *jsontext.Decoder) (vec []float32, problem string, err error) {
-	if _, err := dec.ReadToken(); err != nil {
-		return nil, "", err
+// readFloats converts raw, a valid JSON array, to float32s, or says why it
+// is not a vector: empty, an element that is not a number, or a number that
+// is not a finite float32. The vector is its only allocation.
+func readFloats(raw jsontext.Value) ([]float32, string) {
+	i := skipJSONSpace(raw, 1)
+	if raw[i] == ']' {
+		return nil, "vector is empty"
 	}
-	if rest := dec.UnreadBuffer(); len(rest) > 0 {
-		if end := bytes.IndexByte(rest, ']'); end >= 0 {
-			vec = make([]float32, 0, bytes.Count(rest[:end], []byte{','})+1)
+	vec := make([]float32, 0, bytes.Count(raw, []byte{','})+1)
+	for {
+		if c := raw[i]; c != '-' && (c < '0' || c > '9') {
+			return nil, fmt.Sprintf("vector[%d] must be a number, not a JSON %s", len(vec), kindName(jsontext.Kind(c)))
 		}
+		f, end, ok := parseFloat32(raw, i)
+		if !ok {
+			f64, err := strconv.ParseFloat(string(raw[i:end]), 32)
+			if err != nil {
+				return nil, fmt.Sprintf("vector[%d] = %s is not a finite 32-bit float", len(vec), numberForReason(string(raw[i:end])))
+			}
+			f = float32(f64)
+		}
+		vec = append(vec, f)
+		i = skipJSONSpace(raw, end)
+		if raw[i] == ']' {
+			return vec, ""
+		}
+		i = skipJSONSpace(raw, i+1) // past ','
 	}
-	for dec.PeekKind() == '0' {
-		raw, err := dec.ReadValue()
-		if err != nil {
-			return nil, "", err
-		}
-		f, err := strconv.ParseFloat(string(raw), 32)
-		if err != nil {
-			return nil, fmt.Sprintf("vector[%d] = %s is not a finite 32-bit float", len(vec), numberForReason(string(raw))), nil
-		}
-		vec = append(vec, float32(f))
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// skipJSONSpace returns the index of the first byte of b at or after i that is
+// not JSON whitespace.
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && isSpace(b[i]) {
+		i++
 	}
-	return vec, "", nil
+	return i
+}
+
+// pow10 are the powers of ten that a float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// parseFloat32 converts the valid JSON number starting at b[i] and ending
+// at end to the float32 nearest to it, as strconv.ParseFloat(b[i:end], 32)
+// does, for the common case: at most 19 significant digits forming an
+// integer m < 2^53 and a decimal exponent e with |e| <= 22. Then m and 10^|e|
+// are exact float64s and one multiplication or division rounds m*10^e
+// correctly to a float64 (Clinger's fast path). Rounding that float64 to a
+// float32 gives the float32 nearest to the decimal unless the float64 falls
+// exactly halfway between two float32s, where the decimal may lie on either
+// side: ok is then false, as it is outside the common case, for float32
+// subnormals and for overflow, and the caller uses strconv.
+func parseFloat32(b []byte, i int) (f float32, end int, ok bool) {
+	neg := b[i] == '-'
+	if neg {
+		i++
+	}
+	var m uint64
+	digits, exp := 0, 0 // significant digits in m; the exponent of its last
+	ok = true
+	fraction := false
+	for ; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c >= '0' && c <= '9':
+			switch {
+			case digits < 19:
+				m = m*10 + uint64(c-'0')
+				if m != 0 {
+					digits++
+				}
+				if fraction {
+					exp--
+				}
+			case c != '0':
+				ok = false // more significant digits than m holds
+			case !fraction:
+				exp++
+			}
+			continue
+		case c == '.':
+			fraction = true
+			continue
+		}
+		break
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		eneg := b[i] == '-'
+		if b[i] == '-' || b[i] == '+' {
+			i++
+		}
+		e := 0
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			if e < 1000 {
+				e = e*10 + int(b[i]-'0')
+			}
+		}
+		if eneg {
+			e = -e
+		}
+		exp += e
+	}
+	end = i
+	switch {
+	case !ok:
+		return 0, end, false
+	case m == 0: // whatever the exponent
+		if neg {
+			return float32(math.Copysign(0, -1)), end, true
+		}
+		return 0, end, true
+	case m >= 1<<53 || exp < -22 || exp > 22:
+		return 0, end, false
+	}
+	x := float64(m)
+	if exp < 0 {
+		x /= pow10[-exp]
+	} else {
+		x *= pow10[exp]
+	}
+	const halfway, low = 1 << 28, 1<<29 - 1 // of the 29 bits a float32 drops
+	if x < 0x1p-126 || x >= math.MaxFloat32 || math.Float64bits(x)&low == halfway {
+		return 0, end, false
+	}
+	if neg {
+		x = -x
+	}
+	return float32(x), end, true
 }
 
 // finishValue reads the rest of the array or object opened at stack depth
