@@ -11,14 +11,16 @@ import (
 )
 
 // posting is one point's weight for a term, in its tenant's posting list of
-// that term: slot is the point's slot in the tenant, j the position of the
-// term in the point's keyword vector. It holds no pointer, so that the
-// garbage collector never scans the postings.
+// that term: slot is the point's slot in the tenant. It holds no pointer, so
+// that the garbage collector never scans the postings.
 type posting struct {
 	slot int32
-	j    int32
 	w    float32
 }
+
+// postings is a tenant's posting list of one term, held by pointer so that
+// adding to it costs one map lookup.
+type postings struct{ list []posting }
 
 // kwStats are a collection's keyword statistics, over all its tenants, as
 // Qdrant's idf modifier counts them: n points with a keyword vector, df[t]
@@ -94,9 +96,13 @@ func (s *state) indexKeywords(e *entry) {
 	e.kwPos = make([]int32, len(kw.Indices))
 	s.kw.n++
 	for j, term := range kw.Indices {
-		list := t.post[term]
-		e.kwPos[j] = int32(len(list))
-		t.post[term] = append(list, posting{slot: int32(e.slot), j: int32(j), w: kw.Values[j]})
+		p := t.post[term]
+		if p == nil {
+			p = new(postings)
+			t.post[term] = p
+		}
+		e.kwPos[j] = int32(len(p.list))
+		p.list = append(p.list, posting{slot: int32(e.slot), w: kw.Values[j]})
 		s.kw.df[term]++
 	}
 }
@@ -111,17 +117,19 @@ func (s *state) unindexKeywords(e *entry) {
 	t := e.t
 	s.kw.n--
 	for j, term := range e.kw.Indices {
-		list := t.post[term]
-		i, last := e.kwPos[j], len(list)-1
+		p := t.post[term]
+		i, last := e.kwPos[j], len(p.list)-1
 		if int(i) != last {
-			moved := list[last]
-			list[i] = moved
-			t.pts[moved.slot].kwPos[moved.j] = i
+			moved := p.list[last]
+			p.list[i] = moved
+			other := t.pts[moved.slot]
+			k, _ := slices.BinarySearch(other.kw.Indices, term)
+			other.kwPos[k] = i
 		}
 		if last == 0 {
 			delete(t.post, term)
 		} else {
-			t.post[term] = list[:last]
+			p.list = p.list[:last]
 		}
 		if s.kw.df[term]--; s.kw.df[term] == 0 {
 			delete(s.kw.df, term)
@@ -136,7 +144,7 @@ func (t *tenant) reslotKeywords(e *entry) {
 		return
 	}
 	for j, term := range e.kw.Indices {
-		t.post[term][e.kwPos[j]].slot = int32(e.slot)
+		t.post[term].list[e.kwPos[j]].slot = int32(e.slot)
 	}
 }
 
@@ -167,11 +175,11 @@ func (s *state) keywordSearch(t *tenant, q *pipeline.SparseVector, conds []cond,
 	acc, seen, touched := sc.acc[:n], sc.seen[:n], sc.touched[:0]
 	for i, term := range q.Indices {
 		list := t.post[term]
-		if len(list) == 0 {
+		if list == nil {
 			continue
 		}
 		w := q.Values[i] * s.kw.idf(term)
-		for _, p := range list {
+		for _, p := range list.list {
 			if !seen[p.slot] {
 				seen[p.slot] = true
 				touched = append(touched, p.slot)

@@ -64,7 +64,7 @@ type tenant struct {
 	blocks [][]float32 // blocks[i] holds slots i*blockPoints...; only the last is partly filled
 	pts    []*entry    // by slot
 	docs   map[string][]*entry
-	post   map[uint32][]posting // the keyword index: postings by term
+	post   map[uint32]*postings // the keyword index: postings by term
 }
 
 // vec is the vector in slot.
@@ -170,7 +170,7 @@ func (s *state) put(in *pointIn, cond bool, limit uint64) {
 	}
 	t := s.tenants[in.user]
 	if t == nil {
-		t = &tenant{id: in.user, dims: s.dims, docs: make(map[string][]*entry), post: make(map[uint32][]posting)}
+		t = &tenant{id: in.user, dims: s.dims, docs: make(map[string][]*entry), post: make(map[uint32]*postings)}
 		s.tenants[in.user] = t
 	}
 	e := &entry{payload: in.payload}
