@@ -2,6 +2,7 @@ package builtin
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,7 +32,8 @@ func chunk2000(i int) string {
 
 // BenchmarkEmbedChunk embeds 2,000-character chunks on one goroutine and
 // reports chunks/s and chunks per CPU second (the figure that holds on a
-// shared machine).
+// shared machine), reading the first window of 128 pieces (the default) or
+// the whole chunk (5 windows).
 func BenchmarkEmbedChunk(b *testing.B) {
 	m := mustModel(b)
 	s := newScratch()
@@ -40,13 +42,16 @@ func BenchmarkEmbedChunk(b *testing.B) {
 	for i := range texts {
 		texts[i] = chunk2000(i)
 	}
-	b.ResetTimer()
-	cpu := cpuTime(b)
-	for i := 0; b.Loop(); i++ {
-		m.embed(s, texts[i%len(texts)], out)
+	for _, windows := range []int{1, 5} {
+		b.Run(fmt.Sprintf("windows=%d", windows), func(b *testing.B) {
+			cpu := cpuTime(b)
+			for i := 0; b.Loop(); i++ {
+				m.embed(s, texts[i%len(texts)], out, windows)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "chunks/s")
+			b.ReportMetric(float64(b.N)/(cpuTime(b)-cpu).Seconds(), "chunks/cpu-s")
+		})
 	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "chunks/s")
-	b.ReportMetric(float64(b.N)/(cpuTime(b)-cpu).Seconds(), "chunks/cpu-s")
 }
 
 // BenchmarkEmbedParallel embeds batches of 2,000-character chunks through

@@ -13,8 +13,9 @@
 // embedder is created.
 //
 // The model reads the first 128 pieces of a text (about 400 to 600
-// characters of English prose) and ignores the rest; its vectors have 512
-// dimensions, and longer vectors are the same padded with zeros.
+// characters of English prose) and ignores the rest, unless Config.Windows
+// asks for more; its vectors have 512 dimensions, and longer vectors are
+// the same padded with zeros.
 package builtin
 
 import (
@@ -31,6 +32,12 @@ type Config struct {
 	// the model's; the components past 512 are zeros, which leaves cosine
 	// and dot products unchanged. Default 512.
 	Dimensions int
+	// Windows is how many windows of 128 pieces of a text the model reads:
+	// 1, the model's own behaviour, reads the first 128 pieces only; with
+	// more, the tokens of every window are pooled together, so that the
+	// vector covers up to Windows·128 pieces, at a cost in time proportional
+	// to the pieces read. Default 1.
+	Windows int
 	// Workers is how many texts the Embedder embeds at once, over all
 	// concurrent calls: each one a core busy and about 3 MB of buffers.
 	// Default GOMAXPROCS.
@@ -41,8 +48,9 @@ type Config struct {
 // ingest.Embedder, ingest.Identified and search.Embedder, and is safe for
 // concurrent use.
 type Embedder struct {
-	m    *model
-	dims int
+	m       *model
+	dims    int
+	windows int
 	// slots holds one scratch (nil until first used) per worker; a text is
 	// embedded only while its goroutine holds one.
 	slots chan *scratch
@@ -62,6 +70,9 @@ func New(cfg Config) (*Embedder, error) {
 			"give the collection %d dimensions or more (e.g. RAGPIPE_COLLECTIONS=documents:1024:cosine), or choose another RAGPIPE_EMBEDDER",
 			cfg.Dimensions, modelDims, modelDims)
 	}
+	if cfg.Windows <= 0 {
+		cfg.Windows = 1
+	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
@@ -69,7 +80,7 @@ func New(cfg Config) (*Embedder, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Embedder{m: m, dims: cfg.Dimensions, slots: make(chan *scratch, cfg.Workers)}
+	e := &Embedder{m: m, dims: cfg.Dimensions, windows: cfg.Windows, slots: make(chan *scratch, cfg.Workers)}
 	for range cfg.Workers {
 		e.slots <- nil // allocated on first use
 	}
@@ -79,9 +90,15 @@ func New(cfg Config) (*Embedder, error) {
 // Dimensions is the length of every vector Embed returns.
 func (e *Embedder) Dimensions() int { return e.dims }
 
-// Identity names the model and the exact weights and tokenizer, so that
-// vectors stored under another identity are not reused.
-func (e *Embedder) Identity() string { return e.m.identity }
+// Identity names the model, the exact weights and tokenizer and the
+// windows read, so that vectors stored under another identity are not
+// reused.
+func (e *Embedder) Identity() string {
+	if e.windows == 1 {
+		return e.m.identity
+	}
+	return fmt.Sprintf("%s-w%d", e.m.identity, e.windows)
+}
 
 // Embed returns one unit-length vector per text, in order; any text embeds,
 // the empty one included. Texts are embedded in parallel, on up to Workers
@@ -112,7 +129,7 @@ func (e *Embedder) Embed(ctx context.Context, texts []string) ([][]float32, erro
 				if s == nil {
 					s = newScratch()
 				}
-				e.m.embed(s, texts[i], out[i])
+				e.m.embed(s, texts[i], out[i], e.windows)
 				e.slots <- s
 			}
 		})
@@ -123,3 +140,4 @@ func (e *Embedder) Embed(ctx context.Context, texts []string) ([][]float32, erro
 	}
 	return out, nil
 }
+

@@ -102,3 +102,34 @@ func TestCancel(t *testing.T) {
 		t.Errorf("Identity() = %q", id)
 	}
 }
+
+// TestWindows: more windows change nothing for a text of fewer than 128
+// pieces, change the vector of a longer one, and change the identity.
+func TestWindows(t *testing.T) {
+	one, err := builtin.New(builtin.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	four, err := builtin.New(builtin.Config{Windows: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.Identity() == four.Identity() {
+		t.Errorf("identity %q for 1 and 4 windows", one.Identity())
+	}
+	texts := []string{"a short text about disks", strings.Repeat("The backup ran at night. ", 10) + strings.Repeat("Invoices are paid monthly. ", 60)}
+	a, err := one.Embed(t.Context(), texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := four.Embed(t.Context(), texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a[0], b[0]) {
+		t.Error("a short text's vector depends on the windows")
+	}
+	if slices.Equal(a[1], b[1]) {
+		t.Error("a long text's vector is the same with 4 windows as with 1")
+	}
+}

@@ -30,22 +30,26 @@ func newScratch() *scratch {
 	}
 }
 
-// embed writes the unit vector of text to out[:modelDims]. It follows the
-// graph of the reference: token embeddings (doubled, as the graph adds the
-// embedding to itself plus the timing signal), two transformer layers with
-// pre-layer-norm attention and feed-forward blocks, mean pooling over the
-// tokens, a tanh layer and L2 normalisation.
-func (m *model) embed(s *scratch, text string, out []float32) {
+// embed writes the unit vector of text to out[:modelDims], reading up to
+// windows consecutive windows of maxTokens pieces. For one window it
+// follows the graph of the reference: token embeddings (doubled, as the
+// graph adds the embedding to itself plus the timing signal), two
+// transformer layers with pre-layer-norm attention and feed-forward blocks,
+// mean pooling over the tokens, a tanh layer and L2 normalisation. Each
+// further window runs through the layers on its own (positions from 0) and
+// its tokens join the mean pooling.
+func (m *model) embed(s *scratch, text string, out []float32, windows int) {
 	ids := m.tok.encode(text)
-	if len(ids) > maxTokens {
-		ids = ids[:maxTokens]
+	if len(ids) > windows*maxTokens {
+		ids = ids[:windows*maxTokens]
 	}
-	n := len(ids)
 	pooled := out[:modelDims]
 	clear(pooled)
-	if n > 0 {
+	for w := 0; w < len(ids); w += maxTokens {
+		win := ids[w:min(w+maxTokens, len(ids))]
+		n := len(win)
 		x := s.x[:n*256]
-		for i, id := range ids {
+		for i, id := range win {
 			e := m.emb[id*256 : id*256+256]
 			t := m.timing[i*256 : i*256+256]
 			xi := x[i*256 : i*256+256]
@@ -63,7 +67,9 @@ func (m *model) embed(s *scratch, text string, out []float32) {
 				pooled[j] += v
 			}
 		}
-		inv := 1 / float32(n)
+	}
+	if len(ids) > 0 {
+		inv := 1 / float32(len(ids))
 		for j := range pooled {
 			pooled[j] *= inv
 		}
