@@ -140,4 +140,3 @@ func (e *Embedder) Embed(ctx context.Context, texts []string) ([][]float32, erro
 	}
 	return out, nil
 }
-
