@@ -71,25 +71,19 @@ func (t *tokenizer) encode(text string) []int {
 	}
 	symbols := []rune("▁" + strings.ReplaceAll(text, " ", "▁"))
 	n := len(symbols)
-	// best[e] and words[e] are the score and the last piece of the best
-	// segmentation of symbols[:e]; a zero score means none yet, as in the
-	// reference, so a later candidate always replaces it.
-	best := make([]float64, n+1)
-	words := make([]int, n+1)
+	// Every piece matching at each start, starts ascending; a character no
+	// piece starts with is the unknown piece.
 	type cand struct {
-		start, id, chars int
-		score            float64
+		end, id, chars int32
+		score          float64
 	}
-	// The reference visits end positions in order, and at each end the
-	// start positions in order; starts ascend naturally if candidates are
-	// generated start by start and bucketed by end.
-	byEnd := make([][]cand, n+1)
+	cands := make([]cand, 0, 4*n)
 	for i := range n {
 		node := t.root.children[symbols[i]]
 		found := false
 		for j := i; node != nil; j++ {
 			if node.end {
-				byEnd[i+node.chars] = append(byEnd[i+node.chars], cand{i, node.id, node.chars, node.score})
+				cands = append(cands, cand{int32(i + node.chars), int32(node.id), int32(node.chars), node.score})
 				found = true
 			}
 			if j+1 >= n {
@@ -98,16 +92,36 @@ func (t *tokenizer) encode(text string) []int {
 			node = node.children[symbols[j+1]]
 		}
 		if !found {
-			byEnd[i+1] = append(byEnd[i+1], cand{i, 0, 1, 0})
+			cands = append(cands, cand{int32(i + 1), 0, 1, 0})
 		}
 	}
-	for e := 0; e <= n; e++ {
-		for _, c := range byEnd[e] {
-			s := c.score + best[e-c.chars]
-			if best[e] == 0 || s >= best[e] {
-				best[e] = s
-				words[e] = c.id
-			}
+	// The reference visits end positions in order, and at each end the
+	// start positions in order: a stable counting sort by end gives that
+	// order.
+	first := make([]int32, n+2)
+	for _, c := range cands {
+		first[c.end+1]++
+	}
+	for e := 1; e <= n+1; e++ {
+		first[e] += first[e-1]
+	}
+	order := make([]int32, len(cands))
+	next := append([]int32(nil), first[:n+1]...)
+	for i, c := range cands {
+		order[next[c.end]] = int32(i)
+		next[c.end]++
+	}
+	// best[e] and words[e] are the score and the last piece of the best
+	// segmentation of symbols[:e]; a zero score means none yet, as in the
+	// reference, so a later candidate always replaces it.
+	best := make([]float64, n+1)
+	words := make([]int, n+1)
+	for _, i := range order {
+		c := &cands[i]
+		sc := c.score + best[c.end-c.chars]
+		if best[c.end] == 0 || sc >= best[c.end] {
+			best[c.end] = sc
+			words[c.end] = int(c.id)
 		}
 	}
 	var rev []int
