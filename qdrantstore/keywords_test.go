@@ -235,7 +235,11 @@ func TestNoKeywordsQdrant(t *testing.T) {
 	if err := s.EnsureCollection(t.Context(), pipeline.Collection{Name: "plain", Dims: keywordDims}, false); err != nil {
 		t.Fatal(err)
 	}
-	storeKeywordDocs(t, s, "plain", "alice")
+	written := storeKeywordDocs(t, s, "plain", "alice")
+	got, err := s.StoredVectors(t.Context(), "plain", []string{written[0].ID}, []string{written[0].TextHash})
+	if v := got[written[0].TextHash]; err != nil || !slices.Equal(v, written[0].Vector) {
+		t.Errorf("stored vector %v (%v), want %v", v, err, written[0].Vector)
+	}
 
 	colls, err := s.Collections(t.Context())
 	if err != nil || len(colls) != 1 || colls[0].Keywords {

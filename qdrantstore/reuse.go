@@ -39,7 +39,7 @@ func (q *Store) StoredVectors(ctx context.Context, collection string, ids, hashe
 		}},
 		Limit:       qdrant.PtrOf(uint32(max(1, maxReplyBytes/(4*dims+256)))),
 		WithPayload: qdrant.NewWithPayloadInclude(keyTextHash),
-		WithVectors: qdrant.NewWithVectors(true),
+		WithVectors: qdrant.NewWithVectorsInclude(""), // the dense vector alone, not the keywords
 	}
 	for {
 		var page []*qdrant.RetrievedPoint
