@@ -455,8 +455,9 @@ func TestEmbeddedClose(t *testing.T) {
 	}
 }
 
-// TestEmbeddedConcurrent runs writers, searches, lists and compactions at
-// once (for the race detector) and checks the exact final state.
+// TestEmbeddedConcurrent runs writers, searches (in every mode), lists and
+// compactions at once (for the race detector) and checks the exact final
+// state.
 func TestEmbeddedConcurrent(t *testing.T) {
 	dir := t.TempDir()
 	s := openEmbedded(t, dir, func(c *localstore.Config) { c.CompactBytes = 32 << 10 })
@@ -494,7 +495,9 @@ func TestEmbeddedConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				hits, err := s.Search(t.Context(), "busy", pipeline.Query{UserID: user, Vector: storetest.Vec(3, 1), TopK: 5})
+				mode := []pipeline.SearchMode{pipeline.ModeDense, pipeline.ModeKeyword, pipeline.ModeHybrid}[rand.IntN(3)]
+				hits, err := s.Search(t.Context(), "busy", pipeline.Query{UserID: user, Mode: mode, Vector: storetest.Vec(3, 1),
+					Keywords: pipeline.QueryKeywords("fixed d3 chunk"), TopK: 5})
 				if err != nil {
 					t.Error(err)
 					return
