@@ -76,3 +76,18 @@ func BenchmarkEmbedParallel(b *testing.B) {
 	b.ReportMetric(float64(b.N*len(texts))/b.Elapsed().Seconds(), "chunks/s")
 	b.ReportMetric(float64(b.N*len(texts))/(cpuTime(b)-cpu).Seconds(), "chunks/cpu-s")
 }
+
+// BenchmarkEmbedQuery embeds one short question through Embed, as a search
+// does.
+func BenchmarkEmbedQuery(b *testing.B) {
+	e, err := New(Config{Dimensions: 1024})
+	if err != nil {
+		b.Fatal(err)
+	}
+	q := []string{"who talked about being short on money for the cloud bill"}
+	for b.Loop() {
+		if _, err := e.Embed(context.Background(), q); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
