@@ -7,10 +7,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/qdrant/go-client/qdrant"
 
 	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/internal/storetest"
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -270,4 +272,66 @@ func TestNoKeywordsQdrant(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestKeywordsAfterChurnQdrant shows what qdrant/qdrant#6735 means for
+// ragpipe, which overwrites every chunk of a document on each update and
+// deletes older versions. Qdrant's IDF counts, in a segment its optimizer
+// has indexed, the points and term postings of chunks overwritten or
+// deleted since, until the vacuum optimizer rebuilds that segment (once a
+// fifth of its points are deleted, in collections of 1000 points or
+// more): a term that was common looks common for a while. Only scores
+// drift; a keyword search finds exactly the live chunks holding its terms.
+func TestKeywordsAfterChurnQdrant(t *testing.T) {
+	node := qdranttest.Start(t)
+	s := newSink(t, node, nil)
+	// Segments indexed at once, as the large segments of a real
+	// collection are.
+	err := s.Client().CreateCollection(t.Context(), &qdrant.CreateCollection{
+		CollectionName:      "churn",
+		VectorsConfig:       qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: keywordDims, Distance: qdrant.Distance_Cosine}),
+		SparseVectorsConfig: qdrant.NewSparseVectorsConfig(map[string]*qdrant.SparseVectorParams{"keywords": {Modifier: qdrant.Modifier_Idf.Enum()}}),
+		OptimizersConfig:    &qdrant.OptimizersConfigDiff{IndexingThreshold: qdrant.PtrOf(uint64(1))},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"churn", "fresh"} {
+		if err := s.EnsureCollection(t.Context(), pipeline.Collection{Name: c, Dims: keywordDims}, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(coll, doc string, version uint64, text string) {
+		t.Helper()
+		storetest.Apply(t, s, coll, pipeline.DocWrite{UserID: "alice", DocID: doc, Version: version, Points: []pipeline.Point{{
+			ID: pipeline.PointID("alice", doc, 0), Vector: embed(t, text), ChunkCount: 1, Text: text, Keywords: pipeline.Keywords(text),
+		}}})
+	}
+	// In churn, nine documents held the word zebra, were indexed, then
+	// lost it; fresh holds only the final versions.
+	write("churn", "target", 1, "zebra crossing")
+	write("fresh", "target", 1, "zebra crossing")
+	for i := range 9 {
+		write("churn", fmt.Sprint("other-", i), 1, fmt.Sprint("zebra filler text ", i))
+	}
+	checkfor.Until(t, 30*time.Second, "churn indexed", func() error {
+		info, err := s.Client().GetCollectionInfo(t.Context(), "churn")
+		if err == nil && (info.GetStatus() != qdrant.CollectionStatus_Green || info.GetIndexedVectorsCount() < 10) {
+			err = fmt.Errorf("status %s, %d vectors indexed", info.GetStatus(), info.GetIndexedVectorsCount())
+		}
+		return err
+	})
+	for i := range 9 {
+		write("churn", fmt.Sprint("other-", i), 2, fmt.Sprint("filler text ", i))
+		write("fresh", fmt.Sprint("other-", i), 2, fmt.Sprint("filler text ", i))
+	}
+	q := pipeline.Query{UserID: "alice", Keywords: pipeline.QueryKeywords("zebra"), Mode: pipeline.ModeKeyword, TopK: 10}
+	churned, fresh := search(t, s, "churn", q), search(t, s, "fresh", q)
+	for _, hits := range [][]pipeline.Hit{churned, fresh} {
+		if len(hits) != 1 || hits[0].DocID != "target" || hits[0].Score <= 0 {
+			t.Fatalf("hits %v: want the target alone, scoring above 0", hits)
+		}
+	}
+	t.Logf("keyword score of the same chunk for the same query over the same live points: %v after the churn, %v without it",
+		churned[0].Score, fresh[0].Score)
 }
