@@ -202,7 +202,20 @@ func (t *tokenizer) scan(text string) {
 			}
 			t.add(unicode.ToLower(r))
 		default:
-			t.add(r)
+			if r >= utf8.RuneSelf {
+				t.add(r)
+				break
+			}
+			// The common case: a run of ASCII lowercase letters and digits,
+			// copied at once.
+			start := i - 1
+			for i < len(text) && text[i] < utf8.RuneSelf && asciiClass[text[i]] == classLower {
+				i++
+			}
+			if n := i - start; t.partLen+n <= maxTermLen {
+				copy(t.part[t.partLen:], text[start:i])
+			}
+			t.partLen += i - start
 		}
 		prev = class
 	}
