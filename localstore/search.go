@@ -59,8 +59,8 @@ func (s *Store) Search(ctx context.Context, collection string, q pipeline.Query)
 	return hits, nil
 }
 
-// validQuery is pipeline.Query.Validate, and a known mode with what it needs:
-// a keyword search needs no vector, and its keyword vector must be valid.
+// validQuery is pipeline.Query.Validate for a known mode; a keyword search
+// needs no vector.
 func validQuery(q *pipeline.Query) error {
 	switch q.Mode {
 	case pipeline.ModeAuto, pipeline.ModeHybrid, pipeline.ModeDense:
@@ -70,15 +70,7 @@ func validQuery(q *pipeline.Query) error {
 		if len(v.Vector) == 0 {
 			v.Vector = []float32{0} // Validate asks for one, which keyword search does without
 		}
-		if err := v.Validate(); err != nil {
-			return err
-		}
-		if q.Keywords != nil {
-			if err := checkSparse(q.Keywords); err != nil {
-				return fmt.Errorf("query keywords: %w", err)
-			}
-		}
-		return nil
+		return v.Validate()
 	}
 	return fmt.Errorf("mode %s: want hybrid, dense or keyword", pipeline.ShortQuote(string(q.Mode)))
 }

@@ -200,7 +200,8 @@ func testSearchDistances(t *testing.T, s Store) {
 	}
 }
 
-// testSearchErrors checks that invalid queries are permanent errors.
+// testSearchErrors checks that invalid queries are permanent errors: bad
+// top_k, tenant, vector, filter, mode or keyword vector.
 func testSearchErrors(t *testing.T, s Store) {
 	Ensure(t, s, "searcherr", pipeline.Cosine)
 	q0 := Vec(1, 0)
@@ -213,6 +214,9 @@ func testSearchErrors(t *testing.T, s Store) {
 		{UserID: "alice", Vector: q0, TopK: 1, Filter: map[string][]any{"user_id": {"bob"}}},
 		{UserID: "alice", Vector: q0, TopK: 1, Filter: map[string][]any{"env": {}}},
 		{UserID: "alice", Vector: q0, TopK: 1, Filter: map[string][]any{"env": {[]string{"x"}}}},
+		{UserID: "alice", Vector: q0, TopK: 1, Mode: "fuzzy"},
+		{UserID: "alice", TopK: 1, Mode: pipeline.ModeHybrid, Keywords: pipeline.QueryKeywords("x")}, // no vector
+		{UserID: "alice", TopK: 1, Mode: pipeline.ModeKeyword, Keywords: &pipeline.SparseVector{Indices: []uint32{1, 2}, Values: []float32{1}}},
 	} {
 		_, err := s.Search(t.Context(), "searcherr", q)
 		if err == nil || !pipeline.IsPermanent(err) || errors.Is(err, pipeline.ErrUnknownCollection) {
