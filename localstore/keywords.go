@@ -1,8 +1,6 @@
 package localstore
 
 import (
-	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"sync"
@@ -54,7 +52,7 @@ func (c *coll) keywordsOf(kw *pipeline.SparseVector, text string) (*pipeline.Spa
 			return nil, nil
 		}
 	}
-	if err := checkSparse(kw); err != nil {
+	if err := kw.Check(); err != nil {
 		return nil, err
 	}
 	return cloneSparse(kw), nil
@@ -66,23 +64,6 @@ func cloneSparse(v *pipeline.SparseVector) *pipeline.SparseVector {
 		return nil
 	}
 	return &pipeline.SparseVector{Indices: slices.Clone(v.Indices), Values: slices.Clone(v.Values)}
-}
-
-// checkSparse reports what makes v unusable: lengths that differ, indices
-// not strictly ascending, values that are not finite.
-func checkSparse(v *pipeline.SparseVector) error {
-	if len(v.Indices) != len(v.Values) {
-		return fmt.Errorf("%d indices and %d values", len(v.Indices), len(v.Values))
-	}
-	for i, x := range v.Indices {
-		if i > 0 && x <= v.Indices[i-1] {
-			return errors.New("indices are not strictly ascending")
-		}
-		if f := float64(v.Values[i]); math.IsNaN(f) || math.IsInf(f, 0) {
-			return errors.New("a value is not finite")
-		}
-	}
-	return nil
 }
 
 // indexKeywords adds e's keyword vector to its tenant's postings and to the

@@ -32,7 +32,7 @@ const parallelScanElems = 1 << 18
 // for reading: searches run concurrently with each other and wait only for
 // the in-memory part of a write.
 func (s *Store) Search(ctx context.Context, collection string, q pipeline.Query) ([]pipeline.Hit, error) {
-	if err := validQuery(&q); err != nil {
+	if err := q.Validate(); err != nil {
 		return nil, pipeline.Permanent(fmt.Errorf("embedded search in %q: %w", collection, err))
 	}
 	hits := []pipeline.Hit{}
@@ -59,41 +59,14 @@ func (s *Store) Search(ctx context.Context, collection string, q pipeline.Query)
 	return hits, nil
 }
 
-// validQuery is pipeline.Query.Validate for a known mode; a keyword search
-// needs no vector.
-func validQuery(q *pipeline.Query) error {
-	switch q.Mode {
-	case pipeline.ModeAuto, pipeline.ModeHybrid, pipeline.ModeDense:
-		return q.Validate()
-	case pipeline.ModeKeyword:
-		v := *q
-		if len(v.Vector) == 0 {
-			v.Vector = []float32{0} // Validate asks for one, which keyword search does without
-		}
-		return v.Validate()
-	}
-	return fmt.Errorf("mode %s: want hybrid, dense or keyword", pipeline.ShortQuote(string(q.Mode)))
-}
-
 // search ranks q.UserID's points for q; the caller holds c.mu for reading.
 func (c *coll) search(q *pipeline.Query, workers int) ([]cand, error) {
-	mode := q.Mode
-	if mode == pipeline.ModeAuto {
-		mode = pipeline.ModeDense
-		if c.keywords && q.Keywords != nil && len(q.Keywords.Indices) > 0 {
-			mode = pipeline.ModeHybrid
-		}
-	}
+	mode := q.ModeFor(c.keywords)
 	if mode != pipeline.ModeDense && !c.keywords {
 		return nil, pipeline.ErrNoKeywords
 	}
 	if mode != pipeline.ModeKeyword && len(q.Vector) != c.dims {
 		return nil, pipeline.Permanent(fmt.Errorf("query vector of %d dimensions, collection has %d", len(q.Vector), c.dims))
-	}
-	if mode != pipeline.ModeDense && q.Keywords != nil {
-		if err := checkSparse(q.Keywords); err != nil {
-			return nil, pipeline.Permanent(fmt.Errorf("query keywords: %w", err))
-		}
 	}
 	t := c.st.tenants[q.UserID]
 	if t == nil {

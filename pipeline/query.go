@@ -22,7 +22,7 @@ type Query struct {
 	// Keywords holds the query's terms (QueryKeywords); nil in ModeDense.
 	Keywords *SparseVector
 	// Mode chooses dense, keyword or fused results; "" (ModeAuto) is
-	// ModeHybrid where the collection has keyword vectors, else ModeDense.
+	// resolved by ModeFor.
 	Mode SearchMode
 	TopK int // most hits to return, 1-100
 	// Filter holds metadata equality conditions: every key must match one
@@ -43,6 +43,20 @@ const (
 	ModeDense   SearchMode = "dense"   // the embedding alone
 	ModeKeyword SearchMode = "keyword" // the keyword vector alone
 )
+
+// ModeFor is the mode a store runs q in, for a collection that has keyword
+// vectors or not: q.Mode when set; else ModeHybrid where the collection has
+// keyword vectors and q has keywords (a query of stop words only, or a search
+// by vector, keeps its dense scores), else ModeDense.
+func (q *Query) ModeFor(collectionKeywords bool) SearchMode {
+	if q.Mode != ModeAuto {
+		return q.Mode
+	}
+	if collectionKeywords && q.Keywords != nil && len(q.Keywords.Indices) > 0 {
+		return ModeHybrid
+	}
+	return ModeDense
+}
 
 // Hybrid fusion, the same in every store: each of the dense and keyword
 // searches returns PrefetchLimit(topK) candidates, and a chunk's fused score
@@ -114,8 +128,19 @@ func (q *Query) Validate() error {
 	if !ValidUserID(q.UserID) {
 		errs = append(errs, fmt.Errorf("user_id %s: want 1-128 characters of A-Z a-z 0-9 _ -", ShortQuote(q.UserID)))
 	}
-	if len(q.Vector) == 0 {
-		errs = append(errs, errors.New("no query vector"))
+	switch q.Mode {
+	case ModeAuto, ModeHybrid, ModeDense:
+		if len(q.Vector) == 0 {
+			errs = append(errs, errors.New("no query vector"))
+		}
+	case ModeKeyword:
+	default:
+		errs = append(errs, fmt.Errorf("mode %s: want hybrid, dense or keyword", ShortQuote(string(q.Mode))))
+	}
+	if q.Keywords != nil {
+		if err := q.Keywords.Check(); err != nil {
+			errs = append(errs, fmt.Errorf("query keywords: %w", err))
+		}
 	}
 	if q.TopK < 1 || q.TopK > MaxTopK {
 		errs = append(errs, fmt.Errorf("top_k %d: want 1-%d", q.TopK, MaxTopK))

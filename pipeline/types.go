@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"math"
 )
 
 // Op is what an event does to its document.
@@ -51,6 +52,23 @@ type Point struct {
 type SparseVector struct {
 	Indices []uint32
 	Values  []float32
+}
+
+// Check reports what makes v unusable: lengths that differ, indices not
+// strictly ascending, values that are not finite.
+func (v *SparseVector) Check() error {
+	if len(v.Indices) != len(v.Values) {
+		return fmt.Errorf("%d indices and %d values", len(v.Indices), len(v.Values))
+	}
+	for i, x := range v.Indices {
+		if i > 0 && x <= v.Indices[i-1] {
+			return errors.New("indices are not strictly ascending")
+		}
+		if f := float64(v.Values[i]); math.IsNaN(f) || math.IsInf(f, 0) {
+			return errors.New("a value is not finite")
+		}
+	}
+	return nil
 }
 
 // DocWrite is the effect of one event on the store: the points of its version
