@@ -201,8 +201,12 @@ type runner struct {
 	consumer jetstream.Consumer // the workers', once found
 	qc       *qdrant.Client
 	report   *Report
-	docs     []doc               // made on first use
-	live     map[string]struct{} // collections not yet cleaned up
+	docs     []doc // made on first use
+	// points are the documents' points of the ceiling, with keyword
+	// vectors named pointsSparse (none when empty); made on first use.
+	points       []*qdrant.PointStruct
+	pointsSparse string
+	live         map[string]struct{} // collections not yet cleaned up
 	// pinOthers are the CPUs of the workers while the pinned stage runs;
 	// nil otherwise.
 	pinOthers []int

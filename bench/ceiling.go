@@ -23,16 +23,11 @@ var (
 // parallelism of the grid, each trial into a fresh collection named after
 // name, and keeps the fastest trial whose exact count matched.
 func (r *runner) ceiling(ctx context.Context, name string) (*Ceiling, error) {
-	docs := r.documents()
-	points := make([]*qdrant.PointStruct, len(docs))
-	for i := range docs {
-		points[i] = docs[i].point()
-	}
-	res := &Ceiling{Points: len(points)}
+	res := &Ceiling{Points: len(r.documents())}
 	best := -1 // index in res.Trials
 	for _, batch := range ceilingBatches {
 		for _, par := range ceilingParallel {
-			t, err := r.trial(ctx, fmt.Sprintf("%s_%d", name, len(res.Trials)), points, batch, par)
+			t, err := r.trial(ctx, fmt.Sprintf("%s_%d", name, len(res.Trials)), batch, par)
 			if err != nil {
 				return res, fmt.Errorf("batch %d, %d parallel: %w", batch, par, err)
 			}
@@ -50,19 +45,24 @@ func (r *runner) ceiling(ctx context.Context, name string) (*Ceiling, error) {
 	return res, nil
 }
 
-// trial upserts points in batches of batch, par requests at a time, into a
-// fresh collection created as ragpipe creates its own, and counts them.
-func (r *runner) trial(ctx context.Context, name string, points []*qdrant.PointStruct, batch, par int) (Trial, error) {
+// trial upserts the documents' points in batches of batch, par requests at
+// a time, into a fresh collection created as ragpipe creates its own, and
+// counts them.
+func (r *runner) trial(ctx context.Context, name string, batch, par int) (Trial, error) {
 	t := Trial{Batch: batch, Parallel: par}
 	collection := r.collection(name)
 	defer r.cleanup(ctx, collection)
 	if err := r.cfg.Store.EnsureCollection(ctx, pipeline.Collection{Name: collection, Dims: Dims, Distance: pipeline.Cosine}, true); err != nil {
 		return t, fmt.Errorf("create collection: %w", err)
 	}
+	points, err := r.ceilingPoints(ctx, collection)
+	if err != nil {
+		return t, err
+	}
 	batches := (len(points) + batch - 1) / batch
 	cpu := startCPU(r.cfg.QdrantPID, 0)
 	start := time.Now()
-	err := parallel(ctx, par, batches, func(ctx context.Context, i int) error {
+	err = parallel(ctx, par, batches, func(ctx context.Context, i int) error {
 		_, err := r.qc.Upsert(ctx, &qdrant.UpsertPoints{
 			CollectionName: collection,
 			Wait:           qdrant.PtrOf(true),
@@ -88,4 +88,26 @@ func (r *runner) trial(ctx context.Context, name string, points []*qdrant.PointS
 	}
 	t.CountOK = t.Stored == uint64(len(points))
 	return t, nil
+}
+
+// ceilingPoints returns the documents' points as ragpipe stores them in
+// collection: with their keyword vectors when it has a sparse vector (the
+// one ragpipe creates for keywords), made on first use.
+func (r *runner) ceilingPoints(ctx context.Context, collection string) ([]*qdrant.PointStruct, error) {
+	info, err := r.qc.GetCollectionInfo(ctx, collection)
+	if err != nil {
+		return nil, fmt.Errorf("collection %s: %w", collection, err)
+	}
+	var sparse string
+	for name := range info.GetConfig().GetParams().GetSparseVectorsConfig().GetMap() {
+		sparse = name
+	}
+	if r.points == nil || r.pointsSparse != sparse {
+		docs := r.documents()
+		r.points, r.pointsSparse = make([]*qdrant.PointStruct, len(docs)), sparse
+		for i := range docs {
+			r.points[i] = docs[i].point(sparse)
+		}
+	}
+	return r.points, nil
 }

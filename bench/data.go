@@ -102,11 +102,19 @@ func (d *doc) body(kind string) ([]byte, error) {
 }
 
 // point returns d as ragpipe stores it (CONTRACT §3): its id, vector and
-// payload, version 1, no metadata.
-func (d *doc) point() *qdrant.PointStruct {
+// payload, version 1, no metadata; with its keyword vector named sparse
+// beside the unnamed dense one unless sparse is empty.
+func (d *doc) point(sparse string) *qdrant.PointStruct {
+	vectors := qdrant.NewVectorsDense(d.vector)
+	if kw := pipeline.Keywords(d.text); sparse != "" && kw != nil {
+		vectors = qdrant.NewVectorsMap(map[string]*qdrant.Vector{
+			"":     qdrant.NewVectorDense(d.vector),
+			sparse: qdrant.NewVectorSparse(kw.Indices, kw.Values),
+		})
+	}
 	return &qdrant.PointStruct{
 		Id:      qdrant.NewIDUUID(pipeline.PointID(d.user, d.id, 0)),
-		Vectors: qdrant.NewVectorsDense(d.vector),
+		Vectors: vectors,
 		Payload: qdrant.NewValueMap(map[string]any{
 			"user_id": d.user, "doc_id": d.id, "chunk_index": 0, "chunk_count": 1,
 			"text": d.text, "metadata": map[string]any{}, "version": 1,

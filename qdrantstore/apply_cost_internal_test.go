@@ -39,7 +39,11 @@ func TestApplyCost(t *testing.T) {
 			v[j] = r.Float32() - 0.5
 		}
 		user, doc := fmt.Sprintf("u%d", i%5), fmt.Sprintf("doc-%07d", i)
-		writes[i] = pipeline.DocWrite{UserID: user, DocID: doc, Version: 1, Points: []pipeline.Point{{
+		version := uint64(1)
+		if os.Getenv("RAGPIPE_APPLY_COST") == "versions" {
+			version = uint64(i + 1) // as events without a version get: their stream sequence
+		}
+		writes[i] = pipeline.DocWrite{UserID: user, DocID: doc, Version: version, Points: []pipeline.Point{{
 			ID: pipeline.PointID(user, doc, 0), ChunkIndex: 0, ChunkCount: 1, Vector: v,
 			Text: string(bytes.Repeat([]byte("lorem ipsum "), 75)),
 		}}}
@@ -59,6 +63,10 @@ func TestApplyCost(t *testing.T) {
 		{"filter+read", 1024, 4, true, true, qdrant.WriteOrderingType_Weak},
 		{"plain", 256, 1, false, false, qdrant.WriteOrderingType_Weak},
 		{"filter+read", 256, 1, true, true, qdrant.WriteOrderingType_Weak},
+	}
+	if os.Getenv("RAGPIPE_APPLY_COST") == "filter" {
+		filterCost(t, s, pid, writes)
+		return
 	}
 	if os.Getenv("RAGPIPE_APPLY_COST") == "scroll" {
 		scrollCost(t, s, pid, writes)
@@ -181,4 +189,49 @@ func scrollCost(t *testing.T, s *Store, pid int, writes []pipeline.DocWrite) {
 			t.Logf("scroll %s: %.2f ms/read, Qdrant %.2f ms CPU/read", v.name, time.Since(start).Seconds()*1000/40, (procCPU(t, pid)-cpu0)*1000/40)
 		}
 	}
+}
+
+// filterCost alternates plain upserts and upserts with the update_filter of
+// distinct versions, 256 new points a request, into one collection.
+func filterCost(t *testing.T, s *Store, pid int, writes []pipeline.DocWrite) {
+	c := pipeline.Collection{Name: "filter", Dims: 1024, Distance: pipeline.Cosine}
+	if err := s.EnsureCollection(t.Context(), c, true); err != nil {
+		t.Fatal(err)
+	}
+	units := make([]unit, len(writes))
+	for i := range writes {
+		writes[i].Version = uint64(i + 1)
+		var err error
+		if units[i], err = s.writeUnit(&writes[i], c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var used [2]float64
+	reqs := pack(units, 256)
+	for i, req := range reqs {
+		filtered := i%2 == 1
+		var ops []*qdrant.PointsUpdateOperation
+		if filtered {
+			ops = operations(req, false)
+		} else {
+			var pts []*qdrant.PointStruct
+			for _, u := range req {
+				pts = append(pts, u.points...)
+			}
+			ops = []*qdrant.PointsUpdateOperation{qdrant.NewPointsUpdateUpsert(&qdrant.PointsUpdateOperation_PointStructList{Points: pts})}
+		}
+		cpu0 := procCPU(t, pid)
+		if _, err := s.client.UpdateBatch(t.Context(), &qdrant.UpdateBatchPoints{
+			CollectionName: "filter", Wait: qdrant.PtrOf(true), Operations: ops}); err != nil {
+			t.Fatal(err)
+		}
+		if filtered {
+			used[1] += procCPU(t, pid) - cpu0
+		} else {
+			used[0] += procCPU(t, pid) - cpu0
+		}
+	}
+	half := float64(len(writes) / 2)
+	t.Logf("upsert of new points, distinct versions: plain %.1f µs/point, with update_filter %.1f µs/point",
+		used[0]/half*1e6, used[1]/half*1e6)
 }
