@@ -49,8 +49,8 @@ func pointStruct(w *pipeline.DocWrite, p *pipeline.Point, keywords bool) (*qdran
 	}
 	vectors := qdrant.NewVectorsDense(p.Vector)
 	if kw := p.Keywords; keywords && kw != nil && len(kw.Indices) > 0 {
-		if len(kw.Indices) != len(kw.Values) {
-			return nil, fmt.Errorf("point %s: keyword vector of %d indices and %d values", p.ID, len(kw.Indices), len(kw.Values))
+		if err := kw.Check(); err != nil {
+			return nil, fmt.Errorf("point %s: keyword vector: %w", p.ID, err)
 		}
 		vectors = qdrant.NewVectorsMap(map[string]*qdrant.Vector{
 			"":             qdrant.NewVectorDense(p.Vector),

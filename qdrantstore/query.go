@@ -35,8 +35,8 @@ var (
 //     the score is the sum over both lists of 1/(pipeline.RRFK + rank), so
 //     at most 2/(RRFK+1), about 0.033; without query terms, the dense
 //     list is fused alone;
-//   - pipeline.ModeAuto: hybrid for a query with terms in a collection with
-//     keyword vectors, else dense.
+//   - pipeline.ModeAuto: as sq.ModeFor says: hybrid for a query with terms
+//     in a collection with keyword vectors, else dense.
 //
 // Keyword and hybrid searches of a collection without keyword vectors fail
 // with pipeline.ErrNoKeywords. sq.ScoreThreshold drops hits scoring below it
@@ -49,27 +49,22 @@ var (
 // for them. An invalid sq is a permanent error. A point of another tenant in
 // Qdrant's answer is never returned: it fails the search permanently.
 func (q *Store) Search(ctx context.Context, collection string, sq pipeline.Query) ([]pipeline.Hit, error) {
-	if err := validate(sq); err != nil {
+	if err := sq.Validate(); err != nil {
 		return nil, pipeline.Permanent(fmt.Errorf("qdrant search %q: %w", collection, err))
 	}
-	mode := sq.Mode
 	var c pipeline.Collection
-	if mode != pipeline.ModeDense || sq.ScoreThreshold != nil {
+	if sq.Mode != pipeline.ModeDense || sq.ScoreThreshold != nil {
 		var err error
 		if c, err = q.shape(ctx, collection); err != nil {
 			return nil, err
 		}
 	}
-	if mode == pipeline.ModeAuto {
-		mode = pipeline.ModeDense
-		if c.Keywords && sq.Keywords != nil {
-			mode = pipeline.ModeHybrid
-		}
-	}
+	mode := sq.ModeFor(c.Keywords)
 	if mode != pipeline.ModeDense && !c.Keywords {
 		return nil, fmt.Errorf("qdrant search %q: %w", collection, pipeline.ErrNoKeywords)
 	}
-	if mode == pipeline.ModeKeyword && sq.Keywords == nil {
+	terms := sq.Keywords != nil && len(sq.Keywords.Indices) > 0
+	if mode == pipeline.ModeKeyword && !terms {
 		return []pipeline.Hit{}, nil
 	}
 	req := searchRequest(collection, mode, sq)
@@ -114,21 +109,6 @@ func (q *Store) Search(ctx context.Context, collection string, sq pipeline.Query
 	return hits, nil
 }
 
-// validate reports what makes sq unusable (pipeline.Query.Validate), and an
-// unknown mode. A keyword search needs no vector, which Validate asks for.
-func validate(sq pipeline.Query) error {
-	switch sq.Mode {
-	case pipeline.ModeAuto, pipeline.ModeDense, pipeline.ModeHybrid:
-	case pipeline.ModeKeyword:
-		if len(sq.Vector) == 0 {
-			sq.Vector = []float32{0}
-		}
-	default:
-		return fmt.Errorf("search mode %s: want hybrid, dense or keyword", pipeline.ShortQuote(string(sq.Mode)))
-	}
-	return sq.Validate()
-}
-
 // searchRequest builds the query of sq in mode (not ModeAuto). Each query
 // and prefetch carries the tenant and metadata filter. Qdrant's RRF scores
 // rank r (from 0) 1/(k + r), so k is pipeline.RRFK + 1 for 1/(RRFK + rank)
@@ -150,7 +130,7 @@ func searchRequest(collection string, mode pipeline.SearchMode, sq pipeline.Quer
 	case pipeline.ModeHybrid:
 		limit := qdrant.PtrOf(uint64(pipeline.PrefetchLimit(sq.TopK)))
 		req.Prefetch = []*qdrant.PrefetchQuery{{Query: qdrant.NewQueryDense(sq.Vector), Filter: filter, Limit: limit}}
-		if kw := sq.Keywords; kw != nil {
+		if kw := sq.Keywords; kw != nil && len(kw.Indices) > 0 {
 			req.Prefetch = append(req.Prefetch, &qdrant.PrefetchQuery{
 				Query: qdrant.NewQuerySparse(kw.Indices, kw.Values), Using: qdrant.PtrOf(keywordsVector),
 				Filter: filter, Limit: limit,
