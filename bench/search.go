@@ -14,6 +14,7 @@ import (
 	"github.com/qdrant/go-client/qdrant"
 
 	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/search"
 )
 
@@ -103,7 +104,10 @@ func (r *runner) searchPaths(ctx context.Context, collection, tenant string, tex
 		t := texts[rng.IntN(len(texts))]
 		at := rng.IntN(len(t) - 80)
 		queries[i] = t[at : at+80]
-		if bodies[i], err = json.Marshal(search.SearchRequest{Query: queries[i], TopK: topK}); err != nil {
+		// Dense, like the raw Query: the default, hybrid, costs Qdrant a
+		// second search and a fusion.
+		req := search.SearchRequest{Query: queries[i], TopK: topK, Mode: string(pipeline.ModeDense)}
+		if bodies[i], err = json.Marshal(req); err != nil {
 			return rag, raw, fmt.Errorf("encode search request: %w", err)
 		}
 	}
