@@ -1,0 +1,66 @@
+package lww
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Export calls fn with every entry of the register whose key belongs to
+// collection (Key's first token), in stream order: the key and its
+// version. It reads the entries once with an ephemeral consumer, each
+// document's newest message only, so its cost grows with the number of
+// documents the collection ever had (deleted ones included: their entries
+// are what keeps a stale event from resurrecting them). Claims made while
+// it runs may or may not be seen. It returns fn's first error.
+//
+// A restore writes the entries back with Claim, which never lowers a
+// version already recorded.
+func (r *Register) Export(ctx context.Context, collection string, fn func(key string, version uint64) error) error {
+	filter := r.prefix + collection + ".>"
+	cons, err := r.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject:     filter,
+		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: floorIdle,
+		MemoryStorage:     true,
+	})
+	if err != nil {
+		return fmt.Errorf("version register: export %s: %w", collection, err)
+	}
+	defer r.stream.DeleteConsumer(context.WithoutCancel(ctx), cons.CachedInfo().Name) //nolint:errcheck // it expires anyway
+	if cons.CachedInfo().NumPending == 0 {
+		return nil
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(floorBatch))
+	if err != nil {
+		return fmt.Errorf("version register: export %s: %w", collection, err)
+	}
+	defer it.Stop()
+	defer context.AfterFunc(ctx, it.Stop)()
+	for {
+		msg, err := it.Next(jetstream.NextMaxWait(floorIdle))
+		if err != nil {
+			return fmt.Errorf("version register: export %s: %w", collection, cmp.Or(ctx.Err(), err))
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("version register: export %s: %w", collection, err)
+		}
+		key := strings.TrimPrefix(msg.Subject(), r.prefix)
+		v, err := strconv.ParseUint(string(msg.Data()), 10, 64)
+		if err != nil {
+			return fmt.Errorf("version register: entry %s holds %q: %w", msg.Subject(), msg.Data(), err)
+		}
+		if err := fn(key, v); err != nil {
+			return err
+		}
+		if meta.NumPending == 0 {
+			return nil
+		}
+	}
+}
