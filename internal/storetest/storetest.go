@@ -25,6 +25,7 @@ type Store interface {
 	Search(ctx context.Context, collection string, q pipeline.Query) ([]pipeline.Hit, error)
 	List(ctx context.Context, collection, userID string, limit int, cursor string) (docs []pipeline.Doc, next string, err error)
 	Scroll(ctx context.Context, collection, after string, limit int) ([]pipeline.Point, string, error)
+	EraseTenant(ctx context.Context, collection, userID string) (int, error) // ragpipe forget
 }
 
 // Dims is the dimensions of the collections the suite creates.
@@ -70,6 +71,7 @@ var subtests = []struct {
 	{"NoKeywords", testNoKeywords},
 	{"StoredVectors", testStoredVectors},
 	{"Scroll", testScroll},
+	{"EraseTenant", testEraseTenant},
 }
 
 // Ensure creates collection name with Dims dimensions and distance d, or
