@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ragpipe/ragpipe/keyring"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -67,6 +68,14 @@ type Config struct {
 	// ShutdownTimeout bounds the work in flight after SIGINT or SIGTERM;
 	// what is not finished by then is left for redelivery. Default: 20s.
 	ShutdownTimeout time.Duration `env:"RAGPIPE_SHUTDOWN_TIMEOUT" envDefault:"20s" help:"on SIGINT/SIGTERM, how long in-flight work may take before it is left for redelivery and the process exits 0 (> 0)"`
+	// EncryptionKeyFile names the master key file of encryption at rest
+	// (format in package keyring); set, chunk texts are stored encrypted
+	// under per-tenant keys it wraps; unset, they are stored clear.
+	// Default: none.
+	EncryptionKeyFile string `env:"RAGPIPE_ENCRYPTION_KEY_FILE" help:"master key file: lines of standard base64 of 32 random bytes (ragpipe keys new), the first wraps new tenant keys, the others only unwrap; set: chunk texts are stored encrypted under per-tenant keys"`
+	// MasterKeys are the keys of EncryptionKeyFile, read once by Load; nil
+	// when it is unset. They print as their ids only.
+	MasterKeys *keyring.MasterKeys
 	// ChunkSize is the largest chunk, in characters. Default: 2000.
 	ChunkSize int `env:"RAGPIPE_CHUNK_SIZE" envDefault:"2000" help:"largest chunk, in characters (>= 1)"`
 	// ChunkOverlap is the overlap of consecutive chunks, in characters.

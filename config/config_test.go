@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ragpipe/ragpipe/config"
+	"github.com/ragpipe/ragpipe/keyring"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -154,6 +155,46 @@ func checkErr(t *testing.T, err error, want ...string) {
 	for _, w := range want {
 		if !strings.Contains(msg, w) {
 			t.Errorf("error %q\ndoes not contain %q", msg, w)
+		}
+	}
+}
+
+func TestEncryptionKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	key := keyring.NewMasterKey()
+	write := func(name, content string, mode os.FileMode) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := write("good.key", "# ragpipe\n"+key+"\n", 0o600)
+	cfg, err := config.LoadFrom([]string{"RAGPIPE_ENCRYPTION_KEY_FILE=" + good}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MasterKeys == nil || len(cfg.MasterKeys.IDs()) != 1 || strings.Contains(cfg.String(), key) {
+		t.Fatalf("MasterKeys = %v; settings %s", cfg.MasterKeys, cfg)
+	}
+	if cfg, err := config.LoadFrom(nil, dir); err != nil || cfg.MasterKeys != nil {
+		t.Fatalf("unset: MasterKeys = %v, %v", cfg.MasterKeys, err)
+	}
+	bad := write("bad.key", key[:20]+"\n", 0o600)
+	unreadable := write("unreadable.key", key+"\n", 0o000)
+	for _, tc := range []struct{ path, want string }{
+		{filepath.Join(dir, "missing.key"), "missing.key: no such file or directory"},
+		{bad, "bad.key: line 1: not a master key"},
+		{dir, ": is a directory"},
+		{unreadable, "unreadable.key: permission denied"},
+	} {
+		if tc.path == unreadable && os.Geteuid() == 0 {
+			continue // root reads it all the same
+		}
+		_, err := config.LoadFrom([]string{"RAGPIPE_ENCRYPTION_KEY_FILE=" + tc.path}, dir)
+		if err == nil || !strings.Contains(err.Error(), "RAGPIPE_ENCRYPTION_KEY_FILE="+dir) ||
+			!strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), key[:20]) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error %v, want one line with %q", tc.path, err, tc.want)
 		}
 	}
 }
@@ -398,7 +439,7 @@ func TestSettings(t *testing.T) {
 		"RAGPIPE_COLLECTIONS", "RAGPIPE_EMBEDDER", "RAGPIPE_EMBEDDER_URL", "RAGPIPE_EMBEDDER_MODEL",
 		"RAGPIPE_EMBEDDER_API_KEY", "RAGPIPE_SUBJECT_PREFIX", "RAGPIPE_HNSW", "RAGPIPE_SHARDS",
 		"RAGPIPE_REPLICATION_FACTOR", "RAGPIPE_WRITE_CONSISTENCY", "RAGPIPE_MAX_DELIVER",
-		"RAGPIPE_AUTO_CREATE", "RAGPIPE_MAX_COLLECTIONS", "RAGPIPE_SHUTDOWN_TIMEOUT", "RAGPIPE_CHUNK_SIZE", "RAGPIPE_CHUNK_OVERLAP", "RAGPIPE_MAX_EVENT_BYTES",
+		"RAGPIPE_AUTO_CREATE", "RAGPIPE_MAX_COLLECTIONS", "RAGPIPE_SHUTDOWN_TIMEOUT", "RAGPIPE_ENCRYPTION_KEY_FILE", "RAGPIPE_CHUNK_SIZE", "RAGPIPE_CHUNK_OVERLAP", "RAGPIPE_MAX_EVENT_BYTES",
 		"RAGPIPE_DATA_DIR", "RAGPIPE_LOG_LEVEL", "RAGPIPE_HTTP_ADDR",
 	}
 	inContract := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return !slices.Contains(contract, n) })

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +15,8 @@ import (
 	"unicode"
 
 	"github.com/rs/zerolog"
+
+	"github.com/ragpipe/ragpipe/keyring"
 )
 
 // checker collects the problems of settings that fail their checks.
@@ -56,6 +61,9 @@ func (c *Config) validate() []error {
 	check(c.MaxDeliver >= 1, "RAGPIPE_MAX_DELIVER=%d: must be >= 1", c.MaxDeliver)
 	check(c.MaxCollections >= 1, "RAGPIPE_MAX_COLLECTIONS=%d: must be >= 1", c.MaxCollections)
 	check(c.ShutdownTimeout > 0, "RAGPIPE_SHUTDOWN_TIMEOUT=%s: must be > 0", c.ShutdownTimeout)
+	if err := c.loadMasterKeys(); err != nil {
+		errs = append(errs, err)
+	}
 	check(c.ChunkSize >= 1, "RAGPIPE_CHUNK_SIZE=%d: must be >= 1", c.ChunkSize)
 	// A larger overlap multiplies the chunks: size/(size-overlap) per window.
 	check(c.ChunkOverlap >= 0 && (c.ChunkSize < 1 || c.ChunkOverlap <= c.ChunkSize/2),
@@ -130,4 +138,25 @@ func validSubjectPrefix(s string) bool {
 		}
 	}
 	return true
+}
+
+// loadMasterKeys reads the master key file RAGPIPE_ENCRYPTION_KEY_FILE
+// names, if any, into MasterKeys. Its error names the file and the line,
+// never a key.
+func (c *Config) loadMasterKeys() error {
+	if c.EncryptionKeyFile == "" {
+		return nil
+	}
+	data, err := os.ReadFile(c.EncryptionKeyFile)
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		err = pathErr.Err // the path is named below
+	}
+	if err == nil {
+		c.MasterKeys, err = keyring.ParseMasterKeys(data)
+	}
+	if err != nil {
+		return fmt.Errorf("RAGPIPE_ENCRYPTION_KEY_FILE=%s: %w", c.EncryptionKeyFile, err)
+	}
+	return nil
 }
