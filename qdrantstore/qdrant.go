@@ -27,7 +27,7 @@ type Store struct {
 	reading  *qdrant.ReadConsistency // nil for Qdrant's default
 
 	known    sync.Map // collection name -> pipeline.Collection verified against Qdrant
-	shapes   sync.Map // collection name -> pipeline.Collection, as read by searches
+	shapes   sync.Map // collection name -> shapeRead, as read by searches
 	creating singleflight.Group
 
 	mu     sync.RWMutex // held for reading by every request, for writing by Close

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/qdrant/go-client/qdrant"
@@ -323,14 +324,15 @@ func decodeCursor(cursor string) (*qdrant.PointId, error) {
 }
 
 // shape returns the collection's dimensions, distance and keyword vector:
-// as EnsureCollection verified them, or read from Qdrant once and kept
-// until Qdrant says the collection is gone.
+// as EnsureCollection verified them, or as read from Qdrant within the last
+// shapeTTL, so that a search process notices a collection recreated with
+// keyword vectors (forgotten at once when Qdrant says it is gone).
 func (q *Store) shape(ctx context.Context, collection string) (pipeline.Collection, error) {
 	if c, ok := q.known.Load(collection); ok {
 		return c.(pipeline.Collection), nil
 	}
-	if c, ok := q.shapes.Load(collection); ok {
-		return c.(pipeline.Collection), nil
+	if s, ok := q.shapes.Load(collection); ok && time.Since(s.(shapeRead).at) < shapeTTL {
+		return s.(shapeRead).c, nil
 	}
 	var info *qdrant.CollectionInfo
 	err := q.retry(ctx, "get collection", collection, func(ctx context.Context) (err error) {
@@ -344,6 +346,15 @@ func (q *Store) shape(ctx context.Context, collection string) (pipeline.Collecti
 	if err != nil {
 		return pipeline.Collection{}, err
 	}
-	q.shapes.Store(collection, c)
+	q.shapes.Store(collection, shapeRead{c, time.Now()})
 	return c, nil
+}
+
+// shapeTTL is how long a search trusts a collection's shape read from Qdrant.
+const shapeTTL = time.Minute
+
+// shapeRead is a collection's shape and when it was read.
+type shapeRead struct {
+	c  pipeline.Collection
+	at time.Time
 }
