@@ -42,9 +42,20 @@ const maxTermLen = 64
 // etcnatsnatsconf. Each Han, Hiragana or Katakana character is a term.
 //
 // Keywords is safe for concurrent use.
-func Keywords(text string) *SparseVector {
+func Keywords(text string) *SparseVector { return keywords(text, nil) }
+
+// KeywordsWith is Keywords with the term ids termID gives (the lowercased,
+// stemmed term's bytes, valid only during the call) instead of FNV-1a: with
+// a tenant's keyed term ids (encryption at rest), the stored index reveals
+// no word.
+func KeywordsWith(text string, termID func(term []byte) uint32) *SparseVector {
+	return keywords(text, termID)
+}
+
+func keywords(text string, termID func([]byte) uint32) *SparseVector {
 	t := tokenizers.Get().(*tokenizer)
 	defer t.release()
+	t.termID = termID
 	t.scan(text)
 	if len(t.terms) == 0 {
 		return nil
@@ -71,9 +82,19 @@ func Keywords(text string) *SparseVector {
 // terms (as Keywords finds them), each of weight 1, so that a chunk's score
 // is the sum of its weights times the IDF of the terms it shares with the
 // query. It returns nil for a text with no terms.
-func QueryKeywords(text string) *SparseVector {
+func QueryKeywords(text string) *SparseVector { return queryKeywords(text, nil) }
+
+// QueryKeywordsWith is QueryKeywords with the term ids termID gives, as
+// KeywordsWith: a search of chunks stored with keyed term ids uses the same
+// key.
+func QueryKeywordsWith(text string, termID func(term []byte) uint32) *SparseVector {
+	return queryKeywords(text, termID)
+}
+
+func queryKeywords(text string, termID func([]byte) uint32) *SparseVector {
 	t := tokenizers.Get().(*tokenizer)
 	defer t.release()
+	t.termID = termID
 	t.scan(text)
 	if len(t.terms) == 0 {
 		return nil
@@ -108,7 +129,8 @@ var tokenizers = sync.Pool{New: func() any {
 // partLen and wholeLen count bytes beyond the buffers' maxTermLen as well,
 // so that an overlong term is recognised and skipped.
 type tokenizer struct {
-	terms    []uint32 // term ids, in text order
+	terms    []uint32            // term ids, in text order
+	termID   func([]byte) uint32 // nil: FNV-1a
 	part     [maxTermLen]byte
 	partLen  int
 	whole    [maxTermLen]byte // the compound's parts, concatenated
@@ -121,6 +143,7 @@ func (t *tokenizer) release() {
 		return // keep huge texts' scratch out of the pool
 	}
 	t.terms = t.terms[:0]
+	t.termID = nil
 	tokenizers.Put(t)
 }
 
@@ -261,7 +284,11 @@ func (t *tokenizer) endPart() {
 	if n <= maxStopLen && isStopWord(p, h) {
 		return
 	}
-	if s := stem(p); len(s) < n {
+	s := stem(p)
+	switch {
+	case t.termID != nil:
+		h = t.termID(s)
+	case len(s) < n:
 		h = fnv32(s)
 	}
 	t.terms = append(t.terms, h)
@@ -272,7 +299,11 @@ func (t *tokenizer) endPart() {
 func (t *tokenizer) endCompound() {
 	t.endPart()
 	if t.parts > 1 && t.wholeLen <= maxTermLen {
-		t.terms = append(t.terms, fnv32(t.whole[:t.wholeLen]))
+		if t.termID != nil {
+			t.terms = append(t.terms, t.termID(t.whole[:t.wholeLen]))
+		} else {
+			t.terms = append(t.terms, fnv32(t.whole[:t.wholeLen]))
+		}
 	}
 	t.parts, t.wholeLen = 0, 0
 }
