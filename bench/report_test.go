@@ -162,7 +162,7 @@ func TestReportErr(t *testing.T) {
 
 func TestParseStages(t *testing.T) {
 	for in, want := range map[string]string{
-		"":                  "ceiling,vectors,text,builtin,pinned,search,rss",
+		"":                  "ceiling,vectors,text,search,builtin,pinned,rss",
 		"rss,ceiling":       "ceiling,rss",
 		" search ":          "text,search",
 		"vectors,vectors":   "vectors",

@@ -23,7 +23,7 @@ var benchCommand = command{
 		"Prints a table, or JSON with --json. Exits 0 when every stage succeeded, 1 when one failed (the report says which and why), " +
 		"0 when interrupted by SIGINT or SIGTERM, after stopping the processes it started.",
 	usage: "bench [--only STAGES] [--json] [flags]\n\n" +
-		"  Stages (all by default; progress goes to stderr, the report to stdout):\n" +
+		"  Stages, in this order (all by default; progress goes to stderr, the report to stdout):\n" +
 		"    ceiling  raw Qdrant upserts (wait=true) of --docs points of 1024 dimensions with ragpipe's payload, into\n" +
 		"             collections created as ragpipe creates them, for batch 256, 512, 1024 x 1, 2, 4 in parallel,\n" +
 		"             a fresh collection each; the best points/s is the ceiling\n" +
@@ -32,14 +32,14 @@ var benchCommand = command{
 		"             points are counted exactly; docs/s, the ratio to the ceiling, Qdrant's and the worker's CPU\n" +
 		"             per document; twice: vectors as JSON arrays (vector), then as base64 (vector_b64)\n" +
 		"    text     the same with text only, embedded by the hash embedder\n" +
+		"    search   rag.search requests to one `ragpipe searcher` process against raw Qdrant Query calls with the\n" +
+		"             same tenant filter, on the text stage's collection (selecting search runs text too), once\n" +
+		"             Qdrant has indexed it: p50 and p99 at concurrency 1 and 8, --searches requests each\n" +
 		"    builtin  --builtin-docs text events embedded by the builtin semantic embedder: chunks/s per core\n" +
 		"             of the worker (skipped, with a note, when this build has no builtin embedder)\n" +
 		"    pinned   Qdrant alone on one CPU, this process (publisher, embedded NATS) and the worker on another\n" +
 		"             (Linux, 2 CPUs or more, the Qdrant the bench starts): the ceiling, then vector_b64, vector\n" +
 		"             and text drains, each against that ceiling\n" +
-		"    search   rag.search requests to one `ragpipe searcher` process against raw Qdrant Query calls with the\n" +
-		"             same tenant filter, on the text stage's collection (selecting search runs text too), once\n" +
-		"             Qdrant has indexed it: p50 and p99 at concurrency 1 and 8, --searches requests each\n" +
 		"    rss      --backlog events of ~200 chars are published, then one worker drains them for at most\n" +
 		"             --backlog-time; its peak resident memory (VmHWM), samples at start, middle and end, the\n" +
 		"             drain rate, and an exact count of what was acknowledged\n\n" +
