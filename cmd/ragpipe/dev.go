@@ -35,11 +35,14 @@ func runDev(ctx context.Context, env *environment, o searchOptions) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("RAGPIPE_DATA_DIR=%s: %w", cfg.DataDir, err)
 	}
-	ns, err := startNATSServer(cfg.NATS, cfg.DataDir, log)
+	ns, err := startNATSServer(cfg.NATS, cfg.DataDir, log, storeEncryption(cfg.MasterKeys))
 	if err != nil {
 		return err
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	if cfg.MasterKeys != nil {
+		log.Info().Str("master_key", cfg.MasterKeys.Primary()).Msg("embedded NATS store encrypted at rest")
+	}
 	open, where := devStore(ctx, env)
 	s, store, err := startService(ctx, env, "ragpipe-dev", "connecting to "+where, open)
 	if err != nil {
