@@ -26,6 +26,7 @@ type Store interface {
 	List(ctx context.Context, collection, userID string, limit int, cursor string) (docs []pipeline.Doc, next string, err error)
 	Scroll(ctx context.Context, collection, after string, limit int) ([]pipeline.Point, string, error)
 	EraseTenant(ctx context.Context, collection, userID string) (int, error) // ragpipe forget
+	DocumentPoints(ctx context.Context, collection, userID string, docIDs []string) ([]pipeline.Point, error) // ragpipe backup
 }
 
 // Dims is the dimensions of the collections the suite creates.
@@ -71,6 +72,7 @@ var subtests = []struct {
 	{"NoKeywords", testNoKeywords},
 	{"StoredVectors", testStoredVectors},
 	{"Scroll", testScroll},
+	{"DocumentPoints", testDocumentPoints},
 	{"EraseTenant", testEraseTenant},
 }
 
