@@ -17,40 +17,29 @@ type pending struct {
 
 // writes chunks the events at idx and gives every chunk its keyword vector
 // and a vector: the event's own, a stored one (see reuse) or one from a
-// single embedder call.
+// single embedder call; with StageConfig.Keys, it then seals the texts.
 // Events in first are their document's first version. It returns one write
-// per event and, per event, the permanent error of an event with a chunk
-// the embedder refused (nil for the others); or an error for them all.
+// per event and, per event, the error of an event that cannot be written
+// (a chunk the embedder refused, permanently; its tenant's key not to be
+// had) or nil; or an error for them all.
 func (s *Stage) writes(ctx context.Context, c pipeline.Collection, events []pipeline.Event, idx []int, first map[int]bool) ([]pipeline.DocWrite, []error, error) {
 	var identity string
 	if id, ok := s.embedder(c.Name).(Identified); ok {
 		identity = id.Identity()
 	}
+	keys, keyErrs := s.tenantKeys(ctx, events, idx)
 	writes := make([]pipeline.DocWrite, len(idx))
+	refused := make([]error, len(idx))
 	var todo []pending // chunks to embed
 	for j, i := range idx {
 		e := events[i]
 		w := pipeline.DocWrite{UserID: e.UserID, DocID: e.DocID, Version: e.Version}
+		if err := keyErrs[e.UserID]; err != nil && e.Op == pipeline.OpUpsert {
+			writes[j], refused[j] = w, err
+			continue
+		}
 		if e.Op == pipeline.OpUpsert {
-			chunks := []string{e.Text}
-			if e.Vector == nil {
-				chunks = s.cfg.Chunker.Split(e.Text)
-			}
-			w.Points = make([]pipeline.Point, len(chunks))
-			for k, text := range chunks {
-				w.Points[k] = pipeline.Point{
-					ID: pipeline.PointID(e.UserID, e.DocID, k), Vector: e.Vector,
-					UserID: e.UserID, DocID: e.DocID, ChunkIndex: k, ChunkCount: len(chunks),
-					Text: text, Metadata: e.Metadata, Version: e.Version,
-					Keywords: pipeline.Keywords(text),
-				}
-				if e.Vector == nil {
-					if identity != "" {
-						w.Points[k].TextHash = pipeline.TextHash(identity, text)
-					}
-					todo = append(todo, pending{&w.Points[k], j})
-				}
-			}
+			todo = s.points(&w, e, keys[e.UserID], identity, j, todo)
 		}
 		writes[j] = w
 	}
@@ -70,13 +59,57 @@ func (s *Stage) writes(ctx context.Context, c pipeline.Collection, events []pipe
 	if err != nil {
 		return nil, nil, err
 	}
-	refused := make([]error, len(writes))
 	for k, err := range refusedChunks {
 		if p := todo[k].point; err != nil && refused[todo[k].write] == nil {
 			refused[todo[k].write] = fmt.Errorf("embed chunk_index %d of %d chunks: %w", p.ChunkIndex, p.ChunkCount, err)
 		}
 	}
+	if keys != nil {
+		for j := range writes {
+			if key := keys[writes[j].UserID]; key != nil && refused[j] == nil {
+				seal(key, c.Name, &writes[j])
+			}
+		}
+	}
 	return writes, refused, nil
+}
+
+// points chunks upsert e into w's points, each with its keyword vector and,
+// unless e brings its vector, its text hash (with an identity); those are
+// appended to todo, as chunks of write j. With key (nil: none), the hash and
+// keyword vector are the tenant's keyed ones; the text stays clear, to be
+// embedded.
+func (s *Stage) points(w *pipeline.DocWrite, e pipeline.Event, key TenantKey, identity string, j int, todo []pending) []pending {
+	chunks := []string{e.Text}
+	if e.Vector == nil {
+		chunks = s.cfg.Chunker.Split(e.Text)
+	}
+	w.Points = make([]pipeline.Point, len(chunks))
+	for k, text := range chunks {
+		p := &w.Points[k]
+		*p = pipeline.Point{
+			ID: pipeline.PointID(e.UserID, e.DocID, k), Vector: e.Vector,
+			UserID: e.UserID, DocID: e.DocID, ChunkIndex: k, ChunkCount: len(chunks),
+			Text: text, Metadata: e.Metadata, Version: e.Version,
+		}
+		if key == nil {
+			p.Keywords = pipeline.Keywords(text)
+		} else {
+			p.Keywords = pipeline.KeywordsWith(text, key.TermID)
+		}
+		if e.Vector != nil {
+			continue
+		}
+		switch {
+		case identity == "":
+		case key == nil:
+			p.TextHash = pipeline.TextHash(identity, text)
+		default:
+			p.TextHash = key.TextHash(identity, text)
+		}
+		todo = append(todo, pending{p, j})
+	}
+	return todo
 }
 
 // reuse gives each pending chunk whose text hash matches a stored chunk of

@@ -62,6 +62,21 @@ type Sink interface {
 	lww.Pruner
 }
 
+// TenantKey is one tenant's key of encryption at rest, as the Stage uses
+// it; keyring.TenantKey implements it. Its methods must be safe for
+// concurrent use and must not block.
+type TenantKey interface {
+	// Seal returns the stored form of the text of chunk chunkIndex of
+	// document docID in collection: ciphertext that opens only for that
+	// point.
+	Seal(collection, docID string, chunkIndex int, text string) string
+	// TextHash is pipeline.TextHash keyed by the tenant.
+	TextHash(identity, text string) string
+	// TermID is the keyword vector index of a term (a lowercased, stemmed
+	// word) keyed by the tenant.
+	TermID(term []byte) uint32
+}
+
 // CollectionLister lists a store's collections, so that the Stage can bound
 // how many it creates (StageConfig.MaxCollections).
 type CollectionLister interface {

@@ -42,6 +42,14 @@ type StageConfig struct {
 	// Reuse, when set, is asked for the stored vectors of chunks whose text
 	// hash is unchanged, so that they are not embedded again (see Identified).
 	Reuse VectorSource
+	// Keys, when set, turns on encryption at rest: it returns a tenant's
+	// key, creating it on first need, and blocks until done or ctx ends.
+	// Each chunk is embedded in clear, then stored with its text sealed by
+	// its tenant's key, its text hash and keyword vector keyed by it. An
+	// event whose tenant's key cannot be had fails with that error, the
+	// others of the batch are written. Default nil: texts, hashes and
+	// keyword vectors are stored as they are.
+	Keys func(ctx context.Context, tenant string) (TenantKey, error)
 	// Parallelism bounds concurrent version-register calls per Process, default 64.
 	Parallelism int
 	// Metrics, when set, records chunks embedded and reused and embed and
@@ -72,6 +80,10 @@ const ProbeText = "ragpipe embedder probe"
 //
 // Every point carries the keyword vector of its text (pipeline.Keywords),
 // which stores keep in collections with keyword vectors.
+//
+// With StageConfig.Keys, a chunk's stored text is ciphertext under its
+// tenant's key, and its text hash and keyword term ids are keyed by that
+// tenant, so that the store holds nothing of the text in clear.
 //
 // An event with a chunk the embedder refuses (see Embedder) fails alone,
 // permanently, with the embedder's reason; every event sharing that text

@@ -54,7 +54,7 @@ var stores = []struct {
 }
 
 // register starts NATS and returns a version register on it.
-func register(t *testing.T) *lww.Register {
+func register(t testing.TB) *lww.Register {
 	t.Helper()
 	js, err := jetstream.New(natstest.Connect(t, natstest.Start(t)))
 	if err != nil {

@@ -1,0 +1,71 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+)
+
+// keyParallelism bounds the concurrent key look-ups of one batch: a tenant
+// seen for the first time costs a round trip to the key bucket.
+const keyParallelism = 16
+
+// tenantKeys returns the key of every tenant of the upserts at idx, and the
+// error of each tenant whose key could not be had; both nil without
+// StageConfig.Keys. A tenant's key is cached by the keyring, so a batch of
+// known tenants does not block.
+func (s *Stage) tenantKeys(ctx context.Context, events []pipeline.Event, idx []int) (map[string]TenantKey, map[string]error) {
+	if s.cfg.Keys == nil {
+		return nil, nil
+	}
+	var tenants []string
+	slot := make(map[string]int)
+	for _, i := range idx {
+		if u := events[i].UserID; events[i].Op == pipeline.OpUpsert {
+			if _, ok := slot[u]; !ok {
+				slot[u] = len(tenants)
+				tenants = append(tenants, u)
+			}
+		}
+	}
+	got := make([]TenantKey, len(tenants))
+	errs := make([]error, len(tenants))
+	var g errgroup.Group
+	g.SetLimit(keyParallelism)
+	for n, u := range tenants {
+		g.Go(func() error {
+			got[n], errs[n] = s.cfg.Keys(ctx, u)
+			if errs[n] == nil && got[n] == nil {
+				errs[n] = fmt.Errorf("no key for tenant %s", u)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait() // the goroutines report in errs
+	keys := make(map[string]TenantKey, len(tenants))
+	var failed map[string]error
+	for n, u := range tenants {
+		if errs[n] != nil {
+			if failed == nil {
+				failed = make(map[string]error)
+			}
+			failed[u] = fmt.Errorf("encryption key of tenant %s: %w", u, errs[n])
+			continue
+		}
+		keys[u] = got[n]
+	}
+	return keys, failed
+}
+
+// seal replaces the text of every point of w, embedded already, by its
+// stored form under key: ciphertext bound to the point (the collection's
+// ragpipe name, tenant, document and chunk index).
+func seal(key TenantKey, collection string, w *pipeline.DocWrite) {
+	for k := range w.Points {
+		p := &w.Points[k]
+		p.Text = key.Seal(collection, p.DocID, p.ChunkIndex, p.Text)
+	}
+}
