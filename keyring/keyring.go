@@ -42,7 +42,7 @@ type Keyring struct {
 	stop   context.CancelFunc
 	done   chan struct{}
 
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	cache    map[string]entry  // by tenant; only while watching
 	touched  map[string]uint64 // events counted at the tenant's last change
 	events   uint64            // changes seen by the watch
@@ -165,8 +165,8 @@ func (k *Keyring) MasterKeys() *MasterKeys { return k.master }
 // cached returns tenant's cached state and the event count to pass to
 // remember after reading it afresh.
 func (k *Keyring) cached(tenant string) (entry, bool, uint64) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	k.mu.RLock()
+	defer k.mu.RUnlock()
 	e, ok := k.cache[tenant]
 	return e, ok, k.events
 }

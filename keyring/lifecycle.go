@@ -28,11 +28,10 @@ func (k *Keyring) Destroy(ctx context.Context, tenant string) (destroyed bool, e
 		case err != nil && !errors.Is(err, ErrCorrupt): // a corrupt record is erased all the same
 			return destroyed, err
 		default:
-			err := k.stream.SecureDeleteMsg(ctx, rev)
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				continue // replaced meanwhile (a rewrap): read again
-			}
-			if err != nil {
+			if err := k.stream.SecureDeleteMsg(ctx, rev); err != nil {
+				if _, now, _ := k.readRecord(ctx, tenant); now != rev {
+					continue // replaced meanwhile (a rewrap): again
+				}
 				return destroyed, fmt.Errorf("keyring: destroy key of tenant %s: %w", tenant, err)
 			}
 			destroyed = true
