@@ -40,7 +40,7 @@
 // threshold to the points it touched and keeps the best. A hybrid search
 // takes pipeline.PrefetchLimit(top_k) candidates from the dense scan and
 // from the keyword index, both filtered, and fuses them by reciprocal rank
-// (pipeline.RRFK); the threshold applies to the fused score, equal scores
+// (pipeline.RRFK, the keyword list weighing pipeline.KeywordWeight); the threshold applies to the fused score, equal scores
 // are ordered by point id. ModeAuto is hybrid for a query with keywords in
 // a collection with keyword vectors, else dense.
 //

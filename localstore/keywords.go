@@ -183,21 +183,24 @@ func (s *state) keywordSearch(t *tenant, q *pipeline.SparseVector, conds []cond,
 	return best.sorted()
 }
 
-// fuse merges ranked lists by reciprocal rank: a point scores the sum over
-// the lists holding it of 1/(pipeline.RRFK + rank), rank counted from 1. It
+// fuse merges the dense and keyword rankings by reciprocal rank: a point
+// scores the sum over the lists holding it of weight/(pipeline.RRFK + rank),
+// rank counted from 1, the keyword list weighing pipeline.KeywordWeight. It
 // returns the best k scoring at least threshold (when not nil), best first,
 // equal scores ordered by point id.
-func fuse(k int, threshold *float32, lists ...[]cand) []cand {
+func fuse(k int, threshold *float32, dense, keyword []cand) []cand {
 	scores := make(map[*entry]float32)
 	var order []*entry
-	for _, list := range lists {
+	add := func(list []cand, weight float32) {
 		for rank, c := range list {
 			if _, ok := scores[c.e]; !ok {
 				order = append(order, c.e)
 			}
-			scores[c.e] += 1 / float32(pipeline.RRFK+rank+1)
+			scores[c.e] += weight / float32(pipeline.RRFK+rank+1)
 		}
 	}
+	add(dense, 1)
+	add(keyword, pipeline.KeywordWeight)
 	out := make([]cand, 0, len(order))
 	for _, e := range order {
 		if sc := scores[e]; threshold == nil || sc >= *threshold {

@@ -60,8 +60,15 @@ func (q *Query) ModeFor(collectionKeywords bool) SearchMode {
 
 // Hybrid fusion, the same in every store: each of the dense and keyword
 // searches returns PrefetchLimit(topK) candidates, and a chunk's fused score
-// is the sum over both lists of 1/(RRFK + rank), rank counted from 1.
+// is the sum over both lists of weight/(RRFK + rank), rank counted from 1,
+// the weight 1 for the dense list and KeywordWeight for the keyword list.
 const RRFK = 60
+
+// KeywordWeight is the keyword list's weight in hybrid fusion: counted twice,
+// keyword matches of exact terms and identifiers are not outvoted by the
+// dense list's near misses, while a chunk found by meaning alone still ranks
+// (docs/SEARCH.md has the evaluation behind it).
+const KeywordWeight = 2
 
 // PrefetchLimit is how many candidates each side of a hybrid search returns
 // before fusion: enough that a chunk ranked well by only one side survives.

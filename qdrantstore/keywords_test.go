@@ -146,9 +146,10 @@ func TestKeywordsQdrant(t *testing.T) {
 	})
 
 	t.Run("hybrid scores are reciprocal ranks", func(t *testing.T) {
-		// The zoo is first in both lists: 1/(RRFK+1) twice.
+		// The zoo is first in both lists: 1/(RRFK+1), plus KeywordWeight
+		// times that.
 		hits := search(t, s, "kw", textQuery(t, "alice", "zebra quagga okapi", pipeline.ModeHybrid))
-		want := 2.0 / (pipeline.RRFK + 1)
+		want := (1.0 + pipeline.KeywordWeight) / (pipeline.RRFK + 1)
 		if len(hits) == 0 || hits[0].DocID != "zoo" || math.Abs(float64(hits[0].Score)-want) > 1e-6 {
 			t.Fatalf("hits %v, want zoo first scoring %v", hits, want)
 		}

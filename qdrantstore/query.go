@@ -33,9 +33,9 @@ var (
 //     (Qdrant's idf modifier); a query without terms has no hits;
 //   - pipeline.ModeHybrid: both, each side fetching
 //     pipeline.PrefetchLimit(sq.TopK) candidates, fused by reciprocal rank:
-//     the score is the sum over both lists of 1/(pipeline.RRFK + rank), so
-//     at most 2/(RRFK+1), about 0.033; without query terms, the dense
-//     list is fused alone;
+//     the score is 1/(pipeline.RRFK + dense rank) plus
+//     pipeline.KeywordWeight/(RRFK + keyword rank), so at most 3/(RRFK+1),
+//     about 0.049; without query terms, the dense list is fused alone;
 //   - pipeline.ModeAuto: as sq.ModeFor says: hybrid for a query with terms
 //     in a collection with keyword vectors, else dense.
 //
@@ -113,7 +113,8 @@ func (q *Store) Search(ctx context.Context, collection string, sq pipeline.Query
 // searchRequest builds the query of sq in mode (not ModeAuto). Each query
 // and prefetch carries the tenant and metadata filter. Qdrant's RRF scores
 // rank r (from 0) 1/(k + r), so k is pipeline.RRFK + 1 for 1/(RRFK + rank)
-// with rank from 1.
+// with rank from 1; its RRF takes no weights, so the keyword prefetch is
+// repeated pipeline.KeywordWeight times (a list counted twice weighs twice).
 func searchRequest(collection string, mode pipeline.SearchMode, sq pipeline.Query) *qdrant.QueryPoints {
 	filter := tenantFilter(sq.UserID, metadataConditions(sq.Filter)...)
 	req := &qdrant.QueryPoints{
@@ -132,10 +133,13 @@ func searchRequest(collection string, mode pipeline.SearchMode, sq pipeline.Quer
 		limit := qdrant.PtrOf(uint64(pipeline.PrefetchLimit(sq.TopK)))
 		req.Prefetch = []*qdrant.PrefetchQuery{{Query: qdrant.NewQueryDense(sq.Vector), Filter: filter, Limit: limit}}
 		if kw := sq.Keywords; kw != nil && len(kw.Indices) > 0 {
-			req.Prefetch = append(req.Prefetch, &qdrant.PrefetchQuery{
+			keyword := &qdrant.PrefetchQuery{
 				Query: qdrant.NewQuerySparse(kw.Indices, kw.Values), Using: qdrant.PtrOf(keywordsVector),
 				Filter: filter, Limit: limit,
-			})
+			}
+			for range pipeline.KeywordWeight {
+				req.Prefetch = append(req.Prefetch, keyword)
+			}
 		}
 		req.Query = qdrant.NewQueryRRF(&qdrant.Rrf{K: qdrant.PtrOf(uint32(pipeline.RRFK + 1))})
 	}

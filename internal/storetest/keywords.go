@@ -136,7 +136,8 @@ func testKeywordSearch(t *testing.T, s Store) {
 }
 
 // testHybridSearch checks that hybrid search fuses the dense and keyword
-// rankings by reciprocal rank (1/(pipeline.RRFK + rank) from each list),
+// rankings by reciprocal rank (1/(pipeline.RRFK + rank) from the dense list,
+// pipeline.KeywordWeight/(RRFK + rank) from the keyword list),
 // including chunks found by one side only, and how ModeAuto chooses.
 func testHybridSearch(t *testing.T, s Store) {
 	ensureKwCorpus(t, s, "hybrid")
@@ -146,7 +147,7 @@ func testHybridSearch(t *testing.T, s Store) {
 	want := []struct {
 		doc   string
 		score float64
-	}{{"ident", rrf(4) + rrf(1)}, {"near", rrf(1)}, {"mid", rrf(2)}, {"far", rrf(3)}}
+	}{{"ident", rrf(4) + pipeline.KeywordWeight*rrf(1)}, {"near", rrf(1)}, {"mid", rrf(2)}, {"far", rrf(3)}}
 	for _, mode := range []pipeline.SearchMode{pipeline.ModeHybrid, pipeline.ModeAuto} {
 		hits := Search(t, s, "hybrid", kwQuery(mode))
 		if len(hits) != len(want) {
