@@ -50,6 +50,15 @@ type Config struct {
 	// a request that runs out of time is answered 503. Clients should wait
 	// longer than this for a reply. Default 5s.
 	Timeout time.Duration
+	// Keys, when set, means chunk texts are stored encrypted (encryption at
+	// rest): it returns a tenant's key without ever creating one, nil with a
+	// nil error for a tenant that has none (never published, or forgotten),
+	// and blocks until done or ctx ends. Search hits are returned with their
+	// texts opened, those that do not open left out; the query's keyword
+	// vector takes the tenant's keyed term ids, so that a tenant without a
+	// key finds nothing by keyword. An error is answered as a store error.
+	// Default nil: texts are returned as stored.
+	Keys func(ctx context.Context, tenant string) (TenantKey, error)
 	// Metrics, when set, counts requests by collection and code and times
 	// searches; a collection found to exist is admitted to the bounded
 	// collection label (telemetry.Metrics.AdmitCollection).
@@ -339,11 +348,15 @@ func (s *Service) search(ctx context.Context, j job, userID, collection string) 
 	if e != nil {
 		return nil, e
 	}
+	key, e := s.tenantKey(ctx, j, userID, collection)
+	if e != nil {
+		return nil, e
+	}
 	q := pipeline.Query{
 		UserID: userID, Mode: p.mode, TopK: p.topK, Filter: p.filter, ScoreThreshold: p.threshold,
 	}
 	if p.mode != pipeline.ModeDense {
-		q.Keywords = pipeline.QueryKeywords(p.query)
+		q.Keywords = s.queryKeywords(p.query, key)
 	}
 	emb := s.cfg.Embedder(collection)
 	vector := p.vector
@@ -373,6 +386,7 @@ func (s *Service) search(ctx context.Context, j job, userID, collection string) 
 	if err != nil {
 		return nil, s.failure(j, collection, "search", err)
 	}
+	hits = s.open(j, collection, key, hits)
 	if hits == nil {
 		hits = []pipeline.Hit{}
 	}
