@@ -68,3 +68,17 @@ func BenchmarkTermID(b *testing.B) {
 	}
 	_ = sink
 }
+
+// BenchmarkLookup is a search's look-up of its tenant's key, cached.
+func BenchmarkLookup(b *testing.B) {
+	k := open(b, natstest.Start(b).ClientURL(), masterKeys(b, keyring.NewMasterKey()))
+	if _, err := k.Tenant(b.Context(), "alice"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.Lookup(b.Context(), "alice"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -421,3 +421,55 @@ func TestParseMasterKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestReplicated runs the keyring on a three-node cluster with three
+// replicas: reads go to the stream leader, and the secure delete of a
+// forget is replicated.
+func TestReplicated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a three-node NATS cluster")
+	}
+	cluster := natstest.StartCluster(t, 3)
+	m := masterKeys(t, keyring.NewMasterKey())
+	var rings []*keyring.Keyring
+	for _, p := range cluster {
+		k, err := keyring.Open(t.Context(), jetStream(t, p.URL()), m, keyring.Config{Replicas: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { k.Close() })
+		rings = append(rings, k)
+	}
+	info, err := jetStream(t, cluster[0].URL()).Stream(t.Context(), "KV_"+keyring.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := info.CachedInfo().Config; cfg.Replicas != 3 || cfg.AllowDirect || cfg.DenyDelete {
+		t.Fatalf("stream config: replicas %d, allow direct %v, deny delete %v", cfg.Replicas, cfg.AllowDirect, cfg.DenyDelete)
+	}
+	keys := make([]*keyring.TenantKey, 3)
+	var wg sync.WaitGroup
+	for i, k := range rings {
+		wg.Go(func() {
+			var err error
+			if keys[i], err = k.Tenant(t.Context(), "alice"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() || !same(keys[0], keys[1]) || !same(keys[0], keys[2]) {
+		t.Fatal("the nodes' keyrings do not agree on alice's key")
+	}
+	if destroyed, err := rings[1].Destroy(t.Context(), "alice"); err != nil || !destroyed {
+		t.Fatalf("Destroy = %v, %v", destroyed, err)
+	}
+	for i, k := range rings {
+		checkfor.Until(t, 5*time.Second, fmt.Sprint("keyring ", i, " forgets alice"), func() error {
+			if _, err := k.Lookup(t.Context(), "alice"); !errors.Is(err, keyring.ErrForgotten) {
+				return fmt.Errorf("Lookup: %v", err)
+			}
+			return nil
+		})
+	}
+}
