@@ -185,8 +185,9 @@ func (k *Keyring) remember(tenant string, since uint64, e entry) {
 // Tenant returns tenant's data key, creating it when the tenant has none or
 // was forgotten (a forgotten tenant that comes back starts with a fresh
 // key). Creation is a compare-and-set on the bucket, so processes racing to
-// create a tenant's key all end with the one that won. It blocks on the
-// bucket unless the key is cached.
+// create a tenant's key all end with the one that won; concurrent calls of
+// one process for one tenant share one read. It blocks on the bucket unless
+// the key is cached.
 func (k *Keyring) Tenant(ctx context.Context, tenant string) (*TenantKey, error) {
 	if e, ok, _ := k.cached(tenant); ok && e.key != nil {
 		return e.key, nil
@@ -211,12 +212,12 @@ func (k *Keyring) getOrCreate(ctx context.Context, tenant string) (*TenantKey, e
 		}
 		rec, dataKey := newRecord(k.master, tenant)
 		if rev == 0 {
-			rev, err = k.kv.Create(ctx, tenant, rec.encode())
+			_, err = k.kv.Create(ctx, tenant, rec.encode())
 		} else { // over the tombstone
-			rev, err = k.kv.Update(ctx, tenant, rec.encode(), rev)
+			_, err = k.kv.Update(ctx, tenant, rec.encode(), rev)
 		}
 		if err == nil {
-			key := newTenantKey(tenant, dataKey, rev)
+			key := newTenantKey(tenant, dataKey)
 			k.remember(tenant, since, entry{key: key})
 			return key, nil
 		}
@@ -270,7 +271,7 @@ func (k *Keyring) read(ctx context.Context, tenant string) (key *TenantKey, rev 
 	if err != nil {
 		return nil, rev, err
 	}
-	return newTenantKey(tenant, dataKey, rev), rev, nil
+	return newTenantKey(tenant, dataKey), rev, nil
 }
 
 // readRecord reads tenant's record; rev is 0 and the error wraps ErrNoKey

@@ -24,26 +24,24 @@ const SealedPrefix = "rp1:"
 // seals and opens the tenant's chunk texts and computes its keyed text
 // hashes and term ids. It is safe for concurrent use and does not block.
 type TenantKey struct {
-	tenant   string
-	aead     cipher.AEAD // XChaCha20-Poly1305 under the text subkey
-	hashKey  []byte      // HMAC-SHA256 key of TextHash
-	hmacs    sync.Pool   // of hash.Hash: HMAC-SHA256 under hashKey
-	term0    uint64      // SipHash-2-4 key of TermID
-	term1    uint64
-	revision uint64 // of the key-value entry it was read from
+	tenant  string
+	aead    cipher.AEAD // XChaCha20-Poly1305 under the text subkey
+	hashKey []byte      // HMAC-SHA256 key of TextHash
+	hmacs   sync.Pool   // of hash.Hash: HMAC-SHA256 under hashKey
+	term0   uint64      // SipHash-2-4 key of TermID
+	term1   uint64
 }
 
 // newTenantKey derives the subkeys of dataKey.
-func newTenantKey(tenant string, dataKey []byte, revision uint64) *TenantKey {
+func newTenantKey(tenant string, dataKey []byte) *TenantKey {
 	aead, _ := chacha20poly1305.NewX(derive(dataKey, "ragpipe/v1/text", chacha20poly1305.KeySize))
 	term := derive(dataKey, "ragpipe/v1/term", 16)
 	return &TenantKey{
-		tenant:   tenant,
-		aead:     aead,
-		hashKey:  derive(dataKey, "ragpipe/v1/text-hash", 32),
-		term0:    binary.LittleEndian.Uint64(term),
-		term1:    binary.LittleEndian.Uint64(term[8:]),
-		revision: revision,
+		tenant:  tenant,
+		aead:    aead,
+		hashKey: derive(dataKey, "ragpipe/v1/text-hash", 32),
+		term0:   binary.LittleEndian.Uint64(term),
+		term1:   binary.LittleEndian.Uint64(term[8:]),
 	}
 }
 
