@@ -219,6 +219,12 @@ func TestRotation(t *testing.T) {
 	alone.Close()
 
 	both := open(t, url, masterKeys(t, fresh, old))
+	// A data key wrapped by the second master key is readable.
+	if key, err := both.Lookup(ctx, "t0"); err != nil {
+		t.Fatal(err)
+	} else if got, err := key.Open("c", "d", 0, sealed[0]); err != nil || got != "text" {
+		t.Fatalf("t0 under the second master key: %q, %v", got, err)
+	}
 	// A new tenant's key is wrapped by the first key.
 	if _, err := both.Tenant(ctx, "t5"); err != nil {
 		t.Fatal(err)
