@@ -10,7 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ragpipe/ragpipe/config"
 	"github.com/ragpipe/ragpipe/ingest"
+	"github.com/ragpipe/ragpipe/keyring"
 	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/lww"
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -26,15 +28,18 @@ type service struct {
 	ready   *telemetry.Readiness // what /readyz reports
 	embs    *embedders
 	nc      *nats.Conn
+	keys    *keyring.Keyring // nil without RAGPIPE_ENCRYPTION_KEY_FILE
 	store   io.Closer
 }
 
 // startService serves /healthz, /readyz and /metrics first, so that the
 // process is seen alive but not ready while it waits for its dependencies;
 // then it logs the settings, builds the embedders, connects to NATS as name
-// and opens the command's store with open, which returns its concrete type,
+// and, with RAGPIPE_ENCRYPTION_KEY_FILE, opens the tenants' keyring; then it
+// opens the command's store with open, which returns its concrete type,
 // /readyz naming each step (step names the store's). The command calls
-// ready.Started once it works. Close releases the store and the connection.
+// ready.Started once it works. Close releases the store, the keyring and
+// the connection.
 func startService[S io.Closer](ctx context.Context, env *environment, name, step string, open func() (S, error)) (*service, S, error) {
 	cfg := env.cfg
 	s := &service{metrics: telemetry.NewMetrics(), ready: telemetry.NewReadiness("starting")}
@@ -56,8 +61,13 @@ func startService[S io.Closer](ctx context.Context, env *environment, name, step
 	if s.nc, err = connectNATS(ctx, cfg.NATS, name, env.log); err != nil {
 		return nil, store, err
 	}
+	if s.keys, err = openKeyring(ctx, cfg, s); err != nil {
+		s.nc.Close()
+		return nil, store, err
+	}
 	s.ready.Step(step)
 	if store, err = open(); err != nil {
+		s.closeKeys()
 		s.nc.Close()
 		return nil, store, err
 	}
@@ -65,10 +75,70 @@ func startService[S io.Closer](ctx context.Context, env *environment, name, step
 	return s, store, nil
 }
 
-// Close closes the store and the NATS connection.
+// Close closes the store, the keyring and the NATS connection.
 func (s *service) Close() {
 	_ = s.store.Close()
+	s.closeKeys()
 	s.nc.Close()
+}
+
+func (s *service) closeKeys() {
+	if s.keys != nil {
+		_ = s.keys.Close()
+	}
+}
+
+// openKeyring opens the keyring of the tenants' data keys (bucket
+// RAG_KEYS, replicated like the version register) when the settings hold
+// master keys; nil otherwise, and encryption at rest is off.
+func openKeyring(ctx context.Context, cfg *config.Config, s *service) (*keyring.Keyring, error) {
+	if cfg.MasterKeys == nil {
+		return nil, nil
+	}
+	s.ready.Step("opening the keyring " + keyring.Bucket)
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return nil, err
+	}
+	return keyring.Open(ctx, js, cfg.MasterKeys, keyring.Config{Replicas: cfg.Worker.StreamReplicas})
+}
+
+// ingestKeys is the ingest stage's access to the keyring: a tenant's key,
+// created on first need. nil without a keyring.
+func ingestKeys(k *keyring.Keyring) func(context.Context, string) (ingest.TenantKey, error) {
+	if k == nil {
+		return nil
+	}
+	return func(ctx context.Context, tenant string) (ingest.TenantKey, error) {
+		key, err := k.Tenant(ctx, tenant)
+		if err != nil {
+			return nil, err
+		}
+		return key, nil
+	}
+}
+
+// searchKeys is the search service's access to the keyring: a tenant's key,
+// never created, nil for a tenant without one (never published, or
+// forgotten). A key record that does not unwrap is a permanent error (the
+// search answers 500): retrying cannot fix a master key file without its
+// key. nil without a keyring.
+func searchKeys(k *keyring.Keyring) func(context.Context, string) (search.TenantKey, error) {
+	if k == nil {
+		return nil
+	}
+	return func(ctx context.Context, tenant string) (search.TenantKey, error) {
+		key, err := k.Lookup(ctx, tenant)
+		switch {
+		case errors.Is(err, keyring.ErrNoKey), errors.Is(err, keyring.ErrForgotten):
+			return nil, nil
+		case errors.Is(err, keyring.ErrUnknownMasterKey), errors.Is(err, keyring.ErrCorrupt):
+			return nil, pipeline.Permanent(err)
+		case err != nil:
+			return nil, err
+		}
+		return key, nil
+	}
 }
 
 // openQdrant opens the Qdrant of the settings, for startService, and names
@@ -141,7 +211,7 @@ func startIngest(ctx context.Context, env *environment, svc *service, store stor
 	stage, err := ingest.NewStage(ingest.StageConfig{
 		Sink: store.sink, Versions: register, Embedder: svc.embs.def, Embedders: svc.embs.byCollection,
 		Chunker: chunker, Collections: cfg.Collections, AutoCreate: cfg.AutoCreate.Allows, Reuse: store.reuse,
-		Metrics: svc.metrics, Logger: env.log, MaxCollections: cfg.MaxCollections,
+		Metrics: svc.metrics, Logger: env.log, MaxCollections: cfg.MaxCollections, Keys: ingestKeys(svc.keys),
 	})
 	if err != nil {
 		return nil, err
@@ -189,7 +259,7 @@ func startSearch(ctx context.Context, env *environment, s *service, store storeR
 	}
 	svc, err := search.Start(ctx, search.Config{
 		Conn: s.nc, Index: store.index, Embedder: func(c string) search.Embedder { return s.embs.of(c) }, Prefix: env.cfg.SubjectPrefix,
-		Concurrency: o.concurrency, Timeout: o.timeout, Metrics: s.metrics, Logger: env.log,
+		Concurrency: o.concurrency, Timeout: o.timeout, Metrics: s.metrics, Logger: env.log, Keys: searchKeys(s.keys),
 	})
 	if err != nil {
 		return nil, err
