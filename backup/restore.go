@@ -31,9 +31,11 @@ type Target interface {
 }
 
 // Versions is the version register a restore writes to (lww.Register):
-// Claim records a version unless a version at least as high is recorded.
+// Claim records a version unless a version at least as high is recorded,
+// Restore records one only where none is.
 type Versions interface {
 	Claim(ctx context.Context, key string, v uint64) (lww.Claimed, error)
+	Restore(ctx context.Context, key string, v uint64) (bool, error)
 }
 
 // RestoreConfig configures Restore; zero fields take the documented
@@ -90,12 +92,14 @@ type restoreState struct {
 // file against the manifest before it writes anything. Collections are
 // created with the target's layout and keyword vectors; points are written
 // as they are (points without keyword vectors get those of their texts).
-// With Versions, every restored document's version is claimed and the
-// backup's register entries after them: the register never goes lower than
-// what the target then stores, and entries of deleted documents come back,
-// so that last-version-wins holds for events published afterwards and for
-// late ones older than the backup. Claims never lower a version already
-// recorded. It blocks until done or ctx ends; an interrupted restore resumes
+// With Versions, every restored document's version is claimed, then the
+// backup's register entries are restored where the register has none: those
+// of documents deleted before the backup read them. A backed-up document's
+// entry is its restored version even when the backup's register held a newer
+// one (the document changed after it was read): an entry above the stored
+// version would have the next event of the document, however old, prune it.
+// So last-version-wins holds for events published afterwards and for late
+// ones older than the backup. No entry already recorded is lowered. It blocks until done or ctx ends; an interrupted restore resumes
 // from its state file, rewriting at most one segment (writes are
 // idempotent).
 func Restore(ctx context.Context, cfg RestoreConfig) ([]RestoreReport, error) {
@@ -341,7 +345,8 @@ func (r *restorer) segment(ctx context.Context, collection string, f File) (int,
 	return written, err
 }
 
-// register claims the entries of a register file.
+// register restores the entries of a register file where the register has
+// none.
 func (r *restorer) register(ctx context.Context, name string) (int, error) {
 	var batch []registerLine
 	n := 0
@@ -351,27 +356,38 @@ func (r *restorer) register(ctx context.Context, name string) (int, error) {
 			return nil
 		}
 		n += len(batch)
-		err := r.claim(ctx, batch)
+		err := r.record(ctx, batch, r.cfg.Versions.Restore)
 		batch = batch[:0]
 		return err
 	})
 	if err == nil {
 		n += len(batch)
-		err = r.claim(ctx, batch)
+		err = r.record(ctx, batch, r.cfg.Versions.Restore)
 	}
 	return n, err
 }
 
-// claim records the versions in the register, Concurrency at a time.
+// claim claims the versions in the register.
 func (r *restorer) claim(ctx context.Context, entries []registerLine) error {
-	if r.cfg.Versions == nil || len(entries) == 0 {
+	if r.cfg.Versions == nil {
+		return nil
+	}
+	return r.record(ctx, entries, func(ctx context.Context, key string, v uint64) (bool, error) {
+		_, err := r.cfg.Versions.Claim(ctx, key, v)
+		return false, err
+	})
+}
+
+// record calls write for each entry, Concurrency at a time.
+func (r *restorer) record(ctx context.Context, entries []registerLine, write func(context.Context, string, uint64) (bool, error)) error {
+	if len(entries) == 0 {
 		return nil
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.cfg.Concurrency)
 	for _, e := range entries {
 		g.Go(func() error {
-			_, err := r.cfg.Versions.Claim(ctx, e.Key, e.Version)
+			_, err := write(ctx, e.Key, e.Version)
 			return err
 		})
 	}

@@ -18,8 +18,7 @@ import (
 // are what keeps a stale event from resurrecting them). Claims made while
 // it runs may or may not be seen. It returns fn's first error.
 //
-// A restore writes the entries back with Claim, which never lowers a
-// version already recorded.
+// A restore writes the entries back with Restore.
 func (r *Register) Export(ctx context.Context, collection string, fn func(key string, version uint64) error) error {
 	filter := r.prefix + collection + ".>"
 	cons, err := r.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
@@ -63,4 +62,21 @@ func (r *Register) Export(ctx context.Context, collection string, fn func(key st
 			return nil
 		}
 	}
+}
+
+// Restore records version as key's entry only when the register has none,
+// and reports whether it did: a restore first claims the version of every
+// document it writes back, then restores the backup's other entries (those
+// of deleted documents) without raising any of those claims. An entry above
+// a document's stored version would make the next event of that document,
+// however old, prune the stored points (Claims.Settle).
+func (r *Register) Restore(ctx context.Context, key string, version uint64) (bool, error) {
+	_, err := r.js.Publish(ctx, r.prefix+key, strconv.AppendUint(nil, version, 10), jetstream.WithExpectLastSequencePerSubject(0))
+	switch {
+	case err == nil:
+		return true, nil
+	case isWrongLastSequence(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("version register: restore %s: %w", key, err)
 }

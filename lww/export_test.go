@@ -46,8 +46,8 @@ func TestRegisterExport(t *testing.T) {
 		t.Fatalf("Export(docs) = %d entries, want %d", len(got), len(want))
 	}
 
-	// Imported elsewhere with Claim, the entries come back; a higher
-	// entry already there stays.
+	// Restored elsewhere, the entries come back; an entry already there
+	// stays, higher or lower.
 	js2 := jetStream(t, natstest.Start(t).ClientURL())
 	r2, err := lww.NewRegister(t.Context(), js2, "rag", 1)
 	if err != nil {
@@ -57,12 +57,17 @@ func TestRegisterExport(t *testing.T) {
 	if _, err := r2.Claim(t.Context(), high, 1000); err != nil {
 		t.Fatal(err)
 	}
+	low := lww.Key("docs", "alice", "d1")
+	if _, err := r2.Claim(t.Context(), low, 1); err != nil {
+		t.Fatal(err)
+	}
 	for k, v := range want {
-		if _, err := r2.Claim(t.Context(), k, v); err != nil {
-			t.Fatal(err)
+		done, err := r2.Restore(t.Context(), k, v)
+		if err != nil || done == (k == high || k == low) {
+			t.Fatalf("Restore(%s, %d) = %t, %v", k, v, done, err)
 		}
 	}
-	want[high] = 1000
+	want[high], want[low] = 1000, 1
 	if got := export(r2, "docs"); !maps.Equal(got, want) {
 		t.Fatalf("after import, Export(docs) differs: %d entries, want %d", len(got), len(want))
 	}

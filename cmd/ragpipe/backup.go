@@ -37,6 +37,7 @@ var backupCommand = command{
 		fs.StringVar(&b.from, "from", "", "store to back up (default: QDRANT_URL)")
 		collectionFlag(fs, &b.collections, "back up")
 		fs.IntVar(&b.pageSize, "page-size", 256, "documents read at a time")
+		fs.IntVar(&b.segmentPoints, "segment-points", 50_000, "points per segment file, at most what an interrupted backup redoes")
 		fs.BoolVar(&b.register, "register", true, "back up the version register (needs NATS)")
 		return b.run
 	},
@@ -47,6 +48,8 @@ type backupRun struct {
 	collections []string
 	pageSize    int
 	register    bool
+	// segmentPoints is backup.Config.SegmentPoints.
+	segmentPoints int
 }
 
 func (b *backupRun) run(ctx context.Context, env *environment, args []string) error {
@@ -63,7 +66,7 @@ func (b *backupRun) run(ctx context.Context, env *environment, args []string) er
 		return errors.New("this store cannot be backed up")
 	}
 	cfg := backup.Config{
-		Source: src, Dir: b.to, Collections: b.collections, PageSize: b.pageSize,
+		Source: src, Dir: b.to, Collections: b.collections, PageSize: b.pageSize, SegmentPoints: b.segmentPoints,
 		RagpipeVersion: ragpipeVersion(), Embedders: map[string]string{}, Logger: env.log,
 	}
 	for _, c := range env.cfg.Collections {
