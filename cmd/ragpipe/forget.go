@@ -147,7 +147,9 @@ func (f *forgetter) openStore(ctx context.Context, env *environment) (forgetStor
 		}
 		qcfg := *cfg
 		qcfg.Qdrant.Host, qcfg.Qdrant.Port, qcfg.Qdrant.TLS = host, port, tls
-		q, err := newQdrant(ctx, &qcfg, env.log)
+		connectCtx, cancel := context.WithTimeout(ctx, clientConnectTimeout)
+		defer cancel()
+		q, err := newQdrant(connectCtx, &qcfg, env.log)
 		if err != nil {
 			return forgetStore{}, err
 		}
