@@ -126,10 +126,16 @@ func TestForget(t *testing.T) {
 }
 
 // TestForgetDev runs `ragpipe forget` on the data directory of a stopped
-// `ragpipe dev`: it runs dev's NATS server and opens its embedded store by
-// itself, and dev restarted finds only the other tenant.
+// `ragpipe dev` with encryption on: it runs dev's NATS server (its store
+// encrypted) and opens its embedded store by itself, destroys the key dev
+// made for the tenant, and dev restarted finds only the other tenant, until
+// the tenant publishes again under a fresh key.
 func TestForgetDev(t *testing.T) {
-	d := newDev(t, "RAGPIPE_COLLECTIONS=docs:8:cosine", "RAGPIPE_EMBEDDER=hash")
+	keyFile := filepath.Join(t.TempDir(), "master.key")
+	if err := os.WriteFile(keyFile, []byte(keyring.NewMasterKey()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := newDev(t, "RAGPIPE_COLLECTIONS=docs:8:cosine", "RAGPIPE_EMBEDDER=hash", "RAGPIPE_ENCRYPTION_KEY_FILE="+keyFile)
 	d.publish([]event{
 		{user: "alice", collection: "docs", body: map[string]any{"doc_id": "d1", "text": "alice one", "version": 4}},
 		{user: "alice", collection: "docs", body: map[string]any{"doc_id": "d2", "text": "alice two", "version": 4}},
@@ -140,8 +146,8 @@ func TestForgetDev(t *testing.T) {
 		t.Fatalf("ragpipe dev exited %d after SIGTERM, want 0", code)
 	}
 	r := d.forget(d.dir, "alice")
-	if r.Key != "skipped" || r.Points["docs"] != 2 || r.Versions != 2 || !strings.Contains(r.Store, "embedded store") {
-		t.Fatalf("forget: %+v, want 2 points and 2 versions of the embedded store, key skipped", r)
+	if r.Key != "destroyed" || r.Points["docs"] != 2 || r.Versions != 2 || !strings.Contains(r.Store, "embedded store") {
+		t.Fatalf("forget: %+v, want the key destroyed, 2 points and 2 versions of the embedded store", r)
 	}
 	d.start()
 	list := func(user string) (docs map[string]float64) {

@@ -72,7 +72,7 @@ func (f *forgetter) run(ctx context.Context, env *environment, args []string) er
 	defer store.close()
 	natsCfg := cfg.NATS
 	if store.devNATS != "" { // dev is stopped: run its NATS server, as dev would
-		ns, err := startNATSServer(cfg.NATS, store.devNATS, env.log)
+		ns, err := startNATSServer(cfg.NATS, store.devNATS, env.log, storeEncryption(cfg.MasterKeys))
 		if err != nil {
 			return err
 		}
