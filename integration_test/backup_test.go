@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/localstore"
+	"github.com/ragpipe/ragpipe/lww"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -119,6 +121,7 @@ func TestBackupRestore(t *testing.T) {
 	for u, c := range m.Collections[0].Tenants {
 		backedUp[u] = c.Points
 	}
+	register := backupRegister(t, filepath.Join(dir, "docs", "register.jsonl.zst"))
 	s.waitDrained(5 * time.Minute)
 	worker.signal(t, syscall.SIGTERM)
 
@@ -146,7 +149,7 @@ func TestBackupRestore(t *testing.T) {
 		restored := qdrantDocs(c)
 		corpus.checkWhole(t, restored, backedUp)
 		c.startWorker()
-		late := corpus.afterwards(publishTo(t, c.js, r, corpus), restored, n)
+		late := corpus.afterwards(publishTo(t, c.js, r, corpus), restored, register, n)
 		c.waitDrained(5 * time.Minute)
 		corpus.checkAfterwards(t, restored, qdrantDocs(c), late)
 	})
@@ -172,7 +175,7 @@ func TestBackupRestore(t *testing.T) {
 		if d.js, err = jetstream.New(nc); err != nil {
 			t.Fatal(err)
 		}
-		late := corpus.afterwards(publishTo(t, d.js, r, corpus), restored, n)
+		late := corpus.afterwards(publishTo(t, d.js, r, corpus), restored, register, n)
 		d.waitDrained(5 * time.Minute)
 		if code := dev.signal(t, syscall.SIGTERM); code != 0 {
 			t.Fatalf("ragpipe dev exited %d", code)
@@ -222,9 +225,10 @@ func publishTo(t *testing.T, js jetstream.JetStream, r *rand.Rand, corpus backup
 
 // afterwards publishes, after a restore, newer events (upserts of documents
 // 0-99 at version 10, deletes of 100-149 at version 11) and late ones older
-// than the backup (version 1 again of documents restored at a later version
-// or deleted before the backup read them), and returns the late documents.
-func (c backupCorpus) afterwards(publish func(i int, v uint64, op string), restored map[string][]storedChunk, n int) []int {
+// than the backup (version 1 again of documents restored at a later version,
+// or absent from the backup with a later version in its register), and
+// returns the late documents.
+func (c backupCorpus) afterwards(publish func(i int, v uint64, op string), restored map[string][]storedChunk, register map[string]uint64, n int) []int {
 	for i := range 100 {
 		publish(i, 10, "upsert")
 	}
@@ -233,8 +237,9 @@ func (c backupCorpus) afterwards(publish func(i int, v uint64, op string), resto
 	}
 	var late []int
 	for i := 150; i < n && len(late) < 200; i++ {
-		ch := restored[users[i%len(users)]+"/"+fmt.Sprint("doc-", i)]
-		if len(ch) > 0 && ch[0].version > 1 || len(ch) == 0 && i%10 == 5 {
+		user, doc := users[i%len(users)], fmt.Sprint("doc-", i)
+		ch := restored[user+"/"+doc]
+		if len(ch) > 0 && ch[0].version > 1 || len(ch) == 0 && register[lww.Key("docs", user, doc)] > 1 {
 			publish(i, 1, "upsert")
 			late = append(late, i)
 		}
@@ -335,4 +340,31 @@ func sortChunks(docs map[string][]storedChunk) map[string][]storedChunk {
 		}
 	}
 	return docs
+}
+
+// backupRegister reads the version register entries of a backup.
+func backupRegister(t *testing.T, path string) map[string]uint64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	out := map[string]uint64{}
+	for dec := json.NewDecoder(zr); dec.More(); {
+		var e struct {
+			Key     string `json:"key"`
+			Version uint64 `json:"version"`
+		}
+		if err := dec.Decode(&e); err != nil {
+			t.Fatal(err)
+		}
+		out[e.Key] = e.Version
+	}
+	return out
 }
