@@ -280,15 +280,18 @@ func (t *tokenizer) endPart() {
 		return
 	}
 	p := t.part[:n]
+	if t.termID != nil { // keyed: the FNV-1a hash only finds stop words
+		if n <= maxStopLen && isStopWord(p, fnv32(p)) {
+			return
+		}
+		t.terms = append(t.terms, t.termID(stem(p)))
+		return
+	}
 	h := fnv32(p)
 	if n <= maxStopLen && isStopWord(p, h) {
 		return
 	}
-	s := stem(p)
-	switch {
-	case t.termID != nil:
-		h = t.termID(s)
-	case len(s) < n:
+	if s := stem(p); len(s) < n {
 		h = fnv32(s)
 	}
 	t.terms = append(t.terms, h)
