@@ -208,6 +208,25 @@ func (w *world) publish(subject, body string) {
 	}
 }
 
+// publishAsync publishes without waiting for the acknowledgement; settled
+// waits for them all.
+func (w *world) publishAsync(subject, body string) {
+	w.t.Helper()
+	if _, err := w.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: []byte(body)}); err != nil {
+		w.t.Fatalf("publish %s: %v", subject, err)
+	}
+}
+
+// settled waits until every asynchronous publish is acknowledged.
+func (w *world) settled() {
+	w.t.Helper()
+	select {
+	case <-w.js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		w.t.Fatal("asynchronous publishes not acknowledged within 30s")
+	}
+}
+
 // messages counts the messages of stream on subjects matching filter.
 func (w *world) messages(stream, filter string) uint64 {
 	w.t.Helper()

@@ -30,7 +30,7 @@ type forgetReport struct {
 // returns its report, failing unless it exits 0 with one.
 func (s *system) forget(dir, user string, env ...string) forgetReport {
 	s.t.Helper()
-	p := s.start("forget", dir, []string{"forget", "--user", user, "--json"}, env...)
+	p := s.start("forget", dir, []string{"forget", "--user", user, "--json", "--settle", "100ms"}, env...)
 	<-p.done
 	out := p.log.String()
 	if p.err != nil {

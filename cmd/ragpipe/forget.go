@@ -35,13 +35,14 @@ var forgetCommand = command{
 		"  Default: QDRANT_URL when set; else the embedded store of `ragpipe dev` in RAGPIPE_DATA_DIR when it has one\n" +
 		"  (stop dev first: forget then runs dev's NATS server from the same directory); else the default QDRANT_URL.\n" +
 		"  Workers may keep running: their waiting events of the tenant are purged before its points are deleted, and a\n" +
-		"  final sweep (after --settle) deletes what they had in flight. Events of the tenant published while forget\n" +
-		"  runs are new data and may be stored afterwards: stop the tenant's publishers first to be sure.",
+		"  final sweep (after --settle) deletes what they had in flight and wrote meanwhile. Events of the tenant\n" +
+		"  published while forget runs are new data and may be stored afterwards: stop its publishers first to be sure.",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
 		f := &forgetter{}
 		fs.StringVar(&f.user, "user", "", "tenant (user_id) to erase (required)")
 		fs.StringVar(&f.store, "store", "", "vector store: a Qdrant URL or an embedded store directory (default: see above)")
-		fs.DurationVar(&f.settle, "settle", 0, "wait this long before the final sweep, so that writes workers have in flight land first")
+		fs.DurationVar(&f.settle, "settle", 5*time.Second, "wait this long before the final sweep, so that the batches workers have in flight land first "+
+			"(0: sweep at once; no wait on the data directory of a stopped ragpipe dev, where no worker runs)")
 		fs.BoolVar(&f.json, "json", false, "print the counts as one JSON object")
 		return f.run
 	},
@@ -78,6 +79,7 @@ func (f *forgetter) run(ctx context.Context, env *environment, args []string) er
 		}
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 		natsCfg.URL = ns.ClientURL()
+		f.settle = 0 // no worker runs: dev is stopped, and forget holds its store
 	}
 	connectCtx, cancel := context.WithTimeout(ctx, clientConnectTimeout)
 	defer cancel()
