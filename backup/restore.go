@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
@@ -57,7 +58,9 @@ type RestoreConfig struct {
 	StateFile string
 	// PageSize is the number of points written at a time, default 256.
 	PageSize int
-	// Concurrency bounds the register writes in flight, default 32.
+	// Writers is the number of pages written at once, default 4.
+	Writers int
+	// Concurrency bounds the register writes in flight per page, default 32.
 	Concurrency int
 	// Progress, when set, is called after every page with the points
 	// restored so far and the backup's total.
@@ -108,6 +111,7 @@ func Restore(ctx context.Context, cfg RestoreConfig) ([]RestoreReport, error) {
 	}
 	cfg.PageSize = cmp.Or(cfg.PageSize, 256)
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 32)
+	cfg.Writers = cmp.Or(cfg.Writers, 4)
 	var m Manifest
 	if err := readJSON(filepath.Join(cfg.Dir, manifestFile), &m); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -297,32 +301,43 @@ func (r *restorer) collection(ctx context.Context, c Collection) (RestoreReport,
 }
 
 // segment writes one segment's documents, a page of points at a time,
-// claiming each page's document versions once the page is durable.
+// Writers pages at once, claiming each page's document versions once the
+// page is durable. It returns when every page is written or one failed.
 func (r *restorer) segment(ctx context.Context, collection string, f File) (int, error) {
 	var (
 		page     []pipeline.Point
 		versions []registerLine
+		mu       sync.Mutex
 		written  int
 	)
-	flush := func() error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.cfg.Writers)
+	flush := func() {
 		if len(page) == 0 {
+			return
+		}
+		page, versions := page, versions
+		g.Go(func() error {
+			if err := r.cfg.Target.Upsert(ctx, collection, page); err != nil {
+				return fmt.Errorf("write target: %w", err)
+			}
+			if err := r.claim(ctx, versions); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			written += len(page)
+			r.done += len(page)
+			if r.cfg.Progress != nil {
+				r.cfg.Progress(collection, r.done, r.total)
+			}
 			return nil
-		}
-		if err := r.cfg.Target.Upsert(ctx, collection, page); err != nil {
-			return fmt.Errorf("write target: %w", err)
-		}
-		if err := r.claim(ctx, versions); err != nil {
-			return err
-		}
-		written += len(page)
-		r.done += len(page)
-		if r.cfg.Progress != nil {
-			r.cfg.Progress(collection, r.done, r.total)
-		}
-		page, versions = page[:0], versions[:0]
-		return nil
+		})
 	}
 	err := readLines(r.cfg.Dir, f.Name, func(d *docLine) error {
+		if err := ctx.Err(); err != nil {
+			return err // a write failed
+		}
 		pts, err := d.points()
 		if err != nil {
 			return fmt.Errorf("%s: %w: %w", f.Name, ErrCorrupt, err)
@@ -335,12 +350,16 @@ func (r *restorer) segment(ctx context.Context, collection string, f File) (int,
 		page = append(page, pts...)
 		versions = append(versions, registerLine{Key: lww.Key(collection, d.UserID, d.DocID), Version: d.Version})
 		if len(page) >= r.cfg.PageSize {
-			return flush()
+			flush()
+			page, versions = nil, nil
 		}
 		return nil
 	})
 	if err == nil {
-		err = flush()
+		flush()
+	}
+	if werr := g.Wait(); werr != nil {
+		err = werr
 	}
 	return written, err
 }
