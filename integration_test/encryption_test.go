@@ -18,6 +18,7 @@ import (
 
 	"github.com/ragpipe/ragpipe/internal/embedtest"
 	"github.com/ragpipe/ragpipe/keyring"
+	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/search"
 )
@@ -141,10 +142,12 @@ func (p restPoint) str(key string) string {
 // documents' words in any payload field, text hashes are keyed, keyword
 // indices are not the words' unkeyed term ids; two tenants' equal texts
 // share no ciphertext, hash or term id; searches return the clear text in
-// every mode; a ciphertext copied onto another point is left out.
+// every mode; a ciphertext copied onto another point is left out; migrate
+// copies the stored bytes as they are.
 func TestEncryptionQdrant(t *testing.T) {
 	fake := embedtest.Start(t, embedtest.Config{API: embedtest.OpenAI, Dims: 64})
-	s := newSystem(t, append(openAIEnv(fake, "m", "k"), keyFile(t), "RAGPIPE_COLLECTIONS=docs:64:cosine")...)
+	keys := keyFile(t)
+	s := newSystem(t, append(openAIEnv(fake, "m", "k"), keys, "RAGPIPE_COLLECTIONS=docs:64:cosine")...)
 	s.defaultEmbedder = true
 	s.startWorker()
 	s.publish(secretEvents("docs"))
@@ -237,6 +240,62 @@ func TestEncryptionQdrant(t *testing.T) {
 	for _, mode := range []string{"keyword", "dense", "hybrid"} {
 		if hits := find("carol", secretDocs[0].text, mode); len(hits) != 0 {
 			t.Errorf("carol, mode %s: %+v", mode, hits)
+		}
+	}
+	s.assertMigratedAsStored(keys)
+}
+
+// assertMigratedAsStored copies "docs" into an embedded store with `ragpipe
+// migrate` and checks that every point's stored text, text hash and keyword
+// indices are copied as they are, so that the texts open there as they did
+// in Qdrant (the seal binds the ragpipe collection name, which migrate
+// keeps).
+func (s *system) assertMigratedAsStored(keySetting string) {
+	t := s.t
+	dir := t.TempDir()
+	p := s.start("migrate", dir, []string{"migrate", "--from", s.qdrant.URL(), "--to", filepath.Join(dir, "vectors"), "--collection", "docs"})
+	<-p.done
+	if p.err != nil {
+		t.Fatalf("migrate: %v\n%s", p.err, p.log.String())
+	}
+	store, err := localstore.Open(t.Context(), localstore.Config{Dir: filepath.Join(dir, "vectors")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	master, err := keyring.LoadMasterKeys(strings.TrimPrefix(keySetting, "RAGPIPE_ENCRYPTION_KEY_FILE="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := keyring.Open(t.Context(), s.js, master, keyring.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keys.Close()
+	copied, _, err := store.Scroll(t.Context(), "docs", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]restPoint{}
+	for _, p := range s.restPoints("docs") {
+		want[p.ID] = p
+	}
+	if len(copied) != len(want) {
+		t.Fatalf("%d points migrated, want %d", len(copied), len(want))
+	}
+	for _, p := range copied {
+		q := want[p.ID]
+		if p.Text != q.str("text") || p.TextHash != q.str("text_hash") || p.Keywords == nil || !slices.Equal(p.Keywords.Indices, q.sparseIndices()) {
+			t.Errorf("point %s/%s: migrated as %q %q %v, stored as %q %q %v", p.UserID, p.DocID,
+				p.Text, p.TextHash, p.Keywords, q.str("text"), q.str("text_hash"), q.sparseIndices())
+		}
+		key, err := keys.Lookup(t.Context(), p.UserID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = key.Open("docs", p.DocID, p.ChunkIndex, p.Text)
+		if moved := p.UserID == "alice" && p.DocID == "d2"; (err == nil) == moved {
+			t.Errorf("point %s/%s: migrated text opens with error %v; want it to open unless it holds the moved ciphertext", p.UserID, p.DocID, err)
 		}
 	}
 }
