@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,9 +14,11 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/ragpipe/ragpipe/backup"
+	"github.com/ragpipe/ragpipe/keyring"
 	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/lww"
 )
@@ -30,7 +33,8 @@ var backupCommand = command{
 		"  DIR must be missing, empty, or hold an unfinished backup of the same collections (which is resumed).\n" +
 		"  STORE defaults to QDRANT_URL; an embedded store is the data directory of `ragpipe dev` (stop dev first:\n" +
 		"  its embedded NATS is started here to read the version register) or its vectors/ store.\n" +
-		"  The version register is read from NATS_URL (RAG_VERSIONS); --register=false leaves it out.",
+		"  The version register is read from NATS_URL (RAG_VERSIONS); --register=false leaves it out.\n" +
+		"  With RAGPIPE_ENCRYPTION_KEY_FILE, the tenants' wrapped data keys are backed up too (never the master key).",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
 		b := &backupRun{}
 		fs.StringVar(&b.to, "to", "", "backup directory (required)")
@@ -74,6 +78,9 @@ func (b *backupRun) run(ctx context.Context, env *environment, args []string) er
 	}
 	if store.register != nil {
 		cfg.Register = store.register.Export
+	}
+	if store.keys != nil {
+		cfg.Keys = exportKeys(store.keys)
 	}
 	bar := newBar(env)
 	cfg.Progress = bar.set
@@ -146,6 +153,7 @@ func ragpipeVersion() string {
 type operationStore struct {
 	store    any // *qdrantstore.Store or *localstore.Store
 	register *lww.Register
+	keys     *keyring.Keyring // nil without RAGPIPE_ENCRYPTION_KEY_FILE
 	close    func()
 }
 
@@ -196,7 +204,7 @@ func openOperationStore(ctx context.Context, env *environment, spec, flagName st
 	}
 	cfg := env.cfg.NATS
 	if devDir != "" {
-		ns, err := startNATSServer(cfg, devDir, env.log)
+		ns, err := startNATSServer(cfg, devDir, env.log, storeEncryption(env.cfg.MasterKeys))
 		if err != nil {
 			s.close()
 			return s, fmt.Errorf("the embedded NATS of %s (is `ragpipe dev` still running?): %w", devDir, err)
@@ -218,7 +226,45 @@ func openOperationStore(ctx context.Context, env *environment, spec, flagName st
 		s.close()
 		return s, fmt.Errorf("version register: %w", err)
 	}
+	if env.cfg.MasterKeys != nil {
+		if s.keys, err = keyring.Open(ctx, js, env.cfg.MasterKeys, keyring.Config{Replicas: env.cfg.Worker.StreamReplicas}); err != nil {
+			s.close()
+			return s, err
+		}
+		closers = append(closers, func() { s.keys.Close() })
+	}
 	return s, nil
+}
+
+// exportKeys is backup.Config.Keys of a keyring: its records as JSON.
+func exportKeys(k *keyring.Keyring) func(context.Context, func(json.RawMessage) error) error {
+	return func(ctx context.Context, fn func(json.RawMessage) error) error {
+		return k.Export(ctx, func(rec keyring.Record) error {
+			data, err := json.Marshal(rec)
+			if err != nil {
+				return err
+			}
+			return fn(data)
+		})
+	}
+}
+
+// importKey is backup.RestoreConfig.ImportKey of a keyring. A tenant
+// forgotten in the target keeps its tombstone: its restored points stay
+// unreadable, as forget intended.
+func importKey(k *keyring.Keyring, log zerolog.Logger) func(context.Context, json.RawMessage) error {
+	return func(ctx context.Context, data json.RawMessage) error {
+		var rec keyring.Record
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return fmt.Errorf("key record: %w", err)
+		}
+		err := k.Import(ctx, rec)
+		if errors.Is(err, keyring.ErrForgotten) {
+			log.Warn().Str("user_id", rec.Tenant).Msg("tenant forgotten in the target: its key is not restored")
+			return nil
+		}
+		return err
+	}
 }
 
 // devDataDir resolves an embedded store directory: the vectors/ store of a

@@ -25,7 +25,8 @@ var restoreCommand = command{
 		"  of `ragpipe dev` (new, or stopped: its embedded NATS is started here for the version register) or a bare\n" +
 		"  store directory. Collections are created with the target's RAGPIPE_SHARDS, RAGPIPE_REPLICATION_FACTOR,\n" +
 		"  RAGPIPE_WRITE_CONSISTENCY and RAGPIPE_HNSW; a target collection holding points is refused.\n" +
-		"  The version register goes to NATS_URL (or the dev data directory's NATS); it is only ever raised.",
+		"  The version register goes to NATS_URL (or the dev data directory's NATS); no entry is lowered. Wrapped\n" +
+		"  data keys are restored with RAGPIPE_ENCRYPTION_KEY_FILE set to a key file holding their master key.",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
 		r := &restoreRun{}
 		fs.StringVar(&r.from, "from", "", "backup directory (required)")
@@ -69,6 +70,9 @@ func (r *restoreRun) run(ctx context.Context, env *environment, args []string) e
 	}
 	if store.register != nil {
 		cfg.Versions = store.register
+	}
+	if store.keys != nil {
+		cfg.ImportKey = importKey(store.keys, env.log)
 	}
 	bar := newBar(env)
 	cfg.Progress = bar.set
