@@ -120,6 +120,9 @@ func TestForget(t *testing.T) {
 		t.Fatalf("the old key's text under the fresh key: %v, want ErrUndecryptable", err)
 	}
 
+	if code, out := run(t, nil, "forget", "--help"); code != 0 || !strings.Contains(out, "-settle") {
+		t.Errorf("forget --help: exit %d:\n%s", code, out)
+	}
 	if code, out := run(t, s.env, "forget", "--user", "al.ice"); code == 0 || strings.Count(strings.TrimSpace(out), "\n") != 0 {
 		t.Errorf("forget --user al.ice: exit %d, want non-zero and one line:\n%s", code, out)
 	}
