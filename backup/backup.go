@@ -31,6 +31,12 @@ type Source interface {
 	DocumentPoints(ctx context.Context, collection, userID string, docIDs []string) ([]pipeline.Point, error)
 }
 
+// describer is a Source that also reads a collection's layout
+// (qdrantstore.Store.Describe); the manifest records it where available.
+type describer interface {
+	Describe(ctx context.Context, collection string) (pipeline.Collection, error)
+}
+
 // Config configures Backup; zero fields take the documented defaults.
 type Config struct {
 	Source Source // required
@@ -196,7 +202,9 @@ func (b *backuper) start(ctx context.Context) error {
 		}
 		b.cp.Todo = append(b.cp.Todo, c.Name)
 		if b.cp.Current == nil {
-			b.cp.Current = b.newProgress(c)
+			if b.cp.Current, err = b.newProgress(ctx, c); err != nil {
+				return err
+			}
 		}
 	}
 	return b.save()
@@ -223,12 +231,21 @@ func (b *backuper) resolve(ctx context.Context) ([]pipeline.Collection, error) {
 	return out, nil
 }
 
-func (b *backuper) newProgress(c pipeline.Collection) *progress {
+// newProgress begins collection c, reading its layout where the source
+// can.
+func (b *backuper) newProgress(ctx context.Context, c pipeline.Collection) (*progress, error) {
+	if d, ok := b.cfg.Source.(describer); ok {
+		described, err := d.Describe(ctx, c.Name)
+		if err != nil {
+			return nil, fmt.Errorf("backup: describe %q: %w", c.Name, err)
+		}
+		c.Shards, c.ReplicationFactor, c.WriteConsistency = described.Shards, described.ReplicationFactor, described.WriteConsistency
+	}
 	return &progress{Collection: Collection{
 		Name: c.Name, Dims: c.Dims, Distance: c.Distance, Keywords: c.Keywords, Embedder: b.cfg.Embedders[c.Name],
 		Layout:  Layout{Shards: c.Shards, ReplicationFactor: c.ReplicationFactor, WriteConsistency: c.WriteConsistency},
 		Tenants: map[string]TenantCount{}, Segments: []File{},
-	}}
+	}}, nil
 }
 
 // clean removes what an interrupted run wrote after its last checkpoint:
@@ -322,7 +339,9 @@ func (b *backuper) collection(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		b.cp.Current = b.newProgress(colls)
+		if b.cp.Current, err = b.newProgress(ctx, colls); err != nil {
+			return err
+		}
 	}
 	return b.save()
 }

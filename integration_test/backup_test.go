@@ -115,10 +115,11 @@ func TestBackupRestore(t *testing.T) {
 	var m struct {
 		Collections []struct {
 			Tenants map[string]struct{ Points int } `json:"tenants"`
+			Layout  struct{ Shards int }            `json:"layout"`
 		} `json:"collections"`
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil || json.Unmarshal(data, &m) != nil || len(m.Collections) != 1 {
+	if err != nil || json.Unmarshal(data, &m) != nil || len(m.Collections) != 1 || m.Collections[0].Layout.Shards != 1 {
 		t.Fatalf("manifest: %v\n%s", err, data)
 	}
 	backedUp := map[string]int{}

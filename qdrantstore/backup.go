@@ -59,3 +59,25 @@ func (q *Store) DocumentPoints(ctx context.Context, collection, userID string, d
 		req.Offset = next
 	}
 }
+
+// Describe returns collection as Collections does, with its layout:
+// shards, replication factor and write consistency factor. ragpipe backup
+// records them in its manifest; a restore lays the collection out as the
+// target is configured instead.
+func (q *Store) Describe(ctx context.Context, collection string) (pipeline.Collection, error) {
+	var info *qdrant.CollectionInfo
+	err := q.retry(ctx, "describe", collection, func(ctx context.Context) (err error) {
+		info, err = q.client.GetCollectionInfo(ctx, collection)
+		return err
+	})
+	if err != nil {
+		return pipeline.Collection{}, q.readError(collection, err)
+	}
+	c, err := collectionOf(collection, info)
+	if err != nil {
+		return c, err
+	}
+	p := info.GetConfig().GetParams()
+	c.Shards, c.ReplicationFactor, c.WriteConsistency = p.GetShardNumber(), p.GetReplicationFactor(), p.GetWriteConsistencyFactor()
+	return c, nil
+}
