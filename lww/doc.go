@@ -21,7 +21,9 @@
 //     it was called (reads go to the stream leader; a direct get only on a
 //     stream of one replica, whose one server is the leader).
 //   - Entries are never removed, deleted documents' included: a stale upsert
-//     that arrives after a delete finds the delete's version claimed.
+//     that arrives after a delete finds the delete's version claimed. The one
+//     exception is Register.Forget (ragpipe forget), which removes a tenant's
+//     entries after its waiting events are purged and its points deleted.
 //
 // # The store's rules
 //
