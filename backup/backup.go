@@ -359,24 +359,44 @@ func (b *backuper) resolveOne(ctx context.Context, name string) (pipeline.Collec
 }
 
 // tenant writes the documents of user, page by page, closing segments as
-// they fill up.
+// they fill up. The next page is listed while the current one is read and
+// written.
 func (b *backuper) tenant(ctx context.Context, seg *segment, user string) error {
 	name := b.cp.Current.Collection.Name
 	cursor := ""
 	if seg.pos.Tenant == user {
 		cursor = seg.pos.Cursor
 	}
+	type listing struct {
+		docs []pipeline.Doc
+		next string
+		err  error
+	}
+	list := func(cursor string) <-chan listing {
+		out := make(chan listing, 1)
+		go func() {
+			docs, next, err := b.cfg.Source.List(ctx, name, user, b.cfg.PageSize, cursor)
+			out <- listing{docs, next, err}
+		}()
+		return out
+	}
+	pending := list(cursor)
 	for {
-		docs, next, err := b.cfg.Source.List(ctx, name, user, b.cfg.PageSize, cursor)
-		if err != nil {
-			return fmt.Errorf("list: %w", err)
+		l := <-pending
+		if l.err != nil {
+			return fmt.Errorf("list: %w", l.err)
 		}
-		if err := b.page(ctx, seg, user, docs); err != nil {
+		if l.next != "" {
+			pending = list(l.next)
+		}
+		if err := b.page(ctx, seg, user, l.docs); err != nil {
+			if l.next != "" {
+				<-pending
+			}
 			return err
 		}
-		cursor = next
-		seg.pos.Tenant, seg.pos.Cursor = user, next
-		if next == "" {
+		seg.pos.Tenant, seg.pos.Cursor = user, l.next
+		if l.next == "" {
 			seg.pos.Tenant = ""
 			seg.pos.TenantsDone = append(seg.pos.TenantsDone, user)
 		}
@@ -385,10 +405,13 @@ func (b *backuper) tenant(ctx context.Context, seg *segment, user string) error 
 		}
 		if seg.points >= b.cfg.SegmentPoints {
 			if err := b.closeSegment(seg); err != nil {
+				if l.next != "" {
+					<-pending
+				}
 				return err
 			}
 		}
-		if next == "" {
+		if l.next == "" {
 			return nil
 		}
 	}
