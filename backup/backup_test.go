@@ -88,11 +88,22 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("manifest collections = %+v", m.Collections)
 	}
 
+	// The restore is interrupted too, then resumed from its state file.
 	dst := open(t, t.TempDir())
 	state := filepath.Join(t.TempDir(), "state.json")
-	reports, err := backup.Restore(ctx, backup.RestoreConfig{Dir: dir, Target: dst, StateFile: state})
+	stopCtx, stop = contextAfter(t, 2)
+	rcfg := backup.RestoreConfig{Dir: dir, Target: dst, StateFile: state, PageSize: 50, Writers: 1,
+		Progress: func(string, int, int) { stop() }}
+	if _, err := backup.Restore(stopCtx, rcfg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted Restore: %v", err)
+	}
+	rcfg.Progress = nil
+	reports, err := backup.Restore(ctx, rcfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !reports[0].Resumed {
+		t.Errorf("the second Restore did not resume the first")
 	}
 	want, _ := src.Count(ctx, "docs")
 	if !maps.Equal(reports[0].Target, want) || !maps.Equal(reports[0].Backup, want) {

@@ -209,10 +209,11 @@ func verifyAll(dir string, m Manifest, colls []Collection) error {
 }
 
 type restorer struct {
-	cfg   RestoreConfig
-	st    restoreState
-	total int
-	done  int
+	cfg     RestoreConfig
+	st      restoreState
+	resumed map[string]bool // collections an earlier run began
+	total   int
+	done    int
 }
 
 // prepare refuses targets holding points in any collection not started by
@@ -222,7 +223,9 @@ func (r *restorer) prepare(ctx context.Context, colls []Collection) error {
 	if err != nil {
 		return fmt.Errorf("restore: list target collections: %w", err)
 	}
+	r.resumed = map[string]bool{}
 	for _, c := range colls {
+		r.resumed[c.Name] = r.st.Started[c.Name]
 		if r.st.Started[c.Name] || !slices.ContainsFunc(have, func(h pipeline.Collection) bool { return h.Name == c.Name }) {
 			continue
 		}
@@ -261,13 +264,12 @@ func sum(counts map[string]int) int {
 // collection restores one collection's segments and register entries, then
 // counts the target.
 func (r *restorer) collection(ctx context.Context, c Collection) (RestoreReport, error) {
-	rep := RestoreReport{Collection: c.Name, Backup: map[string]int{}}
+	rep := RestoreReport{Collection: c.Name, Backup: map[string]int{}, Resumed: r.resumed[c.Name]}
 	for u, t := range c.Tenants {
 		rep.Backup[u] = t.Points
 	}
 	for _, f := range c.Segments {
 		if r.st.Segments[f.Name] {
-			rep.Resumed = true
 			r.done += f.Points
 			continue
 		}

@@ -112,19 +112,9 @@ func TestBackupRestore(t *testing.T) {
 	took := time.Since(start)
 	<-updates
 	t.Logf("backup resumed after SIGKILL while ingesting: %s\n%s", took.Round(time.Millisecond), out)
-	var m struct {
-		Collections []struct {
-			Tenants map[string]struct{ Points int } `json:"tenants"`
-			Layout  struct{ Shards int }            `json:"layout"`
-		} `json:"collections"`
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil || json.Unmarshal(data, &m) != nil || len(m.Collections) != 1 || m.Collections[0].Layout.Shards != 1 {
-		t.Fatalf("manifest: %v\n%s", err, data)
-	}
-	backedUp := map[string]int{}
-	for u, c := range m.Collections[0].Tenants {
-		backedUp[u] = c.Points
+	backedUp, shards := manifestPoints(t, dir)
+	if shards != 1 {
+		t.Errorf("the manifest records %d shards, want the source's 1", shards)
 	}
 	register := backupRegister(t, filepath.Join(dir, "docs", "register.jsonl.zst"))
 	s.waitDrained(5 * time.Minute)
@@ -185,7 +175,24 @@ func TestBackupRestore(t *testing.T) {
 		if code := dev.signal(t, syscall.SIGTERM); code != 0 {
 			t.Fatalf("ragpipe dev exited %d", code)
 		}
-		corpus.checkAfterwards(t, restored, embeddedDocs(t, filepath.Join(data, "vectors")), late)
+		now := embeddedDocs(t, filepath.Join(data, "vectors"))
+		corpus.checkAfterwards(t, restored, now, late)
+
+		// A backup of the stopped dev's data directory reads its store and
+		// the register of its NATS.
+		again := filepath.Join(t.TempDir(), "again")
+		runToEnd(t, d, "backup of dev", []string{"backup", "--from", data, "--to", again})
+		want := map[string]int{}
+		for key, chunks := range now {
+			user, _, _ := strings.Cut(key, "/")
+			want[user] += len(chunks)
+		}
+		if got, _ := manifestPoints(t, again); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("backup of dev: points per tenant %v, the store holds %v", got, want)
+		}
+		if reg := backupRegister(t, filepath.Join(again, "docs", "register.jsonl.zst")); len(reg) < len(now) {
+			t.Fatalf("backup of dev: %d register entries for %d documents", len(reg), len(now))
+		}
 	})
 }
 
@@ -455,4 +462,25 @@ func TestBackupRestoreEncrypted(t *testing.T) {
 			t.Errorf("%s/%s after the restore: hits %+v, want the document first, in clear", d.user, d.doc, reply.Hits)
 		}
 	}
+}
+
+// manifestPoints reads the points per tenant and the shards of a backup's
+// one collection from its manifest.
+func manifestPoints(t *testing.T, dir string) (map[string]int, int) {
+	t.Helper()
+	var m struct {
+		Collections []struct {
+			Tenants map[string]struct{ Points int } `json:"tenants"`
+			Layout  struct{ Shards int }            `json:"layout"`
+		} `json:"collections"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil || json.Unmarshal(data, &m) != nil || len(m.Collections) != 1 {
+		t.Fatalf("manifest: %v\n%s", err, data)
+	}
+	out := map[string]int{}
+	for u, c := range m.Collections[0].Tenants {
+		out[u] = c.Points
+	}
+	return out, m.Collections[0].Layout.Shards
 }
