@@ -283,12 +283,18 @@ func devDataDir(dir string, source bool) (store string, dev bool, err error) {
 }
 
 // progressBar draws the progress of a backup or restore on stderr when it
-// is a terminal.
+// is a terminal, and otherwise (a job's log) writes a line every
+// progressEvery.
 type progressBar struct {
-	env *environment
-	bar *progressbar.ProgressBar
-	on  bool
+	env  *environment
+	bar  *progressbar.ProgressBar
+	on   bool
+	last time.Time
 }
+
+// progressEvery is how often progress is written to a stderr that is not a
+// terminal.
+const progressEvery = 10 * time.Second
 
 func newBar(env *environment) *progressBar {
 	f, ok := env.stderr.(*os.File)
@@ -297,6 +303,10 @@ func newBar(env *environment) *progressBar {
 
 func (p *progressBar) set(collection string, done, total int) {
 	if !p.on {
+		if time.Since(p.last) >= progressEvery {
+			p.last = time.Now()
+			fmt.Fprintf(p.env.stderr, "%s: %d of %d points\n", collection, done, total)
+		}
 		return
 	}
 	if p.bar == nil {
