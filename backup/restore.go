@@ -102,9 +102,15 @@ type restoreState struct {
 // one (the document changed after it was read): an entry above the stored
 // version would have the next event of the document, however old, prune it.
 // So last-version-wins holds for events published afterwards and for late
-// ones older than the backup. No entry already recorded is lowered. It blocks until done or ctx ends; an interrupted restore resumes
-// from its state file, rewriting at most one segment (writes are
-// idempotent).
+// ones older than the backup. No entry already recorded is lowered: in a
+// register that has moved past the backup (only the store was lost), a
+// document changed after the backup keeps its newer entry, and the next
+// event older than that entry prunes the restored version.
+//
+// Points are written as they are, whatever their version, so workers must
+// not write to the target until the restore is done. It blocks until done
+// or ctx ends; an interrupted restore resumes from its state file,
+// rewriting at most one segment (writes are idempotent).
 func Restore(ctx context.Context, cfg RestoreConfig) ([]RestoreReport, error) {
 	if cfg.Dir == "" || cfg.Target == nil || cfg.StateFile == "" {
 		return nil, errors.New("restore: Dir, Target and StateFile are required")

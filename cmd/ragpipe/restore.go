@@ -26,7 +26,8 @@ var restoreCommand = command{
 		"  store directory. Collections are created with the target's RAGPIPE_SHARDS, RAGPIPE_REPLICATION_FACTOR,\n" +
 		"  RAGPIPE_WRITE_CONSISTENCY and RAGPIPE_HNSW; a target collection holding points is refused.\n" +
 		"  The version register goes to NATS_URL (or the dev data directory's NATS); no entry is lowered. Wrapped\n" +
-		"  data keys are restored with RAGPIPE_ENCRYPTION_KEY_FILE set to a key file holding their master key.",
+		"  data keys are restored with RAGPIPE_ENCRYPTION_KEY_FILE set to a key file holding their master key.\n" +
+		"  Start the workers once the restore is done: it writes points as they are, over anything written meanwhile.",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
 		r := &restoreRun{}
 		fs.StringVar(&r.from, "from", "", "backup directory (required)")
