@@ -57,7 +57,7 @@ func (s *system) assertVectors(collection string, dims int) {
 		}
 		for _, p := range pts {
 			text := p.Payload["text"].GetStringValue()
-			got, want := p.Vectors.GetVector().GetDenseVector().GetData(), embedtest.Vector(text, dims)
+			got, want := denseVector(p.Vectors), embedtest.Vector(text, dims)
 			if len(got) != len(want) {
 				s.t.Fatalf("point %s: %d dimensions, want %d", p.Id.GetUuid(), len(got), len(want))
 			}

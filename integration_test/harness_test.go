@@ -325,7 +325,7 @@ func (s *system) stored(collection string) map[string]map[string]any {
 		}
 		for _, p := range pts {
 			payload := qdrantstore.PayloadMap(p.Payload)
-			payload["_dims"] = int64(len(p.Vectors.GetVector().GetDenseVector().GetData()))
+			payload["_dims"] = int64(len(denseVector(p.Vectors)))
 			out[p.Id.GetUuid()] = payload
 		}
 		if next == nil {
@@ -333,6 +333,15 @@ func (s *system) stored(collection string) map[string]map[string]any {
 		}
 		offset = next
 	}
+}
+
+// denseVector is a point's dense vector: the unnamed one, alone or beside
+// the named keyword vector.
+func denseVector(v *qdrant.VectorsOutput) []float32 {
+	if named := v.GetVectors(); named != nil {
+		return named.GetVectors()[""].GetDenseVector().GetData()
+	}
+	return v.GetVector().GetDenseVector().GetData()
 }
 
 // assertStored fails the test unless collection holds exactly want.

@@ -140,6 +140,9 @@ func TestDecodeVectorCapacity(t *testing.T) {
 // no allocation but the vector's own: the same count as the same event
 // without one, plus one.
 func TestDecodeVectorB64Allocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
 	vec := benchVector(1024)
 	without, with := benchEvent(""), benchEvent(b64VectorMember(vec))
 	decode := func(body []byte) func() {
