@@ -209,7 +209,7 @@ func (s *Stage) embedPending(ctx context.Context, c pipeline.Collection, chunks 
 		m.ObserveEmbed(c.Name, embedded, time.Since(start), err)
 	}
 	if err == nil || pipeline.IsMisconfigured(err) {
-		s.health(c.Name, err)
+		s.health(embedderOf(c.Name), err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("embed %d chunks: %w", len(texts), err)

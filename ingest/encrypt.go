@@ -15,7 +15,8 @@ const keyParallelism = 16
 
 // tenantKeys returns the key of every tenant of the upserts at idx, and the
 // error of each tenant whose key could not be had; both nil without
-// StageConfig.Keys. A tenant's key is cached by the keyring, so a batch of
+// StageConfig.Keys. A key that is misconfigured (pipeline.IsMisconfigured)
+// is reported like a misconfigured embedder: logged once, on /readyz. A tenant's key is cached by the keyring, so a batch of
 // known tenants does not block.
 func (s *Stage) tenantKeys(ctx context.Context, events []pipeline.Event, idx []int) (map[string]TenantKey, map[string]error) {
 	if s.cfg.Keys == nil {
@@ -48,6 +49,9 @@ func (s *Stage) tenantKeys(ctx context.Context, events []pipeline.Event, idx []i
 	keys := make(map[string]TenantKey, len(tenants))
 	var failed map[string]error
 	for n, u := range tenants {
+		if errs[n] == nil || pipeline.IsMisconfigured(errs[n]) {
+			s.health(keyOf(u), errs[n])
+		}
 		if errs[n] != nil {
 			if failed == nil {
 				failed = make(map[string]error)

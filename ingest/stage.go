@@ -2,11 +2,13 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,8 +97,18 @@ type Stage struct {
 	limit *limiter // nil without MaxCollections
 
 	mu            sync.Mutex
-	misconfigured map[string]error // collection -> why its embedder cannot be used
+	misconfigured map[part]error // why a collection's embedder or a tenant's key cannot be used
 }
+
+// part names what a deployment problem is in: a collection's embedder or a
+// tenant's encryption key.
+type part struct {
+	what, of, name string // "embedder", "collection", "docs"
+}
+
+func embedderOf(collection string) part { return part{"embedder", "collection", collection} }
+
+func keyOf(tenant string) part { return part{"encryption key", "tenant", tenant} }
 
 // NewStage validates cfg and returns a Stage.
 func NewStage(cfg StageConfig) (*Stage, error) {
@@ -111,7 +123,7 @@ func NewStage(cfg StageConfig) (*Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Stage{cfg: cfg, lww: p, limit: limit, misconfigured: make(map[string]error)}, nil
+	return &Stage{cfg: cfg, lww: p, limit: limit, misconfigured: make(map[part]error)}, nil
 }
 
 // Setup creates the configured collections if they are missing, checks that
@@ -150,7 +162,7 @@ func (s *Stage) probe(ctx context.Context, c pipeline.Collection) error {
 	}
 	switch {
 	case err == nil || pipeline.IsMisconfigured(err):
-		s.health(c.Name, err)
+		s.health(embedderOf(c.Name), err)
 	default:
 		s.cfg.Logger.Warn().Err(err).Str("collection", c.Name).Msg("embedder probe failed; its answers are checked when events arrive")
 	}
@@ -165,33 +177,38 @@ func profile(c pipeline.Collection) string {
 	return "profile " + c.Embedder
 }
 
-// Ready reports, for /readyz, every collection whose embedder was found
-// misconfigured by its last call; nil when there is none.
+// Ready reports, for /readyz, every collection whose embedder, and every
+// tenant whose encryption key, was found misconfigured by its last use; nil
+// when there is none.
 func (s *Stage) Ready(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	parts := slices.SortedFunc(maps.Keys(s.misconfigured), func(a, b part) int {
+		return cmp.Or(strings.Compare(a.what, b.what), strings.Compare(a.name, b.name))
+	})
 	var errs []error
-	for _, name := range slices.Sorted(maps.Keys(s.misconfigured)) {
-		errs = append(errs, fmt.Errorf("embedder of collection %q: %w", name, s.misconfigured[name]))
+	for _, p := range parts {
+		errs = append(errs, fmt.Errorf("%s of %s %q: %w", p.what, p.of, p.name, s.misconfigured[p]))
 	}
 	return errors.Join(errs...)
 }
 
-// health records the outcome of a call to collection's embedder: a
-// misconfiguration or, with nil, success. It logs when the state or the
-// reason changes, so that a refused API key is one line, not one per event.
-func (s *Stage) health(collection string, err error) {
+// health records the outcome of a use of p: a misconfiguration or, with
+// nil, success. It logs when the state or the reason changes, so that a
+// refused API key or a master key file without the key a tenant's data key
+// is wrapped by is one line, not one per event.
+func (s *Stage) health(p part, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	prev, had := s.misconfigured[collection]
+	prev, had := s.misconfigured[p]
 	switch {
 	case err != nil && (!had || prev.Error() != err.Error()):
-		s.misconfigured[collection] = err
-		s.cfg.Logger.Error().Err(err).Str("collection", collection).
-			Msg("embedder misconfigured: the collection's events are retried, never dead-lettered, until it is fixed; /readyz reports it")
+		s.misconfigured[p] = err
+		s.cfg.Logger.Error().Err(err).Str(p.of, p.name).
+			Msg(p.what + " misconfigured: its events are retried, never dead-lettered, until it is fixed; /readyz reports it")
 	case err == nil && had:
-		delete(s.misconfigured, collection)
-		s.cfg.Logger.Info().Str("collection", collection).Msg("embedder works again")
+		delete(s.misconfigured, p)
+		s.cfg.Logger.Info().Str(p.of, p.name).Msg(p.what + " works again")
 	}
 }
 

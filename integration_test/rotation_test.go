@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/keyring"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/search"
@@ -80,10 +81,29 @@ func TestKeyRotation(t *testing.T) {
 		}
 	}
 	assertLoggedUnknown(t, sr, idB)
-	w = s.startWorker(onlyA)
+	w = s.startWorker(onlyA, "RAGPIPE_MAX_DELIVER=2")
 	logs = append(logs, w)
 	s.publish([]event{{user: "alice", collection: "docs", body: map[string]any{"doc_id": "d1", "text": carol.text, "version": 2}}})
 	assertLoggedUnknown(t, w, idB)
+	// A deployment problem, not the event's: it is retried beyond
+	// RAGPIPE_MAX_DELIVER, never dead-lettered, and /readyz names it.
+	base := "http://" + httpAddr(t, w)
+	checkfor.Until(t, 30*time.Second, "/readyz naming the tenant's key", func() error {
+		return status(base+"/readyz", 503, `encryption key of tenant "alice"`)
+	})
+	checkfor.Until(t, time.Minute, "the event retried beyond RAGPIPE_MAX_DELIVER", func() error {
+		page, err := fetch(base+"/metrics", 200, "")
+		if err != nil {
+			return err
+		}
+		if n := metricValue(t, page, `ragpipe_events_total{collection="docs",outcome="retried"}`); n < 3 {
+			return fmt.Errorf("%v retries", n)
+		}
+		return nil
+	})
+	if dl := s.deadLetters(); len(dl) > 0 {
+		t.Errorf("%d events dead-lettered because of the master key file: %s", len(dl), dl[0].header.Get("Ragpipe-Error"))
+	}
 	if after := s.restPoints("docs"); !pointsEqual(before, after) {
 		t.Errorf("master key A alone: the stored points changed:\nbefore %+v\nafter  %+v", before, after)
 	}

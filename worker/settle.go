@@ -43,11 +43,12 @@ func (w *Worker) settle(ctx context.Context, d *delivery, err error) {
 		_ = d.msg.Nak()
 		w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Retried).Inc()
 	case pipeline.IsMisconfigured(err):
-		// Not the event's fault (a refused API key, say): it waits for the
-		// fix however long that takes and is never dead-lettered. The
-		// stage logged the problem once, and /readyz shows it.
+		// Not the event's fault (a refused API key, a master key file
+		// without the key its tenant's data key is wrapped by): it waits
+		// for the fix however long that takes and is never dead-lettered.
+		// The stage logged the problem once, and /readyz shows it.
 		l := log()
-		l.Debug().Err(err).Msg("event waits for the embedder to be fixed")
+		l.Debug().Err(err).Msg("event waits for the deployment to be fixed")
 		if d.attempt >= uint64(w.cfg.MaxDeliver) {
 			// Its attempts are used up through no fault of its own: a fresh
 			// copy starts counting again.

@@ -104,14 +104,20 @@ func openKeyring(ctx context.Context, cfg *config.Config, s *service) (*keyring.
 }
 
 // ingestKeys is the ingest stage's access to the keyring: a tenant's key,
-// created on first need. nil without a keyring.
+// created on first need. A key record that does not unwrap is a deployment
+// problem (a master key file without the key that wraps it, mid-rotation
+// say): the tenant's events wait for the fix, as for a refused embedder key,
+// instead of being dead-lettered. nil without a keyring.
 func ingestKeys(k *keyring.Keyring) func(context.Context, string) (ingest.TenantKey, error) {
 	if k == nil {
 		return nil
 	}
 	return func(ctx context.Context, tenant string) (ingest.TenantKey, error) {
 		key, err := k.Tenant(ctx, tenant)
-		if err != nil {
+		switch {
+		case errors.Is(err, keyring.ErrUnknownMasterKey), errors.Is(err, keyring.ErrCorrupt):
+			return nil, pipeline.Misconfigured(err)
+		case err != nil:
 			return nil, err
 		}
 		return key, nil
