@@ -25,7 +25,7 @@ type Store interface {
 	Search(ctx context.Context, collection string, q pipeline.Query) ([]pipeline.Hit, error)
 	List(ctx context.Context, collection, userID string, limit int, cursor string) (docs []pipeline.Doc, next string, err error)
 	Scroll(ctx context.Context, collection, after string, limit int) ([]pipeline.Point, string, error)
-	EraseTenant(ctx context.Context, collection, userID string) (int, error) // ragpipe forget
+	EraseTenant(ctx context.Context, collection, userID string) (int, error)                                  // ragpipe forget
 	DocumentPoints(ctx context.Context, collection, userID string, docIDs []string) ([]pipeline.Point, error) // ragpipe backup
 }
 
