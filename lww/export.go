@@ -20,14 +20,7 @@ import (
 //
 // A restore writes the entries back with Restore.
 func (r *Register) Export(ctx context.Context, collection string, fn func(key string, version uint64) error) error {
-	filter := r.prefix + collection + ".>"
-	cons, err := r.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubject:     filter,
-		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
-		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: floorIdle,
-		MemoryStorage:     true,
-	})
+	cons, err := r.lastEntries(ctx, r.prefix+collection+".>")
 	if err != nil {
 		return fmt.Errorf("version register: export %s: %w", collection, err)
 	}
@@ -79,4 +72,17 @@ func (r *Register) Restore(ctx context.Context, key string, version uint64) (boo
 		return false, nil
 	}
 	return false, fmt.Errorf("version register: restore %s: %w", key, err)
+}
+
+// lastEntries creates an ephemeral consumer of the newest entry of each
+// register subject matching filter; the caller deletes it (it expires on
+// its own after floorIdle).
+func (r *Register) lastEntries(ctx context.Context, filter string) (jetstream.Consumer, error) {
+	return r.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject:     filter,
+		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: floorIdle,
+		MemoryStorage:     true,
+	})
 }

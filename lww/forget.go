@@ -30,13 +30,7 @@ func (r *Register) Forget(ctx context.Context, userID string) (uint64, error) {
 	}
 	// Key puts the collection first and the tenant second; neither holds a dot.
 	filter := r.prefix + "*." + userID + ".*"
-	cons, err := r.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubject:     filter,
-		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
-		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: floorIdle,
-		MemoryStorage:     true,
-	})
+	cons, err := r.lastEntries(ctx, filter)
 	if err != nil {
 		return 0, fmt.Errorf("version register: count the entries of %s: %w", userID, err)
 	}
