@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/ragpipe/ragpipe/config"
@@ -25,6 +26,24 @@ import (
 // clientConnectTimeout bounds how long a command run by a person (publish,
 // query, dlq) waits for NATS before it gives up with a one-line error.
 const clientConnectTimeout = 30 * time.Second
+
+// connectJetStream connects a one-shot command (dlq, forget, keys) to NATS,
+// waiting at most clientConnectTimeout, and opens JetStream on the
+// connection, which the caller closes.
+func connectJetStream(ctx context.Context, cfg config.NATS, name string, log zerolog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	connectCtx, cancel := context.WithTimeout(ctx, clientConnectTimeout)
+	defer cancel()
+	nc, err := connectNATS(connectCtx, cfg, name, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
 
 // connectNATS connects to cfg.NATS, retrying with the retry policy until ctx
 // ends and logging each failed attempt, and keeps reconnecting for the life

@@ -10,8 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/ragpipe/ragpipe/worker"
 )
 
@@ -47,17 +45,11 @@ func (d *dlqCmd) run(ctx context.Context, env *environment, args []string) error
 	if len(args) > 1 {
 		return fmt.Errorf("unexpected arguments %q", args[1:])
 	}
-	connectCtx, cancel := context.WithTimeout(ctx, clientConnectTimeout)
-	defer cancel()
-	nc, err := connectNATS(connectCtx, env.cfg.NATS, "ragpipe-dlq", env.log)
+	nc, js, err := connectJetStream(ctx, env.cfg.NATS, "ragpipe-dlq", env.log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	dl := worker.NewDeadLetters(js, env.cfg.SubjectPrefix)
 	filter := dl.Filter(d.user, d.collection)
 	switch action {

@@ -14,8 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/ragpipe/ragpipe/config"
 	"github.com/ragpipe/ragpipe/erase"
 	"github.com/ragpipe/ragpipe/keyring"
@@ -81,17 +79,11 @@ func (f *forgetter) run(ctx context.Context, env *environment, args []string) er
 		natsCfg.URL = ns.ClientURL()
 		f.settle = 0 // no worker runs: dev is stopped, and forget holds its store
 	}
-	connectCtx, cancel := context.WithTimeout(ctx, clientConnectTimeout)
-	defer cancel()
-	nc, err := connectNATS(connectCtx, natsCfg, "ragpipe-forget", env.log)
+	nc, js, err := connectJetStream(ctx, natsCfg, "ragpipe-forget", env.log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	register, err := lww.NewRegister(ctx, js, cfg.SubjectPrefix, cfg.Worker.StreamReplicas)
 	if err != nil {
 		return err

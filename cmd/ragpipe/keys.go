@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/ragpipe/ragpipe/keyring"
@@ -50,17 +49,11 @@ func rewrapKeys(ctx context.Context, env *environment) error {
 	if cfg.MasterKeys == nil {
 		return errors.New("RAGPIPE_ENCRYPTION_KEY_FILE is not set: it names the master key file whose first key wraps the data keys")
 	}
-	connectCtx, cancel := context.WithTimeout(ctx, clientConnectTimeout)
-	defer cancel()
-	nc, err := connectNATS(connectCtx, cfg.NATS, "ragpipe-keys", env.log)
+	nc, js, err := connectJetStream(ctx, cfg.NATS, "ragpipe-keys", env.log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	keys, err := keyring.Open(ctx, js, cfg.MasterKeys, keyring.Config{Replicas: cfg.Worker.StreamReplicas})
 	if err != nil {
 		return err
