@@ -65,11 +65,7 @@ func (q *Store) DocumentPoints(ctx context.Context, collection, userID string, d
 // records them in its manifest; a restore lays the collection out as the
 // target is configured instead.
 func (q *Store) Describe(ctx context.Context, collection string) (pipeline.Collection, error) {
-	var info *qdrant.CollectionInfo
-	err := q.retry(ctx, "describe", collection, func(ctx context.Context) (err error) {
-		info, err = q.client.GetCollectionInfo(ctx, collection)
-		return err
-	})
+	info, err := q.collectionInfo(ctx, collection)
 	if err != nil {
 		return pipeline.Collection{}, q.readError(collection, err)
 	}

@@ -45,13 +45,19 @@ func (q *Store) EnsureCollection(ctx context.Context, c pipeline.Collection, cre
 	return err
 }
 
-func (q *Store) ensure(ctx context.Context, c pipeline.Collection, create bool) error {
+// collectionInfo reads collection's configuration, retrying transient
+// failures; the caller classifies the error (readError, NotFound).
+func (q *Store) collectionInfo(ctx context.Context, collection string) (*qdrant.CollectionInfo, error) {
 	var info *qdrant.CollectionInfo
-	err := q.retry(ctx, "get collection", c.Name, func(ctx context.Context) error {
-		var err error
-		info, err = q.client.GetCollectionInfo(ctx, c.Name)
+	err := q.retry(ctx, "get collection", collection, func(ctx context.Context) (err error) {
+		info, err = q.client.GetCollectionInfo(ctx, collection)
 		return err
 	})
+	return info, err
+}
+
+func (q *Store) ensure(ctx context.Context, c pipeline.Collection, create bool) error {
+	info, err := q.collectionInfo(ctx, c.Name)
 	if isCode(err, codes.NotFound) {
 		if !create {
 			return pipeline.Permanent(fmt.Errorf("collection %q: %w", c.Name, pipeline.ErrUnknownCollection))

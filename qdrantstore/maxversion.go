@@ -59,11 +59,7 @@ func (q *Store) MaxVersion(ctx context.Context, collection string) (uint64, erro
 // versionIndexed reports whether collection has an integer payload index on
 // version.
 func (q *Store) versionIndexed(ctx context.Context, collection string) (bool, error) {
-	var info *qdrant.CollectionInfo
-	err := q.retry(ctx, "get collection", collection, func(ctx context.Context) (err error) {
-		info, err = q.client.GetCollectionInfo(ctx, collection)
-		return err
-	})
+	info, err := q.collectionInfo(ctx, collection)
 	if err != nil {
 		return false, q.readError(collection, err)
 	}

@@ -210,12 +210,7 @@ func (q *Store) CheckCollection(ctx context.Context, want pipeline.Collection) e
 	if want.Distance == "" {
 		want.Distance = pipeline.Cosine
 	}
-	var info *qdrant.CollectionInfo
-	err := q.retry(ctx, "get collection", want.Name, func(ctx context.Context) error {
-		var err error
-		info, err = q.client.GetCollectionInfo(ctx, want.Name)
-		return err
-	})
+	info, err := q.collectionInfo(ctx, want.Name)
 	if err != nil {
 		return q.readError(want.Name, err)
 	}
@@ -338,11 +333,7 @@ func (q *Store) shape(ctx context.Context, collection string) (pipeline.Collecti
 	if s, ok := q.shapes.Load(collection); ok && time.Since(s.(shapeRead).at) < shapeTTL {
 		return s.(shapeRead).c, nil
 	}
-	var info *qdrant.CollectionInfo
-	err := q.retry(ctx, "get collection", collection, func(ctx context.Context) (err error) {
-		info, err = q.client.GetCollectionInfo(ctx, collection)
-		return err
-	})
+	info, err := q.collectionInfo(ctx, collection)
 	if err != nil {
 		return pipeline.Collection{}, q.readError(collection, err)
 	}

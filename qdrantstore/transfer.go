@@ -21,11 +21,8 @@ func (q *Store) Collections(ctx context.Context) ([]pipeline.Collection, error) 
 	}
 	out := make([]pipeline.Collection, 0, len(names))
 	for _, name := range names {
-		var info *qdrant.CollectionInfo
-		if err := q.retry(ctx, "describe", name, func(ctx context.Context) (err error) {
-			info, err = q.client.GetCollectionInfo(ctx, name)
-			return err
-		}); err != nil {
+		info, err := q.collectionInfo(ctx, name)
+		if err != nil {
 			return nil, err
 		}
 		c, err := collectionOf(name, info)
