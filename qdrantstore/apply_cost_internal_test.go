@@ -17,12 +17,13 @@ import (
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
-// TestApplyCost prints the Qdrant CPU per point of write-path variants.
-// Only with RAGPIPE_APPLY_COST=1.
-func TestApplyCost(t *testing.T) {
-	if os.Getenv("RAGPIPE_APPLY_COST") == "" {
-		t.Skip("set RAGPIPE_APPLY_COST=1")
-	}
+// BenchmarkApplyCost prints the Qdrant CPU per point of write-path
+// variants, once whatever b.N; RAGPIPE_APPLY_COST picks the measurement
+// (unset: upserts; versions, scroll, filter, filter1):
+//
+//	go test -run XXX -bench ApplyCost -benchtime 1x ./qdrantstore
+func BenchmarkApplyCost(b *testing.B) {
+	var t testing.TB = b
 	node := qdranttest.Start(t)
 	pid := qdrantPID(t, node.Dir())
 	s, err := New(t.Context(), Config{Host: "127.0.0.1", Port: node.GRPCPort()})
@@ -121,7 +122,7 @@ func TestApplyCost(t *testing.T) {
 	}
 }
 
-func qdrantPID(t *testing.T, dir string) int {
+func qdrantPID(t testing.TB, dir string) int {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -137,7 +138,7 @@ func qdrantPID(t *testing.T, dir string) int {
 	return 0
 }
 
-func procCPU(t *testing.T, pid int) float64 {
+func procCPU(t testing.TB, pid int) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +149,7 @@ func procCPU(t *testing.T, pid int) float64 {
 	return (u + sy) / 100
 }
 
-func scrollCost(t *testing.T, s *Store, pid int, writes []pipeline.DocWrite) {
+func scrollCost(t testing.TB, s *Store, pid int, writes []pipeline.DocWrite) {
 	c := pipeline.Collection{Name: "scroll", Dims: 1024, Distance: pipeline.Cosine}
 	if err := s.EnsureCollection(t.Context(), c, true); err != nil {
 		t.Fatal(err)
@@ -195,7 +196,7 @@ func scrollCost(t *testing.T, s *Store, pid int, writes []pipeline.DocWrite) {
 // operations and upserts with an alternative filter (per write: user_id,
 // doc_id and the version bound, under one has_id of all the points), 256
 // new points a request, into one collection.
-func filterCost(t *testing.T, s *Store, pid int, writes []pipeline.DocWrite) {
+func filterCost(t testing.TB, s *Store, pid int, writes []pipeline.DocWrite) {
 	c := pipeline.Collection{Name: "filter", Dims: 1024, Distance: pipeline.Cosine}
 	if err := s.EnsureCollection(t.Context(), c, true); err != nil {
 		t.Fatal(err)
