@@ -53,15 +53,11 @@ func KeywordsWith(text string, termID func(term []byte) uint32) *SparseVector {
 }
 
 func keywords(text string, termID func([]byte) uint32) *SparseVector {
-	t := tokenizers.Get().(*tokenizer)
-	defer t.release()
-	t.termID = termID
-	t.scan(text)
-	if len(t.terms) == 0 {
-		return nil
-	}
-	terms := t.terms
-	slices.Sort(terms)
+	return withTerms(text, termID, weigh)
+}
+
+// weigh gives each distinct term of sorted terms its BM25 weight.
+func weigh(terms []uint32) *SparseVector {
 	norm := bm25K1 * (1 - bm25B + bm25B*float32(len(terms))/bm25AvgLen)
 	n := distinct(terms)
 	v := &SparseVector{Indices: make([]uint32, 0, n), Values: make([]float32, 0, n)}
@@ -92,6 +88,20 @@ func QueryKeywordsWith(text string, termID func(term []byte) uint32) *SparseVect
 }
 
 func queryKeywords(text string, termID func([]byte) uint32) *SparseVector {
+	return withTerms(text, termID, func(terms []uint32) *SparseVector {
+		ids := slices.Compact(terms)
+		v := &SparseVector{Indices: slices.Clone(ids), Values: make([]float32, len(ids))}
+		for i := range v.Values {
+			v.Values[i] = 1
+		}
+		return v
+	})
+}
+
+// withTerms scans text into term ids (termID's, or FNV-1a when nil) with a
+// pooled tokenizer and returns vector of them sorted, or nil when text has
+// no terms; the slice is the tokenizer's, valid only during the call.
+func withTerms(text string, termID func([]byte) uint32, vector func(sorted []uint32) *SparseVector) *SparseVector {
 	t := tokenizers.Get().(*tokenizer)
 	defer t.release()
 	t.termID = termID
@@ -100,12 +110,7 @@ func queryKeywords(text string, termID func([]byte) uint32) *SparseVector {
 		return nil
 	}
 	slices.Sort(t.terms)
-	ids := slices.Compact(t.terms)
-	v := &SparseVector{Indices: slices.Clone(ids), Values: make([]float32, len(ids))}
-	for i := range v.Values {
-		v.Values[i] = 1
-	}
-	return v
+	return vector(t.terms)
 }
 
 // distinct counts the distinct values of sorted.
