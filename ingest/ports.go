@@ -97,3 +97,45 @@ type Metrics interface {
 	// ObserveStore records one Apply call that took took and ended with err.
 	ObserveStore(collection string, took time.Duration, err error)
 }
+
+// Router says where a collection's events are written: how the Stage
+// follows the collection's generations (package generation) without a
+// restart. Its methods must be safe for concurrent use.
+type Router interface {
+	// Route returns the targets collection's events are written to, as
+	// last seen; it never blocks.
+	Route(collection string) Route
+	// Confirm returns collection's route as its source of truth has it
+	// now: every change made before the call began is seen. The Stage
+	// calls it after its writes, and writes again to the targets of a
+	// route that changed meanwhile, so that no generation built from a copy
+	// taken after the change misses a write.
+	Confirm(ctx context.Context, collection string) (Route, error)
+}
+
+// Route is where one collection's events are written.
+type Route struct {
+	// Revision changes whenever Targets do.
+	Revision uint64
+	// Targets are the generations written to, serving first; none means
+	// the collection alone, by its own name, with the Stage's Embedder,
+	// Embedders and Chunker (a collection without generations).
+	Targets []Target
+	// Err, when set, is why the targets cannot be had (an embedder profile
+	// this process lacks, say): the events fail with it.
+	Err error
+}
+
+// Target is one generation of a collection, and how its points are made.
+type Target struct {
+	// Collection is the generation's store collection (Name) and its
+	// dimensions and distance.
+	Collection pipeline.Collection
+	Embedder   Embedder
+	Chunker    *pipeline.Chunker
+	// ReuseFrom names the store collection whose stored vectors may be
+	// reused for unchanged chunks (StageConfig.Reuse); "" for
+	// Collection.Name itself. Only a collection embedded by the same model
+	// at the same dimensions may be named.
+	ReuseFrom string
+}

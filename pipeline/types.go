@@ -172,6 +172,11 @@ func ItemErrors(err error, n int) []error {
 // created.
 var ErrUnknownCollection = errors.New("unknown collection")
 
+// ErrNameTaken reports an alias that cannot be made because a collection
+// has its name (a collection created before generations, see package
+// generation).
+var ErrNameTaken = errors.New("name taken by a collection")
+
 // ErrPermanent marks failures that no retry can fix: the event is dead-lettered.
 var ErrPermanent = errors.New("permanent failure")
 

@@ -37,3 +37,11 @@ type Embedder interface {
 	// Dimensions is the length of every vector Embed returns.
 	Dimensions() int
 }
+
+// Serving is the generation of a collection that answers its requests now
+// (package generation): the store collection Index calls name, and the
+// embedder its points were made with.
+type Serving struct {
+	Collection string
+	Embedder   Embedder
+}

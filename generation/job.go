@@ -1,0 +1,90 @@
+package generation
+
+import "time"
+
+// Action is what a Job asks of the workers.
+type Action string
+
+// The actions of `ragpipe reindex`.
+const (
+	// Build creates the next generation with Job.Target's settings, copies
+	// every document of Serving into it, checks it and switches to it.
+	Build Action = "build"
+	// Rollback switches back to Previous (Serving becomes Previous).
+	Rollback Action = "rollback"
+	// DropPrevious deletes Previous.
+	DropPrevious Action = "drop-previous"
+	// Abort stops a Build and deletes Building.
+	Abort Action = "abort"
+)
+
+// Phase is how far a Job has come.
+type Phase string
+
+// The phases of a Job.
+const (
+	Waiting   Phase = "waiting"   // no worker has taken it yet
+	Creating  Phase = "creating"  // creating the building generation
+	Copying   Phase = "copying"   // copying Serving's documents into Building
+	Checking  Phase = "checking"  // comparing the generations
+	Switching Phase = "switching" // switching Serving and the alias
+	Done      Phase = "done"
+	Failed    Phase = "failed" // Error says why; a Build's Building is kept
+)
+
+// Job is a `ragpipe reindex` request and its progress, carried out by one
+// worker at a time (Owner, renewed by Heartbeat; another worker takes it
+// over once the heartbeat is older than a lease).
+type Job struct {
+	ID     string `json:"id"`
+	Action Action `json:"action"`
+	// Target is the next generation's settings (Build); its Name and
+	// Number are chosen by the worker that creates it.
+	Target *Generation `json:"target,omitempty"`
+	Phase  Phase       `json:"phase"`
+
+	Owner     string    `json:"owner,omitempty"`
+	Heartbeat time.Time `json:"heartbeat,omitzero"`
+
+	// Cursor is where the copy resumes; opaque to all but the copier.
+	Cursor string `json:"cursor,omitempty"`
+	// Total is the number of points of Serving when the copy began;
+	// Copied the documents and Points the points of Serving copied so far.
+	Total  int64 `json:"total,omitempty"`
+	Copied int64 `json:"copied,omitempty"`
+	Points int64 `json:"points,omitempty"`
+
+	Requested time.Time `json:"requested"`
+	Started   time.Time `json:"started,omitzero"`
+	Finished  time.Time `json:"finished,omitzero"`
+	// Report is what the checks found (Build).
+	Report *Report `json:"report,omitempty"`
+	// Error says why the Job failed.
+	Error string `json:"error,omitempty"`
+}
+
+// Report is what the checks before a switch found.
+type Report struct {
+	// Tenants compares, per tenant, the generations' documents and points.
+	Tenants []TenantCount `json:"tenants"`
+	// Mismatches names the first documents whose version differs between
+	// the generations, or that one of them lacks.
+	Mismatches []string `json:"mismatches,omitempty"`
+	// Searches is how many sample searches the building generation was
+	// asked; Answered how many found the document they were made from.
+	Searches int `json:"searches"`
+	Answered int `json:"answered"`
+	// SwitchTook is how long the switch took, from the State's update to
+	// the alias'.
+	SwitchTook time.Duration `json:"switch_took,omitempty"`
+}
+
+// TenantCount is one tenant's documents and points in the serving (From)
+// and building (To) generations.
+type TenantCount struct {
+	UserID     string `json:"user_id"`
+	FromDocs   int    `json:"from_docs"`
+	ToDocs     int    `json:"to_docs"`
+	FromPoints int    `json:"from_points"`
+	ToPoints   int    `json:"to_points"`
+}
