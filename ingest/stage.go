@@ -60,6 +60,14 @@ type StageConfig struct {
 	// Logger receives one line when a collection's embedder turns out to be
 	// misconfigured and one when it works again. The zero Logger discards them.
 	Logger zerolog.Logger
+	// Router, when set, says which generations (store collections) each
+	// collection's events are written to, with which embedder and chunker:
+	// every target of its Route is written, and the route is confirmed
+	// after the writes (see Router). A collection whose Route has no
+	// targets is written as without a Router. Default nil: every
+	// collection is the store collection of its own name, with Embedder,
+	// Embedders and Chunker.
+	Router Router
 }
 
 // ProbeText is the text Setup embeds once per configured collection to check
