@@ -34,9 +34,22 @@ type Config struct {
 	// Index is the vector store searched. Required.
 	Index Index
 	// Embedder returns the embedder of a collection, the one its documents
-	// were embedded with; queries are embedded with it. Required; it must
-	// return an embedder for any collection name.
+	// were embedded with; queries are embedded with it. It must return an
+	// embedder for any collection name. Required unless Serving is set, which
+	// takes its place.
 	Embedder func(collection string) Embedder
+	// Serving returns the generation serving a ragpipe collection (the name
+	// in subjects): the store collection that Index calls name and the
+	// embedder of its points, for queries and the dimensions of a search by
+	// vector. fresh asks for the generation as its source of truth holds it
+	// now rather than a cached one; the service asks so once when a
+	// generation it was given turns out not to exist (dropped meanwhile). An
+	// error for which pipeline.IsPermanent holds (a generation this process
+	// cannot serve, such as one naming an embedder it lacks) is answered 500
+	// with its reason, any other 503. It must be safe for concurrent use and
+	// should not block when fresh is false. Default nil: every collection is
+	// served by the store collection of its own name and Embedder.
+	Serving func(ctx context.Context, collection string, fresh bool) (Serving, error)
 	// Prefix is the subject prefix. Default "rag".
 	Prefix string
 	// Concurrency is how many requests are handled at once. Default 32.
