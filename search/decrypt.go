@@ -27,7 +27,7 @@ func (s *Service) tenantKey(ctx context.Context, j job, userID, collection strin
 	}
 	key, err := s.cfg.Keys(ctx, userID)
 	if err != nil {
-		return nil, s.failure(j, collection, "read the tenant's key", err)
+		return nil, s.failure(j, target{name: collection}, "read the tenant's key", err)
 	}
 	return key, nil
 }

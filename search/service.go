@@ -43,12 +43,13 @@ type Config struct {
 	// embedder of its points, for queries and the dimensions of a search by
 	// vector. fresh asks for the generation as its source of truth holds it
 	// now rather than a cached one; the service asks so once when a
-	// generation it was given turns out not to exist (dropped meanwhile). An
-	// error for which pipeline.IsPermanent holds (a generation this process
-	// cannot serve, such as one naming an embedder it lacks) is answered 500
-	// with its reason, any other 503. It must be safe for concurrent use and
-	// should not block when fresh is false. Default nil: every collection is
-	// served by the store collection of its own name and Embedder.
+	// generation it was given turns out not to exist (dropped meanwhile).
+	// A permanent or misconfiguration error (pipeline.IsPermanent,
+	// pipeline.IsMisconfigured: a generation this process cannot serve,
+	// such as one naming an embedder it lacks) is answered 500 with its
+	// reason, any other 503. It must be safe for concurrent use and should
+	// not block when fresh is false. Default nil: every collection is served
+	// by the store collection of its own name and Embedder.
 	Serving func(ctx context.Context, collection string, fresh bool) (Serving, error)
 	// Prefix is the subject prefix. Default "rag".
 	Prefix string
@@ -101,7 +102,7 @@ func (c *Config) setDefaults() error {
 	if c.Index == nil {
 		errs = append(errs, errors.New("no index"))
 	}
-	if c.Embedder == nil {
+	if c.Embedder == nil && c.Serving == nil {
 		errs = append(errs, errors.New("no embedder"))
 	}
 	if c.Concurrency < 0 || c.Queue < 0 {
@@ -180,8 +181,8 @@ type Service struct {
 	statsMu  sync.Mutex
 	stats    [numEndpoints]endpointStats
 
-	// known holds the collections seen to exist: a search embeds its query
-	// only after its collection was found, and a 404 of the store forgets it.
+	// known holds the store collections seen to exist: a search embeds its
+	// query only after its generation was found, and a 404 forgets it.
 	known sync.Map
 }
 
@@ -371,33 +372,14 @@ func (s *Service) search(ctx context.Context, j job, userID, collection string) 
 	if p.mode != pipeline.ModeDense {
 		q.Keywords = s.queryKeywords(p.query, key)
 	}
-	emb := s.cfg.Embedder(collection)
-	vector := p.vector
-	switch {
-	case p.mode == pipeline.ModeKeyword: // no embedding: the store finds the words
-	case vector != nil:
-		if n := emb.Dimensions(); len(vector) != n {
-			return nil, badRequest("vector: has %d dimensions, collection %q has %d", len(vector), collection, n)
-		}
-	default:
-		// Embedding may be a paid call: only for a collection that exists.
-		if e := s.exists(ctx, j, collection); e != nil {
-			return nil, e
-		}
-		vs, err := emb.Embed(ctx, []string{p.query})
-		if be, ok := errors.AsType[*pipeline.BatchError](err); ok && len(be.Errs) == 1 && be.Errs[0] != nil {
-			// The embedding service refused this text, not the deployment.
-			return nil, badRequest("query: the embedding service refused it: %s", be.Errs[0])
-		}
-		if err != nil {
-			return nil, s.failure(j, collection, "embed the query", err)
-		}
-		vector = vs[0]
-	}
-	q.Vector = vector
-	hits, err := s.cfg.Index.Search(ctx, collection, q)
-	if err != nil {
-		return nil, s.failure(j, collection, "search", err)
+	var hits []pipeline.Hit
+	e = s.onServing(ctx, j, collection, func(t target) *Error {
+		var e *Error
+		hits, e = s.searchIn(ctx, j, t, &p, q)
+		return e
+	})
+	if e != nil {
+		return nil, e
 	}
 	hits = s.open(j, collection, key, hits)
 	if hits == nil {
@@ -411,23 +393,57 @@ func (s *Service) search(ctx context.Context, j job, userID, collection string) 
 	return &SearchReply{Hits: hits, TookMS: millis(time.Since(j.start))}, nil
 }
 
-// exists answers 404 unless collection exists. A collection found is
-// remembered, so that only the first search of a collection asks the store,
-// and admitted to the bounded collection label of the metrics.
-func (s *Service) exists(ctx context.Context, j job, collection string) *Error {
-	if _, ok := s.known.Load(collection); ok {
+// searchIn runs the search p in the generation of t: the query embedded,
+// or the request's vector checked, with its embedder.
+func (s *Service) searchIn(ctx context.Context, j job, t target, p *searchParams, q pipeline.Query) ([]pipeline.Hit, *Error) {
+	vector := p.vector
+	switch {
+	case p.mode == pipeline.ModeKeyword: // no embedding: the store finds the words
+	case vector != nil:
+		if n := t.Embedder.Dimensions(); len(vector) != n {
+			return nil, badRequest("vector: has %d dimensions, collection %q has %d", len(vector), t.name, n)
+		}
+	default:
+		// Embedding may be a paid call: only for a collection that exists.
+		if e := s.exists(ctx, j, t); e != nil {
+			return nil, e
+		}
+		vs, err := t.Embedder.Embed(ctx, []string{p.query})
+		if be, ok := errors.AsType[*pipeline.BatchError](err); ok && len(be.Errs) == 1 && be.Errs[0] != nil {
+			// The embedding service refused this text, not the deployment.
+			return nil, badRequest("query: the embedding service refused it: %s", be.Errs[0])
+		}
+		if err != nil {
+			return nil, s.failure(j, t, "embed the query", err)
+		}
+		vector = vs[0]
+	}
+	q.Vector = vector
+	hits, err := s.cfg.Index.Search(ctx, t.Collection, q)
+	if err != nil {
+		return nil, s.failure(j, t, "search", err)
+	}
+	return hits, nil
+}
+
+// exists answers 404 unless the store collection of t exists. One found is
+// remembered, so that only the first search of a generation asks the store,
+// and its ragpipe collection is admitted to the bounded collection label of
+// the metrics.
+func (s *Service) exists(ctx context.Context, j job, t target) *Error {
+	if _, ok := s.known.Load(t.Collection); ok {
 		return nil
 	}
-	ok, err := s.cfg.Index.CollectionExists(ctx, collection)
+	ok, err := s.cfg.Index.CollectionExists(ctx, t.Collection)
 	switch {
 	case err != nil:
-		return s.failure(j, collection, "look up the collection", err)
+		return s.failure(j, t, "look up the collection", err)
 	case !ok:
-		return notFound(collection)
+		return notFound(t.name)
 	}
-	s.known.Store(collection, struct{}{})
+	s.known.Store(t.Collection, struct{}{})
 	if m := s.cfg.Metrics; m != nil {
-		m.AdmitCollection(collection)
+		m.AdmitCollection(t.name)
 	}
 	return nil
 }
@@ -437,9 +453,20 @@ func (s *Service) list(ctx context.Context, j job, userID, collection string) (*
 	if e != nil {
 		return nil, e
 	}
-	docs, next, err := s.cfg.Index.List(ctx, collection, userID, limit, cursor)
-	if err != nil {
-		return nil, s.failure(j, collection, "list", err)
+	var (
+		docs []pipeline.Doc
+		next string
+	)
+	e = s.onServing(ctx, j, collection, func(t target) *Error {
+		var err error
+		docs, next, err = s.cfg.Index.List(ctx, t.Collection, userID, limit, cursor)
+		if err != nil {
+			return s.failure(j, t, "list", err)
+		}
+		return nil
+	})
+	if e != nil {
+		return nil, e
 	}
 	if docs == nil {
 		docs = []pipeline.Doc{}
@@ -456,14 +483,14 @@ func notFound(collection string) *Error {
 	return &Error{Code: CodeNotFound, Message: fmt.Sprintf("collection %q does not exist", collection)}
 }
 
-// failure turns a store or embedder error into the error reply, logging
-// what the reply does not tell: store details are not the caller's business.
-func (s *Service) failure(j job, collection, what string, err error) *Error {
+// failure turns a store or embedder error met for t into the error reply,
+// logging what the reply does not tell: store details are not the
+// caller's business.
+func (s *Service) failure(j job, t target, what string, err error) *Error {
 	var e *Error
 	switch {
 	case errors.Is(err, pipeline.ErrUnknownCollection):
-		s.known.Delete(collection)
-		return notFound(collection)
+		return notFound(t.name)
 	case errors.Is(err, pipeline.ErrInvalidCursor):
 		return badRequest("cursor: not a cursor that a list reply returned")
 	case errors.Is(err, pipeline.ErrNoKeywords):
@@ -473,10 +500,10 @@ func (s *Service) failure(j job, collection, what string, err error) *Error {
 		if errors.Is(err, context.DeadlineExceeded) {
 			e.Message = fmt.Sprintf("could not %s within %s: the vector store or embedder is unavailable or overloaded; retry later", what, s.cfg.Timeout)
 		}
-		s.log.Warn().Err(err).Str("subject", j.msg.Subject).Int("code", e.Code).Msg("request failed")
+		logFailure(s.log.Warn(), j, t, e.Code, err)
 	default:
 		e = &Error{Code: CodeInternal, Message: fmt.Sprintf("could not %s: internal error", what)}
-		s.log.Error().Err(err).Str("subject", j.msg.Subject).Int("code", e.Code).Msg("request failed")
+		logFailure(s.log.Error(), j, t, e.Code, err)
 	}
 	return e
 }

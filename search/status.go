@@ -87,9 +87,17 @@ func (s *Service) status(ctx context.Context, j job, userID, collection string) 
 	if e != nil {
 		return nil, e
 	}
-	stored, err := s.cfg.Index.Status(ctx, collection, userID, ids)
-	if err != nil {
-		return nil, s.failure(j, collection, "read the documents' status", err)
+	var stored map[string]pipeline.Doc
+	e = s.onServing(ctx, j, collection, func(t target) *Error {
+		var err error
+		stored, err = s.cfg.Index.Status(ctx, t.Collection, userID, ids)
+		if err != nil {
+			return s.failure(j, t, "read the documents' status", err)
+		}
+		return nil
+	})
+	if e != nil {
+		return nil, e
 	}
 	docs := make([]DocStatus, len(ids))
 	for i, id := range ids {
