@@ -1,11 +1,23 @@
 package generation
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/textproto"
+	"slices"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/ragpipe/ragpipe/pipeline"
 )
 
 // Config configures a Registry; zero fields take the documented defaults.
@@ -22,40 +34,331 @@ type Config struct {
 // (Cached), and reads the bucket's stream leader when a read must see every
 // update made before it began (Current). It is safe for concurrent use.
 type Registry struct {
-	kv jetstream.KeyValue
+	kv     jetstream.KeyValue
+	js     jetstream.JetStream
+	log    zerolog.Logger
+	stop   context.CancelFunc
+	done   chan struct{}
+	getSub string // the stream's message-get API subject
+
+	mu     sync.RWMutex
+	states map[string]State  // by collection
+	seen   map[string]uint64 // the newest revision applied, deletes included
 }
 
 // ErrNoChange, returned by Update's function, leaves the State as it is.
 var ErrNoChange = errors.New("no change")
 
 // Open creates the bucket when it is missing and returns once the States
-// present are loaded; the watch runs until Close.
+// present are loaded; the watch runs until Close. An existing bucket is used
+// as it is.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Registry, error) {
-	panic("not yet")
+	replicas := max(cfg.Replicas, 1)
+	if replicas > 5 {
+		return nil, fmt.Errorf("generations: %d replicas: want 1 to 5", replicas)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "ragpipe: the generations of each collection",
+		History:     1,
+		Replicas:    replicas,
+		Storage:     jetstream.FileStorage,
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.KeyValue(ctx, Bucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("generations: bucket %s: %w", Bucket, err)
+	}
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	w, err := kv.WatchAll(wctx)
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("generations: watch %s: %w", Bucket, err)
+	}
+	r := &Registry{
+		kv: kv, js: js, log: cfg.Logger, stop: stop, done: make(chan struct{}),
+		getSub: apiPrefix(js) + "STREAM.MSG.GET.KV_" + Bucket,
+		states: make(map[string]State), seen: make(map[string]uint64),
+	}
+	loaded := make(chan struct{})
+	go r.watch(w, loaded)
+	select {
+	case <-loaded:
+		return r, nil
+	case <-r.done:
+		stop()
+		return nil, fmt.Errorf("generations: watch %s ended before the States were loaded", Bucket)
+	case <-ctx.Done():
+		stop()
+		<-r.done
+		return nil, fmt.Errorf("generations: load %s: %w", Bucket, ctx.Err())
+	}
+}
+
+// apiPrefix is the subject prefix of js's API requests.
+func apiPrefix(js jetstream.JetStream) string {
+	o := js.Options()
+	switch {
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	case o.APIPrefix != "":
+		return o.APIPrefix
+	}
+	return jetstream.DefaultAPIPrefix
+}
+
+// watch applies every entry of the bucket to the cache until the watch
+// ends; loaded is closed once the initial values are in.
+func (r *Registry) watch(w jetstream.KeyWatcher, loaded chan struct{}) {
+	defer close(r.done)
+	defer func() { _ = w.Stop() }()
+	initial := true
+	for e := range w.Updates() {
+		if e == nil {
+			if initial {
+				initial = false
+				close(loaded)
+			}
+			continue
+		}
+		if e.Operation() != jetstream.KeyValuePut {
+			r.apply(e.Key(), State{}, false, e.Revision(), initial)
+			continue
+		}
+		s, err := decode(e.Key(), e.Value(), e.Revision())
+		if err != nil {
+			r.log.Error().Err(err).Str("collection", e.Key()).Uint64("revision", e.Revision()).
+				Msg("generations: unreadable State ignored")
+			continue
+		}
+		r.apply(e.Key(), s, true, e.Revision(), initial)
+	}
+}
+
+// apply caches s as collection's State (or drops it, exists false) unless a
+// newer revision is cached already, and logs the change.
+func (r *Registry) apply(collection string, s State, exists bool, rev uint64, initial bool) {
+	r.mu.Lock()
+	if rev <= r.seen[collection] {
+		r.mu.Unlock()
+		return
+	}
+	r.seen[collection] = rev
+	if exists {
+		r.states[collection] = s
+	} else {
+		delete(r.states, collection)
+	}
+	r.mu.Unlock()
+	ev := r.log.Info()
+	if initial {
+		ev = r.log.Debug()
+	}
+	ev = ev.Str("collection", collection).Uint64("revision", rev)
+	if !exists {
+		ev.Msg("generations: State deleted")
+		return
+	}
+	ev = ev.Str("serving", s.Serving.Name)
+	if s.Building != nil {
+		ev = ev.Str("building", s.Building.Name)
+	}
+	if s.Previous != nil {
+		ev = ev.Str("previous", s.Previous.Name)
+	}
+	if s.Job != nil {
+		ev = ev.Str("job", s.Job.ID).Str("action", string(s.Job.Action)).Str("phase", string(s.Job.Phase))
+	}
+	ev.Msg("generations: State seen")
 }
 
 // Cached returns the newest State of collection the watch has seen; ok is
 // false when it has none. It never blocks.
-func (r *Registry) Cached(collection string) (s State, ok bool) { panic("not yet") }
+func (r *Registry) Cached(collection string) (s State, ok bool) {
+	r.mu.RLock()
+	s, ok = r.states[collection]
+	r.mu.RUnlock()
+	return s.clone(), ok
+}
 
-// All returns every cached State, by collection.
-func (r *Registry) All() []State { panic("not yet") }
+// All returns every cached State, sorted by collection.
+func (r *Registry) All() []State {
+	r.mu.RLock()
+	all := make([]State, 0, len(r.states))
+	for _, s := range r.states {
+		all = append(all, s.clone())
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(all, func(a, b State) int { return strings.Compare(a.Collection, b.Collection) })
+	return all
+}
 
 // Current returns collection's State as the bucket's stream leader has it:
 // every update made before the call began is seen. ok is false when it has
-// none.
+// none. It asks the leader through the JetStream API, never with a direct
+// get, which any replica may answer from a late copy.
 func (r *Registry) Current(ctx context.Context, collection string) (s State, ok bool, err error) {
-	panic("not yet")
+	s, ok, _, err = r.read(ctx, collection)
+	return s, ok, err
 }
 
-// Update applies fn to collection's current State (the zero State, with
-// exists false, when it has none) and stores the result if no one else
-// updated it meanwhile, reading and applying again otherwise. fn returning
-// ErrNoChange leaves the State as it is and Update returns it with a nil
-// error; any other error is returned as it is.
+// read returns collection's State from the stream leader and the revision
+// of its key's last entry: the State's, or the deletion's when it was
+// deleted (ok false); 0 when the key never had one.
+func (r *Registry) read(ctx context.Context, collection string) (s State, ok bool, rev uint64, err error) {
+	if !pipeline.ValidCollection(collection) {
+		return State{}, false, 0, fmt.Errorf("generations: collection %s: not a collection name", pipeline.ShortQuote(collection))
+	}
+	req, err := json.Marshal(struct {
+		LastBySubject string `json:"last_by_subj"`
+	}{"$KV." + Bucket + "." + collection})
+	if err != nil {
+		return State{}, false, 0, err
+	}
+	if _, has := ctx.Deadline(); !has {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.js.Options().DefaultTimeout)
+		defer cancel()
+	}
+	msg, err := r.js.Conn().RequestWithContext(ctx, r.getSub, req)
+	if err != nil {
+		return State{}, false, 0, fmt.Errorf("generations: read %s: %w", collection, err)
+	}
+	var resp struct {
+		Message *struct {
+			Header []byte `json:"hdrs"` // base64 in JSON
+			Data   []byte `json:"data"`
+			Seq    uint64 `json:"seq"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return State{}, false, 0, fmt.Errorf("generations: read %s: %w", collection, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return State{}, false, 0, nil
+	case resp.Error != nil:
+		return State{}, false, 0, fmt.Errorf("generations: read %s: %w", collection, resp.Error)
+	case resp.Message == nil:
+		return State{}, false, 0, fmt.Errorf("generations: read %s: empty answer", collection)
+	}
+	m := resp.Message
+	if deleted(m.Header) {
+		return State{}, false, m.Seq, nil
+	}
+	s, err = decode(collection, m.Data, m.Seq)
+	return s, err == nil, m.Seq, err
+}
+
+// deleted reports whether the headers of a key-value entry, in their wire
+// form, mark a deletion or a purge.
+func deleted(hdrs []byte) bool {
+	if len(hdrs) == 0 {
+		return false
+	}
+	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(hdrs)))
+	if _, err := tp.ReadLine(); err != nil { // NATS/1.0
+		return false
+	}
+	h, _ := tp.ReadMIMEHeader()
+	op := h.Get("KV-Operation")
+	return op == "DEL" || op == "PURGE"
+}
+
+// decode reads a State stored under collection at revision rev.
+func decode(collection string, data []byte, rev uint64) (State, error) {
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return State{}, fmt.Errorf("generations: State of %s at revision %d: %w", collection, rev, err)
+	}
+	s.Collection, s.Revision = collection, rev
+	return s, nil
+}
+
+// Update applies fn to collection's current State (the zero State with
+// only Collection set, exists false, when it has none) and stores the
+// result if no one else updated it meanwhile, reading and applying again
+// otherwise: fn may run several times and must depend on nothing but s.
+// fn returning ErrNoChange leaves the State as it is and Update returns it
+// with a nil error; any other error is returned as it is. The State
+// returned carries its new Revision, and Cached returns it (or a newer one)
+// once Update has returned.
 func (r *Registry) Update(ctx context.Context, collection string, fn func(s *State, exists bool) error) (State, error) {
-	panic("not yet")
+	for attempt := 0; ; attempt++ {
+		s, exists, rev, err := r.read(ctx, collection)
+		if err != nil {
+			return State{}, err
+		}
+		if !exists {
+			s = State{Collection: collection}
+		}
+		if err := fn(&s, exists); errors.Is(err, ErrNoChange) {
+			return s, nil
+		} else if err != nil {
+			return State{}, err
+		}
+		s.Collection = collection
+		data, err := json.Marshal(s)
+		if err != nil {
+			return State{}, fmt.Errorf("generations: State of %s: %w", collection, err)
+		}
+		var newRev uint64
+		if rev == 0 {
+			newRev, err = r.kv.Create(ctx, collection, data)
+		} else {
+			newRev, err = r.kv.Update(ctx, collection, data, rev)
+		}
+		if err == nil {
+			s.Revision = newRev
+			r.apply(collection, s.clone(), true, newRev, false)
+			return s, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return State{}, fmt.Errorf("generations: update %s: %w", collection, err)
+		}
+		// Another process updated it first: read it again after a short,
+		// random wait, so that contenders do not keep colliding.
+		wait := time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6)))
+		select {
+		case <-ctx.Done():
+			return State{}, fmt.Errorf("generations: update %s: %w", collection, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
 }
 
-// Close stops the watch.
-func (r *Registry) Close() error { panic("not yet") }
+// clone returns a copy of s that shares no pointer with it.
+func (s State) clone() State {
+	if s.Building != nil {
+		b := *s.Building
+		s.Building = &b
+	}
+	if s.Previous != nil {
+		p := *s.Previous
+		s.Previous = &p
+	}
+	if s.Job != nil {
+		j := *s.Job
+		if j.Target != nil {
+			t := *j.Target
+			j.Target = &t
+		}
+		if j.Report != nil {
+			rep := *j.Report
+			rep.Tenants = slices.Clone(rep.Tenants)
+			rep.Mismatches = slices.Clone(rep.Mismatches)
+			j.Report = &rep
+		}
+		s.Job = &j
+	}
+	return s
+}
+
+// Close stops the watch; the Registry must not be used afterwards.
+func (r *Registry) Close() error {
+	r.stop()
+	<-r.done
+	return nil
+}
