@@ -63,14 +63,15 @@ func parseCollections(s string) (any, error) {
 	return cs, errors.Join(errs...)
 }
 
-// parseProfiles reads the embedder profiles that collections name, appending
+// parseProfiles reads the embedder profiles that collections name and
+// those the environment defines (RAGPIPE_EMBEDDER_<PROFILE>_KIND), so that a
+// generation may use a profile no configured collection names, appending
 // their problems to errs.
 func parseProfiles(vars map[string]string, collections []pipeline.Collection, errs []error) (map[string]Embedder, []error) {
 	var profiles map[string]Embedder // nil when there is none
-	for _, c := range collections {
-		name := c.Embedder
+	read := func(name, namedBy string) {
 		if _, done := profiles[name]; done || name == "" {
-			continue
+			return
 		}
 		display := func(key string) string { return ProfileVar(key, name) }
 		own := make(map[string]string) // by the default embedder's variables
@@ -81,7 +82,7 @@ func parseProfiles(vars map[string]string, collections []pipeline.Collection, er
 		})
 		if own["RAGPIPE_EMBEDDER"] == "" {
 			errs = append(errs, fmt.Errorf("%s: not set, but RAGPIPE_COLLECTIONS entry %q names embedder profile %q",
-				display("RAGPIPE_EMBEDDER"), c.Name, name))
+				display("RAGPIPE_EMBEDDER"), namedBy, name))
 		}
 		e, perrs := parse[Embedder](own, display)
 		errs = append(errs, perrs...)
@@ -92,7 +93,35 @@ func parseProfiles(vars map[string]string, collections []pipeline.Collection, er
 			profiles[name] = *e
 		}
 	}
+	for _, c := range collections {
+		read(c.Embedder, c.Name)
+	}
+	defined, errs := definedProfiles(vars, errs)
+	for _, name := range defined {
+		read(name, "")
+	}
 	return profiles, errs
+}
+
+// definedProfiles returns, sorted, the profiles whose kind the environment
+// sets (RAGPIPE_EMBEDDER_<PROFILE>_KIND, not empty), appending the problems
+// of variables of that form whose PROFILE is no profile name to errs.
+func definedProfiles(vars map[string]string, errs []error) ([]string, []error) {
+	const prefix, suffix = "RAGPIPE_EMBEDDER_", "_KIND"
+	var names []string
+	for _, key := range slices.Sorted(maps.Keys(vars)) {
+		if len(key) <= len(prefix)+len(suffix) || !strings.HasPrefix(key, prefix) || !strings.HasSuffix(key, suffix) || vars[key] == "" {
+			continue
+		}
+		upper := key[len(prefix) : len(key)-len(suffix)]
+		name := strings.ToLower(upper)
+		if strings.ToUpper(name) != upper || !profileNameRE.MatchString(name) {
+			errs = append(errs, fmt.Errorf("%s: sets no embedder profile: <PROFILE> must be 1-32 upper-case letters, digits or _, starting with a letter", key))
+			continue
+		}
+		names = append(names, name)
+	}
+	return names, errs
 }
 
 // layoutVars are the settings a collection may override, by their global variables.

@@ -41,8 +41,9 @@ type Config struct {
 	Collections []pipeline.Collection `env:"RAGPIPE_COLLECTIONS" envDefault:"documents:1024:cosine" help:"collections created at start: name:dims:distance[:profile], comma-separated; distance is cosine, dot, euclid or manhattan; profile names the collection's embedder profile (letters, digits, _), set by RAGPIPE_EMBEDDER_<PROFILE>_KIND (required), _URL, _MODEL, _API_KEY and the other RAGPIPE_EMBEDDER_* settings with _<PROFILE> inserted (unset ones take their defaults); without a profile a collection uses RAGPIPE_EMBEDDER"`
 	// Embedder is the default embedding service.
 	Embedder Embedder
-	// Profiles are the embedder profiles RAGPIPE_COLLECTIONS names, by
-	// lowercase name; nil when it names none. Derived by Load.
+	// Profiles are the embedder profiles RAGPIPE_COLLECTIONS names and
+	// those the environment defines (RAGPIPE_EMBEDDER_<PROFILE>_KIND set),
+	// by lowercase name; nil when there is none. Derived by Load.
 	Profiles map[string]Embedder
 	// SubjectPrefix is the first token(s) of every subject. Default: rag.
 	SubjectPrefix string `env:"RAGPIPE_SUBJECT_PREFIX" envDefault:"rag" help:"first token(s) of every subject; NATS subject tokens separated by dots, no wildcards or spaces"`

@@ -568,6 +568,61 @@ func TestEmbedderProfileErrors(t *testing.T) {
 	}
 }
 
+// TestProfilesDefinedInEnvironment: a profile whose kind the environment
+// sets is read and checked even when no collection names it, so that a
+// generation may use it.
+func TestProfilesDefinedInEnvironment(t *testing.T) {
+	c, err := config.LoadFrom([]string{
+		"RAGPIPE_COLLECTIONS=docs:1024:cosine",
+		"RAGPIPE_EMBEDDER_SMALL_KIND=openai",
+		"RAGPIPE_EMBEDDER_SMALL_URL=http://llm:8080",
+		"RAGPIPE_EMBEDDER_SMALL_MODEL=m",
+		"RAGPIPE_EMBEDDER_SMALL_CONCURRENCY=2",
+		"RAGPIPE_EMBEDDER_BGE_M3_KIND=hash",
+		"RAGPIPE_EMBEDDER_UNUSED_KIND=", // set but empty: no profile
+	}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]config.Embedder{
+		"small": {Kind: "openai", URL: "http://llm:8080", Model: "m", BatchSize: 32, Concurrency: 2,
+			Timeout: 30 * time.Second, MaxRetryTime: time.Minute, Truncate: true},
+		"bge_m3": {Kind: "hash", BatchSize: 32, Concurrency: 4, Timeout: 30 * time.Second,
+			MaxRetryTime: time.Minute, Truncate: true},
+	}
+	if !reflect.DeepEqual(c.Profiles, want) {
+		t.Errorf("profiles\n got %+v\nwant %+v", c.Profiles, want)
+	}
+	if !strings.Contains(c.String(), "RAGPIPE_EMBEDDER_SMALL_MODEL") {
+		t.Errorf("String lacks the profile: %s", c)
+	}
+
+	// A profile no collection names is checked as one that a collection names.
+	_, err = config.LoadFrom([]string{
+		"RAGPIPE_COLLECTIONS=docs:8:cosine",
+		"RAGPIPE_EMBEDDER_BAD_KIND=openai",
+		"RAGPIPE_EMBEDDER_BAD_URL=ftp://x:url-secret@llm",
+		"RAGPIPE_EMBEDDER_BAD_BATCH_SIZE=lots",
+		"RAGPIPE_EMBEDDER_ODD_KIND=word2vec",
+		"RAGPIPE_EMBEDDER_Mixed_KIND=hash",
+		"RAGPIPE_EMBEDDER_9X_KIND=hash",
+	}, t.TempDir())
+	checkErr(t, err,
+		`RAGPIPE_EMBEDDER_BAD_BATCH_SIZE="lots": not an integer`,
+		`RAGPIPE_EMBEDDER_BAD_URL="ftp://x:REDACTED@llm": must be an http:// or https:// URL`,
+		`RAGPIPE_EMBEDDER_BAD_MODEL: required for openai`,
+		`RAGPIPE_EMBEDDER_ODD_KIND="word2vec": must be builtin, hash, openai, ollama or tei`,
+		`RAGPIPE_EMBEDDER_Mixed_KIND: sets no embedder profile`,
+		`RAGPIPE_EMBEDDER_9X_KIND: sets no embedder profile`,
+	)
+	if strings.Contains(err.Error(), "url-secret") {
+		t.Errorf("error shows a secret: %v", err)
+	}
+	if n := strings.Count(err.Error(), "RAGPIPE_EMBEDDER_BAD_BATCH_SIZE"); n != 1 {
+		t.Errorf("RAGPIPE_EMBEDDER_BAD_BATCH_SIZE reported %d times: %v", n, err)
+	}
+}
+
 func TestProfileVar(t *testing.T) {
 	for name, want := range map[string]string{
 		"RAGPIPE_EMBEDDER":         "RAGPIPE_EMBEDDER_BGE_KIND",
