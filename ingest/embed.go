@@ -15,19 +15,15 @@ type pending struct {
 	write int
 }
 
-// writes chunks the events at idx and gives every chunk its keyword vector
-// and a vector: the event's own, a stored one (see reuse) or one from a
-// single embedder call; with StageConfig.Keys, it then seals the texts.
-// Events in first are their document's first version. It returns one write
-// per event and, per event, the error of an event that cannot be written
-// (a chunk the embedder refused, permanently; its tenant's key not to be
-// had) or nil; or an error for them all.
-func (s *Stage) writes(ctx context.Context, c pipeline.Collection, events []pipeline.Event, idx []int, first map[int]bool) ([]pipeline.DocWrite, []error, error) {
-	var identity string
-	if id, ok := s.embedder(c.Name).(Identified); ok {
-		identity = id.Identity()
-	}
-	keys, keyErrs := s.tenantKeys(ctx, events, idx)
+// writes chunks the events at idx with d's chunker and gives every chunk
+// its keyword vector and a vector: the event's own, a stored one (see
+// reuse) or one from a single call of d's embedder; with StageConfig.Keys,
+// it then seals the texts. Events in first are their document's first
+// version. It returns one write per event and, per event, the error of an
+// event that cannot be written (a chunk the embedder refused, permanently;
+// its tenant's key not to be had) or nil; or an error for them all.
+func (s *Stage) writes(ctx context.Context, d *dest, tk tenantKeySet, events []pipeline.Event, idx []int, first map[int]bool) ([]pipeline.DocWrite, []error, error) {
+	keys, keyErrs := tk.keys, tk.errs
 	writes := make([]pipeline.DocWrite, len(idx))
 	refused := make([]error, len(idx))
 	var todo []pending // chunks to embed
@@ -39,23 +35,23 @@ func (s *Stage) writes(ctx context.Context, c pipeline.Collection, events []pipe
 			continue
 		}
 		if e.Op == pipeline.OpUpsert {
-			todo = s.points(&w, e, keys[e.UserID], identity, j, todo)
+			todo = d.points(&w, e, keys[e.UserID], j, todo)
 		}
 		writes[j] = w
 	}
 	var err error
-	if identity != "" {
+	if d.identity != "" {
 		var known []pipeline.DocWrite // documents that may have stored chunks
 		for j, w := range writes {
 			if !first[idx[j]] {
 				known = append(known, w)
 			}
 		}
-		if todo, err = s.reuse(ctx, c, known, todo); err != nil {
+		if todo, err = s.reuse(ctx, d, known, todo); err != nil {
 			return nil, nil, err
 		}
 	}
-	refusedChunks, err := s.embedPending(ctx, c, todo, identity != "")
+	refusedChunks, err := s.embedPending(ctx, d, todo, d.identity != "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -67,7 +63,7 @@ func (s *Stage) writes(ctx context.Context, c pipeline.Collection, events []pipe
 	if keys != nil {
 		for j := range writes {
 			if key := keys[writes[j].UserID]; key != nil && refused[j] == nil {
-				seal(key, c.Name, &writes[j])
+				seal(key, d.name, &writes[j])
 			}
 		}
 	}
@@ -78,17 +74,23 @@ func (s *Stage) writes(ctx context.Context, c pipeline.Collection, events []pipe
 // unless e brings its vector, its text hash (with an identity); those are
 // appended to todo, as chunks of write j. With key (nil: none), the hash and
 // keyword vector are the tenant's keyed ones; the text stays clear, to be
-// embedded.
-func (s *Stage) points(w *pipeline.DocWrite, e pipeline.Event, key TenantKey, identity string, j int, todo []pending) []pending {
+// embedded. An event that brings a vector is one point; in a store
+// collection of other dimensions (a generation of another embedder) that
+// point's text is embedded instead.
+func (d *dest) points(w *pipeline.DocWrite, e pipeline.Event, key TenantKey, j int, todo []pending) []pending {
+	vector := e.Vector
+	if len(vector) != d.coll.Dims {
+		vector = nil
+	}
 	chunks := []string{e.Text}
 	if e.Vector == nil {
-		chunks = s.cfg.Chunker.Split(e.Text)
+		chunks = d.chunker.Split(e.Text)
 	}
 	w.Points = make([]pipeline.Point, len(chunks))
 	for k, text := range chunks {
 		p := &w.Points[k]
 		*p = pipeline.Point{
-			ID: pipeline.PointID(e.UserID, e.DocID, k), Vector: e.Vector,
+			ID: pipeline.PointID(e.UserID, e.DocID, k), Vector: vector,
 			UserID: e.UserID, DocID: e.DocID, ChunkIndex: k, ChunkCount: len(chunks),
 			Text: text, Metadata: e.Metadata, Version: e.Version,
 		}
@@ -97,15 +99,15 @@ func (s *Stage) points(w *pipeline.DocWrite, e pipeline.Event, key TenantKey, id
 		} else {
 			p.Keywords = pipeline.KeywordsWith(text, key.TermID)
 		}
-		if e.Vector != nil {
+		if vector != nil {
 			continue
 		}
 		switch {
-		case identity == "":
+		case d.identity == "":
 		case key == nil:
-			p.TextHash = pipeline.TextHash(identity, text)
+			p.TextHash = pipeline.TextHash(d.identity, text)
 		default:
-			p.TextHash = key.TextHash(identity, text)
+			p.TextHash = key.TextHash(d.identity, text)
 		}
 		todo = append(todo, pending{p, j})
 	}
@@ -113,14 +115,15 @@ func (s *Stage) points(w *pipeline.DocWrite, e pipeline.Event, key TenantKey, id
 }
 
 // reuse gives each pending chunk whose text hash matches a stored chunk of
-// one of the documents of known that chunk's vector, and returns the chunks
+// one of the documents of known (in d's reuse collection) that chunk's
+// vector, and returns the chunks
 // still without one. A document's stored chunks are looked up by point id,
 // at the indexes below twice its new chunk count, so that unchanged chunks
 // are found even when an edit before them shifted them. known leaves out
 // documents new to the version register, which normally have nothing
 // stored. A lookup the store refuses for good costs
 // embedder calls, not the events; a transient failure fails them.
-func (s *Stage) reuse(ctx context.Context, c pipeline.Collection, writes []pipeline.DocWrite, chunks []pending) ([]pending, error) {
+func (s *Stage) reuse(ctx context.Context, d *dest, writes []pipeline.DocWrite, chunks []pending) ([]pending, error) {
 	if s.cfg.Reuse == nil || len(chunks) == 0 {
 		return chunks, nil
 	}
@@ -143,33 +146,33 @@ func (s *Stage) reuse(ctx context.Context, c pipeline.Collection, writes []pipel
 			hashes = append(hashes, h)
 		}
 	}
-	stored, err := s.cfg.Reuse.StoredVectors(ctx, c.Name, ids, hashes)
+	stored, err := s.cfg.Reuse.StoredVectors(ctx, d.reuse, ids, hashes)
 	if err != nil {
 		if !pipeline.IsPermanent(err) {
 			return nil, fmt.Errorf("look up stored vectors: %w", err)
 		}
-		s.cfg.Logger.Warn().Err(err).Str("collection", c.Name).Msg("cannot look up stored vectors; embedding every chunk")
+		s.cfg.Logger.Warn().Err(err).Str("collection", d.reuse).Msg("cannot look up stored vectors; embedding every chunk")
 		return chunks, nil
 	}
 	rest := chunks[:0:0]
 	for _, p := range chunks {
-		if v := stored[p.point.TextHash]; len(v) == c.Dims {
+		if v := stored[p.point.TextHash]; len(v) == d.coll.Dims {
 			p.point.Vector = v
 			continue
 		}
 		rest = append(rest, p)
 	}
-	if m := s.cfg.Metrics; m != nil {
-		m.ObserveReuse(c.Name, len(chunks)-len(rest))
+	if m := s.cfg.Metrics; m != nil && d.primary {
+		m.ObserveReuse(d.name, len(chunks)-len(rest))
 	}
 	return rest, nil
 }
 
-// embedPending gives the chunks vectors from one embedder call; with
+// embedPending gives the chunks vectors from one call of d's embedder; with
 // distinct, equal texts are sent once. It returns, per chunk, the permanent
 // error of a text the embedder refused (nil for the others; nil altogether
 // when it refused none), or an error for every chunk.
-func (s *Stage) embedPending(ctx context.Context, c pipeline.Collection, chunks []pending, distinct bool) ([]error, error) {
+func (s *Stage) embedPending(ctx context.Context, d *dest, chunks []pending, distinct bool) ([]error, error) {
 	if len(chunks) == 0 {
 		return nil, nil
 	}
@@ -191,13 +194,13 @@ func (s *Stage) embedPending(ctx context.Context, c pipeline.Collection, chunks 
 		texts = append(texts, p.point.Text)
 	}
 	start := time.Now()
-	vectors, err := s.embedder(c.Name).Embed(ctx, texts)
+	vectors, err := d.embedder.Embed(ctx, texts)
 	refused := textErrors(err, vectors, len(texts))
 	if refused != nil {
 		err = nil // the service works; only some texts are refused
 	}
 	if err == nil {
-		err = s.check(c, vectors, len(texts), refused)
+		err = s.check(d.coll, vectors, len(texts), refused)
 	}
 	if m := s.cfg.Metrics; m != nil {
 		embedded := len(texts)
@@ -206,10 +209,10 @@ func (s *Stage) embedPending(ctx context.Context, c pipeline.Collection, chunks 
 				embedded--
 			}
 		}
-		m.ObserveEmbed(c.Name, embedded, time.Since(start), err)
+		m.ObserveEmbed(d.name, embedded, time.Since(start), err)
 	}
 	if err == nil || pipeline.IsMisconfigured(err) {
-		s.health(embedderOf(c.Name), err)
+		s.health(embedderOf(d.coll.Name), err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("embed %d chunks: %w", len(texts), err)

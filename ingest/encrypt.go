@@ -13,14 +13,20 @@ import (
 // seen for the first time costs a round trip to the key bucket.
 const keyParallelism = 16
 
+// tenantKeySet is the keys of a batch's tenants (tenantKeys).
+type tenantKeySet struct {
+	keys map[string]TenantKey
+	errs map[string]error
+}
+
 // tenantKeys returns the key of every tenant of the upserts at idx, and the
 // error of each tenant whose key could not be had; both nil without
 // StageConfig.Keys. A key that is misconfigured (pipeline.IsMisconfigured)
 // is reported like a misconfigured embedder: logged once, on /readyz. A tenant's key is cached by the keyring, so a batch of
 // known tenants does not block.
-func (s *Stage) tenantKeys(ctx context.Context, events []pipeline.Event, idx []int) (map[string]TenantKey, map[string]error) {
+func (s *Stage) tenantKeys(ctx context.Context, events []pipeline.Event, idx []int) tenantKeySet {
 	if s.cfg.Keys == nil {
-		return nil, nil
+		return tenantKeySet{}
 	}
 	var tenants []string
 	slot := make(map[string]int)
@@ -61,7 +67,7 @@ func (s *Stage) tenantKeys(ctx context.Context, events []pipeline.Event, idx []i
 		}
 		keys[u] = got[n]
 	}
-	return keys, failed
+	return tenantKeySet{keys, failed}
 }
 
 // seal replaces the text of every point of w, embedded already, by its

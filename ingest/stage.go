@@ -99,10 +99,11 @@ const ProbeText = "ragpipe embedder probe"
 // permanently, with the embedder's reason; every event sharing that text
 // fails with it, and the others of the batch are written.
 type Stage struct {
-	cfg   StageConfig
-	lww   *lww.Protocol
-	known sync.Map // collection name -> pipeline.Collection, once ensured in the sink
-	limit *limiter // nil without MaxCollections
+	cfg     StageConfig
+	lww     *lww.Protocol
+	known   sync.Map // collection name -> pipeline.Collection, once ensured in the sink
+	targets sync.Map // pipeline.Collection of a Target -> struct{}, once ensured in the sink
+	limit   *limiter // nil without MaxCollections
 
 	mu            sync.Mutex
 	misconfigured map[part]error // why a collection's embedder or a tenant's key cannot be used
@@ -232,7 +233,53 @@ func (s *Stage) embedder(collection string) Embedder {
 // in order: nil when the event is stored or was superseded by a newer version
 // of its document, an error satisfying pipeline.IsPermanent when it can never succeed,
 // any other error when it may succeed on retry. It blocks until done.
+//
+// With StageConfig.Router, a collection's events are written to every
+// target of its Route and the route is confirmed after the writes (see
+// writeRouted): an event succeeds once it is stored in every target of the
+// confirmed route, but for a text refused for good by the embedder of a
+// target other than the first (serving) one, which is logged and leaves
+// that target without the event. A Route's Err fails the events, never
+// for good, and Ready reports it.
 func (s *Stage) Process(ctx context.Context, events []pipeline.Event) []error {
+	return each(events, func(name string, idx []int, errs []error) {
+		if s.cfg.Router == nil {
+			s.write(ctx, name, events, idx, errs, Route{}, false)
+			return
+		}
+		route := s.cfg.Router.Route(name)
+		if route.Err != nil {
+			route.Err = routeError(route.Err)
+		}
+		s.health(generationsOf(name), route.Err)
+		if route.Err != nil {
+			for _, i := range idx {
+				errs[i] = route.Err
+			}
+			return
+		}
+		s.write(ctx, name, events, idx, errs, route, true)
+	})
+}
+
+// ProcessTo is Process for the given targets, serving (or primary) first,
+// instead of those of the Router, and without confirming a route: each
+// event's claim (package lww) decides whether it is written, so that a
+// version older than its document's newest writes nothing. Without
+// targets it writes each collection by its own name. The reindex copier
+// uses it to write stored documents, at their stored versions, to a new
+// generation. It blocks until done.
+func (s *Stage) ProcessTo(ctx context.Context, events []pipeline.Event, targets []Target) []error {
+	route := Route{Targets: targets}
+	return each(events, func(name string, idx []int, errs []error) {
+		s.write(ctx, name, events, idx, errs, route, false)
+	})
+}
+
+// each calls process concurrently for each collection of events, with the
+// indexes of its events and the errors to record their outcomes in, and
+// returns those errors once every call is done.
+func each(events []pipeline.Event, process func(name string, idx []int, errs []error)) []error {
 	errs := make([]error, len(events))
 	byCollection := make(map[string][]int)
 	for i, e := range events {
@@ -240,33 +287,45 @@ func (s *Stage) Process(ctx context.Context, events []pipeline.Event) []error {
 	}
 	var wg sync.WaitGroup
 	for name, idx := range byCollection {
-		wg.Go(func() { s.processCollection(ctx, name, events, idx, errs) })
+		wg.Go(func() { process(name, idx, errs) })
 	}
 	wg.Wait()
 	return errs
 }
 
-// processCollection handles the events at idx, all of one collection, and
-// records their outcome in errs. It takes the writer's steps of package lww:
-// claim the versions, write the held ones, then settle the claims, which is
-// done whatever the writes' outcome.
-func (s *Stage) processCollection(ctx context.Context, name string, events []pipeline.Event, idx []int, errs []error) {
+// write handles the events at idx, all of collection name, and records
+// their outcome in errs. It takes the writer's steps of package lww: claim
+// the versions, write the held ones, then settle the claims, which is done
+// whatever the writes' outcome. A route without targets writes the
+// collection by its own name; with confirm, the route is confirmed after
+// the writes (writeRouted).
+func (s *Stage) write(ctx context.Context, name string, events []pipeline.Event, idx []int, errs []error, route Route, confirm bool) {
 	fail := func(idx []int, err error) {
 		for _, i := range idx {
 			errs[i] = err
 		}
 	}
-	coll, err := s.collection(ctx, name)
+	dests, err := s.dests(ctx, name, route.Targets)
 	if err != nil {
 		fail(idx, err)
 		return
 	}
-	idx = s.validate(coll, events, idx, errs)
+	idx = s.validate(dests[0].coll, events, idx, errs)
 	docs := make([]pipeline.DocVersion, len(idx))
 	for j, i := range idx {
 		docs[j] = pipeline.DocVersion{UserID: events[i].UserID, DocID: events[i].DocID, Version: events[i].Version}
 	}
-	claims := s.lww.Claim(ctx, name, docs)
+	routed := confirm || route.Targets != nil
+	protocol, fan := s.lww, (*fanOut)(nil)
+	if routed {
+		fan = &fanOut{sink: s.cfg.Sink}
+		fan.add(dests)
+		if protocol, err = lww.New(lww.Config{Versions: s.cfg.Versions, Pruner: fan, Parallelism: s.cfg.Parallelism}); err != nil {
+			fail(idx, err)
+			return
+		}
+	}
+	claims := protocol.Claim(ctx, name, docs)
 	var written []int // indexes in docs
 	defer func() {
 		for j, err := range claims.Settle(ctx, written) {
@@ -285,39 +344,64 @@ func (s *Stage) processCollection(ctx context.Context, name string, events []pip
 		heldIdx[k] = idx[j]
 		first[idx[j]] = claims.First(j)
 	}
-	writes, refused, err := s.writes(ctx, coll, events, heldIdx, first)
+	keys := s.tenantKeys(ctx, events, heldIdx)
+	var outcome []error
+	var stored []bool // with a route: the event left points in some store collection
+	if routed {
+		outcome, stored = s.writeRouted(ctx, name, route, dests, fan, keys, events, heldIdx, first, confirm)
+	} else {
+		outcome = s.store(ctx, dests[0], keys, events, heldIdx, first)
+	}
+	for k, err := range outcome {
+		errs[heldIdx[k]] = err
+		if (err == nil || stored != nil && stored[k]) && events[heldIdx[k]].Op == pipeline.OpUpsert { // a delete leaves no points to prune
+			written = append(written, held[k])
+		}
+	}
+}
+
+// store makes d's points of the events at idx (first: their document's
+// first version) and applies them to d's store collection. It returns one
+// error per event: nil once its write is durable.
+func (s *Stage) store(ctx context.Context, d *dest, keys tenantKeySet, events []pipeline.Event, idx []int, first map[int]bool) []error {
+	out := make([]error, len(idx))
+	var writes []pipeline.DocWrite
+	var refused []error
+	err := s.ensure(ctx, d)
+	if err == nil {
+		writes, refused, err = s.writes(ctx, d, keys, events, idx, first)
+	}
 	if err != nil {
-		fail(heldIdx, err)
-		return
+		for k := range out {
+			out[k] = err
+		}
+		return out
 	}
 	var apply []pipeline.DocWrite
-	var applied []int // indexes in held of apply's writes
+	var applied []int // indexes in idx of apply's writes
 	for k, w := range writes {
 		if refused[k] != nil {
-			errs[heldIdx[k]] = refused[k]
+			out[k] = refused[k]
 			continue
 		}
 		apply = append(apply, w)
 		applied = append(applied, k)
 	}
 	if len(apply) == 0 {
-		return
+		return out
 	}
 	start := time.Now()
-	err = s.cfg.Sink.Apply(ctx, name, apply)
-	if errors.Is(err, pipeline.ErrUnknownCollection) && !pipeline.IsPermanent(err) {
-		s.known.Delete(name) // gone from the store: ensure it again on retry
+	err = s.cfg.Sink.Apply(ctx, d.coll.Name, apply)
+	if errors.Is(err, pipeline.ErrUnknownCollection) {
+		err = s.gone(d, err)
 	}
-	if m := s.cfg.Metrics; m != nil {
-		m.ObserveStore(name, time.Since(start), err)
+	if m := s.cfg.Metrics; m != nil && d.primary {
+		m.ObserveStore(d.name, time.Since(start), err)
 	}
 	for m, err := range pipeline.ItemErrors(err, len(apply)) {
-		k := applied[m]
-		errs[heldIdx[k]] = err
-		if err == nil && events[heldIdx[k]].Op == pipeline.OpUpsert { // a delete leaves no points to prune
-			written = append(written, held[k])
-		}
+		out[applied[m]] = err
 	}
+	return out
 }
 
 // validate rejects events whose precomputed vector does not fit the
