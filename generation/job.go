@@ -39,9 +39,15 @@ type Job struct {
 	ID     string `json:"id"`
 	Action Action `json:"action"`
 	// Target is the next generation's settings (Build); its Name and
-	// Number are chosen by the worker that creates it.
+	// Number are chosen by the worker that creates it. For Abort and
+	// DropPrevious it is the generation being dropped, once taken out of
+	// the State.
 	Target *Generation `json:"target,omitempty"`
-	Phase  Phase       `json:"phase"`
+	// Given names the settings of Target the request set (the Set*
+	// constants); the others are Serving's, filled in by the worker that
+	// creates the generation (see Fill).
+	Given []string `json:"given,omitempty"`
+	Phase Phase    `json:"phase"`
 
 	Owner     string    `json:"owner,omitempty"`
 	Heartbeat time.Time `json:"heartbeat,omitzero"`
@@ -87,4 +93,66 @@ type TenantCount struct {
 	ToDocs     int    `json:"to_docs"`
 	FromPoints int    `json:"from_points"`
 	ToPoints   int    `json:"to_points"`
+	// ToChunks is the sum of the chunk counts of To's documents, which
+	// ToPoints must equal.
+	ToChunks int `json:"to_chunks"`
 }
+
+// The settings of a Build's Target, as Job.Given names them.
+const (
+	SetEmbedder     = "embedder"
+	SetDims         = "dims"
+	SetDistance     = "distance"
+	SetChunkSize    = "chunk_size"
+	SetChunkOverlap = "chunk_overlap"
+	SetShards       = "shards"
+	SetReplication  = "replication_factor"
+)
+
+// Fill returns target with the settings given does not name taken from
+// serving. Dims left unnamed is serving's when the embedder profile is
+// serving's too, else 0: the new embedder's own, which only a process with
+// that profile knows. Name and Number are left as they are.
+func Fill(target Generation, given []string, serving Generation) Generation {
+	set := make(map[string]bool, len(given))
+	for _, g := range given {
+		set[g] = true
+	}
+	g := target
+	if !set[SetEmbedder] {
+		g.Embedder = serving.Embedder
+	}
+	if !set[SetDims] {
+		g.Dims = 0
+		if g.Embedder == serving.Embedder {
+			g.Dims = serving.Dims
+		}
+	}
+	if !set[SetDistance] {
+		g.Distance = serving.Distance
+	}
+	if !set[SetChunkSize] {
+		g.ChunkSize = serving.ChunkSize
+	}
+	if !set[SetChunkOverlap] {
+		g.ChunkOverlap = serving.ChunkOverlap
+	}
+	if !set[SetShards] {
+		g.Shards = serving.Shards
+	}
+	if !set[SetReplication] {
+		g.ReplicationFactor = serving.ReplicationFactor
+	}
+	return g
+}
+
+// SameSettings reports whether a and b make the same points in the same
+// layout: everything but Name and Number is equal.
+func SameSettings(a, b Generation) bool {
+	a.Name, a.Number, b.Name, b.Number = "", 0, "", 0
+	return a == b
+}
+
+// Active reports whether j is still to be carried out: neither done nor
+// failed.
+func (j *Job) Active() bool { return j != nil && j.Phase != Done && j.Phase != Failed }

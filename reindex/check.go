@@ -1,0 +1,326 @@
+package reindex
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ragpipe/ragpipe/generation"
+	"github.com/ragpipe/ragpipe/pipeline"
+)
+
+// maxMismatches bounds the documents a Report names.
+const maxMismatches = 20
+
+// sample is a document of the building generation to search for.
+type sample struct{ tenant, doc string }
+
+// check compares the generations tenant by tenant and searches the building
+// one for sample documents. It returns the Report when every check passed;
+// otherwise it records the Report in the Job and fails, naming what
+// differs.
+func (c *copier) check(ctx context.Context, st generation.State) (*generation.Report, error) {
+	from, err := c.tenants(ctx, c.serving.Name)
+	if err != nil {
+		return nil, err
+	}
+	to, err := c.tenants(ctx, c.building.Name)
+	if err != nil {
+		return nil, err
+	}
+	tenants := slices.Compact(slices.Sorted(slices.Values(append(from, to...))))
+	report := &generation.Report{Tenants: []generation.TenantCount{}}
+	var problems []string
+	var samples []sample
+	seen := 0
+	rng := rand.New(rand.NewPCG(uint64(len(tenants)), 15))
+	for _, t := range tenants {
+		tc, bad, docs, err := c.checkTenant(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		report.Tenants = append(report.Tenants, tc)
+		for _, b := range bad {
+			if len(report.Mismatches) < maxMismatches {
+				report.Mismatches = append(report.Mismatches, t+"/"+b)
+			}
+		}
+		if len(bad) > 0 {
+			problems = append(problems, fmt.Sprintf("tenant %s: %d documents differ", t, len(bad)))
+		}
+		if tc.ToPoints != tc.ToChunks {
+			problems = append(problems, fmt.Sprintf("tenant %s: %d points in %s, its documents have %d chunks", t, tc.ToPoints, c.building.Name, tc.ToChunks))
+		}
+		for _, d := range docs { // reservoir sampling over every tenant's documents
+			if seen++; len(samples) < c.cfg.Samples {
+				samples = append(samples, sample{t, d})
+			} else if k := rng.IntN(seen); k < len(samples) {
+				samples[k] = sample{t, d}
+			}
+		}
+	}
+	if err := c.searchSamples(ctx, samples, report); err != nil {
+		return nil, err
+	}
+	if report.Answered < report.Searches {
+		problems = append(problems, fmt.Sprintf("%d of %d sample searches did not find their document", report.Searches-report.Answered, report.Searches))
+	}
+	log := c.log.Info()
+	if len(problems) > 0 {
+		log = c.log.Error()
+	}
+	log.Int("tenants", len(report.Tenants)).Int("searches", report.Searches).Int("answered", report.Answered).
+		Strs("mismatches", report.Mismatches).Msg("generations compared")
+	if len(problems) == 0 {
+		return report, nil
+	}
+	if _, err := c.checkpoint(ctx, func(s *generation.State) error {
+		s.Job.Report = report
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return nil, pipeline.Permanent(fmt.Errorf("check of %s failed, nothing switched (it keeps being written; --abort drops it): %s",
+		c.building.Name, strings.Join(problems, "; ")))
+}
+
+// checkTenant compares tenant's documents in both generations: the same
+// documents at the same versions (with the same chunking, the same chunk
+// counts), and the building generation's points exactly its documents'
+// chunks. Documents that differ are read again for Config.Settle, as
+// workers write both generations meanwhile; those still missing from the
+// building generation are copied once more. It returns the counts, the
+// documents that still differ and the documents equal in both.
+func (c *copier) checkTenant(ctx context.Context, tenant string) (generation.TenantCount, []string, []string, error) {
+	tc := generation.TenantCount{UserID: tenant}
+	from, err := c.listAll(ctx, c.serving.Name, tenant)
+	if err != nil {
+		return tc, nil, nil, err
+	}
+	to, err := c.listAll(ctx, c.building.Name, tenant)
+	if err != nil {
+		return tc, nil, nil, err
+	}
+	deadline, copied := time.Now().Add(c.cfg.Settle), false
+	for {
+		diff := c.differing(from, to)
+		if len(diff) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			var missing []string
+			for _, d := range diff {
+				if _, ok := to[d]; !ok && !copied {
+					missing = append(missing, d)
+				}
+			}
+			if len(missing) == 0 {
+				break
+			}
+			c.log.Warn().Str("tenant", tenant).Strs("doc_ids", missing).Msg("documents missing from the building generation: copying them once more")
+			if _, _, err := c.copyDocs(ctx, tenant, missing); err != nil {
+				return tc, nil, nil, err
+			}
+			copied = true
+		} else if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return tc, nil, nil, err
+		}
+		if err := c.reread(ctx, c.serving.Name, tenant, diff, from); err != nil {
+			return tc, nil, nil, err
+		}
+		if err := c.reread(ctx, c.building.Name, tenant, diff, to); err != nil {
+			return tc, nil, nil, err
+		}
+	}
+	bad := c.differing(from, to)
+	isBad := make(map[string]bool, len(bad))
+	for _, id := range bad {
+		isBad[id] = true
+	}
+	tc.FromDocs, tc.ToDocs = len(from), len(to)
+	same := make([]string, 0, len(to))
+	for id, d := range to {
+		tc.ToChunks += d.ChunkCount
+		if !isBad[id] {
+			same = append(same, id)
+		}
+	}
+	if err := c.countPoints(ctx, tenant, to, &tc); err != nil {
+		return tc, nil, nil, err
+	}
+	slices.Sort(same)
+	return tc, bad, same, nil
+}
+
+// countPoints counts tenant's points in both generations, reading again
+// for Config.Settle while the building generation's differ from its
+// documents' chunks (a write in flight holds both versions for a moment).
+func (c *copier) countPoints(ctx context.Context, tenant string, to map[string]pipeline.Doc, tc *generation.TenantCount) error {
+	deadline := time.Now().Add(c.cfg.Settle)
+	for {
+		var counts [2]int
+		for i, name := range []string{c.serving.Name, c.building.Name} {
+			if err := c.retry(ctx, "count "+name, func(ctx context.Context) error {
+				n, err := c.cfg.Store.Count(ctx, name)
+				counts[i] = n[tenant]
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+		tc.FromPoints, tc.ToPoints = counts[0], counts[1]
+		if tc.ToPoints == tc.ToChunks || time.Now().After(deadline) {
+			return nil
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+		chunks := 0
+		for _, d := range to {
+			chunks += d.ChunkCount
+		}
+		tc.ToChunks = chunks
+	}
+}
+
+// differing returns the documents whose version differs between from and
+// to, or that one of them lacks, sorted; with the same chunking, also those
+// whose chunk counts differ.
+func (c *copier) differing(from, to map[string]pipeline.Doc) []string {
+	sameChunking := c.serving.ChunkSize == c.building.ChunkSize && c.serving.ChunkOverlap == c.building.ChunkOverlap
+	var diff []string
+	for id, f := range from {
+		t, ok := to[id]
+		if !ok || t.Version != f.Version || sameChunking && t.ChunkCount != f.ChunkCount {
+			diff = append(diff, id)
+		}
+	}
+	for id := range to {
+		if _, ok := from[id]; !ok {
+			diff = append(diff, id)
+		}
+	}
+	slices.Sort(diff)
+	return diff
+}
+
+// listAll returns every document of tenant in collection, by id.
+func (c *copier) listAll(ctx context.Context, collection, tenant string) (map[string]pipeline.Doc, error) {
+	all := make(map[string]pipeline.Doc)
+	for cur := ""; ; {
+		var docs []pipeline.Doc
+		if err := c.retry(ctx, "list "+collection, func(ctx context.Context) (err error) {
+			docs, cur, err = c.cfg.Store.List(ctx, collection, tenant, pipeline.MaxLimit, cur)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		for _, d := range docs {
+			all[d.DocID] = d
+		}
+		if cur == "" {
+			return all, nil
+		}
+	}
+}
+
+// reread reads the documents ids of tenant again into docs: their newest
+// whole version, or none.
+func (c *copier) reread(ctx context.Context, collection, tenant string, ids []string, docs map[string]pipeline.Doc) error {
+	whole, err := c.read(ctx, collection, tenant, ids)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if pts, ok := whole[id]; ok {
+			docs[id] = pipeline.Doc{DocID: id, Version: pts[0].Version, ChunkCount: len(pts), Metadata: pts[0].Metadata}
+		} else {
+			delete(docs, id)
+		}
+	}
+	return nil
+}
+
+// searchSamples searches the building generation for each sample with the
+// text of its first chunk, embedded by the building generation's embedder:
+// a dense search of the tenant, top 10, must find it (or rank ten chunks
+// as well as the best, equal texts of other documents).
+func (c *copier) searchSamples(ctx context.Context, samples []sample, report *generation.Report) error {
+	slices.SortFunc(samples, func(a, b sample) int {
+		return strings.Compare(a.tenant+"\x00"+a.doc, b.tenant+"\x00"+b.doc)
+	})
+	for _, s := range samples {
+		whole, err := c.read(ctx, c.building.Name, s.tenant, []string{s.doc})
+		if err != nil {
+			return err
+		}
+		pts := whole[s.doc]
+		if pts == nil {
+			continue // deleted meanwhile
+		}
+		text := pts[0].Text
+		if c.cfg.Keys != nil {
+			var key TenantKey
+			if err := c.retry(ctx, "read the key of tenant "+s.tenant, func(ctx context.Context) (err error) {
+				key, err = c.cfg.Keys(ctx, s.tenant)
+				return err
+			}); err != nil {
+				return err
+			}
+			if key != nil {
+				if text, err = key.Open(c.collection, s.doc, 0, text); err != nil {
+					return pipeline.Permanent(fmt.Errorf("the first chunk of document %s of tenant %s in %s does not open: %w", s.doc, s.tenant, c.building.Name, err))
+				}
+			}
+		}
+		var hits []pipeline.Hit
+		if err := c.retry(ctx, "sample search of "+c.building.Name, func(ctx context.Context) error {
+			vectors, err := c.target.Embedder.Embed(ctx, []string{text})
+			if err != nil {
+				return err
+			}
+			if len(vectors) != 1 {
+				return pipeline.Permanent(errors.New("the embedder returned no vector"))
+			}
+			hits, err = c.cfg.Store.Search(ctx, c.building.Name, pipeline.Query{
+				UserID: s.tenant, Vector: vectors[0], Mode: pipeline.ModeDense, TopK: 10,
+			})
+			return err
+		}); err != nil {
+			return err
+		}
+		report.Searches++
+		if found(hits, s.doc) {
+			report.Answered++
+		} else {
+			c.log.Warn().Str("tenant", s.tenant).Str("doc_id", s.doc).Msg("a sample search of the building generation did not find its document")
+		}
+	}
+	return nil
+}
+
+// found reports whether hits hold doc, or are ten chunks as good as the
+// best (equal texts of other documents can crowd it out).
+func found(hits []pipeline.Hit, doc string) bool {
+	for _, h := range hits {
+		if h.DocID == doc {
+			return true
+		}
+	}
+	return len(hits) == 10 && hits[9].Score >= hits[0].Score
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
