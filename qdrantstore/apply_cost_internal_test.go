@@ -13,6 +13,7 @@ import (
 	"github.com/qdrant/go-client/qdrant"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ragpipe/ragpipe/generation"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
@@ -117,7 +118,7 @@ func BenchmarkApplyCost(b *testing.B) {
 			el := time.Since(start)
 			cpu := procCPU(t, pid) - cpu0
 			t.Logf("%-20s batch %4d par %d: %6.0f points/s, Qdrant %.1f µs/point", v.name, v.batch, v.par, n/el.Seconds(), cpu/n*1e6)
-			_ = s.client.DeleteCollection(t.Context(), name)
+			_ = s.DropCollection(t.Context(), generation.Name(name, 1))
 		}
 	}
 }

@@ -22,7 +22,7 @@ func BenchmarkBackupQdrant(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { q.Close() }()
+	defer q.Close()
 	coll := pipeline.Collection{Name: "bench", Dims: benchDims, Distance: pipeline.Cosine}
 	fill := func() {
 		if err := q.EnsureCollection(b.Context(), coll, true); err != nil {
@@ -57,16 +57,15 @@ func BenchmarkBackupQdrant(b *testing.B) {
 			b.Fatal(err)
 		}
 		backupTime += time.Since(start)
-		if err := q.Client().DeleteCollection(b.Context(), coll.Name); err != nil {
+		target, err := q.AliasTarget(b.Context(), coll.Name)
+		if err != nil {
 			b.Fatal(err)
 		}
-		// A new connection: q remembers the deleted collection.
-		q.Close()
-		if q, err = qdrantstore.New(b.Context(), qdrantstore.Config{Host: "127.0.0.1", Port: node.GRPCPort(), Timeout: time.Minute}); err != nil {
+		if err := q.DropCollection(b.Context(), target); err != nil {
 			b.Fatal(err)
 		}
 		start = time.Now()
-		_, err := backup.Restore(b.Context(), backup.RestoreConfig{Dir: dir, Target: q, StateFile: filepath.Join(b.TempDir(), "state")})
+		_, err = backup.Restore(b.Context(), backup.RestoreConfig{Dir: dir, Target: q, StateFile: filepath.Join(b.TempDir(), "state")})
 		restoreTime += time.Since(start)
 		if err != nil {
 			b.Fatal(err)

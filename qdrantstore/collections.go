@@ -5,11 +5,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/qdrant/go-client/qdrant"
 	"google.golang.org/grpc/codes"
 
+	"github.com/ragpipe/ragpipe/generation"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -17,32 +17,48 @@ import (
 // distance (an empty distance means cosine) and with the payload indexes on
 // user_id (keyword, tenant key), doc_id (keyword) and version (integer).
 //
-// A missing collection is created when create is true, with the configured
-// shards, replication, write consistency and HNSW mode, and with keyword
-// vectors (c.Keywords is ignored); an existing collection is used with or
-// without them, as it was created, and Apply writes the points' keyword
-// vectors only where it has them. Otherwise the error
-// wraps pipeline.ErrUnknownCollection. An existing collection of other
-// dimensions or distance is a permanent error naming both values. Several
-// workers may race to create the same collection. Once verified, a
-// collection is remembered and later calls return without a request. It
-// retries transient failures for up to MaxRetryTime.
+// c.Name is the name ragpipe uses: an alias, a plain collection or a missing
+// name. A missing name is created when create is true, as the store
+// collection generation.Name(c.Name, 1) plus the alias c.Name pointing at it
+// (every request by the alias reaches that collection); a name that is
+// itself a generation's (such as documents__g2) is created under exactly
+// that name, without an alias. Created collections get the configured
+// shards, replication, write consistency and HNSW mode, and keyword vectors
+// (c.Keywords is ignored); an existing collection is used with or without
+// them, as it was created, and Apply writes the points' keyword vectors only
+// where it has them. Otherwise the error wraps
+// pipeline.ErrUnknownCollection. An existing collection of other dimensions
+// or distance is a permanent error naming both values.
+//
+// Several workers may race to create the same collection: the alias is
+// made only where none exists yet, so a creator that finds one (another
+// creator's, or a reindex's that has switched it since) uses it as it is.
+// Once verified, a name is remembered and later calls return without a
+// request. It retries transient failures for up to MaxRetryTime.
 func (q *Store) EnsureCollection(ctx context.Context, c pipeline.Collection, create bool) error {
-	if c.Distance == "" {
-		c.Distance = pipeline.Cosine
+	c, err := checked(c)
+	if err != nil {
+		return err
 	}
 	if v, ok := q.known.Load(c.Name); ok {
 		return pipeline.CollectionMismatch("Qdrant", c, v.(pipeline.Collection))
 	}
+	key := fmt.Sprintf("%s\x00%d\x00%s\x00%t", c.Name, c.Dims, c.Distance, create)
+	_, err, _ = q.creating.Do(key, func() (any, error) { return nil, q.ensure(ctx, c, create) })
+	return err
+}
+
+// checked returns c with the default distance, or a permanent error when c
+// cannot be a collection.
+func checked(c pipeline.Collection) (pipeline.Collection, error) {
+	c.Distance = cmp.Or(c.Distance, pipeline.Cosine)
 	if c.Name == "" || c.Dims <= 0 {
-		return pipeline.Permanent(fmt.Errorf("collection %q with %d dimensions: invalid", c.Name, c.Dims))
+		return c, pipeline.Permanent(fmt.Errorf("collection %q with %d dimensions: invalid", c.Name, c.Dims))
 	}
 	if _, ok := distances[c.Distance]; !ok {
-		return pipeline.Permanent(fmt.Errorf("collection %q: unknown distance %q", c.Name, c.Distance))
+		return c, pipeline.Permanent(fmt.Errorf("collection %q: unknown distance %q", c.Name, c.Distance))
 	}
-	key := fmt.Sprintf("%s\x00%d\x00%s\x00%t", c.Name, c.Dims, c.Distance, create)
-	_, err, _ := q.creating.Do(key, func() (any, error) { return nil, q.ensure(ctx, c, create) })
-	return err
+	return c, nil
 }
 
 // collectionInfo reads collection's configuration, retrying transient
@@ -56,29 +72,71 @@ func (q *Store) collectionInfo(ctx context.Context, collection string) (*qdrant.
 	return info, err
 }
 
+// createdInfo reads the configuration of a collection (or alias) this
+// process has just created, waiting until it is visible.
+func (q *Store) createdInfo(ctx context.Context, name string) (*qdrant.CollectionInfo, error) {
+	var info *qdrant.CollectionInfo
+	err := q.retry(ctx, "get collection", name, func(ctx context.Context) (err error) {
+		info, err = q.client.GetCollectionInfo(ctx, name)
+		if isCode(err, codes.NotFound) {
+			// Behind a load balancer a peer may not have applied the
+			// creation yet: transient (%v drops the status code).
+			return fmt.Errorf("created collection not visible yet: %v", err)
+		}
+		return err
+	})
+	return info, err
+}
+
 func (q *Store) ensure(ctx context.Context, c pipeline.Collection, create bool) error {
 	info, err := q.collectionInfo(ctx, c.Name)
 	if isCode(err, codes.NotFound) {
 		if !create {
 			return pipeline.Permanent(fmt.Errorf("collection %q: %w", c.Name, pipeline.ErrUnknownCollection))
 		}
-		if err := q.create(ctx, c, true); err != nil {
-			return err
-		}
-		err = q.retry(ctx, "get collection", c.Name, func(ctx context.Context) error {
-			var err error
-			info, err = q.client.GetCollectionInfo(ctx, c.Name)
-			if isCode(err, codes.NotFound) {
-				// Behind a load balancer a peer may not have applied the
-				// creation yet: transient (%v drops the status code).
-				return fmt.Errorf("created collection not visible yet: %v", err)
-			}
-			return err
-		})
+		info, err = q.createFirst(ctx, c)
 	}
 	if err != nil {
 		return err
 	}
+	return q.verify(ctx, c, info)
+}
+
+// createFirst creates the first generation of the missing name c.Name and
+// the alias c.Name to it, and returns the configuration c.Name then has.
+func (q *Store) createFirst(ctx context.Context, c pipeline.Collection) (*qdrant.CollectionInfo, error) {
+	if _, _, ok := generation.Parse(c.Name); ok {
+		if err := q.create(ctx, c, true); err != nil {
+			return nil, err
+		}
+		return q.createdInfo(ctx, c.Name)
+	}
+	g := c
+	g.Name = generation.Name(c.Name, 1)
+	if err := q.create(ctx, g, true); err != nil {
+		return nil, err
+	}
+	info, err := q.createdInfo(ctx, g.Name)
+	if err != nil {
+		return nil, err
+	}
+	have, err := collectionOf(g.Name, info)
+	if err != nil {
+		return nil, err
+	}
+	// A generation left with other dimensions must not get the alias.
+	if err := pipeline.CollectionMismatch("Qdrant", g, have); err != nil {
+		return nil, err
+	}
+	if err := q.aliasFirst(ctx, c.Name, g.Name); err != nil {
+		return nil, err
+	}
+	return q.createdInfo(ctx, c.Name)
+}
+
+// verify checks that info, the configuration of c.Name, matches c, adds
+// the payload indexes it lacks and remembers c.Name as verified.
+func (q *Store) verify(ctx context.Context, c pipeline.Collection, info *qdrant.CollectionInfo) error {
 	have, err := collectionOf(c.Name, info)
 	if err != nil {
 		return err
@@ -103,16 +161,17 @@ func (q *Store) ensure(ctx context.Context, c pipeline.Collection, create bool) 
 // indexes (EnsureCollection adds them). It lets tests check how such
 // collections are written and searched (storetest.WithoutKeywords).
 func (q *Store) CreateWithoutKeywords(ctx context.Context, c pipeline.Collection) error {
-	if _, ok := distances[cmp.Or(c.Distance, pipeline.Cosine)]; !ok || c.Name == "" || c.Dims <= 0 {
-		return pipeline.Permanent(fmt.Errorf("collection %q with %d dimensions, distance %q: invalid", c.Name, c.Dims, c.Distance))
+	c, err := checked(c)
+	if err != nil {
+		return err
 	}
-	c.Distance = cmp.Or(c.Distance, pipeline.Cosine)
 	return q.create(ctx, c, false)
 }
 
-// create creates c, with keyword vectors if keywords; losing a race with
-// another creator is fine.
+// create creates c, with keyword vectors if keywords, laid out as c says or
+// else as configured; finding it created (by another creator) is fine.
 func (q *Store) create(ctx context.Context, c pipeline.Collection, keywords bool) error {
+	replicas := cmp.Or(c.ReplicationFactor, q.cfg.ReplicationFactor)
 	req := &qdrant.CreateCollection{
 		CollectionName: c.Name,
 		VectorsConfig: qdrant.NewVectorsConfig(&qdrant.VectorParams{
@@ -120,9 +179,9 @@ func (q *Store) create(ctx context.Context, c pipeline.Collection, keywords bool
 			Distance: distances[c.Distance],
 		}),
 		ShardNumber:            qdrant.PtrOf(cmp.Or(c.Shards, q.cfg.Shards)),
-		ReplicationFactor:      qdrant.PtrOf(cmp.Or(c.ReplicationFactor, q.cfg.ReplicationFactor)),
-		WriteConsistencyFactor: qdrant.PtrOf(cmp.Or(c.WriteConsistency, q.cfg.WriteConsistency)),
-		Timeout:                qdrant.PtrOf(uint64(max(q.cfg.Timeout/time.Second, 1))),
+		ReplicationFactor:      qdrant.PtrOf(replicas),
+		WriteConsistencyFactor: qdrant.PtrOf(min(cmp.Or(c.WriteConsistency, q.cfg.WriteConsistency), replicas)),
+		Timeout:                q.timeoutSeconds(),
 	}
 	if keywords {
 		req.SparseVectorsConfig = keywordsConfig()
@@ -130,18 +189,20 @@ func (q *Store) create(ctx context.Context, c pipeline.Collection, keywords bool
 	if q.cfg.HNSW == HNSWTenant {
 		req.HnswConfig = &qdrant.HnswConfigDiff{M: qdrant.PtrOf(uint64(0)), PayloadM: qdrant.PtrOf(uint64(16))}
 	}
+	existed := false
 	err := q.retry(ctx, "create collection", c.Name, func(ctx context.Context) error {
 		err := q.client.CreateCollection(ctx, req)
 		if isCode(err, codes.AlreadyExists) {
+			existed = true
 			return nil
 		}
 		return err
 	})
-	if err != nil {
+	if err != nil || existed {
 		return err
 	}
 	q.log.Info().Str("collection", c.Name).Int("dims", c.Dims).Str("distance", string(c.Distance)).Bool("keywords", keywords).
-		Uint32("shards", cmp.Or(c.Shards, q.cfg.Shards)).Uint32("replication_factor", cmp.Or(c.ReplicationFactor, q.cfg.ReplicationFactor)).
+		Uint32("shards", cmp.Or(c.Shards, q.cfg.Shards)).Uint32("replication_factor", replicas).
 		Str("hnsw", q.cfg.HNSW).Msg("created qdrant collection")
 	return nil
 }
@@ -229,7 +290,15 @@ func collectionOf(name string, info *qdrant.CollectionInfo) (pipeline.Collection
 // that the next EnsureCollection looks again.
 func (q *Store) forget(collection string, err error) {
 	if isCode(err, codes.NotFound) {
-		q.known.Delete(collection)
-		q.shapes.Delete(collection)
+		q.forgetNames(collection)
+	}
+}
+
+// forgetNames drops names from the caches: what this process verified or
+// read of them no longer holds (a collection dropped, an alias switched).
+func (q *Store) forgetNames(names ...string) {
+	for _, n := range names {
+		q.known.Delete(n)
+		q.shapes.Delete(n)
 	}
 }

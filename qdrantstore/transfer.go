@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/qdrant/go-client/qdrant"
+	"google.golang.org/grpc/codes"
 
 	"github.com/ragpipe/ragpipe/pipeline"
 )
@@ -13,7 +14,9 @@ import (
 // migrate), with the same semantics as the embedded store's methods of the
 // same names: Collections, Scroll, Upsert and Count.
 
-// Collections returns every collection in Qdrant that ragpipe can use.
+// Collections returns every collection in Qdrant that ragpipe can use, by
+// the names CollectionNames returns (an alias with the dimensions and
+// distance of its target), except those deleted while it reads them.
 func (q *Store) Collections(ctx context.Context) ([]pipeline.Collection, error) {
 	names, err := q.CollectionNames(ctx)
 	if err != nil {
@@ -22,6 +25,9 @@ func (q *Store) Collections(ctx context.Context) ([]pipeline.Collection, error) 
 	out := make([]pipeline.Collection, 0, len(names))
 	for _, name := range names {
 		info, err := q.collectionInfo(ctx, name)
+		if isCode(err, codes.NotFound) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
