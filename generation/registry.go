@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,6 +25,13 @@ import (
 type Config struct {
 	// Replicas of the bucket, as the version register's. Default 1.
 	Replicas int
+	// ReadOnly opens the bucket without creating it, for a process that may
+	// only read it (the searcher): a bucket that cannot be opened yet
+	// (missing, or refused by the server's permissions) is tried again in
+	// the background until it can, and until then the Registry has no
+	// States. Update fails. Default false: Open creates the bucket when it
+	// is missing and fails when it cannot.
+	ReadOnly bool
 	// Logger receives a line for every State change seen. The zero Logger
 	// discards them.
 	Logger zerolog.Logger
@@ -34,12 +42,15 @@ type Config struct {
 // (Cached), and reads the bucket's stream leader when a read must see every
 // update made before it began (Current). It is safe for concurrent use.
 type Registry struct {
-	kv     jetstream.KeyValue
-	js     jetstream.JetStream
-	log    zerolog.Logger
-	stop   context.CancelFunc
-	done   chan struct{}
-	getSub string // the stream's message-get API subject
+	js       jetstream.JetStream
+	readOnly bool
+	log      zerolog.Logger
+	ctx      context.Context // ends with Close
+	stop     context.CancelFunc
+	done     chan struct{} // closed once the watch (or the wait for the bucket) has ended
+	getSub   string        // the stream's message-get API subject
+
+	kv atomic.Pointer[jetstream.KeyValue] // nil until the bucket is open
 
 	mu     sync.RWMutex
 	states map[string]State  // by collection
@@ -49,13 +60,28 @@ type Registry struct {
 // ErrNoChange, returned by Update's function, leaves the State as it is.
 var ErrNoChange = errors.New("no change")
 
-// Open creates the bucket when it is missing and returns once the States
-// present are loaded; the watch runs until Close. An existing bucket is used
-// as it is.
+// Open creates the bucket when it is missing (but with Config.ReadOnly)
+// and returns once the States present are loaded; the watch runs until
+// Close.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Registry, error) {
 	replicas := max(cfg.Replicas, 1)
 	if replicas > 5 {
 		return nil, fmt.Errorf("generations: %d replicas: want 1 to 5", replicas)
+	}
+	r := &Registry{
+		js: js, readOnly: cfg.ReadOnly, log: cfg.Logger, done: make(chan struct{}),
+		getSub: apiPrefix(js) + "STREAM.MSG.GET.KV_" + Bucket,
+		states: make(map[string]State), seen: make(map[string]uint64),
+	}
+	r.ctx, r.stop = context.WithCancel(context.WithoutCancel(ctx))
+	var err error
+	if cfg.ReadOnly {
+		if err = r.bind(ctx); err != nil {
+			r.log.Warn().Err(err).Msg("generations: bucket " + Bucket + " cannot be read yet; every collection is served by its own name until it can")
+			go r.bindLater()
+			return r, nil
+		}
+		return r, nil
 	}
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
@@ -67,33 +93,74 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Registry, e
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		kv, err = js.KeyValue(ctx, Bucket)
 	}
+	if err == nil {
+		err = r.watch(ctx, kv)
+	}
 	if err != nil {
+		r.stop()
 		return nil, fmt.Errorf("generations: bucket %s: %w", Bucket, err)
 	}
-	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	return r, nil
+}
+
+// bind opens the existing bucket and watches it.
+func (r *Registry) bind(ctx context.Context) error {
+	kv, err := r.js.KeyValue(ctx, Bucket)
+	if err != nil {
+		return err
+	}
+	return r.watch(ctx, kv)
+}
+
+// bindLater tries bind again, less and less often, until it succeeds or
+// the Registry is closed.
+func (r *Registry) bindLater() {
+	wait := time.Second
+	for {
+		select {
+		case <-r.ctx.Done():
+			close(r.done)
+			return
+		case <-time.After(wait):
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+		err := r.bind(ctx)
+		cancel()
+		if err == nil {
+			r.log.Info().Msg("generations: bucket " + Bucket + " open; collections follow their generations")
+			return
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// watch starts the watch of kv and waits until the initial values are
+// loaded; from then on the watch closes r.done when it ends.
+func (r *Registry) watch(ctx context.Context, kv jetstream.KeyValue) error {
+	wctx, stop := context.WithCancel(r.ctx)
 	w, err := kv.WatchAll(wctx)
 	if err != nil {
 		stop()
-		return nil, fmt.Errorf("generations: watch %s: %w", Bucket, err)
+		return fmt.Errorf("watch: %w", err)
 	}
-	r := &Registry{
-		kv: kv, js: js, log: cfg.Logger, stop: stop, done: make(chan struct{}),
-		getSub: apiPrefix(js) + "STREAM.MSG.GET.KV_" + Bucket,
-		states: make(map[string]State), seen: make(map[string]uint64),
-	}
-	loaded := make(chan struct{})
-	go r.watch(w, loaded)
+	loaded, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		r.follow(w, loaded)
+	}()
 	select {
 	case <-loaded:
-		return r, nil
-	case <-r.done:
-		stop()
-		return nil, fmt.Errorf("generations: watch %s ended before the States were loaded", Bucket)
+		r.kv.Store(&kv)
+		go func() { <-ended; stop(); close(r.done) }()
+		return nil
+	case <-ended:
+		err = errors.New("the watch ended before the States were loaded")
 	case <-ctx.Done():
-		stop()
-		<-r.done
-		return nil, fmt.Errorf("generations: load %s: %w", Bucket, ctx.Err())
+		err = ctx.Err()
 	}
+	stop()
+	<-ended
+	return fmt.Errorf("load: %w", err)
 }
 
 // apiPrefix is the subject prefix of js's API requests.
@@ -108,10 +175,9 @@ func apiPrefix(js jetstream.JetStream) string {
 	return jetstream.DefaultAPIPrefix
 }
 
-// watch applies every entry of the bucket to the cache until the watch
+// follow applies every entry of the bucket to the cache until the watch
 // ends; loaded is closed once the initial values are in.
-func (r *Registry) watch(w jetstream.KeyWatcher, loaded chan struct{}) {
-	defer close(r.done)
+func (r *Registry) follow(w jetstream.KeyWatcher, loaded chan struct{}) {
 	defer func() { _ = w.Stop() }()
 	initial := true
 	for e := range w.Updates() {
@@ -237,7 +303,8 @@ func (r *Registry) read(ctx context.Context, collection string) (s State, ok boo
 		return State{}, false, 0, fmt.Errorf("generations: read %s: %w", collection, err)
 	}
 	switch {
-	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+	case resp.Error != nil && (resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound ||
+		resp.Error.ErrorCode == jetstream.JSErrCodeStreamNotFound): // no State yet
 		return State{}, false, 0, nil
 	case resp.Error != nil:
 		return State{}, false, 0, fmt.Errorf("generations: read %s: %w", collection, resp.Error)
@@ -286,6 +353,10 @@ func decode(collection string, data []byte, rev uint64) (State, error) {
 // returned carries its new Revision, and Cached returns it (or a newer one)
 // once Update has returned.
 func (r *Registry) Update(ctx context.Context, collection string, fn func(s *State, exists bool) error) (State, error) {
+	if r.readOnly {
+		return State{}, fmt.Errorf("generations: update %s: the registry is read-only", collection)
+	}
+	kv := *r.kv.Load()
 	for attempt := 0; ; attempt++ {
 		s, exists, rev, err := r.read(ctx, collection)
 		if err != nil {
@@ -306,9 +377,9 @@ func (r *Registry) Update(ctx context.Context, collection string, fn func(s *Sta
 		}
 		var newRev uint64
 		if rev == 0 {
-			newRev, err = r.kv.Create(ctx, collection, data)
+			newRev, err = kv.Create(ctx, collection, data)
 		} else {
-			newRev, err = r.kv.Update(ctx, collection, data, rev)
+			newRev, err = kv.Update(ctx, collection, data, rev)
 		}
 		if err == nil {
 			s.Revision = newRev

@@ -184,6 +184,57 @@ func TestRegistry(t *testing.T) {
 	}
 }
 
+// TestRegistryReadOnly: a read-only registry opened before the bucket
+// exists has no States, follows the bucket once a writer creates it, and
+// cannot update.
+func TestRegistryReadOnly(t *testing.T) {
+	ctx := t.Context()
+	srv := natstest.Start(t)
+	js, err := jetstream.New(natstest.Connect(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := generation.Open(ctx, js, generation.Config{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ro.Close() })
+	if _, ok, err := ro.Current(ctx, "docs"); ok || err != nil {
+		t.Errorf("Current without a bucket: ok %v, err %v", ok, err)
+	}
+	if _, err := ro.Update(ctx, "docs", serve(gen("docs", 1))); err == nil {
+		t.Error("a read-only registry updated")
+	}
+	if _, err := js.KeyValue(ctx, generation.Bucket); err == nil {
+		t.Error("a read-only registry created the bucket")
+	}
+	w := open(t, natstest.Connect(t, srv), 1)
+	s, err := w.Update(ctx, "docs", serve(gen("docs", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := ro.Current(ctx, "docs"); !ok || err != nil || got.Revision != s.Revision {
+		t.Errorf("Current: %+v, %v, %v", got, ok, err)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if c, ok := ro.Cached("docs"); !ok || c.Revision != s.Revision {
+			return errors.New("the read-only registry does not follow the bucket created after it opened")
+		}
+		return nil
+	})
+
+	// Closing one that still waits for the bucket returns.
+	other := natstest.Start(t)
+	ojs, _ := jetstream.New(natstest.Connect(t, other))
+	waiting, err := generation.Open(ctx, ojs, generation.Config{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := waiting.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRegistryConcurrentUpdates: updates racing from two connections each
 // apply once; none is lost.
 func TestRegistryConcurrentUpdates(t *testing.T) {
