@@ -2,8 +2,9 @@ package localstore
 
 import "context"
 
-// CollectionNames returns the name of every collection in the store: what
-// the ingest stage counts against RAGPIPE_MAX_COLLECTIONS.
+// CollectionNames returns the names of the ragpipe collections in the
+// store, as Collections lists them (generations are not counted): what the
+// ingest stage counts against RAGPIPE_MAX_COLLECTIONS.
 func (s *Store) CollectionNames(ctx context.Context) ([]string, error) {
 	colls, err := s.Collections(ctx)
 	if err != nil {

@@ -61,6 +61,9 @@ func (s *Store) compact(ctx context.Context, c *coll, force bool) error {
 	if s.closed {
 		return ErrClosed
 	}
+	if s.colls[c.name] != c { // dropped
+		return nil
+	}
 	unlock, err := c.lockWriter(ctx)
 	if err != nil {
 		return err

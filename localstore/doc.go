@@ -26,6 +26,19 @@
 // float64 any number equal to it (as a range gte=lte); a key naming an array
 // matches when any element does.
 //
+// # Collections, generations and aliases
+//
+// As in the Qdrant store, a collection EnsureCollection creates, x, is the
+// collection x__g1 (generation.Name) plus the alias x pointing at it, so
+// that ragpipe reindex can build x__g2 and switch the alias to it (see
+// package generation). Every call taking a collection name resolves an
+// alias to its collection; a collection created before generations, under
+// the name x itself, is used as it is. SwitchAlias replaces the alias map
+// whole, under no lock a read waits for, so a read resolving x meanwhile
+// uses the old collection or the new one. The listings (Collections,
+// CollectionNames) name ragpipe collections: each alias, each collection
+// no alias points at, except the generations x__gN of an x that exists.
+//
 // # Keyword vectors
 //
 // Collections the store creates have keyword vectors (pipeline.Collection
@@ -62,7 +75,10 @@
 // (ftruncate and fsync); if even that fails, the collection refuses writes
 // until the process restarts, and Store.Health reports it. EnsureCollection
 // writes the new collection's directory under a temporary name, fsyncs it and
-// renames it into place.
+// renames it into place. The aliases are the file aliases.json, replaced
+// by a fsynced temporary file's rename and a fsync of the directory;
+// DropCollection renames the collection's directory away, fsyncs Config.Dir
+// and removes it, and Open removes what a crash left of either.
 //
 // Open loads each collection's newest snapshot (a complete file, or an error)
 // and replays its log. The first record that is short, fails its CRC or has

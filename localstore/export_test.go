@@ -6,10 +6,10 @@ import (
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
-// CreateWithoutKeywords creates collection c without keyword vectors, as
-// storetest.WithoutKeywords asks: the state of a collection created before
-// them, which this store no longer creates.
+// CreateWithoutKeywords creates collection c under exactly its name
+// without keyword vectors, as storetest.WithoutKeywords asks: the state of
+// a collection created before them, which this store no longer creates.
 func (s *Store) CreateWithoutKeywords(ctx context.Context, c pipeline.Collection) error {
 	c.Keywords = false
-	return s.ensureCollection(ctx, c, true)
+	return s.createExact(ctx, c)
 }

@@ -2,6 +2,7 @@ package localstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -11,15 +12,18 @@ import (
 // above every valid version.
 const erasedBelow = pipeline.MaxVersion + 1
 
-// EraseTenant deletes every point of userID in collection and returns how
-// many there were, exactly: it holds the collection's writer lock from the
-// count to the delete. The delete is one fsynced log record, a prune of each
-// of the tenant's documents below every version. When it deleted anything,
-// the collection is then compacted, so that the log records and the
-// snapshot that held the tenant's texts leave the disk; should that fail,
-// the points stay deleted and the error says so, and the texts leave the
-// disk at the next compaction. Running it again finds nothing and deletes
-// nothing.
+// EraseTenant deletes every point of userID in collection (an alias: in
+// its collection) and in every generation collection__gN of it, and
+// returns how many there were in collection, exactly: in each, it holds
+// the collection's writer lock from the count to the delete. So ragpipe
+// forget, which erases each listed collection, reaches the generations a
+// reindex builds or keeps too. Each delete is one fsynced log record, a
+// prune of each of the tenant's documents below every version. A
+// collection it deleted anything from is then compacted, so that the log
+// records and the snapshot that held the tenant's texts leave the disk;
+// should that fail, the points stay deleted and the error says so, and the
+// texts leave the disk at the next compaction. Running it again finds
+// nothing and deletes nothing.
 //
 // An invalid user id is a permanent error; an unknown collection wraps
 // pipeline.ErrUnknownCollection.
@@ -31,7 +35,30 @@ func (s *Store) EraseTenant(ctx context.Context, collection, userID string) (int
 	if err != nil {
 		return 0, err
 	}
-	defer release()
+	n, err := s.erase(ctx, c, userID)
+	release()
+	if err != nil {
+		return n, err
+	}
+	for _, name := range s.generationsOf(collection, c.name) {
+		g, release, err := s.acquire(name)
+		if errors.Is(err, pipeline.ErrUnknownCollection) {
+			continue // dropped meanwhile
+		}
+		if err != nil {
+			return n, err
+		}
+		_, err = s.erase(ctx, g, userID)
+		release()
+		if err != nil {
+			return n, fmt.Errorf("embedded erase %q: generation %q: %w", collection, name, err)
+		}
+	}
+	return n, nil
+}
+
+// erase is EraseTenant in c alone; the caller holds c (acquire).
+func (s *Store) erase(ctx context.Context, c *coll, userID string) (int, error) {
 	unlock, err := c.lockWriter(ctx)
 	if err != nil {
 		return 0, err

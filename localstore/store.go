@@ -7,13 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/ragpipe/ragpipe/generation"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -71,9 +72,13 @@ type Store struct {
 	log  zerolog.Logger
 	lock *os.File
 
-	mu     sync.RWMutex // held for reading by every call, for writing by Close and collection creation
+	mu     sync.RWMutex // held for reading by every call, for writing by Close and to change colls
 	closed bool
 	colls  map[string]*coll
+	// aliases maps each alias to its collection; replaced whole (under
+	// meta), so that a call resolving a name sees the old map or the new.
+	aliases atomic.Pointer[map[string]string]
+	meta    sync.Mutex // serialises collection creation, drops and alias switches
 
 	kick      chan struct{} // wakes the compactor
 	stop      context.CancelFunc
@@ -103,6 +108,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		colls: make(map[string]*coll),
 		kick:  make(chan struct{}, 1),
 	}
+	s.aliases.Store(&map[string]string{})
 	if err := s.load(ctx); err != nil {
 		for _, c := range s.colls {
 			c.wal.close()
@@ -133,7 +139,7 @@ func (s *Store) load(ctx context.Context) error {
 			if err := os.RemoveAll(filepath.Join(s.cfg.Dir, name)); err != nil {
 				return err
 			}
-		case ent.IsDir() && pipeline.ValidCollection(name):
+		case ent.IsDir() && validStoreName(name):
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -145,7 +151,10 @@ func (s *Store) load(ctx context.Context) error {
 			points += len(c.st.points)
 		}
 	}
-	s.log.Info().Str("dir", s.cfg.Dir).Int("collections", len(s.colls)).Int("points", points).
+	if err := s.loadAliases(); err != nil {
+		return err
+	}
+	s.log.Info().Str("dir", s.cfg.Dir).Int("collections", len(s.colls)).Int("aliases", len(s.aliasMap())).Int("points", points).
 		Dur("took", time.Since(start)).Msg("embedded store opened")
 	return nil
 }
@@ -196,7 +205,8 @@ func (s *Store) Health(ctx context.Context) error {
 	return nil
 }
 
-// acquire returns the open collection name; release must be called when done.
+// acquire returns the open collection name, or the one the alias name
+// points at; release must be called when done.
 func (s *Store) acquire(name string) (c *coll, release func(), err error) {
 	s.mu.RLock()
 	if s.closed {
@@ -204,6 +214,9 @@ func (s *Store) acquire(name string) (c *coll, release func(), err error) {
 		return nil, nil, ErrClosed
 	}
 	c = s.colls[name]
+	if c == nil {
+		c = s.colls[s.aliasMap()[name]]
+	}
 	if c == nil {
 		s.mu.RUnlock()
 		return nil, nil, unknownCollection(name)
@@ -215,59 +228,41 @@ func unknownCollection(name string) error {
 	return pipeline.Permanent(fmt.Errorf("embedded store: collection %q: %w", name, pipeline.ErrUnknownCollection))
 }
 
-// EnsureCollection makes sure collection c exists with c's dimensions and
-// distance (an empty distance means cosine). A missing collection is created
-// when create is true, with keyword vectors (c.Keywords is ignored), durably
-// before it returns; otherwise the error wraps pipeline.ErrUnknownCollection. An existing collection of other dimensions
-// or distance, an invalid name (CONTRACT §1) or invalid dimensions are
-// permanent errors naming both values.
+// EnsureCollection makes sure collection c exists, or the alias c.Name
+// of one, with c's dimensions and distance (an empty distance means
+// cosine). A missing one is created when create is true, as the collection
+// generation.Name(c.Name, 1) with keyword vectors (c.Keywords is ignored)
+// plus the alias c.Name pointing at it, durably before it returns;
+// otherwise the error wraps pipeline.ErrUnknownCollection. An existing
+// collection of other dimensions or distance, an invalid name (CONTRACT
+// §1) or invalid dimensions are permanent errors naming both values. A
+// collection created before generations, under the name itself, is used
+// as it is.
 func (s *Store) EnsureCollection(ctx context.Context, c pipeline.Collection, create bool) error {
 	c.Keywords = true
-	return s.ensureCollection(ctx, c, create)
-}
-
-// ensureCollection is EnsureCollection, creating c with keyword vectors when
-// c.Keywords is set.
-func (s *Store) ensureCollection(ctx context.Context, c pipeline.Collection, create bool) error {
-	if c.Distance == "" {
-		c.Distance = pipeline.Cosine
-	}
-	if !pipeline.ValidCollection(c.Name) || c.Dims <= 0 {
-		return pipeline.Permanent(fmt.Errorf("collection %q with %d dimensions: invalid", c.Name, c.Dims))
-	}
-	if !c.Distance.Valid() {
-		return pipeline.Permanent(fmt.Errorf("collection %q: unknown distance %q", c.Name, c.Distance))
+	if err := checkCollection(&c, pipeline.ValidCollection); err != nil {
+		return err
 	}
 	have, release, err := s.acquire(c.Name)
 	if err == nil {
 		release()
 		return collMismatch(c, have)
 	}
-	if !errors.Is(err, pipeline.ErrUnknownCollection) {
+	if !errors.Is(err, pipeline.ErrUnknownCollection) || !create {
 		return err
 	}
-	if !create {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	if have := s.colls[c.Name]; have != nil { // created meanwhile
+	s.meta.Lock()
+	defer s.meta.Unlock()
+	if have, release, err := s.acquire(c.Name); err == nil { // created meanwhile
+		release()
 		return collMismatch(c, have)
 	}
-	nc, err := createColl(s.cfg.Dir, c, s.log)
-	if err != nil {
-		return fmt.Errorf("embedded store: create collection %q: %w", c.Name, err)
+	g := c
+	g.Name = generation.Name(c.Name, 1)
+	if err := s.create(ctx, g); err != nil { // a generation left by a crash is used if it fits
+		return err
 	}
-	s.colls[c.Name] = nc
-	s.log.Info().Str("collection", c.Name).Int("dims", c.Dims).Str("distance", string(c.Distance)).
-		Bool("keywords", c.Keywords).Msg("created embedded collection")
-	return nil
+	return s.switchAlias(ctx, c.Name, g.Name)
 }
 
 // CheckCollection verifies, without changing anything, that collection
@@ -290,20 +285,4 @@ func (s *Store) CheckCollection(ctx context.Context, want pipeline.Collection) e
 // collMismatch reports, as a permanent error, how have differs from want.
 func collMismatch(want pipeline.Collection, have *coll) error {
 	return pipeline.CollectionMismatch("the embedded store", want, pipeline.Collection{Name: want.Name, Dims: have.dims, Distance: have.dist})
-}
-
-// Collections lists the store's collections, by name, with their shape
-// (Keywords is set for those with keyword vectors).
-func (s *Store) Collections(ctx context.Context) ([]pipeline.Collection, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, ErrClosed
-	}
-	out := make([]pipeline.Collection, 0, len(s.colls))
-	for _, c := range s.colls {
-		out = append(out, pipeline.Collection{Name: c.name, Dims: c.dims, Distance: c.dist, Keywords: c.keywords})
-	}
-	slices.SortFunc(out, func(a, b pipeline.Collection) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
 }

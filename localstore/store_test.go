@@ -277,7 +277,7 @@ func TestEmbeddedTornTail(t *testing.T) {
 	storetest.Ensure(t, s, "torn", pipeline.Dot)
 	m := storetest.Model{}
 	var sizes []int64 // log size after each write
-	path := embeddedLog(t, dir, "torn")
+	path := embeddedLog(t, dir, "torn__g1")
 	for i := range 6 {
 		w := storetest.Write("u", fmt.Sprintf("d%d", i%4), uint64(i+1), 1+i%3)
 		storetest.Apply(t, s, "torn", w)
@@ -352,9 +352,9 @@ func TestEmbeddedCorruptSnapshot(t *testing.T) {
 	}
 	s.Close()
 	var snap string
-	for _, f := range embeddedFiles(t, dir, "snap") {
+	for _, f := range embeddedFiles(t, dir, "snap__g1") {
 		if strings.HasPrefix(f, "snap-") {
-			snap = filepath.Join(dir, "snap", f)
+			snap = filepath.Join(dir, "snap__g1", f)
 		}
 	}
 	if err := os.Truncate(snap, sizeOf(t, snap)-1); err != nil {
@@ -385,10 +385,10 @@ func TestEmbeddedCompaction(t *testing.T) {
 	}
 	dirSize := func() (int64, error) {
 		var total int64
-		files := embeddedFiles(t, dir, "compact")
+		files := embeddedFiles(t, dir, "compact__g1")
 		snaps, logs := 0, 0
 		for _, f := range files {
-			st, err := os.Stat(filepath.Join(dir, "compact", f))
+			st, err := os.Stat(filepath.Join(dir, "compact__g1", f))
 			if err != nil {
 				return 0, err
 			}
@@ -770,7 +770,7 @@ func TestEmbeddedCrash(t *testing.T) {
 		s.Close()
 		next = last + 2 // the next round's versions are newer still
 	}
-	if files := embeddedFiles(t, dir, "crash"); slices.Contains(files, "snap-0000000000000000") {
+	if files := embeddedFiles(t, dir, "crash__g1"); slices.Contains(files, "snap-0000000000000000") {
 		t.Errorf("files %v: the children never compacted", files)
 	}
 }

@@ -74,6 +74,11 @@ var subtests = []struct {
 	{"Scroll", testScroll},
 	{"DocumentPoints", testDocumentPoints},
 	{"EraseTenant", testEraseTenant},
+	{"GenerationNaming", testGenerationNaming},
+	{"SwitchAlias", testSwitchAlias},
+	{"NameTaken", testNameTaken},
+	{"DropCollection", testDropCollection},
+	{"EraseTenantGenerations", testEraseTenantGenerations},
 }
 
 // Ensure creates collection name with Dims dimensions and distance d, or
