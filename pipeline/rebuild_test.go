@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -61,7 +62,7 @@ func TestRebuildExamples(t *testing.T) {
 
 // rebuildTally counts texts by what Rebuild made of their chunks.
 type rebuildTally struct {
-	texts, single, overlapping, gapped, gappedExact, gappedWords int
+	texts, single, overlapping, gapped, gappedExact, gappedWords, gappedResplit int
 }
 
 // check rebuilds text's chunks: exactly when every junction overlaps,
@@ -93,6 +94,9 @@ func (tl *rebuildTally) check(t *testing.T, c *pipeline.Chunker, text string) bo
 		return true
 	}
 	tl.gapped++
+	if slices.Equal(c.Split(got), chunks) {
+		tl.gappedResplit++
+	}
 	switch {
 	case got == want:
 		tl.gappedExact++
@@ -104,8 +108,8 @@ func (tl *rebuildTally) check(t *testing.T, c *pipeline.Chunker, text string) bo
 
 func (tl *rebuildTally) log(t *testing.T, what string) {
 	t.Helper()
-	t.Logf("%s: %d texts, %d in one chunk or none, %d with every junction overlapping (rebuilt exactly), %d with a junction that does not overlap: %d of them rebuilt exactly, %d more with the same words",
-		what, tl.texts, tl.single, tl.overlapping-tl.single, tl.gapped, tl.gappedExact, tl.gappedWords)
+	t.Logf("%s: %d texts, %d in one chunk or none, %d with every junction overlapping (rebuilt exactly), %d with a junction that does not overlap: %d of them rebuilt exactly, %d more with the same words; %d split again into the same chunks",
+		what, tl.texts, tl.single, tl.overlapping-tl.single, tl.gapped, tl.gappedExact, tl.gappedWords, tl.gappedResplit)
 }
 
 func TestRebuildRandom(t *testing.T) {

@@ -130,7 +130,9 @@ func (j *run) create(ctx context.Context, st generation.State) (generation.State
 		}
 		target.Dims = emb.Dimensions()
 	}
-	if err := target.Check(); err != nil {
+	check := target
+	check.Name = generation.Name(j.collection, max(1, target.Number)) // chosen below
+	if err := check.Check(); err != nil {
 		return st, pipeline.Permanent(fmt.Errorf("target settings: %w", err))
 	}
 	if generation.SameSettings(target, st.Serving) {

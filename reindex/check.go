@@ -143,8 +143,7 @@ func (c *copier) checkTenant(ctx context.Context, tenant string) (generation.Ten
 	}
 	tc.FromDocs, tc.ToDocs = len(from), len(to)
 	same := make([]string, 0, len(to))
-	for id, d := range to {
-		tc.ToChunks += d.ChunkCount
+	for id := range to {
 		if !isBad[id] {
 			same = append(same, id)
 		}
@@ -156,12 +155,17 @@ func (c *copier) checkTenant(ctx context.Context, tenant string) (generation.Ten
 	return tc, bad, same, nil
 }
 
-// countPoints counts tenant's points in both generations, reading again
-// for Config.Settle while the building generation's differ from its
-// documents' chunks (a write in flight holds both versions for a moment).
+// countPoints counts tenant's points in both generations and the chunks of
+// the building one's documents (to, as listed), listing and counting again
+// for Config.Settle while they differ: a write in flight holds two versions
+// of a document for a moment.
 func (c *copier) countPoints(ctx context.Context, tenant string, to map[string]pipeline.Doc, tc *generation.TenantCount) error {
 	deadline := time.Now().Add(c.cfg.Settle)
 	for {
+		tc.ToChunks = 0
+		for _, d := range to {
+			tc.ToChunks += d.ChunkCount
+		}
 		var counts [2]int
 		for i, name := range []string{c.serving.Name, c.building.Name} {
 			if err := c.retry(ctx, "count "+name, func(ctx context.Context) error {
@@ -176,14 +180,13 @@ func (c *copier) countPoints(ctx context.Context, tenant string, to map[string]p
 		if tc.ToPoints == tc.ToChunks || time.Now().After(deadline) {
 			return nil
 		}
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
-		chunks := 0
-		for _, d := range to {
-			chunks += d.ChunkCount
+		var err error
+		if to, err = c.listAll(ctx, c.building.Name, tenant); err != nil {
+			return err
 		}
-		tc.ToChunks = chunks
 	}
 }
 

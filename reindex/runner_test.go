@@ -1,0 +1,477 @@
+package reindex_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/generation"
+	"github.com/ragpipe/ragpipe/ingest"
+	"github.com/ragpipe/ragpipe/internal/checkfor"
+	"github.com/ragpipe/ragpipe/internal/natstest"
+	"github.com/ragpipe/ragpipe/localstore"
+	"github.com/ragpipe/ragpipe/lww"
+	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/reindex"
+)
+
+const collection = "docs"
+
+// env is a worker's parts on real servers: embedded NATS (version
+// register, Registry) and the embedded store, written through a real Stage
+// that follows the generations with router.
+type env struct {
+	t      *testing.T
+	reg    *generation.Registry
+	store  *localstore.Store
+	stage  *ingest.Stage
+	router *router
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	js, err := jetstream.New(natstest.Connect(t, natstest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions, err := lww.NewRegister(t.Context(), js, "rag", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := generation.Open(t.Context(), js, generation.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	store, err := localstore.Open(t.Context(), localstore.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	def, _ := embedderFor("", 0)
+	chunker, err := pipeline.NewChunker(300, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &router{reg: reg}
+	stage, err := ingest.NewStage(ingest.StageConfig{
+		Sink: store, Versions: versions, Embedder: def, Chunker: chunker, Reuse: store,
+		AutoCreate: func(string) bool { return true }, Router: rt,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, reg: reg, store: store, stage: stage, router: rt}
+}
+
+// embedderFor is the worker's embedders: the default profile is a hash
+// embedder of 1024 dimensions, profile "small" one of 256.
+func embedderFor(profile string, dims int) (ingest.Embedder, error) {
+	own := map[string]int{"": 1024, "small": 256}
+	n, ok := own[profile]
+	switch {
+	case !ok:
+		return nil, pipeline.Misconfigured(fmt.Errorf("no embedder profile %q", profile))
+	case dims != 0 && dims != n:
+		return nil, pipeline.Misconfigured(fmt.Errorf("profile %q has %d dimensions, not %d", profile, n, dims))
+	}
+	return embedder.NewHash(n)
+}
+
+// router routes a collection's events to the generations of its State, as
+// the worker's: none for a collection without one (or not yet adopted).
+// Its Revision changes with the targets only, not with a Job's progress.
+type router struct{ reg *generation.Registry }
+
+func (r *router) Route(name string) ingest.Route {
+	s, ok := r.reg.Cached(name)
+	return route(s, ok)
+}
+
+func (r *router) Confirm(ctx context.Context, name string) (ingest.Route, error) {
+	s, ok, err := r.reg.Current(ctx, name)
+	return route(s, ok), err
+}
+
+func route(s generation.State, ok bool) ingest.Route {
+	if !ok || s.Serving.Name == "" {
+		return ingest.Route{}
+	}
+	h := fnv.New64a()
+	var rt ingest.Route
+	for _, g := range s.Targets() {
+		fmt.Fprintf(h, "%+v;", g)
+		emb, err := embedderFor(g.Embedder, g.Dims)
+		if err != nil {
+			return ingest.Route{Revision: 1, Err: err}
+		}
+		ch, err := pipeline.NewChunker(g.ChunkSize, g.ChunkOverlap)
+		if err != nil {
+			return ingest.Route{Revision: 1, Err: pipeline.Misconfigured(err)}
+		}
+		rt.Targets = append(rt.Targets, ingest.Target{Collection: g.Collection(), Embedder: emb, Chunker: ch})
+	}
+	rt.Revision = h.Sum64()
+	return rt
+}
+
+// countingStage is the real Stage, counting the documents the copier
+// writes.
+type countingStage struct {
+	*ingest.Stage
+	events atomic.Int64
+}
+
+func (s *countingStage) ProcessTo(ctx context.Context, events []pipeline.Event, targets []ingest.Target) []error {
+	s.events.Add(int64(len(events)))
+	return s.Stage.ProcessTo(ctx, events, targets)
+}
+
+// runner starts a Runner until the returned stop is called or the test ends.
+func (e *env) runner(name string, stage reindex.Stage, batch int) (stop func()) {
+	e.t.Helper()
+	r, err := reindex.NewRunner(reindex.Config{
+		Registry: e.reg, Store: e.store, Stage: stage, Embedder: embedderFor,
+		Defaults: func(string) generation.Generation {
+			return generation.Generation{ChunkSize: 300, ChunkOverlap: 30}
+		},
+		Owner: name, Poll: 50 * time.Millisecond, Lease: 3 * time.Second, Heartbeat: 200 * time.Millisecond,
+		Batch: batch, Settle: 3 * time.Second,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := r.Run(ctx); err != nil {
+			e.t.Errorf("runner %s: %v", name, err)
+		}
+	}()
+	stop = sync.OnceFunc(func() { cancel(); <-done })
+	e.t.Cleanup(stop)
+	return stop
+}
+
+// request writes a Job as ragpipe reindex does.
+func (e *env) request(job generation.Job) {
+	e.t.Helper()
+	job.Phase, job.Requested = generation.Waiting, time.Now()
+	if job.ID == "" {
+		job.ID = fmt.Sprintf("job-%d", time.Now().UnixNano())
+	}
+	if _, err := e.reg.Update(e.t.Context(), collection, func(s *generation.State, _ bool) error {
+		if s.Job.Active() {
+			return errors.New("a job is running")
+		}
+		s.Collection, s.Job = collection, &job
+		return nil
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// wait waits for the Job to end and returns the State; a failed Job fails
+// the test.
+func (e *env) wait(timeout time.Duration) generation.State {
+	e.t.Helper()
+	var st generation.State
+	checkfor.Until(e.t, timeout, "the job to end", func() error {
+		s, _, err := e.reg.Current(e.t.Context(), collection)
+		if err != nil {
+			return err
+		}
+		if st = s; st.Job.Active() {
+			return fmt.Errorf("job %s in phase %s, %d of %d points copied", st.Job.Action, st.Job.Phase, st.Job.Points, st.Job.Total)
+		}
+		return nil
+	})
+	if st.Job.Phase != generation.Done {
+		e.t.Fatalf("job %s failed: %s; report %+v", st.Job.Action, st.Job.Error, st.Job.Report)
+	}
+	return st
+}
+
+// model is what the documents should be: per tenant, per document, the
+// text of its last upsert at its version, or deleted.
+type model struct {
+	mu   sync.Mutex
+	docs map[[2]string]doc
+}
+
+type doc struct {
+	version uint64
+	text    string // "" once deleted
+}
+
+func (e *env) process(events []pipeline.Event) error {
+	for i, err := range e.stage.Process(e.t.Context(), events) {
+		if err != nil {
+			return fmt.Errorf("%s/%s: %w", events[i].UserID, events[i].DocID, err)
+		}
+	}
+	return nil
+}
+
+var tenants = []string{"alice", "bob", "carol"}
+
+// load writes n documents per tenant.
+func (e *env) load(m *model, rng *rand.Rand, n int, version *atomic.Uint64) {
+	e.t.Helper()
+	var events []pipeline.Event
+	for _, t := range tenants {
+		for i := range n {
+			events = append(events, pipeline.Event{Op: pipeline.OpUpsert, UserID: t, Collection: collection,
+				DocID: fmt.Sprintf("d%04d", i), Text: prose(rng), Version: version.Add(1)})
+		}
+	}
+	for b := range slices.Chunk(events, 64) {
+		if err := e.process(b); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	for _, ev := range events {
+		m.docs[[2]string{ev.UserID, ev.DocID}] = doc{ev.Version, ev.Text}
+	}
+}
+
+// write keeps updating and deleting documents until ctx ends.
+func (e *env) write(ctx context.Context, m *model, rng *rand.Rand, n int, version *atomic.Uint64) int {
+	writes := 0
+	for ctx.Err() == nil {
+		var events []pipeline.Event
+		seen := map[[2]string]bool{}
+		for range 4 {
+			k := [2]string{tenants[rng.IntN(len(tenants))], fmt.Sprintf("d%04d", rng.IntN(n+n/10))}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			ev := pipeline.Event{Op: pipeline.OpUpsert, UserID: k[0], Collection: collection, DocID: k[1], Text: prose(rng), Version: version.Add(1)}
+			if rng.IntN(5) == 0 {
+				ev.Op, ev.Text = pipeline.OpDelete, ""
+			}
+			events = append(events, ev)
+		}
+		for e.process(events) != nil { // transient: a route that kept changing
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		m.mu.Lock()
+		for _, ev := range events {
+			m.docs[[2]string{ev.UserID, ev.DocID}] = doc{ev.Version, ev.Text}
+		}
+		m.mu.Unlock()
+		writes += len(events)
+		time.Sleep(5 * time.Millisecond)
+	}
+	return writes
+}
+
+// verify checks that generation g holds exactly the model: every document
+// at its last version, chunked with g's chunking, and nothing else.
+func (e *env) verify(m *model, g generation.Generation) {
+	e.t.Helper()
+	ctx := e.t.Context()
+	chunker, err := pipeline.NewChunker(g.ChunkSize, g.ChunkOverlap)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	bad := 0
+	for _, t := range tenants {
+		var ids []string
+		for k, d := range m.docs {
+			if k[0] == t && d.text != "" {
+				ids = append(ids, k[1])
+			}
+		}
+		listed := map[string]bool{}
+		for cur := ""; ; {
+			docs, next, err := e.store.List(ctx, g.Name, t, pipeline.MaxLimit, cur)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			for _, d := range docs {
+				listed[d.DocID] = true
+			}
+			if cur = next; cur == "" {
+				break
+			}
+		}
+		pts, err := e.store.DocumentPoints(ctx, g.Name, t, ids)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		byDoc := map[string][]pipeline.Point{}
+		for _, p := range pts {
+			byDoc[p.DocID] = append(byDoc[p.DocID], p)
+		}
+		for _, id := range ids {
+			d := m.docs[[2]string{t, id}]
+			want := chunker.Split(d.text)
+			got := byDoc[id]
+			slices.SortFunc(got, func(a, b pipeline.Point) int { return a.ChunkIndex - b.ChunkIndex })
+			var texts []string
+			for _, p := range got {
+				texts = append(texts, p.Text)
+				if p.Version != d.version || len(p.Vector) != g.Dims {
+					texts = append(texts, fmt.Sprintf("<version %d, %d dims>", p.Version, len(p.Vector)))
+				}
+			}
+			if !slices.Equal(texts, want) {
+				if bad++; bad <= 5 {
+					e.t.Errorf("%s: %s/%s at version %d: chunks %q, want %q", g.Name, t, id, d.version, texts, want)
+				}
+			}
+			delete(listed, id)
+		}
+		for id := range listed {
+			if bad++; bad <= 5 {
+				e.t.Errorf("%s: %s/%s is listed, but deleted or never written", g.Name, t, id)
+			}
+		}
+	}
+	if bad > 0 {
+		e.t.Fatalf("%s: %d documents differ from what was written", g.Name, bad)
+	}
+}
+
+// prose returns a few paragraphs of words, a few hundred characters long.
+func prose(rng *rand.Rand) string {
+	words := strings.Fields("the cluster primary replica region storage latency budget owner platform network instance database tagged running since of to and in is")
+	var sb strings.Builder
+	for p := range 1 + rng.IntN(3) {
+		if p > 0 {
+			sb.WriteString("\n\n")
+		}
+		for s := range 2 + rng.IntN(5) {
+			if s > 0 {
+				sb.WriteByte(' ')
+			}
+			for w := range 4 + rng.IntN(14) {
+				if w > 0 {
+					sb.WriteByte(' ')
+				}
+				sb.WriteString(words[rng.IntN(len(words))])
+			}
+			sb.WriteByte('.')
+		}
+	}
+	return sb.String()
+}
+
+// TestBuildWhileWriting builds a generation of another embedder,
+// dimensions and chunking while documents are updated and deleted, then
+// rolls back and drops the previous generation.
+func TestBuildWhileWriting(t *testing.T) {
+	e := newEnv(t)
+	rng := rand.New(rand.NewPCG(15, 1))
+	m := &model{docs: map[[2]string]doc{}}
+	var version atomic.Uint64
+	const n = 300
+	e.load(m, rng, n, &version)
+	e.runner("a", e.stage, 0)
+
+	wctx, stopWriting := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	var writes int
+	wg.Go(func() { writes = e.write(wctx, m, rand.New(rand.NewPCG(15, 2)), n, &version) })
+	start := time.Now()
+	e.request(generation.Job{Action: generation.Build,
+		Target: &generation.Generation{Embedder: "small", ChunkSize: 200, ChunkOverlap: 40},
+		Given:  []string{generation.SetEmbedder, generation.SetChunkSize, generation.SetChunkOverlap}})
+	st := e.wait(2 * time.Minute)
+	took := time.Since(start)
+	time.Sleep(300 * time.Millisecond) // writes to both generations after the switch
+	stopWriting()
+	wg.Wait()
+	t.Logf("built %s from %s: %d documents (%d points) copied in %v (%.0f documents/s) while %d events were written; report %+v",
+		st.Serving.Name, st.Previous.Name, st.Job.Copied, st.Job.Points, took.Round(time.Millisecond),
+		float64(st.Job.Copied)/took.Seconds(), writes, *st.Job.Report)
+	if st.Serving.Dims != 256 || st.Serving.Embedder != "small" || st.Previous.Dims != 1024 || st.Building != nil {
+		t.Fatalf("state after the build: %+v", st)
+	}
+	if r := st.Job.Report; r.Searches == 0 || r.Answered != r.Searches || len(r.Tenants) != len(tenants) {
+		t.Errorf("report %+v", r)
+	}
+	e.verify(m, st.Serving)
+	e.verify(m, *st.Previous)
+	if target, err := e.store.AliasTarget(t.Context(), collection); err != nil || (target != st.Serving.Name && st.Previous.Name != collection) {
+		t.Errorf("alias %s -> %q, %v; want %s", collection, target, err, st.Serving.Name)
+	}
+
+	e.request(generation.Job{Action: generation.Rollback})
+	back := e.wait(time.Minute)
+	if back.Serving != *st.Previous || *back.Previous != st.Serving {
+		t.Fatalf("rollback: serving %+v, previous %+v", back.Serving, back.Previous)
+	}
+	e.verify(m, back.Serving)
+
+	e.request(generation.Job{Action: generation.DropPrevious})
+	dropped := e.wait(time.Minute)
+	if dropped.Previous != nil {
+		t.Fatalf("previous %+v after --drop-previous", dropped.Previous)
+	}
+	if _, err := e.store.Describe(t.Context(), st.Serving.Name); !errors.Is(err, pipeline.ErrUnknownCollection) {
+		t.Errorf("describe the dropped %s: %v", st.Serving.Name, err)
+	}
+	if target, err := e.store.AliasTarget(t.Context(), collection); err != nil || target != back.Serving.Name {
+		t.Errorf("alias %s -> %q, %v; want %s", collection, target, err, back.Serving.Name)
+	}
+}
+
+// TestResumeAfterKill stops the runner of a build mid-copy; another one
+// resumes from the Job's cursor instead of starting over.
+func TestResumeAfterKill(t *testing.T) {
+	e := newEnv(t)
+	rng := rand.New(rand.NewPCG(15, 3))
+	m := &model{docs: map[[2]string]doc{}}
+	var version atomic.Uint64
+	const n = 200
+	e.load(m, rng, n, &version)
+	first := &countingStage{Stage: e.stage}
+	stop := e.runner("first", first, 8)
+	e.request(generation.Job{Action: generation.Build,
+		Target: &generation.Generation{Embedder: "small"}, Given: []string{generation.SetEmbedder}})
+	checkfor.Until(t, time.Minute, "a third of the copy", func() error {
+		if s, _ := e.reg.Cached(collection); s.Job.Copied < n {
+			return fmt.Errorf("%d copied", s.Job.Copied)
+		}
+		return nil
+	})
+	stop()
+	s, _, err := e.reg.Current(t.Context(), collection)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Job.Phase != generation.Copying || s.Job.Owner != "" {
+		t.Fatalf("after the first runner stopped: phase %s, owner %q", s.Job.Phase, s.Job.Owner)
+	}
+	copied := s.Job.Copied
+	second := &countingStage{Stage: e.stage}
+	e.runner("second", second, 8)
+	st := e.wait(2 * time.Minute)
+	total := int64(len(tenants) * n)
+	t.Logf("first runner wrote %d documents, stopped at %d copied; the second wrote %d, %d copied in all",
+		first.events.Load(), copied, second.events.Load(), st.Job.Copied)
+	if got := second.events.Load(); got > total-copied+8 {
+		t.Errorf("the second runner wrote %d documents; %d were left to copy", got, total-copied)
+	}
+	if st.Job.Copied != total {
+		t.Errorf("%d documents copied, want %d", st.Job.Copied, total)
+	}
+	e.verify(m, st.Serving)
+}
