@@ -286,15 +286,19 @@ func (q *Store) send(ctx context.Context, what, collection string, units []unit)
 		_, err := q.client.UpdateBatch(ctx, req)
 		return err
 	})
-	if _, vanished := q.known.Load(collection); vanished && isCode(err, codes.NotFound) {
+	if !isCode(err, codes.NotFound) {
+		return err
+	}
+	if _, vanished := q.known.Load(collection); vanished {
 		// An ensured collection vanished (deleted by an operator, or not yet
 		// visible on this peer): not the events' fault. Transient, so that
-		// the caller ensures it again and retries. A collection never
-		// ensured stays a permanent error.
+		// the caller ensures it again and retries.
 		q.forget(collection, err)
 		return fmt.Errorf("qdrant %s %q: %w (%v)", what, collection, pipeline.ErrUnknownCollection, status.Convert(err).Message())
 	}
-	return err
+	// A collection never ensured (or dropped by this process) stays a
+	// permanent error, which callers recognise.
+	return fmt.Errorf("qdrant %s %q: %w: %w", what, collection, pipeline.ErrUnknownCollection, err)
 }
 
 // nothingStored reports whether none of the units' documents has a stored

@@ -10,21 +10,23 @@ import (
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
-// EraseTenant deletes every point of userID in collection and in every
-// generation of it (the alias' target and each collection__gN: the serving,
-// building and previous generations of a reindex) and returns how many
-// points it deleted in all. In each store collection it deletes with one
-// filtered delete (wait=true, the store's write ordering) and counts what an
-// exact count found just before it. A point the tenant gains between the
-// count and the delete is deleted without being counted; one gained after
-// the delete stays. Running it again finds nothing and deletes nothing.
+// EraseTenant deletes every point of userID in collection (an alias: in
+// its target) and in every generation collection__gN of it (the building
+// and previous generations of a reindex), so that ragpipe forget, which
+// erases each listed collection, reaches them too. It returns how many
+// points of the tenant collection held, the ones its searches read. In each
+// store collection it deletes with one filtered delete (wait=true, the
+// store's write ordering) after an exact count: a point the tenant gains
+// between the count and the delete is deleted without being counted; one
+// gained after the delete stays. Running it again finds nothing and
+// deletes nothing.
 //
 // Qdrant drops a deleted point's payload from disk when it next optimizes
 // the segment that held it; snapshots taken before keep it.
 //
-// An invalid user id is a permanent error; a collection without any store
-// collection wraps pipeline.ErrUnknownCollection; transient failures are
-// retried for up to MaxRetryTime.
+// An invalid user id is a permanent error; a missing collection wraps
+// pipeline.ErrUnknownCollection; transient failures are retried for up to
+// MaxRetryTime.
 func (q *Store) EraseTenant(ctx context.Context, collection, userID string) (int, error) {
 	if !pipeline.ValidUserID(userID) {
 		return 0, pipeline.Permanent(fmt.Errorf("qdrant erase %q: user %s: invalid", collection, pipeline.ShortQuote(userID)))
@@ -33,21 +35,27 @@ func (q *Store) EraseTenant(ctx context.Context, collection, userID string) (int
 	if err != nil {
 		return 0, err
 	}
-	total, found := 0, false
-	for _, c := range generationsOf(collection, collections, aliases) {
-		n, err := q.eraseIn(ctx, c, userID)
+	named := collection
+	if target := aliases[collection]; target != "" {
+		named = target
+	}
+	n, err := q.eraseIn(ctx, named, userID)
+	if err != nil {
+		return 0, err
+	}
+	for _, g := range generationsOf(collection, collections) {
+		if g == named {
+			continue
+		}
+		_, err := q.eraseIn(ctx, g, userID)
 		if errors.Is(err, pipeline.ErrUnknownCollection) {
 			continue // dropped meanwhile
 		}
 		if err != nil {
-			return total, err
+			return n, fmt.Errorf("qdrant erase %q: generation %q: %w", collection, g, err)
 		}
-		total, found = total+n, true
 	}
-	if !found {
-		return 0, pipeline.Permanent(fmt.Errorf("qdrant erase: collection %q: %w", collection, pipeline.ErrUnknownCollection))
-	}
-	return total, nil
+	return n, nil
 }
 
 // eraseIn deletes every point of userID in the store collection collection

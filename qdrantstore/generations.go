@@ -222,25 +222,15 @@ func ragpipeNames(collections []string, aliases map[string]string) []string {
 	return out
 }
 
-// generationsOf returns the store collections of the ragpipe collection
-// name: name itself when it is a collection, else its alias' target, then
-// every existing name__gN.
-func generationsOf(name string, collections []string, aliases map[string]string) []string {
+// generationsOf returns the generations collection__gN of the ragpipe
+// collection name among collections, sorted.
+func generationsOf(name string, collections []string) []string {
 	var out []string
-	if target := aliases[name]; target != "" {
-		out = append(out, target)
-	}
-	var gens []string
 	for _, c := range collections {
-		if x, _, ok := generation.Parse(c); c == name || ok && x == name {
-			gens = append(gens, c)
-		}
-	}
-	slices.Sort(gens)
-	for _, c := range gens {
-		if !slices.Contains(out, c) {
+		if x, _, ok := generation.Parse(c); ok && x == name {
 			out = append(out, c)
 		}
 	}
+	slices.Sort(out)
 	return out
 }
