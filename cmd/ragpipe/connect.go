@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -103,13 +104,36 @@ func connectNATS(ctx context.Context, cfg config.NATS, name string, log zerolog.
 	return nc, nil
 }
 
-// embedders are the embedders of a deployment's collections.
+// embedders are the embedders of a deployment's collections and
+// generations, built by embedder profile and dimensions on first need and
+// shared: collections of the same profile and dimensions share one
+// embedder, and so its limit of requests in flight. It is safe for
+// concurrent use.
 type embedders struct {
 	// def embeds the collections that name no embedder profile, those
 	// created on first use included.
 	def ingest.Embedder
 	// byCollection holds the embedder of each configured collection.
 	byCollection map[string]ingest.Embedder
+
+	cfg     *config.Config
+	log     zerolog.Logger
+	metrics *telemetry.Metrics
+
+	mu    sync.Mutex
+	built map[embedderKey]builtEmbedder
+}
+
+type embedderKey struct {
+	profile string
+	dims    int
+}
+
+// builtEmbedder is an embedder, or why it cannot be built: the settings do
+// not change while the process runs, so neither does the answer.
+type builtEmbedder struct {
+	e   ingest.Embedder
+	err error
 }
 
 // of returns the embedder of collection: its own when configured, else the
@@ -121,40 +145,52 @@ func (e *embedders) of(collection string) ingest.Embedder {
 	return e.def
 }
 
+// get returns the embedder of profile ("" for the default RAGPIPE_EMBEDDER)
+// producing vectors of dims, building it on first need. A profile the
+// settings lack, or settings that cannot produce such vectors, is a
+// pipeline.Misconfigured error naming what to set.
+func (e *embedders) get(profile string, dims int) (ingest.Embedder, error) {
+	key := embedderKey{profile, dims}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if b, ok := e.built[key]; ok {
+		return b.e, b.err
+	}
+	settings, name, ok := e.cfg.Embedder, "default", true
+	if profile != "" {
+		settings, ok = e.cfg.Profiles[profile]
+		name = profile
+	}
+	var b builtEmbedder
+	if !ok {
+		b.err = pipeline.Misconfigured(fmt.Errorf("embedder profile %q is not configured: %s is not set",
+			profile, config.ProfileVar("RAGPIPE_EMBEDDER", profile)))
+	} else if b.e, b.err = embedderFor(settings, name, dims, e.log, e.metrics); b.err != nil {
+		b.err = pipeline.Misconfigured(fmt.Errorf("embedder %s at %d dimensions: %w", name, dims, b.err))
+	}
+	e.built[key] = b
+	return b.e, b.err
+}
+
 // newEmbedders builds the embedder of every configured collection and the
-// default one. Collections of the same profile and dimensions share one
-// embedder, and so its limit of requests in flight. The default embedder
-// produces the dimensions of the first collection that uses it, else 1024,
-// the dimensions of collections created on first use.
+// default one; the others are built on first need (get). The default
+// embedder produces the dimensions of the first collection that uses it,
+// else 1024, the dimensions of collections created on first use.
 func newEmbedders(cfg *config.Config, log zerolog.Logger, metrics *telemetry.Metrics) (*embedders, error) {
-	shared := make(map[string]ingest.Embedder) // by profile and dimensions
-	get := func(profile string, dims int) (ingest.Embedder, error) {
-		key := fmt.Sprintf("%s/%d", profile, dims)
-		if e, ok := shared[key]; ok {
-			return e, nil
-		}
-		settings, name := cfg.Embedder, "default"
-		if profile != "" {
-			settings, name = cfg.Profiles[profile], profile
-		}
-		e, err := embedderFor(settings, name, dims, log, metrics)
-		if err != nil {
-			return nil, fmt.Errorf("embedder %s: %w", name, err)
-		}
-		shared[key] = e
-		return e, nil
+	e := &embedders{
+		cfg: cfg, log: log, metrics: metrics, built: make(map[embedderKey]builtEmbedder),
+		byCollection: make(map[string]ingest.Embedder, len(cfg.Collections)),
 	}
 	dims := 1024
 	if i := slices.IndexFunc(cfg.Collections, func(c pipeline.Collection) bool { return c.Embedder == "" }); i >= 0 {
 		dims = cfg.Collections[i].Dims
 	}
-	def, err := get("", dims)
-	if err != nil {
+	var err error
+	if e.def, err = e.get("", dims); err != nil {
 		return nil, err
 	}
-	e := &embedders{def: def, byCollection: make(map[string]ingest.Embedder, len(cfg.Collections))}
 	for _, c := range cfg.Collections {
-		if e.byCollection[c.Name], err = get(c.Embedder, c.Dims); err != nil {
+		if e.byCollection[c.Name], err = e.get(c.Embedder, c.Dims); err != nil {
 			return nil, err
 		}
 	}

@@ -26,12 +26,15 @@ func searchFlags(fs *flag.FlagSet, o *searchOptions) {
 	fs.DurationVar(&o.drain, "drain-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for the search requests in flight")
 }
 
+// searcherName is the searcher's NATS connection name.
+const searcherName = "ragpipe-searcher"
+
 func runSearcher(ctx context.Context, env *environment, o searchOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
 	step, open := openQdrant(ctx, env)
-	s, q, err := startService(ctx, env, "ragpipe-searcher", step, open)
+	s, q, err := startService(ctx, env, searcherName, step, open)
 	if err != nil {
 		return err
 	}

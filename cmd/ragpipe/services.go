@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ragpipe/ragpipe/config"
+	"github.com/ragpipe/ragpipe/generation"
 	"github.com/ragpipe/ragpipe/ingest"
 	"github.com/ragpipe/ragpipe/keyring"
 	"github.com/ragpipe/ragpipe/localstore"
@@ -29,6 +30,8 @@ type service struct {
 	embs    *embedders
 	nc      *nats.Conn
 	keys    *keyring.Keyring // nil without RAGPIPE_ENCRYPTION_KEY_FILE
+	gens    *generation.Registry
+	router  *generations // follows gens: the Stage's Router, the searches' Serving
 	store   io.Closer
 }
 
@@ -36,10 +39,12 @@ type service struct {
 // process is seen alive but not ready while it waits for its dependencies;
 // then it logs the settings, builds the embedders, connects to NATS as name
 // and, with RAGPIPE_ENCRYPTION_KEY_FILE, opens the tenants' keyring; then it
-// opens the command's store with open, which returns its concrete type,
-// /readyz naming each step (step names the store's). The command calls
-// ready.Started once it works. Close releases the store, the keyring and
-// the connection.
+// loads the collections' generations (warning of configured collections
+// whose serving generation differs from their configuration) and opens the
+// command's store with open, which returns its concrete type, /readyz
+// naming each step (step names the store's). The command calls
+// ready.Started once it works. Close releases the store, the generations,
+// the keyring and the connection.
 func startService[S io.Closer](ctx context.Context, env *environment, name, step string, open func() (S, error)) (*service, S, error) {
 	cfg := env.cfg
 	s := &service{metrics: telemetry.NewMetrics(), ready: telemetry.NewReadiness("starting")}
@@ -65,8 +70,16 @@ func startService[S io.Closer](ctx context.Context, env *environment, name, step
 		s.nc.Close()
 		return nil, store, err
 	}
+	if s.gens, err = openGenerations(ctx, env, s, name); err != nil {
+		s.closeKeys()
+		s.nc.Close()
+		return nil, store, err
+	}
+	s.router = newGenerations(s.gens, s.embs)
+	warnGenerations(env, s.gens)
 	s.ready.Step(step)
 	if store, err = open(); err != nil {
+		_ = s.gens.Close()
 		s.closeKeys()
 		s.nc.Close()
 		return nil, store, err
@@ -75,9 +88,11 @@ func startService[S io.Closer](ctx context.Context, env *environment, name, step
 	return s, store, nil
 }
 
-// Close closes the store, the keyring and the NATS connection.
+// Close closes the store, the generations, the keyring and the NATS
+// connection.
 func (s *service) Close() {
 	_ = s.store.Close()
+	_ = s.gens.Close()
 	s.closeKeys()
 	s.nc.Close()
 }
@@ -216,8 +231,9 @@ func startIngest(ctx context.Context, env *environment, svc *service, store stor
 	}
 	stage, err := ingest.NewStage(ingest.StageConfig{
 		Sink: store.sink, Versions: register, Embedder: svc.embs.def, Embedders: svc.embs.byCollection,
-		Chunker: chunker, Collections: cfg.Collections, AutoCreate: cfg.AutoCreate.Allows, Reuse: store.reuse,
+		Chunker: chunker, Collections: stageCollections(cfg, svc.gens), AutoCreate: cfg.AutoCreate.Allows, Reuse: store.reuse,
 		Metrics: svc.metrics, Logger: env.log, MaxCollections: cfg.MaxCollections, Keys: ingestKeys(svc.keys),
+		Router: svc.router,
 	})
 	if err != nil {
 		return nil, err
@@ -260,11 +276,12 @@ func (o searchOptions) validate() error {
 // startSearch checks the configured collections and starts the search service.
 func startSearch(ctx context.Context, env *environment, s *service, store storeRoles, o searchOptions) (*search.Service, error) {
 	s.ready.Step("checking the configured collections")
-	if err := checkCollections(ctx, env, store.check); err != nil {
+	if err := checkCollections(ctx, env, s.gens, store.check); err != nil {
 		return nil, err
 	}
 	svc, err := search.Start(ctx, search.Config{
-		Conn: s.nc, Index: store.index, Embedder: func(c string) search.Embedder { return s.embs.of(c) }, Prefix: env.cfg.SubjectPrefix,
+		Conn: s.nc, Index: store.index, Serving: s.router.Serving, Prefix: env.cfg.SubjectPrefix,
+		Embedder:    func(c string) search.Embedder { return s.embs.of(c) },
 		Concurrency: o.concurrency, Timeout: o.timeout, Metrics: s.metrics, Logger: env.log, Keys: searchKeys(s.keys),
 	})
 	if err != nil {
@@ -287,15 +304,23 @@ func stopSearch(ctx context.Context, env *environment, svc *search.Service, o se
 
 // checkCollections checks that each configured collection that exists in
 // the store has the dimensions (and distance) of its configuration, which
-// are its embedder's. A missing one is not an error: it answers 404 until a
-// worker creates it.
-func checkCollections(ctx context.Context, env *environment, check func(context.Context, pipeline.Collection) error) error {
+// are its embedder's; for a collection with a State, that the generation
+// serving it has the State's. A missing one is not an error: it answers 404
+// until a worker creates it.
+func checkCollections(ctx context.Context, env *environment, gens *generation.Registry, check func(context.Context, pipeline.Collection) error) error {
 	for _, c := range env.cfg.Collections {
-		err := check(ctx, c)
+		want := c
+		if s, ok := gens.Cached(c.Name); ok {
+			want = s.Serving.Collection()
+		}
+		err := check(ctx, want)
 		switch {
 		case errors.Is(err, pipeline.ErrUnknownCollection):
 			env.log.Warn().Str("collection", c.Name).Msg("collection does not exist yet; its requests are answered 404 until a worker creates it")
 		case err != nil:
+			if want.Name != c.Name {
+				return fmt.Errorf("collection %q, generation %s: %w", c.Name, want.Name, err)
+			}
 			return fmt.Errorf("collection %q: %w", c.Name, err)
 		}
 	}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ragpipe/ragpipe/config"
+	"github.com/ragpipe/ragpipe/generation"
+	"github.com/ragpipe/ragpipe/ingest"
+	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/search"
+)
+
+// openGenerations opens the Registry of the collections' generations
+// (bucket RAG_GENERATIONS, replicated like the version register). The
+// searcher only reads it: it may lack the permission to create it, and
+// serves every collection by its own name until it can read it.
+func openGenerations(ctx context.Context, env *environment, s *service, name string) (*generation.Registry, error) {
+	s.ready.Step("loading the generations " + generation.Bucket)
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return nil, err
+	}
+	return generation.Open(ctx, js, generation.Config{
+		Replicas: env.cfg.Worker.StreamReplicas, ReadOnly: name == searcherName, Logger: env.log,
+	})
+}
+
+// generations is how this process follows the collections' generations:
+// the ingest Stage's Router and the search service's Serving, built from
+// the Registry and the process's embedders. It is safe for concurrent use.
+type generations struct {
+	reg  *generation.Registry
+	embs *embedders
+
+	mu       sync.Mutex
+	chunkers map[[2]int]*pipeline.Chunker // by size and overlap
+	routes   map[string]ingest.Route      // by collection, at its State's revision
+}
+
+func newGenerations(reg *generation.Registry, embs *embedders) *generations {
+	return &generations{reg: reg, embs: embs, chunkers: make(map[[2]int]*pipeline.Chunker), routes: make(map[string]ingest.Route)}
+}
+
+// Route returns the targets of collection's cached State: its generations,
+// serving first; none (revision 0) for a collection without a State. It
+// never blocks on the network.
+func (g *generations) Route(collection string) ingest.Route {
+	s, ok := g.reg.Cached(collection)
+	if !ok {
+		return ingest.Route{}
+	}
+	g.mu.Lock()
+	r, ok := g.routes[collection]
+	g.mu.Unlock()
+	if ok && r.Revision == s.Revision {
+		return r
+	}
+	r = g.route(s)
+	g.mu.Lock()
+	if old, ok := g.routes[collection]; !ok || old.Revision <= r.Revision {
+		g.routes[collection] = r
+	}
+	g.mu.Unlock()
+	return r
+}
+
+// Confirm returns the route of collection's State as the bucket's leader
+// has it now.
+func (g *generations) Confirm(ctx context.Context, collection string) (ingest.Route, error) {
+	s, ok, err := g.reg.Current(ctx, collection)
+	if err != nil || !ok {
+		return ingest.Route{}, err
+	}
+	return g.route(s), nil
+}
+
+// route builds the targets of s; a generation this process cannot write
+// sets Err instead.
+func (g *generations) route(s generation.State) ingest.Route {
+	r := ingest.Route{Revision: s.Revision}
+	for _, gen := range s.Targets() {
+		t, err := g.target(gen)
+		if err != nil {
+			return ingest.Route{Revision: s.Revision, Err: fmt.Errorf("generation %s of collection %q: %w", gen.Name, s.Collection, err)}
+		}
+		r.Targets = append(r.Targets, t)
+	}
+	return r
+}
+
+// target returns how the points of gen are made: its store collection, its
+// embedder and its chunker. A generation whose embedder or chunking this
+// process cannot have is a pipeline.Misconfigured error.
+func (g *generations) target(gen generation.Generation) (ingest.Target, error) {
+	if err := gen.Check(); err != nil {
+		return ingest.Target{}, pipeline.Misconfigured(err)
+	}
+	emb, err := g.embs.get(gen.Embedder, gen.Dims)
+	if err != nil {
+		return ingest.Target{}, err
+	}
+	chunker, err := g.chunker(gen.ChunkSize, gen.ChunkOverlap)
+	if err != nil {
+		return ingest.Target{}, pipeline.Misconfigured(err)
+	}
+	return ingest.Target{Collection: gen.Collection(), Embedder: emb, Chunker: chunker}, nil
+}
+
+// chunker returns the shared chunker of size and overlap.
+func (g *generations) chunker(size, overlap int) (*pipeline.Chunker, error) {
+	key := [2]int{size, overlap}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c, ok := g.chunkers[key]; ok {
+		return c, nil
+	}
+	c, err := pipeline.NewChunker(size, overlap)
+	if err != nil {
+		return nil, err
+	}
+	g.chunkers[key] = c
+	return c, nil
+}
+
+// Serving returns the generation serving collection for the search
+// service: the store collection and embedder of its State's Serving
+// (cached, or read from the bucket's leader when fresh), or without a State
+// the collection's own name and configured embedder.
+func (g *generations) Serving(ctx context.Context, collection string, fresh bool) (search.Serving, error) {
+	var (
+		s   generation.State
+		ok  bool
+		err error
+	)
+	if fresh {
+		s, ok, err = g.reg.Current(ctx, collection)
+	} else {
+		s, ok = g.reg.Cached(collection)
+	}
+	if err != nil {
+		return search.Serving{}, err
+	}
+	if !ok {
+		return search.Serving{Collection: collection, Embedder: g.embs.of(collection)}, nil
+	}
+	emb, err := g.embs.get(s.Serving.Embedder, s.Serving.Dims)
+	if err != nil {
+		return search.Serving{}, fmt.Errorf("generation %s of collection %q: %w", s.Serving.Name, collection, err)
+	}
+	return search.Serving{Collection: s.Serving.Name, Embedder: emb}, nil
+}
+
+// warnGenerations logs, for each configured collection with a State, how
+// its configuration differs from the generation serving it: the State
+// wins, since it is what the data is.
+func warnGenerations(env *environment, reg *generation.Registry) {
+	for _, c := range env.cfg.Collections {
+		s, ok := reg.Cached(c.Name)
+		if !ok {
+			continue
+		}
+		sv := s.Serving
+		if c.Dims == sv.Dims && c.Distance == sv.Distance && c.Embedder == sv.Embedder {
+			continue
+		}
+		env.log.Warn().Str("collection", c.Name).
+			Str("configured", describeCollection(c.Dims, c.Distance, c.Embedder)).
+			Str("serving", sv.Name+" "+describeCollection(sv.Dims, sv.Distance, sv.Embedder)).
+			Msg("RAGPIPE_COLLECTIONS differs from the generation serving the collection; the generation's settings are used (ragpipe reindex changes them)")
+	}
+}
+
+// describeCollection gives a collection's settings as RAGPIPE_COLLECTIONS
+// writes them, without the name.
+func describeCollection(dims int, d pipeline.Distance, profile string) string {
+	s := fmt.Sprintf("%d:%s", dims, d)
+	if profile != "" {
+		s += ":" + profile
+	}
+	return s
+}
+
+// stageCollections returns the configured collections the ingest Stage
+// creates and checks at start: those without a State. A collection with
+// one is written through its generations, which exist with the State's
+// settings whatever the configuration says.
+func stageCollections(cfg *config.Config, reg *generation.Registry) []pipeline.Collection {
+	var cs []pipeline.Collection
+	for _, c := range cfg.Collections {
+		if _, ok := reg.Cached(c.Name); !ok {
+			cs = append(cs, c)
+		}
+	}
+	return cs
+}
