@@ -240,7 +240,11 @@ func unknownCollection(name string) error {
 // as it is.
 func (s *Store) EnsureCollection(ctx context.Context, c pipeline.Collection, create bool) error {
 	c.Keywords = true
-	if err := checkCollection(&c, pipeline.ValidCollection); err != nil {
+	valid := validStoreName // a generation's name is checked as it is
+	if create {
+		valid = pipeline.ValidCollection // the alias' name
+	}
+	if err := checkCollection(&c, valid); err != nil {
 		return err
 	}
 	have, release, err := s.acquire(c.Name)
