@@ -132,7 +132,8 @@ func testGenerationNaming(t *testing.T, s Store) {
 // created under exactly its name (again: no error; other dimensions: a
 // permanent one), is hidden from the listings while its ragpipe collection
 // exists, and once the alias points at it every read and write by the
-// alias reaches it; switching back reaches the first one again.
+// alias reaches it; switching back reaches the first one again. A switch
+// to a missing collection fails and changes nothing.
 func testSwitchAlias(t *testing.T, s Store) {
 	g := gens(t, s)
 	Ensure(t, s, "gswitch", pipeline.Cosine)
@@ -180,6 +181,9 @@ func testSwitchAlias(t *testing.T, s Store) {
 	if v, err := s.MaxVersion(t.Context(), "gswitch"); v != 2 || err != nil {
 		t.Errorf("MaxVersion through the alias = %d, %v; want 2", v, err)
 	}
+	if pts, err := s.DocumentPoints(t.Context(), "gswitch", "alice", []string{"a", "b"}); err != nil || len(pts) != 3 || pts[0].Version != 2 {
+		t.Errorf("DocumentPoints through the alias: %d points, %v; want a's 3 of version 2", len(pts), err)
+	}
 	Apply(t, s, "gswitch", Write("alice", "c", 5, 1))
 	ExpectDoc(t, s, "gswitch__g2", "alice", "c", 5, 1)
 	ExpectDoc(t, s, "gswitch__g1", "alice", "c", 0, 0)
@@ -202,13 +206,14 @@ func testSwitchAlias(t *testing.T, s Store) {
 
 // testNameTaken checks a plain collection, as stores created them before
 // generations (CreateGeneration under the ragpipe name itself): it is
-// read and written by its name, listed under it while its generations are
+// ensured as it is, read and written by its name, listed under it while its generations are
 // hidden, and SwitchAlias of its name fails with pipeline.ErrNameTaken,
 // changing nothing. A generation whose ragpipe collection does not exist
 // is listed under its own name.
 func testNameTaken(t *testing.T, s Store) {
 	g := gens(t, s)
 	createGeneration(t, g, "gplain", pipeline.Cosine)
+	Ensure(t, s, "gplain", pipeline.Cosine) // used as it is
 	createGeneration(t, g, "gplain__g1", pipeline.Cosine)
 	Apply(t, s, "gplain", Write("alice", "a", 1, 2))
 	expectTarget(t, g, "gplain", "")
