@@ -48,6 +48,23 @@
 // (qdrant/qdrant#6735): keyword scores drift with updates, while the hits
 // stay exact (TestKeywordsAfterChurnQdrant).
 //
+// # Generations
+//
+// A collection EnsureCollection creates is the Qdrant collection
+// <name>__g1 (generation.Name) plus the alias <name> pointing at it; a
+// collection created before generations stays a plain collection of its
+// name. Qdrant resolves the alias in every request on points, payload
+// indexes and collection configuration, so everything by the ragpipe name
+// reaches the serving generation. A reindex creates the next generation
+// (CreateGeneration), points the alias at it (SwitchAlias: one
+// UpdateAliases request deleting and creating the alias, which searches by
+// the alias never see missing) and drops the previous one (DropCollection,
+// which drops the aliases pointing at it too). The listings (Collections,
+// CollectionNames) name ragpipe collections: aliases, not the generations
+// behind them. Qdrant refuses an alias named like a collection, so the
+// alias of a collection created before generations can only be made once
+// that collection is dropped.
+//
 // # Errors
 //
 // Retryable is the one classification of failures. Transient ones
