@@ -62,7 +62,7 @@ func runDev(ctx context.Context, env *environment, o searchOptions) error {
 	})
 	printDevBanner(env.stdout, cfg, ns.ClientURL(), where)
 
-	runErr := in.worker.Run(ctx) // until SIGINT/SIGTERM, then drains
+	runErr := in.run(ctx) // until SIGINT/SIGTERM, then drains
 	if err := stopSearch(ctx, env, svc, o); err != nil && runErr == nil {
 		runErr = err
 	}

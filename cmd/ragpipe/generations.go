@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -10,7 +12,9 @@ import (
 	"github.com/ragpipe/ragpipe/config"
 	"github.com/ragpipe/ragpipe/generation"
 	"github.com/ragpipe/ragpipe/ingest"
+	"github.com/ragpipe/ragpipe/keyring"
 	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/reindex"
 	"github.com/ragpipe/ragpipe/search"
 )
 
@@ -196,4 +200,47 @@ func stageCollections(cfg *config.Config, reg *generation.Registry) []pipeline.C
 		}
 	}
 	return cs
+}
+
+// newReindexRunner returns the runner of the reindex Jobs this process
+// carries out, writing through stage with the embedders the Router uses.
+func newReindexRunner(env *environment, svc *service, store storeRoles, stage *ingest.Stage) (*reindex.Runner, error) {
+	cfg := env.cfg
+	return reindex.NewRunner(reindex.Config{
+		Registry: svc.gens, Store: store.generations, Stage: stage, Embedder: svc.embs.get,
+		Defaults: func(collection string) generation.Generation {
+			d := generation.Generation{ChunkSize: cfg.ChunkSize, ChunkOverlap: cfg.ChunkOverlap}
+			if i := slices.IndexFunc(cfg.Collections, func(c pipeline.Collection) bool { return c.Name == collection }); i >= 0 {
+				d.Embedder = cfg.Collections[i].Embedder
+			}
+			return d
+		},
+		Keys: reindexKeys(svc.keys), Logger: env.log,
+	})
+}
+
+// reindexKeys is the reindex copier's access to the keyring: a tenant's
+// key, never created, to open the stored texts; nil for a tenant without
+// one, whose texts were stored in clear. A forgotten tenant's texts cannot
+// be opened: the copy fails rather than copy ciphertext as text. A key
+// record that does not unwrap is a deployment problem the Job waits on.
+// nil without a keyring.
+func reindexKeys(k *keyring.Keyring) func(context.Context, string) (reindex.TenantKey, error) {
+	if k == nil {
+		return nil
+	}
+	return func(ctx context.Context, tenant string) (reindex.TenantKey, error) {
+		key, err := k.Lookup(ctx, tenant)
+		switch {
+		case errors.Is(err, keyring.ErrNoKey):
+			return nil, nil
+		case errors.Is(err, keyring.ErrForgotten):
+			return nil, pipeline.Permanent(err)
+		case errors.Is(err, keyring.ErrUnknownMasterKey), errors.Is(err, keyring.ErrCorrupt):
+			return nil, pipeline.Misconfigured(err)
+		case err != nil:
+			return nil, err
+		}
+		return key, nil
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/ragpipe/ragpipe/lww"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/qdrantstore"
+	"github.com/ragpipe/ragpipe/reindex"
 	"github.com/ragpipe/ragpipe/search"
 	"github.com/ragpipe/ragpipe/telemetry"
 	"github.com/ragpipe/ragpipe/worker"
@@ -182,6 +183,8 @@ type storeRoles struct {
 	health   telemetry.Check
 	// check checks an existing collection against its configuration.
 	check func(ctx context.Context, want pipeline.Collection) error
+	// generations creates, reads, switches and drops generations (reindex).
+	generations reindex.Store
 	// backlog, when set, is told how many events wait (RAGPIPE_DEFER_INDEXING).
 	backlog func(ctx context.Context, pending uint64)
 	close   func() error
@@ -193,7 +196,7 @@ func (r storeRoles) Close() error { return r.close() }
 // qdrantRoles is q in every role; indexing is deferred while more than
 // deferAbove events wait, unless deferAbove is 0.
 func qdrantRoles(q *qdrantstore.Store, deferAbove int) storeRoles {
-	r := storeRoles{sink: q, reuse: q, index: q, versions: q, health: q.Health, check: q.CheckCollection, close: q.Close}
+	r := storeRoles{sink: q, reuse: q, index: q, versions: q, generations: q, health: q.Health, check: q.CheckCollection, close: q.Close}
 	if deferAbove > 0 {
 		r.backlog = q.DeferIndexing(uint64(deferAbove)).Observe
 	}
@@ -203,17 +206,34 @@ func qdrantRoles(q *qdrantstore.Store, deferAbove int) storeRoles {
 // localRoles is the embedded store l in every role. It builds no index, so
 // it has nothing to defer.
 func localRoles(l *localstore.Store) storeRoles {
-	return storeRoles{sink: l, reuse: l, index: l, versions: l, health: l.Health, check: l.CheckCollection, close: l.Close}
+	return storeRoles{sink: l, reuse: l, index: l, versions: l, generations: l, health: l.Health, check: l.CheckCollection, close: l.Close}
 }
 
 // ingestSide is the ingestion side, ready to run.
 type ingestSide struct {
-	worker *worker.Worker
-	stage  *ingest.Stage
+	worker  *worker.Worker
+	stage   *ingest.Stage
+	reindex *reindex.Runner
+}
+
+// run runs the worker and the reindex runner until ctx ends (or the worker
+// fails), and returns the worker's error once both have stopped.
+func (in *ingestSide) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = in.reindex.Run(ctx) // it stops only when ctx ends
+	}()
+	err := in.worker.Run(ctx)
+	cancel()
+	<-done
+	return err
 }
 
 // startIngest creates the streams, the consumer and the configured
-// collections, and returns the worker ready to Run.
+// collections, and returns the worker and the reindex runner ready to run.
 func startIngest(ctx context.Context, env *environment, svc *service, store storeRoles) (*ingestSide, error) {
 	cfg := env.cfg
 	svc.ready.Step("creating the streams and collections")
@@ -253,7 +273,11 @@ func startIngest(ctx context.Context, env *environment, svc *service, store stor
 	if err != nil {
 		return nil, err
 	}
-	return &ingestSide{worker: w, stage: stage}, nil
+	runner, err := newReindexRunner(env, svc, store, stage)
+	if err != nil {
+		return nil, err
+	}
+	return &ingestSide{worker: w, stage: stage, reindex: runner}, nil
 }
 
 // searchOptions are the searcher's flags.

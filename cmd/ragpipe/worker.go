@@ -30,7 +30,7 @@ func runWorker(ctx context.Context, env *environment, _ []string) error {
 	svc.ready.Started(map[string]telemetry.Check{
 		"nats": natsReady(svc.nc), "qdrant": q.Health, "embedders": in.stage.Ready,
 	})
-	if err := in.worker.Run(ctx); err != nil {
+	if err := in.run(ctx); err != nil {
 		return err
 	}
 	// Make sure the server has the last acknowledgements before exiting.
