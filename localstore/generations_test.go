@@ -3,6 +3,7 @@ package localstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/storetest"
 	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -50,9 +52,9 @@ func (r *reopeningStore) CollectionNames(ctx context.Context) ([]string, error) 
 }
 
 // TestEmbeddedSwitchAliasReaders switches an alias back and forth between
-// two generations while readers search, list and read statuses through it:
-// no read fails or finds nothing, and each sees one generation whole. It
-// logs what a switch costs.
+// two generations while readers search, list and read statuses through it
+// and a writer writes through it: no call fails, no read finds nothing,
+// and each sees one generation whole. It logs what a switch costs.
 func TestEmbeddedSwitchAliasReaders(t *testing.T) {
 	s := openEmbedded(t, t.TempDir(), nil)
 	storetest.Ensure(t, s, "live", pipeline.Cosine)
@@ -89,6 +91,19 @@ func TestEmbeddedSwitchAliasReaders(t *testing.T) {
 	var reads atomic.Int64
 	stop := make(chan struct{})
 	var readers sync.WaitGroup
+	readers.Go(func() { // and a writer, of another tenant
+		for v := uint64(1); ; v++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := s.Apply(t.Context(), "live", []pipeline.DocWrite{storetest.Write("bob", "w", v, 1)}); err != nil {
+				t.Errorf("write through the alias: %v", err)
+				return
+			}
+		}
+	})
 	for range 3 {
 		readers.Go(func() {
 			for {
@@ -228,5 +243,48 @@ func TestEmbeddedAdoptPlain(t *testing.T) {
 	}
 	if names, err := s.CollectionNames(t.Context()); err != nil || !slices.Equal(names, []string{"legacy"}) {
 		t.Errorf("CollectionNames = %v, %v; want [legacy]", names, err)
+	}
+}
+
+// TestEmbeddedDropWhileWriting drops a collection that a writer writes to
+// and the compactor compacts: the writes in flight complete, the later ones
+// find no collection, and the files are gone, also after a reopening.
+func TestEmbeddedDropWhileWriting(t *testing.T) {
+	dir := t.TempDir()
+	s := openEmbedded(t, dir, func(c *localstore.Config) { c.CompactBytes = 4 << 10 })
+	if err := s.CreateGeneration(t.Context(), pipeline.Collection{Name: "doomed__g2", Dims: storetest.Dims}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var written atomic.Uint64
+	go func() {
+		for v := uint64(1); ; v++ {
+			err := s.Apply(t.Context(), "doomed__g2", []pipeline.DocWrite{storetest.Write("u", "d", v, 3)})
+			if err != nil {
+				done <- err
+				return
+			}
+			written.Store(v)
+		}
+	}()
+	checkfor.Until(t, 10*time.Second, "writes and compactions", func() error {
+		if n := written.Load(); n < 30 {
+			return fmt.Errorf("%d writes", n)
+		}
+		return nil
+	})
+	if err := s.DropCollection(t.Context(), "doomed__g2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, pipeline.ErrUnknownCollection) {
+		t.Fatalf("write after the drop: %v, want ErrUnknownCollection", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "doomed__g2")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the dropped collection's directory: %v", err)
+	}
+	s.Close()
+	s = openEmbedded(t, dir, nil)
+	if ok, err := s.CollectionExists(t.Context(), "doomed__g2"); ok || err != nil {
+		t.Errorf("CollectionExists after reopening = %t, %v", ok, err)
 	}
 }
