@@ -20,9 +20,9 @@ import (
 // c.Name is the name ragpipe uses: an alias, a plain collection or a missing
 // name. A missing name is created when create is true, as the store
 // collection generation.Name(c.Name, 1) plus the alias c.Name pointing at it
-// (every request by the alias reaches that collection); a name that is
-// itself a generation's (such as documents__g2) is created under exactly
-// that name, without an alias. Created collections get the configured
+// (every request by the alias reaches that collection), whatever c.Name
+// looks like: a ragpipe collection may be named like a generation, as
+// notes__g2 may. Created collections get the configured
 // shards, replication, write consistency and HNSW mode, and keyword vectors
 // (c.Keywords is ignored); an existing collection is used with or without
 // them, as it was created, and Apply writes the points' keyword vectors only
@@ -105,12 +105,6 @@ func (q *Store) ensure(ctx context.Context, c pipeline.Collection, create bool) 
 // createFirst creates the first generation of the missing name c.Name and
 // the alias c.Name to it, and returns the configuration c.Name then has.
 func (q *Store) createFirst(ctx context.Context, c pipeline.Collection) (*qdrant.CollectionInfo, error) {
-	if _, _, ok := generation.Parse(c.Name); ok {
-		if err := q.create(ctx, c, true); err != nil {
-			return nil, err
-		}
-		return q.createdInfo(ctx, c.Name)
-	}
 	g := c
 	g.Name = generation.Name(c.Name, 1)
 	if err := q.create(ctx, g, true); err != nil {
