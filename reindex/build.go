@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/ragpipe/ragpipe/generation"
-	"github.com/ragpipe/ragpipe/ingest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -119,16 +118,7 @@ func (j *run) create(ctx context.Context, st generation.State) (generation.State
 	target := generation.Fill(*job.Target, job.Given, st.Serving)
 	target.Name, target.Number = job.Target.Name, job.Target.Number
 	if target.Dims == 0 {
-		var emb ingest.Embedder
-		err := j.retry(ctx, "build the embedder", func(context.Context) error {
-			var err error
-			emb, err = j.cfg.Embedder(target.Embedder, 0)
-			return err
-		})
-		if err != nil {
-			return st, err
-		}
-		target.Dims = emb.Dimensions()
+		return st, pipeline.Permanent(fmt.Errorf("the new embedder %q needs its dimensions (--dims): the serving generation's embedder is %q", target.Embedder, st.Serving.Embedder))
 	}
 	check := target
 	check.Name = generation.Name(j.collection, max(1, target.Number)) // chosen below

@@ -55,10 +55,9 @@ type Config struct {
 	// the claims and conditional writes of every event.
 	Stage Stage
 	// Embedder returns the embedder of a profile ("" for the default
-	// RAGPIPE_EMBEDDER) producing dims-dimensional vectors; dims 0 asks
-	// for the profile's configured dimensions. The Router of the Stage
-	// should share the same embedders. An unknown profile is an error
-	// (pipeline.Misconfigured): the Job fails with it.
+	// RAGPIPE_EMBEDDER) producing dims-dimensional vectors, as the Stage's
+	// Router has them. A profile this process lacks is a
+	// pipeline.Misconfigured error: the Job waits, retrying, and shows it.
 	Embedder func(profile string, dims int) (ingest.Embedder, error)
 	// Defaults returns how a collection without a State is served by this
 	// process (its embedder profile, chunk size and overlap, as configured;

@@ -391,8 +391,8 @@ func TestBuildWhileWriting(t *testing.T) {
 	wg.Go(func() { writes = e.write(wctx, m, rand.New(rand.NewPCG(15, 2)), n, &version) })
 	start := time.Now()
 	e.request(generation.Job{Action: generation.Build,
-		Target: &generation.Generation{Embedder: "small", ChunkSize: 200, ChunkOverlap: 40},
-		Given:  []string{generation.SetEmbedder, generation.SetChunkSize, generation.SetChunkOverlap}})
+		Target: &generation.Generation{Embedder: "small", Dims: 256, ChunkSize: 200, ChunkOverlap: 40},
+		Given:  []string{generation.SetEmbedder, generation.SetDims, generation.SetChunkSize, generation.SetChunkOverlap}})
 	st := e.wait(2 * time.Minute)
 	took := time.Since(start)
 	time.Sleep(300 * time.Millisecond) // writes to both generations after the switch
@@ -445,9 +445,13 @@ func TestResumeAfterKill(t *testing.T) {
 	first := &countingStage{Stage: e.stage}
 	stop := e.runner("first", first, 8)
 	e.request(generation.Job{Action: generation.Build,
-		Target: &generation.Generation{Embedder: "small"}, Given: []string{generation.SetEmbedder}})
+		Target: &generation.Generation{Embedder: "small", Dims: 256}, Given: []string{generation.SetEmbedder, generation.SetDims}})
 	checkfor.Until(t, time.Minute, "a third of the copy", func() error {
-		if s, _ := e.reg.Cached(collection); s.Job.Copied < n {
+		s, _ := e.reg.Cached(collection)
+		if s.Job.Phase == generation.Failed {
+			t.Fatalf("job failed: %s", s.Job.Error)
+		}
+		if s.Job.Copied < n {
 			return fmt.Errorf("%d copied", s.Job.Copied)
 		}
 		return nil

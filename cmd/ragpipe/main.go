@@ -37,7 +37,7 @@ type environment struct {
 	stderr io.Writer
 }
 
-var commands = []command{devCommand, workerCommand, searcherCommand, publishCommand, queryCommand, migrateCommand, backupCommand, restoreCommand, forgetCommand, dlqCommand, keysCommand, benchCommand, evalCommand}
+var commands = []command{devCommand, workerCommand, searcherCommand, publishCommand, queryCommand, migrateCommand, backupCommand, restoreCommand, forgetCommand, reindexCommand, dlqCommand, keysCommand, benchCommand, evalCommand}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))

@@ -1,0 +1,407 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ragpipe/ragpipe/generation"
+	"github.com/ragpipe/ragpipe/pipeline"
+)
+
+var reindexCommand = command{
+	name:   "reindex",
+	client: true,
+	summary: "Rebuild a collection with another embedder, dimensions, chunking or layout with zero downtime: " +
+		"the workers build the next generation from what is stored while events and searches go on, check it, and switch to it; " +
+		"the previous generation is kept, written, for --rollback until --drop-previous.",
+	usage: "reindex --collection NAME [--embedder PROFILE|default] [--dims N] [--distance D] [--chunk-size N] [--chunk-overlap N]\n" +
+		"                [--shards N] [--replication N] [--detach] [--json]\n" +
+		"       ragpipe reindex --collection NAME --rollback | --drop-previous | --abort | --status [--json]\n\n" +
+		"  Workers carry out the job: at least one `ragpipe worker` or `ragpipe dev` must run. A new profile's\n" +
+		"  RAGPIPE_EMBEDDER_<PROFILE>_* settings must be in the environment of every worker and searcher.\n" +
+		"  Settings left unset are the serving generation's. The command follows the job until it is done\n" +
+		"  (exit 0) or failed (exit 1, with the checks' report); Ctrl-C leaves it to the workers, and running\n" +
+		"  the same command again follows it again.",
+	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
+		r := &reindexer{fs: fs}
+		fs.StringVar(&r.collection, "collection", "", "ragpipe collection to rebuild (required)")
+		fs.StringVar(&r.embedder, "embedder", "", "embedder profile of the new generation; default for RAGPIPE_EMBEDDER")
+		fs.IntVar(&r.target.Dims, "dims", 0, "dimensions of the new generation (required with another embedder)")
+		fs.StringVar((*string)(&r.target.Distance), "distance", "", "distance of the new generation: cosine, dot, euclid or manhattan")
+		fs.IntVar(&r.target.ChunkSize, "chunk-size", 0, "largest chunk of the new generation, in characters")
+		fs.IntVar(&r.target.ChunkOverlap, "chunk-overlap", 0, "overlap of consecutive chunks of the new generation, in characters")
+		fs.Func("shards", "shards of the new generation (Qdrant)", uintFlag(&r.target.Shards))
+		fs.Func("replication", "replication factor of the new generation (Qdrant)", uintFlag(&r.target.ReplicationFactor))
+		fs.BoolVar(&r.rollback, "rollback", false, "switch back to the previous generation")
+		fs.BoolVar(&r.dropPrevious, "drop-previous", false, "delete the previous generation (no rollback afterwards)")
+		fs.BoolVar(&r.abort, "abort", false, "stop the build and delete the generation being built")
+		fs.BoolVar(&r.status, "status", false, "print the collection's generations and job, and exit")
+		fs.BoolVar(&r.detach, "detach", false, "write the job and exit without following it")
+		fs.BoolVar(&r.json, "json", false, "print the final state as one JSON object")
+		return r.run
+	},
+}
+
+func uintFlag(p *uint32) func(string) error {
+	return func(s string) error {
+		var n uint32
+		if _, err := fmt.Sscan(s, &n); err != nil || n == 0 {
+			return errors.New("want a whole number >= 1")
+		}
+		*p = n
+		return nil
+	}
+}
+
+type reindexer struct {
+	fs                                    *flag.FlagSet
+	collection, embedder                  string
+	target                                generation.Generation
+	rollback, dropPrevious, abort, status bool
+	detach, json                          bool
+	given                                 []string
+	action                                generation.Action
+}
+
+// settingFlags maps the flags of a build's settings to Job.Given's names.
+var settingFlags = map[string]string{
+	"embedder": generation.SetEmbedder, "dims": generation.SetDims, "distance": generation.SetDistance,
+	"chunk-size": generation.SetChunkSize, "chunk-overlap": generation.SetChunkOverlap,
+	"shards": generation.SetShards, "replication": generation.SetReplication,
+}
+
+// parse checks the flags and settles the action and the given settings.
+func (r *reindexer) parse(args []string) error {
+	r.fs.Visit(func(f *flag.Flag) {
+		if g, ok := settingFlags[f.Name]; ok {
+			r.given = append(r.given, g)
+		}
+	})
+	actions := 0
+	for _, on := range []bool{r.rollback, r.dropPrevious, r.abort, r.status} {
+		if on {
+			actions++
+		}
+	}
+	switch {
+	case len(args) > 0:
+		return fmt.Errorf("unexpected arguments %q; see --help", args)
+	case r.collection == "":
+		return errors.New("want --collection NAME; see --help")
+	case !pipeline.ValidCollection(r.collection):
+		return fmt.Errorf("--collection %s: not a collection name", pipeline.ShortQuote(r.collection))
+	case actions > 1:
+		return errors.New("want at most one of --rollback, --drop-previous, --abort and --status")
+	case actions == 1 && len(r.given) > 0:
+		return errors.New("the new generation's settings go with a build only, not with --rollback, --drop-previous, --abort or --status")
+	case actions == 0 && len(r.given) == 0:
+		return errors.New("nothing to change: give the new generation's settings (--embedder, --dims, ...), or --rollback, --drop-previous, --abort or --status")
+	case r.target.Distance != "" && !r.target.Distance.Valid():
+		return fmt.Errorf("--distance %s: want cosine, dot, euclid or manhattan", r.target.Distance)
+	case r.target.ChunkSize < 0 || r.target.ChunkOverlap < 0:
+		return errors.New("--chunk-size and --chunk-overlap: want >= 0")
+	}
+	for _, g := range r.given {
+		if g == generation.SetDims && r.target.Dims < 1 {
+			return fmt.Errorf("--dims %d: want >= 1", r.target.Dims)
+		}
+		if g == generation.SetChunkSize && r.target.ChunkSize < 1 {
+			return fmt.Errorf("--chunk-size %d: want >= 1", r.target.ChunkSize)
+		}
+	}
+	if r.embedder != "default" {
+		r.target.Embedder = r.embedder
+	}
+	switch {
+	case r.rollback:
+		r.action = generation.Rollback
+	case r.dropPrevious:
+		r.action = generation.DropPrevious
+	case r.abort:
+		r.action = generation.Abort
+	case !r.status:
+		r.action = generation.Build
+	}
+	return nil
+}
+
+func (r *reindexer) run(ctx context.Context, env *environment, args []string) error {
+	if err := r.parse(args); err != nil {
+		return err
+	}
+	nc, js, err := connectJetStream(ctx, env.cfg.NATS, "ragpipe-reindex", env.log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	reg, err := generation.Open(ctx, js, generation.Config{Replicas: env.cfg.Worker.StreamReplicas, Logger: env.log})
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	if r.status {
+		st, ok, err := reg.Current(ctx, r.collection)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			st = generation.State{Collection: r.collection}
+		}
+		return r.print(env.stdout, st)
+	}
+	var id string
+	attached := false
+	_, err = reg.Update(ctx, r.collection, func(s *generation.State, _ bool) error {
+		job, same, err := r.job(s)
+		if err != nil {
+			return err
+		}
+		if id, attached = job.ID, same; same {
+			return generation.ErrNoChange
+		}
+		s.Collection, s.Job = r.collection, job
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.detach:
+		what := "written"
+		if attached {
+			what = "already running"
+		}
+		fmt.Fprintf(env.stderr, "reindex %s: %s job %s %s; the workers carry it out. Follow it with `ragpipe reindex --collection %s --status`.\n",
+			r.collection, r.action, id, what, r.collection)
+		return nil
+	case attached:
+		fmt.Fprintf(env.stderr, "reindex %s: following the %s job %s already running\n", r.collection, r.action, id)
+	default:
+		fmt.Fprintf(env.stderr, "reindex %s: %s job %s written; waiting for a worker\n", r.collection, r.action, id)
+	}
+	return r.follow(ctx, env, reg, id)
+}
+
+// job returns the Job the command asks for in state s, or the running one
+// it is the same request as (same true); or why it is refused.
+func (r *reindexer) job(s *generation.State) (*generation.Job, bool, error) {
+	running := s.Job
+	if running.Active() {
+		switch {
+		case running.Action == r.action && (r.action != generation.Build || r.sameBuild(running)):
+			return running, true, nil
+		case r.action == generation.Abort && running.Action == generation.Build:
+		default:
+			return nil, false, fmt.Errorf("a %s job is running (phase %s): follow it with --status, or stop a build with --abort", running.Action, running.Phase)
+		}
+	}
+	job := &generation.Job{ID: newJobID(), Action: r.action, Phase: generation.Waiting, Requested: time.Now()}
+	switch r.action {
+	case generation.Build:
+		switch {
+		case s.Building != nil:
+			return nil, false, fmt.Errorf("generation %s is left by a build that did not finish: --abort it first", s.Building.Name)
+		case s.Previous != nil:
+			return nil, false, fmt.Errorf("the previous generation %s is kept for a rollback: --drop-previous it first (or --rollback)", s.Previous.Name)
+		}
+		if s.Serving.Name != "" {
+			target := generation.Fill(r.target, r.given, s.Serving)
+			if target.Dims == 0 {
+				return nil, false, fmt.Errorf("give --dims N, the new embedder's dimensions (serving %s: %s)", s.Serving.Name, describe(s.Serving))
+			}
+			if generation.SameSettings(target, s.Serving) && s.Serving.Number > 0 {
+				return nil, false, fmt.Errorf("nothing changes: %s already has these settings", s.Serving.Name)
+			}
+			if target.ChunkSize > 0 && target.ChunkOverlap >= target.ChunkSize {
+				return nil, false, fmt.Errorf("chunk overlap %d with chunk size %d: want an overlap below the size", target.ChunkOverlap, target.ChunkSize)
+			}
+		}
+		t := r.target
+		job.Target, job.Given = &t, r.given
+	case generation.Rollback, generation.DropPrevious:
+		if s.Previous == nil {
+			return nil, false, fmt.Errorf("collection %s has no previous generation", r.collection)
+		}
+	case generation.Abort:
+		switch {
+		case running.Active():
+			if running.Target != nil && running.Target.Name != "" {
+				t := *running.Target
+				job.Target = &t
+			}
+		case s.Building == nil:
+			return nil, false, fmt.Errorf("collection %s has no generation being built", r.collection)
+		}
+	}
+	return job, false, nil
+}
+
+// sameBuild reports whether the running build j has the settings asked.
+func (r *reindexer) sameBuild(j *generation.Job) bool {
+	if j.Target == nil || len(j.Given) != len(r.given) {
+		return false
+	}
+	asked := generation.Fill(r.target, r.given, generation.Generation{})
+	had := generation.Fill(*j.Target, j.Given, generation.Generation{})
+	asked.Name, asked.Number = had.Name, had.Number
+	return asked == had
+}
+
+func newJobID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+// follow shows the progress of Job id until it ends or ctx does.
+func (r *reindexer) follow(ctx context.Context, env *environment, reg *generation.Registry, id string) error {
+	bar := newBar(env)
+	defer bar.finish()
+	var phase generation.Phase
+	var problem string
+	var lastCopied int64
+	lastAt, since := time.Now(), time.Now()
+	rate := 0.0
+	warned := false
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			bar.finish()
+			fmt.Fprintf(env.stderr, "reindex %s: left to the workers, who carry on. Follow it with `ragpipe reindex --collection %s --status`; stop it with `--abort`.\n",
+				r.collection, r.collection)
+			return nil
+		case <-t.C:
+		}
+		st, ok := reg.Cached(r.collection)
+		if !ok || st.Job == nil || st.Job.ID != id {
+			st, ok, _ = reg.Current(ctx, r.collection)
+		}
+		switch {
+		case !ok || st.Job == nil:
+			continue
+		case st.Job.ID != id:
+			bar.finish()
+			return fmt.Errorf("the job was replaced by a %s job %s", st.Job.Action, st.Job.ID)
+		}
+		j := st.Job
+		if j.Phase != phase {
+			phase = j.Phase
+			bar.finish()
+			fmt.Fprintf(env.stderr, "reindex %s: %s\n", r.collection, phaseLine(st))
+		}
+		if j.Error != "" && j.Error != problem && j.Active() {
+			fmt.Fprintf(env.stderr, "reindex %s: %s\n", r.collection, j.Error)
+		}
+		problem = j.Error
+		if j.Phase == generation.Waiting && !warned && time.Since(since) > 10*time.Second {
+			warned = true
+			fmt.Fprintf(env.stderr, "reindex %s: no worker has taken the job yet: at least one `ragpipe worker` or `ragpipe dev` must run\n", r.collection)
+		}
+		if j.Phase == generation.Copying {
+			if dt := time.Since(lastAt).Seconds(); dt >= 1 {
+				rate = float64(j.Copied-lastCopied) / dt
+				lastCopied, lastAt = j.Copied, time.Now()
+			}
+			bar.set(fmt.Sprintf("%s: %d documents, %.0f/s", r.collection, j.Copied, rate), int(j.Points), int(max(j.Total, j.Points, 1)))
+		}
+		if j.Active() {
+			continue
+		}
+		bar.finish()
+		if err := r.print(env.stdout, st); err != nil {
+			return err
+		}
+		if j.Phase == generation.Failed {
+			return fmt.Errorf("the %s job failed: %s", j.Action, j.Error)
+		}
+		return nil
+	}
+}
+
+// phaseLine says what the phase of st's Job means.
+func phaseLine(st generation.State) string {
+	j := st.Job
+	switch j.Phase {
+	case generation.Waiting:
+		return "waiting for a worker to take the job"
+	case generation.Creating:
+		return "creating the new generation"
+	case generation.Copying:
+		return fmt.Sprintf("copying %s into %s (%d points)", st.Serving.Name, nameOf(st.Building), j.Total)
+	case generation.Checking:
+		return fmt.Sprintf("checking %s against %s (%d documents copied)", nameOf(st.Building), st.Serving.Name, j.Copied)
+	case generation.Switching:
+		return "switching"
+	}
+	return string(j.Phase)
+}
+
+func nameOf(g *generation.Generation) string {
+	if g == nil {
+		return "-"
+	}
+	return g.Name
+}
+
+// print writes st: its generations, its job and the job's report.
+func (r *reindexer) print(w io.Writer, st generation.State) error {
+	if r.json {
+		return json.NewEncoder(w).Encode(st)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "collection %s\n", st.Collection)
+	if st.Serving.Name == "" {
+		fmt.Fprintf(tw, "  no generations yet: served by the store collection %s with the configured embedder\n", st.Collection)
+	}
+	for _, g := range []struct {
+		what string
+		gen  *generation.Generation
+	}{{"serving", &st.Serving}, {"building", st.Building}, {"previous", st.Previous}} {
+		if g.gen != nil && g.gen.Name != "" {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", g.what, g.gen.Name, describe(*g.gen))
+		}
+	}
+	if j := st.Job; j != nil {
+		fmt.Fprintf(tw, "  job\t%s %s\t%s, %d documents (%d of %d points) copied\n", j.Action, j.ID, j.Phase, j.Copied, j.Points, j.Total)
+		if j.Error != "" {
+			fmt.Fprintf(tw, "  error\t%s\n", j.Error)
+		}
+		if rep := j.Report; rep != nil {
+			fmt.Fprintf(tw, "  tenant\tdocuments (serving / new)\tpoints (serving / new, new documents' chunks)\n")
+			for _, t := range rep.Tenants {
+				fmt.Fprintf(tw, "  %s\t%d / %d\t%d / %d, %d\n", t.UserID, t.FromDocs, t.ToDocs, t.FromPoints, t.ToPoints, t.ToChunks)
+			}
+			for _, m := range rep.Mismatches {
+				fmt.Fprintf(tw, "  differs\t%s\n", m)
+			}
+			fmt.Fprintf(tw, "  sample searches\t%d of %d found their document\n", rep.Answered, rep.Searches)
+			if rep.SwitchTook > 0 {
+				fmt.Fprintf(tw, "  switch took\t%s\n", rep.SwitchTook)
+			}
+		}
+	}
+	return tw.Flush()
+}
+
+// describe is g's settings in a few words.
+func describe(g generation.Generation) string {
+	emb := g.Embedder
+	if emb == "" {
+		emb = "default"
+	}
+	s := fmt.Sprintf("embedder %s, %d dims, %s, chunks of %d overlapping by %d", emb, g.Dims, g.Distance, g.ChunkSize, g.ChunkOverlap)
+	if g.Shards > 0 || g.ReplicationFactor > 0 {
+		s += fmt.Sprintf(", %d shards, replication %d", g.Shards, g.ReplicationFactor)
+	}
+	return s
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ragpipe/ragpipe/config"
+	"github.com/ragpipe/ragpipe/generation"
+	"github.com/ragpipe/ragpipe/internal/natstest"
+)
+
+// TestReindexCommand writes jobs, refuses the requests that cannot be
+// carried out, and follows a job a worker (played by the test, through the
+// Registry) carries out to the end.
+func TestReindexCommand(t *testing.T) {
+	url := natstest.Start(t).ClientURL()
+	t.Setenv("NATS_URL", url)
+	t.Setenv("RAGPIPE_ENCRYPTION_KEY_FILE", "")
+	t.Setenv("RAGPIPE_LOG_LEVEL", "disabled")
+	reindex := func(args ...string) (code int, stdout, stderr string) {
+		var out, errOut bytes.Buffer
+		code = run(append([]string{"reindex"}, args...), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	reg, err := generation.Open(t.Context(), js, generation.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--embedder", "small"}, "want --collection"},
+		{[]string{"--collection", "docs"}, "nothing to change"},
+		{[]string{"--collection", "docs", "--rollback", "--abort"}, "at most one"},
+		{[]string{"--collection", "docs", "--rollback", "--dims", "8"}, "with a build only"},
+		{[]string{"--collection", "docs", "--rollback"}, "has no previous generation"},
+		{[]string{"--collection", "docs", "--abort"}, "has no generation being built"},
+		{[]string{"--collection", "docs", "--distance", "cosinus"}, "want cosine"},
+	} {
+		code, _, errOut := reindex(tc.args...)
+		if code != 1 || !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("reindex %q: exit %d, %q; want exit 1 and one line saying %q", tc.args, code, errOut, tc.want)
+		}
+	}
+
+	build := []string{"--collection", "docs", "--embedder", "small", "--dims", "256", "--chunk-overlap", "0"}
+	if code, _, errOut := reindex(append(build, "--detach")...); code != 0 || !strings.Contains(errOut, "--status") {
+		t.Fatalf("build --detach: exit %d, %q", code, errOut)
+	}
+	st, _, err := reg.Current(t.Context(), "docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := st.Job
+	if j == nil || j.Action != generation.Build || j.Phase != generation.Waiting || j.Target.Embedder != "small" || j.Target.Dims != 256 ||
+		strings.Join(j.Given, ",") != "chunk_overlap,dims,embedder" {
+		t.Fatalf("job written: %+v", j)
+	}
+	if code, _, errOut := reindex(append(build, "--detach")...); code != 0 || !strings.Contains(errOut, "already running") {
+		t.Errorf("the same build again: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := reindex("--collection", "docs", "--dims", "8"); code != 1 || !strings.Contains(errOut, "a build job is running") {
+		t.Errorf("another build meanwhile: exit %d, %q", code, errOut)
+	}
+	code, out, _ := reindex("--collection", "docs", "--status", "--json")
+	var got generation.State
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || got.Job == nil || got.Job.ID != j.ID {
+		t.Errorf("--status --json: exit %d, %q: %v", code, out, err)
+	}
+
+	// A worker takes the job, copies, and switches; the command follows.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		step := func(fn func(s *generation.State)) {
+			time.Sleep(300 * time.Millisecond)
+			if _, err := reg.Update(context.Background(), "docs", func(s *generation.State, _ bool) error { fn(s); return nil }); err != nil {
+				t.Error(err)
+			}
+		}
+		g1 := generation.Generation{Name: "docs__g1", Number: 1, Dims: 1024, Distance: "cosine", ChunkSize: 2000, ChunkOverlap: 200}
+		g2 := generation.Generation{Name: "docs__g2", Number: 2, Embedder: "small", Dims: 256, Distance: "cosine", ChunkSize: 2000}
+		step(func(s *generation.State) {
+			s.Serving, s.Building = g1, &g2
+			s.Job.Phase, s.Job.Owner, s.Job.Total = generation.Copying, "w", 30
+		})
+		step(func(s *generation.State) { s.Job.Copied, s.Job.Points = 10, 30 })
+		step(func(s *generation.State) { s.Job.Phase = generation.Checking })
+		step(func(s *generation.State) {
+			s.Serving, s.Previous, s.Building = g2, &g1, nil
+			s.Job.Phase, s.Job.Report = generation.Done, &generation.Report{
+				Tenants:  []generation.TenantCount{{UserID: "alice", FromDocs: 10, ToDocs: 10, FromPoints: 30, ToPoints: 30, ToChunks: 30}},
+				Searches: 10, Answered: 10, SwitchTook: 3 * time.Millisecond,
+			}
+		})
+	})
+	code, out, errOut := reindex(build...)
+	wg.Wait()
+	for _, want := range []string{"serving  docs__g2", "previous  docs__g1", "alice", "10 of 10 found", "switch took"} {
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(want), " ")) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if code != 0 || !strings.Contains(errOut, "following the build job") || !strings.Contains(errOut, "copying docs__g1 into docs__g2") {
+		t.Fatalf("following the build: exit %d, stderr %q", code, errOut)
+	}
+
+	// A failed rollback exits 1 with its error.
+	wg.Go(func() {
+		time.Sleep(500 * time.Millisecond)
+		if _, err := reg.Update(context.Background(), "docs", func(s *generation.State, _ bool) error {
+			s.Job.Phase, s.Job.Error = generation.Failed, "the store is gone"
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+	})
+	code, _, errOut = reindex("--collection", "docs", "--rollback")
+	wg.Wait()
+	if code != 1 || !strings.Contains(errOut, "the store is gone") {
+		t.Errorf("a failed rollback: exit %d, %q", code, errOut)
+	}
+
+	// Ctrl-C leaves the job running and says how to follow or stop it.
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("reindex", flag.ContinueOnError)
+	runCmd := reindexCommand.flags(fs)
+	if err := fs.Parse([]string{"--collection", "docs", "--drop-previous"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err = runCmd(ctx, &environment{cfg: cfg, stdout: &stdout, stderr: &stderr}, fs.Args())
+	if err != nil || !strings.Contains(stderr.String(), "--abort") {
+		t.Errorf("interrupted: %v, %q", err, stderr.String())
+	}
+	if st, _, _ := reg.Current(t.Context(), "docs"); st.Job.Action != generation.DropPrevious || st.Job.Phase != generation.Waiting {
+		t.Errorf("after the interruption: job %+v", st.Job)
+	}
+}
