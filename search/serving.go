@@ -24,6 +24,9 @@ type target struct {
 // collection, that generation may have been dropped after a switch the
 // cached State does not show yet: do is called once more with the
 // generation the State's source of truth names, if that is another one.
+// A 404 for a store collection named like collection (no State, or a
+// collection that does not exist) is final, so that requests naming
+// missing collections cost no read of the source of truth.
 func (s *Service) onServing(ctx context.Context, j job, collection string, do func(target) *Error) *Error {
 	t, e := s.serving(ctx, j, collection, false)
 	if e != nil {
@@ -65,15 +68,17 @@ func (s *Service) serving(ctx context.Context, j job, collection string, fresh b
 		return target{name: collection, Serving: sv}, nil
 	}
 	e := &Error{Code: CodeUnavailable, Message: fmt.Sprintf("could not learn which generation serves collection %q: its state is unavailable; retry later", collection)}
-	ev := s.log.Warn()
 	switch {
 	case pipeline.IsPermanent(err), pipeline.IsMisconfigured(err):
 		e = &Error{Code: CodeInternal, Message: fmt.Sprintf("collection %q cannot be served: %s", collection, err)}
-		ev = s.log.Error()
 	case errors.Is(err, context.DeadlineExceeded):
 		e.Message = fmt.Sprintf("could not learn which generation serves collection %q within %s; retry later", collection, s.cfg.Timeout)
 	}
-	logFailure(ev, j, target{name: collection}, e.Code, err)
+	if e.Code == CodeInternal {
+		logFailure(s.log.Error(), j, target{name: collection}, e.Code, err)
+	} else {
+		logFailure(s.log.Warn(), j, target{name: collection}, e.Code, err)
+	}
 	return target{}, e
 }
 
