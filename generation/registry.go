@@ -211,6 +211,7 @@ func (r *Registry) apply(collection string, s State, exists bool, rev uint64, in
 		return
 	}
 	r.seen[collection] = rev
+	prev, had := r.states[collection]
 	if exists {
 		r.states[collection] = s
 	} else {
@@ -218,8 +219,8 @@ func (r *Registry) apply(collection string, s State, exists bool, rev uint64, in
 	}
 	r.mu.Unlock()
 	ev := r.log.Info()
-	if initial {
-		ev = r.log.Debug()
+	if initial || (had && exists && sameStep(prev, s)) {
+		ev = r.log.Debug() // a checkpoint or heartbeat
 	}
 	ev = ev.Str("collection", collection).Uint64("revision", rev)
 	if !exists {
@@ -237,6 +238,25 @@ func (r *Registry) apply(collection string, s State, exists bool, rev uint64, in
 		ev = ev.Str("job", s.Job.ID).Str("action", string(s.Job.Action)).Str("phase", string(s.Job.Phase))
 	}
 	ev.Msg("generations: State seen")
+}
+
+// sameStep reports whether a and b have the same generations and the same
+// Job in the same phase: b is a checkpoint of a.
+func sameStep(a, b State) bool {
+	name := func(g *Generation) string {
+		if g == nil {
+			return ""
+		}
+		return g.Name
+	}
+	step := func(j *Job) [2]string {
+		if j == nil {
+			return [2]string{}
+		}
+		return [2]string{j.ID, string(j.Phase)}
+	}
+	return a.Serving.Name == b.Serving.Name && name(a.Building) == name(b.Building) &&
+		name(a.Previous) == name(b.Previous) && step(a.Job) == step(b.Job)
 }
 
 // Cached returns the newest State of collection the watch has seen; ok is

@@ -49,6 +49,14 @@ func newGenerations(reg *generation.Registry, embs *embedders) *generations {
 	return &generations{reg: reg, embs: embs, chunkers: make(map[[2]int]*pipeline.Chunker), routes: make(map[string]ingest.Route)}
 }
 
+// served returns collection's cached State when it names a serving
+// generation. A State without one (a Job asked of a collection not adopted
+// yet) leaves the collection served as without a State.
+func served(reg *generation.Registry, collection string) (generation.State, bool) {
+	s, ok := reg.Cached(collection)
+	return s, ok && s.Serving.Name != ""
+}
+
 // Route returns the targets of collection's cached State: its generations,
 // serving first; none (revision 0) for a collection without a State. It
 // never blocks on the network.
@@ -83,9 +91,13 @@ func (g *generations) Confirm(ctx context.Context, collection string) (ingest.Ro
 }
 
 // route builds the targets of s; a generation this process cannot write
-// sets Err instead.
+// sets Err instead. A State without a serving generation has no targets:
+// the collection is written by its own name, at the State's revision.
 func (g *generations) route(s generation.State) ingest.Route {
 	r := ingest.Route{Revision: s.Revision}
+	if s.Serving.Name == "" {
+		return r
+	}
 	for _, gen := range s.Targets() {
 		t, err := g.target(gen)
 		if err != nil {
@@ -143,12 +155,12 @@ func (g *generations) Serving(ctx context.Context, collection string, fresh bool
 	if fresh {
 		s, ok, err = g.reg.Current(ctx, collection)
 	} else {
-		s, ok = g.reg.Cached(collection)
+		s, ok = served(g.reg, collection)
 	}
 	if err != nil {
 		return search.Serving{}, err
 	}
-	if !ok {
+	if !ok || s.Serving.Name == "" {
 		return search.Serving{Collection: collection, Embedder: g.embs.of(collection)}, nil
 	}
 	emb, err := g.embs.get(s.Serving.Embedder, s.Serving.Dims)
@@ -163,7 +175,7 @@ func (g *generations) Serving(ctx context.Context, collection string, fresh bool
 // wins, since it is what the data is.
 func warnGenerations(env *environment, reg *generation.Registry) {
 	for _, c := range env.cfg.Collections {
-		s, ok := reg.Cached(c.Name)
+		s, ok := served(reg, c.Name)
 		if !ok {
 			continue
 		}
@@ -195,7 +207,7 @@ func describeCollection(dims int, d pipeline.Distance, profile string) string {
 func stageCollections(cfg *config.Config, reg *generation.Registry) []pipeline.Collection {
 	var cs []pipeline.Collection
 	for _, c := range cfg.Collections {
-		if _, ok := reg.Cached(c.Name); !ok {
+		if _, ok := served(reg, c.Name); !ok {
 			cs = append(cs, c)
 		}
 	}

@@ -57,6 +57,21 @@ func TestGenerationsRouteAndServing(t *testing.T) {
 		}
 	}
 
+	// A State with a Job but no serving generation yet (not adopted).
+	waiting, err := reg.Update(ctx, "notes", func(s *generation.State, _ bool) error {
+		s.Job = &generation.Job{ID: "j", Action: generation.Build, Phase: generation.Waiting}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := g.Route("notes"); r.Revision != waiting.Revision || r.Targets != nil || r.Err != nil {
+		t.Errorf("Route of a State without a serving generation: %+v", r)
+	}
+	if sv, err := g.Serving(ctx, "notes", true); err != nil || sv.Collection != "notes" || sv.Embedder.Dimensions() != 32 {
+		t.Errorf("Serving of a State without a serving generation: %+v, %v", sv, err)
+	}
+
 	serving := generation.Generation{Name: "docs", Dims: 64, Distance: pipeline.Cosine, ChunkSize: 2000, ChunkOverlap: 200}
 	building := generation.Generation{Name: "docs__g1", Number: 1, Embedder: "small", Dims: 16, Distance: pipeline.Dot,
 		ChunkSize: 500, ChunkOverlap: 50, Shards: 2}

@@ -334,7 +334,7 @@ func stopSearch(ctx context.Context, env *environment, svc *search.Service, o se
 func checkCollections(ctx context.Context, env *environment, gens *generation.Registry, check func(context.Context, pipeline.Collection) error) error {
 	for _, c := range env.cfg.Collections {
 		want := c
-		if s, ok := gens.Cached(c.Name); ok {
+		if s, ok := served(gens, c.Name); ok {
 			want = s.Serving.Collection()
 		}
 		err := check(ctx, want)
