@@ -9,7 +9,7 @@ import (
 
 var workerCommand = command{
 	name:    "worker",
-	summary: "Consume ingest events from JetStream, chunk and embed them, and store them in Qdrant. Run as many replicas as you like.",
+	summary: "Consume ingest events from JetStream, chunk and embed them, and store them in Qdrant, in every generation of their collection; carry out the jobs of ragpipe reindex. Run as many replicas as you like.",
 	usage:   "worker",
 	flags: func(*flag.FlagSet) func(context.Context, *environment, []string) error {
 		return runWorker
