@@ -8,11 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/rs/zerolog"
-
 	"github.com/ragpipe/ragpipe/embedder"
-	"github.com/ragpipe/ragpipe/internal/natstest"
-	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/search"
 )
@@ -27,13 +23,7 @@ import (
 //
 //	go test -run XXX -bench Request -count 6 ./search
 func BenchmarkRequest(b *testing.B) {
-	ns := natstest.Start(b)
-	nc := natstest.Connect(b, ns)
-	store, err := localstore.Open(b.Context(), localstore.Config{Dir: b.TempDir(), Logger: zerolog.Nop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { store.Close() })
+	nc, store, log := startLocal(b)
 	emb, err := embedder.NewHash(dims)
 	if err != nil {
 		b.Fatal(err)
@@ -81,7 +71,7 @@ func BenchmarkRequest(b *testing.B) {
 	_ = echo.Unsubscribe()
 	for _, c := range configs {
 		svc, err := search.Start(b.Context(), search.Config{
-			Conn: nc, Index: store, Embedder: func(string) search.Embedder { return emb }, Serving: c.serving, Logger: zerolog.Nop(),
+			Conn: nc, Index: store, Embedder: func(string) search.Embedder { return emb }, Serving: c.serving, Logger: log,
 			Prefix: c.name,
 		})
 		if err != nil {

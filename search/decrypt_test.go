@@ -8,10 +8,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
 	"github.com/ragpipe/ragpipe/embedder"
-	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/keyring"
 	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -38,8 +36,7 @@ func lookupKeys(k *keyring.Keyring) func(context.Context, string) (search.Tenant
 // keyword and gets a normal (empty) dense reply; a key that cannot be read
 // is a 503.
 func TestSearchServiceDecrypts(t *testing.T) {
-	ns := natstest.Start(t)
-	nc := natstest.Connect(t, ns)
+	nc, store, log := startLocal(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -50,12 +47,6 @@ func TestSearchServiceDecrypts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { keys.Close() })
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
-	store, err := localstore.Open(t.Context(), localstore.Config{Dir: t.TempDir(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
 	hash, _ := embedder.NewHash(dims)
 	if err := store.EnsureCollection(t.Context(), pipeline.Collection{Name: "enc", Dims: dims, Keywords: true}, true); err != nil {
 		t.Fatal(err)

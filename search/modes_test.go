@@ -50,16 +50,23 @@ type modeFixture struct {
 	client *search.Client
 }
 
+// startLocal starts a NATS server and opens the embedded store in a
+// temporary directory, both stopped when tb ends; log writes errors to tb.
+func startLocal(tb testing.TB) (nc *nats.Conn, store *localstore.Store, log zerolog.Logger) {
+	tb.Helper()
+	nc = natstest.Connect(tb, natstest.Start(tb))
+	log = zerolog.New(zerolog.NewTestWriter(tb)).Level(zerolog.ErrorLevel)
+	store, err := localstore.Open(tb.Context(), localstore.Config{Dir: tb.TempDir(), Logger: log})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	return nc, store, log
+}
+
 func newModeFixture(t *testing.T) *modeFixture {
 	t.Helper()
-	ns := natstest.Start(t)
-	nc := natstest.Connect(t, ns)
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
-	store, err := localstore.Open(t.Context(), localstore.Config{Dir: t.TempDir(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	nc, store, log := startLocal(t)
 	hash, err := embedder.NewHash(dims)
 	if err != nil {
 		t.Fatal(err)
