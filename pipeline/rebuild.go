@@ -21,6 +21,13 @@ import (
 // break ("\n") likewise for a line break, nothing after a CJK full stop or
 // where a word longer than a chunk was cut, else one space.
 //
+// Each such separator is then checked by splitting the text around it
+// again: when that does not give back the chunks on either side, the
+// junction takes the first of "\n\n", "\n", " ", "" (and a few runs of
+// indentation) that does, so that a
+// document whose chunking is unchanged keeps its chunks whenever one of
+// them allows it.
+//
 // chunks must come from c.Split, in order; Rebuild of other chunkings joins
 // them with such separators all the same.
 func (c *Chunker) Rebuild(chunks []string) string {
@@ -30,26 +37,58 @@ func (c *Chunker) Rebuild(chunks []string) string {
 	case 1:
 		return chunks[0]
 	}
-	n := 0
-	for _, ch := range chunks {
-		n += len(ch) + 2
-	}
-	var b strings.Builder
-	b.Grow(n)
-	b.WriteString(chunks[0])
+	parts := make([]string, 2*len(chunks)-1) // chunk or its new part, separator, ...
+	parts[0] = chunks[0]
+	var free []int // indexes in parts of separators of junctions without overlap
 	var gaps []chunkGap
 	for i := 1; i < len(chunks); i++ {
 		prev, next := chunks[i-1], chunks[i]
 		var ov, sep string
 		ov, sep, gaps = c.junction(prev, gaps[:0])
 		if ov != "" && strings.HasPrefix(next, ov) {
-			b.WriteString(next[len(ov):])
+			parts[2*i] = next[len(ov):]
 			continue
 		}
-		b.WriteString(sep)
-		b.WriteString(next)
+		parts[2*i-1], parts[2*i] = sep, next
+		free = append(free, 2*i-1)
 	}
-	return b.String()
+	for _, k := range free {
+		if c.splitsBack(chunks, parts, k, parts[k]) {
+			continue
+		}
+		for _, sep := range separators {
+			if c.splitsBack(chunks, parts, k, sep) {
+				parts[k] = sep
+				break
+			}
+		}
+	}
+	return strings.Join(parts, "")
+}
+
+// separators are the whitespace Rebuild tries at a junction without overlap
+// whose first guess does not split back: blank lines, line breaks (either
+// followed by the indentation of code and lists), a space, nothing.
+var separators = [...]string{"\n\n", "\n", " ", "", "\n\n    ", "\n\n\t", "\n    ", "\n\t", "  "}
+
+// splitsBack reports whether, with sep at parts[k] (the junction of chunks
+// i-1 and i, k = 2i-1), the text from chunk i-1 on (to a chunk's size past
+// its end, all Split reads to end it) splits into chunk i-1 first; and, at
+// the last junction, into chunk i then. Where chunk i begins follows from
+// chunk i-1 alone.
+func (c *Chunker) splitsBack(chunks, parts []string, k int, sep string) bool {
+	i := (k + 1) / 2
+	var b strings.Builder
+	b.WriteString(chunks[i-1])
+	b.WriteString(sep)
+	for _, p := range parts[k+1 : min(k+4, len(parts))] {
+		b.WriteString(p)
+	}
+	got := c.Split(b.String())
+	if i == len(chunks)-1 {
+		return len(got) == 2 && got[0] == chunks[i-1] && got[1] == chunks[i]
+	}
+	return len(got) >= 2 && got[0] == chunks[i-1]
 }
 
 // junction returns the end of chunk that Split repeated at the start of the
