@@ -42,11 +42,17 @@ type generations struct {
 
 	mu       sync.Mutex
 	chunkers map[[2]int]*pipeline.Chunker // by size and overlap
-	routes   map[string]ingest.Route      // by collection, at its State's revision
+	routes   map[string]cachedRoute       // by collection
+}
+
+// cachedRoute is the route of a collection's generations.
+type cachedRoute struct {
+	route ingest.Route
+	gens  []generation.Generation
 }
 
 func newGenerations(reg *generation.Registry, embs *embedders) *generations {
-	return &generations{reg: reg, embs: embs, chunkers: make(map[[2]int]*pipeline.Chunker), routes: make(map[string]ingest.Route)}
+	return &generations{reg: reg, embs: embs, chunkers: make(map[[2]int]*pipeline.Chunker), routes: make(map[string]cachedRoute)}
 }
 
 // served returns collection's cached State when it names a serving
@@ -65,19 +71,7 @@ func (g *generations) Route(collection string) ingest.Route {
 	if !ok {
 		return ingest.Route{}
 	}
-	g.mu.Lock()
-	r, ok := g.routes[collection]
-	g.mu.Unlock()
-	if ok && r.Revision == s.Revision {
-		return r
-	}
-	r = g.route(s)
-	g.mu.Lock()
-	if old, ok := g.routes[collection]; !ok || old.Revision <= r.Revision {
-		g.routes[collection] = r
-	}
-	g.mu.Unlock()
-	return r
+	return g.routeOf(s)
 }
 
 // Confirm returns the route of collection's State as the bucket's leader
@@ -87,7 +81,37 @@ func (g *generations) Confirm(ctx context.Context, collection string) (ingest.Ro
 	if err != nil || !ok {
 		return ingest.Route{}, err
 	}
-	return g.route(s), nil
+	return g.routeOf(s), nil
+}
+
+// routeOf returns the route of s. A route is built once per set of
+// generations and keeps the revision at which they were first seen, so
+// that the States a reindex checkpoints (its Job's cursor and heartbeat)
+// have the Stage write nothing again.
+func (g *generations) routeOf(s generation.State) ingest.Route {
+	gens := targetsOf(s)
+	g.mu.Lock()
+	c, ok := g.routes[s.Collection]
+	g.mu.Unlock()
+	if ok && slices.Equal(c.gens, gens) {
+		return c.route
+	}
+	c = cachedRoute{route: g.route(s), gens: gens}
+	g.mu.Lock()
+	if old, ok := g.routes[s.Collection]; !ok || old.route.Revision <= c.route.Revision {
+		g.routes[s.Collection] = c
+	}
+	g.mu.Unlock()
+	return c.route
+}
+
+// targetsOf returns the generations s writes to; none without a serving
+// generation.
+func targetsOf(s generation.State) []generation.Generation {
+	if s.Serving.Name == "" {
+		return nil
+	}
+	return s.Targets()
 }
 
 // route builds the targets of s; a generation this process cannot write
@@ -95,10 +119,7 @@ func (g *generations) Confirm(ctx context.Context, collection string) (ingest.Ro
 // the collection is written by its own name, at the State's revision.
 func (g *generations) route(s generation.State) ingest.Route {
 	r := ingest.Route{Revision: s.Revision}
-	if s.Serving.Name == "" {
-		return r
-	}
-	for _, gen := range s.Targets() {
+	for _, gen := range targetsOf(s) {
 		t, err := g.target(gen)
 		if err != nil {
 			return ingest.Route{Revision: s.Revision, Err: fmt.Errorf("generation %s of collection %q: %w", gen.Name, s.Collection, err)}

@@ -99,6 +99,17 @@ func TestGenerationsRouteAndServing(t *testing.T) {
 	if c, err := g.Confirm(ctx, "docs"); err != nil || c.Revision != s.Revision || len(c.Targets) != 2 {
 		t.Errorf("Confirm: %+v, %v", c, err)
 	}
+	// A checkpoint of a Job changes the State, not the route.
+	checkpoint, err := reg.Update(ctx, "docs", func(s *generation.State, _ bool) error {
+		s.Job = &generation.Job{ID: "j", Action: generation.Build, Phase: generation.Copying, Copied: 64}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := g.Confirm(ctx, "docs"); err != nil || checkpoint.Revision == s.Revision || c.Revision != s.Revision {
+		t.Errorf("Confirm after a checkpoint at revision %d: revision %d, %v; want the route's %d", checkpoint.Revision, c.Revision, err, s.Revision)
+	}
 	if e, _ := embs.get("small", 16); e != r.Targets[1].Embedder {
 		t.Error("the embedder of profile small at 16 dimensions is not shared")
 	}
