@@ -38,7 +38,7 @@ type Config struct {
 	Qdrant Qdrant
 	// Collections are created at start, each with its embedder profile ("" for
 	// the default embedder). Default: documents:1024:cosine.
-	Collections []pipeline.Collection `env:"RAGPIPE_COLLECTIONS" envDefault:"documents:1024:cosine" help:"collections created at start: name:dims:distance[:profile], comma-separated; distance is cosine, dot, euclid or manhattan; profile names the collection's embedder profile (letters, digits, _), set by RAGPIPE_EMBEDDER_<PROFILE>_KIND (required), _URL, _MODEL, _API_KEY and the other RAGPIPE_EMBEDDER_* settings with _<PROFILE> inserted (unset ones take their defaults); without a profile a collection uses RAGPIPE_EMBEDDER"`
+	Collections []pipeline.Collection `env:"RAGPIPE_COLLECTIONS" envDefault:"documents:1024:cosine" help:"collections created at start: name:dims:distance[:profile], comma-separated; distance is cosine, dot, euclid or manhattan; profile names the collection's embedder profile (letters, digits, _), set by RAGPIPE_EMBEDDER_<PROFILE>_KIND (required), _URL, _MODEL, _API_KEY and the other RAGPIPE_EMBEDDER_* settings with _<PROFILE> inserted (unset ones take their defaults); without a profile a collection uses RAGPIPE_EMBEDDER; a profile no collection names is read as well, for ragpipe reindex"`
 	// Embedder is the default embedding service.
 	Embedder Embedder
 	// Profiles are the embedder profiles RAGPIPE_COLLECTIONS names and
