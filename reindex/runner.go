@@ -108,7 +108,7 @@ func (r *Runner) carry(ctx context.Context, collection, id string) {
 	cancel(nil)
 	wg.Wait()
 	switch {
-	case ctx.Err() != nil:
+	case ctx.Err() != nil && err != nil:
 		j.release()
 	case errors.Is(context.Cause(jctx), errLost) || errors.Is(err, errLost):
 		j.log.Warn().Msg("stopped: " + errLost.Error())

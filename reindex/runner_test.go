@@ -18,6 +18,7 @@ import (
 	"github.com/ragpipe/ragpipe/embedder"
 	"github.com/ragpipe/ragpipe/generation"
 	"github.com/ragpipe/ragpipe/ingest"
+	"github.com/ragpipe/ragpipe/keyring"
 	"github.com/ragpipe/ragpipe/internal/checkfor"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/localstore"
@@ -37,9 +38,12 @@ type env struct {
 	store  *localstore.Store
 	stage  *ingest.Stage
 	router *router
+	keys   *keyring.Keyring // nil without encryption at rest
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv starts the servers and the Stage; with encrypted, texts are
+// stored sealed by their tenants' keys.
+func newEnv(t *testing.T, encrypted bool) *env {
 	t.Helper()
 	js, err := jetstream.New(natstest.Connect(t, natstest.Start(t)))
 	if err != nil {
@@ -64,15 +68,26 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt := &router{reg: reg}
-	stage, err := ingest.NewStage(ingest.StageConfig{
+	e := &env{t: t, reg: reg, store: store, router: &router{reg: reg}}
+	scfg := ingest.StageConfig{
 		Sink: store, Versions: versions, Embedder: def, Chunker: chunker, Reuse: store,
-		AutoCreate: func(string) bool { return true }, Router: rt,
-	})
-	if err != nil {
+		AutoCreate: func(string) bool { return true }, Router: e.router,
+	}
+	if encrypted {
+		master, err := keyring.ParseMasterKeys([]byte(keyring.NewMasterKey()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.keys, err = keyring.Open(t.Context(), js, master, keyring.Config{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.keys.Close() })
+		scfg.Keys = func(ctx context.Context, tenant string) (ingest.TenantKey, error) { return e.keys.Tenant(ctx, tenant) }
+	}
+	if e.stage, err = ingest.NewStage(scfg); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, reg: reg, store: store, stage: stage, router: rt}
+	return e
 }
 
 // embedderFor is the worker's embedders: the default profile is a hash
@@ -141,14 +156,18 @@ func (s *countingStage) ProcessTo(ctx context.Context, events []pipeline.Event, 
 // runner starts a Runner until the returned stop is called or the test ends.
 func (e *env) runner(name string, stage reindex.Stage, batch int) (stop func()) {
 	e.t.Helper()
-	r, err := reindex.NewRunner(reindex.Config{
+	cfg := reindex.Config{
 		Registry: e.reg, Store: e.store, Stage: stage, Embedder: embedderFor,
 		Defaults: func(string) generation.Generation {
 			return generation.Generation{ChunkSize: 300, ChunkOverlap: 30}
 		},
 		Owner: name, Poll: 50 * time.Millisecond, Lease: 3 * time.Second, Heartbeat: 200 * time.Millisecond,
 		Batch: batch, Settle: 3 * time.Second,
-	})
+	}
+	if e.keys != nil {
+		cfg.Keys = func(ctx context.Context, tenant string) (reindex.TenantKey, error) { return e.keys.Lookup(ctx, tenant) }
+	}
+	r, err := reindex.NewRunner(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -173,7 +192,7 @@ func (e *env) request(job generation.Job) {
 		job.ID = fmt.Sprintf("job-%d", time.Now().UnixNano())
 	}
 	if _, err := e.reg.Update(e.t.Context(), collection, func(s *generation.State, _ bool) error {
-		if s.Job.Active() {
+		if s.Job.Active() && job.Action != generation.Abort {
 			return errors.New("a job is running")
 		}
 		s.Collection, s.Job = collection, &job
@@ -326,7 +345,7 @@ func (e *env) verify(m *model, g generation.Generation) {
 			slices.SortFunc(got, func(a, b pipeline.Point) int { return a.ChunkIndex - b.ChunkIndex })
 			var texts []string
 			for _, p := range got {
-				texts = append(texts, p.Text)
+				texts = append(texts, e.open(p))
 				if p.Version != d.version || len(p.Vector) != g.Dims {
 					texts = append(texts, fmt.Sprintf("<version %d, %d dims>", p.Version, len(p.Vector)))
 				}
@@ -347,6 +366,22 @@ func (e *env) verify(m *model, g generation.Generation) {
 	if bad > 0 {
 		e.t.Fatalf("%s: %d documents differ from what was written", g.Name, bad)
 	}
+}
+
+// open returns p's text in clear.
+func (e *env) open(p pipeline.Point) string {
+	if e.keys == nil {
+		return p.Text
+	}
+	key, err := e.keys.Lookup(e.t.Context(), p.UserID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	text, err := key.Open(collection, p.DocID, p.ChunkIndex, p.Text)
+	if err != nil {
+		return fmt.Sprintf("<%v>", err)
+	}
+	return text
 }
 
 // prose returns a few paragraphs of words, a few hundred characters long.
@@ -377,7 +412,7 @@ func prose(rng *rand.Rand) string {
 // dimensions and chunking while documents are updated and deleted, then
 // rolls back and drops the previous generation.
 func TestBuildWhileWriting(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, false)
 	rng := rand.New(rand.NewPCG(15, 1))
 	m := &model{docs: map[[2]string]doc{}}
 	var version atomic.Uint64
@@ -436,7 +471,7 @@ func TestBuildWhileWriting(t *testing.T) {
 // TestResumeAfterKill stops the runner of a build mid-copy; another one
 // resumes from the Job's cursor instead of starting over.
 func TestResumeAfterKill(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, false)
 	rng := rand.New(rand.NewPCG(15, 3))
 	m := &model{docs: map[[2]string]doc{}}
 	var version atomic.Uint64
@@ -476,6 +511,59 @@ func TestResumeAfterKill(t *testing.T) {
 	}
 	if st.Job.Copied != total {
 		t.Errorf("%d documents copied, want %d", st.Job.Copied, total)
+	}
+	e.verify(m, st.Serving)
+}
+
+// TestBuildEncrypted builds a generation of texts sealed by their tenants'
+// keys: the copy opens them, the new generation seals them again for its
+// points, bound to the ragpipe collection.
+func TestBuildEncrypted(t *testing.T) {
+	e := newEnv(t, true)
+	m := &model{docs: map[[2]string]doc{}}
+	var version atomic.Uint64
+	e.load(m, rand.New(rand.NewPCG(15, 4)), 40, &version)
+	e.runner("a", e.stage, 0)
+	e.request(generation.Job{Action: generation.Build,
+		Target: &generation.Generation{ChunkSize: 150, ChunkOverlap: 20},
+		Given:  []string{generation.SetChunkSize, generation.SetChunkOverlap}})
+	st := e.wait(time.Minute)
+	if r := st.Job.Report; r.Searches == 0 || r.Answered != r.Searches {
+		t.Errorf("report %+v", r)
+	}
+	e.verify(m, st.Serving)
+	e.verify(m, *st.Previous)
+}
+
+// TestAbortMidCopy aborts a build while it copies: its runner stops, the
+// building generation leaves the State and the store, and the serving one
+// is untouched.
+func TestAbortMidCopy(t *testing.T) {
+	e := newEnv(t, false)
+	m := &model{docs: map[[2]string]doc{}}
+	var version atomic.Uint64
+	e.load(m, rand.New(rand.NewPCG(15, 6)), 200, &version)
+	e.runner("a", e.stage, 4)
+	e.runner("b", e.stage, 4)
+	e.request(generation.Job{Action: generation.Build,
+		Target: &generation.Generation{Embedder: "small", Dims: 256}, Given: []string{generation.SetEmbedder, generation.SetDims}})
+	var building string
+	checkfor.Until(t, time.Minute, "the copy to begin", func() error {
+		s, _ := e.reg.Cached(collection)
+		if s.Building == nil || s.Job.Copied == 0 {
+			return errors.New("not copying yet")
+		}
+		building = s.Building.Name
+		return nil
+	})
+	e.request(generation.Job{Action: generation.Abort})
+	st := e.wait(time.Minute)
+	if st.Building != nil || st.Previous != nil || st.Job.Target == nil || st.Job.Target.Name != building {
+		t.Fatalf("after the abort: %+v, job %+v", st, st.Job)
+	}
+	time.Sleep(500 * time.Millisecond) // the build's runner has stopped by its next heartbeat
+	if _, err := e.store.Describe(t.Context(), building); !errors.Is(err, pipeline.ErrUnknownCollection) {
+		t.Errorf("describe the aborted %s: %v", building, err)
 	}
 	e.verify(m, st.Serving)
 }
