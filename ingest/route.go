@@ -119,9 +119,10 @@ func generationsOf(collection string) part { return part{"generations", "collect
 // writeRouted writes the held events at idx to every dest, in parallel.
 // With confirm, it then confirms the route and writes the events to the
 // store collections that the confirmed route adds, until a confirmation
-// finds the route unchanged (at most maxReroutes times). It returns one
-// error per event (see outcome) and whether the event left points in any
-// store collection.
+// finds no store collection unwritten (at most maxReroutes times): every
+// change of the route made before it began is then seen, and its
+// collections written. It returns one error per event (see outcome) and
+// whether the event left points in any store collection.
 func (s *Stage) writeRouted(ctx context.Context, name string, route Route, dests []*dest, fan *fanOut,
 	keys tenantKeySet, events []pipeline.Event, idx []int, first map[int]bool, confirm bool) ([]error, []bool) {
 	done := make(map[string][]error, len(dests)) // by store collection: one error per event
@@ -158,10 +159,10 @@ func (s *Stage) writeRouted(ctx context.Context, name string, route Route, dests
 			confirmErr = fmt.Errorf("confirm the generations of collection %q: %w", name, err)
 			break
 		}
-		if next.Revision == route.Revision {
+		changed := next.Revision != route.Revision
+		if route = next; !changed || written(route, name, done) {
 			break
 		}
-		route = next
 		if round == maxReroutes {
 			confirmErr = fmt.Errorf("the generations of collection %q changed %d times while its events were written", name, round+1)
 			break
@@ -175,6 +176,21 @@ func (s *Stage) writeRouted(ctx context.Context, name string, route Route, dests
 		}
 	}
 	return s.outcome(name, route, done, order, confirmErr, len(idx))
+}
+
+// written reports whether every store collection of route, for the
+// collection name, is a key of done.
+func written(route Route, name string, done map[string][]error) bool {
+	if len(route.Targets) == 0 {
+		_, ok := done[name]
+		return ok
+	}
+	for _, t := range route.Targets {
+		if _, ok := done[t.Collection.Name]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // outcome combines each event's errors in the store collections written

@@ -206,14 +206,19 @@ func TestRoutedLastVersionWins(t *testing.T) {
 
 // TestRouteChangedBeforeConfirm: a route that changes between the Stage's
 // Route and its Confirm gets the events written to the targets the new
-// route adds, from the collection alone to its generations too; one that
-// keeps changing, or that cannot be confirmed, fails the events for a
+// route adds, from the collection alone to its generations too; a change
+// that adds no target costs no more confirmation; a route that keeps
+// adding targets, or that cannot be confirmed, fails the events for a
 // retry, never for good.
 func TestRouteChangedBeforeConfirm(t *testing.T) {
 	s := stores[1].open(t).(pointsStore)
 	a, b := generation(t, s, "docs-a", 16, 300), generation(t, s, "docs-b", 32, 120)
 	own := ingest.Target{Collection: pipeline.Collection{Name: "docs", Dims: 16, Distance: pipeline.Cosine, Keywords: true},
 		Embedder: a.Embedder, Chunker: a.Chunker}
+	var more []ingest.Target
+	for _, name := range []string{"docs-c", "docs-d", "docs-e", "docs-f"} {
+		more = append(more, generation(t, s, name, 16, 300))
+	}
 	r := &router{}
 	stage := routedStage(t, s, r)
 	once := func(to ingest.Route) func(*ingest.Route) {
@@ -238,7 +243,9 @@ func TestRouteChangedBeforeConfirm(t *testing.T) {
 		{name: "first generation", to: ingest.Route{Revision: 3, Targets: []ingest.Target{own, b}},
 			targets: []ingest.Target{own, b}, untouched: "docs-a", wantConfirms: 2},
 		{name: "switched", from: ingest.Route{Revision: 4, Targets: []ingest.Target{a, b}}, to: ingest.Route{Revision: 5, Targets: []ingest.Target{b, a}},
-			targets: []ingest.Target{a, b}, untouched: "docs", wantConfirms: 2},
+			targets: []ingest.Target{a, b}, untouched: "docs", wantConfirms: 1},
+		{name: "revision only", from: ingest.Route{Revision: 8, Targets: []ingest.Target{a}}, to: ingest.Route{Revision: 9, Targets: []ingest.Target{a}},
+			targets: []ingest.Target{a}, untouched: "docs-b", wantConfirms: 1},
 		{name: "keeps changing", from: ingest.Route{Revision: 6, Targets: []ingest.Target{a}}, keepsChanging: true, wantConfirms: 4},
 		{name: "confirm fails", from: ingest.Route{Revision: 7, Targets: []ingest.Target{a}}, fail: errors.New("no NATS"), wantConfirms: 1},
 	} {
@@ -246,7 +253,12 @@ func TestRouteChangedBeforeConfirm(t *testing.T) {
 			r.set(func(r *router) {
 				r.route, r.change, r.fail, r.confirms = tc.from, once(tc.to), tc.fail, 0
 				if tc.keepsChanging {
-					r.change = func(route *ingest.Route) { route.Revision++ }
+					n := 0
+					r.change = func(route *ingest.Route) { // a new generation each time
+						route.Revision++
+						route.Targets = []ingest.Target{a, more[n%len(more)]}
+						n++
+					}
 				}
 			})
 			doc := strings.ReplaceAll(tc.name, " ", "-")

@@ -95,6 +95,12 @@ const ProbeText = "ragpipe embedder probe"
 // tenant's key, and its text hash and keyword term ids are keyed by that
 // tenant, so that the store holds nothing of the text in clear.
 //
+// With StageConfig.Router, a collection's events are claimed once, by the
+// collection's name, and written to each of its generations (Route's
+// targets), chunked, embedded and reused there as that generation does;
+// texts are sealed for the collection's name, the same in every generation,
+// and the prunes of Settle reach every generation written.
+//
 // An event with a chunk the embedder refuses (see Embedder) fails alone,
 // permanently, with the embedder's reason; every event sharing that text
 // fails with it, and the others of the batch are written.
@@ -106,7 +112,7 @@ type Stage struct {
 	limit   *limiter // nil without MaxCollections
 
 	mu            sync.Mutex
-	misconfigured map[part]error // why a collection's embedder or a tenant's key cannot be used
+	misconfigured map[part]error // why a collection's embedder or route, or a tenant's key, cannot be used
 }
 
 // part names what a deployment problem is in: a collection's embedder or a
@@ -186,9 +192,9 @@ func profile(c pipeline.Collection) string {
 	return "profile " + c.Embedder
 }
 
-// Ready reports, for /readyz, every collection whose embedder, and every
-// tenant whose encryption key, was found misconfigured by its last use; nil
-// when there is none.
+// Ready reports, for /readyz, every collection whose embedder or route
+// (Route.Err), and every tenant whose encryption key, was found
+// misconfigured by its last use; nil when there is none.
 func (s *Stage) Ready(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -262,13 +268,14 @@ func (s *Stage) Process(ctx context.Context, events []pipeline.Event) []error {
 	})
 }
 
-// ProcessTo is Process for the given targets, serving (or primary) first,
-// instead of those of the Router, and without confirming a route: each
-// event's claim (package lww) decides whether it is written, so that a
-// version older than its document's newest writes nothing. Without
-// targets it writes each collection by its own name. The reindex copier
-// uses it to write stored documents, at their stored versions, to a new
-// generation. It blocks until done.
+// ProcessTo is Process writing to the given targets instead of those of
+// the Router, without confirming a route; the first target's failures are
+// the events' as the serving one's are in Process. Each event's claim
+// (package lww) decides whether it is written: a version older than its
+// document's newest writes nothing, the newest is written again, as a
+// redelivery would be. Without targets it writes each collection by its
+// own name. The reindex copier uses it to write stored documents, at
+// their stored versions, to a new generation. It blocks until done.
 func (s *Stage) ProcessTo(ctx context.Context, events []pipeline.Event, targets []Target) []error {
 	route := Route{Targets: targets}
 	return each(events, func(name string, idx []int, errs []error) {
