@@ -360,3 +360,21 @@ func BenchmarkCached(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkUpdate measures one compare-and-set update without contention
+// on a one-node server: a leader read and a conditional write.
+func BenchmarkUpdate(b *testing.B) {
+	srv := natstest.Start(b)
+	r := open(b, natstest.Connect(b, srv), 1)
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := r.Update(ctx, "docs", func(s *generation.State, _ bool) error {
+			s.Serving = gen("docs", 1)
+			s.Job = &generation.Job{ID: "j", Phase: generation.Copying}
+			s.Job.Copied++
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
