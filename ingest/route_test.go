@@ -155,7 +155,12 @@ func checkStored(t *testing.T, s pointsStore, target ingest.Target, want map[[2]
 // exactly each document's newest version, chunked and embedded as that
 // generation does.
 func TestRoutedLastVersionWins(t *testing.T) {
-	s := stores[1].open(t).(pointsStore)
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) { routedLastVersionWins(t, st.open(t).(pointsStore)) })
+	}
+}
+
+func routedLastVersionWins(t *testing.T, s pointsStore) {
 	a, b := generation(t, s, "docs-a", 16, 300), generation(t, s, "docs-b", 32, 120)
 	r := &router{route: ingest.Route{Revision: 1, Targets: []ingest.Target{a, b}}}
 	stage := routedStage(t, s, r)
