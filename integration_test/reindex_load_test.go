@@ -72,11 +72,13 @@ type workload struct {
 	version []uint64
 	// valid, when set, is a condition every published text meets.
 	valid func(string) bool
+	// burst is the events published every 100ms while a reindex runs.
+	burst int
 }
 
 func newWorkload(t *testing.T, n int, seed uint64) *workload {
 	return &workload{t: t, r: rand.New(rand.NewPCG(seed, 15)), m: newModel(t, 300, 30, oldDims),
-		texts: make([]string, n), version: make([]uint64, n)}
+		texts: make([]string, n), version: make([]uint64, n), burst: loadBurst}
 }
 
 // text returns a new text for document i.
@@ -476,7 +478,7 @@ func logFigures(t *testing.T, what string, f reindexFigures, records []searchRec
 func reindexUnderLoad(t *testing.T, s *system, states *stateLog, w *workload, what string, args ...string) {
 	t.Helper()
 	stopSearches := searching(s.js.Conn(), 2)
-	stopPublishing := w.publishing(s.js, loadBurst)
+	stopPublishing := w.publishing(s.js, w.burst)
 	requested := time.Now()
 	out := runToEnd(t, s, "reindex", args)
 	t.Logf("%s: ragpipe reindex --json printed: %s", what, jsonLine(out))
