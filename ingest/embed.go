@@ -212,7 +212,7 @@ func (s *Stage) embedPending(ctx context.Context, d *dest, chunks []pending, dis
 		m.ObserveEmbed(d.name, embedded, time.Since(start), err)
 	}
 	if err == nil || pipeline.IsMisconfigured(err) {
-		s.health(embedderOf(d.coll.Name), err)
+		s.embedderHealth(d, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("embed %d chunks: %w", len(texts), err)

@@ -114,7 +114,33 @@ func routeError(err error) error {
 }
 
 // generationsOf names, for Ready, the route of collection.
-func generationsOf(collection string) part { return part{"generations", "collection", collection} }
+func generationsOf(collection string) part {
+	return part{what: "generations", of: "collection", name: collection}
+}
+
+// embedderHealth records the outcome of a use of d's embedder (see
+// Stage.health).
+func (s *Stage) embedderHealth(d *dest, err error) {
+	p := embedderOf(d.coll.Name)
+	if d.target {
+		p.generationOf = d.name
+	}
+	s.health(p, err)
+}
+
+// retire forgets the misconfigured embedders of targets of collection
+// name that route no longer has (a generation abandoned or dropped), so
+// that Ready does not report them for ever.
+func (s *Stage) retire(name string, route Route) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := range s.misconfigured {
+		if p.generationOf == name && !slices.ContainsFunc(route.Targets, func(t Target) bool { return t.Collection.Name == p.name }) {
+			delete(s.misconfigured, p)
+			s.cfg.Logger.Info().Str("collection", name).Str("generation", p.name).Msg("generation no longer written: its embedder is no longer checked")
+		}
+	}
+}
 
 // writeRouted writes the held events at idx to every dest, in parallel.
 // With confirm, it then confirms the route and writes the events to the

@@ -417,3 +417,32 @@ func TestRoutedOvertaken(t *testing.T) {
 	checkStored(t, s, a, want)
 	checkStored(t, s, b, want)
 }
+
+// TestMisconfiguredGeneration: a generation whose embedder refuses the
+// deployment's key fails the events for a retry, never for good, and Ready
+// names it until a route without that generation (the reindex aborted)
+// is used.
+func TestMisconfiguredGeneration(t *testing.T) {
+	s := stores[1].open(t).(pointsStore)
+	a, b := generation(t, s, "docs-a", 16, 300), generation(t, s, "docs-b", 16, 300)
+	fake := embedtest.Start(t, embedtest.Config{API: embedtest.OpenAI, Dims: 16, Key: "sk-right"})
+	emb, err := embedder.NewOpenAI(embedder.Config{URL: fake.URL, Model: "m", APIKey: "sk-wrong", Dimensions: 16, BatchSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Embedder = emb
+	r := &router{route: ingest.Route{Revision: 1, Targets: []ingest.Target{a, b}}}
+	stage := routedStage(t, s, r)
+	e := []pipeline.Event{upsert("d", 1, "text")}
+	if errs := stage.Process(t.Context(), e); !pipeline.IsMisconfigured(errs[0]) || pipeline.IsPermanent(errs[0]) {
+		t.Fatalf("err %v, want a misconfiguration", errs[0])
+	}
+	if err := stage.Ready(t.Context()); err == nil || !strings.Contains(err.Error(), `embedder of collection "docs-b"`) {
+		t.Fatalf("Ready: %v, want docs-b's embedder", err)
+	}
+	r.set(func(r *router) { r.route = ingest.Route{Revision: 2, Targets: []ingest.Target{a}} })
+	mustProcess(t, e, stage.Process(t.Context(), e))
+	if err := stage.Ready(t.Context()); err != nil {
+		t.Errorf("Ready without docs-b: %v", err)
+	}
+}

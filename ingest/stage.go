@@ -115,15 +115,18 @@ type Stage struct {
 	misconfigured map[part]error // why a collection's embedder or route, or a tenant's key, cannot be used
 }
 
-// part names what a deployment problem is in: a collection's embedder or a
-// tenant's encryption key.
+// part names what a deployment problem is in: a collection's embedder or
+// route, or a tenant's encryption key.
 type part struct {
 	what, of, name string // "embedder", "collection", "docs"
+	generationOf   string // for the embedder of a Target, the collection whose route named it
 }
 
-func embedderOf(collection string) part { return part{"embedder", "collection", collection} }
+func embedderOf(collection string) part {
+	return part{what: "embedder", of: "collection", name: collection}
+}
 
-func keyOf(tenant string) part { return part{"encryption key", "tenant", tenant} }
+func keyOf(tenant string) part { return part{what: "encryption key", of: "tenant", name: tenant} }
 
 // NewStage validates cfg and returns a Stage.
 func NewStage(cfg StageConfig) (*Stage, error) {
@@ -264,6 +267,7 @@ func (s *Stage) Process(ctx context.Context, events []pipeline.Event) []error {
 			}
 			return
 		}
+		s.retire(name, route)
 		s.write(ctx, name, events, idx, errs, route, true)
 	})
 }
