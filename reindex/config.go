@@ -83,9 +83,13 @@ type Config struct {
 	// Heartbeat is how often the runner of a Job renews its heartbeat, at
 	// most. Default Lease/6 (5s).
 	Heartbeat time.Duration
-	// Batch is how many documents are copied per write and checkpoint.
-	// Default 64.
+	// Batch is how many documents are copied per write. Default 64.
 	Batch int
+	// Checkpoint is the least time between two checkpoints of a copy,
+	// which update the State every worker and searcher watches: a copy
+	// resumed after a kill writes again at most this long's batches.
+	// Default 1s.
+	Checkpoint time.Duration
 	// Samples is the number of sample searches of the checks. Default 20.
 	Samples int
 	// Settle is how long, at most, documents that differ between the
@@ -120,6 +124,9 @@ func (c *Config) setDefaults() error {
 		c.Batch = 64
 	}
 	c.Batch = min(c.Batch, pipeline.MaxLimit)
+	if c.Checkpoint <= 0 {
+		c.Checkpoint = time.Second
+	}
 	if c.Samples <= 0 {
 		c.Samples = 20
 	}

@@ -100,6 +100,7 @@ func (c *copier) copyAll(ctx context.Context, st generation.State) (generation.S
 		return st, err
 	}
 	start, copied := time.Now(), st.Job.Copied
+	p := progress{saved: start}
 	for _, t := range tenants {
 		if t < cur.Tenant || t == cur.Tenant && cur.Done {
 			continue
@@ -121,26 +122,56 @@ func (c *copier) copyAll(ctx context.Context, st generation.State) (generation.S
 			if err != nil {
 				return st, err
 			}
-			b, _ := json.Marshal(cursor{Tenant: t, List: next, Done: next == ""})
-			if st, err = c.checkpoint(ctx, func(s *generation.State) error {
-				s.Job.Cursor = string(b)
-				s.Job.Copied += int64(n)
-				s.Job.Points += int64(points)
-				return nil
-			}); err != nil {
-				return st, err
+			p.add(cursor{Tenant: t, List: next, Done: next == ""}, n, points)
+			if time.Since(p.saved) >= c.cfg.Checkpoint {
+				if st, err = c.checkpoint(ctx, p.save); err != nil {
+					return st, err
+				}
+				p.reset()
 			}
 			if list = next; next == "" {
 				break
 			}
 		}
-		c.log.Debug().Str("tenant", t).Int64("copied", st.Job.Copied).Msg("tenant copied")
+		c.log.Debug().Str("tenant", t).Msg("tenant copied")
+	}
+	if st, err = c.phase(ctx, generation.Checking, p.save); err != nil {
+		return st, err
 	}
 	took := time.Since(start)
 	c.log.Info().Str("serving", c.serving.Name).Str("building", c.building.Name).Int64("documents", st.Job.Copied).
 		Int64("points", st.Job.Points).Dur("took", took).
 		Float64("documents_per_second", float64(st.Job.Copied-copied)/max(took.Seconds(), 1e-9)).Msg("copy done; checking")
-	return c.phase(ctx, generation.Checking, func(*generation.State) error { return nil })
+	return st, nil
+}
+
+// progress is the copy's progress since its last checkpoint.
+type progress struct {
+	cursor       []byte // nil when unchanged
+	docs, points int64
+	saved        time.Time
+}
+
+func (p *progress) add(c cursor, docs, points int) {
+	p.cursor, _ = json.Marshal(c)
+	p.docs += int64(docs)
+	p.points += int64(points)
+}
+
+// save records the progress in the Job: a checkpoint's function, which
+// Update may apply more than once.
+func (p *progress) save(s *generation.State) error {
+	if p.cursor != nil {
+		s.Job.Cursor = string(p.cursor)
+	}
+	s.Job.Copied += p.docs
+	s.Job.Points += p.points
+	return nil
+}
+
+// reset starts the progress afresh once saved.
+func (p *progress) reset() {
+	p.cursor, p.docs, p.points, p.saved = nil, 0, 0, time.Now()
 }
 
 // tenants returns the tenants with points in collection, sorted.

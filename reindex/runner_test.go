@@ -162,7 +162,7 @@ func (e *env) runner(name string, stage reindex.Stage, batch int) (stop func()) 
 			return generation.Generation{ChunkSize: 300, ChunkOverlap: 30}
 		},
 		Owner: name, Poll: 50 * time.Millisecond, Lease: 3 * time.Second, Heartbeat: 200 * time.Millisecond,
-		Batch: batch, Settle: 3 * time.Second,
+		Batch: batch, Checkpoint: time.Nanosecond, Settle: 3 * time.Second,
 	}
 	if e.keys != nil {
 		cfg.Keys = func(ctx context.Context, tenant string) (reindex.TenantKey, error) { return e.keys.Lookup(ctx, tenant) }
