@@ -31,10 +31,13 @@ func ownerProcess(t *testing.T, owner string, procs []*process) *process {
 }
 
 // reindexDocs is the size of the reindex tests' corpus: a few thousand
-// documents, some hundreds with -short.
+// documents, half as many under the race detector, a fifth with -short.
 func reindexDocs(n int) int {
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		return n / 5
+	case raceEnabled:
+		return n / 2
 	}
 	return n
 }
