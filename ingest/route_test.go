@@ -13,6 +13,7 @@ import (
 	"github.com/ragpipe/ragpipe/embedder"
 	"github.com/ragpipe/ragpipe/ingest"
 	"github.com/ragpipe/ragpipe/internal/embedtest"
+	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -445,4 +446,34 @@ func TestMisconfiguredGeneration(t *testing.T) {
 	if err := stage.Ready(t.Context()); err != nil {
 		t.Errorf("Ready without docs-b: %v", err)
 	}
+}
+
+// BenchmarkProcessRouted is BenchmarkProcess's plain case written, as
+// during a reindex, to two generations: the serving one, whose embedder
+// is the Stage's, and a new one of another embedder (the hash embedder of
+// 32 dimensions); the Router's Confirm costs nothing here.
+func BenchmarkProcessRouted(b *testing.B) {
+	prose := strings.Repeat("The consumer's maxAckPending bounds unacknowledged messages; "+
+		"see /etc/nats/nats.conf and nats.Conn for max_ack_pending. Qdrant stores vectors. ", 50)[:5000]
+	l, err := localstore.Open(b.Context(), localstore.Config{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	chunker, _ := pipeline.NewChunker(2000, 200)
+	var targets []ingest.Target
+	for _, dims := range []int{64, 32} {
+		emb, _ := embedder.NewHash(dims)
+		c := pipeline.Collection{Name: fmt.Sprint("docs-", dims), Dims: dims, Distance: pipeline.Cosine, Keywords: true}
+		if err := l.EnsureCollection(b.Context(), c, true); err != nil {
+			b.Fatal(err)
+		}
+		targets = append(targets, ingest.Target{Collection: c, Embedder: named{emb, fmt.Sprint("hash/", dims)}, Chunker: chunker})
+	}
+	stage, err := ingest.NewStage(ingest.StageConfig{Sink: l, Versions: register(b), Embedder: targets[0].Embedder, Chunker: chunker, Reuse: l,
+		Router: &router{route: ingest.Route{Revision: 1, Targets: targets}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchDocs(b, stage, prose)
 }
