@@ -187,7 +187,7 @@ func (e *env) runner(name string, stage reindex.Stage, batch int) (stop func()) 
 // request writes a Job as ragpipe reindex does.
 func (e *env) request(job generation.Job) {
 	e.t.Helper()
-	job.Phase, job.Requested = generation.Waiting, time.Now()
+	job.Phase, job.Requested = generation.Waiting, time.Now() // Owner and Heartbeat as given
 	if job.ID == "" {
 		job.ID = fmt.Sprintf("job-%d", time.Now().UnixNano())
 	}
@@ -564,6 +564,27 @@ func TestAbortMidCopy(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // the build's runner has stopped by its next heartbeat
 	if _, err := e.store.Describe(t.Context(), building); !errors.Is(err, pipeline.ErrUnknownCollection) {
 		t.Errorf("describe the aborted %s: %v", building, err)
+	}
+	e.verify(m, st.Serving)
+}
+
+// TestStaleLease leaves a Job whose runner renews its heartbeat alone, and
+// takes over one whose heartbeat is older than the lease.
+func TestStaleLease(t *testing.T) {
+	e := newEnv(t, false)
+	m := &model{docs: map[[2]string]doc{}}
+	var version atomic.Uint64
+	e.load(m, rand.New(rand.NewPCG(15, 7)), 20, &version)
+	e.runner("a", e.stage, 0)
+	e.request(generation.Job{Action: generation.Build, Owner: "ghost", Heartbeat: time.Now(),
+		Target: &generation.Generation{ChunkSize: 100}, Given: []string{generation.SetChunkSize}})
+	time.Sleep(time.Second)
+	if s, _ := e.reg.Cached(collection); s.Job.Owner != "ghost" || s.Job.Phase != generation.Waiting {
+		t.Fatalf("a job held by a live runner was taken: %+v", s.Job)
+	}
+	st := e.wait(time.Minute) // the heartbeat is older than the lease (3s) meanwhile
+	if st.Serving.ChunkSize != 100 {
+		t.Fatalf("serving %+v", st.Serving)
 	}
 	e.verify(m, st.Serving)
 }
