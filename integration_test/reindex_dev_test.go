@@ -33,6 +33,7 @@ func TestReindexDev(t *testing.T) {
 
 	reindexUnderLoad(t, d.system, states, w, "embedded store", append(toSmall, "--chunk-size", "400", "--chunk-overlap", "40", "--json")...)
 	d.waitDrained(2 * time.Minute)
+	states.stop() // dev's NATS server stops with it
 	d.inStore(func(store *localstore.Store) {
 		assertAlias(t, store, "documents__g2")
 		want := w.want(rechunked, newDims, reindexIdentity)

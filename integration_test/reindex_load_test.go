@@ -303,6 +303,7 @@ type stateLog struct {
 	t          *testing.T
 	kv         jetstream.KeyValue
 	collection string
+	stop       func() // ends the watch
 	mu         sync.Mutex
 	states     []timedState
 }
@@ -340,7 +341,8 @@ func watchStates(t *testing.T, js jetstream.JetStream, collection string) *state
 			l.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() { _ = w.Stop(); cancel(); <-done })
+	l.stop = sync.OnceFunc(func() { _ = w.Stop(); cancel(); <-done })
+	t.Cleanup(l.stop)
 	return l
 }
 
