@@ -351,7 +351,8 @@ func (r *runner) count(ctx context.Context, collection string) (uint64, error) {
 	return n, nil
 }
 
-// cleanup deletes collection and, with PurgeNATS, removes its events,
+// cleanup deletes collection (the generation it is an alias of, with the
+// alias) and, with PurgeNATS, removes its events,
 // dead letters and version register entries from the streams. It runs even
 // when ctx has ended.
 func (r *runner) cleanup(ctx context.Context, collection string) {
@@ -361,9 +362,14 @@ func (r *runner) cleanup(ctx context.Context, collection string) {
 	delete(r.live, collection)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	exists, err := r.qc.CollectionExists(ctx, collection)
-	if err == nil && exists {
-		err = r.qc.DeleteCollection(ctx, collection)
+	// A collection ragpipe creates is an alias of its generation: deleting
+	// the alias' name would leave the generation and its points behind.
+	target, err := r.cfg.Store.AliasTarget(ctx, collection)
+	if err == nil {
+		if target == "" {
+			target = collection
+		}
+		err = r.cfg.Store.DropCollection(ctx, target)
 	}
 	if err != nil {
 		r.progressf("delete collection %s: %v", collection, err)

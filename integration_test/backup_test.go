@@ -121,9 +121,7 @@ func TestBackupRestore(t *testing.T) {
 	worker.signal(t, syscall.SIGTERM)
 
 	// Qdrant and the version register are wiped.
-	if err := s.qc.DeleteCollection(t.Context(), "docs"); err != nil {
-		t.Fatal(err)
-	}
+	s.dropCollection("docs")
 	if err := s.js.DeleteStream(t.Context(), "RAG_VERSIONS"); err != nil {
 		t.Fatal(err)
 	}
@@ -434,9 +432,7 @@ func TestBackupRestoreEncrypted(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := s.qc.DeleteCollection(t.Context(), "docs"); err != nil {
-		t.Fatal(err)
-	}
+	s.dropCollection("docs")
 	for _, stream := range []string{"RAG_VERSIONS", "KV_RAG_KEYS"} {
 		if err := s.js.DeleteStream(t.Context(), stream); err != nil {
 			t.Fatal(err)

@@ -165,3 +165,43 @@ func TestBenchCommandUsage(t *testing.T) {
 		t.Errorf("bench --only ceiling,warp: exit %d, want non-zero and one line:\n%s", code, out)
 	}
 }
+
+// TestBenchCommandCleansUp: against a Qdrant it did not start (--qdrant-url),
+// the bench removes every collection its stages created, generations and
+// aliases alike: a collection ragpipe creates is an alias of its generation.
+func TestBenchCommandCleansUp(t *testing.T) {
+	node := qdranttest.Start(t)
+	cmd := benchCmd(t, "--only", "ceiling,text", "--docs", "50", "--qdrant-url", node.URL(), "--json")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ragpipe bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	var r bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || r.Err() != nil || r.Ceiling == nil || r.Text == nil {
+		t.Fatalf("report (%v):\n%s", err, stdout.String())
+	}
+	s := attach(t, "", node)
+	collections, err := s.qc.ListCollections(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliases, err := s.qc.ListAliases(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, c := range collections {
+		if strings.HasPrefix(c, "bench_") {
+			left = append(left, c)
+		}
+	}
+	for _, a := range aliases {
+		if strings.HasPrefix(a.GetAliasName(), "bench_") {
+			left = append(left, "alias "+a.GetAliasName())
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("the bench left %v in Qdrant", left)
+	}
+}

@@ -308,6 +308,40 @@ func (s *system) waitDrained(timeout time.Duration) {
 	})
 }
 
+// store returns a qdrantstore.Store on the system's Qdrant, closed when the
+// test ends: ragpipe's view of Qdrant (names, aliases, generations).
+func (s *system) store() *qdrantstore.Store {
+	s.t.Helper()
+	store, err := qdrantstore.New(s.t.Context(), qdrantstore.Config{Host: "127.0.0.1", Port: s.qdrant.GRPCPort()})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// dropCollection deletes the ragpipe collection name from Qdrant with its
+// points, as an operator wiping it would: the generation its alias points
+// at (with the alias), or the plain collection of that name. Deleting the
+// alias' name alone would delete nothing.
+func (s *system) dropCollection(name string) {
+	s.t.Helper()
+	ctx, store := s.t.Context(), s.store()
+	target, err := store.AliasTarget(ctx, name)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if target == "" {
+		target = name
+	}
+	if err := store.DropCollection(ctx, target); err != nil {
+		s.t.Fatal(err)
+	}
+	if exists, err := s.qc.CollectionExists(ctx, name); err != nil || exists {
+		s.t.Fatalf("%s still exists after dropping %s (%v)", name, target, err)
+	}
+}
+
 // stored returns every point of collection as id -> payload (plus the vector
 // length under "_dims").
 func (s *system) stored(collection string) map[string]map[string]any {

@@ -293,9 +293,7 @@ func TestCollectionDeleted(t *testing.T) {
 		s.waitDrained(time.Minute)
 	}
 	batch(0)
-	if err := s.qc.DeleteCollection(t.Context(), "docs"); err != nil {
-		t.Fatal(err)
-	}
+	s.dropCollection("docs")
 	m = newModel(t, 2000, 200, 8) // what was stored is gone with the collection
 	batch(10)
 	s.assertStored("docs", m.want("docs"))

@@ -182,8 +182,13 @@ func TestCollectionLimits(t *testing.T) {
 			t.Errorf("%s holds %d points, want %d", collection, got, want)
 		}
 	}
-	names, err := s.qc.ListCollections(t.Context())
-	if slices.Sort(names); err != nil || !slices.Equal(names, []string{"documents", "notes", "team-a"}) {
+	names, err := s.store().CollectionNames(t.Context())
+	if err != nil || !slices.Equal(names, []string{"documents", "notes", "team-a"}) {
 		t.Errorf("collections %v (%v), want documents, notes and team-a", names, err)
+	}
+	// Each is the alias of its first generation; no refused one was created.
+	generations, err := s.qc.ListCollections(t.Context())
+	if slices.Sort(generations); err != nil || !slices.Equal(generations, []string{"documents__g1", "notes__g1", "team-a__g1"}) {
+		t.Errorf("Qdrant collections %v (%v), want documents__g1, notes__g1 and team-a__g1", generations, err)
 	}
 }
