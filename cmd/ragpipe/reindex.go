@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -52,11 +53,11 @@ var reindexCommand = command{
 
 func uintFlag(p *uint32) func(string) error {
 	return func(s string) error {
-		var n uint32
-		if _, err := fmt.Sscan(s, &n); err != nil || n == 0 {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil || n == 0 {
 			return errors.New("want a whole number >= 1")
 		}
-		*p = n
+		*p = uint32(n)
 		return nil
 	}
 }
