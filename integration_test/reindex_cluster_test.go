@@ -35,7 +35,8 @@ func TestReindexCluster(t *testing.T) {
 	w.initial(s)
 	states := watchStates(t, s.js, "documents")
 
-	reindexUnderLoad(t, s, states, w, "three-node cluster", append(toSmall, "--shards", "3", "--replication", "2", "--json")...)
+	st := reindexUnderLoad(t, s, states, w, "three-node cluster", append(toSmall, "--shards", "3", "--replication", "2", "--json")...)
+	mustServe(t, st, "documents__g2", "documents__g1")
 	s.waitDrained(2 * time.Minute)
 	for name, want := range map[string][2]uint64{"documents__g1": {2, 1}, "documents__g2": {3, 2}} {
 		info, err := s.qc.GetCollectionInfo(t.Context(), name)

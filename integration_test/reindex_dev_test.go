@@ -31,7 +31,8 @@ func TestReindexDev(t *testing.T) {
 	w.initial(d.system)
 	states := watchStates(t, d.js, "documents")
 
-	reindexUnderLoad(t, d.system, states, w, "embedded store", append(toSmall, "--chunk-size", "400", "--chunk-overlap", "40", "--json")...)
+	st := reindexUnderLoad(t, d.system, states, w, "embedded store", append(toSmall, "--chunk-size", "400", "--chunk-overlap", "40", "--json")...)
+	mustServe(t, st, "documents__g2", "documents__g1")
 	d.waitDrained(2 * time.Minute)
 	states.stop() // dev's NATS server stops with it
 	d.inStore(func(store *localstore.Store) {

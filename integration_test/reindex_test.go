@@ -111,7 +111,8 @@ func TestReindex(t *testing.T) {
 		t.Fatalf("alias documents -> %q, want documents__g1 before any reindex", got)
 	}
 
-	reindexUnderLoad(t, s, states, w, "single node", append(toSmall, "--json")...)
+	st := reindexUnderLoad(t, s, states, w, "single node", append(toSmall, "--json")...)
+	mustServe(t, st, "documents__g2", "documents__g1")
 	s.waitDrained(2 * time.Minute)
 	s.assertQdrantServes("documents__g2")
 	s.assertQdrantGeneration(w, "documents", newDims, reindexIdentity)
