@@ -50,7 +50,14 @@ func (c *copier) check(ctx context.Context, st generation.State) (*generation.Re
 			}
 		}
 		if len(bad) > 0 {
-			problems = append(problems, fmt.Sprintf("tenant %s: %d documents differ", t, len(bad)))
+			problem := fmt.Sprintf("tenant %s: %d documents differ", t, len(bad))
+			for _, b := range bad {
+				if err, ok := c.refused[t+"/"+b]; ok {
+					problem += fmt.Sprintf(" (%s/%s refused by the new generation: %v)", t, b, err)
+					break
+				}
+			}
+			problems = append(problems, problem)
 		}
 		if tc.ToPoints != tc.ToChunks {
 			problems = append(problems, fmt.Sprintf("tenant %s: %d points in %s, its documents have %d chunks", t, tc.ToPoints, c.building.Name, tc.ToChunks))

@@ -28,6 +28,18 @@ type copier struct {
 	// sameEmbedder: the building generation's vectors are the serving
 	// one's (same profile, dimensions and model), so they are reused.
 	sameEmbedder, identified bool
+	// refused holds why the building generation refused documents for
+	// good (an embedder's refusal of a text), by tenant/doc_id: they are
+	// left out, for the check to report.
+	refused map[string]error
+}
+
+// refuse records that the building generation refused document for good.
+func (c *copier) refuse(document string, err error) {
+	if _, ok := c.refused[document]; !ok {
+		c.log.Warn().Err(err).Str("document", document).Msg("the building generation refuses this document: left out, the check reports it")
+		c.refused[document] = err
+	}
 }
 
 // copier returns the copier of st's building generation.
@@ -35,7 +47,7 @@ func (j *run) copier(ctx context.Context, st generation.State) (*copier, error) 
 	if st.Building == nil {
 		return nil, pipeline.Permanent(errors.New("the building generation left the State"))
 	}
-	c := &copier{run: j, serving: st.Serving, building: *st.Building}
+	c := &copier{run: j, serving: st.Serving, building: *st.Building, refused: make(map[string]error)}
 	var emb ingest.Embedder
 	err := j.retry(ctx, "build the embedder", func(ctx context.Context) error {
 		var err error
@@ -196,7 +208,8 @@ func docIDs(docs []pipeline.Doc) []string {
 // ids of the serving generation to the building one, and returns how many
 // documents and points of the serving generation it copied. A document
 // gone meanwhile is skipped; one whose newest version stays incomplete (a
-// write in flight) is left to the workers' writes and the check.
+// write in flight) is left to the workers' writes and the check, as is
+// one the building generation refuses for good.
 func (c *copier) copyDocs(ctx context.Context, tenant string, ids []string) (docs, points int, _ error) {
 	if len(ids) == 0 {
 		return 0, 0, nil
@@ -233,7 +246,7 @@ func (c *copier) copyDocs(ctx context.Context, tenant string, ids []string) (doc
 			switch {
 			case err == nil:
 			case pipeline.IsPermanent(err):
-				return fmt.Errorf("document %s of tenant %s: %w", events[i].DocID, tenant, err)
+				c.refuse(tenant+"/"+events[i].DocID, err)
 			default:
 				transient = cmp.Or(transient, err)
 			}

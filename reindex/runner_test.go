@@ -93,7 +93,7 @@ func newEnv(t *testing.T, encrypted bool) *env {
 // embedderFor is the worker's embedders: the default profile is a hash
 // embedder of 1024 dimensions, profile "small" one of 256.
 func embedderFor(profile string, dims int) (ingest.Embedder, error) {
-	own := map[string]int{"": 1024, "small": 256}
+	own := map[string]int{"": 1024, "small": 256, "picky": 256}
 	n, ok := own[profile]
 	switch {
 	case !ok:
@@ -101,7 +101,32 @@ func embedderFor(profile string, dims int) (ingest.Embedder, error) {
 	case dims != 0 && dims != n:
 		return nil, pipeline.Misconfigured(fmt.Errorf("profile %q has %d dimensions, not %d", profile, n, dims))
 	}
-	return embedder.NewHash(n)
+	h, err := embedder.NewHash(n)
+	if profile == "picky" {
+		return picky{h}, err
+	}
+	return h, err
+}
+
+// picky is a hash embedder that refuses, for good, texts saying "forbidden".
+type picky struct{ *embedder.Hash }
+
+func (p picky) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	vectors, err := p.Hash.Embed(ctx, texts)
+	if err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(texts))
+	refused := false
+	for i, text := range texts {
+		if strings.Contains(text, "forbidden") {
+			errs[i], refused = pipeline.Permanent(errors.New("forbidden text")), true
+		}
+	}
+	if refused {
+		return vectors, &pipeline.BatchError{Op: "embedder", Collection: "picky", Errs: errs}
+	}
+	return vectors, nil
 }
 
 // router routes a collection's events to the generations of its State, as
@@ -587,4 +612,45 @@ func TestStaleLease(t *testing.T) {
 		t.Fatalf("serving %+v", st.Serving)
 	}
 	e.verify(m, st.Serving)
+}
+
+// TestFailedCheck builds a generation whose embedder refuses some
+// documents: the others are copied, the check names those, and nothing is
+// switched until --abort drops the building generation.
+func TestFailedCheck(t *testing.T) {
+	e := newEnv(t, false)
+	m := &model{docs: map[[2]string]doc{}}
+	var version atomic.Uint64
+	e.load(m, rand.New(rand.NewPCG(15, 8)), 30, &version)
+	var events []pipeline.Event
+	for _, id := range []string{"d0003", "d0017"} {
+		events = append(events, pipeline.Event{Op: pipeline.OpUpsert, UserID: "bob", Collection: collection, DocID: id,
+			Text: "a forbidden text", Version: version.Add(1)})
+	}
+	if err := e.process(events); err != nil {
+		t.Fatal(err)
+	}
+	e.runner("a", e.stage, 0)
+	e.request(generation.Job{Action: generation.Build,
+		Target: &generation.Generation{Embedder: "picky", Dims: 256}, Given: []string{generation.SetEmbedder, generation.SetDims}})
+	var st generation.State
+	checkfor.Until(t, time.Minute, "the job to fail", func() error {
+		st, _ = e.reg.Cached(collection)
+		if st.Job.Phase != generation.Failed {
+			return fmt.Errorf("phase %s", st.Job.Phase)
+		}
+		return nil
+	})
+	r := st.Job.Report
+	if r == nil || !slices.Equal(r.Mismatches, []string{"bob/d0003", "bob/d0017"}) ||
+		!strings.Contains(st.Job.Error, "nothing switched") || !strings.Contains(st.Job.Error, "forbidden text") {
+		t.Fatalf("failed job: %q, report %+v", st.Job.Error, r)
+	}
+	if st.Building == nil || st.Previous != nil || st.Serving.Dims != 1024 {
+		t.Fatalf("state after the failed check: %+v", st)
+	}
+	e.request(generation.Job{Action: generation.Abort})
+	if st := e.wait(time.Minute); st.Building != nil {
+		t.Fatalf("building %+v after --abort", st.Building)
+	}
 }
