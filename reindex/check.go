@@ -96,7 +96,7 @@ func (c *copier) check(ctx context.Context, st generation.State) (*generation.Re
 }
 
 // checkTenant compares tenant's documents in both generations: the same
-// documents at the same versions (with the same chunking, the same chunk
+// documents at the same versions (with the same chunking and vectors, the same chunk
 // counts), and the building generation's points exactly its documents'
 // chunks. Documents that differ are read again for Config.Settle, as
 // workers write both generations meanwhile; those still missing from the
@@ -198,14 +198,18 @@ func (c *copier) countPoints(ctx context.Context, tenant string, to map[string]p
 }
 
 // differing returns the documents whose version differs between from and
-// to, or that one of them lacks, sorted; with the same chunking, also those
-// whose chunk counts differ.
+// to, or that one of them lacks, sorted; with the same chunking and
+// vectors, also those whose chunk counts differ.
 func (c *copier) differing(from, to map[string]pipeline.Doc) []string {
-	sameChunking := c.serving.ChunkSize == c.building.ChunkSize && c.serving.ChunkOverlap == c.building.ChunkOverlap
+	// With the same chunking and vectors, a document keeps its chunks; a
+	// vector that came with its event is kept with its text whole only
+	// then (and known for one only with an Identified embedder).
+	sameChunks := c.serving.ChunkSize == c.building.ChunkSize && c.serving.ChunkOverlap == c.building.ChunkOverlap &&
+		c.identified
 	var diff []string
 	for id, f := range from {
 		t, ok := to[id]
-		if !ok || t.Version != f.Version || sameChunking && t.ChunkCount != f.ChunkCount {
+		if !ok || t.Version != f.Version || sameChunks && t.ChunkCount != f.ChunkCount {
 			diff = append(diff, id)
 		}
 	}
