@@ -36,7 +36,12 @@ type store interface {
 	Status(ctx context.Context, collection, userID string, docIDs []string) (map[string]pipeline.Doc, error)
 }
 
-func TestForgetQdrant(t *testing.T) {
+func TestForgetQdrant(t *testing.T) { testForget(t, qdrantStore(t)) }
+
+func TestForgetEmbedded(t *testing.T) { testForget(t, embeddedStore(t)) }
+
+// qdrantStore starts Qdrant and returns a store on it.
+func qdrantStore(t *testing.T) *qdrantstore.Store {
 	node := qdranttest.Start(t)
 	q, err := qdrantstore.New(t.Context(), qdrantstore.Config{
 		Host: "127.0.0.1", Port: node.GRPCPort(), Timeout: 5 * time.Second, ConnectTimeout: 10 * time.Second,
@@ -45,16 +50,17 @@ func TestForgetQdrant(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
-	testForget(t, q)
+	return q
 }
 
-func TestForgetEmbedded(t *testing.T) {
+// embeddedStore returns an embedded store in a temporary directory.
+func embeddedStore(t *testing.T) *localstore.Store {
 	l, err := localstore.Open(t.Context(), localstore.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	testForget(t, l)
+	return l
 }
 
 // testForget fills s with two tenants' documents in two collections, with

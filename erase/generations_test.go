@@ -5,16 +5,12 @@ import (
 	"fmt"
 	"maps"
 	"testing"
-	"time"
 
 	"github.com/ragpipe/ragpipe/embedder"
 	"github.com/ragpipe/ragpipe/erase"
 	"github.com/ragpipe/ragpipe/generation"
 	"github.com/ragpipe/ragpipe/ingest"
-	"github.com/ragpipe/ragpipe/internal/qdranttest"
-	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/pipeline"
-	"github.com/ragpipe/ragpipe/qdrantstore"
 )
 
 // generationStore is a store that creates generations, as a reindex does.
@@ -23,26 +19,9 @@ type generationStore interface {
 	CreateGeneration(ctx context.Context, c pipeline.Collection) error
 }
 
-func TestForgetGenerationsQdrant(t *testing.T) {
-	node := qdranttest.Start(t)
-	q, err := qdrantstore.New(t.Context(), qdrantstore.Config{
-		Host: "127.0.0.1", Port: node.GRPCPort(), Timeout: 5 * time.Second, ConnectTimeout: 10 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
-	testForgetGenerations(t, q)
-}
+func TestForgetGenerationsQdrant(t *testing.T) { testForgetGenerations(t, qdrantStore(t)) }
 
-func TestForgetGenerationsEmbedded(t *testing.T) {
-	l, err := localstore.Open(t.Context(), localstore.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	testForgetGenerations(t, l)
-}
+func TestForgetGenerationsEmbedded(t *testing.T) { testForgetGenerations(t, embeddedStore(t)) }
 
 // testForgetGenerations: a tenant forgotten while docs has a second
 // generation (one a reindex builds, holding copies of the documents) loses
