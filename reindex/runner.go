@@ -112,8 +112,14 @@ func (r *Runner) carry(ctx context.Context, collection, id string) {
 		j.release()
 	case errors.Is(context.Cause(jctx), errLost) || errors.Is(err, errLost):
 		j.log.Warn().Msg("stopped: " + errLost.Error())
-	case err != nil:
+	case pipeline.IsPermanent(err):
 		j.fail(ctx, err)
+	case err != nil:
+		// The store and the embedders' failures are retried where they
+		// happen; this is the State's bucket: the Job is left to the next
+		// poll, of this runner or another.
+		j.log.Warn().Err(err).Msg("job interrupted; it is taken again")
+		j.release()
 	}
 }
 
