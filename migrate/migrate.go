@@ -15,6 +15,12 @@
 // deterministic), so a rerun is idempotent. At the end, the number of points
 // of every tenant is compared between source and target.
 //
+// A collection keeps its generation: the source's ragpipe name is resolved
+// to the store collection serving it (its alias' target, or the collection
+// itself when it is plain), and the target gets a collection of that same
+// name behind the alias of the ragpipe name (see Place), so that a
+// generation State (RAG_GENERATIONS) naming it holds in the target too.
+//
 // The copy is of a collection at rest: stop the workers writing to the source
 // (or accept that events processed meanwhile must be replayed), as the final
 // count check will report.
@@ -45,12 +51,14 @@ type Source interface {
 	Scroll(ctx context.Context, collection, after string, limit int) ([]pipeline.Point, string, error)
 	// Count returns the number of points of each tenant.
 	Count(ctx context.Context, collection string) (map[string]int, error)
+	// AliasTarget returns the collection the alias name points at; "" when
+	// name is not an alias.
+	AliasTarget(ctx context.Context, name string) (string, error)
 }
 
 // Target is a store collections are copied to.
 type Target interface {
-	// EnsureCollection creates the collection with the target's layout.
-	EnsureCollection(ctx context.Context, c pipeline.Collection, create bool) error
+	Generations
 	// Upsert stores points as they are, keyword vectors only where the
 	// collection has them; it returns once they are durable.
 	Upsert(ctx context.Context, collection string, points []pipeline.Point) error
@@ -72,12 +80,21 @@ type Config struct {
 	// Progress, when set, is called after every page with the points copied
 	// so far in this run and the source's total.
 	Progress func(collection string, copied, total int)
-	Logger   zerolog.Logger
+	// Serving, when set, names the store collection serving a ragpipe
+	// collection according to its generation State, "" when it has none
+	// (Registry.Current). It overrides the source's alias, which lags the
+	// State while an adopted plain collection awaits --drop-previous.
+	Serving func(ctx context.Context, collection string) (string, error)
+	Logger  zerolog.Logger
 }
 
 // Report is the outcome of copying one collection.
 type Report struct {
 	Collection pipeline.Collection
+	// Source and target store collections: the generation copied and the
+	// one written (the same name unless the target has a plain collection
+	// of the ragpipe name).
+	From, To   string
 	Copied     int            // points written in this run
 	Resumed    bool           // the copy continued an interrupted one
 	Source     map[string]int // points per tenant in the source
@@ -93,6 +110,7 @@ type state map[string]progress
 
 // progress is the source cursor after the last page stored in the target, or done.
 type progress struct {
+	From   string `json:"from,omitempty"` // the source's store collection
 	Cursor string `json:"cursor"`
 	Done   bool   `json:"done"`
 }
@@ -155,8 +173,17 @@ func collections(ctx context.Context, cfg Config) ([]pipeline.Collection, error)
 
 // copyCollection copies one collection from where the state says it stopped.
 func copyCollection(ctx context.Context, cfg Config, st state, c pipeline.Collection) (Report, error) {
-	r := Report{Collection: c, Resumed: st[c.Name].Cursor != "" || st[c.Name].Done}
-	src, err := cfg.Source.Count(ctx, c.Name)
+	from, err := Serving(ctx, cfg.Source, c.Name, cfg.Serving)
+	if err != nil {
+		return Report{}, err
+	}
+	log := cfg.Logger.With().Str("collection", c.Name).Str("generation", from).Logger()
+	if p := st[c.Name]; p.From != "" && p.From != from {
+		log.Warn().Str("was", p.From).Msg("the source serves another generation since the interrupted copy; copying it from the start")
+		st[c.Name] = progress{}
+	}
+	r := Report{Collection: c, From: from, Resumed: st[c.Name].Cursor != "" || st[c.Name].Done}
+	src, err := cfg.Source.Count(ctx, from)
 	if err != nil {
 		return r, fmt.Errorf("count source: %w", err)
 	}
@@ -165,17 +192,16 @@ func copyCollection(ctx context.Context, cfg Config, st state, c pipeline.Collec
 	for _, n := range src {
 		total += n
 	}
-	if err := cfg.Target.EnsureCollection(ctx, c, true); err != nil {
+	if r.To, err = Place(ctx, cfg.Target, c, from, log); err != nil {
 		return r, err
 	}
-	log := cfg.Logger.With().Str("collection", c.Name).Logger()
 	if !st[c.Name].Done {
-		log.Info().Int("points", total).Bool("resumed", r.Resumed).Msg("copying")
-		if r.Copied, err = copyPages(ctx, cfg, st, c.Name, total); err != nil {
+		log.Info().Int("points", total).Bool("resumed", r.Resumed).Str("to", r.To).Msg("copying")
+		if r.Copied, err = copyPages(ctx, cfg, st, c.Name, r.From, r.To, total); err != nil {
 			return r, err
 		}
 	}
-	if r.Target, err = cfg.Target.Count(ctx, c.Name); err != nil {
+	if r.Target, err = cfg.Target.Count(ctx, r.To); err != nil {
 		return r, fmt.Errorf("count target: %w", err)
 	}
 	return r, nil
@@ -183,7 +209,7 @@ func copyCollection(ctx context.Context, cfg Config, st state, c pipeline.Collec
 
 // copyPages streams pages from source to target: one page is read while the
 // previous one is written. After each page is stored, the cursor is saved.
-func copyPages(ctx context.Context, cfg Config, st state, name string, total int) (int, error) {
+func copyPages(ctx context.Context, cfg Config, st state, name, from, to string, total int) (int, error) {
 	type page struct {
 		points []pipeline.Point
 		next   string
@@ -196,7 +222,7 @@ func copyPages(ctx context.Context, cfg Config, st state, name string, total int
 		defer close(pages)
 		cursor := st[name].Cursor
 		for {
-			pts, next, err := cfg.Source.Scroll(ctx, name, cursor, cfg.PageSize)
+			pts, next, err := cfg.Source.Scroll(ctx, from, cursor, cfg.PageSize)
 			if err != nil {
 				readErr <- fmt.Errorf("read source after %q: %w", cursor, err)
 				return
@@ -216,12 +242,12 @@ func copyPages(ctx context.Context, cfg Config, st state, name string, total int
 	for p := range pages {
 		addKeywords(p.points)
 		if len(p.points) > 0 {
-			if err := cfg.Target.Upsert(ctx, name, p.points); err != nil {
+			if err := cfg.Target.Upsert(ctx, to, p.points); err != nil {
 				return copied, fmt.Errorf("write target: %w", err)
 			}
 		}
 		copied += len(p.points)
-		st[name] = progress{Cursor: p.next, Done: p.next == ""}
+		st[name] = progress{From: from, Cursor: p.next, Done: p.next == ""}
 		if err := saveState(cfg.StateFile, st); err != nil {
 			return copied, err
 		}

@@ -265,3 +265,53 @@ func TestKeywords(t *testing.T) {
 		}
 	}
 }
+
+// serveSecond makes docs__g2 the generation serving docs in s, as a
+// reindex leaves it.
+func serveSecond(t *testing.T, s interface {
+	CreateGeneration(ctx context.Context, c pipeline.Collection) error
+	SwitchAlias(ctx context.Context, alias, collection string) error
+}) {
+	t.Helper()
+	g := collections[0]
+	g.Name = "docs__g2"
+	if err := s.CreateGeneration(t.Context(), g); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SwitchAlias(t.Context(), "docs", "docs__g2"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// assertServes fails unless alias docs of s points at want.
+func assertServes(t *testing.T, s migrate.Target, want string) {
+	t.Helper()
+	if got, err := s.AliasTarget(t.Context(), "docs"); err != nil || got != want {
+		t.Fatalf("docs is the alias of %q (%v), want %q", got, err, want)
+	}
+}
+
+// TestGenerations: a collection served by docs__g2 arrives as docs__g2
+// behind the alias docs, from the embedded store to Qdrant and back.
+func TestGenerations(t *testing.T) {
+	src, dst, back := openEmbedded(t), openQdrant(t, qdranttest.Start(t), qdrantstore.Config{}), openEmbedded(t)
+	serveSecond(t, src)
+	fill(t, src, 60)
+	for _, step := range []struct {
+		name     string
+		from, to store
+	}{{"embedded to qdrant", src, dst}, {"qdrant to embedded", dst, back}} {
+		reports, err := migrate.Run(t.Context(), migrate.Config{Source: step.from, Target: step.to, StateFile: filepath.Join(t.TempDir(), "s")})
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		for _, r := range reports {
+			if want := r.Collection.Name + map[string]string{"docs": "__g2", "chat": "__g1"}[r.Collection.Name]; r.From != want || r.To != want {
+				t.Errorf("%s: %s copied from %q to %q, want %q", step.name, r.Collection.Name, r.From, r.To, want)
+			}
+		}
+		assertServes(t, step.to, "docs__g2")
+		assertSame(t, step.from, step.to)
+	}
+	assertSame(t, src, back)
+}
