@@ -94,11 +94,11 @@ type Report struct {
 	// Source and target store collections: the generation copied and the
 	// one written (the same name unless the target has a plain collection
 	// of the ragpipe name).
-	From, To   string
-	Copied     int            // points written in this run
-	Resumed    bool           // the copy continued an interrupted one
-	Source     map[string]int // points per tenant in the source
-	Target     map[string]int // points per tenant in the target afterwards
+	From, To string
+	Copied   int            // points written in this run
+	Resumed  bool           // the copy continued an interrupted one
+	Source   map[string]int // points per tenant in the source
+	Target   map[string]int // points per tenant in the target afterwards
 }
 
 // ErrCountMismatch reports a copy whose target does not hold exactly the
