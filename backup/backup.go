@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ragpipe/ragpipe/migrate"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -29,6 +30,9 @@ type Source interface {
 	// DocumentPoints returns every stored point of the documents, all
 	// versions present, with vectors and payload.
 	DocumentPoints(ctx context.Context, collection, userID string, docIDs []string) ([]pipeline.Point, error)
+	// AliasTarget returns the collection the alias name points at; "" when
+	// name is not an alias.
+	AliasTarget(ctx context.Context, name string) (string, error)
 }
 
 // describer is a Source that also reads a collection's layout
@@ -71,7 +75,12 @@ type Config struct {
 	// written so far (resumed ones included) and the source's total at
 	// the start.
 	Progress func(collection string, done, total int)
-	Logger   zerolog.Logger
+	// Serving, when set, names the store collection serving a ragpipe
+	// collection according to its generation State, "" when it has none
+	// (Registry.Current); it overrides the store's alias, which lags the
+	// State while an adopted plain collection awaits --drop-previous.
+	Serving func(ctx context.Context, collection string) (string, error)
+	Logger  zerolog.Logger
 }
 
 func (c *Config) setDefaults() error {
@@ -231,18 +240,22 @@ func (b *backuper) resolve(ctx context.Context) ([]pipeline.Collection, error) {
 	return out, nil
 }
 
-// newProgress begins collection c, reading its layout where the source
-// can.
+// newProgress begins collection c: the generation serving it, read from
+// now on, and its layout where the source can read it.
 func (b *backuper) newProgress(ctx context.Context, c pipeline.Collection) (*progress, error) {
+	g, err := migrate.Serving(ctx, b.cfg.Source, c.Name, b.cfg.Serving)
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
 	if d, ok := b.cfg.Source.(describer); ok {
-		described, err := d.Describe(ctx, c.Name)
+		described, err := d.Describe(ctx, g)
 		if err != nil {
 			return nil, fmt.Errorf("backup: describe %q: %w", c.Name, err)
 		}
 		c.Shards, c.ReplicationFactor, c.WriteConsistency = described.Shards, described.ReplicationFactor, described.WriteConsistency
 	}
 	return &progress{Collection: Collection{
-		Name: c.Name, Dims: c.Dims, Distance: c.Distance, Keywords: c.Keywords, Embedder: b.cfg.Embedders[c.Name],
+		Name: c.Name, Generation: g, Dims: c.Dims, Distance: c.Distance, Keywords: c.Keywords, Embedder: b.cfg.Embedders[c.Name],
 		Layout:  Layout{Shards: c.Shards, ReplicationFactor: c.ReplicationFactor, WriteConsistency: c.WriteConsistency},
 		Tenants: map[string]TenantCount{}, Segments: []File{},
 	}}, nil
@@ -293,7 +306,7 @@ type segment struct {
 // collection writes the current collection, from its checkpoint on.
 func (b *backuper) collection(ctx context.Context) error {
 	cur := b.cp.Current
-	name := cur.Collection.Name
+	name, store := cur.Collection.Name, cur.Collection.store()
 	seg := &segment{tenants: map[string]TenantCount{}, pos: *cur}
 	seg.pos.TenantsDone = slices.Clone(cur.TenantsDone)
 	defer func() {
@@ -302,7 +315,7 @@ func (b *backuper) collection(ctx context.Context) error {
 		}
 	}()
 	for {
-		counts, err := b.cfg.Source.Count(ctx, name)
+		counts, err := b.cfg.Source.Count(ctx, store)
 		if err != nil {
 			return fmt.Errorf("count: %w", err)
 		}
@@ -362,7 +375,7 @@ func (b *backuper) resolveOne(ctx context.Context, name string) (pipeline.Collec
 // they fill up. The next page is listed while the current one is read and
 // written.
 func (b *backuper) tenant(ctx context.Context, seg *segment, user string) error {
-	name := b.cp.Current.Collection.Name
+	name := b.cp.Current.Collection.store()
 	cursor := ""
 	if seg.pos.Tenant == user {
 		cursor = seg.pos.Cursor

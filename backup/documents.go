@@ -13,7 +13,7 @@ import (
 
 // page writes the whole documents of one page of a tenant's listing.
 func (b *backuper) page(ctx context.Context, seg *segment, user string, docs []pipeline.Doc) error {
-	name := b.cp.Current.Collection.Name
+	name := b.cp.Current.Collection.store()
 	ids := make([]string, len(docs))
 	for i, d := range docs {
 		ids[i] = d.DocID

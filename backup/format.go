@@ -21,9 +21,16 @@
 // the tenant, document and chunk index (pipeline.PointID). Metadata floats
 // are written with a decimal point or exponent, so that integers and floats
 // come back as the types they were.
+//
+// A collection served by a generation (a store collection such as
+// docs__g2 behind the alias docs) is read from that generation, which the
+// manifest names (Collection.Generation); a restore recreates it under the
+// same name behind the alias, so that a generation State in the target's
+// NATS still names what the target holds.
 package backup
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -61,10 +68,16 @@ type Manifest struct {
 // Collection is one backed-up collection: its settings, its documents and
 // points per tenant, and its files.
 type Collection struct {
-	Name     string            `json:"name"`
-	Dims     int               `json:"dims"`
-	Distance pipeline.Distance `json:"distance"`
-	Keywords bool              `json:"keyword_vectors"`
+	Name string `json:"name"`
+	// Generation is the store collection that served the collection and
+	// was read (its alias' target, e.g. docs__g2); a restore gives the
+	// target a collection of that name behind the alias Name. Empty in
+	// backups made before generations, and for a plain collection it is
+	// Name: either restores as a collection ragpipe creates.
+	Generation string            `json:"generation,omitempty"`
+	Dims       int               `json:"dims"`
+	Distance   pipeline.Distance `json:"distance"`
+	Keywords   bool              `json:"keyword_vectors"`
 	// Embedder identifies the embedder that made the vectors: a restored
 	// collection must be searched with the same one.
 	Embedder string `json:"embedder,omitempty"`
@@ -94,6 +107,9 @@ type TenantCount struct {
 	Documents int `json:"documents"`
 	Points    int `json:"points"`
 }
+
+// store returns the store collection the backup read.
+func (c *Collection) store() string { return cmp.Or(c.Generation, c.Name) }
 
 // Points returns the number of points of the collection in the backup.
 func (c *Collection) Points() int {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ragpipe/ragpipe/lww"
+	"github.com/ragpipe/ragpipe/migrate"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -23,8 +24,8 @@ import (
 type Target interface {
 	// Collections lists the store's collections.
 	Collections(ctx context.Context) ([]pipeline.Collection, error)
-	// EnsureCollection creates the collection with the target's layout.
-	EnsureCollection(ctx context.Context, c pipeline.Collection, create bool) error
+	// Generations creates a collection and its generation (migrate.Place).
+	migrate.Generations
 	// Upsert stores points as they are; it returns once they are durable.
 	Upsert(ctx context.Context, collection string, points []pipeline.Point) error
 	// Count returns the number of points of each tenant.
@@ -93,7 +94,9 @@ type restoreState struct {
 // hold any point in the backup's collections (Restore refuses otherwise, with
 // ErrNotEmpty), and returns the per-tenant counts of both. It checks every
 // file against the manifest before it writes anything. Collections are
-// created with the target's layout and keyword vectors; points are written
+// created with the target's layout and keyword vectors, each under the
+// generation the manifest names behind the alias of its name
+// (migrate.Place); points are written
 // as they are (points without keyword vectors get those of their texts).
 // With Versions, every restored document's version is claimed, then the
 // backup's register entries are restored where the register has none: those
@@ -217,7 +220,8 @@ func verifyAll(dir string, m Manifest, colls []Collection) error {
 type restorer struct {
 	cfg     RestoreConfig
 	st      restoreState
-	resumed map[string]bool // collections an earlier run began
+	resumed map[string]bool   // collections an earlier run began
+	into    map[string]string // the store collection written, by collection
 	total   int
 	done    int
 }
@@ -230,25 +234,38 @@ func (r *restorer) prepare(ctx context.Context, colls []Collection) error {
 		return fmt.Errorf("restore: list target collections: %w", err)
 	}
 	r.resumed = map[string]bool{}
+	r.resumed, r.into = map[string]bool{}, map[string]string{}
 	for _, c := range colls {
 		r.resumed[c.Name] = r.st.Started[c.Name]
-		if r.st.Started[c.Name] || !slices.ContainsFunc(have, func(h pipeline.Collection) bool { return h.Name == c.Name }) {
+		if r.st.Started[c.Name] {
 			continue
 		}
-		counts, err := r.cfg.Target.Count(ctx, c.Name)
-		if err != nil {
-			return fmt.Errorf("restore: count target %q: %w", c.Name, err)
+		names := []string{c.store()} // a generation is never listed, but may exist
+		if slices.ContainsFunc(have, func(h pipeline.Collection) bool { return h.Name == c.Name }) {
+			names = append(names, c.Name)
 		}
-		if n := sum(counts); n > 0 {
-			return fmt.Errorf("restore: target collection %q holds %d points: %w; restore only into an empty collection "+
-				"(delete it first, or restore into another store)", c.Name, n, ErrNotEmpty)
+		for _, name := range names {
+			probe := pipeline.Collection{Name: name, Dims: c.Dims, Distance: c.Distance}
+			if err := r.cfg.Target.EnsureCollection(ctx, probe, false); errors.Is(err, pipeline.ErrUnknownCollection) {
+				continue
+			}
+			counts, err := r.cfg.Target.Count(ctx, name)
+			if err != nil {
+				return fmt.Errorf("restore: count target %q: %w", name, err)
+			}
+			if n := sum(counts); n > 0 {
+				return fmt.Errorf("restore: target collection %q holds %d points: %w; restore only into an empty collection "+
+					"(delete it first, or restore into another store)", name, n, ErrNotEmpty)
+			}
 		}
 	}
 	for _, c := range colls {
 		pc := pipeline.Collection{Name: c.Name, Dims: c.Dims, Distance: c.Distance, Embedder: c.Embedder, Keywords: true}
-		if err := r.cfg.Target.EnsureCollection(ctx, pc, true); err != nil {
+		into, err := migrate.Place(ctx, r.cfg.Target, pc, c.store(), r.cfg.Logger.With().Str("collection", c.Name).Logger())
+		if err != nil {
 			return fmt.Errorf("restore: create %q: %w", c.Name, err)
 		}
+		r.into[c.Name] = into
 		if !r.st.Started[c.Name] {
 			r.st.Started[c.Name] = true
 			if err := writeJSON(r.cfg.StateFile, r.st); err != nil {
@@ -300,7 +317,7 @@ func (r *restorer) collection(ctx context.Context, c Collection) (RestoreReport,
 			return rep, err
 		}
 	}
-	counts, err := r.cfg.Target.Count(ctx, c.Name)
+	counts, err := r.cfg.Target.Count(ctx, r.into[c.Name])
 	if err != nil {
 		return rep, fmt.Errorf("count target: %w", err)
 	}
@@ -326,7 +343,7 @@ func (r *restorer) segment(ctx context.Context, collection string, f File) (int,
 		}
 		page, versions := page, versions
 		g.Go(func() error {
-			if err := r.cfg.Target.Upsert(ctx, collection, page); err != nil {
+			if err := r.cfg.Target.Upsert(ctx, r.into[collection], page); err != nil {
 				return fmt.Errorf("write target: %w", err)
 			}
 			if err := r.claim(ctx, versions); err != nil {
