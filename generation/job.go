@@ -74,7 +74,8 @@ type Report struct {
 	// Tenants compares, per tenant, the generations' documents and points.
 	Tenants []TenantCount `json:"tenants"`
 	// Mismatches names the first documents whose version differs between
-	// the generations, or that one of them lacks.
+	// the generations, that one of them lacks, or whose points in the
+	// building generation are not its chunks.
 	Mismatches []string `json:"mismatches,omitempty"`
 	// Searches is how many sample searches the building generation was
 	// asked; Answered how many found the document they were made from.
@@ -92,9 +93,10 @@ type TenantCount struct {
 	FromDocs   int    `json:"from_docs"`
 	ToDocs     int    `json:"to_docs"`
 	FromPoints int    `json:"from_points"`
-	ToPoints   int    `json:"to_points"`
-	// ToChunks is the sum of the chunk counts of To's documents, which
-	// ToPoints must equal.
+	// ToPoints and ToChunks are the points and the sum of the chunk counts
+	// of To's documents the check compared (those written meanwhile left
+	// out); equal unless a document's points are not its chunks.
+	ToPoints int `json:"to_points"`
 	ToChunks int `json:"to_chunks"`
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -39,7 +40,7 @@ func (c *copier) check(ctx context.Context, st generation.State) (*generation.Re
 	seen := 0
 	rng := rand.New(rand.NewPCG(uint64(len(tenants)), 15))
 	for _, t := range tenants {
-		tc, bad, docs, err := c.checkTenant(ctx, t)
+		tc, bad, stray, docs, err := c.checkTenant(ctx, t)
 		if err != nil {
 			return nil, err
 		}
@@ -59,8 +60,14 @@ func (c *copier) check(ctx context.Context, st generation.State) (*generation.Re
 			}
 			problems = append(problems, problem)
 		}
-		if tc.ToPoints != tc.ToChunks {
-			problems = append(problems, fmt.Sprintf("tenant %s: %d points in %s, its documents have %d chunks", t, tc.ToPoints, c.building.Name, tc.ToChunks))
+		for _, d := range stray {
+			if len(report.Mismatches) < maxMismatches {
+				report.Mismatches = append(report.Mismatches, t+"/"+d)
+			}
+		}
+		if len(stray) > 0 {
+			problems = append(problems, fmt.Sprintf("tenant %s: the points in %s of %d documents are not their chunks (%s)",
+				t, c.building.Name, len(stray), strings.Join(stray[:min(len(stray), 5)], ", ")))
 		}
 		for _, d := range docs { // reservoir sampling over every tenant's documents
 			if seen++; len(samples) < c.cfg.Samples {
@@ -97,20 +104,21 @@ func (c *copier) check(ctx context.Context, st generation.State) (*generation.Re
 
 // checkTenant compares tenant's documents in both generations: the same
 // documents at the same versions (with the same chunking and vectors, the same chunk
-// counts), and the building generation's points exactly its documents'
-// chunks. Documents that differ are read again for Config.Settle, as
+// counts), and the building generation's points of each document exactly
+// its chunks (see checkPoints). Documents that differ are read again for Config.Settle, as
 // workers write both generations meanwhile; those still missing from the
 // building generation are copied once more. It returns the counts, the
-// documents that still differ and the documents equal in both.
-func (c *copier) checkTenant(ctx context.Context, tenant string) (generation.TenantCount, []string, []string, error) {
-	tc := generation.TenantCount{UserID: tenant}
+// documents that still differ, those whose points are not their chunks and
+// the documents equal in both.
+func (c *copier) checkTenant(ctx context.Context, tenant string) (tc generation.TenantCount, bad, stray, same []string, err error) {
+	tc = generation.TenantCount{UserID: tenant}
 	from, err := c.listAll(ctx, c.serving.Name, tenant)
 	if err != nil {
-		return tc, nil, nil, err
+		return tc, nil, nil, nil, err
 	}
 	to, err := c.listAll(ctx, c.building.Name, tenant)
 	if err != nil {
-		return tc, nil, nil, err
+		return tc, nil, nil, nil, err
 	}
 	deadline, copied := time.Now().Add(c.cfg.Settle), false
 	for {
@@ -130,71 +138,143 @@ func (c *copier) checkTenant(ctx context.Context, tenant string) (generation.Ten
 			}
 			c.log.Warn().Str("tenant", tenant).Strs("doc_ids", missing).Msg("documents missing from the building generation: copying them once more")
 			if _, _, err := c.copyDocs(ctx, tenant, missing); err != nil {
-				return tc, nil, nil, err
+				return tc, nil, nil, nil, err
 			}
 			copied = true
 		} else if err := sleep(ctx, 200*time.Millisecond); err != nil {
-			return tc, nil, nil, err
+			return tc, nil, nil, nil, err
 		}
 		if err := c.reread(ctx, c.serving.Name, tenant, diff, from); err != nil {
-			return tc, nil, nil, err
+			return tc, nil, nil, nil, err
 		}
 		if err := c.reread(ctx, c.building.Name, tenant, diff, to); err != nil {
-			return tc, nil, nil, err
+			return tc, nil, nil, nil, err
 		}
 	}
-	bad := c.differing(from, to)
+	bad = c.differing(from, to)
 	isBad := make(map[string]bool, len(bad))
 	for _, id := range bad {
 		isBad[id] = true
 	}
 	tc.FromDocs, tc.ToDocs = len(from), len(to)
-	same := make([]string, 0, len(to))
+	same = make([]string, 0, len(to))
 	for id := range to {
 		if !isBad[id] {
 			same = append(same, id)
 		}
 	}
-	if err := c.countPoints(ctx, tenant, to, &tc); err != nil {
-		return tc, nil, nil, err
+	if stray, err = c.checkPoints(ctx, tenant, to, &tc); err != nil {
+		return tc, nil, nil, nil, err
 	}
 	slices.Sort(same)
-	return tc, bad, same, nil
+	return tc, bad, stray, same, nil
 }
 
-// countPoints counts tenant's points in both generations and the chunks of
-// the building one's documents (to, as listed), listing and counting again
-// for Config.Settle while they differ: a write in flight holds two versions
-// of a document for a moment.
-func (c *copier) countPoints(ctx context.Context, tenant string, to map[string]pipeline.Doc, tc *generation.TenantCount) error {
-	deadline := time.Now().Add(c.cfg.Settle)
-	for {
-		tc.ToChunks = 0
-		for _, d := range to {
-			tc.ToChunks += d.ChunkCount
+// checkPoints compares, document by document, tenant's points in the
+// building generation with the documents listed (to): a document's points
+// are chunk_count points of its listed version. A document that differs is
+// read again for Config.Settle; one whose version changes meanwhile is
+// being written and left out (a steady write load always has some), one
+// that keeps its version and still differs is returned. It fills tc's
+// point counts with those of the documents checked.
+func (c *copier) checkPoints(ctx context.Context, tenant string, to map[string]pipeline.Doc, tc *generation.TenantCount) ([]string, error) {
+	if err := c.retry(ctx, "count "+c.serving.Name, func(ctx context.Context) error {
+		n, err := c.cfg.Store.Count(ctx, c.serving.Name)
+		tc.FromPoints = n[tenant]
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	ids := slices.Sorted(maps.Keys(to))
+	counted := make(map[string]int, len(ids))
+	var suspects []string
+	for b := range slices.Chunk(ids, c.cfg.Batch) {
+		pts, err := c.points(ctx, tenant, b)
+		if err != nil {
+			return nil, err
 		}
-		var counts [2]int
-		for i, name := range []string{c.serving.Name, c.building.Name} {
-			if err := c.retry(ctx, "count "+name, func(ctx context.Context) error {
-				n, err := c.cfg.Store.Count(ctx, name)
-				counts[i] = n[tenant]
-				return err
-			}); err != nil {
-				return err
+		for _, id := range b {
+			counted[id] = len(pts[id])
+			if !exact(pts[id], to[id]) {
+				suspects = append(suspects, id)
 			}
 		}
-		tc.FromPoints, tc.ToPoints = counts[0], counts[1]
-		if tc.ToPoints == tc.ToChunks || time.Now().After(deadline) {
-			return nil
-		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return err
-		}
-		var err error
-		if to, err = c.listAll(ctx, c.building.Name, tenant); err != nil {
-			return err
-		}
 	}
+	deadline, writing := time.Now().Add(c.cfg.Settle), 0
+	for len(suspects) > 0 && time.Now().Before(deadline) {
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return nil, err
+		}
+		pts, err := c.points(ctx, tenant, suspects)
+		if err != nil {
+			return nil, err
+		}
+		var still []string
+		for _, id := range suspects {
+			switch {
+			case newest(pts[id]) != to[id].Version: // rewritten or deleted meanwhile
+				writing++
+				delete(counted, id)
+			case exact(pts[id], to[id]):
+				counted[id] = len(pts[id])
+			default:
+				counted[id] = len(pts[id])
+				still = append(still, id)
+			}
+		}
+		suspects = still
+	}
+	if writing > 0 {
+		c.log.Debug().Str("tenant", tenant).Int("documents", writing).Msg("documents written during the check of their points: left out")
+	}
+	tc.ToPoints, tc.ToChunks = 0, 0
+	for id, n := range counted {
+		tc.ToPoints += n
+		tc.ToChunks += to[id].ChunkCount
+	}
+	return suspects, nil
+}
+
+// points returns the building generation's points of tenant's documents
+// ids, every version, by document.
+func (c *copier) points(ctx context.Context, tenant string, ids []string) (map[string][]pipeline.Point, error) {
+	var pts []pipeline.Point
+	if err := c.retry(ctx, "read the points of "+c.building.Name, func(ctx context.Context) (err error) {
+		pts, err = c.cfg.Store.DocumentPoints(ctx, c.building.Name, tenant, ids)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	byDoc := make(map[string][]pipeline.Point, len(ids))
+	for _, p := range pts {
+		byDoc[p.DocID] = append(byDoc[p.DocID], p)
+	}
+	return byDoc, nil
+}
+
+// exact reports whether pts are exactly d's chunks: d.ChunkCount points of
+// d.Version, one per chunk index.
+func exact(pts []pipeline.Point, d pipeline.Doc) bool {
+	if len(pts) != d.ChunkCount {
+		return false
+	}
+	seen := make([]bool, d.ChunkCount)
+	for _, p := range pts {
+		if p.Version != d.Version || p.ChunkCount != d.ChunkCount || p.ChunkIndex < 0 || p.ChunkIndex >= d.ChunkCount || seen[p.ChunkIndex] {
+			return false
+		}
+		seen[p.ChunkIndex] = true
+	}
+	return true
+}
+
+// newest returns the highest version of pts; 0 for none.
+func newest(pts []pipeline.Point) uint64 {
+	var v uint64
+	for _, p := range pts {
+		v = max(v, p.Version)
+	}
+	return v
 }
 
 // differing returns the documents whose version differs between from and

@@ -654,3 +654,68 @@ func TestFailedCheck(t *testing.T) {
 		t.Fatalf("building %+v after --abort", st.Building)
 	}
 }
+
+// strayStage is the real Stage, adding after the copy of dave/still a point
+// of it beyond its chunks, as a write that went astray would.
+type strayStage struct {
+	*ingest.Stage
+	store *localstore.Store
+}
+
+func (s *strayStage) ProcessTo(ctx context.Context, events []pipeline.Event, targets []ingest.Target) []error {
+	errs := s.Stage.ProcessTo(ctx, events, targets)
+	for _, ev := range events {
+		if ev.UserID != "dave" || ev.DocID != "still" {
+			continue
+		}
+		name := targets[0].Collection.Name
+		pts, err := s.store.DocumentPoints(ctx, name, "dave", []string{"still"})
+		if err != nil || len(pts) == 0 {
+			panic(fmt.Sprintf("points of dave/still in %s: %d, %v", name, len(pts), err))
+		}
+		p := pts[0]
+		p.ChunkIndex = p.ChunkCount
+		p.ID = pipeline.PointID("dave", "still", p.ChunkIndex)
+		if err := s.store.Upsert(ctx, name, []pipeline.Point{p}); err != nil {
+			panic(err)
+		}
+	}
+	return errs
+}
+
+// TestStrayPoint builds a generation that holds a point beyond a
+// document's chunks: the check names the document and nothing is switched,
+// while the writes the test keeps making to other tenants fail nothing.
+func TestStrayPoint(t *testing.T) {
+	e := newEnv(t, false)
+	m := &model{docs: map[[2]string]doc{}}
+	var version atomic.Uint64
+	e.load(m, rand.New(rand.NewPCG(15, 9)), 30, &version)
+	if err := e.process([]pipeline.Event{{Op: pipeline.OpUpsert, UserID: "dave", Collection: collection, DocID: "still",
+		Text: prose(rand.New(rand.NewPCG(15, 11))), Version: version.Add(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	written := make(chan int)
+	go func() { written <- e.write(ctx, m, rand.New(rand.NewPCG(15, 10)), 30, &version) }()
+	e.runner("a", &strayStage{Stage: e.stage, store: e.store}, 0)
+	e.request(generation.Job{Action: generation.Build,
+		Target: &generation.Generation{ChunkSize: 120}, Given: []string{generation.SetChunkSize}})
+	var st generation.State
+	checkfor.Until(t, time.Minute, "the job to fail", func() error {
+		st, _ = e.reg.Cached(collection)
+		if st.Job.Phase != generation.Failed {
+			return fmt.Errorf("phase %s", st.Job.Phase)
+		}
+		return nil
+	})
+	cancel()
+	t.Logf("%d writes during the build", <-written)
+	if r := st.Job.Report; r == nil || !slices.Contains(r.Mismatches, "dave/still") ||
+		!strings.Contains(st.Job.Error, "tenant dave: the points") || strings.Contains(st.Job.Error, "tenant alice") {
+		t.Fatalf("failed job: %q, report %+v", st.Job.Error, r)
+	}
+	if st.Building == nil || st.Serving.ChunkSize != 300 {
+		t.Fatalf("state after the failed check: %+v", st)
+	}
+}
