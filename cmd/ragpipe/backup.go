@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/ragpipe/ragpipe/backup"
+	"github.com/ragpipe/ragpipe/generation"
 	"github.com/ragpipe/ragpipe/keyring"
 	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/lww"
@@ -34,6 +36,8 @@ var backupCommand = command{
 		"  STORE defaults to QDRANT_URL; an embedded store is the data directory of `ragpipe dev` (stop dev first:\n" +
 		"  its embedded NATS is started here to read the version register) or its vectors/ store.\n" +
 		"  The version register is read from NATS_URL (RAG_VERSIONS); --register=false leaves it out.\n" +
+		"  Each collection is read from the store collection serving it (the generation RAG_GENERATIONS names,\n" +
+		"  else its alias' target), which the manifest records and a restore recreates behind the alias.\n" +
 		"  With RAGPIPE_ENCRYPTION_KEY_FILE, the tenants' wrapped data keys are backed up too (never the master key).",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
 		b := &backupRun{}
@@ -79,6 +83,9 @@ func (b *backupRun) run(ctx context.Context, env *environment, args []string) er
 	if store.register != nil {
 		cfg.Register = store.register.Export
 	}
+	if store.generations != nil {
+		cfg.Serving = servingGeneration(store.generations)
+	}
 	if store.keys != nil {
 		cfg.Keys = exportKeys(store.keys)
 	}
@@ -99,8 +106,8 @@ func (b *backupRun) run(ctx context.Context, env *environment, args []string) er
 			points += t.Points
 			docs += t.Documents
 		}
-		fmt.Fprintf(env.stdout, "%s\t%d tenants\t%d points\t%d segments\t%d register entries\t%d skipped\n",
-			c.Name, len(c.Tenants), c.Points(), len(c.Segments), entries(c.Register), c.Skipped)
+		fmt.Fprintf(env.stdout, "%s\t%s\t%d tenants\t%d points\t%d segments\t%d register entries\t%d skipped\n",
+			c.Name, cmp.Or(c.Generation, c.Name), len(c.Tenants), c.Points(), len(c.Segments), entries(c.Register), c.Skipped)
 	}
 	secs := time.Since(start).Seconds()
 	fmt.Fprintf(env.stdout, "backup of %d documents, %d points in %s: %.1fs, %.0f points/s in this run\n",
@@ -153,8 +160,11 @@ func ragpipeVersion() string {
 type operationStore struct {
 	store    any // *qdrantstore.Store or *localstore.Store
 	register *lww.Register
-	keys     *keyring.Keyring // nil without RAGPIPE_ENCRYPTION_KEY_FILE
-	close    func()
+	// generations, opened read-only for a backup's source, names the
+	// generations serving the collections.
+	generations *generation.Registry
+	keys        *keyring.Keyring // nil without RAGPIPE_ENCRYPTION_KEY_FILE
+	close       func()
 }
 
 // openOperationStore opens spec (a Qdrant URL, an embedded store or the
@@ -226,6 +236,13 @@ func openOperationStore(ctx context.Context, env *environment, spec, flagName st
 		s.close()
 		return s, fmt.Errorf("version register: %w", err)
 	}
+	if flagName == "--from" {
+		if s.generations, err = generation.Open(ctx, js, generation.Config{ReadOnly: true, Logger: env.log}); err != nil {
+			s.close()
+			return s, fmt.Errorf("generations: %w", err)
+		}
+		closers = append(closers, func() { s.generations.Close() })
+	}
 	if env.cfg.MasterKeys != nil {
 		if s.keys, err = keyring.Open(ctx, js, env.cfg.MasterKeys, keyring.Config{Replicas: env.cfg.Worker.StreamReplicas}); err != nil {
 			s.close()
@@ -234,6 +251,16 @@ func openOperationStore(ctx context.Context, env *environment, spec, flagName st
 		closers = append(closers, func() { s.keys.Close() })
 	}
 	return s, nil
+}
+
+// servingGeneration is backup.Config.Serving of a Registry: the store
+// collection its State names as serving, read from the bucket's leader;
+// "" without a State or a serving generation in it.
+func servingGeneration(reg *generation.Registry) func(context.Context, string) (string, error) {
+	return func(ctx context.Context, collection string) (string, error) {
+		s, _, err := reg.Current(ctx, collection)
+		return s.Serving.Name, err
+	}
 }
 
 // exportKeys is backup.Config.Keys of a keyring: its records as JSON.

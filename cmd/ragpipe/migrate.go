@@ -33,7 +33,9 @@ var migrateCommand = command{
 		"  or an embedded store: the data directory of `ragpipe dev` (RAGPIPE_DATA_DIR, default ./ragpipe-data;\n" +
 		"  stop dev first) or its vectors/ store.\n" +
 		"  Collections created in a Qdrant target take RAGPIPE_SHARDS, RAGPIPE_REPLICATION_FACTOR,\n" +
-		"  RAGPIPE_WRITE_CONSISTENCY and RAGPIPE_HNSW. Stop the workers writing to the source first.",
+		"  RAGPIPE_WRITE_CONSISTENCY and RAGPIPE_HNSW. Stop the workers writing to the source first.\n" +
+		"  A collection keeps its generation: the store collection serving it in the source (e.g. docs__g2, the\n" +
+		"  target of the alias docs) is created under the same name in the target, behind the alias.",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
 		m := &migrator{}
 		fs.StringVar(&m.from, "from", "", "source store (required)")
@@ -200,7 +202,7 @@ func printReports(env *environment, reports []migrate.Report) {
 		if r.Resumed {
 			resumed = ", resumed"
 		}
-		fmt.Fprintf(tw, "%s\t(all)\tcopied %d points in this run%s\t\t\n", r.Collection.Name, r.Copied, resumed)
+		fmt.Fprintf(tw, "%s\t(all)\tcopied %d points in this run%s, %s to %s\t\t\n", r.Collection.Name, r.Copied, resumed, r.From, r.To)
 	}
 	_ = tw.Flush()
 }

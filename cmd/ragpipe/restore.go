@@ -24,7 +24,8 @@ var restoreCommand = command{
 		"  STORE is a Qdrant gRPC URL (http://host:6334, https:// for TLS) or an embedded store: the data directory\n" +
 		"  of `ragpipe dev` (new, or stopped: its embedded NATS is started here for the version register) or a bare\n" +
 		"  store directory. Collections are created with the target's RAGPIPE_SHARDS, RAGPIPE_REPLICATION_FACTOR,\n" +
-		"  RAGPIPE_WRITE_CONSISTENCY and RAGPIPE_HNSW; a target collection holding points is refused.\n" +
+		"  RAGPIPE_WRITE_CONSISTENCY and RAGPIPE_HNSW; a target collection holding points is refused. Each is\n" +
+		"  created under the generation the backup was read from (e.g. docs__g2) behind the alias of its name.\n" +
 		"  The version register goes to NATS_URL (or the dev data directory's NATS); no entry is lowered. Wrapped\n" +
 		"  data keys are restored with RAGPIPE_ENCRYPTION_KEY_FILE set to a key file holding their master key.\n" +
 		"  Start the workers once the restore is done: it writes points as they are, over anything written meanwhile.",
