@@ -342,59 +342,93 @@ func (c *copier) reread(ctx context.Context, collection, tenant string, ids []st
 // searchSamples searches the building generation for each sample with the
 // text of its first chunk, embedded by the building generation's embedder:
 // a dense search of the tenant, top 10, must find it (or rank ten chunks
-// as well as the best, equal texts of other documents).
+// as well as the best, equal texts of other documents). A miss counts only
+// when the document is unchanged since its text was read: one rewritten
+// meanwhile is searched again with its new text (up to three times), one
+// deleted is skipped.
 func (c *copier) searchSamples(ctx context.Context, samples []sample, report *generation.Report) error {
 	slices.SortFunc(samples, func(a, b sample) int {
 		return strings.Compare(a.tenant+"\x00"+a.doc, b.tenant+"\x00"+b.doc)
 	})
 	for _, s := range samples {
-		whole, err := c.read(ctx, c.building.Name, s.tenant, []string{s.doc})
+		text, version, err := c.firstChunk(ctx, s)
+		for attempt := 0; err == nil && version != 0; attempt++ {
+			var hits []pipeline.Hit
+			if hits, err = c.search(ctx, s.tenant, text); err != nil {
+				break
+			}
+			if found(hits, s.doc) {
+				report.Searches++
+				report.Answered++
+				break
+			}
+			var now uint64
+			if text, now, err = c.firstChunk(ctx, s); err == nil && now == version {
+				report.Searches++
+				c.log.Warn().Str("tenant", s.tenant).Str("doc_id", s.doc).Uint64("version", version).
+					Msg("a sample search of the building generation did not find its document")
+				break
+			}
+			if attempt == 2 { // rewritten at every search: no verdict
+				break
+			}
+			version = now // rewritten meanwhile: search its new text; 0 (deleted) ends
+		}
 		if err != nil {
 			return err
 		}
-		pts := whole[s.doc]
-		if pts == nil {
-			continue // deleted meanwhile
-		}
-		text := pts[0].Text
-		if c.cfg.Keys != nil {
-			var key TenantKey
-			if err := c.retry(ctx, "read the key of tenant "+s.tenant, func(ctx context.Context) (err error) {
-				key, err = c.cfg.Keys(ctx, s.tenant)
-				return err
-			}); err != nil {
-				return err
-			}
-			if key != nil {
-				if text, err = key.Open(c.collection, s.doc, 0, text); err != nil {
-					return pipeline.Permanent(fmt.Errorf("the first chunk of document %s of tenant %s in %s does not open: %w", s.doc, s.tenant, c.building.Name, err))
-				}
-			}
-		}
-		var hits []pipeline.Hit
-		if err := c.retry(ctx, "sample search of "+c.building.Name, func(ctx context.Context) error {
-			vectors, err := c.target.Embedder.Embed(ctx, []string{text})
-			if err != nil {
-				return err
-			}
-			if len(vectors) != 1 {
-				return pipeline.Permanent(errors.New("the embedder returned no vector"))
-			}
-			hits, err = c.cfg.Store.Search(ctx, c.building.Name, pipeline.Query{
-				UserID: s.tenant, Vector: vectors[0], Mode: pipeline.ModeDense, TopK: 10,
-			})
-			return err
-		}); err != nil {
-			return err
-		}
-		report.Searches++
-		if found(hits, s.doc) {
-			report.Answered++
-		} else {
-			c.log.Warn().Str("tenant", s.tenant).Str("doc_id", s.doc).Msg("a sample search of the building generation did not find its document")
-		}
 	}
 	return nil
+}
+
+// firstChunk returns the clear text of the first chunk of sample s in the
+// building generation and the document's version; version 0 when the
+// document is gone.
+func (c *copier) firstChunk(ctx context.Context, s sample) (string, uint64, error) {
+	whole, err := c.read(ctx, c.building.Name, s.tenant, []string{s.doc})
+	if err != nil {
+		return "", 0, err
+	}
+	pts := whole[s.doc]
+	if pts == nil {
+		return "", 0, nil
+	}
+	text := pts[0].Text
+	if c.cfg.Keys != nil {
+		var key TenantKey
+		if err := c.retry(ctx, "read the key of tenant "+s.tenant, func(ctx context.Context) (err error) {
+			key, err = c.cfg.Keys(ctx, s.tenant)
+			return err
+		}); err != nil {
+			return "", 0, err
+		}
+		if key != nil {
+			if text, err = key.Open(c.collection, s.doc, 0, text); err != nil {
+				return "", 0, pipeline.Permanent(fmt.Errorf("the first chunk of document %s of tenant %s in %s does not open: %w", s.doc, s.tenant, c.building.Name, err))
+			}
+		}
+	}
+	return text, pts[0].Version, nil
+}
+
+// search embeds text with the building generation's embedder and returns
+// the top 10 chunks of tenant in the building generation by a dense search.
+func (c *copier) search(ctx context.Context, tenant, text string) ([]pipeline.Hit, error) {
+	var hits []pipeline.Hit
+	err := c.retry(ctx, "sample search of "+c.building.Name, func(ctx context.Context) error {
+		vectors, err := c.target.Embedder.Embed(ctx, []string{text})
+		if err != nil {
+			return err
+		}
+		if len(vectors) != 1 {
+			return pipeline.Permanent(errors.New("the embedder returned no vector"))
+		}
+		hits, err = c.cfg.Store.Search(ctx, c.building.Name, pipeline.Query{
+			UserID: tenant, Vector: vectors[0], Mode: pipeline.ModeDense, TopK: 10,
+		})
+		return err
+	})
+	return hits, err
 }
 
 // found reports whether hits hold doc, or are ten chunks as good as the
