@@ -252,7 +252,8 @@ func (b *backuper) newProgress(ctx context.Context, c pipeline.Collection) (*pro
 		if err != nil {
 			return nil, fmt.Errorf("backup: describe %q: %w", c.Name, err)
 		}
-		c.Shards, c.ReplicationFactor, c.WriteConsistency = described.Shards, described.ReplicationFactor, described.WriteConsistency
+		described.Name = c.Name // the generation's settings, which an adopted plain collection's name may not have
+		c = described
 	}
 	return &progress{Collection: Collection{
 		Name: c.Name, Generation: g, Dims: c.Dims, Distance: c.Distance, Keywords: c.Keywords, Embedder: b.cfg.Embedders[c.Name],

@@ -111,3 +111,28 @@ func TestGenerations(t *testing.T) {
 	}
 	assertServes(t, old, "docs__g1")
 }
+
+// TestServingFromState: with Config.Serving, an adopted plain collection
+// whose State names docs__g1 (other dimensions) while the name docs is
+// still the plain previous collection is backed up from docs__g1, with its
+// settings.
+func TestServingFromState(t *testing.T) {
+	ctx := t.Context()
+	src := openQdrant(t)
+	for _, c := range []pipeline.Collection{{Name: "docs", Dims: 5}, {Name: "docs__g1", Dims: 4, Distance: pipeline.Dot}} {
+		if err := src.CreateGeneration(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := src.Apply(ctx, "docs__g1", []pipeline.DocWrite{doc("alice", 1, 1), doc("bob", 2, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := backup.Backup(ctx, backup.Config{Source: src, Dir: t.TempDir(),
+		Serving: func(context.Context, string) (string, error) { return "docs__g1", nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := m.Collections[0]; c.Generation != "docs__g1" || c.Dims != 4 || c.Distance != pipeline.Dot || c.Points() != 5 {
+		t.Fatalf("manifest collection %+v", c)
+	}
+}

@@ -54,6 +54,9 @@ type Source interface {
 	// AliasTarget returns the collection the alias name points at; "" when
 	// name is not an alias.
 	AliasTarget(ctx context.Context, name string) (string, error)
+	// Describe returns an existing collection's dimensions, distance and
+	// keyword vectors.
+	Describe(ctx context.Context, collection string) (pipeline.Collection, error)
 }
 
 // Target is a store collections are copied to.
@@ -181,6 +184,13 @@ func copyCollection(ctx context.Context, cfg Config, st state, c pipeline.Collec
 	if p := st[c.Name]; p.From != "" && p.From != from {
 		log.Warn().Str("was", p.From).Msg("the source serves another generation since the interrupted copy; copying it from the start")
 		st[c.Name] = progress{}
+	}
+	if from != c.Name { // its own settings: Config.Serving may name another than the listed name's
+		d, err := cfg.Source.Describe(ctx, from)
+		if err != nil {
+			return Report{}, fmt.Errorf("describe %q: %w", from, err)
+		}
+		c.Dims, c.Distance, c.Keywords = d.Dims, d.Distance, d.Keywords
 	}
 	r := Report{Collection: c, From: from, Resumed: st[c.Name].Cursor != "" || st[c.Name].Done}
 	src, err := cfg.Source.Count(ctx, from)

@@ -315,3 +315,34 @@ func TestGenerations(t *testing.T) {
 	}
 	assertSame(t, src, back)
 }
+
+// TestServingFromState: with Config.Serving, an adopted plain collection
+// whose State names docs__g1 (another embedder's dimensions) while the name
+// docs is still the plain previous collection is copied from docs__g1.
+func TestServingFromState(t *testing.T) {
+	src, dst := openQdrant(t, qdranttest.Start(t), qdrantstore.Config{}), openEmbedded(t)
+	if err := src.CreateGeneration(t.Context(), collections[0]); err != nil { // plain docs, generation 0
+		t.Fatal(err)
+	}
+	fill(t, src, 30)
+	next := pipeline.Collection{Name: "docs__g1", Dims: 3, Distance: pipeline.Dot}
+	if err := src.CreateGeneration(t.Context(), next); err != nil {
+		t.Fatal(err)
+	}
+	w := pipeline.DocWrite{UserID: "u", DocID: "d", Version: 1, Points: []pipeline.Point{{
+		ID: pipeline.PointID("u", "d", 0), Vector: []float32{1, 2, 3}, UserID: "u", DocID: "d", ChunkCount: 1, Version: 1, Text: "t",
+	}}}
+	if err := src.Apply(t.Context(), "docs__g1", []pipeline.DocWrite{w}); err != nil {
+		t.Fatal(err)
+	}
+	reports, err := migrate.Run(t.Context(), migrate.Config{Source: src, Target: dst, Collections: []string{"docs"},
+		StateFile: filepath.Join(t.TempDir(), "s"),
+		Serving:   func(context.Context, string) (string, error) { return "docs__g1", nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := reports[0]; r.From != "docs__g1" || r.To != "docs__g1" || r.Collection.Dims != 3 || r.Target["u"] != 1 || len(r.Target) != 1 {
+		t.Fatalf("report %+v", r)
+	}
+	assertServes(t, dst, "docs__g1")
+}
