@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -262,6 +263,18 @@ func newJobID() string {
 	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
 }
 
+// logEvery is the least time between two progress lines when stderr is no
+// terminal (a log); a line is printed only when the progress changed.
+const logEvery = 10 * time.Second
+
+// article is "a" or "an", as word needs.
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
+}
+
 // follow shows the progress of Job id until it ends or ctx does.
 func (r *reindexer) follow(ctx context.Context, env *environment, reg *generation.Registry, id string) error {
 	bar := newBar(env)
@@ -272,6 +285,8 @@ func (r *reindexer) follow(ctx context.Context, env *environment, reg *generatio
 	lastAt, since := time.Now(), time.Now()
 	rate := 0.0
 	warned := false
+	var printed string // the progress line last printed when stderr is no terminal
+	var printedAt time.Time
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -292,7 +307,7 @@ func (r *reindexer) follow(ctx context.Context, env *environment, reg *generatio
 			continue
 		case st.Job.ID != id:
 			bar.finish()
-			return fmt.Errorf("the job was replaced by a %s job %s", st.Job.Action, st.Job.ID)
+			return fmt.Errorf("the job was replaced by %s %s job %s", article(string(st.Job.Action)), st.Job.Action, st.Job.ID)
 		}
 		j := st.Job
 		if j.Phase != phase {
@@ -301,9 +316,9 @@ func (r *reindexer) follow(ctx context.Context, env *environment, reg *generatio
 			fmt.Fprintf(env.stderr, "reindex %s: %s\n", r.collection, phaseLine(st))
 		}
 		if j.Error != "" && j.Error != problem && j.Active() {
+			problem = j.Error // a problem that comes and goes is said once
 			fmt.Fprintf(env.stderr, "reindex %s: %s\n", r.collection, j.Error)
 		}
-		problem = j.Error
 		if j.Phase == generation.Waiting && !warned && time.Since(since) > 10*time.Second {
 			warned = true
 			fmt.Fprintf(env.stderr, "reindex %s: no worker has taken the job yet: at least one `ragpipe worker` or `ragpipe dev` must run\n", r.collection)
@@ -313,7 +328,12 @@ func (r *reindexer) follow(ctx context.Context, env *environment, reg *generatio
 				rate = float64(j.Copied-lastCopied) / dt
 				lastCopied, lastAt = j.Copied, time.Now()
 			}
-			bar.set(fmt.Sprintf("%s: %d documents, %.0f/s", r.collection, j.Copied, rate), int(j.Points), int(max(j.Total, j.Points, 1)))
+			if bar.on {
+				bar.set(fmt.Sprintf("%s: %d documents, %.0f/s", r.collection, j.Copied, rate), int(j.Points), int(max(j.Total, j.Points, 1)))
+			} else if line := fmt.Sprintf("%d documents (%d of %d points) copied", j.Copied, j.Points, j.Total); line != printed && time.Since(printedAt) >= logEvery {
+				printed, printedAt = line, time.Now()
+				fmt.Fprintf(env.stderr, "reindex %s: %s, %.0f documents/s\n", r.collection, line, rate)
+			}
 		}
 		if j.Active() {
 			continue
@@ -373,7 +393,11 @@ func (r *reindexer) print(w io.Writer, st generation.State) error {
 		}
 	}
 	if j := st.Job; j != nil {
-		fmt.Fprintf(tw, "  job\t%s %s\t%s, %d documents (%d of %d points) copied\n", j.Action, j.ID, j.Phase, j.Copied, j.Points, j.Total)
+		if j.Action == generation.Build {
+			fmt.Fprintf(tw, "  job\t%s %s\t%s, %d documents (%d of %d points) copied\n", j.Action, j.ID, j.Phase, j.Copied, j.Points, j.Total)
+		} else {
+			fmt.Fprintf(tw, "  job\t%s %s\t%s\n", j.Action, j.ID, j.Phase)
+		}
 		if j.Error != "" {
 			fmt.Fprintf(tw, "  error\t%s\n", j.Error)
 		}
@@ -387,7 +411,7 @@ func (r *reindexer) print(w io.Writer, st generation.State) error {
 			}
 			fmt.Fprintf(tw, "  sample searches\t%d of %d found their document\n", rep.Answered, rep.Searches)
 			if rep.SwitchTook > 0 {
-				fmt.Fprintf(tw, "  switch took\t%s\n", rep.SwitchTook)
+				fmt.Fprintf(tw, "  switch took\t%s\n", roundDuration(rep.SwitchTook))
 			}
 		}
 	}
@@ -405,4 +429,15 @@ func describe(g generation.Generation) string {
 		s += fmt.Sprintf(", %d shards, replication %d", g.Shards, g.ReplicationFactor)
 	}
 	return s
+}
+
+// roundDuration rounds d to three significant figures at most: 20.5ms,
+// 1.23s, 312µs.
+func roundDuration(d time.Duration) time.Duration {
+	for unit := time.Duration(1); unit < time.Hour; unit *= 10 {
+		if d < 1000*unit {
+			return d.Round(unit)
+		}
+	}
+	return d.Round(time.Second)
 }

@@ -159,3 +159,27 @@ func TestReindexCommand(t *testing.T) {
 		t.Errorf("after the interruption: job %+v", st.Job)
 	}
 }
+
+// TestReindexPrint checks the figures of --status and the job's messages.
+func TestReindexPrint(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		20512345 * time.Nanosecond: "20.5ms", 1234567891 * time.Nanosecond: "1.23s", 312 * time.Microsecond: "312µs",
+		42 * time.Nanosecond: "42ns", 3 * time.Millisecond: "3ms",
+	} {
+		if got := roundDuration(d).String(); got != want {
+			t.Errorf("roundDuration(%v) = %s, want %s", d, got, want)
+		}
+	}
+	if article("abort") != "an" || article("build") != "a" {
+		t.Error("article")
+	}
+	var out bytes.Buffer
+	r := &reindexer{}
+	if err := r.print(&out, generation.State{Collection: "docs", Serving: generation.Generation{Name: "docs__g2"},
+		Job: &generation.Job{ID: "j", Action: generation.Rollback, Phase: generation.Done}}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "copied") || !strings.Contains(out.String(), "rollback j") {
+		t.Errorf("status of a rollback:\n%s", out.String())
+	}
+}
