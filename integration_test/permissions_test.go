@@ -77,32 +77,12 @@ func (c *tenantConn) refused(t *testing.T, op, subject string) {
 // tenant's, for ingest, search, list and replies, and that the service users
 // hold no more than they need.
 func TestPermissionsDeployConfig(t *testing.T) {
-	t.Setenv("RAGPIPE_WORKER_PASSWORD", workerPassword)
-	t.Setenv("RAGPIPE_SEARCHER_PASSWORD", searcherPassword)
-	ns := natstest.Start(t, func(o *server.Options) {
-		conf, err := server.ProcessConfigFile("../deploy/nats/nats.conf")
-		if err != nil {
-			t.Fatalf("deploy/nats/nats.conf: %v", err)
-		}
-		conf.Host, conf.Port, conf.StoreDir, conf.NoLog, conf.NoSigs = o.Host, o.Port, o.StoreDir, true, true
-		*o = *conf
-	})
-	url := ns.ClientURL()
+	s, url := deploySystem(t, "RAGPIPE_COLLECTIONS=docs:64:cosine")
 	if _, err := nats.Connect(url); err == nil {
 		t.Fatal("an anonymous client could connect")
 	}
 	if _, err := connectAs(t, url, "alice", bobPassword, ""); err == nil {
 		t.Fatal("alice could connect with bob's password")
-	}
-
-	// The test's own view of JetStream is the worker's.
-	s := attach(t, "nats://worker:"+workerPassword+"@"+strings.TrimPrefix(url, "nats://"), qdranttest.Start(t),
-		"RAGPIPE_COLLECTIONS=docs:64:cosine")
-	s.nats = ns
-	for i, kv := range s.env {
-		if strings.HasPrefix(kv, "NATS_URL=") {
-			s.env[i] = "NATS_URL=" + url
-		}
 	}
 	s.startWorker("NATS_USER=worker", "NATS_PASSWORD="+workerPassword)
 	s.startSearcher("searcher", nil, "NATS_USER=searcher", "NATS_PASSWORD="+searcherPassword)
@@ -189,7 +169,9 @@ func TestPermissionsDeployConfig(t *testing.T) {
 		t.Errorf("ragpipe query as alice for bob: exit %d:\n%s", code, out)
 	}
 
-	// The searcher may only answer: no publishing, no other subscriptions.
+	// The searcher may only answer (and read two buckets, see
+	// TestPermissionsGenerations): it publishes no event and subscribes to
+	// no event subject.
 	searcher, err := connectAs(t, url, "searcher", searcherPassword, "")
 	if err != nil {
 		t.Fatal(err)
@@ -198,10 +180,12 @@ func TestPermissionsDeployConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	searcher.refused(t, "Publish", "rag.ingest.alice.docs")
-	if _, err := searcher.SubscribeSync("_INBOX.>"); err != nil {
-		t.Fatal(err)
+	for _, subject := range []string{"rag.>", "rag.ingest.*.*", "$KV.>", "$JS.API.>"} {
+		if _, err := searcher.SubscribeSync(subject); err != nil {
+			t.Fatal(err)
+		}
+		searcher.refused(t, "Subscription", subject)
 	}
-	searcher.refused(t, "Subscription", "_INBOX.>")
 	// The worker never subscribes to tenant subjects.
 	worker, err := connectAs(t, url, "worker", workerPassword, "")
 	if err != nil {
@@ -211,6 +195,33 @@ func TestPermissionsDeployConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	worker.refused(t, "Subscription", "rag.search.*.*")
+}
+
+// deploySystem starts a NATS server on deploy/nats/nats.conf, the exact
+// file, and a Qdrant node; the system's settings (env added) connect to
+// that server, and the test's own view of JetStream is the worker's. It
+// returns the server's URL.
+func deploySystem(t *testing.T, env ...string) (*system, string) {
+	t.Helper()
+	t.Setenv("RAGPIPE_WORKER_PASSWORD", workerPassword)
+	t.Setenv("RAGPIPE_SEARCHER_PASSWORD", searcherPassword)
+	ns := natstest.Start(t, func(o *server.Options) {
+		conf, err := server.ProcessConfigFile("../deploy/nats/nats.conf")
+		if err != nil {
+			t.Fatalf("deploy/nats/nats.conf: %v", err)
+		}
+		conf.Host, conf.Port, conf.StoreDir, conf.NoLog, conf.NoSigs = o.Host, o.Port, o.StoreDir, true, true
+		*o = *conf
+	})
+	url := ns.ClientURL()
+	s := attach(t, "nats://worker:"+workerPassword+"@"+strings.TrimPrefix(url, "nats://"), qdranttest.Start(t), env...)
+	s.nats = ns
+	for i, kv := range s.env {
+		if strings.HasPrefix(kv, "NATS_URL=") {
+			s.env[i] = "NATS_URL=" + url
+		}
+	}
+	return s, url
 }
 
 func jetstreamOf(t *testing.T, c *tenantConn) jetstream.JetStream {
