@@ -16,6 +16,9 @@ const (
 	DropPrevious Action = "drop-previous"
 	// Abort stops a Build and deletes Building.
 	Abort Action = "abort"
+	// Switch checks Building, left Ready by a Build with NoSwitch, again
+	// and switches to it.
+	Switch Action = "switch"
 )
 
 // Phase is how far a Job has come.
@@ -30,6 +33,9 @@ const (
 	Switching Phase = "switching" // switching Serving and the alias
 	Done      Phase = "done"
 	Failed    Phase = "failed" // Error says why; a Build's Building is kept
+	// Ready ends a Build with NoSwitch: Building is built and checked,
+	// kept and written by every worker until a Switch or an Abort job.
+	Ready Phase = "ready"
 )
 
 // Job is a `ragpipe reindex` request and its progress, carried out by one
@@ -47,7 +53,10 @@ type Job struct {
 	// constants); the others are Serving's, filled in by the worker that
 	// creates the generation (see Fill).
 	Given []string `json:"given,omitempty"`
-	Phase Phase    `json:"phase"`
+	// NoSwitch stops a Build once Building is checked, in phase Ready,
+	// for a Switch job to switch at the moment the operator chooses.
+	NoSwitch bool  `json:"no_switch,omitempty"`
+	Phase    Phase `json:"phase"`
 
 	Owner     string    `json:"owner,omitempty"`
 	Heartbeat time.Time `json:"heartbeat,omitzero"`
@@ -155,6 +164,8 @@ func SameSettings(a, b Generation) bool {
 	return a == b
 }
 
-// Active reports whether j is still to be carried out: neither done nor
-// failed.
-func (j *Job) Active() bool { return j != nil && j.Phase != Done && j.Phase != Failed }
+// Active reports whether j is still to be carried out: neither done,
+// failed nor ready.
+func (j *Job) Active() bool {
+	return j != nil && j.Phase != Done && j.Phase != Failed && j.Phase != Ready
+}

@@ -32,25 +32,59 @@ func (j *run) build(ctx context.Context, st generation.State) error {
 		if st, err = c.copyAll(ctx, st); err != nil {
 			return err
 		}
-		report, err := c.check(ctx, st)
-		if err != nil {
-			return err
-		}
-		return j.switchTo(ctx, st, report)
+		return j.checked(ctx, c, st)
 	case generation.Checking:
 		c, err := j.copier(ctx, st)
 		if err != nil {
 			return err
 		}
-		report, err := c.check(ctx, st)
-		if err != nil {
-			return err
-		}
-		return j.switchTo(ctx, st, report)
+		return j.checked(ctx, c, st)
 	case generation.Switching:
 		return j.switchTo(ctx, st, nil)
 	}
 	return pipeline.Permanent(fmt.Errorf("a build in phase %q", st.Job.Phase))
+}
+
+// checked checks the building generation and switches to it, or with
+// Job.NoSwitch leaves it Ready, its Report in the Job.
+func (j *run) checked(ctx context.Context, c *copier, st generation.State) error {
+	report, err := c.check(ctx, st)
+	if err != nil {
+		return err
+	}
+	if !st.Job.NoSwitch {
+		return j.switchTo(ctx, st, report)
+	}
+	if _, err := j.phase(ctx, generation.Ready, func(s *generation.State) error {
+		s.Job.Report = report
+		return nil
+	}); err != nil {
+		return err
+	}
+	j.log.Info().Str("building", st.Building.Name).Msg("built and checked, not switched: ready for a switch job")
+	return nil
+}
+
+// switchBuilt carries a Switch from the phase st records: the building
+// generation a Build left Ready checked again (workers kept writing it),
+// then switched to.
+func (j *run) switchBuilt(ctx context.Context, st generation.State) error {
+	if st.Job.Phase == generation.Switching {
+		return j.switchTo(ctx, st, nil)
+	}
+	st, err := j.phase(ctx, generation.Checking, func(*generation.State) error { return nil })
+	if err != nil {
+		return err
+	}
+	c, err := j.copier(ctx, st)
+	if err != nil {
+		return err
+	}
+	report, err := c.check(ctx, st)
+	if err != nil {
+		return err
+	}
+	return j.switchTo(ctx, st, report)
 }
 
 // adopt gives a collection without generations its serving generation: the

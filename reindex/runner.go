@@ -134,6 +134,8 @@ func (j *run) work(ctx context.Context, st generation.State) error {
 		return j.dropPrevious(ctx, st)
 	case generation.Abort:
 		return j.abort(ctx, st)
+	case generation.Switch:
+		return j.switchBuilt(ctx, st)
 	}
 	return pipeline.Permanent(fmt.Errorf("unknown action %q", st.Job.Action))
 }
@@ -197,7 +199,7 @@ func (j *run) phase(ctx context.Context, p generation.Phase, fn func(s *generati
 			return err
 		}
 		s.Job.Phase = p
-		if p == generation.Done {
+		if p == generation.Done || p == generation.Ready {
 			s.Job.Finished = time.Now()
 			s.Job.Owner = ""
 		}

@@ -719,3 +719,59 @@ func TestStrayPoint(t *testing.T) {
 		t.Fatalf("state after the failed check: %+v", st)
 	}
 }
+
+// TestBuildNoSwitch builds and checks a generation under writes without
+// switching (Job.NoSwitch): it stays Ready, not serving, and is written
+// meanwhile; a Switch job checks it again and switches to it.
+func TestBuildNoSwitch(t *testing.T) {
+	e := newEnv(t, false)
+	m := &model{docs: map[[2]string]doc{}}
+	var version atomic.Uint64
+	const n = 100
+	e.load(m, rand.New(rand.NewPCG(15, 12)), n, &version)
+	e.runner("a", e.stage, 0)
+	wctx, stopWriting := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { e.write(wctx, m, rand.New(rand.NewPCG(15, 13)), n, &version) })
+	defer func() { stopWriting(); wg.Wait() }()
+
+	e.request(generation.Job{Action: generation.Build, NoSwitch: true,
+		Target: &generation.Generation{ChunkSize: 150, ChunkOverlap: 20}, Given: []string{generation.SetChunkSize, generation.SetChunkOverlap}})
+	var ready generation.State
+	checkfor.Until(t, 2*time.Minute, "the build to be ready", func() error {
+		s, _, err := e.reg.Current(t.Context(), collection)
+		if err != nil {
+			return err
+		}
+		if ready = s; s.Job.Phase != generation.Ready {
+			return fmt.Errorf("job in phase %s (%s)", s.Job.Phase, s.Job.Error)
+		}
+		return nil
+	})
+	if ready.Building == nil || ready.Building.ChunkSize != 150 || ready.Serving.ChunkSize != 300 || ready.Previous != nil ||
+		ready.Job.Active() || ready.Job.Report == nil || ready.Job.Owner != "" {
+		t.Fatalf("state of a ready build: %+v, job %+v", ready, ready.Job)
+	}
+	if target, err := e.store.AliasTarget(t.Context(), collection); err != nil || target != ready.Serving.Name {
+		t.Errorf("alias %s -> %q, %v; want the serving %s", collection, target, err, ready.Serving.Name)
+	}
+	time.Sleep(time.Second) // written while ready: the runner leaves the job alone
+	if s, _ := e.reg.Cached(collection); s.Job.ID != ready.Job.ID || s.Job.Phase != generation.Ready {
+		t.Fatalf("a ready job changed: %+v", s.Job)
+	}
+
+	building := *ready.Building
+	e.request(generation.Job{Action: generation.Switch, Target: &building})
+	st := e.wait(time.Minute)
+	stopWriting()
+	wg.Wait()
+	if st.Serving != building || st.Previous == nil || *st.Previous != ready.Serving || st.Building != nil ||
+		st.Job.Report == nil || st.Job.Report.Answered != st.Job.Report.Searches {
+		t.Fatalf("state after the switch: %+v, job %+v", st, st.Job)
+	}
+	e.verify(m, st.Serving)
+	e.verify(m, *st.Previous)
+	if target, err := e.store.AliasTarget(t.Context(), collection); err != nil || target != building.Name {
+		t.Errorf("alias %s -> %q, %v; want %s", collection, target, err, building.Name)
+	}
+}

@@ -25,13 +25,16 @@ var reindexCommand = command{
 		"the workers build the next generation from what is stored while events and searches go on, check it, and switch to it; " +
 		"the previous generation is kept, written, for --rollback until --drop-previous.",
 	usage: "reindex --collection NAME [--embedder PROFILE|default] [--dims N] [--distance D] [--chunk-size N] [--chunk-overlap N]\n" +
-		"                [--shards N] [--replication N] [--detach] [--json]\n" +
-		"       ragpipe reindex --collection NAME --rollback | --drop-previous | --abort | --status [--json]\n\n" +
+		"                [--shards N] [--replication N] [--no-switch] [--detach] [--json]\n" +
+		"       ragpipe reindex --collection NAME --switch | --rollback | --drop-previous | --abort | --status [--json]\n\n" +
 		"  Workers carry out the job: at least one `ragpipe worker` or `ragpipe dev` must run. A new profile's\n" +
 		"  RAGPIPE_EMBEDDER_<PROFILE>_* settings must be in the environment of every worker and searcher.\n" +
 		"  Settings left unset are the serving generation's. The command follows the job until it is done\n" +
 		"  (exit 0) or failed (exit 1, with the checks' report); Ctrl-C leaves it to the workers, and running\n" +
-		"  the same command again follows it again.",
+		"  the same command again follows it again.\n" +
+		"  --no-switch builds and checks, then leaves the new generation ready (written, not serving); --switch\n" +
+		"  checks it again and switches when you choose: on a Qdrant cluster an alias switch under heavy writes\n" +
+		"  stalls every collection of a node until its requests in flight finish.",
 	flags: func(fs *flag.FlagSet) func(context.Context, *environment, []string) error {
 		r := &reindexer{fs: fs}
 		fs.StringVar(&r.collection, "collection", "", "ragpipe collection to rebuild (required)")
@@ -42,6 +45,8 @@ var reindexCommand = command{
 		fs.IntVar(&r.target.ChunkOverlap, "chunk-overlap", 0, "overlap of consecutive chunks of the new generation, in characters")
 		fs.Func("shards", "shards of the new generation (Qdrant)", uintFlag(&r.target.Shards))
 		fs.Func("replication", "replication factor of the new generation (Qdrant)", uintFlag(&r.target.ReplicationFactor))
+		fs.BoolVar(&r.noSwitch, "no-switch", false, "build and check the new generation, but leave the switch to --switch")
+		fs.BoolVar(&r.switchNow, "switch", false, "check the generation a --no-switch build left ready again and switch to it")
 		fs.BoolVar(&r.rollback, "rollback", false, "switch back to the previous generation")
 		fs.BoolVar(&r.dropPrevious, "drop-previous", false, "delete the previous generation (no rollback afterwards)")
 		fs.BoolVar(&r.abort, "abort", false, "stop the build and delete the generation being built")
@@ -68,7 +73,7 @@ type reindexer struct {
 	collection, embedder                  string
 	target                                generation.Generation
 	rollback, dropPrevious, abort, status bool
-	detach, json                          bool
+	switchNow, noSwitch, detach, json     bool
 	given                                 []string
 	action                                generation.Action
 }
@@ -88,7 +93,7 @@ func (r *reindexer) parse(args []string) error {
 		}
 	})
 	actions := 0
-	for _, on := range []bool{r.rollback, r.dropPrevious, r.abort, r.status} {
+	for _, on := range []bool{r.switchNow, r.rollback, r.dropPrevious, r.abort, r.status} {
 		if on {
 			actions++
 		}
@@ -101,11 +106,11 @@ func (r *reindexer) parse(args []string) error {
 	case !pipeline.ValidCollection(r.collection):
 		return fmt.Errorf("--collection %s: not a collection name", pipeline.ShortQuote(r.collection))
 	case actions > 1:
-		return errors.New("want at most one of --rollback, --drop-previous, --abort and --status")
-	case actions == 1 && len(r.given) > 0:
-		return errors.New("the new generation's settings go with a build only, not with --rollback, --drop-previous, --abort or --status")
+		return errors.New("want at most one of --switch, --rollback, --drop-previous, --abort and --status")
+	case actions == 1 && (len(r.given) > 0 || r.noSwitch):
+		return errors.New("the new generation's settings and --no-switch go with a build only, not with --switch, --rollback, --drop-previous, --abort or --status")
 	case actions == 0 && len(r.given) == 0:
-		return errors.New("nothing to change: give the new generation's settings (--embedder, --dims, ...), or --rollback, --drop-previous, --abort or --status")
+		return errors.New("nothing to change: give the new generation's settings (--embedder, --dims, ...), or --switch, --rollback, --drop-previous, --abort or --status")
 	case r.target.Distance != "" && !r.target.Distance.Valid():
 		return fmt.Errorf("--distance %s: want cosine, dot, euclid or manhattan", r.target.Distance)
 	case r.target.ChunkSize < 0 || r.target.ChunkOverlap < 0:
@@ -123,6 +128,8 @@ func (r *reindexer) parse(args []string) error {
 		r.target.Embedder = r.embedder
 	}
 	switch {
+	case r.switchNow:
+		r.action = generation.Switch
 	case r.rollback:
 		r.action = generation.Rollback
 	case r.dropPrevious:
@@ -209,6 +216,8 @@ func (r *reindexer) job(s *generation.State) (*generation.Job, bool, error) {
 	switch r.action {
 	case generation.Build:
 		switch {
+		case s.Building != nil && running != nil && running.Phase == generation.Ready:
+			return nil, false, fmt.Errorf("generation %s is built and ready: --switch to it or --abort it first", s.Building.Name)
 		case s.Building != nil:
 			return nil, false, fmt.Errorf("generation %s is left by a build that did not finish: --abort it first", s.Building.Name)
 		case s.Previous != nil:
@@ -227,7 +236,13 @@ func (r *reindexer) job(s *generation.State) (*generation.Job, bool, error) {
 			}
 		}
 		t := r.target
-		job.Target, job.Given = &t, r.given
+		job.Target, job.Given, job.NoSwitch = &t, r.given, r.noSwitch
+	case generation.Switch:
+		if s.Building == nil {
+			return nil, false, fmt.Errorf("collection %s has no generation being built to switch to", r.collection)
+		}
+		t := *s.Building
+		job.Target = &t
 	case generation.Rollback, generation.DropPrevious:
 		if s.Previous == nil {
 			return nil, false, fmt.Errorf("collection %s has no previous generation", r.collection)
@@ -360,7 +375,13 @@ func phaseLine(st generation.State) string {
 	case generation.Copying:
 		return fmt.Sprintf("copying %s into %s (%d points)", st.Serving.Name, nameOf(st.Building), j.Total)
 	case generation.Checking:
+		if j.Action == generation.Switch {
+			return fmt.Sprintf("checking %s against %s again", nameOf(st.Building), st.Serving.Name)
+		}
 		return fmt.Sprintf("checking %s against %s (%d documents copied)", nameOf(st.Building), st.Serving.Name, j.Copied)
+	case generation.Ready:
+		return fmt.Sprintf("%s is built and checked, not switched: workers keep writing it; `ragpipe reindex --collection %s --switch` switches to it",
+			nameOf(st.Building), st.Collection)
 	case generation.Switching:
 		return "switching"
 	}
@@ -400,6 +421,9 @@ func (r *reindexer) print(w io.Writer, st generation.State) error {
 		}
 		if j.Error != "" {
 			fmt.Fprintf(tw, "  error\t%s\n", j.Error)
+		}
+		if j.Phase == generation.Ready {
+			fmt.Fprintf(tw, "  ready\t%s is built and checked; --switch switches to it, --abort drops it\n", nameOf(st.Building))
 		}
 		if rep := j.Report; rep != nil {
 			fmt.Fprintf(tw, "  tenant\tdocuments (serving / new)\tpoints (serving / new, new documents' chunks)\n")

@@ -18,30 +18,36 @@ import (
 	"github.com/ragpipe/ragpipe/internal/natstest"
 )
 
-// TestReindexCommand writes jobs, refuses the requests that cannot be
-// carried out, and follows a job a worker (played by the test, through the
-// Registry) carries out to the end.
-func TestReindexCommand(t *testing.T) {
+// startReindex starts a NATS server for the command and returns a function
+// running `ragpipe reindex args...` and the server's Registry.
+func startReindex(t *testing.T) (func(args ...string) (code int, stdout, stderr string), *generation.Registry) {
 	url := natstest.Start(t).ClientURL()
 	t.Setenv("NATS_URL", url)
 	t.Setenv("RAGPIPE_ENCRYPTION_KEY_FILE", "")
 	t.Setenv("RAGPIPE_LOG_LEVEL", "disabled")
-	reindex := func(args ...string) (code int, stdout, stderr string) {
-		var out, errOut bytes.Buffer
-		code = run(append([]string{"reindex"}, args...), &out, &errOut)
-		return code, out.String(), errOut.String()
-	}
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
 	reg, err := generation.Open(t.Context(), js, generation.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer reg.Close()
+	t.Cleanup(func() { reg.Close() })
+	return func(args ...string) (code int, stdout, stderr string) {
+		var out, errOut bytes.Buffer
+		code = run(append([]string{"reindex"}, args...), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}, reg
+}
+
+// TestReindexCommand writes jobs, refuses the requests that cannot be
+// carried out, and follows a job a worker (played by the test, through the
+// Registry) carries out to the end.
+func TestReindexCommand(t *testing.T) {
+	reindex, reg := startReindex(t)
 
 	for _, tc := range []struct {
 		args []string
@@ -181,5 +187,67 @@ func TestReindexPrint(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "copied") || !strings.Contains(out.String(), "rollback j") {
 		t.Errorf("status of a rollback:\n%s", out.String())
+	}
+}
+
+// TestReindexNoSwitch follows a --no-switch build to its ready phase, then
+// writes the --switch job that switches to the generation it left.
+func TestReindexNoSwitch(t *testing.T) {
+	cli, reg := startReindex(t)
+	reindex := func(args ...string) (int, string, string) {
+		return cli(append([]string{"--collection", "docs"}, args...)...)
+	}
+	if code, _, errOut := reindex("--switch", "--no-switch"); code != 1 || !strings.Contains(errOut, "with a build only") {
+		t.Errorf("--switch --no-switch: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := reindex("--switch"); code != 1 || !strings.Contains(errOut, "no generation being built") {
+		t.Errorf("--switch without a build: exit %d, %q", code, errOut)
+	}
+
+	g1 := generation.Generation{Name: "docs__g1", Number: 1, Dims: 1024, Distance: "cosine", ChunkSize: 2000, ChunkOverlap: 200}
+	g2 := g1
+	g2.Name, g2.Number, g2.ChunkSize = "docs__g2", 2, 500
+	worker := func(fn func(s *generation.State)) {
+		time.Sleep(500 * time.Millisecond)
+		if _, err := reg.Update(context.Background(), "docs", func(s *generation.State, _ bool) error { fn(s); return nil }); err != nil {
+			t.Error(err)
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		worker(func(s *generation.State) {
+			s.Serving, s.Building = g1, &g2
+			s.Job.Phase, s.Job.Report = generation.Ready, &generation.Report{Searches: 3, Answered: 3}
+		})
+	})
+	code, out, errOut := reindex("--chunk-size", "500", "--no-switch")
+	wg.Wait()
+	if code != 0 || !strings.Contains(errOut, "--switch` switches to it") || !strings.Contains(out, "ready") {
+		t.Fatalf("--no-switch: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if st, _, _ := reg.Current(t.Context(), "docs"); !st.Job.NoSwitch {
+		t.Errorf("the build's job: %+v", st.Job)
+	}
+	if code, _, errOut := reindex("--chunk-size", "700"); code != 1 || !strings.Contains(errOut, "built and ready: --switch") {
+		t.Errorf("a build while one is ready: exit %d, %q", code, errOut)
+	}
+
+	wg.Go(func() {
+		worker(func(s *generation.State) {
+			if s.Job.Action != generation.Switch || s.Job.Target == nil || *s.Job.Target != g2 {
+				t.Errorf("switch job %+v", s.Job)
+			}
+			s.Job.Phase = generation.Checking
+		})
+		worker(func(s *generation.State) {
+			s.Serving, s.Previous, s.Building = g2, &g1, nil
+			s.Job.Phase, s.Job.Report = generation.Done, &generation.Report{Searches: 3, Answered: 3, SwitchTook: 20512 * time.Microsecond}
+		})
+	})
+	code, out, errOut = reindex("--switch")
+	wg.Wait()
+	if code != 0 || !strings.Contains(errOut, "checking docs__g2 against docs__g1 again") || !strings.Contains(out, "20.5ms") ||
+		strings.Contains(out, "copied") {
+		t.Fatalf("--switch: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
