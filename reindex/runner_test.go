@@ -93,7 +93,7 @@ func newEnv(t *testing.T, encrypted bool) *env {
 // embedderFor is the worker's embedders: the default profile is a hash
 // embedder of 1024 dimensions, profile "small" one of 256.
 func embedderFor(profile string, dims int) (ingest.Embedder, error) {
-	own := map[string]int{"": 1024, "small": 256, "picky": 256}
+	own := map[string]int{"": 1024, "small": 256, "picky": 256, "fickle": 256}
 	n, ok := own[profile]
 	switch {
 	case !ok:
@@ -102,10 +102,28 @@ func embedderFor(profile string, dims int) (ingest.Embedder, error) {
 		return nil, pipeline.Misconfigured(fmt.Errorf("profile %q has %d dimensions, not %d", profile, n, dims))
 	}
 	h, err := embedder.NewHash(n)
-	if profile == "picky" {
+	switch profile {
+	case "picky":
 		return picky{h}, err
+	case "fickle":
+		return fickle{h}, err
 	}
 	return h, err
+}
+
+// fickle is a hash embedder whose vectors are random: a search with a
+// document's text never finds it but by chance.
+type fickle struct{ *embedder.Hash }
+
+func (f fickle) Embed(_ context.Context, texts []string) ([][]float32, error) {
+	vectors := make([][]float32, len(texts))
+	for i := range vectors {
+		vectors[i] = make([]float32, f.Dimensions())
+		for k := range vectors[i] {
+			vectors[i][k] = rand.Float32() - 0.5
+		}
+	}
+	return vectors, nil
 }
 
 // picky is a hash embedder that refuses, for good, texts saying "forbidden".
@@ -774,4 +792,30 @@ func TestBuildNoSwitch(t *testing.T) {
 	if target, err := e.store.AliasTarget(t.Context(), collection); err != nil || target != building.Name {
 		t.Errorf("alias %s -> %q, %v; want %s", collection, target, err, building.Name)
 	}
+}
+
+// TestFailedSearch builds a generation whose vectors do not match their
+// texts: sample searches of unchanged documents miss them, and the check
+// fails.
+func TestFailedSearch(t *testing.T) {
+	e := newEnv(t, false)
+	m := &model{docs: map[[2]string]doc{}}
+	var version atomic.Uint64
+	e.load(m, rand.New(rand.NewPCG(15, 14)), 60, &version)
+	e.runner("a", e.stage, 0)
+	e.request(generation.Job{Action: generation.Build,
+		Target: &generation.Generation{Embedder: "fickle", Dims: 256}, Given: []string{generation.SetEmbedder, generation.SetDims}})
+	var st generation.State
+	checkfor.Until(t, time.Minute, "the job to fail", func() error {
+		st, _ = e.reg.Cached(collection)
+		if st.Job.Phase != generation.Failed {
+			return fmt.Errorf("phase %s", st.Job.Phase)
+		}
+		return nil
+	})
+	if r := st.Job.Report; r == nil || r.Searches != 20 || r.Answered >= r.Searches || len(r.Mismatches) > 0 ||
+		!strings.Contains(st.Job.Error, "sample searches did not find their document") {
+		t.Fatalf("failed job: %q, report %+v", st.Job.Error, r)
+	}
+	t.Logf("%s; report: %d of %d sample searches found their document", st.Job.Error, st.Job.Report.Answered, st.Job.Report.Searches)
 }
