@@ -266,6 +266,20 @@ func (e *env) wait(timeout time.Duration) generation.State {
 	return st
 }
 
+// failed waits for the Job to fail and returns the State.
+func (e *env) failed(timeout time.Duration) generation.State {
+	e.t.Helper()
+	var st generation.State
+	checkfor.Until(e.t, timeout, "the job to fail", func() error {
+		st, _ = e.reg.Cached(collection)
+		if st.Job.Phase != generation.Failed {
+			return fmt.Errorf("phase %s", st.Job.Phase)
+		}
+		return nil
+	})
+	return st
+}
+
 // model is what the documents should be: per tenant, per document, the
 // text of its last upsert at its version, or deleted.
 type model struct {
@@ -651,14 +665,7 @@ func TestFailedCheck(t *testing.T) {
 	e.runner("a", e.stage, 0)
 	e.request(generation.Job{Action: generation.Build,
 		Target: &generation.Generation{Embedder: "picky", Dims: 256}, Given: []string{generation.SetEmbedder, generation.SetDims}})
-	var st generation.State
-	checkfor.Until(t, time.Minute, "the job to fail", func() error {
-		st, _ = e.reg.Cached(collection)
-		if st.Job.Phase != generation.Failed {
-			return fmt.Errorf("phase %s", st.Job.Phase)
-		}
-		return nil
-	})
+	st := e.failed(time.Minute)
 	r := st.Job.Report
 	if r == nil || !slices.Equal(r.Mismatches, []string{"bob/d0003", "bob/d0017"}) ||
 		!strings.Contains(st.Job.Error, "nothing switched") || !strings.Contains(st.Job.Error, "forbidden text") {
@@ -719,14 +726,7 @@ func TestStrayPoint(t *testing.T) {
 	e.runner("a", &strayStage{Stage: e.stage, store: e.store}, 0)
 	e.request(generation.Job{Action: generation.Build,
 		Target: &generation.Generation{ChunkSize: 120}, Given: []string{generation.SetChunkSize}})
-	var st generation.State
-	checkfor.Until(t, time.Minute, "the job to fail", func() error {
-		st, _ = e.reg.Cached(collection)
-		if st.Job.Phase != generation.Failed {
-			return fmt.Errorf("phase %s", st.Job.Phase)
-		}
-		return nil
-	})
+	st := e.failed(time.Minute)
 	cancel()
 	t.Logf("%d writes during the build", <-written)
 	if r := st.Job.Report; r == nil || !slices.Contains(r.Mismatches, "dave/still") ||
@@ -805,14 +805,7 @@ func TestFailedSearch(t *testing.T) {
 	e.runner("a", e.stage, 0)
 	e.request(generation.Job{Action: generation.Build,
 		Target: &generation.Generation{Embedder: "fickle", Dims: 256}, Given: []string{generation.SetEmbedder, generation.SetDims}})
-	var st generation.State
-	checkfor.Until(t, time.Minute, "the job to fail", func() error {
-		st, _ = e.reg.Cached(collection)
-		if st.Job.Phase != generation.Failed {
-			return fmt.Errorf("phase %s", st.Job.Phase)
-		}
-		return nil
-	})
+	st := e.failed(time.Minute)
 	if r := st.Job.Report; r == nil || r.Searches != 20 || r.Answered >= r.Searches || len(r.Mismatches) > 0 ||
 		!strings.Contains(st.Job.Error, "sample searches did not find their document") {
 		t.Fatalf("failed job: %q, report %+v", st.Job.Error, r)
