@@ -33,8 +33,12 @@ import (
 	"github.com/ragpipe/ragpipe/qdrantstore"
 )
 
-// binary is the ragpipe binary built by TestMain.
+// binary is the ragpipe binary built by TestMain: with the race detector
+// when the tests run under it.
 var binary string
+
+// binDir holds the binaries the tests build.
+var binDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "ragpipe-it-")
@@ -42,20 +46,54 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "ragpipe")
-	args := []string{"build", "-o", binary}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, "../cmd/ragpipe")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build ragpipe:", err)
+	binDir = dir
+	if binary, err = buildRagpipe("ragpipe", raceEnabled); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// buildRagpipe builds cmd/ragpipe into binDir/name, with the race detector
+// if race.
+func buildRagpipe(name string, race bool) (string, error) {
+	out := filepath.Join(binDir, name)
+	args := []string{"build", "-o", out}
+	if race {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/ragpipe")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("build ragpipe: %w", err)
+	}
+	return out, nil
+}
+
+// plainBinary is a ragpipe binary built without the race detector, on first
+// use: for the tests whose processes would saturate the machine
+// race-instrumented. It is binary when the tests do not run under the race
+// detector.
+var plainBinary = sync.OnceValues(func() (string, error) {
+	if !raceEnabled {
+		return binary, nil
+	}
+	return buildRagpipe("ragpipe-plain", false)
+})
+
+// usePlainBinary makes the processes t starts run plainBinary, until t ends.
+// Tests of this package do not run in parallel, so swapping binary is safe.
+func usePlainBinary(t *testing.T) {
+	t.Helper()
+	plain, err := plainBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	race := binary
+	binary = plain
+	t.Cleanup(func() { binary = race })
 }
 
 // system is one test's NATS server, Qdrant node and clients.
