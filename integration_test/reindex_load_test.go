@@ -510,6 +510,22 @@ func assertSearches(t *testing.T, what string, records []searchRecord) {
 }
 
 // jobOf returns the newest State's job, failing the test without one.
+// currentState reads collection's State from the bucket's stream leader:
+// every update made before the call is seen.
+func currentState(t *testing.T, js jetstream.JetStream, collection string) generation.State {
+	t.Helper()
+	reg, err := generation.Open(t.Context(), js, generation.Config{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	st, ok, err := reg.Current(t.Context(), collection)
+	if err != nil || !ok {
+		t.Fatalf("State of %s: found %v, %v", collection, ok, err)
+	}
+	return st
+}
+
 func jobOf(t *testing.T, s generation.State) *generation.Job {
 	t.Helper()
 	if s.Job == nil {

@@ -213,10 +213,9 @@ func TestReindexInterrupted(t *testing.T) {
 	}
 	<-owner.done
 	killedAt := time.Now()
-	time.Sleep(100 * time.Millisecond) // the watch catches up
-	all := states.all()
-	killed := jobOf(t, all[len(all)-1].State).Copied
-	if all[len(all)-1].Job.Phase != generation.Copying {
+	last := currentState(t, s.js, "documents") // the checkpoint the killed worker left, not the watch's view
+	killed := jobOf(t, last).Copied
+	if last.Job.Phase != generation.Copying {
 		t.Fatalf("the copy was done (%d documents) when the worker was killed: the test proves nothing", killed)
 	}
 	t.Logf("worker %s killed after %d documents copied (checkpoint in the State)", st.Job.Owner, killed)
