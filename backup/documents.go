@@ -1,11 +1,9 @@
 package backup
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -30,7 +28,7 @@ func (b *backuper) page(ctx context.Context, seg *segment, user string, docs []p
 		}
 		var again []string
 		for _, id := range ids {
-			whole := wholeVersion(byDoc[id])
+			whole := pipeline.WholeVersion(byDoc[id])
 			switch {
 			case whole != nil:
 				if err := b.write(seg, whole); err != nil {
@@ -57,41 +55,6 @@ func (b *backuper) page(ctx context.Context, seg *segment, user string, docs []p
 		wait = min(2*wait, time.Second)
 	}
 	return nil
-}
-
-// wholeVersion returns, in chunk order, the points of the highest version
-// of a document whose chunk_count chunks are all present; nil when no
-// version is whole.
-func wholeVersion(pts []pipeline.Point) []pipeline.Point {
-	slices.SortFunc(pts, func(a, b pipeline.Point) int {
-		return cmp.Or(cmp.Compare(b.Version, a.Version), cmp.Compare(a.ChunkIndex, b.ChunkIndex))
-	})
-	for lo := 0; lo < len(pts); {
-		hi := lo
-		for hi < len(pts) && pts[hi].Version == pts[lo].Version {
-			hi++
-		}
-		if v := pts[lo:hi]; whole(v) {
-			return v
-		}
-		lo = hi
-	}
-	return nil
-}
-
-// whole reports whether pts, of one version in chunk order, are chunks 0 to
-// chunk_count-1 of it.
-func whole(pts []pipeline.Point) bool {
-	n := pts[0].ChunkCount
-	if len(pts) != n {
-		return false
-	}
-	for i, p := range pts {
-		if p.ChunkIndex != i || p.ChunkCount != n {
-			return false
-		}
-	}
-	return true
 }
 
 // write adds one document to the open segment, opening one if needed.

@@ -277,7 +277,7 @@ func (c *copier) read(ctx context.Context, collection, tenant string, ids []stri
 		}
 		var again []string
 		for _, id := range ids {
-			if v := newestWhole(byDoc[id]); v != nil {
+			if v := pipeline.WholeVersion(byDoc[id]); v != nil {
 				whole[id] = v
 			} else if len(byDoc[id]) > 0 {
 				again = append(again, id)
@@ -293,28 +293,6 @@ func (c *copier) read(ctx context.Context, collection, tenant string, ids []stri
 		}
 		wait *= 2
 	}
-}
-
-// newestWhole returns the points of the highest version of a document that
-// has all its chunk_count chunks, in chunk order; nil when none has.
-func newestWhole(pts []pipeline.Point) []pipeline.Point {
-	byVersion := make(map[uint64][]pipeline.Point)
-	for _, p := range pts {
-		byVersion[p.Version] = append(byVersion[p.Version], p)
-	}
-	versions := slices.Sorted(maps.Keys(byVersion))
-	for i := len(versions) - 1; i >= 0; i-- {
-		v := byVersion[versions[i]]
-		slices.SortFunc(v, func(a, b pipeline.Point) int { return cmp.Compare(a.ChunkIndex, b.ChunkIndex) })
-		complete := len(v) == v[0].ChunkCount
-		for k, p := range v {
-			complete = complete && p.ChunkIndex == k && p.ChunkCount == len(v)
-		}
-		if complete {
-			return v
-		}
-	}
-	return nil
 }
 
 // event is the upsert that writes the document of pts (one whole version,
