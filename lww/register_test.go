@@ -14,7 +14,7 @@ import (
 )
 
 // jetStream connects to url.
-func jetStream(t *testing.T, url string) jetstream.JetStream {
+func jetStream(t testing.TB, url string) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
