@@ -1,0 +1,237 @@
+package search_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/qdrant/go-client/qdrant"
+	"github.com/rs/zerolog"
+
+	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/internal/natstest"
+	"github.com/ragpipe/ragpipe/internal/qdranttest"
+	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/qdrantstore"
+	"github.com/ragpipe/ragpipe/search"
+)
+
+// Shape of BenchmarkSearchOverhead's collection, as `ragpipe bench` fills
+// its text collection: 1024 dimensions, five tenants, texts of about 900
+// characters, queries of 80 characters taken from the texts.
+const (
+	overheadDims    = 1024
+	overheadDocs    = 2000
+	overheadChars   = 900
+	overheadQueries = 500
+	overheadTopK    = 10
+)
+
+var overheadTenants = []string{"alice", "bob", "carol", "dave", "erin"}
+
+// BenchmarkSearchOverhead times a dense search of one tenant through NATS
+// to the search service (its own connection, as a searcher process has)
+// over a real Qdrant, and the raw Qdrant Query of the same vector, tenant
+// filter, limit and payload, one request at a time and eight at once: the
+// comparison of `ragpipe bench --only text,search`, in one process. Each
+// reports its latencies' p50 and p99 in µs; rag's p50 minus qdrant's is
+// the service's overhead.
+//
+//	flock /tmp/ragpipe-test.lock go test -run XXX -bench SearchOverhead -count 5 ./search
+func BenchmarkSearchOverhead(b *testing.B) {
+	ns := natstest.Start(b)
+	client, serviceConn := natstest.Connect(b, ns), natstest.Connect(b, ns)
+	node := qdranttest.Start(b)
+	log := zerolog.New(zerolog.NewTestWriter(b)).Level(zerolog.ErrorLevel)
+	store, err := qdrantstore.New(b.Context(), qdrantstore.Config{Host: "127.0.0.1", Port: node.GRPCPort(), Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	emb, err := embedder.NewHash(overheadDims)
+	if err != nil {
+		b.Fatal(err)
+	}
+	texts := fillOverhead(b, store, emb)
+	svc, err := search.Start(b.Context(), search.Config{
+		Conn: serviceConn, Index: store, Embedder: func(string) search.Embedder { return emb }, Logger: log,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = svc.Stop(context.Background()) })
+
+	rng := rand.New(rand.NewPCG(5, 6))
+	bodies := make([][]byte, overheadQueries)
+	queries := make([]string, overheadQueries)
+	raws := make([]*qdrant.QueryPoints, overheadQueries)
+	for i := range overheadQueries {
+		t := texts[rng.IntN(len(texts))]
+		at := rng.IntN(len(t) - 80)
+		query := t[at : at+80]
+		queries[i] = query
+		bodies[i] = fmt.Appendf(nil, `{"query":%q,"top_k":%d,"mode":"dense"}`, query, overheadTopK)
+		vs, err := emb.Embed(b.Context(), []string{query})
+		if err != nil {
+			b.Fatal(err)
+		}
+		raws[i] = &qdrant.QueryPoints{
+			CollectionName: "docs",
+			Query:          qdrant.NewQueryDense(vs[0]),
+			Filter:         &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword("user_id", "alice")}},
+			Limit:          qdrant.PtrOf(uint64(overheadTopK)),
+			WithPayload:    qdrant.NewWithPayloadInclude("user_id", "doc_id", "chunk_index", "text", "metadata", "version"),
+		}
+	}
+	// echo answers with a search reply's bytes at once: the NATS round trip alone.
+	reply, err := client.Request("rag.search.alice.docs", bodies[0], 10*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	echo, err := serviceConn.Subscribe("echo", func(m *nats.Msg) { _ = m.Respond(reply.Data) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = echo.Unsubscribe() })
+	paths := []struct {
+		name string
+		call func(ctx context.Context, i int) error
+	}{
+		{"rag", func(_ context.Context, i int) error {
+			msg, err := client.Request("rag.search.alice.docs", bodies[i%overheadQueries], 10*time.Second)
+			if err == nil && msg.Header.Get(micro.ErrorCodeHeader) != "" {
+				err = fmt.Errorf("error %s: %s", msg.Header.Get(micro.ErrorCodeHeader), msg.Data)
+			}
+			return err
+		}},
+		{"qdrant", func(ctx context.Context, i int) error {
+			_, err := store.Client().Query(ctx, raws[i%overheadQueries])
+			return err
+		}},
+		{"store", func(ctx context.Context, i int) error {
+			q := queries[i%overheadQueries]
+			vs, err := emb.Embed(ctx, []string{q})
+			if err == nil {
+				_, err = store.Search(ctx, "docs", pipeline.Query{UserID: "alice", Mode: pipeline.ModeDense, TopK: overheadTopK, Vector: vs[0]})
+			}
+			return err
+		}},
+		{"echo", func(_ context.Context, i int) error {
+			_, err := client.Request("echo", bodies[i%overheadQueries], 10*time.Second)
+			return err
+		}},
+	}
+	for _, p := range paths { // warm up
+		for i := range 200 {
+			if err := p.call(b.Context(), i); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, conc := range []int{1, 8} {
+		b.Run(fmt.Sprintf("c%d", conc), func(b *testing.B) {
+			lat := timeCalls(b, conc, len(paths), func(ctx context.Context, path, i int) error { return paths[path].call(ctx, i) })
+			for k, p := range paths {
+				b.ReportMetric(float64(lat[k][len(lat[k])/2].Microseconds()), p.name+"-p50-µs")
+			}
+			b.ReportMetric(float64((lat[0][len(lat[0])/2] - lat[1][len(lat[1])/2]).Microseconds()), "overhead-µs")
+		})
+	}
+}
+
+// timeCalls makes b.N rounds of calls from conc goroutines, a round
+// calling each of the paths in turn (starting with a different one each
+// round, so that a change of the machine's load hits every path alike), and
+// returns each path's latencies, sorted.
+func timeCalls(b *testing.B, conc, paths int, call func(ctx context.Context, path, i int) error) [][]time.Duration {
+	b.Helper()
+	lat := make([][]time.Duration, paths)
+	for k := range lat {
+		lat[k] = make([]time.Duration, b.N)
+	}
+	var (
+		wg   sync.WaitGroup
+		next = make(chan int, b.N)
+		mu   sync.Mutex
+		fail error
+	)
+	for i := range b.N {
+		next <- i
+	}
+	close(next)
+	b.ResetTimer()
+	for range conc {
+		wg.Go(func() {
+			for i := range next {
+				for k := range paths {
+					path := (i + k) % paths
+					start := time.Now()
+					if err := call(b.Context(), path, i); err != nil {
+						mu.Lock()
+						fail = err
+						mu.Unlock()
+						return
+					}
+					lat[path][i] = time.Since(start)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	if fail != nil {
+		b.Fatal(fail)
+	}
+	for _, l := range lat {
+		slices.Sort(l)
+	}
+	return lat
+}
+
+// fillOverhead writes overheadDocs one-chunk documents, round robin over
+// overheadTenants, into the collection "docs", and returns alice's texts.
+func fillOverhead(b *testing.B, store *qdrantstore.Store, emb *embedder.Hash) []string {
+	b.Helper()
+	if err := store.EnsureCollection(b.Context(), pipeline.Collection{Name: "docs", Dims: overheadDims, Keywords: true}, true); err != nil {
+		b.Fatal(err)
+	}
+	words := strings.Fields("deploy cluster node replica shard quota latency backup restore index vector tenant " +
+		"service gateway database region zone failover metric alert dashboard runbook incident upgrade")
+	rng := rand.New(rand.NewPCG(1, 2))
+	var (
+		texts  []string
+		writes []pipeline.DocWrite
+	)
+	for i := range overheadDocs {
+		var sb strings.Builder
+		for sb.Len() < overheadChars {
+			sb.WriteString(words[rng.IntN(len(words))])
+			sb.WriteByte(' ')
+		}
+		user, doc, text := overheadTenants[i%len(overheadTenants)], fmt.Sprintf("doc-%07d", i), sb.String()
+		if user == "alice" {
+			texts = append(texts, text)
+		}
+		vs, err := emb.Embed(b.Context(), []string{text})
+		if err != nil {
+			b.Fatal(err)
+		}
+		writes = append(writes, pipeline.DocWrite{UserID: user, DocID: doc, Version: 1, Points: []pipeline.Point{{
+			ID: pipeline.PointID(user, doc, 0), Vector: vs[0], ChunkCount: 1, Text: text, Keywords: pipeline.Keywords(text),
+		}}})
+		if len(writes) == 200 {
+			if err := store.Apply(b.Context(), "docs", writes); err != nil {
+				b.Fatal(err)
+			}
+			writes = writes[:0]
+		}
+	}
+	return texts
+}
