@@ -33,7 +33,10 @@ func (s *Stage) collection(ctx context.Context, name string) (pipeline.Collectio
 	if err != nil {
 		return c, err
 	}
-	s.known.Store(name, c)
+	var known bool
+	if c.Keywords, known = s.keywords(ctx, name); known {
+		s.known.Store(name, c)
+	}
 	return c, nil
 }
 

@@ -70,7 +70,8 @@ func (s *Stage) writes(ctx context.Context, d *dest, tk tenantKeySet, events []p
 	return writes, refused, nil
 }
 
-// points chunks upsert e into w's points, each with its keyword vector and,
+// points chunks upsert e into w's points, each with its keyword vector (in
+// a store collection with them) and,
 // unless e brings its vector, its text hash (with an identity); those are
 // appended to todo, as chunks of write j. With key (nil: none), the hash and
 // keyword vector are the tenant's keyed ones; the text stays clear, to be
@@ -94,9 +95,11 @@ func (d *dest) points(w *pipeline.DocWrite, e pipeline.Event, key TenantKey, j i
 			UserID: e.UserID, DocID: e.DocID, ChunkIndex: k, ChunkCount: len(chunks),
 			Text: text, Metadata: e.Metadata, Version: e.Version,
 		}
-		if key == nil {
+		switch {
+		case !d.keywords:
+		case key == nil:
 			p.Keywords = pipeline.Keywords(text)
-		} else {
+		default:
 			p.Keywords = pipeline.KeywordsWith(text, key.TermID)
 		}
 		if vector != nil {

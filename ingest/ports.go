@@ -77,6 +77,16 @@ type TenantKey interface {
 	TermID(term []byte) uint32
 }
 
+// Describer is implemented by sinks that can say how a store collection is
+// laid out. The Stage asks once per collection whether it stores keyword
+// vectors, and computes none for the points of one that does not; without
+// a Describer every point gets its keyword vector.
+type Describer interface {
+	// Describe returns collection's dimensions, distance and whether it
+	// stores keyword vectors (Keywords). It blocks until done or ctx ends.
+	Describe(ctx context.Context, collection string) (pipeline.Collection, error)
+}
+
 // CollectionLister lists a store's collections, so that the Stage can bound
 // how many it creates (StageConfig.MaxCollections).
 type CollectionLister interface {

@@ -27,6 +27,7 @@ type dest struct {
 	identity string // the embedder's Identity; "" when it has none
 	reuse    string // the store collection whose stored vectors are reused
 	target   bool   // a Target, ensured by ensure; else the collection by its own name
+	keywords bool   // the store collection stores keyword vectors: its points get them (see Describer)
 	primary  bool   // the batch's serving dest: the one whose reuse and store metrics are recorded
 }
 
@@ -47,7 +48,8 @@ func (s *Stage) dests(ctx context.Context, name string, targets []Target) ([]*de
 			return nil, err
 		}
 		e := s.embedder(name)
-		return []*dest{{coll: c, name: name, embedder: e, chunker: s.cfg.Chunker, identity: identityOf(e), reuse: name, primary: true}}, nil
+		return []*dest{{coll: c, name: name, embedder: e, chunker: s.cfg.Chunker, identity: identityOf(e), reuse: name,
+			keywords: c.Keywords, primary: true}}, nil
 	}
 	ds := make([]*dest, len(targets))
 	for i, t := range targets {
@@ -61,22 +63,43 @@ func (s *Stage) dests(ctx context.Context, name string, targets []Target) ([]*de
 }
 
 // ensure makes sure the store collection of target d exists with its
-// dimensions, once per collection; it never creates it (a reindex does).
-// Its failure is never permanent: a route naming a missing collection is
-// one that changes (a generation dropped or not yet seen), or a
-// misconfiguration.
+// dimensions, once per collection, and sets d.keywords from its
+// description; it never creates it (a reindex does). Its failure is never
+// permanent: a route naming a missing collection is one that changes (a
+// generation dropped or not yet seen), or a misconfiguration.
 func (s *Stage) ensure(ctx context.Context, d *dest) error {
 	if !d.target {
 		return nil
 	}
-	if _, ok := s.targets.Load(d.coll); ok {
+	if kw, ok := s.targets.Load(d.coll); ok {
+		d.keywords = kw.(bool)
 		return nil
 	}
 	if err := s.cfg.Sink.EnsureCollection(ctx, d.coll, false); err != nil {
 		return fmt.Errorf("store collection %q: %w", d.coll.Name, unmarked{err})
 	}
-	s.targets.Store(d.coll, struct{}{})
+	kw, known := s.keywords(ctx, d.coll.Name)
+	if known {
+		s.targets.Store(d.coll, kw)
+	}
+	d.keywords = kw
 	return nil
+}
+
+// keywords reports whether store collection name stores keyword vectors,
+// as the Sink describes it (Describer), and whether that is known: a Sink
+// that cannot describe it yet is taken to store them, so that no point
+// misses its keyword vector, and is asked again.
+func (s *Stage) keywords(ctx context.Context, name string) (keywords, known bool) {
+	d, ok := s.cfg.Sink.(Describer)
+	if !ok {
+		return true, true
+	}
+	c, err := d.Describe(ctx, name)
+	if err != nil {
+		return true, false
+	}
+	return c.Keywords, true
 }
 
 // gone handles err, a write to d's store collection that found it missing:

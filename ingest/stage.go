@@ -88,8 +88,10 @@ const ProbeText = "ragpipe embedder probe"
 // stored chunk of its document (StageConfig.Reuse) takes that chunk's vector,
 // and equal texts within a batch share one.
 //
-// Every point carries the keyword vector of its text (pipeline.Keywords),
-// which stores keep in collections with keyword vectors.
+// Every point written to a store collection with keyword vectors carries
+// the keyword vector of its text (pipeline.Keywords); the points of one
+// without them (created before them), as the Sink describes it (see
+// Describer), get none, which the store would drop.
 //
 // With StageConfig.Keys, a chunk's stored text is ciphertext under its
 // tenant's key, and its text hash and keyword term ids are keyed by that
@@ -159,7 +161,10 @@ func (s *Stage) Setup(ctx context.Context) error {
 		if err := s.cfg.Sink.EnsureCollection(ctx, c, true); err != nil {
 			return fmt.Errorf("collection %q: %w", c.Name, err)
 		}
-		s.known.Store(c.Name, c)
+		var known bool
+		if c.Keywords, known = s.keywords(ctx, c.Name); known {
+			s.known.Store(c.Name, c)
+		}
 		if err := s.probe(ctx, c); err != nil {
 			return err
 		}

@@ -324,3 +324,46 @@ func TestKeywords(t *testing.T) {
 		}
 	}
 }
+
+// described is applied with its store's Describe, so that the Stage learns
+// which collections store keyword vectors.
+type described struct{ *applied }
+
+func (d described) Describe(ctx context.Context, collection string) (pipeline.Collection, error) {
+	return d.store.(ingest.Describer).Describe(ctx, collection)
+}
+
+// TestKeywordsOnlyWhereStored: the points of a collection created without
+// keyword vectors, written by its own name or as a generation, carry none;
+// those of a collection with them carry theirs.
+func TestKeywordsOnlyWhereStored(t *testing.T) {
+	q := stores[0].open(t).(*qdrantstore.Store)
+	old := pipeline.Collection{Name: "old", Dims: 16, Distance: pipeline.Cosine}
+	if err := q.CreateWithoutKeywords(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	s := described{&applied{store: q}}
+	fake := embedtest.Start(t, embedtest.Config{API: embedtest.OpenAI, Dims: 16})
+	emb, _ := embedder.NewHash(16)
+	chunker, _ := pipeline.NewChunker(300, 30)
+	r := &router{}
+	stage := newStage(t, s, fake, "", ingest.StageConfig{Router: r})
+	event := func(collection, docID string) pipeline.Event {
+		return pipeline.Event{Op: pipeline.OpUpsert, UserID: "alice", Collection: collection, DocID: docID, Text: "set maxAckPending", Version: 1}
+	}
+	events := []pipeline.Event{event("docs", "a"), event("old", "b")}
+	mustProcess(t, events, stage.Process(t.Context(), events))
+	r.set(func(r *router) {
+		r.route = ingest.Route{Revision: 1, Targets: []ingest.Target{{Collection: old, Embedder: emb, Chunker: chunker}}}
+	})
+	events = []pipeline.Event{event("notes", "c")}
+	mustProcess(t, events, stage.Process(t.Context(), events))
+	if len(s.points) != 3 {
+		t.Fatalf("%d points written, want 3", len(s.points))
+	}
+	for _, p := range s.points {
+		if got, want := p.Keywords != nil, p.DocID == "a"; got != want {
+			t.Errorf("%s: keywords %v, want them: %t", p.DocID, p.Keywords, want)
+		}
+	}
+}

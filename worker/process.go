@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ragpipe/ragpipe/pipeline"
+	"github.com/ragpipe/ragpipe/telemetry"
 )
 
 // delivery is one received event and what settling it needs.
@@ -57,8 +58,9 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg, parked bool
 	w.cfg.Metrics.BatchSize.Observe(float64(len(batch)))
 	var order []string
 	groups := make(map[string][]*delivery)
-	for _, m := range batch {
-		if d := w.receive(ctx, m, parked); d != nil {
+	deliveries := make([]delivery, len(batch))
+	for i, m := range batch {
+		if d := &deliveries[i]; w.receive(ctx, m, parked, d) {
 			c := d.event.Collection
 			if groups[c] == nil {
 				order = append(order, c)
@@ -121,8 +123,8 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg, parked bool
 	return sum
 }
 
-// processGroup processes the events of one collection, settles them and
-// records how the collection fared.
+// processGroup processes the events of one collection, settles them,
+// releases their messages and records how the collection fared.
 func (w *Worker) processGroup(ctx context.Context, collection string, ds []*delivery) outcome {
 	events := make([]pipeline.Event, len(ds))
 	for i, d := range ds {
@@ -134,6 +136,8 @@ func (w *Worker) processGroup(ctx context.Context, collection string, ds []*deli
 	release()
 	took := time.Since(start)
 	var o outcome
+	acked := 0
+	msgs := make([]jetstream.Msg, len(ds))
 	for i, d := range ds {
 		err := errors.New("the processor returned no answer for this event")
 		if i < len(errs) {
@@ -145,7 +149,14 @@ func (w *Worker) processGroup(ctx context.Context, collection string, ds []*deli
 		case !pipeline.IsPermanent(err):
 			o.add(outcome{failed: true, minAttempt: d.attempt})
 		}
-		w.settle(ctx, d, err)
+		if w.settle(ctx, d, err) {
+			acked++
+		}
+		msgs[i] = d.msg
+	}
+	w.held.remove(msgs...)
+	if acked > 0 {
+		w.cfg.Metrics.Events.WithLabelValues(collection, telemetry.Acked).Add(float64(acked))
 	}
 	if len(errs) != len(ds) {
 		w.cfg.Logger.Error().Str("collection", collection).Int("events", len(ds)).Int("answers", len(errs)).
@@ -163,30 +174,32 @@ func (w *Worker) processGroup(ctx context.Context, collection string, ds []*deli
 // parkAll parks the events of a failing collection without processing them:
 // this delivery was not an attempt.
 func (w *Worker) parkAll(ctx context.Context, ds []*delivery) {
-	for _, d := range ds {
+	msgs := make([]jetstream.Msg, len(ds))
+	for i, d := range ds {
 		if err := w.parks.park(ctx, d, d.attempt-1, 0); err != nil {
 			// Parking is broken: the event is processed here again.
 			w.cfg.Logger.Warn().Err(err).Str("collection", d.event.Collection).Msg("event could not be parked; it is redelivered")
 			w.parks.unroute(d.event.Collection)
 			_ = d.msg.Nak()
 		}
-		w.held.remove(d.msg)
+		msgs[i] = d.msg
 	}
+	w.held.remove(msgs...)
 }
 
-// receive reads one message into a delivery, or settles it at once and
-// returns nil: a message that is not an event or has used up its attempts
-// is dead-lettered, and the first delivery of a parked copy that asks for a
-// delay is redelivered after it.
-func (w *Worker) receive(ctx context.Context, m jetstream.Msg, parked bool) *delivery {
+// receive reads one message into d and returns true, or settles it at once
+// and returns false: a message that is not an event or has used up its
+// attempts is dead-lettered, and the first delivery of a parked copy that
+// asks for a delay is redelivered after it.
+func (w *Worker) receive(ctx context.Context, m jetstream.Msg, parked bool, d *delivery) bool {
 	meta, err := m.Metadata()
 	if err != nil {
 		w.cfg.Logger.Error().Err(err).Str("subject", m.Subject()).Msg("message without JetStream metadata")
 		_ = m.Term()
 		w.held.remove(m)
-		return nil
+		return false
 	}
-	d := &delivery{msg: m, subject: m.Subject(), seq: meta.Sequence.Stream, attempt: meta.NumDelivered, parked: parked}
+	*d = delivery{msg: m, subject: m.Subject(), seq: meta.Sequence.Stream, attempt: meta.NumDelivered, parked: parked}
 	if parked {
 		h := m.Headers()
 		d.subject = w.cfg.Prefix + ".ingest." + strings.TrimPrefix(d.subject, w.cfg.Prefix+".parked.")
@@ -196,7 +209,7 @@ func (w *Worker) receive(ctx context.Context, m jetstream.Msg, parked bool) *del
 			if meta.NumDelivered == 1 {
 				_ = m.NakWithDelay(min(wait, w.cfg.MaxRetryDelay))
 				w.held.remove(m)
-				return nil
+				return false
 			}
 			d.attempt-- // the first delivery was that wait
 		}
@@ -208,14 +221,14 @@ func (w *Worker) receive(ctx context.Context, m jetstream.Msg, parked bool) *del
 		w.deadLetter(ctx, m, origin{subject: d.subject, userID: r.UserID, collection: r.Collection, version: r.Version, seq: d.seq},
 			cmp.Or(r.Reason, err.Error()))
 		w.held.remove(m)
-		return nil
+		return false
 	}
 	d.event = e
 	if d.attempt > uint64(w.cfg.MaxDeliver) {
 		// A previous attempt died without settling (e.g. the process crashed).
 		w.deadLetter(ctx, m, d.origin(), fmt.Sprintf("delivered %d times, more than RAGPIPE_MAX_DELIVER=%d", d.attempt, w.cfg.MaxDeliver))
 		w.held.remove(m)
-		return nil
+		return false
 	}
-	return d
+	return true
 }

@@ -16,12 +16,12 @@ import (
 	"github.com/ragpipe/ragpipe/telemetry"
 )
 
-// settle acknowledges, retries later or dead-letters one processed event,
-// and releases its message. ctx is the processing context: once it is
-// cancelled (shutdown), a failed event is left for immediate redelivery.
-func (w *Worker) settle(ctx context.Context, d *delivery, err error) {
-	defer w.held.remove(d.msg)
-	e := d.event
+// settle acknowledges, retries later or dead-letters one processed event;
+// the caller releases its message, and counts it as acknowledged when
+// settle returns true. ctx is the processing context: once it is cancelled
+// (shutdown), a failed event is left for immediate redelivery.
+func (w *Worker) settle(ctx context.Context, d *delivery, err error) (acked bool) {
+	e := &d.event
 	// Built only when there is something to say: not on the ack of every event.
 	log := func() zerolog.Logger {
 		return w.cfg.Logger.With().Str("collection", e.Collection).Str("user_id", e.UserID).
@@ -32,9 +32,9 @@ func (w *Worker) settle(ctx context.Context, d *delivery, err error) {
 		if ackErr := d.msg.Ack(); ackErr != nil {
 			l := log()
 			l.Warn().Err(ackErr).Msg("ack failed; the event will be redelivered and rewritten idempotently")
-			return
+			return false
 		}
-		w.cfg.Metrics.Events.WithLabelValues(e.Collection, telemetry.Acked).Inc()
+		return true
 	case pipeline.IsPermanent(err):
 		w.deadLetter(ctx, d.msg, d.origin(), err.Error())
 	case ctx.Err() != nil:
@@ -53,7 +53,7 @@ func (w *Worker) settle(ctx context.Context, d *delivery, err error) {
 			// Its attempts are used up through no fault of its own: a fresh
 			// copy starts counting again.
 			w.retry(ctx, d, 0, l)
-			return
+			return false
 		}
 		w.retry(ctx, d, d.attempt, l)
 	case d.attempt >= uint64(w.cfg.MaxDeliver):
@@ -63,6 +63,7 @@ func (w *Worker) settle(ctx context.Context, d *delivery, err error) {
 		l.Warn().Err(err).Dur("retry_in", w.retryDelay(d.attempt)).Msg("event failed, will retry")
 		w.retry(ctx, d, d.attempt, l)
 	}
+	return false
 }
 
 // retry has a failed event tried again after the retry delay of its
