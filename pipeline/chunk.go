@@ -86,6 +86,9 @@ func (c *Chunker) Split(text string) []string {
 	if text == "" {
 		return nil
 	}
+	if len(text) <= c.size || utf8.RuneCountInString(text) <= c.size {
+		return []string{text} // the common case of a short document, without a scan
+	}
 	chunks := make([]string, 0, len(text)/(c.size-c.overlap)+1)
 	pooled := chunkGapPool.Get().(*[]chunkGap)
 	gaps := (*pooled)[:0]
@@ -129,6 +132,21 @@ func (c *Chunker) scan(text string, s int, gaps []chunkGap) (w int, _ []chunkGap
 	p, idx := s, 0
 	sentEnd := false // the last non-space rune ends a sentence
 	for p < len(text) {
+		if chunkPlain[text[p]] {
+			// A run of ASCII that neither is space nor ends a sentence,
+			// read at once up to the window's end.
+			if idx == size {
+				return p, gaps, false
+			}
+			q, lim := p+1, min(len(text), p+size-idx)
+			for q < lim && chunkPlain[text[q]] {
+				q++
+			}
+			idx += q - p
+			p = q
+			sentEnd = false
+			continue
+		}
 		r, n := rune(text[p]), 1 // decodeRuneAt, inlined by hand: this is the hot loop
 		if r >= utf8.RuneSelf {
 			r, n = utf8.DecodeRuneInString(text[p:])
@@ -200,6 +218,16 @@ func (c *Chunker) scan(text string, s int, gaps []chunkGap) (w int, _ []chunkGap
 	}
 	return len(text), gaps, true
 }
+
+// chunkPlain marks the ASCII bytes that scan reads as one run: neither
+// space nor an end of sentence nor a closer.
+var chunkPlain = func() (plain [256]bool) {
+	for b := range utf8.RuneSelf {
+		r := rune(b)
+		plain[b] = !isSpaceRune(r) && !isCloser(r) && r != '.' && r != '!' && r != '?'
+	}
+	return plain
+}()
 
 // pickEnd returns the index of the gap where the chunk ends: the last gap of
 // the strongest kind among those leaving the chunk at least half full (and

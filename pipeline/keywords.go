@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"math/bits"
 	"slices"
 	"sync"
 	"unicode"
@@ -53,24 +54,20 @@ func KeywordsWith(text string, termID func(term []byte) uint32) *SparseVector {
 }
 
 func keywords(text string, termID func([]byte) uint32) *SparseVector {
-	return withTerms(text, termID, weigh)
-}
-
-// weigh gives each distinct term of sorted terms its BM25 weight.
-func weigh(terms []uint32) *SparseVector {
-	norm := bm25K1 * (1 - bm25B + bm25B*float32(len(terms))/bm25AvgLen)
-	n := distinct(terms)
-	v := &SparseVector{Indices: make([]uint32, 0, n), Values: make([]float32, 0, n)}
-	for i := 0; i < len(terms); {
-		j := i + 1
-		for j < len(terms) && terms[j] == terms[i] {
-			j++
-		}
-		tf := float32(j - i)
-		v.Indices = append(v.Indices, terms[i])
-		v.Values = append(v.Values, tf*(bm25K1+1)/(tf+norm))
-		i = j
+	t := getTokenizer(termID)
+	terms := t.terms(text)
+	if len(terms) == 0 {
+		t.release()
+		return nil
 	}
+	norm := bm25K1 * (1 - bm25B + bm25B*float32(t.counts.total)/bm25AvgLen)
+	v := &SparseVector{Indices: make([]uint32, len(terms)), Values: make([]float32, len(terms))}
+	for i, e := range terms {
+		tf := float32(termCount(e))
+		v.Indices[i] = termIDOf(e)
+		v.Values[i] = tf * (bm25K1 + 1) / (tf + norm)
+	}
+	t.release()
 	return v
 }
 
@@ -88,68 +85,64 @@ func QueryKeywordsWith(text string, termID func(term []byte) uint32) *SparseVect
 }
 
 func queryKeywords(text string, termID func([]byte) uint32) *SparseVector {
-	return withTerms(text, termID, func(terms []uint32) *SparseVector {
-		ids := slices.Compact(terms)
-		v := &SparseVector{Indices: slices.Clone(ids), Values: make([]float32, len(ids))}
-		for i := range v.Values {
-			v.Values[i] = 1
-		}
-		return v
-	})
-}
-
-// withTerms scans text into term ids (termID's, or FNV-1a when nil) with a
-// pooled tokenizer and returns vector of them sorted, or nil when text has
-// no terms; the slice is the tokenizer's, valid only during the call.
-func withTerms(text string, termID func([]byte) uint32, vector func(sorted []uint32) *SparseVector) *SparseVector {
-	t := tokenizers.Get().(*tokenizer)
-	defer t.release()
-	t.termID = termID
-	t.scan(text)
-	if len(t.terms) == 0 {
+	t := getTokenizer(termID)
+	terms := t.terms(text)
+	if len(terms) == 0 {
+		t.release()
 		return nil
 	}
-	slices.Sort(t.terms)
-	return vector(t.terms)
-}
-
-// distinct counts the distinct values of sorted.
-func distinct(sorted []uint32) int {
-	n := 0
-	for i, x := range sorted {
-		if i == 0 || x != sorted[i-1] {
-			n++
-		}
+	v := &SparseVector{Indices: make([]uint32, len(terms)), Values: make([]float32, len(terms))}
+	for i, e := range terms {
+		v.Indices[i] = termIDOf(e)
+		v.Values[i] = 1
 	}
-	return n
+	t.release()
+	return v
 }
 
 // tokenizers recycles the scratch of Keywords, which runs for every chunk
 // the worker writes.
-var tokenizers = sync.Pool{New: func() any {
-	return &tokenizer{terms: make([]uint32, 0, 512)}
-}}
+var tokenizers = sync.Pool{New: func() any { return new(tokenizer) }}
 
-// tokenizer turns a text into term ids. Its buffers hold lowercased bytes;
-// partLen and wholeLen count bytes beyond the buffers' maxTermLen as well,
-// so that an overlong term is recognised and skipped.
+// tokenizer turns a text into counted term ids. Its buffers hold lowercased
+// bytes; partLen and wholeLen count bytes beyond the buffers' maxTermLen as
+// well, so that an overlong term is recognised and skipped. The FNV-1a
+// hashes of the part and of the compound whole grow byte by byte as the
+// part does, so no term is read twice; the whole's bytes are kept only for
+// a keyed termID.
 type tokenizer struct {
-	terms    []uint32            // term ids, in text order
-	termID   func([]byte) uint32 // nil: FNV-1a
-	part     [maxTermLen]byte
-	partLen  int
-	whole    [maxTermLen]byte // the compound's parts, concatenated
-	wholeLen int
-	parts    int // parts of the current compound
+	counts    termCounts
+	termID    func([]byte) uint32 // nil: FNV-1a
+	part      [maxTermLen]byte
+	partLen   int
+	partHash  uint32           // FNV-1a of the part's bytes
+	whole     [maxTermLen]byte // the compound's parts, concatenated (keyed termID only)
+	wholeLen  int
+	wholeHash uint32 // FNV-1a of the compound's parts, concatenated
+	parts     int    // parts of the current compound
 }
 
+func getTokenizer(termID func([]byte) uint32) *tokenizer {
+	t := tokenizers.Get().(*tokenizer)
+	t.termID = termID
+	t.partHash, t.wholeHash = fnvOffset, fnvOffset
+	return t
+}
+
+// release returns t to the pool. A tokenizer whose scan did not finish (a
+// termID that panicked) is never released: its table is not empty.
 func (t *tokenizer) release() {
-	if cap(t.terms) > 1<<16 {
-		return // keep huge texts' scratch out of the pool
-	}
-	t.terms = t.terms[:0]
 	t.termID = nil
-	tokenizers.Put(t)
+	if t.counts.reset() {
+		tokenizers.Put(t)
+	}
+}
+
+// terms scans text and returns its distinct terms, sorted by id, as
+// termEntry values; the slice is the tokenizer's, valid until release.
+func (t *tokenizer) terms(text string) []uint64 {
+	t.scan(text)
+	return t.counts.sorted()
 }
 
 // Rune classes of the tokenizer.
@@ -159,12 +152,16 @@ const (
 	classLower            // a word character that starts no camelCase part: lowercase, digits, caseless letters, marks
 	classUpper            // an uppercase letter
 	classIdeograph        // a term by itself
+	classMultiByte        // a byte of a multi-byte rune: decode it, then classOf
 )
 
-// asciiClass classifies the ASCII bytes.
-var asciiClass = func() (c [128]uint8) {
+// byteClass classifies the bytes: ASCII ones fully, the others as
+// classMultiByte.
+var byteClass = func() (c [256]uint8) {
 	for b := range c {
 		switch {
+		case b >= utf8.RuneSelf:
+			c[b] = classMultiByte
 		case 'a' <= b && b <= 'z', '0' <= b && b <= '9':
 			c[b] = classLower
 		case 'A' <= b && b <= 'Z':
@@ -180,7 +177,7 @@ var asciiClass = func() (c [128]uint8) {
 func classOf(r rune) uint8 {
 	switch {
 	case r < utf8.RuneSelf:
-		return asciiClass[r]
+		return byteClass[r]
 	case r == '’':
 		return classJoin
 	case unicode.IsUpper(r):
@@ -196,21 +193,36 @@ func classOf(r rune) uint8 {
 // next decodes the rune of s at i and its class.
 func next(s string, i int) (r rune, size int, class uint8) {
 	if b := s[i]; b < utf8.RuneSelf {
-		return rune(b), 1, asciiClass[b]
+		return rune(b), 1, byteClass[b]
 	}
 	r, size = utf8.DecodeRuneInString(s[i:])
 	return r, size, classOf(r)
 }
 
-// scan appends the term ids of text to t.terms.
+// scan counts the terms of text in t.counts.
 func (t *tokenizer) scan(text string) {
 	prev := uint8(classSpace)
 	for i := 0; i < len(text); {
-		r, size, class := next(text, i)
+		b := text[i]
+		class := byteClass[b]
+		if class == classLower {
+			// The common case: a run of ASCII lowercase letters and digits,
+			// copied and hashed at once.
+			i = t.addLowerRun(text, i)
+			prev = class
+			continue
+		}
+		r, size := rune(b), 1
+		if class == classMultiByte {
+			r, size = utf8.DecodeRuneInString(text[i:])
+			class = classOf(r)
+		}
 		i += size
 		switch class {
 		case classSpace:
-			t.endCompound()
+			if t.parts|t.partLen != 0 {
+				t.endCompound()
+			}
 		case classJoin:
 			t.endPart()
 		case classIdeograph:
@@ -228,44 +240,63 @@ func (t *tokenizer) scan(text string) {
 					t.endPart()
 				}
 			}
-			t.add(unicode.ToLower(r))
-		default:
-			if r >= utf8.RuneSelf {
-				t.add(r)
-				break
+			if r < utf8.RuneSelf {
+				t.addByte(b + 'a' - 'A')
+			} else {
+				t.add(unicode.ToLower(r))
 			}
-			// The common case: a run of ASCII lowercase letters and digits,
-			// copied at once.
-			start := i - 1
-			for i < len(text) && text[i] < utf8.RuneSelf && asciiClass[text[i]] == classLower {
-				i++
-			}
-			if n := i - start; t.partLen+n <= maxTermLen {
-				copy(t.part[t.partLen:], text[start:i])
-			}
-			t.partLen += i - start
+		default: // a non-ASCII letter, digit or mark that starts no part
+			t.add(r)
 		}
 		prev = class
 	}
 	t.endCompound()
 }
 
+// addLowerRun appends to the current part the run of ASCII lowercase
+// letters and digits of text that begins at i, and returns the run's end.
+func (t *tokenizer) addLowerRun(text string, i int) int {
+	n, hp, hw := t.partLen, t.partHash, t.wholeHash
+	for ; i < len(text); i++ {
+		c := text[i]
+		if byteClass[c] != classLower {
+			break
+		}
+		if n < maxTermLen {
+			t.part[n] = c
+		}
+		n++
+		hp = (hp ^ uint32(c)) * fnvPrime
+		hw = (hw ^ uint32(c)) * fnvPrime
+	}
+	t.partLen, t.partHash, t.wholeHash = n, hp, hw
+	return i
+}
+
 // add appends the lowercased rune r to the current part.
 func (t *tokenizer) add(r rune) {
 	if r < utf8.RuneSelf {
-		if b := byte(r); t.partLen < maxTermLen {
-			if 'A' <= b && b <= 'Z' {
-				b += 'a' - 'A'
-			}
-			t.part[t.partLen] = b
+		b := byte(r)
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
 		}
-		t.partLen++
+		t.addByte(b)
 		return
 	}
-	if t.partLen+utf8.RuneLen(r) <= maxTermLen {
-		utf8.EncodeRune(t.part[t.partLen:], r)
+	var buf [utf8.UTFMax]byte
+	for _, b := range buf[:utf8.EncodeRune(buf[:], r)] {
+		t.addByte(b)
 	}
-	t.partLen += utf8.RuneLen(r)
+}
+
+// addByte appends b to the current part.
+func (t *tokenizer) addByte(b byte) {
+	if t.partLen < maxTermLen {
+		t.part[t.partLen] = b
+	}
+	t.partLen++
+	t.partHash = (t.partHash ^ uint32(b)) * fnvPrime
+	t.wholeHash = (t.wholeHash ^ uint32(b)) * fnvPrime
 }
 
 // endPart ends the current part, if any: it joins the compound whole and,
@@ -274,10 +305,10 @@ func (t *tokenizer) endPart() {
 	if t.partLen == 0 {
 		return
 	}
-	n := t.partLen
-	t.partLen = 0
+	n, h := t.partLen, t.partHash
+	t.partLen, t.partHash = 0, fnvOffset
 	t.parts++
-	if t.wholeLen+n <= maxTermLen {
+	if t.termID != nil && t.wholeLen+n <= maxTermLen {
 		copy(t.whole[t.wholeLen:], t.part[:n])
 	}
 	t.wholeLen += n
@@ -285,21 +316,17 @@ func (t *tokenizer) endPart() {
 		return
 	}
 	p := t.part[:n]
-	if t.termID != nil { // keyed: the FNV-1a hash only finds stop words
-		if n <= maxStopLen && isStopWord(p, fnv32(p)) {
-			return
-		}
-		t.terms = append(t.terms, t.termID(stem(p)))
+	if n <= maxStopLen && isStopWord(p, h) {
 		return
 	}
-	h := fnv32(p)
-	if n <= maxStopLen && isStopWord(p, h) {
+	if t.termID != nil {
+		t.counts.add(t.termID(stem(p)))
 		return
 	}
 	if s := stem(p); len(s) < n {
 		h = fnv32(s)
 	}
-	t.terms = append(t.terms, h)
+	t.counts.add(h)
 }
 
 // endCompound ends the current compound: of two parts or more, it gives the
@@ -308,12 +335,12 @@ func (t *tokenizer) endCompound() {
 	t.endPart()
 	if t.parts > 1 && t.wholeLen <= maxTermLen {
 		if t.termID != nil {
-			t.terms = append(t.terms, t.termID(t.whole[:t.wholeLen]))
+			t.counts.add(t.termID(t.whole[:t.wholeLen]))
 		} else {
-			t.terms = append(t.terms, fnv32(t.whole[:t.wholeLen]))
+			t.counts.add(t.wholeHash)
 		}
 	}
-	t.parts, t.wholeLen = 0, 0
+	t.parts, t.wholeLen, t.wholeHash = 0, 0, fnvOffset
 }
 
 // stem folds English plurals (Harman's S-stemmer): -ies to -y (queries,
@@ -345,13 +372,18 @@ func stem(w []byte) []byte {
 
 // fnv32 is the 32-bit FNV-1a hash of b.
 func fnv32(b []byte) uint32 {
-	h := uint32(2166136261)
+	h := uint32(fnvOffset)
 	for _, c := range b {
-		h ^= uint32(c)
-		h *= 16777619
+		h = (h ^ uint32(c)) * fnvPrime
 	}
 	return h
 }
+
+// The parameters of FNV-1a 32.
+const (
+	fnvOffset = 2166136261
+	fnvPrime  = 16777619
+)
 
 // stopWords are left out of keyword vectors: Lucene's English stop words,
 // the words of questions (who, what, how, ...) and the contraction tails s
@@ -392,4 +424,90 @@ func isStopWord(w []byte, h uint32) bool {
 		}
 	}
 	return false
+}
+
+// termCounts counts term ids in an open-addressing table with linear
+// probing, so that a text's terms are sorted once each rather than once per
+// occurrence. Its storage is reused from call to call.
+type termCounts struct {
+	slots []termSlot // a power of two long; count 0 marks a free slot
+	used  []uint64   // the occupied slots' indexes, then sorted() entries
+	total int        // term occurrences counted
+}
+
+type termSlot struct{ id, count uint32 }
+
+const (
+	minTermSlots = 512
+	// maxPooledTermSlots keeps the tables of huge texts out of the pool.
+	maxPooledTermSlots = 1 << 16
+)
+
+// A term entry packs a distinct term's id, in the high half so that entries
+// sort by id, and its count.
+func termIDOf(e uint64) uint32  { return uint32(e >> 32) }
+func termCount(e uint64) uint32 { return uint32(e) }
+
+// slot returns the first slot to probe for id in a table of len(slots).
+func (c *termCounts) slot(id uint32) uint32 {
+	return (id * 0x9e3779b1) >> (32 - bits.Len(uint(len(c.slots)-1)))
+}
+
+// add counts one occurrence of id.
+func (c *termCounts) add(id uint32) {
+	if len(c.slots) == 0 {
+		c.slots = make([]termSlot, minTermSlots)
+	}
+	c.total++
+	mask := uint32(len(c.slots) - 1)
+	for i := c.slot(id); ; i = (i + 1) & mask {
+		s := &c.slots[i]
+		if s.count == 0 {
+			s.id, s.count = id, 1
+			c.used = append(c.used, uint64(i))
+			if 2*len(c.used) > len(c.slots) {
+				c.grow()
+			}
+			return
+		}
+		if s.id == id {
+			s.count++
+			return
+		}
+	}
+}
+
+// grow doubles the table, keeping its entries.
+func (c *termCounts) grow() {
+	old := c.slots
+	c.slots = make([]termSlot, 2*len(old))
+	mask := uint32(len(c.slots) - 1)
+	for k, u := range c.used {
+		s := old[u]
+		i := c.slot(s.id)
+		for c.slots[i].count != 0 {
+			i = (i + 1) & mask
+		}
+		c.slots[i] = s
+		c.used[k] = uint64(i)
+	}
+}
+
+// sorted returns the distinct terms as entries sorted by id, emptying the
+// table; the slice is valid until reset.
+func (c *termCounts) sorted() []uint64 {
+	for k, u := range c.used {
+		s := &c.slots[u]
+		c.used[k] = uint64(s.id)<<32 | uint64(s.count)
+		*s = termSlot{}
+	}
+	slices.Sort(c.used)
+	return c.used
+}
+
+// reset readies c for the next text and reports whether its storage is
+// small enough to keep.
+func (c *termCounts) reset() bool {
+	c.used, c.total = c.used[:0], 0
+	return len(c.slots) <= maxPooledTermSlots
 }

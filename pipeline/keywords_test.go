@@ -112,7 +112,7 @@ var keywordText = strings.Repeat("The consumer's maxAckPending bounds unacknowle
 
 func BenchmarkKeywords(b *testing.B) {
 	for _, tt := range []struct{ name, text string }{
-		{"prose", benchText},
+		{"prose", inventoryText},
 		{"identifiers", keywordText},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
