@@ -3,7 +3,7 @@ package qdrantstore
 import (
 	"context"
 	"fmt"
-	"maps"
+	"reflect"
 	"slices"
 	"sync"
 
@@ -48,7 +48,7 @@ func (q *Store) Apply(ctx context.Context, collection string, writes []pipeline.
 	units := make([]unit, 0, len(writes))
 	errs := make([]error, len(writes))
 	for i := range writes {
-		u, err := q.writeUnit(&writes[i], shape)
+		u, err := q.newUnit(&writes[i], shape)
 		if err != nil {
 			errs[i] = pipeline.Permanent(err)
 			continue
@@ -74,28 +74,48 @@ func (q *Store) Prune(ctx context.Context, collection string, docs []pipeline.Do
 	return q.run(ctx, "prune", collection, units, errs)
 }
 
-// writeUnit builds the unit of one write for a collection of shape c. With
-// c.Dims > 0 it checks vector lengths, sparing Qdrant a batch it would
-// refuse; with c.Keywords it stores the points' keyword vectors.
-func (q *Store) writeUnit(w *pipeline.DocWrite, c pipeline.Collection) (unit, error) {
+// newUnit builds the unit of one write for a collection of shape c, after
+// the checks of pointStruct. With c.Dims > 0 it checks vector lengths,
+// sparing Qdrant a batch it would refuse; with c.Keywords the points' keyword
+// vectors are stored. Each point's metadata is encoded here, once for
+// consecutive points of the same map (a document's chunks share theirs).
+func (q *Store) newUnit(w *pipeline.DocWrite, c pipeline.Collection) (unit, error) {
 	dims := c.Dims
 	if err := pipeline.CheckDoc(w.UserID, w.DocID, w.Version); err != nil {
 		return unit{}, err
 	}
-	u := unit{doc: docKey{w.UserID, w.DocID}, version: w.Version, weight: max(len(w.Points), 1)}
-	u.points = make([]*qdrant.PointStruct, len(w.Points))
+	u := unit{doc: docKey{w.UserID, w.DocID}, version: w.Version, weight: max(len(w.Points), 1),
+		write: w, keywords: c.Keywords, metadata: make([][]byte, len(w.Points))}
 	for i := range w.Points {
-		if n := len(w.Points[i].Vector); dims > 0 && n != dims {
+		p := &w.Points[i]
+		if n := len(p.Vector); dims > 0 && n != dims {
 			return unit{}, fmt.Errorf("point %s of %s/%s: vector of %d dimensions, collection has %d",
-				w.Points[i].ID, w.UserID, w.DocID, n, dims)
+				p.ID, w.UserID, w.DocID, n, dims)
 		}
-		p, err := pointStruct(w, &w.Points[i], c.Keywords)
-		if err != nil {
+		if err := pipeline.CheckPoint(w, p); err != nil {
 			return unit{}, err
 		}
-		u.points[i] = p
+		if i > 0 && sameMap(p.Metadata, w.Points[i-1].Metadata) {
+			u.metadata[i] = u.metadata[i-1]
+		} else {
+			md, err := pipeline.PlainMetadata(p.Metadata)
+			if err != nil {
+				return unit{}, fmt.Errorf("point %s: metadata: %w", p.ID, err)
+			}
+			u.metadata[i] = appendValue(make([]byte, 0, 256), md)
+		}
+		if kw := p.Keywords; c.Keywords && kw != nil && len(kw.Indices) > 0 {
+			if err := kw.Check(); err != nil {
+				return unit{}, fmt.Errorf("point %s: keyword vector: %w", p.ID, err)
+			}
+		}
 	}
 	return u, nil
+}
+
+// sameMap reports whether a and b are the same map (or both nil).
+func sameMap(a, b map[string]any) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // docKey names a document within a collection.
@@ -108,63 +128,23 @@ type unit struct {
 	index   int // in the caller's slice
 	doc     docKey
 	version uint64
-	points  []*qdrant.PointStruct
 	weight  int // points carried, at least 1
+
+	write    *pipeline.DocWrite // whose points are upserted; nil for a prune
+	keywords bool               // the points' keyword vectors are stored
+	metadata [][]byte           // of each point of write, its encoded payload Value
+
+	// points is the go-client form of write's points, built only by the
+	// tests' model of the request (writeUnit), never sent.
+	points []*qdrant.PointStruct
 }
 
-// operations returns the operations of one request carrying units, at most
-// one of each document: one upsert of all their points, whose update_filter
-// lets each point overwrite only a stored point of its own write's version or
-// older, then, with deleteOlder, one delete of each document's points below
-// its write's version.
-func operations(units []unit, deleteOlder bool) []*qdrant.PointsUpdateOperation {
-	var points []*qdrant.PointStruct
-	ids := make(map[uint64][]*qdrant.PointId) // by the version their write carries
-	var older []*qdrant.Filter
-	for _, u := range units {
-		for _, p := range u.points {
-			points = append(points, p)
-			ids[u.version] = append(ids[u.version], p.Id)
-		}
-		if deleteOlder {
-			older = append(older, &qdrant.Filter{Must: []*qdrant.Condition{
-				qdrant.NewMatchKeyword(keyUserID, u.doc.userID),
-				qdrant.NewMatchKeyword(keyDocID, u.doc.docID),
-				qdrant.NewRange(keyVersion, &qdrant.Range{Lt: qdrant.PtrOf(float64(u.version))}),
-			}})
-		}
+// writePoints returns the points u upserts.
+func (u *unit) writePoints() []pipeline.Point {
+	if u.write == nil {
+		return nil
 	}
-	var ops []*qdrant.PointsUpdateOperation
-	if len(points) > 0 {
-		overwritable := make([]*qdrant.Filter, 0, len(ids))
-		for _, v := range slices.Sorted(maps.Keys(ids)) {
-			overwritable = append(overwritable, &qdrant.Filter{Must: []*qdrant.Condition{
-				qdrant.NewHasID(ids[v]...),
-				qdrant.NewRange(keyVersion, &qdrant.Range{Lte: qdrant.PtrOf(float64(v))}),
-			}})
-		}
-		ops = append(ops, qdrant.NewPointsUpdateUpsert(&qdrant.PointsUpdateOperation_PointStructList{
-			Points: points, UpdateFilter: anyOf(overwritable),
-		}))
-	}
-	if len(older) > 0 {
-		ops = append(ops, qdrant.NewPointsUpdateDeletePoints(&qdrant.PointsUpdateOperation_DeletePoints{
-			Points: qdrant.NewPointsSelectorFilter(anyOf(older)),
-		}))
-	}
-	return ops
-}
-
-// anyOf is the filter matching what any of filters matches.
-func anyOf(filters []*qdrant.Filter) *qdrant.Filter {
-	if len(filters) == 1 {
-		return filters[0]
-	}
-	conds := make([]*qdrant.Condition, len(filters))
-	for i, f := range filters {
-		conds[i] = qdrant.NewFilterAsCondition(f)
-	}
-	return &qdrant.Filter{Should: conds}
+	return u.write.Points
 }
 
 // rounds splits units into rounds holding at most one unit per document, the
@@ -269,22 +249,18 @@ func (q *Store) run(ctx context.Context, what, collection string, units []unit, 
 	}
 }
 
-// send runs the units' operations as one UpdateBatch request, with retries.
+// send runs the units' operations as one UpdateBatch request (see
+// encodeRequest), with retries.
 func (q *Store) send(ctx context.Context, what, collection string, units []unit) error {
 	deleteOlder := what != "apply" || !q.nothingStored(ctx, collection, units)
-	ops := operations(units, deleteOlder)
-	if len(ops) == 0 {
+	r := newRequest()
+	defer r.release()
+	var ok bool
+	if r.buf, ok = encodeRequest(r.buf, collection, q.ordering, units, deleteOlder); !ok {
 		return nil // deletes of documents that have nothing stored
 	}
-	req := &qdrant.UpdateBatchPoints{
-		CollectionName: collection,
-		Wait:           qdrant.PtrOf(true),
-		Operations:     ops,
-		Ordering:       q.ordering,
-	}
 	err := q.retry(ctx, what, collection, func(ctx context.Context) error {
-		_, err := q.client.UpdateBatch(ctx, req)
-		return err
+		return q.updateBatch(ctx, collection, r)
 	})
 	if !isCode(err, codes.NotFound) {
 		return err

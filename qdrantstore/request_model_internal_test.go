@@ -1,0 +1,95 @@
+package qdrantstore
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/qdrant/go-client/qdrant"
+
+	"github.com/ragpipe/ragpipe/pipeline"
+)
+
+// The model of the UpdateBatch request in the go-client's messages, as the
+// sink built it before encodeRequest: tests check that encodeRequest's
+// bytes decode to the same request, and the cost benchmarks send it.
+
+// writeUnit builds the unit of one write for a collection of shape c, with
+// its points in the go-client's form (unit.points). With c.Dims > 0 it
+// checks vector lengths; with c.Keywords it stores the points' keyword
+// vectors.
+func (q *Store) writeUnit(w *pipeline.DocWrite, c pipeline.Collection) (unit, error) {
+	dims := c.Dims
+	if err := pipeline.CheckDoc(w.UserID, w.DocID, w.Version); err != nil {
+		return unit{}, err
+	}
+	u := unit{doc: docKey{w.UserID, w.DocID}, version: w.Version, weight: max(len(w.Points), 1)}
+	u.points = make([]*qdrant.PointStruct, len(w.Points))
+	for i := range w.Points {
+		if n := len(w.Points[i].Vector); dims > 0 && n != dims {
+			return unit{}, fmt.Errorf("point %s of %s/%s: vector of %d dimensions, collection has %d",
+				w.Points[i].ID, w.UserID, w.DocID, n, dims)
+		}
+		p, err := pointStruct(w, &w.Points[i], c.Keywords)
+		if err != nil {
+			return unit{}, err
+		}
+		u.points[i] = p
+	}
+	return u, nil
+}
+
+// operations returns the operations of one request carrying units, at most
+// one of each document: one upsert of all their points, whose update_filter
+// lets each point overwrite only a stored point of its own write's version or
+// older, then, with deleteOlder, one delete of each document's points below
+// its write's version.
+func operations(units []unit, deleteOlder bool) []*qdrant.PointsUpdateOperation {
+	var points []*qdrant.PointStruct
+	ids := make(map[uint64][]*qdrant.PointId) // by the version their write carries
+	var older []*qdrant.Filter
+	for _, u := range units {
+		for _, p := range u.points {
+			points = append(points, p)
+			ids[u.version] = append(ids[u.version], p.Id)
+		}
+		if deleteOlder {
+			older = append(older, &qdrant.Filter{Must: []*qdrant.Condition{
+				qdrant.NewMatchKeyword(keyUserID, u.doc.userID),
+				qdrant.NewMatchKeyword(keyDocID, u.doc.docID),
+				qdrant.NewRange(keyVersion, &qdrant.Range{Lt: qdrant.PtrOf(float64(u.version))}),
+			}})
+		}
+	}
+	var ops []*qdrant.PointsUpdateOperation
+	if len(points) > 0 {
+		overwritable := make([]*qdrant.Filter, 0, len(ids))
+		for _, v := range slices.Sorted(maps.Keys(ids)) {
+			overwritable = append(overwritable, &qdrant.Filter{Must: []*qdrant.Condition{
+				qdrant.NewHasID(ids[v]...),
+				qdrant.NewRange(keyVersion, &qdrant.Range{Lte: qdrant.PtrOf(float64(v))}),
+			}})
+		}
+		ops = append(ops, qdrant.NewPointsUpdateUpsert(&qdrant.PointsUpdateOperation_PointStructList{
+			Points: points, UpdateFilter: anyOf(overwritable),
+		}))
+	}
+	if len(older) > 0 {
+		ops = append(ops, qdrant.NewPointsUpdateDeletePoints(&qdrant.PointsUpdateOperation_DeletePoints{
+			Points: qdrant.NewPointsSelectorFilter(anyOf(older)),
+		}))
+	}
+	return ops
+}
+
+// anyOf is the filter matching what any of filters matches.
+func anyOf(filters []*qdrant.Filter) *qdrant.Filter {
+	if len(filters) == 1 {
+		return filters[0]
+	}
+	conds := make([]*qdrant.Condition, len(filters))
+	for i, f := range filters {
+		conds[i] = qdrant.NewFilterAsCondition(f)
+	}
+	return &qdrant.Filter{Should: conds}
+}

@@ -1,0 +1,95 @@
+package qdrantstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/qdrant/go-client/qdrant"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+)
+
+// request is an encoded UpdateBatchPoints request (encodeRequest) in a
+// pooled buffer. The buffer goes back to the pool once its sender has
+// released it and gRPC has freed every reference it took, so that a buffer
+// still queued for the wire is never reused. It is sent by updateBatch.
+type request struct {
+	buf  []byte
+	refs atomic.Int32
+}
+
+// maxPooledRequest bounds the buffers kept for reuse: a request of one
+// very large document is left to the garbage collector.
+const maxPooledRequest = 8 << 20
+
+var requests = sync.Pool{New: func() any { return new(request) }}
+
+// newRequest returns an empty request, held by its caller until release.
+func newRequest() *request {
+	r := requests.Get().(*request)
+	r.buf = r.buf[:0]
+	r.refs.Store(1)
+	return r
+}
+
+// release drops a reference to r.
+func (r *request) release() {
+	if r.refs.Add(-1) == 0 && cap(r.buf) <= maxPooledRequest {
+		requests.Put(r)
+	}
+}
+
+// Put releases the reference gRPC took on r's buffer (see requestCodec):
+// with Get, it makes r the mem.BufferPool of its own buffer.
+func (r *request) Put(*[]byte) { r.release() }
+
+// Get is never called for r's buffer; it allocates.
+func (r *request) Get(n int) *[]byte {
+	b := make([]byte, n)
+	return &b
+}
+
+// requestCodec is the gRPC codec of updateBatch: it sends a *request's
+// bytes as they are and decodes replies with gRPC's proto codec. Its empty
+// name keeps the content-type of the proto codec ("application/grpc").
+type requestCodec struct{}
+
+var (
+	protoCodec     = encoding.GetCodecV2(grpcproto.Name)
+	sendRawRequest = grpc.ForceCodecV2(requestCodec{})
+)
+
+func (requestCodec) Marshal(v any) (mem.BufferSlice, error) {
+	r, ok := v.(*request)
+	if !ok {
+		return nil, fmt.Errorf("qdrantstore: request codec cannot marshal %T", v)
+	}
+	// gRPC frees the buffer once sent, or keeps it for a replay. A buffer
+	// below gRPC's pooling threshold comes back as a plain slice and is
+	// never freed: r keeps this reference and is never reused.
+	r.refs.Add(1)
+	return mem.BufferSlice{mem.NewBuffer(&r.buf, r)}, nil
+}
+
+func (requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return protoCodec.Unmarshal(data, v)
+}
+
+func (requestCodec) Name() string { return "" }
+
+// updateBatch sends r, an UpdateBatchPoints request of collection, on one of
+// the client's connections: through its interceptors (API key, rate-limit
+// errors) and with its default call options (compression), as the
+// go-client's UpdateBatch does, whose error it wraps the same way.
+func (q *Store) updateBatch(ctx context.Context, collection string, r *request) error {
+	var reply qdrant.UpdateBatchResponse
+	err := q.client.GetConnection().Invoke(ctx, qdrant.Points_UpdateBatch_FullMethodName, r, &reply, sendRawRequest)
+	if err != nil {
+		return fmt.Errorf("UpdateBatch() failed: %s: %w", collection, err)
+	}
+	return nil
+}
