@@ -57,6 +57,11 @@ type Config struct {
 	// WriteConsistency is the write consistency factor of created
 	// collections. Default: 1.
 	WriteConsistency uint32 `env:"RAGPIPE_WRITE_CONSISTENCY" envDefault:"1" help:"write consistency factor of created collections (1 to the replication factor); RAGPIPE_COLLECTION_<NAME>_WRITE_CONSISTENCY sets one collection's"`
+	// Keywords gives the collections ragpipe creates from now on (at start,
+	// on first event, the generations a reindex builds) the keyword sparse
+	// vector that keyword and hybrid search need; an existing collection
+	// keeps what it has until a reindex rebuilds it. Default: true.
+	Keywords bool `env:"RAGPIPE_KEYWORDS" envDefault:"true" help:"keyword vectors in the collections ragpipe creates from now on (at start, on first event, the new generations of ragpipe reindex), for keyword and hybrid search (true or false); false spares Qdrant the keyword index's CPU on every write, for deployments that search with mode dense only; an existing collection keeps what it has: run ragpipe reindex with the workers set accordingly to change it"`
 	// MaxDeliver is the attempts before an event is dead-lettered. Default: 10.
 	MaxDeliver int `env:"RAGPIPE_MAX_DELIVER" envDefault:"10" help:"attempts before an event is dead-lettered (>= 1)"`
 	// AutoCreate says which unknown collections an event may create on first

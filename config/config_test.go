@@ -44,6 +44,7 @@ func TestDefaults(t *testing.T) {
 		Shards:            1,
 		ReplicationFactor: 1,
 		WriteConsistency:  1,
+		Keywords:          true,
 		MaxDeliver:        10,
 		AutoCreate:        mustAutoCreate(t, "true"),
 		MaxCollections:    100,
@@ -82,6 +83,31 @@ func TestOverrides(t *testing.T) {
 	}
 }
 
+func TestKeywords(t *testing.T) {
+	for _, tt := range []struct {
+		env  []string
+		want bool
+	}{
+		{nil, true},
+		{[]string{"RAGPIPE_KEYWORDS=true"}, true},
+		{[]string{"RAGPIPE_KEYWORDS=false"}, false},
+		{[]string{"RAGPIPE_KEYWORDS=0"}, false},
+	} {
+		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {
+			got, err := config.LoadFrom(tt.env, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Keywords != tt.want {
+				t.Errorf("Keywords = %t, want %t", got.Keywords, tt.want)
+			}
+			if want := fmt.Sprintf(" RAGPIPE_KEYWORDS=%t ", tt.want); !strings.Contains(got.String(), want) {
+				t.Errorf("String() = %q, want it to contain %q", got.String(), want)
+			}
+		})
+	}
+}
+
 func TestValidationErrors(t *testing.T) {
 	tests := []struct {
 		env  string
@@ -115,6 +141,7 @@ func TestValidationErrors(t *testing.T) {
 		{"RAGPIPE_REPLICATION_FACTOR=0", `RAGPIPE_REPLICATION_FACTOR=0: must be >= 1`},
 		{"RAGPIPE_WRITE_CONSISTENCY=2", `RAGPIPE_WRITE_CONSISTENCY=2: must be >= 1 and <= RAGPIPE_REPLICATION_FACTOR (1)`},
 		{"RAGPIPE_WRITE_CONSISTENCY=0", `RAGPIPE_WRITE_CONSISTENCY=0: must be >= 1`},
+		{"RAGPIPE_KEYWORDS=dense", `RAGPIPE_KEYWORDS="dense": not a boolean (true or false)`},
 		{"RAGPIPE_MAX_DELIVER=0", `RAGPIPE_MAX_DELIVER=0: must be >= 1`},
 		{"RAGPIPE_MAX_DELIVER=ten", `RAGPIPE_MAX_DELIVER="ten": not an integer`},
 		{"RAGPIPE_MAX_DELIVER=99999999999", `RAGPIPE_MAX_DELIVER="99999999999": out of range`},

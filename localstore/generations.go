@@ -14,12 +14,13 @@ import (
 )
 
 // CreateGeneration creates collection c under exactly its name, with
-// keyword vectors, durably before it returns, unless it exists with c's
-// dimensions and distance (an empty distance means cosine); with others,
-// or when an alias has the name (wrapping pipeline.ErrNameTaken), it fails
+// keyword vectors unless Config.NoKeywords (c.Keywords is ignored), durably
+// before it returns, unless it exists with c's dimensions and distance (an
+// empty distance means cosine), kept as it is; with others, or when an
+// alias has the name (wrapping pipeline.ErrNameTaken), it fails
 // permanently. It implements reindex.Store.
 func (s *Store) CreateGeneration(ctx context.Context, c pipeline.Collection) error {
-	c.Keywords = true
+	c.Keywords = !s.cfg.NoKeywords
 	return s.createExact(ctx, c)
 }
 

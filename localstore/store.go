@@ -34,6 +34,11 @@ type Config struct {
 	// with; a tenant of fewer than 2^18 vector elements (points times
 	// dimensions) is scanned by one. Default runtime.GOMAXPROCS(0).
 	SearchParallelism int
+	// NoKeywords creates collections without keyword vectors: their points
+	// keep none and keyword and hybrid searches of them fail
+	// (pipeline.ErrNoKeywords). Existing collections are used as they are
+	// either way. Default false: created collections keep keyword vectors.
+	NoKeywords bool
 	// Logger receives open, recovery, compaction and disk-failure events.
 	// Default: the zero Logger, which discards everything.
 	Logger zerolog.Logger
@@ -231,15 +236,16 @@ func unknownCollection(name string) error {
 // EnsureCollection makes sure collection c exists, or the alias c.Name
 // of one, with c's dimensions and distance (an empty distance means
 // cosine). A missing one is created when create is true, as the collection
-// generation.Name(c.Name, 1) with keyword vectors (c.Keywords is ignored)
-// plus the alias c.Name pointing at it, durably before it returns;
-// otherwise the error wraps pipeline.ErrUnknownCollection. An existing
-// collection of other dimensions or distance, an invalid name (CONTRACT
-// §1) or invalid dimensions are permanent errors naming both values. A
-// collection created before generations, under the name itself, is used
-// as it is.
+// generation.Name(c.Name, 1), with keyword vectors unless Config.NoKeywords
+// (c.Keywords is ignored), plus the alias c.Name pointing at it, durably
+// before it returns; otherwise the error wraps
+// pipeline.ErrUnknownCollection. An existing collection is used with or
+// without keyword vectors, as it was created; one of other dimensions or
+// distance, an invalid name (CONTRACT §1) or invalid dimensions are
+// permanent errors naming both values. A collection created before
+// generations, under the name itself, is used as it is.
 func (s *Store) EnsureCollection(ctx context.Context, c pipeline.Collection, create bool) error {
-	c.Keywords = true
+	c.Keywords = !s.cfg.NoKeywords
 	valid := validStoreName // a generation's name is checked as it is
 	if create {
 		valid = pipeline.ValidCollection // the alias' name

@@ -24,9 +24,9 @@ import (
 // looks like: a ragpipe collection may be named like a generation, as
 // notes__g2 may. Created collections get the configured
 // shards, replication, write consistency and HNSW mode, and keyword vectors
-// (c.Keywords is ignored); an existing collection is used with or without
-// them, as it was created, and Apply writes the points' keyword vectors only
-// where it has them. Otherwise the error wraps
+// unless Config.NoKeywords (c.Keywords is ignored); an existing collection
+// is used with or without them, as it was created, and Apply writes the
+// points' keyword vectors only where it has them. Otherwise the error wraps
 // pipeline.ErrUnknownCollection. An existing collection of other dimensions
 // or distance is a permanent error naming both values.
 //
@@ -107,7 +107,7 @@ func (q *Store) ensure(ctx context.Context, c pipeline.Collection, create bool) 
 func (q *Store) createFirst(ctx context.Context, c pipeline.Collection) (*qdrant.CollectionInfo, error) {
 	g := c
 	g.Name = generation.Name(c.Name, 1)
-	if err := q.create(ctx, g, true); err != nil {
+	if err := q.create(ctx, g, !q.cfg.NoKeywords); err != nil {
 		return nil, err
 	}
 	info, err := q.createdInfo(ctx, g.Name)
@@ -152,8 +152,9 @@ func (q *Store) verify(ctx context.Context, c pipeline.Collection, info *qdrant.
 
 // CreateWithoutKeywords creates collection c as ragpipe created collections
 // before keyword vectors: with the dense vector alone, and without payload
-// indexes (EnsureCollection adds them). It lets tests check how such
-// collections are written and searched (storetest.WithoutKeywords).
+// indexes (EnsureCollection adds them), whatever Config.NoKeywords says. It
+// lets tests check how such collections are written and searched
+// (storetest.WithoutKeywords).
 func (q *Store) CreateWithoutKeywords(ctx context.Context, c pipeline.Collection) error {
 	c, err := checked(c)
 	if err != nil {

@@ -53,6 +53,12 @@ type Config struct {
 	// HNSW is "tenant" (default: m=0, payload_m=16, a graph per tenant) or
 	// "global" (Qdrant's defaults) for created collections.
 	HNSW string
+	// NoKeywords creates collections with the dense vector alone, without
+	// the keyword sparse vector: Qdrant then indexes no terms on writes,
+	// and keyword and hybrid searches of them fail (pipeline.ErrNoKeywords).
+	// Existing collections are used as they are either way. Default false:
+	// created collections carry keyword vectors.
+	NoKeywords bool
 
 	// WriteOrdering is "weak", "medium" (default) or "strong": the Qdrant
 	// write ordering of every update.

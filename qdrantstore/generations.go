@@ -21,17 +21,19 @@ import (
 // writes by the ragpipe name reach the alias' target.
 
 // CreateGeneration creates collection c under exactly its name, with keyword
-// vectors, the payload indexes and c's shards and replication factor (the
-// configured ones where zero), unless it exists with c's dimensions and
-// distance; with others, or when c.Name is an alias, it fails permanently.
-// Transient failures are retried for up to MaxRetryTime.
+// vectors unless Config.NoKeywords (c.Keywords is ignored), the payload
+// indexes and c's shards and replication factor (the configured ones where
+// zero), unless it exists with c's dimensions and distance (kept with or
+// without keyword vectors, as it was created); with others, or when c.Name
+// is an alias, it fails permanently. Transient failures are retried for up
+// to MaxRetryTime.
 func (q *Store) CreateGeneration(ctx context.Context, c pipeline.Collection) error {
 	c, err := checked(c)
 	if err != nil {
 		return err
 	}
 	// Creating first refuses an alias' name, which a read would resolve.
-	if err := q.create(ctx, c, true); err != nil {
+	if err := q.create(ctx, c, !q.cfg.NoKeywords); err != nil {
 		return err
 	}
 	info, err := q.createdInfo(ctx, c.Name)

@@ -231,7 +231,8 @@ func newQdrant(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*qd
 		Host:           cfg.Qdrant.Host, Port: cfg.Qdrant.Port, TLS: cfg.Qdrant.TLS, APIKey: cfg.Qdrant.APIKey,
 		Timeout: cfg.Qdrant.Timeout, PoolSize: cfg.Qdrant.PoolSize, Compression: cfg.Qdrant.Compression,
 		Shards: cfg.Shards, ReplicationFactor: cfg.ReplicationFactor, WriteConsistency: cfg.WriteConsistency,
-		HNSW: cfg.HNSW, WriteOrdering: cfg.Qdrant.WriteOrdering, ReadConsistency: cfg.Qdrant.ReadConsistency,
+		HNSW: cfg.HNSW, NoKeywords: !cfg.Keywords,
+		WriteOrdering: cfg.Qdrant.WriteOrdering, ReadConsistency: cfg.Qdrant.ReadConsistency,
 		Logger: log,
 	})
 }

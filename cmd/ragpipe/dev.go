@@ -89,7 +89,7 @@ func devStore(ctx context.Context, env *environment) (open func() (storeRoles, e
 	}
 	dir := filepath.Join(cfg.DataDir, "vectors")
 	return func() (storeRoles, error) {
-		l, err := localstore.Open(ctx, localstore.Config{Dir: dir, Logger: log})
+		l, err := localstore.Open(ctx, localstore.Config{Dir: dir, NoKeywords: !cfg.Keywords, Logger: log})
 		if err != nil {
 			return storeRoles{}, err
 		}
