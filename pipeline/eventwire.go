@@ -66,37 +66,55 @@ func (v *wireVector) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	if err != nil {
 		return err
 	}
-	v.vec, v.problem = readFloats(raw)
+	v.vec, _, v.problem = readFloats(raw, 0)
 	return nil
 }
 
-// readFloats converts raw, a valid JSON array, to float32s, or says why it
-// is not a vector: empty, an element that is not a number, or a number that
-// is not a finite float32. The vector is its only allocation.
-func readFloats(raw jsontext.Value) ([]float32, string) {
-	i := skipJSONSpace(raw, 1)
-	if raw[i] == ']' {
-		return nil, "vector is empty"
+// readFloats converts the JSON array starting at b[i] to float32s and
+// returns where it ends, or says why it is not a vector: empty, an element
+// that is not a number, or a number that is not a finite float32. It checks
+// the array's syntax as it goes: end is -1, with no problem, when b[i:] does
+// not start with a valid array (the decoder has checked the arrays that
+// wireVector passes). The vector is its only allocation.
+func readFloats(b []byte, i int) (vec []float32, end int, problem string) {
+	closing := bytes.IndexByte(b[i:], ']') + i // the array's end, unless it holds strings or arrays
+	if closing < i {
+		return nil, -1, ""
 	}
-	vec := make([]float32, 0, bytes.Count(raw, []byte{','})+1)
+	i = skipJSONSpace(b, i+1)
+	if b[i] == ']' {
+		return nil, i + 1, "vector is empty"
+	}
+	vec = make([]float32, 0, bytes.Count(b[i:closing], []byte{','})+1)
 	for {
-		if c := raw[i]; c != '-' && (c < '0' || c > '9') {
-			return nil, fmt.Sprintf("vector[%d] must be a number, not a JSON %s", len(vec), kindName(jsontext.Kind(c)))
+		if c := b[i]; c != '-' && (c < '0' || c > '9') {
+			return nil, 0, fmt.Sprintf("vector[%d] must be a number, not a JSON %s", len(vec), kindName(jsontext.Kind(c)))
 		}
-		f, end, ok := parseFloat32(raw, i)
+		f, end, ok := parseFloat32(b, i)
+		if end < 0 {
+			return nil, -1, ""
+		}
 		if !ok {
-			f64, err := strconv.ParseFloat(string(raw[i:end]), 32)
+			f64, err := strconv.ParseFloat(string(b[i:end]), 32)
 			if err != nil {
-				return nil, fmt.Sprintf("vector[%d] = %s is not a finite 32-bit float", len(vec), numberForReason(string(raw[i:end])))
+				return nil, 0, fmt.Sprintf("vector[%d] = %s is not a finite 32-bit float", len(vec), numberForReason(string(b[i:end])))
 			}
 			f = float32(f64)
 		}
 		vec = append(vec, f)
-		i = skipJSONSpace(raw, end)
-		if raw[i] == ']' {
-			return vec, ""
+		if i = skipJSONSpace(b, end); i == len(b) {
+			return nil, -1, ""
 		}
-		i = skipJSONSpace(raw, i+1) // past ','
+		switch b[i] {
+		case ']':
+			return vec, i + 1, ""
+		case ',':
+			if i = skipJSONSpace(b, i+1); i == len(b) {
+				return nil, -1, ""
+			}
+		default:
+			return nil, -1, ""
+		}
 	}
 }
 
@@ -115,61 +133,81 @@ func skipJSONSpace(b []byte, i int) int {
 var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
 
-// parseFloat32 converts the valid JSON number starting at b[i] and ending
-// at end to the float32 nearest to it, as strconv.ParseFloat(b[i:end], 32)
-// does, for the common case: at most 19 significant digits forming an
-// integer m < 2^53 and a decimal exponent e with |e| <= 22. Then m and 10^|e|
-// are exact float64s and one multiplication or division rounds m*10^e
-// correctly to a float64 (Clinger's fast path). Rounding that float64 to a
-// float32 gives the float32 nearest to the decimal unless the float64 falls
-// exactly halfway between two float32s, where the decimal may lie on either
-// side: ok is then false, as it is outside the common case, for float32
-// subnormals and for overflow, and the caller uses strconv.
+// parseFloat32 checks the JSON number starting at b[i], returns its end (-1
+// when b[i:] does not start with one) and converts it to the float32 nearest
+// to it, as strconv.ParseFloat(b[i:end], 32) does, for the common case: at
+// most 19 significant digits forming an integer m < 2^53 and a decimal
+// exponent e with |e| <= 22. Then m and 10^|e| are exact float64s and one
+// multiplication or division rounds m*10^e correctly to a float64
+// (Clinger's fast path). Rounding that float64 to a float32 gives the
+// float32 nearest to the decimal unless the float64 falls exactly halfway
+// between two float32s, where the decimal may lie on either side: ok is then
+// false, as it is outside the common case, for float32 subnormals and for
+// overflow, and the caller uses strconv.
 func parseFloat32(b []byte, i int) (f float32, end int, ok bool) {
-	neg := b[i] == '-'
+	neg := i < len(b) && b[i] == '-'
 	if neg {
 		i++
 	}
 	var m uint64
 	digits, exp := 0, 0 // significant digits in m; the exponent of its last
 	ok = true
-	fraction := false
-	for ; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case c >= '0' && c <= '9':
-			switch {
-			case digits < 19:
-				m = m*10 + uint64(c-'0')
-				if m != 0 {
-					digits++
-				}
-				if fraction {
-					exp--
-				}
-			case c != '0':
-				ok = false // more significant digits than m holds
-			case !fraction:
-				exp++
-			}
-			continue
-		case c == '.':
-			fraction = true
-			continue
-		}
-		break
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+	switch {
+	case i < len(b) && b[i] == '0':
 		i++
-		eneg := b[i] == '-'
-		if b[i] == '-' || b[i] == '+' {
+	case i < len(b) && b[i]-'1' < 9:
+		for ; i < len(b) && b[i]-'0' < 10; i++ {
+			if digits < 19 {
+				m, digits = m*10+uint64(b[i]-'0'), digits+1
+			} else {
+				exp++
+				ok = ok && b[i] == '0'
+			}
+		}
+	default:
+		return 0, -1, false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		start := i
+		if m == 0 { // leading zeros of the fraction are not significant
+			for i < len(b) && b[i] == '0' {
+				i++
+			}
+			exp -= i - start
+		}
+		for digits <= 19-8 && i+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[i:])
+			if !eightDigits(x) {
+				break
+			}
+			m, digits, exp, i = m*1e8+eightDigitsValue(x), digits+8, exp-8, i+8
+		}
+		for ; i < len(b) && b[i]-'0' < 10; i++ {
+			if digits < 19 {
+				m, digits, exp = m*10+uint64(b[i]-'0'), digits+1, exp-1
+			} else {
+				ok = ok && b[i] == '0'
+			}
+		}
+		if i == start {
+			return 0, -1, false
+		}
+	}
+	if i < len(b) && b[i]|0x20 == 'e' {
+		i++
+		eneg := i < len(b) && b[i] == '-'
+		if i < len(b) && (b[i] == '-' || b[i] == '+') {
 			i++
 		}
-		e := 0
-		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		start, e := i, 0
+		for ; i < len(b) && b[i]-'0' < 10; i++ {
 			if e < 1000 {
 				e = e*10 + int(b[i]-'0')
 			}
+		}
+		if i == start {
+			return 0, -1, false
 		}
 		if eneg {
 			e = -e
@@ -202,6 +240,22 @@ func parseFloat32(b []byte, i int) (f float32, end int, ok bool) {
 		x = -x
 	}
 	return float32(x), end, true
+}
+
+// eightDigits reports whether the eight bytes of x, little-endian, are all
+// ASCII digits.
+func eightDigits(x uint64) bool {
+	const high, six, threes = 0xF0F0F0F0F0F0F0F0, 0x0606060606060606, 0x3030303030303030
+	return x&high == threes && (x+six)&high == threes
+}
+
+// eightDigitsValue is the number that the eight ASCII digits of x,
+// little-endian (the first digit in the lowest byte), write: pairs, then
+// quadruples, then the whole are combined by multiply-and-shift.
+func eightDigitsValue(x uint64) uint64 {
+	x = (x & 0x0F0F0F0F0F0F0F0F) * (10<<8 + 1) >> 8
+	x = (x & 0x00FF00FF00FF00FF) * (100<<16 + 1) >> 16
+	return (x & 0x0000FFFF0000FFFF) * (10000<<32 + 1) >> 32
 }
 
 // finishValue reads the rest of the array or object opened at stack depth
@@ -244,19 +298,31 @@ func (v *wireVectorB64) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	return nil
 }
 
-// decodeVectorB64 decodes standard base64 of little-endian float32s. It goes
-// through a small buffer on the stack, block by block, so that the vector is
-// the only allocation.
+// decodeVectorB64 decodes standard base64 of little-endian float32s. A valid
+// vector is decoded by fastVectorB64; explainVectorB64 finds what is wrong
+// with one it refuses.
 func decodeVectorB64(s []byte) ([]float32, string) {
-	const block = 256 // base64 characters, decoding to a whole number of float32s
-	var buf [block / 4 * 3]byte
+	size, problem := vectorB64Size(s)
+	if problem != "" {
+		return nil, problem
+	}
+	if vec, ok := fastVectorB64(s, size); ok {
+		return vec, ""
+	}
+	return explainVectorB64(s, size)
+}
+
+// vectorB64Size returns the number of bytes that s, standard base64, decodes
+// to, or why they cannot be float32s: none, or a length of s or a number of
+// bytes that is not a multiple of 4.
+func vectorB64Size(s []byte) (size int, problem string) {
 	if len(s) == 0 {
-		return nil, "vector_b64 is empty"
+		return 0, "vector_b64 is empty"
 	}
 	if len(s)%4 != 0 {
-		return nil, fmt.Sprintf("vector_b64 is not standard base64: its length, %d, is not a multiple of 4", len(s))
+		return 0, fmt.Sprintf("vector_b64 is not standard base64: its length, %d, is not a multiple of 4", len(s))
 	}
-	size := len(s) / 4 * 3
+	size = len(s) / 4 * 3
 	if s[len(s)-1] == '=' {
 		size--
 		if s[len(s)-2] == '=' {
@@ -264,8 +330,17 @@ func decodeVectorB64(s []byte) ([]float32, string) {
 		}
 	}
 	if size%4 != 0 {
-		return nil, fmt.Sprintf("vector_b64 decodes to %d bytes, not a multiple of 4 (the size of a float32)", size)
+		return 0, fmt.Sprintf("vector_b64 decodes to %d bytes, not a multiple of 4 (the size of a float32)", size)
 	}
+	return size, ""
+}
+
+// explainVectorB64 decodes s, of size bytes, through a small buffer on the
+// stack, block by block, and says what is wrong with it: a bad character, a
+// line break or a float32 that is not finite.
+func explainVectorB64(s []byte, size int) ([]float32, string) {
+	const block = 256 // base64 characters, decoding to a whole number of float32s
+	var buf [block / 4 * 3]byte
 	vec := make([]float32, size/4)
 	for off := 0; off < len(s); off += block {
 		n, err := base64.StdEncoding.Decode(buf[:], s[off:min(off+block, len(s))])
@@ -285,6 +360,68 @@ func decodeVectorB64(s []byte) ([]float32, string) {
 		}
 	}
 	return vec, ""
+}
+
+// b64Quad[k][c] is the base64 character c, in position k of a group of
+// four, placed where its six bits go in the group's three bytes read as a
+// little-endian integer; a character outside the standard alphabet (the
+// padding '=' included) sets the top byte instead.
+var b64Quad = func() (t [4][256]uint32) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for k := range t {
+		for c := range t[k] {
+			t[k][c] = 0xff << 24
+		}
+	}
+	for v, c := range []byte(alphabet) {
+		x := uint32(v)
+		t[0][c] = x << 2              // byte 0, bits 7-2
+		t[1][c] = x>>4 | (x&0xf)<<12  // byte 0, bits 1-0; byte 1, bits 7-4
+		t[2][c] = x>>2<<8 | (x&3)<<22 // byte 1, bits 3-0; byte 2, bits 7-6
+		t[3][c] = x << 16             // byte 2, bits 5-0
+	}
+	return t
+}()
+
+// fastVectorB64 decodes s, standard base64 of size bytes of little-endian
+// float32s (see vectorB64Size), or reports that it is not a valid vector
+// (ok false) without saying why. It decodes sixteen characters to three
+// float32s at a time with b64Quad, checking the characters and the floats'
+// exponents once per vector, and leaves the last group of four characters
+// and fewer than sixteen before it to encoding/base64, which knows padding.
+// The vector is its only allocation.
+func fastVectorB64(s []byte, size int) (vec []float32, ok bool) {
+	vec = make([]float32, size/4)
+	var bad, exps uint32 // characters outside the alphabet; exponents plus one, ORed
+	off, k := 0, 0
+	for ; off+16 <= len(s)-4; off, k = off+16, k+3 {
+		g := s[off : off+16 : off+16]
+		q0 := b64Quad[0][g[0]] | b64Quad[1][g[1]] | b64Quad[2][g[2]] | b64Quad[3][g[3]]
+		q1 := b64Quad[0][g[4]] | b64Quad[1][g[5]] | b64Quad[2][g[6]] | b64Quad[3][g[7]]
+		q2 := b64Quad[0][g[8]] | b64Quad[1][g[9]] | b64Quad[2][g[10]] | b64Quad[3][g[11]]
+		q3 := b64Quad[0][g[12]] | b64Quad[1][g[13]] | b64Quad[2][g[14]] | b64Quad[3][g[15]]
+		bad |= q0 | q1 | q2 | q3
+		w0, w1, w2 := q0|q1<<24, q1>>8|q2<<16, q2>>16|q3<<8
+		exps |= (w0>>23&0xff + 1) | (w1>>23&0xff + 1) | (w2>>23&0xff + 1)
+		v := vec[k : k+3 : k+3]
+		v[0], v[1], v[2] = math.Float32frombits(w0), math.Float32frombits(w1), math.Float32frombits(w2)
+	}
+	if bad>>24 != 0 || exps&0x100 != 0 { // a bad character, or an exponent of all ones: NaN or infinite
+		return nil, false
+	}
+	var buf [12]byte
+	n, err := base64.StdEncoding.Decode(buf[:], s[off:])
+	if err != nil || n != size-off/4*3 {
+		return nil, false
+	}
+	for i := 0; i < n; i, k = i+4, k+1 {
+		x := math.Float32frombits(binary.LittleEndian.Uint32(buf[i:]))
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return nil, false
+		}
+		vec[k] = x
+	}
+	return vec, true
 }
 
 // wireMetadata is the body's metadata: a flat object whose values are
