@@ -54,21 +54,7 @@ func KeywordsWith(text string, termID func(term []byte) uint32) *SparseVector {
 }
 
 func keywords(text string, termID func([]byte) uint32) *SparseVector {
-	t := getTokenizer(termID)
-	terms := t.terms(text)
-	if len(terms) == 0 {
-		t.release()
-		return nil
-	}
-	norm := bm25K1 * (1 - bm25B + bm25B*float32(t.counts.total)/bm25AvgLen)
-	v := &SparseVector{Indices: make([]uint32, len(terms)), Values: make([]float32, len(terms))}
-	for i, e := range terms {
-		tf := float32(termCount(e))
-		v.Indices[i] = termIDOf(e)
-		v.Values[i] = tf * (bm25K1 + 1) / (tf + norm)
-	}
-	t.release()
-	return v
+	return termVector(text, termID, false)
 }
 
 // QueryKeywords returns the keyword vector of a search's text: its distinct
@@ -85,16 +71,28 @@ func QueryKeywordsWith(text string, termID func(term []byte) uint32) *SparseVect
 }
 
 func queryKeywords(text string, termID func([]byte) uint32) *SparseVector {
+	return termVector(text, termID, true)
+}
+
+// termVector returns the vector of text's distinct terms, sorted by id:
+// weighed by BM25, or of weight 1 each for a query; nil when text has none.
+func termVector(text string, termID func([]byte) uint32, query bool) *SparseVector {
 	t := getTokenizer(termID)
 	terms := t.terms(text)
 	if len(terms) == 0 {
 		t.release()
 		return nil
 	}
+	norm := bm25K1 * (1 - bm25B + bm25B*float32(t.counts.total)/bm25AvgLen)
 	v := &SparseVector{Indices: make([]uint32, len(terms)), Values: make([]float32, len(terms))}
 	for i, e := range terms {
 		v.Indices[i] = termIDOf(e)
-		v.Values[i] = 1
+		if query {
+			v.Values[i] = 1
+			continue
+		}
+		tf := float32(termCount(e))
+		v.Values[i] = tf * (bm25K1 + 1) / (tf + norm)
 	}
 	t.release()
 	return v
@@ -138,8 +136,9 @@ func (t *tokenizer) release() {
 	}
 }
 
-// terms scans text and returns its distinct terms, sorted by id, as
-// termEntry values; the slice is the tokenizer's, valid until release.
+// terms scans text and returns its distinct terms as entries (termIDOf,
+// termCount) sorted by id; the slice is the tokenizer's, valid until
+// release.
 func (t *tokenizer) terms(text string) []uint64 {
 	t.scan(text)
 	return t.counts.sorted()
@@ -430,9 +429,11 @@ func isStopWord(w []byte, h uint32) bool {
 // probing, so that a text's terms are sorted once each rather than once per
 // occurrence. Its storage is reused from call to call.
 type termCounts struct {
-	slots []termSlot // a power of two long; count 0 marks a free slot
-	used  []uint64   // the occupied slots' indexes, then sorted() entries
-	total int        // term occurrences counted
+	slots   []termSlot // a power of two long; count 0 marks a free slot
+	used    []uint64   // the occupied slots' indexes, then their entries
+	byID    []uint64   // the entries sorted by id
+	buckets []int32    // sortEntries' bucket bounds
+	total   int        // term occurrences counted
 }
 
 type termSlot struct{ id, count uint32 }
@@ -501,8 +502,57 @@ func (c *termCounts) sorted() []uint64 {
 		c.used[k] = uint64(s.id)<<32 | uint64(s.count)
 		*s = termSlot{}
 	}
-	slices.Sort(c.used)
-	return c.used
+	return c.sortEntries()
+}
+
+// sortEntries sorts c.used into c.byID. Ids are hashes, spread
+// evenly, so one counting pass on their top bits leaves buckets of an entry
+// or two, each then sorted by insertion: far fewer mispredicted branches
+// than a comparison sort. A crowded bucket (ids that do not spread, from a
+// termID of few values) is sorted with slices.Sort.
+func (c *termCounts) sortEntries() []uint64 {
+	n := len(c.used)
+	b := bits.Len(uint(n)) // 2^b buckets: between n and 2n
+	if n < 16 || b > 16 {
+		slices.Sort(c.used)
+		return c.used
+	}
+	c.buckets = slices.Grow(c.buckets[:0], 1<<b)[:1<<b]
+	c.byID = slices.Grow(c.byID[:0], n)[:n]
+	ends, out, shift := c.buckets, c.byID, 64-b
+	clear(ends)
+	for _, e := range c.used {
+		ends[e>>shift]++
+	}
+	sum := int32(0)
+	for k, m := range ends {
+		ends[k] = sum // the bucket's start, its end once scattered
+		sum += m
+	}
+	for _, e := range c.used {
+		k := e >> shift
+		out[ends[k]] = e
+		ends[k]++
+	}
+	start := 0
+	for _, end := range ends {
+		switch bucket := out[start:end]; {
+		case len(bucket) > 8:
+			slices.Sort(bucket)
+		case len(bucket) > 1:
+			insertionSort(bucket)
+		}
+		start = int(end)
+	}
+	return out
+}
+
+func insertionSort(s []uint64) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
 }
 
 // reset readies c for the next text and reports whether its storage is

@@ -40,7 +40,15 @@ var identityTermIDs = []struct {
 
 func checkKeywordsIdentity(t testing.TB, text string) {
 	t.Helper()
-	for _, id := range identityTermIDs {
+	checkKeywordsIdentityWith(t, text, identityTermIDs)
+}
+
+func checkKeywordsIdentityWith(t testing.TB, text string, termIDs []struct {
+	name string
+	f    func([]byte) uint32
+}) {
+	t.Helper()
+	for _, id := range termIDs {
 		if id.f == nil {
 			sameVector(t, "Keywords", text, Keywords(text), refKeywords(text, nil))
 			sameVector(t, "QueryKeywords", text, QueryKeywords(text), refQueryKeywords(text, nil))
@@ -98,15 +106,12 @@ func TestKeywordsIdentityCorpus(t *testing.T) {
 	}
 	n := 0
 	for _, text := range corpusTexts(t) {
-		checkKeywordsIdentity(t, text)
-		for _, chunk := range c.Split(text) {
-			checkKeywordsIdentity(t, chunk)
-			n++
+		if len(text) < 20000 {
+			checkKeywordsIdentityWith(t, text, identityTermIDs[:2])
 		}
-		for line := range strings.Lines(text) {
-			if len(line) < 400 {
-				checkKeywordsIdentity(t, line)
-			}
+		for _, chunk := range c.Split(text) {
+			checkKeywordsIdentityWith(t, chunk, identityTermIDs[:2])
+			n++
 		}
 	}
 	t.Logf("%d chunks", n)
@@ -176,10 +181,10 @@ func randomKeywordText(rng *rand.Rand, n int) string {
 
 func TestKeywordsIdentityRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(17, 1))
-	for i := range 3000 {
+	for i := range 1500 {
 		n := 1 + rng.IntN(300)
-		if i%50 == 0 {
-			n = 5000 + rng.IntN(20000) // beyond the count table's first size
+		if i%100 == 0 {
+			n = 5000 + rng.IntN(10000) // beyond the count table's first size
 		}
 		checkKeywordsIdentity(t, randomKeywordText(rng, n))
 	}
@@ -188,11 +193,11 @@ func TestKeywordsIdentityRandom(t *testing.T) {
 // TestKeywordsIdentityManyTerms grows the count table several times over.
 func TestKeywordsIdentityManyTerms(t *testing.T) {
 	var sb strings.Builder
-	for i := range 200000 {
-		fmt.Fprintf(&sb, "w%x ", i*7919%150000)
+	for i := range 60000 {
+		fmt.Fprintf(&sb, "w%x ", i*7919%50000)
 	}
 	text := sb.String()
-	checkKeywordsIdentity(t, text)
+	checkKeywordsIdentityWith(t, text, identityTermIDs[:2])
 	// The pooled tokenizers are left clean: a short text after a huge one.
 	checkKeywordsIdentity(t, "qdrant stores vectors")
 }
