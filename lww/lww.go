@@ -18,6 +18,16 @@ type Versions interface {
 	Latest(ctx context.Context, keys []string) ([]uint64, error)
 }
 
+// BatchVersions is a Versions that claims many keys in one call for less
+// than a Claim each costs; Protocol.Claim uses it when its Versions has it.
+type BatchVersions interface {
+	Versions
+	// ClaimMany claims versions[i] for keys[i], each as Claim does, with at
+	// most inFlight claims under way at once, and returns the outcome and
+	// error of each.
+	ClaimMany(ctx context.Context, keys []string, versions []uint64, inFlight int) ([]Claimed, []error)
+}
+
 // Claimed is the outcome of Versions.Claim.
 type Claimed struct {
 	// Held is true when the caller holds the newest version: v was recorded,

@@ -24,8 +24,9 @@ type Pruner interface {
 type Config struct {
 	Versions Versions
 	Pruner   Pruner
-	// Parallelism bounds the concurrent register claims of one Claim call,
-	// default 64.
+	// Parallelism bounds the register claims of one Claim call under way at
+	// once, default 64: the unanswered requests of a register with
+	// ClaimMany, the concurrent Claim calls of another.
 	Parallelism int
 }
 
@@ -68,34 +69,46 @@ func (p *Protocol) Claim(ctx context.Context, collection string, docs []pipeline
 	c := &Claims{p: p, collection: collection, docs: docs, first: make([]bool, len(docs)),
 		errs: make([]error, len(docs)), below: make(map[int]uint64)}
 	idx := newestPerDocument(docs)
-	claims := make([]Claimed, len(idx))
+	keys, versions := make([]string, len(idx)), make([]uint64, len(idx))
+	for j, i := range idx {
+		keys[j], versions[j] = Key(collection, docs[i].UserID, docs[i].DocID), docs[i].Version
+	}
+	claims, errs := p.claimMany(ctx, keys, versions)
+	for j, i := range idx {
+		if errs[j] != nil {
+			c.errs[i] = fmt.Errorf("claim version %d of %q: %w", docs[i].Version, docs[i].DocID, errs[j])
+			continue
+		}
+		if claims[j].Held {
+			c.held = append(c.held, i)
+			c.first[i] = claims[j].First
+			continue
+		}
+		// An earlier, interrupted attempt of this version may have written
+		// after the newer version's own cleanup.
+		c.below[i] = claims[j].Latest
+	}
+	return c
+}
+
+// claimMany claims versions[j] for keys[j] in the register, Parallelism
+// claims under way at once: with one ClaimMany when the register has it,
+// else with one Claim each, from as many goroutines.
+func (p *Protocol) claimMany(ctx context.Context, keys []string, versions []uint64) ([]Claimed, []error) {
+	if b, ok := p.cfg.Versions.(BatchVersions); ok {
+		return b.ClaimMany(ctx, keys, versions, p.cfg.Parallelism)
+	}
+	claims, errs := make([]Claimed, len(keys)), make([]error, len(keys))
 	var g errgroup.Group
 	g.SetLimit(p.cfg.Parallelism)
-	for j, i := range idx {
+	for j, key := range keys {
 		g.Go(func() error {
-			d := docs[i]
-			claimed, err := p.cfg.Versions.Claim(ctx, Key(collection, d.UserID, d.DocID), d.Version)
-			if err != nil {
-				c.errs[i] = fmt.Errorf("claim version %d of %q: %w", d.Version, d.DocID, err)
-				return nil
-			}
-			claims[j] = claimed
+			claims[j], errs[j] = p.cfg.Versions.Claim(ctx, key, versions[j])
 			return nil
 		})
 	}
 	_ = g.Wait()
-	for j, i := range idx {
-		switch {
-		case claims[j].Held:
-			c.held = append(c.held, i)
-			c.first[i] = claims[j].First
-		case c.errs[i] == nil:
-			// An earlier, interrupted attempt of this version may have
-			// written after the newer version's own cleanup.
-			c.below[i] = claims[j].Latest
-		}
-	}
-	return c
+	return claims, errs
 }
 
 // newestPerDocument returns the indexes in docs of the highest version of

@@ -9,8 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 )
 
 // RegisterStream is the JetStream stream holding the per-document version register.
@@ -23,8 +23,9 @@ const RegisterStream = "RAG_VERSIONS"
 // acknowledged before them: on a replicated stream they go to the stream
 // leader, one request per document (direct gets, which any replica may
 // answer, are disabled); on a stream of one replica, whose one server is the
-// leader, one direct get reads up to 1,023 documents at once. It is safe for
-// concurrent use.
+// leader, one direct get reads up to 1,023 documents at once. The requests
+// of one call are pipelined (ClaimMany, Latest). It is safe for concurrent
+// use.
 //
 // The register keeps one small message per document ever seen, deleted ones
 // included: that is what stops a stale upsert from resurrecting a deleted
@@ -104,45 +105,6 @@ const markerKey = "_ragpipe"
 // the messages the batch left out.
 const numPendingHeader = "Nats-Num-Pending"
 
-// Claim implements Versions. A claim costs a read and a
-// compare-and-set publish; while most documents are new to the register, it
-// first tries the publish alone, expecting no entry, which costs one round
-// trip for a new document and one extra for a known one.
-func (r *Register) Claim(ctx context.Context, key string, v uint64) (Claimed, error) {
-	subject := r.prefix + key
-	value := strconv.AppendUint(nil, v, 10)
-	if r.firsts.Load() >= 0 {
-		_, err := r.js.Publish(ctx, subject, value, jetstream.WithExpectLastSequencePerSubject(0))
-		if err == nil {
-			r.learn(true)
-			return Claimed{Held: true, Latest: v, First: true}, nil
-		}
-		if !isWrongLastSequence(err) {
-			return Claimed{}, fmt.Errorf("version register: %w", err)
-		}
-	}
-	for attempt := 0; ; attempt++ {
-		cur, seq, err := r.read(ctx, subject)
-		if err != nil {
-			return Claimed{}, err
-		}
-		if attempt == 0 {
-			r.learn(seq == 0)
-		}
-		if cur >= v {
-			return Claimed{Held: cur == v, Latest: cur}, nil
-		}
-		_, err = r.js.Publish(ctx, subject, value, jetstream.WithExpectLastSequencePerSubject(seq))
-		if err == nil {
-			return Claimed{Held: true, Latest: v, First: seq == 0}, nil
-		}
-		if !isWrongLastSequence(err) {
-			return Claimed{}, fmt.Errorf("version register: %w", err)
-		}
-		// Another worker claimed this document meanwhile: read again.
-	}
-}
-
 // learn moves firsts towards the outcome of one claim: first is whether the
 // register had no entry for the document.
 func (r *Register) learn(first bool) {
@@ -160,26 +122,56 @@ func (r *Register) learn(first bool) {
 
 // Latest implements Versions.
 func (r *Register) Latest(ctx context.Context, keys []string) ([]uint64, error) {
-	versions := make([]uint64, len(keys))
-	if r.stillBatched(ctx) {
-		err := r.readBatches(ctx, keys, versions)
-		if !errors.Is(err, errDirectGet) {
-			return versions, err
-		}
-		r.batched.Store(false) // read from the leader from now on
-	}
-	var g errgroup.Group
-	g.SetLimit(64)
+	subjects := make([]string, len(keys))
 	for i, key := range keys {
-		g.Go(func() (err error) {
-			versions[i], _, err = r.read(ctx, r.prefix+key)
-			return err
-		})
+		subjects[i] = r.prefix + key
 	}
-	if err := g.Wait(); err != nil {
+	versions, _, errs := r.readMany(ctx, subjects, maxLeaderReads)
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return versions, nil
+}
+
+// maxLeaderReads bounds the unanswered reads of Latest from a stream leader.
+const maxLeaderReads = 64
+
+// readMany returns the version recorded on each of subjects and the sequence
+// of its message, zeros where there is none, and the error of each read.
+// While the stream has one replica and allows direct gets, one direct get
+// reads up to maxDirectBatch subjects; otherwise each subject is read from
+// the stream leader, at most inFlight reads unanswered.
+func (r *Register) readMany(ctx context.Context, subjects []string, inFlight int) (versions, seqs []uint64, errs []error) {
+	versions, seqs = make([]uint64, len(subjects)), make([]uint64, len(subjects))
+	if r.stillBatched(ctx) {
+		err := r.readBatches(ctx, subjects, versions, seqs)
+		if !errors.Is(err, errDirectGet) {
+			errs = make([]error, len(subjects))
+			for i := range errs {
+				errs[i] = err
+			}
+			return versions, seqs, errs
+		}
+		r.batched.Store(false) // read from the leader from now on
+	}
+	errs = r.exchange(ctx, len(subjects), inFlight, func(i int, reply string) error {
+		req, err := json.Marshal(struct {
+			LastBySubject string `json:"last_by_subj"`
+		}{subjects[i]})
+		if err != nil {
+			return err
+		}
+		return r.js.Conn().PublishRequest(jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+RegisterStream, reply, req)
+	}, func(i int, msg *nats.Msg) (err error) {
+		versions[i], seqs[i], err = parseMsgGet(msg.Data)
+		return err
+	})
+	for i, err := range errs {
+		if err != nil {
+			errs[i] = fmt.Errorf("version register: read %s: %w", subjects[i], err)
+		}
+	}
+	return versions, seqs, errs
 }
 
 // stillBatched reports whether reads may still be batched, checking the
@@ -199,12 +191,12 @@ func (r *Register) stillBatched(ctx context.Context) bool {
 	return r.batched.Load()
 }
 
-// readBatches reads the versions of keys into versions, maxDirectBatch at a
-// time.
-func (r *Register) readBatches(ctx context.Context, keys []string, versions []uint64) error {
-	for lo := 0; lo < len(keys); lo += maxDirectBatch {
-		hi := min(lo+maxDirectBatch, len(keys))
-		if err := r.readMany(ctx, keys[lo:hi], versions[lo:hi]); err != nil {
+// readBatches reads the versions and sequences of subjects into versions and
+// seqs with direct gets, maxDirectBatch subjects at a time.
+func (r *Register) readBatches(ctx context.Context, subjects []string, versions, seqs []uint64) error {
+	for lo := 0; lo < len(subjects); lo += maxDirectBatch {
+		hi := min(lo+maxDirectBatch, len(subjects))
+		if err := r.directGet(ctx, subjects[lo:hi], versions[lo:hi], seqs[lo:hi]); err != nil {
 			return err
 		}
 	}
@@ -215,25 +207,24 @@ func (r *Register) readBatches(ctx context.Context, keys []string, versions []ui
 // at most 1,024 subjects, one of them the marker.
 const maxDirectBatch = 1023
 
-// readMany reads the versions of keys into versions (0 where there is none)
-// with one direct get of the last message of each key's subject. The stream
-// has one replica, so its server is the leader and sees every acknowledged
-// claim.
-func (r *Register) readMany(ctx context.Context, keys []string, versions []uint64) error {
-	subjects := []string{r.prefix + markerKey}
-	index := make(map[string][]int, len(keys)+1) // a key may be asked for twice
-	index[subjects[0]] = nil
-	for i, key := range keys {
-		subject := r.prefix + key
+// directGet reads the version and sequence of the last message on each of
+// subjects into versions and seqs (0 where there is none) with one direct
+// get. The stream has one replica, so its server is the leader and sees
+// every acknowledged claim.
+func (r *Register) directGet(ctx context.Context, subjects []string, versions, seqs []uint64) error {
+	asked := []string{r.prefix + markerKey}
+	index := make(map[string][]int, len(subjects)+1) // a subject may be asked for twice
+	index[asked[0]] = nil
+	for i, subject := range subjects {
 		if index[subject] == nil {
-			subjects = append(subjects, subject)
+			asked = append(asked, subject)
 		}
 		index[subject] = append(index[subject], i)
 	}
 	req, err := json.Marshal(struct {
 		MultiLast []string `json:"multi_last"`
 		Batch     int      `json:"batch"`
-	}{subjects, len(subjects)})
+	}{asked, len(asked)})
 	if err != nil {
 		return fmt.Errorf("version register: %w", err)
 	}
@@ -252,7 +243,7 @@ func (r *Register) readMany(ctx context.Context, keys []string, versions []uint6
 	for answered := 0; ; answered++ {
 		msg, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return fmt.Errorf("version register: direct get of %d entries: %w", len(keys), err)
+			return fmt.Errorf("version register: direct get of %d entries: %w", len(subjects), err)
 		}
 		switch status := msg.Header.Get("Status"); {
 		case status == "204" && msg.Header.Get(numPendingHeader) == "0": // the end of the batch
@@ -277,8 +268,12 @@ func (r *Register) readMany(ctx context.Context, keys []string, versions []uint6
 		if err != nil {
 			return fmt.Errorf("version register: entry %s holds %q: %w", subject, msg.Data, err)
 		}
+		seq, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%w: entry %s without a sequence", errDirectGet, subject)
+		}
 		for _, i := range at {
-			versions[i] = v
+			versions[i], seqs[i] = v, seq
 		}
 	}
 }
@@ -292,24 +287,11 @@ func (r *Register) bounded(ctx context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(ctx, r.js.Options().DefaultTimeout)
 }
 
-// read returns the version recorded on subject and the sequence of its
-// message, zeros when there is none. It asks the stream leader through the
-// JetStream API, never with a direct get, which a replica or a mirror may
-// answer from a late copy (the client would use one for a stream that
-// allows them).
-func (r *Register) read(ctx context.Context, subject string) (version, seq uint64, err error) {
-	req, err := json.Marshal(struct {
-		LastBySubject string `json:"last_by_subj"`
-	}{subject})
-	if err != nil {
-		return 0, 0, fmt.Errorf("version register: %w", err)
-	}
-	ctx, cancel := r.bounded(ctx)
-	defer cancel()
-	msg, err := r.js.Conn().RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+RegisterStream, req)
-	if err != nil {
-		return 0, 0, fmt.Errorf("version register: read %s: %w", subject, err)
-	}
+// parseMsgGet returns the version and sequence a stream leader's answer to
+// a read holds (STREAM.MSG.GET, never a direct get, which a
+// replica or a mirror may answer from a late copy), zeros when there is
+// no entry.
+func parseMsgGet(data []byte) (version, seq uint64, err error) {
 	var resp struct {
 		Message *struct {
 			Data []byte `json:"data"` // base64 in JSON
@@ -317,20 +299,20 @@ func (r *Register) read(ctx context.Context, subject string) (version, seq uint6
 		} `json:"message"`
 		Error *jetstream.APIError `json:"error"`
 	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return 0, 0, fmt.Errorf("version register: read %s: %w", subject, err)
+	if err := json.Unmarshal(data, &resp); err != nil {
+		return 0, 0, err
 	}
 	switch {
 	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
 		return 0, 0, nil
 	case resp.Error != nil:
-		return 0, 0, fmt.Errorf("version register: read %s: %w", subject, resp.Error)
+		return 0, 0, resp.Error
 	case resp.Message == nil:
-		return 0, 0, fmt.Errorf("version register: read %s: empty answer", subject)
+		return 0, 0, errors.New("empty answer")
 	}
 	version, err = strconv.ParseUint(string(resp.Message.Data), 10, 64)
 	if err != nil {
-		return 0, 0, fmt.Errorf("version register: entry %s holds %q: %w", subject, resp.Message.Data, err)
+		return 0, 0, fmt.Errorf("entry holds %q: %w", resp.Message.Data, err)
 	}
 	return version, resp.Message.Seq, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -58,6 +59,26 @@ func TestRegisterClaims(t *testing.T) {
 	}
 }
 
+// newRegister returns a register on a new server: one that reads with
+// direct gets, or, when direct is false, one whose stream an earlier
+// ragpipe created without them, which reads from the stream leader.
+func newRegister(t *testing.T, direct bool) *lww.Register {
+	t.Helper()
+	js := jetStream(t, natstest.Start(t).ClientURL())
+	if !direct {
+		if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
+			Name: lww.RegisterStream, Subjects: []string{"rag.version.>"}, MaxMsgsPerSubject: 1,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := lww.NewRegister(t.Context(), js, "rag", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // TestRegisterLatest reads many documents at once, some never claimed, from
 // a register of one replica (one direct get per 1,024 documents) and from a
 // register whose stream an earlier ragpipe created without direct gets (one
@@ -65,18 +86,7 @@ func TestRegisterClaims(t *testing.T) {
 func TestRegisterLatest(t *testing.T) {
 	for _, direct := range []bool{true, false} {
 		t.Run(fmt.Sprint("direct=", direct), func(t *testing.T) {
-			js := jetStream(t, natstest.Start(t).ClientURL())
-			if !direct {
-				if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{
-					Name: lww.RegisterStream, Subjects: []string{"rag.version.>"}, MaxMsgsPerSubject: 1,
-				}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			r, err := lww.NewRegister(t.Context(), js, "rag", 1)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := newRegister(t, direct)
 			keys := make([]string, 2500)
 			for i := range keys {
 				keys[i] = fmt.Sprint("c.u.d", i)
@@ -141,5 +151,87 @@ func TestRegisterLatestWithMirror(t *testing.T) {
 		if got, err := r.Latest(t.Context(), []string{key, "c.u.none"}); err != nil || got[0] != 7 || got[1] != 0 {
 			t.Fatalf("Latest right after the claim of %s = %v, %v; want [7 0]", key, got, err)
 		}
+	}
+}
+
+// TestRegisterClaimMany claims batches against a register that reads with
+// direct gets and one that reads from the stream leader: new, known, stale,
+// redelivered and repeated keys, and two writers claiming the same keys at
+// once, whose compare-and-set publishes conflict. Every outcome must be
+// what one Claim at a time, in some order, gives (memVersions).
+func TestRegisterClaimMany(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		t.Run(fmt.Sprint("direct=", direct), func(t *testing.T) {
+			r := newRegister(t, direct)
+			model := newMemVersions()
+			for round := range 6 {
+				var keys []string
+				var versions []uint64
+				for i := range 300 {
+					keys = append(keys, fmt.Sprint("c.u.d", i%(100*(round+1))))
+					versions = append(versions, uint64(1+(i*7+round*13)%10))
+				}
+				claims, errs := r.ClaimMany(t.Context(), keys, versions, 1+round*20)
+				for i := range keys {
+					if errs[i] != nil {
+						t.Fatalf("round %d: ClaimMany of %s: %v", round, keys[i], errs[i])
+					}
+				}
+				// A key asked for twice in one call is claimed twice at once,
+				// in either order: check against the model in the order that
+				// explains the outcome of the first occurrence.
+				for i := range keys {
+					want, _ := model.Claim(t.Context(), keys[i], versions[i])
+					if claims[i] == want {
+						continue
+					}
+					if j := slices.Index(keys[i+1:], keys[i]); j < 0 || versions[i+1+j] <= versions[i] {
+						t.Fatalf("round %d: claim of %s at %d = %+v, want %+v", round, keys[i], versions[i], claims[i], want)
+					}
+				}
+			}
+			// Two writers at once on the same keys: every claim of a key's
+			// highest version is held, and each outcome is consistent.
+			keys := make([]string, 200)
+			for i := range keys {
+				keys[i] = fmt.Sprint("c.u.race", i%50)
+			}
+			outcomes := make([][]lww.Claimed, 2)
+			var wg sync.WaitGroup
+			for w := range 2 {
+				wg.Go(func() {
+					versions := make([]uint64, len(keys))
+					for i := range versions {
+						versions[i] = uint64(1 + (i+w*3)%7)
+					}
+					claims, errs := r.ClaimMany(t.Context(), keys, versions, 64)
+					for i, err := range errs {
+						if err != nil {
+							t.Errorf("concurrent ClaimMany of %s: %v", keys[i], err)
+						}
+					}
+					outcomes[w] = claims
+				})
+			}
+			wg.Wait()
+			latest, err := r.Latest(t.Context(), keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			top := make(map[string]uint64)
+			for w := range outcomes {
+				for i, key := range keys {
+					top[key] = max(top[key], uint64(1+(i+w*3)%7))
+				}
+			}
+			for w, claims := range outcomes {
+				for i, c := range claims {
+					v := uint64(1 + (i+w*3)%7)
+					if latest[i] != top[keys[i]] || c.Latest > latest[i] || c.Held != (c.Latest == v) || c.Latest < v || (v == latest[i] && !c.Held) {
+						t.Fatalf("writer %d: claim of %s at %d = %+v, register at %d", w, keys[i], v, c, latest[i])
+					}
+				}
+			}
+		})
 	}
 }

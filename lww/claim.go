@@ -1,0 +1,248 @@
+package lww
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Claim implements Versions: ClaimMany of one key.
+func (r *Register) Claim(ctx context.Context, key string, v uint64) (Claimed, error) {
+	claims, errs := r.ClaimMany(ctx, []string{key}, []uint64{v}, 1)
+	return claims[0], errs[0]
+}
+
+// ClaimMany implements BatchVersions. Each claim is a compare-and-set
+// publish after a read; while most documents are new to the register, it
+// first tries the publish alone, expecting no entry, which costs one round
+// trip for a new document and one extra for a known one. Each step is
+// taken for all the keys still open at once: the requests are pipelined,
+// at most inFlight unanswered, with one reply subscription, so that the
+// client writes many in one flush; a direct get reads many keys in one
+// request where Latest would batch its reads. The publishes that find
+// another claim first are read and tried again.
+func (r *Register) ClaimMany(ctx context.Context, keys []string, versions []uint64, inFlight int) ([]Claimed, []error) {
+	claims, errs := make([]Claimed, len(keys)), make([]error, len(keys))
+	subjects := make([]string, len(keys))
+	for i, key := range keys {
+		subjects[i] = r.prefix + key
+	}
+	expect := make([]uint64, len(keys)) // the subject's last sequence each publish expects
+	open := make([]int, len(keys))      // indexes of the keys whose claim is not settled
+	for i := range open {
+		open[i] = i
+	}
+	if r.firsts.Load() >= 0 {
+		open = r.settlePublished(ctx, open, subjects, versions, expect, inFlight, claims, errs)
+		for _, i := range open {
+			if errs[i] == nil && claims[i].Held {
+				r.learn(true)
+			}
+		}
+		open = retrying(open, claims, errs)
+	}
+	for attempt := 0; len(open) > 0; attempt++ {
+		current, seqs, readErrs := r.readMany(ctx, pick(subjects, open), inFlight)
+		write := open[:0:0]
+		for j, i := range open {
+			switch {
+			case readErrs[j] != nil:
+				errs[i] = readErrs[j]
+				continue
+			case attempt == 0:
+				r.learn(seqs[j] == 0)
+			}
+			if current[j] >= versions[i] {
+				claims[i] = Claimed{Held: current[j] == versions[i], Latest: current[j]}
+				continue
+			}
+			expect[i] = seqs[j]
+			write = append(write, i)
+		}
+		open = retrying(r.settlePublished(ctx, write, subjects, versions, expect, inFlight, claims, errs), claims, errs)
+	}
+	return claims, errs
+}
+
+// settlePublished publishes versions[i] on subjects[i] expecting expect[i]
+// for each i of at, and records the outcome: held, a failure, or neither
+// when another claim came first (wrong last sequence), to be read again. It
+// returns at.
+func (r *Register) settlePublished(ctx context.Context, at []int, subjects []string, versions, expect []uint64,
+	inFlight int, claims []Claimed, errs []error) []int {
+	for j, err := range r.publishMany(ctx, at, subjects, versions, expect, inFlight) {
+		i := at[j]
+		switch {
+		case err == nil:
+			claims[i] = Claimed{Held: true, Latest: versions[i], First: expect[i] == 0}
+		case !isWrongLastSequence(err):
+			errs[i] = fmt.Errorf("version register: %w", err)
+		}
+	}
+	return at
+}
+
+// retrying returns the indexes of at neither held nor failed.
+func retrying(at []int, claims []Claimed, errs []error) []int {
+	var again []int
+	for _, i := range at {
+		if errs[i] == nil && !claims[i].Held {
+			again = append(again, i)
+		}
+	}
+	return again
+}
+
+func pick(subjects []string, at []int) []string {
+	out := make([]string, len(at))
+	for j, i := range at {
+		out[j] = subjects[i]
+	}
+	return out
+}
+
+// publishRetries and publishRetryWait are how often and after how long a
+// publish answered "no responders" (a stream leader changing, say) is sent
+// again, as the JetStream client does.
+const (
+	publishRetries   = jetstream.DefaultPubRetryAttempts
+	publishRetryWait = jetstream.DefaultPubRetryWait
+)
+
+// publishMany publishes, for each i of at, versions[i] on subjects[i]
+// expecting the subject's last sequence to be expect[i], and returns each
+// publish's error, in the order of at.
+func (r *Register) publishMany(ctx context.Context, at []int, subjects []string, versions, expect []uint64, inFlight int) []error {
+	errs := make([]error, len(at))
+	if len(at) == 0 {
+		return errs
+	}
+	msg := &nats.Msg{Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {""}}}
+	var value, seq []byte
+	open := make([]int, len(at)) // indexes in at
+	for j := range open {
+		open[j] = j
+	}
+	for attempt := 0; ; attempt++ {
+		sendErrs := r.exchange(ctx, len(open), inFlight, func(k int, reply string) error {
+			i := at[open[k]]
+			value = strconv.AppendUint(value[:0], versions[i], 10)
+			seq = strconv.AppendUint(seq[:0], expect[i], 10)
+			msg.Subject, msg.Reply, msg.Data = subjects[i], reply, value
+			msg.Header[jetstream.ExpectedLastSubjSeqHeader][0] = string(seq)
+			return r.js.Conn().PublishMsg(msg)
+		}, func(k int, ack *nats.Msg) error {
+			return pubAckError(ack)
+		})
+		var again []int
+		for k, err := range sendErrs {
+			errs[open[k]] = err
+			if errors.Is(err, jetstream.ErrNoStreamResponse) {
+				again = append(again, open[k])
+			}
+		}
+		if len(again) == 0 || attempt == publishRetries {
+			return errs
+		}
+		select {
+		case <-ctx.Done():
+			return errs
+		case <-time.After(publishRetryWait):
+		}
+		open = again
+	}
+}
+
+// pubAckPrefix begins every successful publish acknowledgement; an error
+// answer begins with the error.
+var pubAckPrefix = []byte(`{"stream":`)
+
+// pubAckError returns the error a publish acknowledgement holds, nil for a
+// success. A success is recognized by its first bytes; only other answers,
+// errors mostly, are decoded.
+func pubAckError(ack *nats.Msg) error {
+	if bytes.HasPrefix(ack.Data, pubAckPrefix) && !bytes.Contains(ack.Data, []byte(`"error"`)) {
+		return nil
+	}
+	if len(ack.Data) == 0 && ack.Header.Get("Status") == "503" {
+		return jetstream.ErrNoStreamResponse
+	}
+	var resp struct {
+		Error  *jetstream.APIError `json:"error"`
+		Stream string              `json:"stream"`
+	}
+	switch err := json.Unmarshal(ack.Data, &resp); {
+	case err != nil:
+		return jetstream.ErrInvalidJSAck
+	case resp.Error != nil:
+		return resp.Error
+	case resp.Stream == "":
+		return jetstream.ErrInvalidJSAck
+	}
+	return nil
+}
+
+// exchange sends n requests, each with its own reply subject under one
+// inbox, at most window of them unanswered at a time, and returns the error
+// of each: send's (which writes request k with reply as its reply subject),
+// else recv's (which checks its answer), else the wait's. The requests go
+// through the connection's buffer without waiting for each other, so the
+// client writes many in one flush. The exchange as a whole gets the
+// JetStream client's default timeout when ctx has no deadline.
+func (r *Register) exchange(ctx context.Context, n, window int, send func(k int, reply string) error, recv func(k int, msg *nats.Msg) error) []error {
+	errs := make([]error, n)
+	nc := r.js.Conn()
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox + ".*")
+	if err != nil {
+		for k := range errs {
+			errs[k] = err
+		}
+		return errs
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // only a closed connection fails it
+	ctx, cancel := r.bounded(ctx)
+	defer cancel()
+	waiting := make([]bool, n)
+	sent, open := 0, 0
+	reply := make([]byte, 0, len(inbox)+8)
+	for sent < n || open > 0 {
+		for ; sent < n && open < max(window, 1); sent++ {
+			reply = strconv.AppendInt(append(append(reply[:0], inbox...), '.'), int64(sent), 10)
+			if errs[sent] = send(sent, string(reply)); errs[sent] == nil {
+				waiting[sent] = true
+				open++
+			}
+		}
+		if open == 0 {
+			continue
+		}
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			for k := range errs[:sent] {
+				if waiting[k] {
+					errs[k] = err
+				}
+			}
+			for k := sent; k < n; k++ {
+				errs[k] = err
+			}
+			return errs
+		}
+		k, err := strconv.Atoi(msg.Subject[min(len(inbox)+1, len(msg.Subject)):])
+		if err != nil || k < 0 || k >= sent || !waiting[k] {
+			continue // not an answer awaited
+		}
+		waiting[k] = false
+		open--
+		errs[k] = recv(k, msg)
+	}
+	return errs
+}
