@@ -514,7 +514,14 @@ func (s *Service) failure(j job, t target, what string, err error) *Error {
 func (s *Service) reply(j job, collection string, reply any, e *Error) {
 	msg := &nats.Msg{Subject: j.msg.Reply}
 	if e == nil {
-		data, err := json.Marshal(reply)
+		buf := replyBuffers.Get().(*[]byte)
+		data, err := encodeReply(*buf, reply)
+		defer func() { // the connection has copied data by then
+			if cap(data) <= maxPooledReply {
+				*buf = data[:0]
+				replyBuffers.Put(buf)
+			}
+		}()
 		switch {
 		case err != nil:
 			s.log.Error().Err(err).Str("subject", j.msg.Subject).Msg("encode reply")
