@@ -134,6 +134,10 @@ func (s *Stage) reuse(ctx context.Context, d *dest, writes []pipeline.DocWrite, 
 	for _, w := range writes {
 		if len(w.Points) > 0 && w.Points[0].Vector == nil {
 			for k := range 2 * len(w.Points) {
+				if k < len(w.Points) {
+					ids = append(ids, w.Points[k].ID)
+					continue
+				}
 				ids = append(ids, pipeline.PointID(w.UserID, w.DocID, k))
 			}
 		}
