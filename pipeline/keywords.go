@@ -104,9 +104,9 @@ var tokenizers = sync.Pool{New: func() any { return new(tokenizer) }}
 
 // tokenizer turns a text into counted term ids. Its buffers hold lowercased
 // bytes; partLen and wholeLen count bytes beyond the buffers' maxTermLen as
-// well, so that an overlong term is recognised and skipped. The FNV-1a
-// hashes of the part and of the compound whole grow byte by byte as the
-// part does, so no term is read twice; the whole's bytes are kept only for
+// well, so that an overlong term is recognised and skipped. The part's
+// FNV-1a hash grows byte by byte as the part does, and the compound
+// whole's from its parts' as they end; the whole's bytes are kept only for
 // a keyed termID.
 type tokenizer struct {
 	counts    termCounts
@@ -116,7 +116,7 @@ type tokenizer struct {
 	partHash  uint32           // FNV-1a of the part's bytes
 	whole     [maxTermLen]byte // the compound's parts, concatenated (keyed termID only)
 	wholeLen  int
-	wholeHash uint32 // FNV-1a of the compound's parts, concatenated
+	wholeHash uint32 // FNV-1a of the compound's parts, concatenated (FNV-1a ids only)
 	parts     int    // parts of the current compound
 }
 
@@ -255,7 +255,7 @@ func (t *tokenizer) scan(text string) {
 // addLowerRun appends to the current part the run of ASCII lowercase
 // letters and digits of text that begins at i, and returns the run's end.
 func (t *tokenizer) addLowerRun(text string, i int) int {
-	n, hp, hw := t.partLen, t.partHash, t.wholeHash
+	n, h := t.partLen, t.partHash
 	for ; i < len(text); i++ {
 		c := text[i]
 		if byteClass[c] != classLower {
@@ -265,10 +265,9 @@ func (t *tokenizer) addLowerRun(text string, i int) int {
 			t.part[n] = c
 		}
 		n++
-		hp = (hp ^ uint32(c)) * fnvPrime
-		hw = (hw ^ uint32(c)) * fnvPrime
+		h = (h ^ uint32(c)) * fnvPrime
 	}
-	t.partLen, t.partHash, t.wholeHash = n, hp, hw
+	t.partLen, t.partHash = n, h
 	return i
 }
 
@@ -295,7 +294,6 @@ func (t *tokenizer) addByte(b byte) {
 	}
 	t.partLen++
 	t.partHash = (t.partHash ^ uint32(b)) * fnvPrime
-	t.wholeHash = (t.wholeHash ^ uint32(b)) * fnvPrime
 }
 
 // endPart ends the current part, if any: it joins the compound whole and,
@@ -307,8 +305,14 @@ func (t *tokenizer) endPart() {
 	n, h := t.partLen, t.partHash
 	t.partLen, t.partHash = 0, fnvOffset
 	t.parts++
-	if t.termID != nil && t.wholeLen+n <= maxTermLen {
+	switch {
+	case t.wholeLen+n > maxTermLen: // the whole is too long to be a term
+	case t.termID != nil:
 		copy(t.whole[t.wholeLen:], t.part[:n])
+	case t.parts == 1:
+		t.wholeHash = h
+	default:
+		t.wholeHash = fnvAdd(t.wholeHash, t.part[:n])
 	}
 	t.wholeLen += n
 	if n > maxTermLen {
@@ -370,8 +374,10 @@ func stem(w []byte) []byte {
 }
 
 // fnv32 is the 32-bit FNV-1a hash of b.
-func fnv32(b []byte) uint32 {
-	h := uint32(fnvOffset)
+func fnv32(b []byte) uint32 { return fnvAdd(fnvOffset, b) }
+
+// fnvAdd continues the FNV-1a 32 hash h with the bytes of b.
+func fnvAdd(h uint32, b []byte) uint32 {
 	for _, c := range b {
 		h = (h ^ uint32(c)) * fnvPrime
 	}
