@@ -47,8 +47,9 @@ func (q *Store) Apply(ctx context.Context, collection string, writes []pipeline.
 	}
 	units := make([]unit, 0, len(writes))
 	errs := make([]error, len(writes))
+	var metadata []byte // of all the units
 	for i := range writes {
-		u, err := q.newUnit(&writes[i], shape)
+		u, err := q.newUnit(&writes[i], shape, &metadata)
 		if err != nil {
 			errs[i] = pipeline.Permanent(err)
 			continue
@@ -77,9 +78,10 @@ func (q *Store) Prune(ctx context.Context, collection string, docs []pipeline.Do
 // newUnit builds the unit of one write for a collection of shape c, after
 // the checks of pointStruct. With c.Dims > 0 it checks vector lengths,
 // sparing Qdrant a batch it would refuse; with c.Keywords the points' keyword
-// vectors are stored. Each point's metadata is encoded here, once for
-// consecutive points of the same map (a document's chunks share theirs).
-func (q *Store) newUnit(w *pipeline.DocWrite, c pipeline.Collection) (unit, error) {
+// vectors are stored. Each point's metadata is encoded here, appended to
+// *metadata, once for consecutive points of the same map (a document's
+// chunks share theirs).
+func (q *Store) newUnit(w *pipeline.DocWrite, c pipeline.Collection, metadata *[]byte) (unit, error) {
 	dims := c.Dims
 	if err := pipeline.CheckDoc(w.UserID, w.DocID, w.Version); err != nil {
 		return unit{}, err
@@ -98,11 +100,12 @@ func (q *Store) newUnit(w *pipeline.DocWrite, c pipeline.Collection) (unit, erro
 		if i > 0 && sameMap(p.Metadata, w.Points[i-1].Metadata) {
 			u.metadata[i] = u.metadata[i-1]
 		} else {
-			md, err := pipeline.PlainMetadata(p.Metadata)
-			if err != nil {
+			start := len(*metadata)
+			var err error
+			if *metadata, err = appendMetadata(*metadata, p.Metadata); err != nil {
 				return unit{}, fmt.Errorf("point %s: metadata: %w", p.ID, err)
 			}
-			u.metadata[i] = appendValue(make([]byte, 0, 256), md)
+			u.metadata[i] = (*metadata)[start:len(*metadata):len(*metadata)]
 		}
 		if kw := p.Keywords; c.Keywords && kw != nil && len(kw.Indices) > 0 {
 			if err := kw.Check(); err != nil {

@@ -5,10 +5,13 @@ import (
 	"encoding/binary"
 	"math"
 	"slices"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/qdrant/go-client/qdrant"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/ragpipe/ragpipe/pipeline"
 )
 
 // The UpdateBatch request of a set of units is written straight in
@@ -156,7 +159,7 @@ func (e *encoder) uint32s(num protowire.Number, v []uint32) {
 }
 
 // encodeRequest appends to b the UpdateBatchPoints request carrying units
-// (see operations in the package documentation and Apply): one upsert of
+// (see Apply and the package documentation): one upsert of
 // all their points, whose update_filter lets each point overwrite only a
 // stored point of its own write's version or older, then, with
 // deleteOlder, one delete of each document's points below its unit's
@@ -383,17 +386,16 @@ func (e *encoder) versionRange(bound protowire.Number, v uint64) {
 	e.close(cond)
 }
 
-// appendValue appends the fields of the Qdrant payload Value of a plain
-// value (see pipeline.PlainMetadata): what qdrantValue(v) marshals to.
-func appendValue(b []byte, v any) []byte {
-	e := encoder{b: b}
-	e.value(v)
-	return e.b
-}
-
-func (e *encoder) value(v any) {
+// value appends the fields of the Qdrant payload Value of v, what
+// qdrantValue(v) marshals to, when v is in plain form (see
+// pipeline.PlainMetadata) and valid: strings and keys valid UTF-8, numbers
+// finite. Otherwise it reports false, having appended part of it.
+func (e *encoder) value(v any) bool {
 	switch v := v.(type) {
 	case string:
+		if !utf8.ValidString(v) {
+			return false
+		}
 		e.string(fValueString, v)
 	case bool:
 		var x uint64
@@ -404,27 +406,57 @@ func (e *encoder) value(v any) {
 	case int64:
 		e.varint(fValueInt, uint64(v))
 	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false
+		}
 		e.double(fValueDouble, v)
+	case nil:
+		e.varint(fValueNull, uint64(qdrant.NullValue_NULL_VALUE))
 	case []any:
 		list := e.open(fValueList, 0)
 		for _, x := range v {
 			item := e.open(fListValues, 0)
-			e.value(x)
+			if !e.value(x) {
+				return false
+			}
 			e.close(item)
 		}
 		e.close(list)
 	case map[string]any:
 		s := e.open(fValueStruct, 0)
 		for k, x := range v {
+			if !utf8.ValidString(k) {
+				return false
+			}
 			entry := e.open(fStructField, 0)
 			e.string(fEntryKey, k)
 			val := e.open(fEntryValue, 0)
-			e.value(x)
+			if !e.value(x) {
+				return false
+			}
 			e.close(val)
 			e.close(entry)
 		}
 		e.close(s)
-	default: // nil
-		e.varint(fValueNull, uint64(qdrant.NullValue_NULL_VALUE))
+	default:
+		return false
 	}
+	return true
+}
+
+// appendMetadata appends the fields of the payload Value of point
+// metadata md (see pipeline.PlainMetadata): md as it is when it is in plain
+// form already, as decoded events' metadata is, else its plain form.
+func appendMetadata(b []byte, md map[string]any) ([]byte, error) {
+	e := encoder{b: b}
+	if e.value(md) {
+		return e.b, nil
+	}
+	plain, err := pipeline.PlainMetadata(md)
+	if err != nil {
+		return b, err
+	}
+	e.b = e.b[:len(b)]
+	e.value(plain)
+	return e.b, nil
 }

@@ -35,6 +35,20 @@ func richMetadata() map[string]any {
 	}
 }
 
+// plainMetadata holds every JSON type, in the plain form of decoded events'
+// metadata (and nested objects).
+func plainMetadata() map[string]any {
+	return map[string]any{
+		"s": "héllo wörld — 日本語 🚀 \u0000 \"quoted\"", "empty": "", "ünïcödé ключ": "v",
+		"t": true, "f": false, "null": nil,
+		"i": int64(-42), "zero": int64(0), "max": int64(math.MaxInt64), "min": int64(math.MinInt64),
+		"pi": 3.14159, "negzero": math.Copysign(0, -1), "tiny": 5e-324, "huge": -1.7976931348623157e308,
+		"list": []any{"a", int64(1), 2.5, nil, true, []any{}, []any{[]any{"deep"}}, map[string]any{"x": "y"}},
+		"obj":  map[string]any{"nested": map[string]any{"deep": []any{int64(1), map[string]any{}}}, "k": "v", "nil": nil},
+		"eobj": map[string]any{}, "elist": []any{},
+	}
+}
+
 // point returns the i-th point of a write of user/doc at version v: its
 // text of about n characters, its keyword vector, hash and metadata as given.
 func testPoint(user, doc string, v uint64, i, count, n int, md map[string]any) pipeline.Point {
@@ -56,7 +70,7 @@ func testWrite(user, doc string, v uint64, points int, md map[string]any) pipeli
 }
 
 func TestEncodeRequest(t *testing.T) {
-	rich := richMetadata()
+	rich, plain := richMetadata(), plainMetadata()
 	shared := map[string]any{"source": "wiki", "tags": []any{"a", "b"}}
 
 	mixed := testWrite("alice", "mixed", 7, 5, shared)
@@ -106,7 +120,7 @@ func TestEncodeRequest(t *testing.T) {
 				testCase{name + "one", keywords, []pipeline.DocWrite{testWrite("alice", "d", 1, 1, shared)}, nil, deleteOlder, medium},
 				testCase{name + "mixed", keywords, []pipeline.DocWrite{mixed}, nil, deleteOlder, medium},
 				testCase{name + "versions", keywords, []pipeline.DocWrite{
-					testWrite("alice", "a", 5, 2, rich), testWrite("bob", "b", 3, 1, nil), {UserID: "alice", DocID: "gone", Version: 4},
+					testWrite("alice", "a", 5, 2, rich), testWrite("bob", "b", 3, 1, plain), {UserID: "alice", DocID: "gone", Version: 4},
 					testWrite("alice", "c", 5, 3, shared), testWrite("bob", "d", 1, 1, shared), sealed, {UserID: "bob", DocID: "gone", Version: 9},
 				}, nil, deleteOlder, medium},
 				testCase{name + "sealed", keywords, []pipeline.DocWrite{sealed}, nil, deleteOlder, &qdrant.WriteOrdering{Type: qdrant.WriteOrderingType_Strong}},
@@ -123,8 +137,9 @@ func TestEncodeRequest(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := pipeline.Collection{Name: "c", Keywords: tc.keywords}
 			var got, want []unit
+			metadata := []byte("junk")
 			for i := range tc.writes {
-				u, err := q.newUnit(&tc.writes[i], c)
+				u, err := q.newUnit(&tc.writes[i], c, &metadata)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -195,6 +210,10 @@ func TestNewUnitErrors(t *testing.T) {
 		{"metadata NaN", func(w *pipeline.DocWrite) { w.Points[1].Metadata = map[string]any{"x": math.NaN()} }},
 		{"metadata type", func(w *pipeline.DocWrite) { w.Points[1].Metadata = map[string]any{"x": struct{}{}} }},
 		{"metadata key", func(w *pipeline.DocWrite) { w.Points[1].Metadata = map[string]any{"\xff": 1} }},
+		{"metadata string", func(w *pipeline.DocWrite) { w.Points[1].Metadata = map[string]any{"x": []any{"ok", "\xff"}} }},
+		{"metadata nested key", func(w *pipeline.DocWrite) {
+			w.Points[1].Metadata = map[string]any{"x": map[string]any{"ok": int64(1), "\xfe": "v"}}
+		}},
 		{"metadata nested", func(w *pipeline.DocWrite) {
 			w.Points[1].Metadata = map[string]any{"x": []any{map[string]any{"y": uint64(math.MaxUint64)}}}
 		}},
@@ -223,7 +242,7 @@ func TestNewUnitErrors(t *testing.T) {
 				w := testWrite("u", "d", 3, 3, map[string]any{"ok": true})
 				tc.edit(&w)
 				c := pipeline.Collection{Dims: 8, Keywords: keywords}
-				_, got := q.newUnit(&w, c)
+				_, got := q.newUnit(&w, c, new([]byte))
 				_, want := q.writeUnit(&w, c)
 				if fmt.Sprint(got) != fmt.Sprint(want) {
 					t.Fatalf("newUnit: %v\nwriteUnit: %v", got, want)

@@ -103,8 +103,9 @@ func BenchmarkUpdateBatch(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			units := make([]unit, len(writes))
+			var metadata []byte
 			for i := range writes {
-				u, err := q.newUnit(&writes[i], c)
+				u, err := q.newUnit(&writes[i], c, &metadata)
 				if err != nil {
 					b.Fatal(err)
 				}
