@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -81,12 +80,13 @@ func corpusTexts(t testing.TB) []string {
 	t.Helper()
 	var texts []string
 	for _, dir := range []string{"../examples", "../evaluation/testdata"} {
-		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
+		fsys := os.DirFS(dir)
+		err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				var b []byte
+				b, err = fs.ReadFile(fsys, path)
+				texts = append(texts, string(b))
 			}
-			b, err := os.ReadFile(path)
-			texts = append(texts, string(b))
 			return err
 		})
 		if err != nil {
