@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/qdrant/go-client/qdrant"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -285,4 +286,35 @@ func consumeField(b []byte) (protowire.Number, protowire.Type, []byte, int) {
 	}
 	v, m := protowire.ConsumeBytes(b[n:])
 	return num, typ, v, n + m
+}
+
+// TestRequestReferences checks that a request's buffer is released only
+// once its sender and every gRPC reference are done with it, and never when
+// gRPC does not count its references.
+func TestRequestReferences(t *testing.T) {
+	for _, size := range []int{100, 1 << 20} {
+		r := newRequest()
+		r.buf = append(r.buf, make([]byte, size)...)
+		first, err := requestCodec{}.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, _ := requestCodec{}.Marshal(r) // a retry
+		if got := first.Materialize(); len(got) != size {
+			t.Fatalf("%d bytes marshalled, want %d", len(got), size)
+		}
+		r.release()
+		first.Free()
+		counted := !mem.IsBelowBufferPoolingThreshold(cap(r.buf))
+		if n := r.refs.Load(); counted && n != 1 {
+			t.Fatalf("size %d: %d references left with one retry in flight, want 1", size, n)
+		}
+		second.Free()
+		if n := r.refs.Load(); counted && n != 0 || !counted && n == 0 {
+			t.Fatalf("size %d (references counted by gRPC: %v): %d references left", size, counted, n)
+		}
+	}
+	if _, err := (requestCodec{}).Marshal(&qdrant.UpdateBatchPoints{}); err == nil {
+		t.Fatal("requestCodec marshalled a message")
+	}
 }
