@@ -16,7 +16,7 @@ type pending struct {
 }
 
 // writes chunks the events at idx with d's chunker and gives every chunk
-// its keyword vector and a vector: the event's own, a stored one (see
+// its keyword vector (see points) and a vector: the event's own, a stored one (see
 // reuse) or one from a single call of d's embedder; with StageConfig.Keys,
 // it then seals the texts. Events in first are their document's first
 // version. It returns one write per event and, per event, the error of an
