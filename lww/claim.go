@@ -194,27 +194,38 @@ func pubAckError(ack *nats.Msg) error {
 // of each: send's (which writes request k with reply as its reply subject),
 // else recv's (which checks its answer), else the wait's. The requests go
 // through the connection's buffer without waiting for each other, so the
-// client writes many in one flush. The exchange as a whole gets the
-// JetStream client's default timeout when ctx has no deadline.
+// client writes many in one flush. When ctx has no deadline, the wait for
+// an answer ends after the JetStream client's default timeout, as the
+// client's own requests do.
 func (r *Register) exchange(ctx context.Context, n, window int, send func(k int, reply string) error, recv func(k int, msg *nats.Msg) error) []error {
 	errs := make([]error, n)
+	if n == 0 {
+		return errs
+	}
 	nc := r.js.Conn()
 	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox + ".*")
+	window = max(min(window, n), 1)
+	answers, err := subscribeReplies(nc, inbox+".*", window)
 	if err != nil {
 		for k := range errs {
 			errs[k] = err
 		}
 		return errs
 	}
-	defer sub.Unsubscribe() //nolint:errcheck // only a closed connection fails it
-	ctx, cancel := r.bounded(ctx)
-	defer cancel()
+	defer answers.stop()
+	var timer *time.Timer // restarted at every answer
+	var expired <-chan time.Time
+	idle := r.js.Options().DefaultTimeout
+	if _, ok := ctx.Deadline(); !ok {
+		timer = time.NewTimer(idle)
+		defer timer.Stop()
+		expired = timer.C
+	}
 	waiting := make([]bool, n)
 	sent, open := 0, 0
 	reply := make([]byte, 0, len(inbox)+8)
 	for sent < n || open > 0 {
-		for ; sent < n && open < max(window, 1); sent++ {
+		for ; sent < n && open < window; sent++ {
 			reply = strconv.AppendInt(append(append(reply[:0], inbox...), '.'), int64(sent), 10)
 			if errs[sent] = send(sent, string(reply)); errs[sent] == nil {
 				waiting[sent] = true
@@ -224,7 +235,7 @@ func (r *Register) exchange(ctx context.Context, n, window int, send func(k int,
 		if open == 0 {
 			continue
 		}
-		msg, err := sub.NextMsgWithContext(ctx)
+		msg, err := answers.next(ctx, expired)
 		if err != nil {
 			for k := range errs[:sent] {
 				if waiting[k] {
@@ -242,7 +253,46 @@ func (r *Register) exchange(ctx context.Context, n, window int, send func(k int,
 		}
 		waiting[k] = false
 		open--
+		if timer != nil {
+			timer.Reset(idle)
+		}
 		errs[k] = recv(k, msg)
 	}
 	return errs
+}
+
+// replies is a subscription whose messages wait in a channel of the
+// capacity its user needs: a synchronous subscription allocates the
+// client's default, 65,536 slots, each time.
+type replies struct {
+	sub *nats.Subscription
+	ch  chan *nats.Msg
+}
+
+// subscribeReplies subscribes to subject, keeping up to capacity messages
+// unread; the client drops those beyond.
+func subscribeReplies(nc *nats.Conn, subject string, capacity int) (*replies, error) {
+	ch := make(chan *nats.Msg, capacity)
+	sub, err := nc.ChanSubscribe(subject, ch)
+	if err != nil {
+		return nil, err
+	}
+	return &replies{sub: sub, ch: ch}, nil
+}
+
+// next returns the next message, or an error once ctx is done or expired
+// delivers.
+func (r *replies) next(ctx context.Context, expired <-chan time.Time) (*nats.Msg, error) {
+	select {
+	case msg := <-r.ch:
+		return msg, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-expired:
+		return nil, context.DeadlineExceeded
+	}
+}
+
+func (r *replies) stop() {
+	_ = r.sub.Unsubscribe() // only a closed connection fails it, which ends the subscription anyway
 }

@@ -54,6 +54,7 @@ type Claims struct {
 	p          *Protocol
 	collection string
 	docs       []pipeline.DocVersion
+	keys       []string       // by index in docs: the register key, where claimed
 	held       []int          // indexes in docs to write, ascending
 	first      []bool         // by index in docs: new to the register
 	errs       []error        // by index in docs: a failed claim, re-read or prune
@@ -69,9 +70,11 @@ func (p *Protocol) Claim(ctx context.Context, collection string, docs []pipeline
 	c := &Claims{p: p, collection: collection, docs: docs, first: make([]bool, len(docs)),
 		errs: make([]error, len(docs)), below: make(map[int]uint64)}
 	idx := newestPerDocument(docs)
+	c.keys = make([]string, len(docs))
 	keys, versions := make([]string, len(idx)), make([]uint64, len(idx))
 	for j, i := range idx {
-		keys[j], versions[j] = Key(collection, docs[i].UserID, docs[i].DocID), docs[i].Version
+		c.keys[i] = Key(collection, docs[i].UserID, docs[i].DocID)
+		keys[j], versions[j] = c.keys[i], docs[i].Version
 	}
 	claims, errs := p.claimMany(ctx, keys, versions)
 	for j, i := range idx {
@@ -161,7 +164,9 @@ func (c *Claims) overtaken(ctx context.Context, written []int) {
 	}
 	keys := make([]string, len(written))
 	for j, i := range written {
-		keys[j] = Key(c.collection, c.docs[i].UserID, c.docs[i].DocID)
+		if keys[j] = c.keys[i]; keys[j] == "" { // not claimed: no held document
+			keys[j] = Key(c.collection, c.docs[i].UserID, c.docs[i].DocID)
+		}
 	}
 	latest, err := c.p.cfg.Versions.Latest(ctx, keys)
 	for j, i := range written {

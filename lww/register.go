@@ -230,18 +230,18 @@ func (r *Register) directGet(ctx context.Context, subjects []string, versions, s
 	}
 	nc := r.js.Conn()
 	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	answers, err := subscribeReplies(nc, inbox, len(asked)+1) // and the end of the batch
 	if err != nil {
 		return fmt.Errorf("version register: %w", err)
 	}
-	defer sub.Unsubscribe()
+	defer answers.stop()
 	if err := nc.PublishRequest(jetstream.DefaultAPIPrefix+"DIRECT.GET."+RegisterStream, inbox, req); err != nil {
 		return fmt.Errorf("version register: %w", err)
 	}
 	ctx, cancel := r.bounded(ctx)
 	defer cancel()
 	for answered := 0; ; answered++ {
-		msg, err := sub.NextMsgWithContext(ctx)
+		msg, err := answers.next(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("version register: direct get of %d entries: %w", len(subjects), err)
 		}

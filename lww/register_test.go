@@ -1,6 +1,7 @@
 package lww_test
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -233,5 +234,25 @@ func TestRegisterClaimMany(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRegisterClaimManyWithoutStream: with the register's stream gone, no
+// one answers the publishes; each claim fails, after the retries, as the
+// JetStream client's publish would.
+func TestRegisterClaimManyWithoutStream(t *testing.T) {
+	js := jetStream(t, natstest.Start(t).ClientURL())
+	r, err := lww.NewRegister(t.Context(), js, "rag", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(t.Context(), lww.RegisterStream); err != nil {
+		t.Fatal(err)
+	}
+	claims, errs := r.ClaimMany(t.Context(), []string{"c.u.a", "c.u.b", "c.u.c"}, []uint64{1, 2, 3}, 2)
+	for i, err := range errs {
+		if !errors.Is(err, jetstream.ErrNoStreamResponse) || claims[i].Held {
+			t.Errorf("claim %d without a stream = %+v, %v; want %v", i, claims[i], err, jetstream.ErrNoStreamResponse)
+		}
 	}
 }
