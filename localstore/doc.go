@@ -42,7 +42,7 @@
 // # Keyword vectors
 //
 // Collections the store creates have keyword vectors (pipeline.Collection
-// Keywords): each point keeps its pipeline.Point.Keywords, or one computed
+// Keywords) unless Config.NoKeywords: each point keeps its pipeline.Point.Keywords, or one computed
 // from its text with pipeline.Keywords when it comes without. Each tenant
 // has an inverted index, the postings (slot, weight) of its points by term,
 // and the collection counts the points with a keyword vector (N) and, per

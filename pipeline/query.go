@@ -75,8 +75,9 @@ const KeywordWeight = 2
 func PrefetchLimit(topK int) int { return max(4*topK, 40) }
 
 // ErrNoKeywords reports a keyword or hybrid search of a collection created
-// without keyword vectors; it is permanent (the request is refused, 400).
-var ErrNoKeywords = Permanent(errors.New("the collection has no keyword vectors (it was created before them); search it with mode dense, or rebuild it with ragpipe reindex"))
+// without keyword vectors (before them, or with RAGPIPE_KEYWORDS=false); it
+// is permanent (the request is refused, 400).
+var ErrNoKeywords = Permanent(errors.New("the collection has no keyword vectors (created before them, or with RAGPIPE_KEYWORDS=false); search it with mode dense, or rebuild it with `ragpipe reindex --collection NAME` with the workers on RAGPIPE_KEYWORDS=true"))
 
 // Hit is one matching chunk.
 type Hit struct {

@@ -120,7 +120,8 @@ type Collection struct {
 	Shards, ReplicationFactor, WriteConsistency uint32
 	// Keywords reports whether the collection stores keyword vectors (points'
 	// Keywords) for keyword and hybrid search. Collections ragpipe creates
-	// have them; collections created before them do not.
+	// have them unless the store is set not to (RAGPIPE_KEYWORDS=false);
+	// collections created before them do not.
 	Keywords bool
 }
 

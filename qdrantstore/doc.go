@@ -33,14 +33,16 @@
 //
 // # Keyword vectors
 //
-// Collections EnsureCollection creates hold, beside the unnamed dense
-// vector, a sparse vector named "keywords" with Qdrant's idf modifier:
+// Collections EnsureCollection and CreateGeneration create hold, unless
+// Config.NoKeywords, beside the unnamed dense vector, a sparse vector named
+// "keywords" with Qdrant's idf modifier:
 // each point carries the BM25 term weights of its text (pipeline.Keywords),
 // and Qdrant multiplies them at query time by each term's IDF over the
 // shard's points. Search sends keyword and hybrid queries through the Query
 // API, hybrid as one request whose dense and keyword prefetches are fused by
-// reciprocal rank. Collections created before keyword vectors keep working:
-// their points are written without them and searched by vector only.
+// reciprocal rank. Collections created before keyword vectors, or with
+// Config.NoKeywords, keep working: their points are written without them
+// and searched by vector only.
 //
 // The IDF is collection-wide (per shard), over every tenant's chunks, and
 // in segments Qdrant has indexed it still counts chunks overwritten or

@@ -168,8 +168,8 @@ func (j *run) create(ctx context.Context, st generation.State) (generation.State
 		if err != nil {
 			return st, err
 		}
-		if desc.Keywords {
-			return st, pipeline.Permanent(errors.New("nothing to change: the target settings are the serving generation's"))
+		if desc.Keywords == !j.cfg.NoKeywords {
+			return st, pipeline.Permanent(nothingToChange(desc.Keywords))
 		}
 	}
 	var err error
@@ -212,6 +212,16 @@ func (j *run) create(ctx context.Context, st generation.State) (generation.State
 			Int64("points", total).Msg("building generation created: events are written to it too; copying")
 	}
 	return st, err
+}
+
+// nothingToChange is the error of a build whose target settings are the
+// serving generation's, which has keyword vectors (or none) as the store
+// creates them.
+func nothingToChange(keywords bool) error {
+	if keywords {
+		return errors.New("nothing to change: the target settings are the serving generation's, and it has keyword vectors as the workers create them (RAGPIPE_KEYWORDS=true)")
+	}
+	return errors.New("nothing to change: the target settings are the serving generation's, and it has no keyword vectors, as the workers create none (RAGPIPE_KEYWORDS=false)")
 }
 
 // nextNumber returns the number of the building generation: past every

@@ -51,6 +51,12 @@ type Config struct {
 	Registry Registry
 	// Store reads the generations and creates, switches and drops them.
 	Store Store
+	// NoKeywords says that Store creates generations without keyword
+	// vectors (RAGPIPE_KEYWORDS=false). A build whose target settings are
+	// the serving generation's is carried out only to give the collection
+	// what the store creates: keyword vectors dropped with NoKeywords,
+	// added without. Default false: generations get keyword vectors.
+	NoKeywords bool
 	// Stage writes the copied documents to the building generation, with
 	// the claims and conditional writes of every event.
 	Stage Stage

@@ -39,11 +39,14 @@ type env struct {
 	stage  *ingest.Stage
 	router *router
 	keys   *keyring.Keyring // nil without encryption at rest
+	// noKeywords is the store's Config.NoKeywords, told the runners.
+	noKeywords bool
 }
 
 // newEnv starts the servers and the Stage; with encrypted, texts are
-// stored sealed by their tenants' keys.
-func newEnv(t *testing.T, encrypted bool) *env {
+// stored sealed by their tenants' keys. opts change the store's Config
+// (a temporary Dir by default).
+func newEnv(t *testing.T, encrypted bool, opts ...func(*localstore.Config)) *env {
 	t.Helper()
 	js, err := jetstream.New(natstest.Connect(t, natstest.Start(t)))
 	if err != nil {
@@ -58,7 +61,11 @@ func newEnv(t *testing.T, encrypted bool) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
-	store, err := localstore.Open(t.Context(), localstore.Config{Dir: t.TempDir()})
+	scfg := localstore.Config{Dir: t.TempDir()}
+	for _, o := range opts {
+		o(&scfg)
+	}
+	store, err := localstore.Open(t.Context(), scfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,8 +75,8 @@ func newEnv(t *testing.T, encrypted bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, reg: reg, store: store, router: &router{reg: reg}}
-	scfg := ingest.StageConfig{
+	e := &env{t: t, reg: reg, store: store, router: &router{reg: reg}, noKeywords: scfg.NoKeywords}
+	stcfg := ingest.StageConfig{
 		Sink: store, Versions: versions, Embedder: def, Chunker: chunker, Reuse: store,
 		AutoCreate: func(string) bool { return true }, Router: e.router,
 	}
@@ -82,9 +89,9 @@ func newEnv(t *testing.T, encrypted bool) *env {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { e.keys.Close() })
-		scfg.Keys = func(ctx context.Context, tenant string) (ingest.TenantKey, error) { return e.keys.Tenant(ctx, tenant) }
+		stcfg.Keys = func(ctx context.Context, tenant string) (ingest.TenantKey, error) { return e.keys.Tenant(ctx, tenant) }
 	}
-	if e.stage, err = ingest.NewStage(scfg); err != nil {
+	if e.stage, err = ingest.NewStage(stcfg); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -200,7 +207,7 @@ func (s *countingStage) ProcessTo(ctx context.Context, events []pipeline.Event, 
 func (e *env) runner(name string, stage reindex.Stage, batch int) (stop func()) {
 	e.t.Helper()
 	cfg := reindex.Config{
-		Registry: e.reg, Store: e.store, Stage: stage, Embedder: embedderFor,
+		Registry: e.reg, Store: e.store, NoKeywords: e.noKeywords, Stage: stage, Embedder: embedderFor,
 		Defaults: func(string) generation.Generation {
 			return generation.Generation{ChunkSize: 300, ChunkOverlap: 30}
 		},
@@ -811,4 +818,56 @@ func TestFailedSearch(t *testing.T) {
 		t.Fatalf("failed job: %q, report %+v", st.Job.Error, r)
 	}
 	t.Logf("%s; report: %d of %d sample searches found their document", st.Job.Error, st.Job.Report.Answered, st.Job.Report.Searches)
+}
+
+// TestBuildKeywords turns a collection's keyword vectors off, and on, by a
+// build of the serving settings alone (a plain ragpipe reindex) whose
+// runner's store creates generations as RAGPIPE_KEYWORDS says; a build
+// that would change nothing then fails saying so.
+func TestBuildKeywords(t *testing.T) {
+	for _, keywords := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keywords=%t", keywords), func(t *testing.T) {
+			dir := t.TempDir()
+			before, err := localstore.Open(t.Context(), localstore.Config{Dir: dir, NoKeywords: keywords})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := before.EnsureCollection(t.Context(), pipeline.Collection{Name: collection, Dims: 1024}, true); err != nil {
+				t.Fatal(err)
+			}
+			before.Close()
+			e := newEnv(t, false, func(c *localstore.Config) { c.Dir, c.NoKeywords = dir, !keywords })
+			m := &model{docs: map[[2]string]doc{}}
+			var version atomic.Uint64
+			e.load(m, rand.New(rand.NewPCG(15, 15)), 30, &version)
+			e.runner("a", e.stage, 0)
+
+			e.request(generation.Job{Action: generation.Build, Target: &generation.Generation{}})
+			st := e.wait(time.Minute)
+			e.verify(m, st.Serving)
+			for name, want := range map[string]bool{st.Serving.Name: keywords, st.Previous.Name: !keywords} {
+				if c, err := e.store.Describe(t.Context(), name); err != nil || c.Keywords != want {
+					t.Errorf("Describe(%s) = %+v (%v), want Keywords %t", name, c, err, want)
+				}
+			}
+			text := m.docs[[2]string{"alice", "d0007"}].text
+			hits, err := e.store.Search(t.Context(), st.Serving.Name, pipeline.Query{UserID: "alice",
+				Mode: pipeline.ModeKeyword, Keywords: pipeline.QueryKeywords(text), TopK: 3})
+			if keywords && (err != nil || len(hits) == 0) {
+				t.Errorf("keyword search of %s: %d hits (%v)", st.Serving.Name, len(hits), err)
+			}
+			if !keywords && !errors.Is(err, pipeline.ErrNoKeywords) {
+				t.Errorf("keyword search of %s: %v, want ErrNoKeywords", st.Serving.Name, err)
+			}
+
+			e.request(generation.Job{Action: generation.DropPrevious})
+			e.wait(time.Minute)
+			e.request(generation.Job{Action: generation.Build, Target: &generation.Generation{}})
+			failed := e.failed(time.Minute)
+			if want := fmt.Sprintf("RAGPIPE_KEYWORDS=%t", keywords); !strings.Contains(failed.Job.Error, "nothing to change") ||
+				!strings.Contains(failed.Job.Error, want) || failed.Building != nil || failed.Serving != st.Serving {
+				t.Errorf("a build changing nothing: %q, state %+v; want it refused naming %s", failed.Job.Error, failed, want)
+			}
+		})
+	}
 }

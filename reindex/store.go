@@ -16,8 +16,9 @@ import (
 // aliases, which every read resolves.
 type Store interface {
 	// CreateGeneration creates collection c under exactly its name, as
-	// EnsureCollection creates collections (keyword vectors, payload
-	// indexes, c's layout or the store's defaults), unless it exists with
+	// EnsureCollection creates collections (keyword vectors unless the
+	// store is set to create none, as Config.NoKeywords says; payload
+	// indexes; c's layout or the store's defaults), unless it exists with
 	// c's dimensions and distance; with others it fails permanently.
 	CreateGeneration(ctx context.Context, c pipeline.Collection) error
 	// AliasTarget returns the collection the alias name points at; "" when

@@ -203,7 +203,7 @@ func openOperationStore(ctx context.Context, env *environment, spec, flagName st
 		if dev {
 			devDir = spec
 		}
-		l, err := localstore.Open(ctx, localstore.Config{Dir: dir, Logger: env.log})
+		l, err := localstore.Open(ctx, localstore.Config{Dir: dir, NoKeywords: !env.cfg.Keywords, Logger: env.log})
 		if err != nil {
 			return s, err
 		}

@@ -240,7 +240,7 @@ func stageCollections(cfg *config.Config, reg *generation.Registry) []pipeline.C
 func newReindexRunner(env *environment, svc *service, store storeRoles, stage *ingest.Stage) (*reindex.Runner, error) {
 	cfg := env.cfg
 	return reindex.NewRunner(reindex.Config{
-		Registry: svc.gens, Store: store.generations, Stage: stage, Embedder: svc.embs.get,
+		Registry: svc.gens, Store: store.generations, NoKeywords: !cfg.Keywords, Stage: stage, Embedder: svc.embs.get,
 		Defaults: func(collection string) generation.Generation {
 			d := generation.Generation{ChunkSize: cfg.ChunkSize, ChunkOverlap: cfg.ChunkOverlap}
 			if i := slices.IndexFunc(cfg.Collections, func(c pipeline.Collection) bool { return c.Name == collection }); i >= 0 {

@@ -131,7 +131,7 @@ func openStore(ctx context.Context, env *environment, spec, flagName string) (mi
 	if err != nil {
 		return migrationStore{}, fmt.Errorf("%s %s: %w", flagName, spec, err)
 	}
-	l, err := localstore.Open(ctx, localstore.Config{Dir: dir, Logger: env.log})
+	l, err := localstore.Open(ctx, localstore.Config{Dir: dir, NoKeywords: !env.cfg.Keywords, Logger: env.log})
 	if err != nil {
 		return migrationStore{}, err
 	}

@@ -21,7 +21,7 @@ import (
 var reindexCommand = command{
 	name:   "reindex",
 	client: true,
-	summary: "Rebuild a collection with another embedder, dimensions, chunking or layout with zero downtime: " +
+	summary: "Rebuild a collection with another embedder, dimensions, chunking or layout, or with keyword vectors turned on or off, with zero downtime: " +
 		"the workers build the next generation from what is stored while events and searches go on, check it, and switch to it; " +
 		"the previous generation is kept, written, for --rollback until --drop-previous.",
 	usage: "reindex --collection NAME [--embedder PROFILE|default] [--dims N] [--distance D] [--chunk-size N] [--chunk-overlap N]\n" +
@@ -29,9 +29,11 @@ var reindexCommand = command{
 		"       ragpipe reindex --collection NAME --switch | --rollback | --drop-previous | --abort | --status [--json]\n\n" +
 		"  Workers carry out the job: at least one `ragpipe worker` or `ragpipe dev` must run. A new profile's\n" +
 		"  RAGPIPE_EMBEDDER_<PROFILE>_* settings must be in the environment of every worker and searcher.\n" +
-		"  Settings left unset are the serving generation's. The command follows the job until it is done\n" +
-		"  (exit 0) or failed (exit 1, with the checks' report); Ctrl-C leaves it to the workers, and running\n" +
-		"  the same command again follows it again.\n" +
+		"  Settings left unset are the serving generation's. The new generation has keyword vectors or not as\n" +
+		"  the workers' RAGPIPE_KEYWORDS says: with no setting given, the build turns them on or off alone, and\n" +
+		"  fails with \"nothing to change\" when the serving generation already has what the workers create.\n" +
+		"  The command follows the job until it is done (exit 0) or failed (exit 1, with the checks' report);\n" +
+		"  Ctrl-C leaves it to the workers, and running the same command again follows it again.\n" +
 		"  --no-switch builds and checks, then leaves the new generation ready (written, not serving); --switch\n" +
 		"  checks it again and switches when you choose: on a Qdrant cluster an alias switch under heavy writes\n" +
 		"  stalls every collection of a node until its requests in flight finish.",
@@ -109,8 +111,6 @@ func (r *reindexer) parse(args []string) error {
 		return errors.New("want at most one of --switch, --rollback, --drop-previous, --abort and --status")
 	case actions == 1 && (len(r.given) > 0 || r.noSwitch):
 		return errors.New("the new generation's settings and --no-switch go with a build only, not with --switch, --rollback, --drop-previous, --abort or --status")
-	case actions == 0 && len(r.given) == 0:
-		return errors.New("nothing to change: give the new generation's settings (--embedder, --dims, ...), or --switch, --rollback, --drop-previous, --abort or --status")
 	case r.target.Distance != "" && !r.target.Distance.Valid():
 		return fmt.Errorf("--distance %s: want cosine, dot, euclid or manhattan", r.target.Distance)
 	case r.target.ChunkSize < 0 || r.target.ChunkOverlap < 0:
@@ -227,9 +227,6 @@ func (r *reindexer) job(s *generation.State) (*generation.Job, bool, error) {
 			target := generation.Fill(r.target, r.given, s.Serving)
 			if target.Dims == 0 {
 				return nil, false, fmt.Errorf("give --dims N, the new embedder's dimensions (serving %s: %s)", s.Serving.Name, describe(s.Serving))
-			}
-			if generation.SameSettings(target, s.Serving) && s.Serving.Number > 0 {
-				return nil, false, fmt.Errorf("nothing changes: %s already has these settings", s.Serving.Name)
 			}
 			if target.ChunkSize > 0 && target.ChunkOverlap >= target.ChunkSize {
 				return nil, false, fmt.Errorf("chunk overlap %d with chunk size %d: want an overlap below the size", target.ChunkOverlap, target.ChunkSize)

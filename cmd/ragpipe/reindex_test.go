@@ -54,7 +54,6 @@ func TestReindexCommand(t *testing.T) {
 		want string
 	}{
 		{[]string{"--embedder", "small"}, "want --collection"},
-		{[]string{"--collection", "docs"}, "nothing to change"},
 		{[]string{"--collection", "docs", "--rollback", "--abort"}, "at most one"},
 		{[]string{"--collection", "docs", "--rollback", "--dims", "8"}, "with a build only"},
 		{[]string{"--collection", "docs", "--rollback"}, "has no previous generation"},
@@ -163,6 +162,48 @@ func TestReindexCommand(t *testing.T) {
 	}
 	if st, _, _ := reg.Current(t.Context(), "docs"); st.Job.Action != generation.DropPrevious || st.Job.Phase != generation.Waiting {
 		t.Errorf("after the interruption: job %+v", st.Job)
+	}
+}
+
+// TestReindexKeywordsOnly writes the build of a plain `ragpipe reindex
+// --collection NAME`, with no setting given, even when the serving
+// generation is one a reindex made: the workers decide whether it changes
+// the keyword vectors, and the command shows their refusal when it would
+// change nothing.
+func TestReindexKeywordsOnly(t *testing.T) {
+	reindex, reg := startReindex(t)
+	g2 := generation.Generation{Name: "docs__g2", Number: 2, Dims: 1024, Distance: "cosine", ChunkSize: 2000, ChunkOverlap: 200}
+	if _, err := reg.Update(t.Context(), "docs", func(s *generation.State, _ bool) error {
+		s.Collection, s.Serving = "docs", g2
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	refusal := "nothing to change: the target settings are the serving generation's, and it has keyword vectors as the workers create them (RAGPIPE_KEYWORDS=true)"
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		time.Sleep(500 * time.Millisecond)
+		if _, err := reg.Update(context.Background(), "docs", func(s *generation.State, _ bool) error {
+			if j := s.Job; j == nil || j.Action != generation.Build || len(j.Given) != 0 || j.Target == nil || *j.Target != (generation.Generation{}) {
+				t.Errorf("job written: %+v", j)
+			}
+			s.Job.Phase, s.Job.Error = generation.Failed, refusal
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+	})
+	code, _, errOut := reindex("--collection", "docs")
+	wg.Wait()
+	if code != 1 || !strings.Contains(errOut, "the build job failed: "+refusal) {
+		t.Errorf("a build changing nothing: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := reindex("--collection", "docs", "--detach"); code != 0 || !strings.Contains(errOut, "build job") {
+		t.Errorf("a plain build --detach: exit %d, %q", code, errOut)
+	}
+	code, out, _ := reindex("--help")
+	if help := strings.Join(strings.Fields(out), " "); code != 0 || !strings.Contains(help, "with no setting given, the build turns them on or off alone") {
+		t.Errorf("--help: exit %d, %q", code, out)
 	}
 }
 
