@@ -297,7 +297,7 @@ const maxSplitRest = 64 << 10
 var splitBufs sync.Pool
 
 // unmarshalSplit parses a body with a vector faster, or reports that it did
-// not (then w is untouched). The JSON decoder would scan a vector's
+// not and leaves w zero. The JSON decoder would scan a vector's
 // thousands of bytes once to check them and readFloats or
 // decodeVectorB64 would scan them again to convert them. Instead
 // vectorMember finds the vector and converts it, checking its syntax, and
@@ -338,8 +338,8 @@ func unmarshalSplit(body []byte, w *wireEvent) bool {
 }
 
 // vectorMember finds the one top-level member of body, an object, named
-// vector or vector_b64 in any case, and decodes it, whose value spans
-// body[start:end]. vec is nil when there is none or more than one, when it
+// vector or vector_b64 in any case, whose value spans body[start:end], and
+// decodes that value. vec is nil when there is none or more than one, when it
 // is not a valid vector, and when a member name has escapes or non-ASCII
 // characters (which name matching could fold to vector's).
 func vectorMember(body []byte) (start, end int, vec []float32, b64 bool) {
@@ -363,7 +363,9 @@ func vectorMember(body []byte) (start, end int, vec []float32, b64 bool) {
 		}
 		i = skipJSONSpace(body, i+1)
 		j := -1
-		switch isVector, isB64 := strings.EqualFold(string(name), "vector"), strings.EqualFold(string(name), "vector_b64"); {
+		isVector := len(name) == len("vector") && strings.EqualFold(string(name), "vector")
+		isB64 := len(name) == len("vector_b64") && strings.EqualFold(string(name), "vector_b64")
+		switch {
 		case (isVector || isB64) && found > 0:
 			return 0, 0, nil, false
 		case isVector && i < len(body) && body[i] == '[':
