@@ -38,11 +38,14 @@ var overheadTenants = []string{"alice", "bob", "carol", "dave", "erin"}
 
 // BenchmarkSearchOverhead times a dense search of one tenant through NATS
 // to the search service (its own connection, as a searcher process has)
-// over a real Qdrant, and the raw Qdrant Query of the same vector, tenant
-// filter, limit and payload, one request at a time and eight at once: the
-// comparison of `ragpipe bench --only text,search`, in one process. Each
-// reports its latencies' p50 and p99 in µs; rag's p50 minus qdrant's is
-// the service's overhead.
+// over a real Qdrant (rag), and the raw Qdrant Query of the same vector,
+// tenant filter, limit and payload (qdrant): the comparison of `ragpipe
+// bench --only text,search`, in one process, one request at a time and
+// eight at once. For the steps between, it also times the store's Search
+// with the query's embedding (store) and a NATS round trip to a subscriber
+// answering a search reply's bytes at once (echo). Each round calls every
+// path in turn, so that the machine's load weighs on them alike; each
+// path's p50 is reported in µs, and overhead-µs is rag's minus qdrant's.
 //
 //	flock /tmp/ragpipe-test.lock go test -run XXX -bench SearchOverhead -count 5 ./search
 func BenchmarkSearchOverhead(b *testing.B) {
