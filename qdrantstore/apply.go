@@ -136,10 +136,6 @@ type unit struct {
 	write    *pipeline.DocWrite // whose points are upserted; nil for a prune
 	keywords bool               // the points' keyword vectors are stored
 	metadata [][]byte           // of each point of write, its encoded payload Value
-
-	// points is the go-client form of write's points, built only by the
-	// tests' model of the request (writeUnit), never sent.
-	points []*qdrant.PointStruct
 }
 
 // writePoints returns the points u upserts.

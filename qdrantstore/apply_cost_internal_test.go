@@ -81,13 +81,9 @@ func BenchmarkApplyCost(b *testing.B) {
 			if err := s.EnsureCollection(t.Context(), c, true); err != nil {
 				t.Fatal(err)
 			}
-			units := make([]unit, n)
-			for i := range writes {
-				if units[i], err = s.writeUnit(&writes[i], c); err != nil {
-					t.Fatal(err)
-				}
-			}
+			units := costUnits(t, s, writes, c)
 			reqs := pack(units, v.batch)
+			ordering := &qdrant.WriteOrdering{Type: v.ordering}
 			cpu0 := procCPU(t, pid)
 			start := time.Now()
 			var g errgroup.Group
@@ -97,19 +93,11 @@ func BenchmarkApplyCost(b *testing.B) {
 					if v.read {
 						s.nothingStored(t.Context(), name, req)
 					}
-					var ops []*qdrant.PointsUpdateOperation
 					if v.filter {
-						ops = operations(req, false)
-					} else {
-						var pts []*qdrant.PointStruct
-						for _, u := range req {
-							pts = append(pts, u.points...)
-						}
-						ops = []*qdrant.PointsUpdateOperation{qdrant.NewPointsUpdateUpsert(&qdrant.PointsUpdateOperation_PointStructList{Points: pts})}
+						b, _ := encodeRequest(nil, name, ordering, req, false)
+						return sendRequest(t, s, name, b)
 					}
-					_, err := s.client.UpdateBatch(t.Context(), &qdrant.UpdateBatchPoints{
-						CollectionName: name, Wait: qdrant.PtrOf(true), Operations: ops, Ordering: &qdrant.WriteOrdering{Type: v.ordering}})
-					return err
+					return sendRequest(t, s, name, encodeUpsert(name, ordering, req, nil))
 				})
 			}
 			if err := g.Wait(); err != nil {
@@ -202,50 +190,135 @@ func filterCost(t testing.TB, s *Store, pid int, writes []pipeline.DocWrite) {
 	if err := s.EnsureCollection(t.Context(), c, true); err != nil {
 		t.Fatal(err)
 	}
-	units := make([]unit, len(writes))
 	for i := range writes {
 		writes[i].Version = uint64(i + 1)
 		if os.Getenv("RAGPIPE_APPLY_COST") == "filter1" {
 			writes[i].Version = 1 // one clause per request
 		}
-		var err error
-		if units[i], err = s.writeUnit(&writes[i], c); err != nil {
-			t.Fatal(err)
-		}
 	}
+	units := costUnits(t, s, writes, c)
 	var used [3]float64
 	var n [3]int
 	for i, req := range pack(units, 256) {
 		kind := i % 3
-		var pts []*qdrant.PointStruct
-		var ids []*qdrant.PointId
-		var docs []*qdrant.Condition
-		for _, u := range req {
-			pts = append(pts, u.points...)
-			for _, p := range u.points {
-				ids = append(ids, p.Id)
-			}
-			docs = append(docs, qdrant.NewFilterAsCondition(&qdrant.Filter{Must: []*qdrant.Condition{
-				qdrant.NewMatchKeyword(keyUserID, u.doc.userID), qdrant.NewMatchKeyword(keyDocID, u.doc.docID),
-				qdrant.NewRange(keyVersion, &qdrant.Range{Lte: qdrant.PtrOf(float64(u.version))}),
-			}}))
-		}
-		list := &qdrant.PointsUpdateOperation_PointStructList{Points: pts}
-		ops := []*qdrant.PointsUpdateOperation{qdrant.NewPointsUpdateUpsert(list)}
+		var b []byte
 		switch kind {
+		case 0:
+			b = encodeUpsert("filter", nil, req, nil)
 		case 1:
-			ops = operations(req, false)
+			b, _ = encodeRequest(nil, "filter", nil, req, false)
 		case 2:
-			list.UpdateFilter = &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewHasID(ids...)}, Should: docs}
+			b = encodeUpsert("filter", nil, req, alternativeFilter)
 		}
 		cpu0 := procCPU(t, pid)
-		if _, err := s.client.UpdateBatch(t.Context(), &qdrant.UpdateBatchPoints{
-			CollectionName: "filter", Wait: qdrant.PtrOf(true), Operations: ops}); err != nil {
+		if err := sendRequest(t, s, "filter", b); err != nil {
 			t.Fatal(err)
 		}
 		used[kind] += procCPU(t, pid) - cpu0
-		n[kind] += len(pts)
+		for _, u := range req {
+			n[kind] += len(u.writePoints())
+		}
 	}
 	t.Logf("upsert of new points, %s: plain %.1f µs/point, update_filter %.1f, alternative %.1f",
 		os.Getenv("RAGPIPE_APPLY_COST"), used[0]/float64(n[0])*1e6, used[1]/float64(n[1])*1e6, used[2]/float64(n[2])*1e6)
+}
+
+// costUnits builds the units of writes for collection c, as Apply does.
+func costUnits(t testing.TB, s *Store, writes []pipeline.DocWrite, c pipeline.Collection) []unit {
+	units := make([]unit, len(writes))
+	var metadata []byte
+	for i := range writes {
+		var err error
+		if units[i], err = s.newUnit(&writes[i], c, &metadata); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return units
+}
+
+// sendRequest sends b, an encoded UpdateBatch request of collection, as
+// Apply does.
+func sendRequest(t testing.TB, s *Store, collection string, b []byte) error {
+	r := newRequest()
+	defer r.release()
+	r.buf = append(r.buf, b...)
+	return s.updateBatch(t.Context(), collection, r)
+}
+
+// encodeUpsert returns the UpdateBatch request of collection upserting the
+// units' points, with no delete, the update_filter written by filter (none
+// if nil). With (*encoder).overwritable it is encodeRequest's request
+// without deleteOlder (TestEncodeUpsert).
+func encodeUpsert(collection string, ordering *qdrant.WriteOrdering, units []unit, filter func(*encoder, []unit)) []byte {
+	size := 0
+	for k := range units {
+		for i := range units[k].writePoints() {
+			size += pointHint(&units[k], i)
+		}
+	}
+	e := encoder{b: make([]byte, 0, size+len(units)*200)}
+	e.string(fUpdateBatchCollection, collection)
+	e.varint(fUpdateBatchWait, 1)
+	op := e.open(fUpdateBatchOperations, size)
+	upsert := e.open(fOperationUpsert, size)
+	for k := range units {
+		for i := range units[k].writePoints() {
+			e.point(&units[k], i)
+		}
+	}
+	if filter != nil {
+		filter(&e, units)
+	}
+	e.close(upsert)
+	e.close(op)
+	if ordering != nil {
+		o := e.open(fUpdateBatchOrdering, 2)
+		if ordering.Type != 0 {
+			e.varint(fOrderingType, uint64(ordering.Type))
+		}
+		e.close(o)
+	}
+	return e.b
+}
+
+// TestEncodeUpsert checks that encodeUpsert frames a request as
+// encodeRequest does.
+func TestEncodeUpsert(t *testing.T) {
+	md := map[string]any{"k": "v"}
+	writes := []pipeline.DocWrite{testWrite("u", "a", 3, 2, md), testWrite("u", "b", 5, 1, nil), testWrite("v", "c", 3, 1, md)}
+	units := costUnits(t, &Store{}, writes, pipeline.Collection{Name: "c", Keywords: true})
+	for _, o := range []*qdrant.WriteOrdering{nil, {Type: qdrant.WriteOrderingType_Medium}} {
+		want, _ := encodeRequest(nil, "c", o, units, false)
+		if got := encodeUpsert("c", o, units, (*encoder).overwritable); !bytes.Equal(got, want) {
+			t.Errorf("ordering %v: encodeUpsert differs from encodeRequest", o)
+		}
+	}
+}
+
+// alternativeFilter writes an update_filter alternative to overwritable's:
+// has_id of all the units' points, and for one of the units, its user_id,
+// doc_id and version <= its version.
+func alternativeFilter(e *encoder, units []unit) {
+	f := e.open(fListFilter, len(units)*200)
+	must := e.open(fFilterMust, len(units)*48)
+	has := e.open(fConditionHasID, len(units)*48)
+	for _, u := range units {
+		for _, p := range u.writePoints() {
+			id := e.open(fHasIDs, len(p.ID)+2)
+			e.string(fIDUUID, p.ID)
+			e.close(id)
+		}
+	}
+	e.close(has)
+	e.close(must)
+	for _, u := range units {
+		cond := e.open(fFilterShould, 128)
+		nest := e.open(fConditionNest, 128)
+		e.matchKeyword(keyUserID, u.doc.userID)
+		e.matchKeyword(keyDocID, u.doc.docID)
+		e.versionRange(fRangeLte, u.version)
+		e.close(nest)
+		e.close(cond)
+	}
+	e.close(f)
 }

@@ -137,7 +137,8 @@ func TestEncodeRequest(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := pipeline.Collection{Name: "c", Keywords: tc.keywords}
-			var got, want []unit
+			var got []unit
+			var want []modelUnit
 			metadata := []byte("junk")
 			for i := range tc.writes {
 				u, err := q.newUnit(&tc.writes[i], c, &metadata)
@@ -151,7 +152,10 @@ func TestEncodeRequest(t *testing.T) {
 				}
 				want = append(want, m)
 			}
-			got, want = append(got, tc.prunes...), append(want, tc.prunes...)
+			got = append(got, tc.prunes...)
+			for _, p := range tc.prunes {
+				want = append(want, modelPrune(p))
+			}
 			checkEncoding(t, "coll_1", tc.ordering, got, want, tc.deleteOlder)
 		})
 	}
@@ -160,7 +164,7 @@ func TestEncodeRequest(t *testing.T) {
 // checkEncoding checks that encodeRequest's bytes for units decode to the
 // request the go-client's messages for model (units built by writeUnit)
 // make, and are no longer than proto.Marshal's.
-func checkEncoding(t *testing.T, collection string, ordering *qdrant.WriteOrdering, units, model []unit, deleteOlder bool) {
+func checkEncoding(t *testing.T, collection string, ordering *qdrant.WriteOrdering, units []unit, model []modelUnit, deleteOlder bool) {
 	t.Helper()
 	prefix := []byte("junk")
 	b, ok := encodeRequest(prefix, collection, ordering, units, deleteOlder)

@@ -82,7 +82,7 @@ func BenchmarkUpdateBatch(b *testing.B) {
 	b.Run("protobuf", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			units := make([]unit, len(writes))
+			units := make([]modelUnit, len(writes))
 			for i := range writes {
 				u, err := q.writeUnit(&writes[i], c)
 				if err != nil {

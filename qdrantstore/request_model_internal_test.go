@@ -12,27 +12,37 @@ import (
 
 // The model of the UpdateBatch request in the go-client's messages, as the
 // sink built it before encodeRequest: tests check that encodeRequest's
-// bytes decode to the same request, and the cost benchmarks send it.
+// bytes decode to the same request.
 
-// writeUnit builds the unit of one write for a collection of shape c, with
-// its points in the go-client's form (unit.points). With c.Dims > 0 it
-// checks vector lengths; with c.Keywords it stores the points' keyword
-// vectors.
-func (q *Store) writeUnit(w *pipeline.DocWrite, c pipeline.Collection) (unit, error) {
+// modelUnit is the model's unit: one write's document and version, with its
+// points in the go-client's form, or a prune (no points).
+type modelUnit struct {
+	doc     docKey
+	version uint64
+	points  []*qdrant.PointStruct
+}
+
+// modelPrune is the model of a prune unit.
+func modelPrune(u unit) modelUnit { return modelUnit{doc: u.doc, version: u.version} }
+
+// writeUnit builds the model's unit of one write for a collection of shape
+// c. With c.Dims > 0 it checks vector lengths; with c.Keywords it stores the
+// points' keyword vectors.
+func (q *Store) writeUnit(w *pipeline.DocWrite, c pipeline.Collection) (modelUnit, error) {
 	dims := c.Dims
 	if err := pipeline.CheckDoc(w.UserID, w.DocID, w.Version); err != nil {
-		return unit{}, err
+		return modelUnit{}, err
 	}
-	u := unit{doc: docKey{w.UserID, w.DocID}, version: w.Version, weight: max(len(w.Points), 1)}
+	u := modelUnit{doc: docKey{w.UserID, w.DocID}, version: w.Version}
 	u.points = make([]*qdrant.PointStruct, len(w.Points))
 	for i := range w.Points {
 		if n := len(w.Points[i].Vector); dims > 0 && n != dims {
-			return unit{}, fmt.Errorf("point %s of %s/%s: vector of %d dimensions, collection has %d",
+			return modelUnit{}, fmt.Errorf("point %s of %s/%s: vector of %d dimensions, collection has %d",
 				w.Points[i].ID, w.UserID, w.DocID, n, dims)
 		}
 		p, err := pointStruct(w, &w.Points[i], c.Keywords)
 		if err != nil {
-			return unit{}, err
+			return modelUnit{}, err
 		}
 		u.points[i] = p
 	}
@@ -44,7 +54,7 @@ func (q *Store) writeUnit(w *pipeline.DocWrite, c pipeline.Collection) (unit, er
 // lets each point overwrite only a stored point of its own write's version or
 // older, then, with deleteOlder, one delete of each document's points below
 // its write's version.
-func operations(units []unit, deleteOlder bool) []*qdrant.PointsUpdateOperation {
+func operations(units []modelUnit, deleteOlder bool) []*qdrant.PointsUpdateOperation {
 	var points []*qdrant.PointStruct
 	ids := make(map[uint64][]*qdrant.PointId) // by the version their write carries
 	var older []*qdrant.Filter
