@@ -29,83 +29,77 @@ func (r *Register) Claim(ctx context.Context, key string, v uint64) (Claimed, er
 // request where Latest would batch its reads. The publishes that find
 // another claim first are read and tried again.
 func (r *Register) ClaimMany(ctx context.Context, keys []string, versions []uint64, inFlight int) ([]Claimed, []error) {
-	claims, errs := make([]Claimed, len(keys)), make([]error, len(keys))
-	subjects := make([]string, len(keys))
+	b := &claimBatch{r: r, subjects: make([]string, len(keys)), versions: versions, expect: make([]uint64, len(keys)),
+		claims: make([]Claimed, len(keys)), errs: make([]error, len(keys)), inFlight: inFlight}
+	open := make([]int, len(keys)) // indexes of the keys whose claim is not settled
 	for i, key := range keys {
-		subjects[i] = r.prefix + key
-	}
-	expect := make([]uint64, len(keys)) // the subject's last sequence each publish expects
-	open := make([]int, len(keys))      // indexes of the keys whose claim is not settled
-	for i := range open {
-		open[i] = i
+		b.subjects[i], open[i] = r.prefix+key, i
 	}
 	if r.firsts.Load() >= 0 {
-		open = r.settlePublished(ctx, open, subjects, versions, expect, inFlight, claims, errs)
-		for _, i := range open {
-			if errs[i] == nil && claims[i].Held {
+		open = b.publish(ctx, open)
+		for _, c := range b.claims {
+			if c.Held {
 				r.learn(true)
 			}
 		}
-		open = retrying(open, claims, errs)
 	}
 	for attempt := 0; len(open) > 0; attempt++ {
-		current, seqs, readErrs := r.readMany(ctx, pick(subjects, open), inFlight)
+		subjects := make([]string, len(open))
+		for j, i := range open {
+			subjects[j] = b.subjects[i]
+		}
+		current, seqs, errs := r.readMany(ctx, subjects, inFlight)
 		write := open[:0:0]
 		for j, i := range open {
 			switch {
-			case readErrs[j] != nil:
-				errs[i] = readErrs[j]
+			case errs[j] != nil:
+				b.errs[i] = errs[j]
 				continue
 			case attempt == 0:
 				r.learn(seqs[j] == 0)
 			}
 			if current[j] >= versions[i] {
-				claims[i] = Claimed{Held: current[j] == versions[i], Latest: current[j]}
+				b.claims[i] = Claimed{Held: current[j] == versions[i], Latest: current[j]}
 				continue
 			}
-			expect[i] = seqs[j]
+			b.expect[i] = seqs[j]
 			write = append(write, i)
 		}
-		open = retrying(r.settlePublished(ctx, write, subjects, versions, expect, inFlight, claims, errs), claims, errs)
+		open = b.publish(ctx, write)
 	}
-	return claims, errs
+	return b.claims, b.errs
 }
 
-// settlePublished publishes versions[i] on subjects[i] expecting expect[i]
-// for each i of at, and records the outcome: held, a failure, or neither
-// when another claim came first (wrong last sequence), to be read again. It
-// returns at.
-func (r *Register) settlePublished(ctx context.Context, at []int, subjects []string, versions, expect []uint64,
-	inFlight int, claims []Claimed, errs []error) []int {
-	for j, err := range r.publishMany(ctx, at, subjects, versions, expect, inFlight) {
+// claimBatch is the state of one ClaimMany: by index of its keys, the
+// subject, the version claimed, the last sequence its publish expects, and
+// the outcome.
+type claimBatch struct {
+	r                *Register
+	subjects         []string
+	versions, expect []uint64
+	claims           []Claimed
+	errs             []error
+	inFlight         int
+}
+
+// publish publishes, for each index i of at, versions[i] on subjects[i]
+// expecting expect[i], records which are held and which failed, and returns
+// the others: those another claim came first to (wrong last sequence), to
+// be read again.
+func (b *claimBatch) publish(ctx context.Context, at []int) []int {
+	var again []int
+	for j, err := range b.publishMany(ctx, at) {
 		i := at[j]
 		switch {
 		case err == nil:
-			claims[i] = Claimed{Held: true, Latest: versions[i], First: expect[i] == 0}
-		case !isWrongLastSequence(err):
-			errs[i] = fmt.Errorf("version register: %w", err)
-		}
-	}
-	return at
-}
-
-// retrying returns the indexes of at neither held nor failed.
-func retrying(at []int, claims []Claimed, errs []error) []int {
-	var again []int
-	for _, i := range at {
-		if errs[i] == nil && !claims[i].Held {
+			b.claims[i] = Claimed{Held: true, Latest: b.versions[i], First: b.expect[i] == 0}
+		case isWrongLastSequence(err):
 			again = append(again, i)
+		default:
+			b.errs[i] = fmt.Errorf("version register: %w", err)
 		}
 	}
 	return again
-}
-
-func pick(subjects []string, at []int) []string {
-	out := make([]string, len(at))
-	for j, i := range at {
-		out[j] = subjects[i]
-	}
-	return out
 }
 
 // publishRetries and publishRetryWait are how often and after how long a
@@ -119,7 +113,7 @@ const (
 // publishMany publishes, for each i of at, versions[i] on subjects[i]
 // expecting the subject's last sequence to be expect[i], and returns each
 // publish's error, in the order of at.
-func (r *Register) publishMany(ctx context.Context, at []int, subjects []string, versions, expect []uint64, inFlight int) []error {
+func (b *claimBatch) publishMany(ctx context.Context, at []int) []error {
 	errs := make([]error, len(at))
 	if len(at) == 0 {
 		return errs
@@ -131,13 +125,13 @@ func (r *Register) publishMany(ctx context.Context, at []int, subjects []string,
 		open[j] = j
 	}
 	for attempt := 0; ; attempt++ {
-		sendErrs := r.exchange(ctx, len(open), inFlight, func(k int, reply string) error {
+		sendErrs := b.r.exchange(ctx, len(open), b.inFlight, func(k int, reply string) error {
 			i := at[open[k]]
-			value = strconv.AppendUint(value[:0], versions[i], 10)
-			seq = strconv.AppendUint(seq[:0], expect[i], 10)
-			msg.Subject, msg.Reply, msg.Data = subjects[i], reply, value
+			value = strconv.AppendUint(value[:0], b.versions[i], 10)
+			seq = strconv.AppendUint(seq[:0], b.expect[i], 10)
+			msg.Subject, msg.Reply, msg.Data = b.subjects[i], reply, value
 			msg.Header[jetstream.ExpectedLastSubjSeqHeader][0] = string(seq)
-			return r.js.Conn().PublishMsg(msg)
+			return b.r.js.Conn().PublishMsg(msg)
 		}, func(k int, ack *nats.Msg) error {
 			return pubAckError(ack)
 		})
