@@ -290,8 +290,12 @@ func unmarshalWire(body []byte, w *wireEvent) (problem string) {
 	return "body cannot be decoded: " + msg // unreachable: no field fails to decode
 }
 
-// maxSplitRest bounds the copy that unmarshalSplit makes of a body.
-const maxSplitRest = 64 << 10
+// unmarshalSplit takes bodies of minSplitBody bytes or more, where a vector
+// is worth decoding apart, and copies at most maxSplitRest bytes of one.
+const (
+	minSplitBody = 2 << 10
+	maxSplitRest = 64 << 10
+)
 
 // splitBufs holds the copies of unmarshalSplit, *[]byte.
 var splitBufs sync.Pool
@@ -308,10 +312,11 @@ var splitBufs sync.Pool
 // confirms). A body that is not valid, or that this does not cover (no
 // vector, a bad one, two of them, a member name with escapes or non-ASCII
 // characters that matching would fold), is left to the decoder, whose
-// reasons name the problem.
+// reasons name the problem; so is a small body, whose vector, if any, is too
+// short to be worth the scan and the copy.
 func unmarshalSplit(body []byte, w *wireEvent) bool {
-	if bytes.Index(body, []byte("ector")) < 0 && bytes.Index(body, []byte("ECTOR")) < 0 {
-		return false // no member named vector in the usual cases, not worth a scan
+	if len(body) < minSplitBody {
+		return false
 	}
 	start, end, vec, b64 := vectorMember(body)
 	rest := len(body) - (end - start) + len("null")

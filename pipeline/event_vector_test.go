@@ -2,7 +2,10 @@ package pipeline_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -90,27 +93,33 @@ func TestDecodeVectorEdges(t *testing.T) {
 		{"a bracket after it", `"vector":[1], "x":"]"`, []float32{1}, ""},
 		{"a vector in metadata", `"vector":[1,2],"metadata":{"vector":[3]}`, []float32{1, 2}, ""},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			body := `{"doc_id":"d",` + tc.member + "}"
-			e, err := pipeline.Decode(pipeline.DecodeConfig{}, "rag.ingest.alice.docs", []byte(body), "", 1)
-			if tc.reason != "" {
-				r, ok := errors.AsType[*pipeline.Rejection](err)
-				if !ok || r.Reason != tc.reason {
-					t.Fatalf("Decode(%s) = %v, %v; want the reason %q", body, e.Vector, err, tc.reason)
+		// A large body has its vector decoded apart from the rest: the
+		// padding after the vector leaves the reasons' offsets as they are.
+		for _, body := range []string{`{"doc_id":"d",` + tc.member + "}", `{"doc_id":"d",` + tc.member + `,"pad":"` + padding + `"}`} {
+			t.Run(fmt.Sprintf("%s, %d bytes", tc.name, len(body)), func(t *testing.T) {
+				e, err := pipeline.Decode(pipeline.DecodeConfig{}, "rag.ingest.alice.docs", []byte(body), "", 1)
+				if tc.reason != "" {
+					r, ok := errors.AsType[*pipeline.Rejection](err)
+					if !ok || r.Reason != tc.reason {
+						t.Fatalf("Decode(%.200s) = %v, %v; want the reason %q", body, e.Vector, err, tc.reason)
+					}
+					return
 				}
-				return
-			}
-			if err != nil || len(e.Vector) != len(tc.want) {
-				t.Fatalf("Decode(%s) = %v, %v; want %v", body, e.Vector, err, tc.want)
-			}
-			for i, x := range tc.want {
-				if math.Float32bits(e.Vector[i]) != math.Float32bits(x) {
-					t.Fatalf("Decode(%s) = %v, want %v", body, e.Vector, tc.want)
+				if err != nil || len(e.Vector) != len(tc.want) {
+					t.Fatalf("Decode(%.200s) = %v, %v; want %v", body, e.Vector, err, tc.want)
 				}
-			}
-		})
+				for i, x := range tc.want {
+					if math.Float32bits(e.Vector[i]) != math.Float32bits(x) {
+						t.Fatalf("Decode(%.200s) = %v, want %v", body, e.Vector, tc.want)
+					}
+				}
+			})
+		}
 	}
 }
+
+// padding is a string long enough to make a body's vector decoded apart.
+var padding = strings.Repeat("-", 3000)
 
 // TestDecodeVectorTrailing checks that what follows the object still counts
 // when the vector is decoded apart from the rest.
@@ -124,6 +133,13 @@ func TestDecodeVectorTrailing(t *testing.T) {
 		`{"doc_id":"d","text":"a\"vector\":[1]"}`:      "",
 		`{"doc_id":"d","vector_b64":"AACAPw==" "x":1}`: `body is not valid JSON: invalid character '"' after object value (expecting ',' or '}') after offset 38`,
 	} {
+		// The padding goes first, so offsets move by its length.
+		pad := `"pad":"` + padding + `",`
+		body := "{" + pad + body[1:]
+		reason := regexp.MustCompile(`offset [0-9]+`).ReplaceAllStringFunc(reason, func(s string) string {
+			n, _ := strconv.Atoi(strings.TrimPrefix(s, "offset "))
+			return "offset " + strconv.Itoa(n+len(pad))
+		})
 		_, err := pipeline.Decode(pipeline.DecodeConfig{}, "rag.ingest.alice.docs", []byte(body), "", 1)
 		if reason == "" {
 			if err != nil {
@@ -133,7 +149,7 @@ func TestDecodeVectorTrailing(t *testing.T) {
 		}
 		r, ok := errors.AsType[*pipeline.Rejection](err)
 		if !ok || r.Reason != reason {
-			t.Errorf("Decode(%s) = %v, want the reason %q", body, err, reason)
+			t.Errorf("Decode(%.200s) = %v, want the reason %q", body, err, reason)
 		}
 	}
 }

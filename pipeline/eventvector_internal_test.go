@@ -313,6 +313,7 @@ func randomBody(r *rand.Rand) []byte {
 	if r.IntN(3) == 0 {
 		members = members[:1+r.IntN(len(members)-1)]
 	}
+	members = append(members, `"pad":"`+strings.Repeat("-", minSplitBody)+`"`) // long enough to split
 	r.Shuffle(len(members), func(i, j int) { members[i], members[j] = members[j], members[i] })
 	body := []byte(randomSpace(r) + "{" + randomSpace(r) + strings.Join(members, randomSpace(r)+","+randomSpace(r)) + randomSpace(r) + "}" + randomSpace(r))
 	if r.IntN(4) == 0 { // damage it
@@ -356,9 +357,12 @@ func FuzzUnmarshalSplit(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		if trimmed := strings.TrimLeft(body, " \t\r\n"); trimmed == "" || trimmed[0] != '{' {
+		trimmed := strings.TrimLeft(body, " \t\r\n")
+		if trimmed == "" || trimmed[0] != '{' {
 			return // unmarshalWire reads only objects this way
 		}
 		checkSplit(t, []byte(body))
+		// Long enough to split, whatever follows.
+		checkSplit(t, []byte(`{"pad":"`+strings.Repeat("-", minSplitBody)+`",`+trimmed[1:]))
 	})
 }
