@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/encoding/gzip"
 )
 
 // Store is the Qdrant sink: it implements ingest.Sink over gRPC. It is
@@ -74,7 +73,13 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}),
 	}
 	if cfg.Compression {
-		opts = append(opts, grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name)))
+		// Per connection, not by registering grpc/encoding/gzip: a
+		// registered compressor is offered to every server the process
+		// calls, and Qdrant then gzips every answer, compression or not.
+		opts = append(opts,
+			grpc.WithCompressor(grpc.NewGZIPCompressor()),     //nolint:staticcheck // the per-connection form
+			grpc.WithDecompressor(grpc.NewGZIPDecompressor()), //nolint:staticcheck // the per-connection form
+		)
 	}
 	client, err := qdrant.NewClient(&qdrant.Config{
 		Host:                   cfg.Host,
