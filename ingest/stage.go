@@ -52,7 +52,8 @@ type StageConfig struct {
 	// others of the batch are written. Default nil: texts, hashes and
 	// keyword vectors are stored as they are.
 	Keys func(ctx context.Context, tenant string) (TenantKey, error)
-	// Parallelism bounds concurrent version-register calls per Process, default 64.
+	// Parallelism bounds the version-register claims in flight per Process
+	// (sent back to back), default 64.
 	Parallelism int
 	// Metrics, when set, records chunks embedded and reused and embed and
 	// store latency.

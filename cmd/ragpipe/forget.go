@@ -153,7 +153,7 @@ func (f *forgetter) openStore(ctx context.Context, env *environment) (forgetStor
 	if err != nil {
 		return forgetStore{}, fmt.Errorf("--store %s: %w", spec, err)
 	}
-	l, err := localstore.Open(ctx, localstore.Config{Dir: dir, Logger: env.log})
+	l, err := localstore.Open(ctx, localstore.Config{Dir: dir, Logger: env.log, NoKeywords: !env.cfg.Keywords})
 	if err != nil {
 		return forgetStore{}, fmt.Errorf("%w (stop ragpipe dev first)", err)
 	}
