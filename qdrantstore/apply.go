@@ -76,9 +76,9 @@ func (q *Store) Prune(ctx context.Context, collection string, docs []pipeline.Do
 }
 
 // newUnit builds the unit of one write for a collection of shape c, after
-// the checks of pointStruct. With c.Dims > 0 it checks vector lengths,
-// sparing Qdrant a batch it would refuse; with c.Keywords the points' keyword
-// vectors are stored. Each point's metadata is encoded here, appended to
+// pipeline.CheckDoc and pipeline.CheckPoint. With c.Dims > 0 it checks
+// vector lengths, sparing Qdrant a batch it would refuse; with c.Keywords
+// the points' keyword vectors are stored. Each point's metadata is encoded here, appended to
 // *metadata, once for consecutive points of the same map (a document's
 // chunks share theirs).
 func (q *Store) newUnit(w *pipeline.DocWrite, c pipeline.Collection, metadata *[]byte) (unit, error) {

@@ -97,7 +97,8 @@ func BenchmarkApplyCost(b *testing.B) {
 						b, _ := encodeRequest(nil, name, ordering, req, false)
 						return sendRequest(t, s, name, b)
 					}
-					return sendRequest(t, s, name, encodeUpsert(name, ordering, req, nil))
+					b, _ := encodeUpsert(nil, name, ordering, req)
+					return sendRequest(t, s, name, b)
 				})
 			}
 			if err := g.Wait(); err != nil {
@@ -204,11 +205,11 @@ func filterCost(t testing.TB, s *Store, pid int, writes []pipeline.DocWrite) {
 		var b []byte
 		switch kind {
 		case 0:
-			b = encodeUpsert("filter", nil, req, nil)
+			b, _ = encodeUpsert(nil, "filter", nil, req)
 		case 1:
 			b, _ = encodeRequest(nil, "filter", nil, req, false)
 		case 2:
-			b = encodeUpsert("filter", nil, req, alternativeFilter)
+			b = encodeFiltered("filter", nil, req, alternativeFilter)
 		}
 		cpu0 := procCPU(t, pid)
 		if err := sendRequest(t, s, "filter", b); err != nil {
@@ -245,11 +246,11 @@ func sendRequest(t testing.TB, s *Store, collection string, b []byte) error {
 	return s.updateBatch(t.Context(), collection, r)
 }
 
-// encodeUpsert returns the UpdateBatch request of collection upserting the
-// units' points, with no delete, the update_filter written by filter (none
-// if nil). With (*encoder).overwritable it is encodeRequest's request
-// without deleteOlder (TestEncodeUpsert).
-func encodeUpsert(collection string, ordering *qdrant.WriteOrdering, units []unit, filter func(*encoder, []unit)) []byte {
+// encodeFiltered returns the UpdateBatch request of collection upserting
+// the units' points, with no delete and the update_filter filter writes.
+// With (*encoder).overwritable it is encodeRequest's request without
+// deleteOlder (TestEncodeFiltered).
+func encodeFiltered(collection string, ordering *qdrant.WriteOrdering, units []unit, filter func(*encoder, []unit)) []byte {
 	size := 0
 	for k := range units {
 		for i := range units[k].writePoints() {
@@ -266,9 +267,7 @@ func encodeUpsert(collection string, ordering *qdrant.WriteOrdering, units []uni
 			e.point(&units[k], i)
 		}
 	}
-	if filter != nil {
-		filter(&e, units)
-	}
+	filter(&e, units)
 	e.close(upsert)
 	e.close(op)
 	if ordering != nil {
@@ -281,16 +280,16 @@ func encodeUpsert(collection string, ordering *qdrant.WriteOrdering, units []uni
 	return e.b
 }
 
-// TestEncodeUpsert checks that encodeUpsert frames a request as
+// TestEncodeFiltered checks that encodeFiltered frames a request as
 // encodeRequest does.
-func TestEncodeUpsert(t *testing.T) {
+func TestEncodeFiltered(t *testing.T) {
 	md := map[string]any{"k": "v"}
 	writes := []pipeline.DocWrite{testWrite("u", "a", 3, 2, md), testWrite("u", "b", 5, 1, nil), testWrite("v", "c", 3, 1, md)}
 	units := costUnits(t, &Store{}, writes, pipeline.Collection{Name: "c", Keywords: true})
 	for _, o := range []*qdrant.WriteOrdering{nil, {Type: qdrant.WriteOrderingType_Medium}} {
 		want, _ := encodeRequest(nil, "c", o, units, false)
-		if got := encodeUpsert("c", o, units, (*encoder).overwritable); !bytes.Equal(got, want) {
-			t.Errorf("ordering %v: encodeUpsert differs from encodeRequest", o)
+		if got := encodeFiltered("c", o, units, (*encoder).overwritable); !bytes.Equal(got, want) {
+			t.Errorf("ordering %v: encodeFiltered differs from encodeRequest", o)
 		}
 	}
 }

@@ -166,6 +166,20 @@ func (e *encoder) uint32s(num protowire.Number, v []uint32) {
 // version. It reports false, with b unchanged, when the request would have
 // no operation.
 func encodeRequest(b []byte, collection string, ordering *qdrant.WriteOrdering, units []unit, deleteOlder bool) ([]byte, bool) {
+	return encodeBatch(b, collection, ordering, units, true, deleteOlder)
+}
+
+// encodeUpsert appends to b the UpdateBatchPoints request of one upsert of
+// the units' points over whatever is stored with their ids: no
+// update_filter, no delete (see Upsert). It reports false, with b
+// unchanged, when there is no point.
+func encodeUpsert(b []byte, collection string, ordering *qdrant.WriteOrdering, units []unit) ([]byte, bool) {
+	return encodeBatch(b, collection, ordering, units, false, false)
+}
+
+// encodeBatch is encodeRequest, with the upsert's update_filter only when
+// filtered.
+func encodeBatch(b []byte, collection string, ordering *qdrant.WriteOrdering, units []unit, filtered, deleteOlder bool) ([]byte, bool) {
 	size, points := 0, 0
 	for k := range units {
 		for i := range units[k].writePoints() {
@@ -189,7 +203,9 @@ func encodeRequest(b []byte, collection string, ordering *qdrant.WriteOrdering, 
 				e.point(&units[k], i)
 			}
 		}
-		e.overwritable(units)
+		if filtered {
+			e.overwritable(units)
+		}
 		e.close(upsert)
 		e.close(op)
 	}
@@ -386,8 +402,8 @@ func (e *encoder) versionRange(bound protowire.Number, v uint64) {
 	e.close(cond)
 }
 
-// value appends the fields of the Qdrant payload Value of v, what
-// qdrantValue(v) marshals to, when v is in plain form (see
+// value appends the fields of the Qdrant payload Value of v (the tests'
+// qdrantValue(v) marshals to the same bytes), when v is in plain form (see
 // pipeline.PlainMetadata) and valid: strings and keys valid UTF-8, numbers
 // finite. Otherwise it reports false, having appended part of it.
 func (e *encoder) value(v any) bool {

@@ -322,3 +322,43 @@ func TestRequestReferences(t *testing.T) {
 		t.Fatal("requestCodec marshalled a message")
 	}
 }
+
+// TestEncodeUpsert checks that encodeUpsert's bytes decode to the
+// go-client's upsert of the model's points, with no update_filter.
+func TestEncodeUpsert(t *testing.T) {
+	q := &Store{}
+	c := pipeline.Collection{Name: "c", Keywords: true}
+	writes := []pipeline.DocWrite{testWrite("u", "a", 3, 2, map[string]any{"k": []any{"v", int64(1)}}), testWrite("v", "b", 1, 1, nil)}
+	var units []unit
+	var model []modelUnit
+	var metadata []byte
+	for i := range writes {
+		u, err := q.newUnit(&writes[i], c, &metadata)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := q.writeUnit(&writes[i], c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		units, model = append(units, u), append(model, m)
+	}
+	o := &qdrant.WriteOrdering{Type: qdrant.WriteOrderingType_Medium}
+	b, ok := encodeUpsert(nil, c.Name, o, units)
+	if !ok {
+		t.Fatal("no request")
+	}
+	ops := operations(model, false)
+	ops[0].GetUpsert().UpdateFilter = nil
+	want := &qdrant.UpdateBatchPoints{CollectionName: c.Name, Wait: qdrant.PtrOf(true), Operations: ops, Ordering: o}
+	var got qdrant.UpdateBatchPoints
+	if err := proto.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(&got, want) {
+		t.Fatalf("encoded upsert differs\ngot:\n%s\nwant:\n%s", prototext.Format(&got), prototext.Format(want))
+	}
+	if _, ok := encodeUpsert(nil, c.Name, o, nil); ok {
+		t.Fatal("a request of no point")
+	}
+}

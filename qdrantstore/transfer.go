@@ -115,20 +115,25 @@ func (q *Store) Upsert(ctx context.Context, collection string, points []pipeline
 	if err != nil {
 		return err
 	}
-	structs := make([]*qdrant.PointStruct, len(points))
+	units := make([]unit, len(points))
+	var metadata []byte // of all the units
 	for i := range points {
 		p := &points[i]
-		ps, err := pointStruct(&pipeline.DocWrite{UserID: p.UserID, DocID: p.DocID, Version: p.Version}, p, c.Keywords)
+		w := &pipeline.DocWrite{UserID: p.UserID, DocID: p.DocID, Version: p.Version, Points: points[i : i+1]}
+		u, err := q.newUnit(w, c, &metadata)
 		if err != nil {
 			return pipeline.Permanent(fmt.Errorf("qdrant upsert %q: %w", collection, err))
 		}
-		structs[i] = ps
+		units[i] = u
+	}
+	r := newRequest()
+	defer r.release()
+	var ok bool
+	if r.buf, ok = encodeUpsert(r.buf, collection, q.ordering, units); !ok {
+		return nil
 	}
 	return q.retry(ctx, "upsert", collection, func(ctx context.Context) error {
-		_, err := q.client.Upsert(ctx, &qdrant.UpsertPoints{
-			CollectionName: collection, Points: structs, Wait: qdrant.PtrOf(true), Ordering: q.ordering,
-		})
-		return err
+		return q.updateBatch(ctx, collection, r)
 	})
 }
 
