@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"os"
-	"runtime/debug"
 
 	"github.com/ragpipe/ragpipe/telemetry"
 )
@@ -18,31 +16,7 @@ var workerCommand = command{
 	},
 }
 
-// The worker's garbage collector settings where the environment sets none
-// (docs/PERFORMANCE.md): its live heap is small and every document leaves
-// garbage many times its own size (vectors, texts, request buffers), so
-// that the default GOGC=100 spends much of its CPU collecting. A larger
-// workerGCPercent collects less often; the soft limit workerMemoryLimit
-// has the collector run sooner instead of letting the heap pass it.
-const (
-	workerGCPercent   = 400
-	workerMemoryLimit = 150 << 20
-)
-
-// tuneGC sets workerGCPercent unless GOGC is set, and then
-// workerMemoryLimit unless GOMEMLIMIT is set: the user's settings win.
-func tuneGC(getenv func(string) string) {
-	if getenv("GOGC") != "" {
-		return
-	}
-	debug.SetGCPercent(workerGCPercent)
-	if getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(workerMemoryLimit)
-	}
-}
-
 func runWorker(ctx context.Context, env *environment, _ []string) error {
-	tuneGC(os.Getenv)
 	step, open := openQdrant(ctx, env)
 	svc, q, err := startService(ctx, env, "ragpipe-worker", step, open)
 	if err != nil {
