@@ -19,7 +19,7 @@ type pending struct {
 // its keyword vector (see points) and a vector: the event's own, a stored one (see
 // reuse) or one from a single call of d's embedder; with StageConfig.Keys,
 // it then seals the texts. Events in first are their document's first
-// version. It returns one write per event and, per event, the error of an
+// version (pipeline.DocWrite.First). It returns one write per event and, per event, the error of an
 // event that cannot be written (a chunk the embedder refused, permanently;
 // its tenant's key not to be had) or nil; or an error for them all.
 func (s *Stage) writes(ctx context.Context, d *dest, tk tenantKeySet, events []pipeline.Event, idx []int, first map[int]bool) ([]pipeline.DocWrite, []error, error) {
@@ -29,7 +29,7 @@ func (s *Stage) writes(ctx context.Context, d *dest, tk tenantKeySet, events []p
 	var todo []pending // chunks to embed
 	for j, i := range idx {
 		e := events[i]
-		w := pipeline.DocWrite{UserID: e.UserID, DocID: e.DocID, Version: e.Version}
+		w := pipeline.DocWrite{UserID: e.UserID, DocID: e.DocID, Version: e.Version, First: first[i]}
 		if err := keyErrs[e.UserID]; err != nil && e.Op == pipeline.OpUpsert {
 			writes[j], refused[j] = w, err
 			continue

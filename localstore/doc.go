@@ -8,8 +8,9 @@
 // Apply, Prune and EnsureCollection behave as the Qdrant store's: Apply
 // upserts each write's points, overwriting only stored points whose version
 // is <= w.Version and inserting missing ones, then deletes the document's
-// points whose version is < w.Version. Point ids are collection-wide, as in
-// Qdrant. Metadata is stored in the plain form of pipeline.PlainMetadata
+// points whose version is < w.Version. It ignores pipeline.DocWrite.First:
+// its writes are serialized and test each stored point's version
+// themselves. Point ids are collection-wide, as in Qdrant. Metadata is stored in the plain form of pipeline.PlainMetadata
 // (int64, float64, string, bool, nil, []any, map[string]any), as the Qdrant
 // store reads it back, and cosine collections store vectors normalised, as
 // Qdrant does. Versions are compared exactly, where Qdrant's range filter

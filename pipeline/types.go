@@ -78,6 +78,12 @@ type DocWrite struct {
 	DocID   string
 	Version uint64
 	Points  []Point
+	// First reports that Version is the first its document's register
+	// entry ever held: no writer of another version claimed before it. A
+	// store that sees the document has nothing stored may then write it
+	// insert-only: points that appear meanwhile are of newer versions or
+	// of this one, and are left as they are.
+	First bool
 }
 
 // DocVersion names a document and a version bound, used to prune older chunks.

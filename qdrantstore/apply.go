@@ -20,7 +20,8 @@ import (
 // then the document's points whose version is < w.Version are deleted. A
 // write without points (a delete) has only the delete. In a collection of
 // one replica, a request whose documents have no stored point at all (a
-// bulk load) skips the delete, after one read that says so.
+// bulk load) skips the delete, after one read that says so, and upserts the
+// points of first versions (pipeline.DocWrite.First) insert-only.
 //
 // Writes are packed into UpdateBatch requests (wait=true, with the configured
 // ordering) of about BatchPoints points, a write never split; each request
@@ -87,7 +88,7 @@ func (q *Store) newUnit(w *pipeline.DocWrite, c pipeline.Collection, metadata *[
 		return unit{}, err
 	}
 	u := unit{doc: docKey{w.UserID, w.DocID}, version: w.Version, weight: max(len(w.Points), 1),
-		write: w, keywords: c.Keywords, metadata: make([][]byte, len(w.Points))}
+		write: w, first: w.First, keywords: c.Keywords, metadata: make([][]byte, len(w.Points))}
 	for i := range w.Points {
 		p := &w.Points[i]
 		if n := len(p.Vector); dims > 0 && n != dims {
@@ -134,6 +135,7 @@ type unit struct {
 	weight  int // points carried, at least 1
 
 	write    *pipeline.DocWrite // whose points are upserted; nil for a prune
+	first    bool               // write.First: insert-only once a read finds nothing stored
 	keywords bool               // the points' keyword vectors are stored
 	metadata [][]byte           // of each point of write, its encoded payload Value
 }
@@ -291,7 +293,11 @@ func (q *Store) send(ctx context.Context, what, collection string, units []unit)
 // Why skipping is then safe: a point of an older version written after
 // this read was written after this write's version was claimed (the claim
 // comes first), so its writer's re-read of the version register sees the
-// newer version and prunes it (see the package documentation).
+// newer version and prunes it (see the package documentation). For a first
+// version no older version's writer exists at all (its claim would have
+// come first, or be refused after ours), so a point written after this read
+// is of a newer version or of this one, and the upsert need not overwrite
+// it: the request's update_filter leaves first versions out.
 func (q *Store) nothingStored(ctx context.Context, collection string, units []unit) bool {
 	c, ok := q.known.Load(collection)
 	if !ok || c.(pipeline.Collection).ReplicationFactor != 1 {

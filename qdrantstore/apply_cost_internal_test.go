@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ import (
 
 // BenchmarkApplyCost prints the Qdrant CPU per point of write-path
 // variants, once whatever b.N; RAGPIPE_APPLY_COST picks the measurement
-// (unset: upserts; versions, scroll, filter, filter1):
+// (unset: upserts; versions, scroll, filter, filter1, first):
 //
 //	go test -run XXX -bench ApplyCost -benchtime 1x ./qdrantstore
 func BenchmarkApplyCost(b *testing.B) {
@@ -68,6 +69,10 @@ func BenchmarkApplyCost(b *testing.B) {
 	}
 	if v := os.Getenv("RAGPIPE_APPLY_COST"); v == "filter" || v == "filter1" {
 		filterCost(t, s, pid, writes)
+		return
+	}
+	if os.Getenv("RAGPIPE_APPLY_COST") == "first" {
+		firstCost(t, s, pid)
 		return
 	}
 	if os.Getenv("RAGPIPE_APPLY_COST") == "scroll" {
@@ -188,31 +193,58 @@ func scrollCost(t testing.TB, s *Store, pid int, writes []pipeline.DocWrite) {
 // new points a request, into one collection.
 func filterCost(t testing.TB, s *Store, pid int, writes []pipeline.DocWrite) {
 	c := pipeline.Collection{Name: "filter", Dims: 1024, Distance: pipeline.Cosine}
-	if err := s.EnsureCollection(t.Context(), c, true); err != nil {
-		t.Fatal(err)
-	}
 	for i := range writes {
 		writes[i].Version = uint64(i + 1)
 		if os.Getenv("RAGPIPE_APPLY_COST") == "filter1" {
 			writes[i].Version = 1 // one clause per request
 		}
 	}
-	units := costUnits(t, s, writes, c)
-	var used [3]float64
-	var n [3]int
-	for i, req := range pack(units, 256) {
-		kind := i % 3
-		var b []byte
-		switch kind {
-		case 0:
-			b, _ = encodeUpsert(nil, "filter", nil, req)
-		case 1:
-			b, _ = encodeRequest(nil, "filter", nil, req, false)
-		case 2:
-			b = encodeFiltered("filter", nil, req, alternativeFilter)
+	used := kindCost(t, s, pid, c, writes, []func([]unit) []byte{
+		func(req []unit) []byte { b, _ := encodeUpsert(nil, c.Name, nil, req); return b },
+		func(req []unit) []byte { b, _ := encodeRequest(nil, c.Name, nil, req, false); return b },
+		func(req []unit) []byte { return encodeFiltered(c.Name, nil, req, alternativeFilter) },
+	})
+	t.Logf("upsert of new points, %s: plain %.1f µs/point, update_filter %.1f, alternative %.1f",
+		os.Getenv("RAGPIPE_APPLY_COST"), used[0], used[1], used[2])
+}
+
+// firstCost alternates, 256 new points a request into one collection with
+// keyword vectors, writes of benchWrites (ragpipe's payload, distinct
+// versions) upserted as Apply does after a read that found nothing stored:
+// with today's update_filter (not first versions), insert-only (first
+// versions: version < 1), and plainly (no update_filter).
+func firstCost(t testing.TB, s *Store, pid int) {
+	c := pipeline.Collection{Name: "first", Dims: 1024, Distance: pipeline.Cosine, Keywords: true}
+	first := func(req []unit) []unit {
+		req = slices.Clone(req)
+		for i := range req {
+			req[i].first = true
 		}
+		return req
+	}
+	used := kindCost(t, s, pid, c, benchWrites(10000), []func([]unit) []byte{
+		func(req []unit) []byte { b, _ := encodeRequest(nil, c.Name, nil, req, false); return b },
+		func(req []unit) []byte { b, _ := encodeRequest(nil, c.Name, nil, first(req), false); return b },
+		func(req []unit) []byte { b, _ := encodeUpsert(nil, c.Name, nil, req); return b },
+	})
+	t.Logf("upsert of new points with keyword vectors: update_filter %.1f µs/point, insert-only %.1f, plain %.1f",
+		used[0], used[1], used[2])
+}
+
+// kindCost creates collection c and sends the writes in requests of about
+// 256 points, encoded in turn by each of kinds, one request at a time, and
+// returns the Qdrant CPU per point, in µs, of each kind's requests.
+func kindCost(t testing.TB, s *Store, pid int, c pipeline.Collection, writes []pipeline.DocWrite, kinds []func([]unit) []byte) []float64 {
+	if err := s.EnsureCollection(t.Context(), c, true); err != nil {
+		t.Fatal(err)
+	}
+	used := make([]float64, len(kinds))
+	n := make([]int, len(kinds))
+	for i, req := range pack(costUnits(t, s, writes, c), 256) {
+		kind := i % len(kinds)
+		b := kinds[kind](req)
 		cpu0 := procCPU(t, pid)
-		if err := sendRequest(t, s, "filter", b); err != nil {
+		if err := sendRequest(t, s, c.Name, b); err != nil {
 			t.Fatal(err)
 		}
 		used[kind] += procCPU(t, pid) - cpu0
@@ -220,8 +252,10 @@ func filterCost(t testing.TB, s *Store, pid int, writes []pipeline.DocWrite) {
 			n[kind] += len(u.writePoints())
 		}
 	}
-	t.Logf("upsert of new points, %s: plain %.1f µs/point, update_filter %.1f, alternative %.1f",
-		os.Getenv("RAGPIPE_APPLY_COST"), used[0]/float64(n[0])*1e6, used[1]/float64(n[1])*1e6, used[2]/float64(n[2])*1e6)
+	for k := range used {
+		used[k] = used[k] / float64(n[k]) * 1e6
+	}
+	return used
 }
 
 // costUnits builds the units of writes for collection c, as Apply does.
@@ -288,7 +322,8 @@ func TestEncodeFiltered(t *testing.T) {
 	units := costUnits(t, &Store{}, writes, pipeline.Collection{Name: "c", Keywords: true})
 	for _, o := range []*qdrant.WriteOrdering{nil, {Type: qdrant.WriteOrderingType_Medium}} {
 		want, _ := encodeRequest(nil, "c", o, units, false)
-		if got := encodeFiltered("c", o, units, (*encoder).overwritable); !bytes.Equal(got, want) {
+		overwritable := func(e *encoder, units []unit) { e.overwritable(units, true) }
+		if got := encodeFiltered("c", o, units, overwritable); !bytes.Equal(got, want) {
 			t.Errorf("ordering %v: encodeFiltered differs from encodeRequest", o)
 		}
 	}

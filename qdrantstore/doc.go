@@ -15,7 +15,13 @@
 //     disjunction, per version V among the writes, of (has_id(points of the
 //     writes of version V) AND version <= V): a stored point that already
 //     holds a newer version than its write is left alone, a missing point is
-//     inserted;
+//     inserted. When the read below finds nothing stored, the writes of
+//     first versions (pipeline.DocWrite.First) are left out of it, and with
+//     none left it is version < 1, which matches no point: their points
+//     are inserted where missing, and a point stored after the read is left
+//     alone, as it can only be of a newer version or of the same one
+//     (package lww: an older version's claim would have come first, or is
+//     refused after theirs);
 //  2. one delete by the filter: the disjunction, per write w, of (user_id =
 //     w.UserID AND doc_id = w.DocID AND version < w.Version). In a
 //     collection of one replica, a request none of whose documents has a

@@ -163,8 +163,10 @@ func (e *encoder) uint32s(num protowire.Number, v []uint32) {
 // all their points, whose update_filter lets each point overwrite only a
 // stored point of its own write's version or older, then, with
 // deleteOlder, one delete of each document's points below its unit's
-// version. It reports false, with b unchanged, when the request would have
-// no operation.
+// version. Without deleteOlder (a read found none of the units' documents
+// stored), the points of first versions (unit.first) are left out of the
+// update_filter: inserted where missing, never overwriting. It reports
+// false, with b unchanged, when the request would have no operation.
 func encodeRequest(b []byte, collection string, ordering *qdrant.WriteOrdering, units []unit, deleteOlder bool) ([]byte, bool) {
 	return encodeBatch(b, collection, ordering, units, true, deleteOlder)
 }
@@ -204,7 +206,7 @@ func encodeBatch(b []byte, collection string, ordering *qdrant.WriteOrdering, un
 			}
 		}
 		if filtered {
-			e.overwritable(units)
+			e.overwritable(units, !deleteOlder)
 		}
 		e.close(upsert)
 		e.close(op)
@@ -324,13 +326,22 @@ func (e *encoder) payloadInt(key string, i int64) {
 
 // overwritable writes the update_filter of the upsert: per version of the
 // units' writes, ascending, has_id of their points (in the units' order)
-// and version <= that version.
-func (e *encoder) overwritable(units []unit) {
+// and version <= that version. With insertFirst, units of first versions
+// are left out; when no unit remains, the filter is version < 1, which no
+// point matches (versions are >= 1, pipeline.CheckDoc): an insert-only
+// upsert.
+func (e *encoder) overwritable(units []unit, insertFirst bool) {
 	order := make([]int, 0, len(units))
 	for i, u := range units {
-		if len(u.writePoints()) > 0 {
+		if len(u.writePoints()) > 0 && !(insertFirst && u.first) {
 			order = append(order, i)
 		}
+	}
+	if len(order) == 0 {
+		f := e.open(fListFilter, 32)
+		e.versionRange(fRangeLt, 1)
+		e.close(f)
+		return
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(units[a].version, units[b].version) })
 	var groups [][]int // of order, by version

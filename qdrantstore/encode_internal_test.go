@@ -70,6 +70,14 @@ func testWrite(user, doc string, v uint64, points int, md map[string]any) pipeli
 	return w
 }
 
+// firsts returns writes, each with First as given.
+func firsts(writes []pipeline.DocWrite, first ...bool) []pipeline.DocWrite {
+	for i := range writes {
+		writes[i].First = first[i]
+	}
+	return writes
+}
+
 func TestEncodeRequest(t *testing.T) {
 	rich, plain := richMetadata(), plainMetadata()
 	shared := map[string]any{"source": "wiki", "tags": []any{"a", "b"}}
@@ -130,6 +138,19 @@ func TestEncodeRequest(t *testing.T) {
 				testCase{name + "weak", keywords, []pipeline.DocWrite{testWrite("u", "w", 2, 2, nil)}, nil, deleteOlder, &qdrant.WriteOrdering{Type: qdrant.WriteOrderingType_Weak}},
 				testCase{name + "no-ordering", keywords, []pipeline.DocWrite{testWrite("u", "w", 2, 1, nil)}, []unit{prune("u", "p", 1)}, deleteOlder, nil},
 				testCase{name + "long", keywords, []pipeline.DocWrite{long, big}, nil, deleteOlder, medium},
+				// First versions: all, some (of a version another write shares), none.
+				testCase{name + "first/all", keywords, firsts([]pipeline.DocWrite{
+					testWrite("alice", "a", 5, 2, rich), testWrite("bob", "b", 3, 1, plain), {UserID: "alice", DocID: "gone", Version: 4},
+				}, true, true, true), nil, deleteOlder, medium},
+				testCase{name + "first/some", keywords, firsts([]pipeline.DocWrite{
+					testWrite("alice", "a", 5, 2, rich), testWrite("bob", "b", 3, 1, plain), testWrite("alice", "c", 5, 3, shared),
+					testWrite("bob", "d", 1, 1, shared), sealed,
+				}, true, false, false, true, true), nil, deleteOlder, medium},
+				testCase{name + "first/none", keywords, firsts([]pipeline.DocWrite{
+					testWrite("alice", "a", 5, 2, rich), testWrite("bob", "b", 3, 1, plain),
+				}, false, false), nil, deleteOlder, medium},
+				testCase{name + "first/prunes", keywords, firsts([]pipeline.DocWrite{testWrite("u", "w", 2, 1, nil)}, true),
+					[]unit{prune("u", "p", 1)}, deleteOlder, nil},
 			)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 type modelUnit struct {
 	doc     docKey
 	version uint64
+	first   bool
 	points  []*qdrant.PointStruct
 }
 
@@ -33,7 +34,7 @@ func (q *Store) writeUnit(w *pipeline.DocWrite, c pipeline.Collection) (modelUni
 	if err := pipeline.CheckDoc(w.UserID, w.DocID, w.Version); err != nil {
 		return modelUnit{}, err
 	}
-	u := modelUnit{doc: docKey{w.UserID, w.DocID}, version: w.Version}
+	u := modelUnit{doc: docKey{w.UserID, w.DocID}, version: w.Version, first: w.First}
 	u.points = make([]*qdrant.PointStruct, len(w.Points))
 	for i := range w.Points {
 		if n := len(w.Points[i].Vector); dims > 0 && n != dims {
@@ -53,7 +54,9 @@ func (q *Store) writeUnit(w *pipeline.DocWrite, c pipeline.Collection) (modelUni
 // one of each document: one upsert of all their points, whose update_filter
 // lets each point overwrite only a stored point of its own write's version or
 // older, then, with deleteOlder, one delete of each document's points below
-// its write's version.
+// its write's version. Without deleteOlder (the read found nothing stored),
+// first versions' points are left out of the update_filter, which is
+// version < 1 (no point) when none is left.
 func operations(units []modelUnit, deleteOlder bool) []*qdrant.PointsUpdateOperation {
 	var points []*qdrant.PointStruct
 	ids := make(map[uint64][]*qdrant.PointId) // by the version their write carries
@@ -61,6 +64,9 @@ func operations(units []modelUnit, deleteOlder bool) []*qdrant.PointsUpdateOpera
 	for _, u := range units {
 		for _, p := range u.points {
 			points = append(points, p)
+			if u.first && !deleteOlder {
+				continue
+			}
 			ids[u.version] = append(ids[u.version], p.Id)
 		}
 		if deleteOlder {
@@ -78,6 +84,11 @@ func operations(units []modelUnit, deleteOlder bool) []*qdrant.PointsUpdateOpera
 			overwritable = append(overwritable, &qdrant.Filter{Must: []*qdrant.Condition{
 				qdrant.NewHasID(ids[v]...),
 				qdrant.NewRange(keyVersion, &qdrant.Range{Lte: qdrant.PtrOf(float64(v))}),
+			}})
+		}
+		if len(overwritable) == 0 {
+			overwritable = append(overwritable, &qdrant.Filter{Must: []*qdrant.Condition{
+				qdrant.NewRange(keyVersion, &qdrant.Range{Lt: qdrant.PtrOf(1.0)}),
 			}})
 		}
 		ops = append(ops, qdrant.NewPointsUpdateUpsert(&qdrant.PointsUpdateOperation_PointStructList{
