@@ -35,7 +35,9 @@
 //     upsert its points, overwriting only stored points whose version is
 //     <= V (a missing point is inserted), then delete the document's points
 //     whose version is < V. The delete may be left out only when a read made
-//     during the call finds no stored point of the document.
+//     during the call finds no stored point of the document; the upsert of a
+//     first version (Claimed.First, pipeline.DocWrite.First) may then also
+//     leave alone every point stored after that read (insert-only).
 //   - Prune(docs): for each document and bound V, delete the document's
 //     points whose version is < V.
 //
@@ -92,6 +94,10 @@
 //
 //   - N's points are all stored and never removed. N's writer upserts all of
 //     them; no stored point has a version above N, so none is left alone.
+//     An insert-only upsert of a first version N leaves alone only points
+//     stored after its read found none: written by writers that claimed
+//     after N's claim (one of an older version is refused), so of version
+//     N, the same points.
 //     Every other upsert is of a version below N and only overwrites points
 //     whose version is at most its own; every delete and prune removes only
 //     versions below its bound, and no bound exceeds N.
