@@ -278,17 +278,50 @@ func TestMaxCollectionsNeedsLister(t *testing.T) {
 	}
 }
 
-// applied records the points a sink is asked to write.
+// applied records the writes and points a sink is asked to apply.
 type applied struct {
 	store
+	writes []pipeline.DocWrite
 	points []pipeline.Point
 }
 
 func (a *applied) Apply(ctx context.Context, collection string, writes []pipeline.DocWrite) error {
+	a.writes = append(a.writes, writes...)
 	for _, w := range writes {
 		a.points = append(a.points, w.Points...)
 	}
 	return a.store.Apply(ctx, collection, writes)
+}
+
+// TestFirst: a write is First exactly when its version was the first its
+// document's register entry held, which is what lets a store write it
+// insert-only; a newer version, a redelivery or a document of another
+// tenant with the same id are told apart.
+func TestFirst(t *testing.T) {
+	s := &applied{store: stores[1].open(t)}
+	fake := embedtest.Start(t, embedtest.Config{API: embedtest.OpenAI, Dims: 16})
+	stage := newStage(t, s, fake, "", ingest.StageConfig{})
+	upsert := func(user, doc string, v uint64) pipeline.Event {
+		return pipeline.Event{Op: pipeline.OpUpsert, UserID: user, Collection: "docs", DocID: doc, Text: words(int(v), 100), Version: v}
+	}
+	steps := []struct {
+		event pipeline.Event
+		first bool
+	}{
+		{upsert("alice", "d", 1), true},
+		{upsert("alice", "d", 2), false},
+		{upsert("alice", "d", 2), false}, // redelivered
+		{upsert("bob", "d", 1), true},
+	}
+	for _, step := range steps {
+		s.writes = nil
+		if err := stage.Process(t.Context(), []pipeline.Event{step.event})[0]; err != nil {
+			t.Fatal(err)
+		}
+		if len(s.writes) != 1 || s.writes[0].First != step.first {
+			t.Fatalf("%s/%s v%d: writes %+v, want one with First %t", step.event.UserID, step.event.DocID, step.event.Version, s.writes, step.first)
+		}
+	}
 }
 
 // TestKeywords: every point the Stage writes carries its text's keyword
