@@ -219,7 +219,7 @@ func (r *Register) exchange(ctx context.Context, n, window int, send func(k int,
 	sent, open := 0, 0
 	reply := make([]byte, 0, len(inbox)+8)
 	for sent < n || open > 0 {
-		for ; sent < n && open < window; sent++ {
+		for ; sent < n && open < window && ctx.Err() == nil; sent++ {
 			reply = strconv.AppendInt(append(append(reply[:0], inbox...), '.'), int64(sent), 10)
 			if errs[sent] = send(sent, string(reply)); errs[sent] == nil {
 				waiting[sent] = true
@@ -227,6 +227,12 @@ func (r *Register) exchange(ctx context.Context, n, window int, send func(k int,
 			}
 		}
 		if open == 0 {
+			if err := ctx.Err(); err != nil { // nothing is sent once ctx is done
+				for k := sent; k < n; k++ {
+					errs[k] = err
+				}
+				return errs
+			}
 			continue
 		}
 		msg, err := answers.next(ctx, expired)

@@ -97,7 +97,10 @@
 //     An insert-only upsert of a first version N leaves alone only points
 //     stored after its read found none: written by writers that claimed
 //     after N's claim (one of an older version is refused), so of version
-//     N, the same points.
+//     N, the same points. (Forget, which deletes register entries, is the
+//     exception: a writer that claimed an older version before it may
+//     still write, which is why forget requires that nothing of the
+//     tenant be in flight, and sweeps after a settling time otherwise.)
 //     Every other upsert is of a version below N and only overwrites points
 //     whose version is at most its own; every delete and prune removes only
 //     versions below its bound, and no bound exceeds N.

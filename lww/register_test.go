@@ -1,6 +1,7 @@
 package lww_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -254,5 +255,27 @@ func TestRegisterClaimManyWithoutStream(t *testing.T) {
 		if !errors.Is(err, jetstream.ErrNoStreamResponse) || claims[i].Held {
 			t.Errorf("claim %d without a stream = %+v, %v; want %v", i, claims[i], err, jetstream.ErrNoStreamResponse)
 		}
+	}
+}
+
+// TestRegisterClaimManyCancelled: a claim whose context is done is not
+// sent: it fails with the context's error and the register stays as it was.
+func TestRegisterClaimManyCancelled(t *testing.T) {
+	r := newRegister(t, true)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	keys := []string{"c.u.a", "c.u.b", "c.u.c"}
+	claims, errs := r.ClaimMany(ctx, keys, []uint64{1, 2, 3}, 2)
+	for i, err := range errs {
+		if !errors.Is(err, context.Canceled) || claims[i].Held {
+			t.Errorf("claim %d with a cancelled context = %+v, %v; want %v", i, claims[i], err, context.Canceled)
+		}
+	}
+	latest, err := r.Latest(t.Context(), keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(latest, []uint64{0, 0, 0}) {
+		t.Errorf("register after cancelled claims: %v, want nothing", latest)
 	}
 }

@@ -79,10 +79,12 @@ type DocWrite struct {
 	Version uint64
 	Points  []Point
 	// First reports that Version is the first its document's register
-	// entry ever held: no writer of another version claimed before it. A
-	// store that sees the document has nothing stored may then write it
-	// insert-only: points that appear meanwhile are of newer versions or
-	// of this one, and are left as they are.
+	// entry held since it was created (or since ragpipe forget deleted
+	// it): no writer of another version claimed before it. A store that
+	// sees the document has nothing stored may then write it insert-only:
+	// points that appear meanwhile are of newer versions or of this one,
+	// and are left as they are (forget's condition, nothing of the tenant
+	// in flight, rules out writers of older versions claimed before it).
 	First bool
 }
 
