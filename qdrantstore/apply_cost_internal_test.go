@@ -304,13 +304,7 @@ func encodeFiltered(collection string, ordering *qdrant.WriteOrdering, units []u
 	filter(&e, units)
 	e.close(upsert)
 	e.close(op)
-	if ordering != nil {
-		o := e.open(fUpdateBatchOrdering, 2)
-		if ordering.Type != 0 {
-			e.varint(fOrderingType, uint64(ordering.Type))
-		}
-		e.close(o)
-	}
+	e.ordering(ordering)
 	return e.b
 }
 

@@ -225,14 +225,20 @@ func encodeBatch(b []byte, collection string, ordering *qdrant.WriteOrdering, un
 		e.close(del)
 		e.close(op)
 	}
-	if ordering != nil {
-		o := e.open(fUpdateBatchOrdering, 2)
-		if ordering.Type != 0 {
-			e.varint(fOrderingType, uint64(ordering.Type))
-		}
-		e.close(o)
-	}
+	e.ordering(ordering)
 	return e.b, true
+}
+
+// ordering writes the request's write ordering, when it has one.
+func (e *encoder) ordering(o *qdrant.WriteOrdering) {
+	if o == nil {
+		return
+	}
+	at := e.open(fUpdateBatchOrdering, 2)
+	if o.Type != 0 {
+		e.varint(fOrderingType, uint64(o.Type))
+	}
+	e.close(at)
 }
 
 // pointHint is about the encoded size of the i-th point of u.
