@@ -186,9 +186,11 @@ type SearchLevel struct {
 	// Concurrency is the number of requests in flight.
 	Concurrency int `json:"concurrency"`
 	// RagSearch is the latency of a NATS request to rag.search, Qdrant the
-	// latency of the raw Query.
+	// latency of the raw Query, NATSPing that of a $SRV.PING the searcher
+	// answers: the NATS round trip alone.
 	RagSearch Latency `json:"rag_search"`
 	Qdrant    Latency `json:"qdrant"`
+	NATSPing  Latency `json:"nats_ping"`
 	// P50OverheadMs is RagSearch.P50Ms - Qdrant.P50Ms.
 	P50OverheadMs float64 `json:"p50_overhead_ms"`
 }
@@ -198,6 +200,20 @@ type SearchLevel struct {
 type Latency struct {
 	P50Ms float64 `json:"p50_ms"` // median
 	P99Ms float64 `json:"p99_ms"` // 99th percentile
+	// CPU is the CPU time each process used per request meanwhile.
+	CPU *RequestCPU `json:"cpu_us,omitempty"`
+}
+
+// RequestCPU is CPU time per request, in microseconds: on a machine whose
+// cores the processes share, what a path adds to every request's wait once
+// the cores are busy.
+type RequestCPU struct {
+	// Qdrant is absent when the bench did not start it (--qdrant-url).
+	Qdrant   *float64 `json:"qdrant,omitempty"`
+	Searcher *float64 `json:"searcher,omitempty"`
+	// Bench is this process's: the client, and the embedded NATS server
+	// when there is one.
+	Bench float64 `json:"bench"`
 }
 
 // RSS is the memory of one worker process draining a backlog of small
@@ -468,16 +484,27 @@ func (r *Report) writeSearch(b *strings.Builder) {
 		s.TopK, s.TenantPoints, s.Points, s.Requests, s.Indexed)
 	if len(s.Levels) > 0 {
 		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "PATH\tCONCURRENCY\tP50\tP99\tP50 OVERHEAD")
+		fmt.Fprintln(tw, "PATH\tCONCURRENCY\tP50\tP99\tP50 OVERHEAD\tCPU µS/REQUEST: QDRANT / SEARCHER / BENCH")
 		for _, l := range s.Levels {
-			fmt.Fprintf(tw, "rag.search\t%d\t%s\t%s\t%+.3f ms\n", l.Concurrency, millis(l.RagSearch.P50Ms), millis(l.RagSearch.P99Ms), l.P50OverheadMs)
-			fmt.Fprintf(tw, "qdrant\t%d\t%s\t%s\t\n", l.Concurrency, millis(l.Qdrant.P50Ms), millis(l.Qdrant.P99Ms))
+			fmt.Fprintf(tw, "rag.search\t%d\t%s\t%s\t%+.3f ms\t%s\n", l.Concurrency, millis(l.RagSearch.P50Ms), millis(l.RagSearch.P99Ms), l.P50OverheadMs, l.RagSearch.CPU.text())
+			fmt.Fprintf(tw, "qdrant\t%d\t%s\t%s\t\t%s\n", l.Concurrency, millis(l.Qdrant.P50Ms), millis(l.Qdrant.P99Ms), l.Qdrant.CPU.text())
+			if l.NATSPing.P50Ms > 0 {
+				fmt.Fprintf(tw, "nats ping\t%d\t%s\t%s\t\t%s\n", l.Concurrency, millis(l.NATSPing.P50Ms), millis(l.NATSPing.P99Ms), l.NATSPing.CPU.text())
+			}
 		}
 		tw.Flush()
 	}
 	if s.Error != "" {
 		fmt.Fprintf(b, "FAILED: %s\n", s.Error)
 	}
+}
+
+// text renders c for the table, "-" when absent.
+func (c *RequestCPU) text() string {
+	if c == nil {
+		return "-"
+	}
+	return micros(c.Qdrant) + " / " + micros(c.Searcher) + " / " + micros(&c.Bench)
 }
 
 func (r *Report) writeRSS(b *strings.Builder) {

@@ -71,17 +71,21 @@ func (r *runner) search(ctx context.Context) (*Search, error) {
 	if err != nil {
 		return res, err
 	}
-	for _, p := range []searchPath{rag, raw} {
+	ping := r.pingPath()
+	for _, p := range []searchPath{rag, raw, ping} {
 		if _, err := latencies(ctx, 4, min(searchWarmup, r.cfg.Searches), p.call); err != nil {
 			return res, fmt.Errorf("warm-up of %s: %w", p.name, err)
 		}
 	}
 	for _, conc := range searchConcurrency {
 		level := SearchLevel{Concurrency: conc}
-		if level.RagSearch, err = r.latency(ctx, rag, conc); err != nil {
+		if level.RagSearch, err = r.latency(ctx, rag, conc, searcher.pid()); err != nil {
 			return res, err
 		}
-		if level.Qdrant, err = r.latency(ctx, raw, conc); err != nil {
+		if level.Qdrant, err = r.latency(ctx, raw, conc, searcher.pid()); err != nil {
+			return res, err
+		}
+		if level.NATSPing, err = r.latency(ctx, ping, conc, searcher.pid()); err != nil {
 			return res, err
 		}
 		level.P50OverheadMs = round(level.RagSearch.P50Ms-level.Qdrant.P50Ms, 3)
@@ -164,13 +168,38 @@ func (r *runner) searchPaths(ctx context.Context, collection, tenant string, tex
 	return rag, raw, nil
 }
 
-// latency measures p at concurrency conc over the run's number of searches.
-func (r *runner) latency(ctx context.Context, p searchPath, conc int) (Latency, error) {
+// pingPath is a bare NATS round trip to the searcher process: a $SRV.PING
+// of the search service, answered by the searcher's NATS client without
+// Qdrant, what any rag.search request pays for the transport (with a
+// smaller reply).
+func (r *runner) pingPath() searchPath {
+	subject, _ := micro.ControlSubject(micro.PingVerb, search.ServiceName, "") // valid: both names are constant
+	return searchPath{name: "nats ping", call: func(_ context.Context, _ int) error {
+		if _, err := r.cfg.Conn.Request(subject, nil, searchTimeout); err != nil {
+			return fmt.Errorf("%s: %w", subject, err)
+		}
+		return nil
+	}}
+}
+
+// latency measures p at concurrency conc over the run's number of searches,
+// and the CPU per request of Qdrant, the searcher (pid searcher) and this
+// process meanwhile.
+func (r *runner) latency(ctx context.Context, p searchPath, conc, searcher int) (Latency, error) {
+	cpu := startCPU(r.cfg.QdrantPID, searcher)
 	lat, err := latencies(ctx, conc, r.cfg.Searches, p.call)
 	if err != nil {
 		return Latency{}, fmt.Errorf("%s at concurrency %d: %w", p.name, conc, err)
 	}
-	return Latency{P50Ms: millis3(percentile(lat, 50)), P99Ms: millis3(percentile(lat, 99))}, nil
+	used := cpu.stop()
+	perReq := func(s *float64) *float64 {
+		if s == nil {
+			return nil
+		}
+		return new(round(*s/float64(r.cfg.Searches)*1e6, 1))
+	}
+	return Latency{P50Ms: millis3(percentile(lat, 50)), P99Ms: millis3(percentile(lat, 99)),
+		CPU: &RequestCPU{Qdrant: perReq(used.Qdrant), Searcher: perReq(used.Worker), Bench: *perReq(&used.Bench)}}, nil
 }
 
 // waitIndexed waits until Qdrant reports collection green (no optimization
