@@ -95,11 +95,13 @@ func (r *runner) ingest(ctx context.Context, d drain, ceiling *Ceiling) (*Ingest
 	if err != nil {
 		return res, err
 	}
+	published, publishing := time.Since(start), cpu.stop()
 	if err := r.waitDrained(ctx, w, lastSeq); err != nil {
 		return res, err
 	}
 	elapsed := time.Since(start)
 	res.CPU = cpu.stop()
+	res.phases(published, elapsed, publishing)
 	res.Seconds = round(elapsed.Seconds(), 4)
 	res.DocsPerS = round(float64(len(docs))/elapsed.Seconds(), 1)
 	if res.Stored, err = r.count(ctx, collection); err != nil {
@@ -116,6 +118,18 @@ func (r *runner) ingest(ctx context.Context, d drain, ceiling *Ceiling) (*Ingest
 		return res, fmt.Errorf("exact count %d points, want %d", res.Stored, len(docs))
 	}
 	return res, nil
+}
+
+// phases fills in how long publishing took and how busy Qdrant was during
+// it and after, from the CPU used by then (publishing).
+func (in *Ingest) phases(published, elapsed time.Duration, publishing *CPU) {
+	in.PublishSeconds = round(published.Seconds(), 3)
+	q0, q := publishing.Qdrant, in.CPU.Qdrant
+	if q0 == nil || q == nil || published <= 0 || elapsed <= published {
+		return
+	}
+	in.QdrantCoresPublishing = new(round(*q0/published.Seconds(), 2))
+	in.QdrantCoresAfter = new(round((*q-*q0)/(elapsed-published).Seconds(), 2))
 }
 
 // perDoc fills in the figures per document, and the ratios to ceiling when

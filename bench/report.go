@@ -139,6 +139,13 @@ type Ingest struct {
 	// ChunksPerCoreS is Stored over the worker's CPU seconds: the points it
 	// makes per second of one core.
 	ChunksPerCoreS *float64 `json:"chunks_per_core_s,omitempty"`
+	// PublishSeconds is the time from the first publish to the last one
+	// acknowledged by the stream. QdrantCoresPublishing and QdrantCoresAfter
+	// are the cores Qdrant kept busy (its CPU seconds per second) in that
+	// time and in the rest of the drain: where it waited for the pipeline.
+	PublishSeconds        float64  `json:"publish_seconds,omitempty"`
+	QdrantCoresPublishing *float64 `json:"qdrant_cores_publishing,omitempty"`
+	QdrantCoresAfter      *float64 `json:"qdrant_cores_after,omitempty"`
 	// Skipped says why the drain did not run (the builtin embedder missing
 	// from the build); it is not a failure.
 	Skipped string `json:"skipped,omitempty"`
@@ -388,8 +395,13 @@ func writeIngestTable(b *strings.Builder, c *Ceiling, rows []ingestRow) {
 				count = countText(in.CountOK, in.Stored)
 			}
 			note := failedText(in.Error)
-			if in.Embedder == embedderBuiltin && in.ChunksPerCoreS != nil && note == "" {
+			switch {
+			case note != "":
+			case in.Embedder == embedderBuiltin && in.ChunksPerCoreS != nil:
 				note = fmt.Sprintf("%d docs, %.0f chunks/s per core of the worker", in.Docs, *in.ChunksPerCoreS)
+			case in.QdrantCoresPublishing != nil && in.QdrantCoresAfter != nil:
+				note = fmt.Sprintf("published in %s; Qdrant busy %.2f cores meanwhile, %.2f after", seconds(in.PublishSeconds),
+					*in.QdrantCoresPublishing, *in.QdrantCoresAfter)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%.0f docs/s\t%s\t%s\t%s\t%s / %s\t%s\t%s\n", row.name, seconds(in.Seconds), in.DocsPerS,
 				ratioText(in.RatioToCeiling), count, cpuText(in.CPU), micros(in.QdrantUsPerDoc), micros(in.WorkerUsPerDoc),

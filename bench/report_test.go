@@ -34,7 +34,8 @@ func sampleReport() *Report {
 			Ceiling: &Ceiling{Points: 10000, Best: new(trials[0]), Trials: trials[:1]},
 			VectorsB64: &Ingest{Docs: 10000, Body: "vector_b64", Embedder: "hash", Seconds: 1, DocsPerS: 10000, Stored: 10000, CountOK: true,
 				RatioToCeiling: new(0.8), CPU: &CPU{Qdrant: new(1.0), Worker: new(0.4), Bench: 0.3},
-				WorkerUsPerDoc: new(40.0), QdrantUsPerDoc: new(100.0), ChunksPerCoreS: new(25000.0)}},
+				WorkerUsPerDoc: new(40.0), QdrantUsPerDoc: new(100.0), ChunksPerCoreS: new(25000.0),
+				PublishSeconds: 0.2, QdrantCoresPublishing: new(0.15), QdrantCoresAfter: new(0.97)}},
 		Search: &Search{Points: 10000, TenantPoints: 2000, TopK: 10, Requests: 2000, Indexed: true, Levels: []SearchLevel{
 			{Concurrency: 1, RagSearch: Latency{P50Ms: 0.9, P99Ms: 1.5, CPU: &RequestCPU{Qdrant: new(700.0), Searcher: new(400.0), Bench: 150}},
 				Qdrant: Latency{P50Ms: 0.6, P99Ms: 1.2, CPU: &RequestCPU{Qdrant: new(650.0), Bench: 250}}, NATSPing: Latency{P50Ms: 0.15, P99Ms: 0.4}, P50OverheadMs: 0.3},
@@ -59,7 +60,7 @@ func TestWriteTable(t *testing.T) {
 		"\nragpipe, text + hash - - - - - - - FAILED: worker exited: exit status 1; last line: boom\n",
 		"\nragpipe, text + builtin - - - - - - - skipped: the worker did not start\n",
 		"\nPINNED: Qdrant alone on CPU [0]; the bench's publisher and NATS, and the worker, on CPU [1]\n",
-		"\nragpipe, vector_b64 1s 10000 docs/s 0.80 ok (10000) 1.00 / 0.40 / 0.30 100.0 / 40.0 -\n",
+		"\nragpipe, vector_b64 1s 10000 docs/s 0.80 ok (10000) 1.00 / 0.40 / 0.30 100.0 / 40.0 - published in 200ms; Qdrant busy 0.15 cores meanwhile, 0.97 after\n",
 		"\nQdrant CPU per document, vector / per point of raw upserts 0.89 <= 1.15\n",
 		"\nworker CPU per document, vector_b64 30.0 µs <= 40 µs\n",
 		"\npinned, vector_b64 / raw upserts on the same CPU 0.80 >= 0.9\n",

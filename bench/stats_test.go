@@ -180,3 +180,17 @@ func TestLineLog(t *testing.T) {
 		t.Errorf("last = %q", got)
 	}
 }
+
+func TestPhases(t *testing.T) {
+	in := &Ingest{CPU: &CPU{Qdrant: new(3.2)}}
+	in.phases(800*time.Millisecond, 4*time.Second, &CPU{Qdrant: new(0.2)})
+	if in.PublishSeconds != 0.8 || *in.QdrantCoresPublishing != 0.25 || *in.QdrantCoresAfter != 0.94 {
+		t.Errorf("phases: publish %v s, Qdrant %v cores meanwhile, %v after; want 0.8, 0.25, 0.94",
+			in.PublishSeconds, *in.QdrantCoresPublishing, *in.QdrantCoresAfter)
+	}
+	in = &Ingest{CPU: &CPU{}} // Qdrant not started by the bench
+	in.phases(800*time.Millisecond, 4*time.Second, &CPU{})
+	if in.QdrantCoresPublishing != nil || in.QdrantCoresAfter != nil {
+		t.Error("phases without Qdrant's CPU: want no Qdrant figures")
+	}
+}
