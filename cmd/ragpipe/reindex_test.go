@@ -43,6 +43,21 @@ func startReindex(t *testing.T) (func(args ...string) (code int, stdout, stderr 
 	}, reg
 }
 
+// awaitJob waits, for at most a minute, until the registry holds a job of
+// action for docs that no worker has taken yet: the one the command under
+// test has just written. It reports whether one came.
+func awaitJob(t *testing.T, reg *generation.Registry, action generation.Action) bool {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		st, _, err := reg.Current(context.Background(), "docs")
+		if err == nil && st.Job != nil && st.Job.Action == action && st.Job.Phase == generation.Waiting {
+			return true
+		}
+	}
+	t.Errorf("no %s job waiting after a minute", action)
+	return false
+}
+
 // TestReindexCommand writes jobs, refuses the requests that cannot be
 // carried out, and follows a job a worker (played by the test, through the
 // Registry) carries out to the end.
@@ -129,7 +144,9 @@ func TestReindexCommand(t *testing.T) {
 
 	// A failed rollback exits 1 with its error.
 	wg.Go(func() {
-		time.Sleep(500 * time.Millisecond)
+		if !awaitJob(t, reg, generation.Rollback) {
+			return
+		}
 		if _, err := reg.Update(context.Background(), "docs", func(s *generation.State, _ bool) error {
 			s.Job.Phase, s.Job.Error = generation.Failed, "the store is gone"
 			return nil
@@ -182,7 +199,9 @@ func TestReindexKeywordsOnly(t *testing.T) {
 	refusal := "nothing to change: the target settings are the serving generation's, and it has keyword vectors as the workers create them (RAGPIPE_KEYWORDS=true)"
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		time.Sleep(500 * time.Millisecond)
+		if !awaitJob(t, reg, generation.Build) {
+			return
+		}
 		if _, err := reg.Update(context.Background(), "docs", func(s *generation.State, _ bool) error {
 			if j := s.Job; j == nil || j.Action != generation.Build || len(j.Given) != 0 || j.Target == nil || *j.Target != (generation.Generation{}) {
 				t.Errorf("job written: %+v", j)
@@ -248,15 +267,21 @@ func TestReindexNoSwitch(t *testing.T) {
 	g1 := generation.Generation{Name: "docs__g1", Number: 1, Dims: 1024, Distance: "cosine", ChunkSize: 2000, ChunkOverlap: 200}
 	g2 := g1
 	g2.Name, g2.Number, g2.ChunkSize = "docs__g2", 2, 500
-	worker := func(fn func(s *generation.State)) {
-		time.Sleep(500 * time.Millisecond)
+	// worker plays a worker's next step once the command has written a job
+	// of action, or, for "", after a pause the command can follow.
+	worker := func(action generation.Action, fn func(s *generation.State)) {
+		if action == "" {
+			time.Sleep(500 * time.Millisecond)
+		} else if !awaitJob(t, reg, action) {
+			return
+		}
 		if _, err := reg.Update(context.Background(), "docs", func(s *generation.State, _ bool) error { fn(s); return nil }); err != nil {
 			t.Error(err)
 		}
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		worker(func(s *generation.State) {
+		worker(generation.Build, func(s *generation.State) {
 			s.Serving, s.Building = g1, &g2
 			s.Job.Phase, s.Job.Report = generation.Ready, &generation.Report{Searches: 3, Answered: 3}
 		})
@@ -274,13 +299,13 @@ func TestReindexNoSwitch(t *testing.T) {
 	}
 
 	wg.Go(func() {
-		worker(func(s *generation.State) {
+		worker(generation.Switch, func(s *generation.State) {
 			if s.Job.Action != generation.Switch || s.Job.Target == nil || *s.Job.Target != g2 {
 				t.Errorf("switch job %+v", s.Job)
 			}
 			s.Job.Phase = generation.Checking
 		})
-		worker(func(s *generation.State) {
+		worker("", func(s *generation.State) {
 			s.Serving, s.Previous, s.Building = g2, &g1, nil
 			s.Job.Phase, s.Job.Report = generation.Done, &generation.Report{Searches: 3, Answered: 3, SwitchTook: 20512 * time.Microsecond}
 		})
