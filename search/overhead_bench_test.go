@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/qdrantstore"
 	"github.com/ragpipe/ragpipe/search"
+	"github.com/ragpipe/ragpipe/telemetry"
 )
 
 // Shape of BenchmarkSearchOverhead's collection, as `ragpipe bench` fills
@@ -43,9 +47,14 @@ var overheadTenants = []string{"alice", "bob", "carol", "dave", "erin"}
 // bench --only text,search`, in one process, one request at a time and
 // eight at once. For the steps between, it also times the store's Search
 // with the query's embedding (store) and a NATS round trip to a subscriber
-// answering a search reply's bytes at once (echo). Each round calls every
-// path in turn, so that the machine's load weighs on them alike; each
-// path's p50 is reported in µs, and overhead-µs is rag's minus qdrant's.
+// answering a search reply's bytes at once (echo), and the search through
+// the service when its store answers at once with ten hits (canned). The
+// paths take turns in blocks of calls, so that the machine's load weighs on
+// them alike; each path's p50 and the process's CPU time per call
+// (<path>-cpu-µs: this process only, Qdrant runs in its own) are reported
+// in µs. overhead-µs is rag's p50 minus qdrant's; service-cpu-µs is
+// canned's CPU minus echo's: what the service spends on a request besides
+// the store call and the NATS round trip.
 //
 //	flock /tmp/ragpipe-test.lock go test -run XXX -bench SearchOverhead -count 5 ./search
 func BenchmarkSearchOverhead(b *testing.B) {
@@ -63,13 +72,26 @@ func BenchmarkSearchOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	texts := fillOverhead(b, store, emb)
-	svc, err := search.Start(b.Context(), search.Config{
-		Conn: serviceConn, Index: store, Embedder: func(string) search.Embedder { return emb }, Logger: log,
-	})
+	hits, err := store.Search(b.Context(), "docs", pipeline.Query{UserID: "alice", Mode: pipeline.ModeDense, TopK: overheadTopK, Vector: make([]float32, overheadDims)})
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = svc.Stop(context.Background()) })
+	// The services' goroutines carry the labels goroutines=service and
+	// prefix=rag or canned in a CPU profile (go tool pprof -tagfocus
+	// goroutines=service).
+	for prefix, index := range map[string]search.Index{"rag": store, "canned": cannedIndex{store, hits}} {
+		var svc *search.Service
+		pprof.Do(b.Context(), pprof.Labels("goroutines", "service", "prefix", prefix), func(ctx context.Context) {
+			svc, err = search.Start(ctx, search.Config{
+				Conn: serviceConn, Index: index, Embedder: func(string) search.Embedder { return emb }, Logger: log,
+				Metrics: telemetry.NewMetrics(), Prefix: prefix,
+			})
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = svc.Stop(context.Background()) })
+	}
 
 	rng := rand.New(rand.NewPCG(5, 6))
 	bodies := make([][]byte, overheadQueries)
@@ -126,6 +148,10 @@ func BenchmarkSearchOverhead(b *testing.B) {
 			}
 			return err
 		}},
+		{"canned", func(_ context.Context, i int) error {
+			_, err := client.Request("canned.search.alice.docs", bodies[i%overheadQueries], 10*time.Second)
+			return err
+		}},
 		{"echo", func(_ context.Context, i int) error {
 			_, err := client.Request("echo", bodies[i%overheadQueries], 10*time.Second)
 			return err
@@ -140,62 +166,92 @@ func BenchmarkSearchOverhead(b *testing.B) {
 	}
 	for _, conc := range []int{1, 8} {
 		b.Run(fmt.Sprintf("c%d", conc), func(b *testing.B) {
-			lat := timeCalls(b, conc, len(paths), func(ctx context.Context, path, i int) error { return paths[path].call(ctx, i) })
+			lat, cpu := timeCalls(b, conc, len(paths), func(ctx context.Context, path, i int) error { return paths[path].call(ctx, i) })
 			for k, p := range paths {
 				b.ReportMetric(float64(lat[k][len(lat[k])/2].Microseconds()), p.name+"-p50-µs")
+				b.ReportMetric(float64(cpu[k].Microseconds()), p.name+"-cpu-µs")
 			}
 			b.ReportMetric(float64((lat[0][len(lat[0])/2] - lat[1][len(lat[1])/2]).Microseconds()), "overhead-µs")
+			b.ReportMetric(float64((cpu[3] - cpu[4]).Microseconds()), "service-cpu-µs")
 		})
 	}
 }
 
-// timeCalls makes b.N rounds of calls from conc goroutines, a round
-// calling each of the paths in turn (starting with a different one each
-// round, so that a change of the machine's load hits every path alike), and
-// returns each path's latencies, sorted.
-func timeCalls(b *testing.B, conc, paths int, call func(ctx context.Context, path, i int) error) [][]time.Duration {
+// timeCalls makes b.N calls of each path from conc goroutines, in blocks
+// of 16×conc calls of one path, the paths' blocks taking turns (so that a
+// change of the machine's load hits every path alike). It returns each
+// path's latencies, sorted, and the process's CPU time (user and system,
+// every goroutine's) per call of each path.
+func timeCalls(b *testing.B, conc, paths int, call func(ctx context.Context, path, i int) error) ([][]time.Duration, []time.Duration) {
 	b.Helper()
 	lat := make([][]time.Duration, paths)
 	for k := range lat {
 		lat[k] = make([]time.Duration, b.N)
 	}
+	cpu := make([]time.Duration, paths)
 	var (
-		wg   sync.WaitGroup
-		next = make(chan int, b.N)
 		mu   sync.Mutex
 		fail error
 	)
-	for i := range b.N {
-		next <- i
-	}
-	close(next)
+	block := 16 * conc
 	b.ResetTimer()
-	for range conc {
-		wg.Go(func() {
-			for i := range next {
-				for k := range paths {
-					path := (i + k) % paths
-					start := time.Now()
-					if err := call(b.Context(), path, i); err != nil {
-						mu.Lock()
-						fail = err
-						mu.Unlock()
-						return
+	for first := 0; first < b.N && fail == nil; first += block {
+		end := min(first+block, b.N)
+		for k := range paths {
+			path := (first/block + k) % paths
+			var (
+				wg   sync.WaitGroup
+				next atomic.Int64
+			)
+			next.Store(int64(first))
+			before := cpuTime(b)
+			for range conc {
+				wg.Go(func() {
+					for i := int(next.Add(1) - 1); i < end; i = int(next.Add(1) - 1) {
+						start := time.Now()
+						if err := call(b.Context(), path, i); err != nil {
+							mu.Lock()
+							fail = err
+							mu.Unlock()
+							return
+						}
+						lat[path][i] = time.Since(start)
 					}
-					lat[path][i] = time.Since(start)
-				}
+				})
 			}
-		})
+			wg.Wait()
+			cpu[path] += cpuTime(b) - before
+		}
 	}
-	wg.Wait()
 	b.StopTimer()
 	if fail != nil {
 		b.Fatal(fail)
 	}
-	for _, l := range lat {
+	for k, l := range lat {
 		slices.Sort(l)
+		cpu[k] /= time.Duration(b.N)
 	}
-	return lat
+	return lat, cpu
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cannedIndex is the store with every search answered at once with the
+// same hits, for timing the service without the store.
+type cannedIndex struct {
+	search.Index
+	hits []pipeline.Hit
+}
+
+func (c cannedIndex) Search(context.Context, string, pipeline.Query) ([]pipeline.Hit, error) {
+	return slices.Clone(c.hits), nil
 }
 
 // fillOverhead writes overheadDocs one-chunk documents, round robin over
