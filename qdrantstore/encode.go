@@ -5,13 +5,10 @@ import (
 	"encoding/binary"
 	"math"
 	"slices"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/qdrant/go-client/qdrant"
 	"google.golang.org/protobuf/encoding/protowire"
-
-	"github.com/ragpipe/ragpipe/pipeline"
 )
 
 // The UpdateBatch request of a set of units is written straight in
@@ -77,7 +74,10 @@ const (
 	fRangeLte       = 4 // Range.lte
 )
 
-// encoder appends protobuf fields to b.
+// encoder appends protobuf fields to b. Its methods store e.b once per
+// call; the hot paths (a point, a filter condition) work on a local slice
+// with the append functions below, which keep b in registers and out of
+// the garbage collector's write barrier.
 type encoder struct{ b []byte }
 
 // nested is a length-delimited field being written: where its content
@@ -88,74 +88,128 @@ type nested struct{ start, room int }
 // length of about hint bytes; close finishes it. A wrong hint costs a move
 // of the content, never a wrong encoding.
 func (e *encoder) open(num protowire.Number, hint int) nested {
-	e.b = protowire.AppendTag(e.b, num, protowire.BytesType)
-	room := protowire.SizeVarint(uint64(max(hint, 0)))
-	e.b = append(e.b, make([]byte, room)...)
-	return nested{len(e.b), room}
+	var n nested
+	e.b, n = openField(e.b, num, hint)
+	return n
 }
 
-func (e *encoder) close(n nested) {
-	size := len(e.b) - n.start
+func (e *encoder) close(n nested) { e.b = closeField(e.b, n) }
+
+func (e *encoder) string(num protowire.Number, s string) { e.b = appendString(e.b, num, s) }
+
+func (e *encoder) varint(num protowire.Number, v uint64) {
+	e.b = appendVarint(appendTag(e.b, num, protowire.VarintType), v)
+}
+
+// openField is encoder.open on b.
+func openField(b []byte, num protowire.Number, hint int) ([]byte, nested) {
+	b = appendTag(b, num, protowire.BytesType)
+	room := protowire.SizeVarint(uint64(max(hint, 0)))
+	for range room {
+		b = append(b, 0)
+	}
+	return b, nested{len(b), room}
+}
+
+// closeField is encoder.close on b.
+func closeField(b []byte, n nested) []byte {
+	size := len(b) - n.start
+	if size < 0x80 && n.room == 1 {
+		b[n.start-1] = byte(size)
+		return b
+	}
 	need := protowire.SizeVarint(uint64(size))
 	if need != n.room {
 		at := n.start - n.room + need
 		if need > n.room {
-			e.b = append(e.b, make([]byte, need-n.room)...)
+			b = append(b, make([]byte, need-n.room)...)
 		}
-		copy(e.b[at:], e.b[n.start:n.start+size])
-		e.b = e.b[:at+size]
+		copy(b[at:], b[n.start:n.start+size])
+		b = b[:at+size]
 	}
-	// Overwrites the room left, within e.b.
-	protowire.AppendVarint(e.b[:n.start-n.room], uint64(size))
+	// Overwrites the room left, within b.
+	appendVarint(b[:n.start-n.room], uint64(size))
+	return b
 }
 
-func (e *encoder) string(num protowire.Number, s string) {
-	e.b = protowire.AppendTag(e.b, num, protowire.BytesType)
-	e.b = protowire.AppendString(e.b, s)
+// appendVarint is protowire.AppendVarint, small enough to be inlined.
+func appendVarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
 }
 
-func (e *encoder) varint(num protowire.Number, v uint64) {
-	e.b = protowire.AppendTag(e.b, num, protowire.VarintType)
-	e.b = protowire.AppendVarint(e.b, v)
+func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
+	return appendVarint(b, uint64(num)<<3|uint64(typ))
 }
 
-func (e *encoder) double(num protowire.Number, f float64) {
-	e.b = protowire.AppendTag(e.b, num, protowire.Fixed64Type)
-	e.b = protowire.AppendFixed64(e.b, math.Float64bits(f))
+// appendLen appends the tag of length-delimited field num and its length n,
+// the n bytes of content to follow.
+func appendLen(b []byte, num protowire.Number, n int) []byte {
+	return appendVarint(appendTag(b, num, protowire.BytesType), uint64(n))
 }
 
-// floats writes v as packed field num: little-endian IEEE 754 floats, on
-// a little-endian machine the bytes of v as they are in memory.
-func (e *encoder) floats(num protowire.Number, v []float32) {
-	e.b = protowire.AppendTag(e.b, num, protowire.BytesType)
-	e.b = protowire.AppendVarint(e.b, uint64(4*len(v)))
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	return append(appendLen(b, num, len(s)), s...)
+}
+
+// fieldSize is the size of a length-delimited field of n bytes whose
+// number is below 16 (a one-byte tag).
+func fieldSize(n int) int { return 1 + protowire.SizeVarint(uint64(n)) + n }
+
+// vectorSize is the size of a Vector holding a dense or sparse vector of n
+// bytes (field 101 or 102: a two-byte tag).
+func vectorSize(n int) int { return 2 + protowire.SizeVarint(uint64(n)) + n }
+
+// appendFloats writes v as packed field num: little-endian IEEE 754
+// floats, on a little-endian machine the bytes of v as they are in memory.
+func appendFloats(b []byte, num protowire.Number, v []float32) []byte {
+	b = appendLen(b, num, 4*len(v))
 	if littleEndian {
-		e.b = append(e.b, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v))...)
-		return
+		return append(b, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v))...)
 	}
-	n := len(e.b)
-	e.b = slices.Grow(e.b, 4*len(v))[:n+4*len(v)]
-	d := e.b[n:]
+	n := len(b)
+	b = slices.Grow(b, 4*len(v))[:n+4*len(v)]
+	d := b[n:]
 	for _, f := range v {
 		binary.LittleEndian.PutUint32(d, math.Float32bits(f))
 		d = d[4:]
 	}
+	return b
 }
 
 // littleEndian reports whether the machine stores numbers little-endian.
 var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
-// uint32s writes v as packed varint field num.
-func (e *encoder) uint32s(num protowire.Number, v []uint32) {
+// varintsSize is the size of v as packed varints.
+func varintsSize(v []uint32) int {
 	size := 0
 	for _, x := range v {
 		size += protowire.SizeVarint(uint64(x))
 	}
-	e.b = protowire.AppendTag(e.b, num, protowire.BytesType)
-	e.b = protowire.AppendVarint(e.b, uint64(size))
+	return size
+}
+
+// appendUint32s writes v as packed varint field num of size bytes
+// (varintsSize). Each varint is spread into a word, its seven-bit groups
+// one a byte with the continuation bit on all but the last, and the word
+// stored whole: no branch per byte.
+func appendUint32s(b []byte, num protowire.Number, v []uint32, size int) []byte {
+	b = appendLen(b, num, size)
+	n := len(b)
+	b = slices.Grow(b, size+8)
+	d := b[n : n+size+8]
+	i := 0
 	for _, x := range v {
-		e.b = protowire.AppendVarint(e.b, uint64(x))
+		w := protowire.SizeVarint(uint64(x))
+		y := uint64(x&0x7f) | uint64(x>>7&0x7f)<<8 | uint64(x>>14&0x7f)<<16 | uint64(x>>21&0x7f)<<24 | uint64(x>>28)<<32
+		y |= 0x80808080 & (1<<(8*(w-1)) - 1)
+		binary.LittleEndian.PutUint64(d[i:], y)
+		i += w
 	}
+	return b[:n+i]
 }
 
 // encodeRequest appends to b the UpdateBatchPoints request carrying units
@@ -252,82 +306,100 @@ func pointHint(u *unit, i int) int {
 }
 
 // point writes the i-th point of u as a PointStruct of a PointStructList.
-func (e *encoder) point(u *unit, i int) {
-	w, p := u.write, &u.write.Points[i]
-	ps := e.open(fListPoints, pointHint(u, i))
-	id := e.open(fPointID, len(p.ID)+2)
-	e.string(fIDUUID, p.ID)
-	e.close(id)
+func (e *encoder) point(u *unit, i int) { e.b = appendPoint(e.b, u, i) }
 
-	e.payloadString(keyUserID, w.UserID)
-	e.payloadString(keyDocID, w.DocID)
-	e.payloadInt(keyChunkIndex, int64(p.ChunkIndex))
-	e.payloadInt(keyChunkCount, int64(p.ChunkCount))
-	e.payloadString(keyText, p.Text)
-	entry := e.open(fPointPayload, len(u.metadata[i])+16)
-	e.string(fEntryKey, keyMetadata)
-	value := e.open(fEntryValue, len(u.metadata[i]))
-	e.b = append(e.b, u.metadata[i]...)
-	e.close(value)
-	e.close(entry)
-	e.payloadInt(keyVersion, int64(w.Version)) // w.Version <= MaxInt64, checked by CheckDoc
-	if p.TextHash != "" {
-		e.payloadString(keyTextHash, p.TextHash)
+// appendPoint is encoder.point on b. Every length is computed before the
+// content is written, so the point is written in one pass.
+func appendPoint(b []byte, u *unit, i int) []byte {
+	w, p, md := u.write, &u.write.Points[i], u.metadata[i]
+	kw := p.Keywords
+	if !u.keywords || kw == nil || len(kw.Indices) == 0 {
+		kw = nil
 	}
-
-	dense := 4*len(p.Vector) + 16
-	if kw := p.Keywords; u.keywords && kw != nil && len(kw.Indices) > 0 {
-		sparse := 9*len(kw.Indices) + 16
-		vs := e.open(fPointVectors, dense+sparse+32)
-		named := e.open(fVectorsNamed, dense+sparse+24)
-		entry := e.open(fNamedVectors, dense+8)
-		e.string(fEntryKey, "")
-		e.denseVector(fEntryValue, p.Vector)
-		e.close(entry)
-		entry = e.open(fNamedVectors, sparse+16)
-		e.string(fEntryKey, keywordsVector)
-		v := e.open(fEntryValue, sparse)
-		s := e.open(fVectorSparse, sparse)
-		e.floats(fSparseValues, kw.Values)
-		e.uint32s(fSparseIndices, kw.Indices)
-		e.close(s)
-		e.close(v)
-		e.close(entry)
-		e.close(named)
-		e.close(vs)
+	id := fieldSize(len(p.ID))
+	denseData := fieldSize(4 * len(p.Vector))
+	dense := vectorSize(denseData) // Vector
+	var indices, sparseData, sparse, named, vectors int
+	if kw != nil {
+		indices = varintsSize(kw.Indices)
+		sparseData = fieldSize(4*len(kw.Values)) + fieldSize(indices)
+		sparse = vectorSize(sparseData) // Vector
+		named = fieldSize(fieldSize(0)+fieldSize(dense)) + fieldSize(fieldSize(len(keywordsVector))+fieldSize(sparse))
+		vectors = fieldSize(named)
 	} else {
-		vs := e.open(fPointVectors, dense+8)
-		e.denseVector(fVectorsVector, p.Vector)
-		e.close(vs)
+		vectors = fieldSize(dense)
 	}
-	e.close(ps)
+	metadata := fieldSize(len(keyMetadata)) + fieldSize(len(md))
+	size := fieldSize(id) +
+		fieldSize(stringEntrySize(keyUserID, w.UserID)) + fieldSize(stringEntrySize(keyDocID, w.DocID)) +
+		fieldSize(intEntrySize(keyChunkIndex, int64(p.ChunkIndex))) + fieldSize(intEntrySize(keyChunkCount, int64(p.ChunkCount))) +
+		fieldSize(stringEntrySize(keyText, p.Text)) + fieldSize(metadata) +
+		fieldSize(intEntrySize(keyVersion, int64(w.Version))) + // w.Version <= MaxInt64, checked by CheckDoc
+		fieldSize(vectors)
+	if p.TextHash != "" {
+		size += fieldSize(stringEntrySize(keyTextHash, p.TextHash))
+	}
+
+	b = slices.Grow(b, fieldSize(size))
+	b = appendLen(b, fListPoints, size)
+	b = appendLen(b, fPointID, id)
+	b = appendString(b, fIDUUID, p.ID)
+	b = appendStringEntry(b, keyUserID, w.UserID)
+	b = appendStringEntry(b, keyDocID, w.DocID)
+	b = appendIntEntry(b, keyChunkIndex, int64(p.ChunkIndex))
+	b = appendIntEntry(b, keyChunkCount, int64(p.ChunkCount))
+	b = appendStringEntry(b, keyText, p.Text)
+	b = appendLen(b, fPointPayload, metadata)
+	b = appendString(b, fEntryKey, keyMetadata)
+	b = appendLen(b, fEntryValue, len(md))
+	b = append(b, md...)
+	b = appendIntEntry(b, keyVersion, int64(w.Version))
+	if p.TextHash != "" {
+		b = appendStringEntry(b, keyTextHash, p.TextHash)
+	}
+
+	b = appendLen(b, fPointVectors, vectors)
+	if kw == nil {
+		b = appendLen(b, fVectorsVector, dense)
+		b = appendLen(b, fVectorDense, denseData)
+		return appendFloats(b, fDenseData, p.Vector)
+	}
+	b = appendLen(b, fVectorsNamed, named)
+	b = appendLen(b, fNamedVectors, fieldSize(0)+fieldSize(dense))
+	b = appendString(b, fEntryKey, "")
+	b = appendLen(b, fEntryValue, dense)
+	b = appendLen(b, fVectorDense, denseData)
+	b = appendFloats(b, fDenseData, p.Vector)
+	b = appendLen(b, fNamedVectors, fieldSize(len(keywordsVector))+fieldSize(sparse))
+	b = appendString(b, fEntryKey, keywordsVector)
+	b = appendLen(b, fEntryValue, sparse)
+	b = appendLen(b, fVectorSparse, sparseData)
+	b = appendFloats(b, fSparseValues, kw.Values)
+	return appendUint32s(b, fSparseIndices, kw.Indices, indices)
 }
 
-// denseVector writes v as field num, a Vector holding a DenseVector.
-func (e *encoder) denseVector(num protowire.Number, v []float32) {
-	vec := e.open(num, 4*len(v)+8)
-	d := e.open(fVectorDense, 4*len(v)+4)
-	e.floats(fDenseData, v)
-	e.close(d)
-	e.close(vec)
+// stringEntrySize is the size of the payload map entry of key and string s.
+func stringEntrySize(key, s string) int {
+	return fieldSize(len(key)) + fieldSize(fieldSize(len(s)))
 }
 
-func (e *encoder) payloadString(key, s string) {
-	entry := e.open(fPointPayload, len(key)+len(s)+8)
-	e.string(fEntryKey, key)
-	v := e.open(fEntryValue, len(s)+4)
-	e.string(fValueString, s)
-	e.close(v)
-	e.close(entry)
+func appendStringEntry(b []byte, key, s string) []byte {
+	b = appendLen(b, fPointPayload, stringEntrySize(key, s))
+	b = appendString(b, fEntryKey, key)
+	b = appendLen(b, fEntryValue, fieldSize(len(s)))
+	return appendString(b, fValueString, s)
 }
 
-func (e *encoder) payloadInt(key string, i int64) {
-	entry := e.open(fPointPayload, len(key)+16)
-	e.string(fEntryKey, key)
-	v := e.open(fEntryValue, 11)
-	e.varint(fValueInt, uint64(i))
-	e.close(v)
-	e.close(entry)
+// intEntrySize is the size of the payload map entry of key and integer i.
+func intEntrySize(key string, i int64) int {
+	return fieldSize(len(key)) + fieldSize(1+protowire.SizeVarint(uint64(i)))
+}
+
+func appendIntEntry(b []byte, key string, i int64) []byte {
+	b = appendLen(b, fPointPayload, intEntrySize(key, i))
+	b = appendString(b, fEntryKey, key)
+	b = appendLen(b, fEntryValue, 1+protowire.SizeVarint(uint64(i)))
+	return appendVarint(appendTag(b, fValueInt, protowire.VarintType), uint64(i))
 }
 
 // overwritable writes the update_filter of the upsert: per version of the
@@ -360,18 +432,21 @@ func (e *encoder) overwritable(units []unit, insertFirst bool) {
 		start = end
 	}
 	e.anyOf(fListFilter, len(groups), func(g int) {
-		cond := e.open(fFilterMust, len(units)*48)
-		has := e.open(fConditionHasID, len(units)*48)
+		has := 0
 		for _, i := range groups[g] {
 			for _, p := range units[i].writePoints() {
-				id := e.open(fHasIDs, len(p.ID)+2)
-				e.string(fIDUUID, p.ID)
-				e.close(id)
+				has += fieldSize(fieldSize(len(p.ID)))
 			}
 		}
-		e.close(has)
-		e.close(cond)
-		e.versionRange(fRangeLte, units[groups[g][0]].version)
+		b := appendLen(e.b, fFilterMust, fieldSize(has))
+		b = appendLen(b, fConditionHasID, has)
+		for _, i := range groups[g] {
+			for _, p := range units[i].writePoints() {
+				b = appendLen(b, fHasIDs, fieldSize(len(p.ID)))
+				b = appendString(b, fIDUUID, p.ID)
+			}
+		}
+		e.b = appendVersionRange(b, fRangeLte, units[groups[g][0]].version)
 	})
 }
 
@@ -395,101 +470,34 @@ func (e *encoder) anyOf(num protowire.Number, n int, conditions func(i int)) {
 }
 
 // matchKeyword writes a must condition: key matches keyword.
-func (e *encoder) matchKeyword(key, keyword string) {
-	cond := e.open(fFilterMust, len(key)+len(keyword)+8)
-	field := e.open(fConditionField, len(key)+len(keyword)+6)
-	e.string(fFieldKey, key)
-	m := e.open(fFieldMatch, len(keyword)+2)
-	e.string(fMatchKeyword, keyword)
-	e.close(m)
-	e.close(field)
-	e.close(cond)
+func (e *encoder) matchKeyword(key, keyword string) { e.b = appendMatchKeyword(e.b, key, keyword) }
+
+func appendMatchKeyword(b []byte, key, keyword string) []byte {
+	match := fieldSize(len(keyword))
+	field := fieldSize(len(key)) + fieldSize(match)
+	b = appendLen(b, fFilterMust, fieldSize(field))
+	b = appendLen(b, fConditionField, field)
+	b = appendString(b, fFieldKey, key)
+	b = appendLen(b, fFieldMatch, match)
+	return appendString(b, fMatchKeyword, keyword)
 }
 
 // versionRange writes a must condition: version < v (bound fRangeLt) or
 // version <= v (fRangeLte), compared as float64.
 func (e *encoder) versionRange(bound protowire.Number, v uint64) {
-	cond := e.open(fFilterMust, 24)
-	field := e.open(fConditionField, 22)
-	e.string(fFieldKey, keyVersion)
-	r := e.open(fFieldRange, 9)
-	e.double(bound, float64(v))
-	e.close(r)
-	e.close(field)
-	e.close(cond)
+	e.b = appendVersionRange(e.b, bound, v)
 }
 
-// value appends the fields of the Qdrant payload Value of v (the tests'
-// qdrantValue(v) marshals to the same bytes), when v is in plain form (see
-// pipeline.PlainMetadata) and valid: strings and keys valid UTF-8, numbers
-// finite. Otherwise it reports false, having appended part of it.
-func (e *encoder) value(v any) bool {
-	switch v := v.(type) {
-	case string:
-		if !utf8.ValidString(v) {
-			return false
-		}
-		e.string(fValueString, v)
-	case bool:
-		var x uint64
-		if v {
-			x = 1
-		}
-		e.varint(fValueBool, x)
-	case int64:
-		e.varint(fValueInt, uint64(v))
-	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return false
-		}
-		e.double(fValueDouble, v)
-	case nil:
-		e.varint(fValueNull, uint64(qdrant.NullValue_NULL_VALUE))
-	case []any:
-		list := e.open(fValueList, 0)
-		for _, x := range v {
-			item := e.open(fListValues, 0)
-			if !e.value(x) {
-				return false
-			}
-			e.close(item)
-		}
-		e.close(list)
-	case map[string]any:
-		s := e.open(fValueStruct, 0)
-		for k, x := range v {
-			if !utf8.ValidString(k) {
-				return false
-			}
-			entry := e.open(fStructField, 0)
-			e.string(fEntryKey, k)
-			val := e.open(fEntryValue, 0)
-			if !e.value(x) {
-				return false
-			}
-			e.close(val)
-			e.close(entry)
-		}
-		e.close(s)
-	default:
-		return false
-	}
-	return true
+func appendVersionRange(b []byte, bound protowire.Number, v uint64) []byte {
+	const bounds = 1 + 8 // one bound, a double
+	field := fieldSize(len(keyVersion)) + fieldSize(bounds)
+	b = appendLen(b, fFilterMust, fieldSize(field))
+	b = appendLen(b, fConditionField, field)
+	b = appendString(b, fFieldKey, keyVersion)
+	b = appendLen(b, fFieldRange, bounds)
+	return appendDouble(b, bound, float64(v))
 }
 
-// appendMetadata appends the fields of the payload Value of point
-// metadata md (see pipeline.PlainMetadata): md as it is when it is in plain
-// form already, as decoded events' metadata is, else its plain form.
-func appendMetadata(b []byte, md map[string]any) ([]byte, error) {
-	e := encoder{b: b}
-	if e.value(md) {
-		return e.b, nil
-	}
-	plain, err := pipeline.PlainMetadata(md)
-	if err != nil {
-		return b, err
-	}
-	e.b = e.b[:len(b)]
-	e.value(plain)
-	return e.b, nil
+func appendDouble(b []byte, num protowire.Number, f float64) []byte {
+	return binary.LittleEndian.AppendUint64(appendTag(b, num, protowire.Fixed64Type), math.Float64bits(f))
 }
