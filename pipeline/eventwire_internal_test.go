@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -15,6 +16,10 @@ func checkParseFloat32(t *testing.T, lit string) {
 	if end != len(lit) {
 		t.Fatalf("parseFloat32(%s) ends at %d, want %d", lit, end, len(lit))
 	}
+	for _, next := range []string{",", ".", "e", "0"} {
+		padded := []byte(lit + next + strings.Repeat("1", fastFloatWindow))
+		checkFastFloat32(t, lit, padded)
+	}
 	if !ok {
 		return
 	}
@@ -22,6 +27,64 @@ func checkParseFloat32(t *testing.T, lit string) {
 	if err != nil || math.Float32bits(got) != math.Float32bits(float32(want)) {
 		t.Fatalf("parseFloat32(%s) = %v (%#x), strconv %v (%#x), %v", lit, got, math.Float32bits(got), float32(want),
 			math.Float32bits(float32(want)), err)
+	}
+}
+
+// checkFastFloat32 fails unless fastFloat32(padded), padded starting with
+// the number lit, is strconv's float32 and ends where lit does, or declines.
+func checkFastFloat32(t *testing.T, lit string, padded []byte) (ok bool) {
+	t.Helper()
+	got, end, ok := fastFloat32(padded)
+	if !ok {
+		return false
+	}
+	want, err := strconv.ParseFloat(lit, 32)
+	if err != nil || end != len(lit) || math.Float32bits(got) != math.Float32bits(float32(want)) {
+		t.Fatalf("fastFloat32(%s) = %v (%#x), ends at %d; strconv %v (%#x), %v", padded, got, math.Float32bits(got), end,
+			float32(want), math.Float32bits(float32(want)), err)
+	}
+	return true
+}
+
+// TestFastFloat32 compares fastFloat32 with strconv on numbers of the shapes
+// it takes, many of them near the halfway point between two float32s.
+func TestFastFloat32(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 7))
+	pad := "," + strings.Repeat("9", fastFloatWindow)
+	taken := 0
+	for range 1_000_000 {
+		var lit string
+		switch r.IntN(3) {
+		case 0: // near halfway
+			x := math.Float32frombits(r.Uint32() & 0x7fffffff)
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				continue
+			}
+			mid := (float64(x) + float64(math.Nextafter32(x, float32(math.Inf(1))))) / 2
+			lit = strconv.FormatFloat(mid, 'e', 5+r.IntN(12), 64)
+		case 1: // up to 17 digits, a point anywhere in the first eight
+			d := 1 + r.IntN(17)
+			digits := strconv.FormatUint(r.Uint64N(uint64(math.Pow10(d))), 10)
+			k := 1 + r.IntN(min(len(digits), 7))
+			lit = digits[:k]
+			if k < len(digits) {
+				lit += "." + digits[k:]
+			}
+			if r.IntN(3) == 0 {
+				lit += []string{"e", "E", "e+", "e-", "E-"}[r.IntN(5)] + strconv.Itoa(r.IntN(40))
+			}
+		default: // 0.ddd, as embeddings are written
+			lit = "0." + strings.Repeat("0", r.IntN(4)) + strconv.FormatUint(r.Uint64N(1e12), 10)
+		}
+		if r.IntN(2) == 0 {
+			lit = "-" + lit
+		}
+		if checkFastFloat32(t, lit, []byte(lit+pad)) {
+			taken++
+		}
+	}
+	if taken < 500_000 {
+		t.Errorf("fastFloat32 took %d of 1000000 numbers", taken)
 	}
 }
 
@@ -113,4 +176,24 @@ func validJSONNumber(s string) bool {
 		}
 	}
 	return i == len(s)
+}
+
+// TestFastFloat32Takes checks that fastFloat32 converts the numbers of
+// typical embeddings, in the forms encoders write.
+func TestFastFloat32Takes(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 6))
+	taken := 0
+	for range 100_000 {
+		x := r.Float32() - 0.5
+		if r.IntN(2) == 0 {
+			x = float32(r.NormFloat64() / 32)
+		}
+		lit := []byte(strconv.FormatFloat(float64(x), []byte{'g', 'f', 'e'}[r.IntN(3)], -1, 32) + "," + strings.Repeat("0", fastFloatWindow))
+		if _, _, ok := fastFloat32(lit); ok {
+			taken++
+		}
+	}
+	if taken < 99_000 {
+		t.Errorf("fastFloat32 took %d of 100000 numbers", taken)
+	}
 }
