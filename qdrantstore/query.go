@@ -48,7 +48,8 @@ var (
 // Transient failures are retried with backoff until ctx ends (or
 // MaxRetryTime passes), then returned unmarked: pipeline.IsPermanent is false
 // for them. An invalid sq is a permanent error. A point of another tenant in
-// Qdrant's answer is never returned: it fails the search permanently.
+// Qdrant's answer is never returned: it fails the search permanently. The
+// hits' strings share one copy of Qdrant's reply (see queryReply).
 func (q *Store) Search(ctx context.Context, collection string, sq pipeline.Query) ([]pipeline.Hit, error) {
 	if err := sq.Validate(); err != nil {
 		return nil, pipeline.Permanent(fmt.Errorf("qdrant search %q: %w", collection, err))
@@ -80,34 +81,20 @@ func (q *Store) Search(ctx context.Context, collection string, sq pipeline.Query
 		}
 		req.ScoreThreshold = qdrant.PtrOf(math.Nextafter32(*t, worse))
 	}
-	var points []*qdrant.ScoredPoint
+	var reply *queryReply
 	err := q.retry(ctx, "query", collection, func(ctx context.Context) error {
 		var err error
-		points, err = q.client.Query(ctx, req)
+		reply, err = q.query(ctx, req)
 		return err
 	})
 	if err != nil {
 		return nil, q.readError(collection, err)
 	}
-	hits := make([]pipeline.Hit, 0, len(points))
-	for _, p := range points {
-		pl := p.GetPayload()
-		if err := sameTenant(collection, sq.UserID, pl); err != nil {
-			return nil, err
-		}
-		if t := sq.ScoreThreshold; t != nil && mode != pipeline.ModeDense && p.GetScore() < *t {
-			break // scores larger-better, in order: the rest score lower
-		}
-		hits = append(hits, pipeline.Hit{
-			DocID:      pl[keyDocID].GetStringValue(),
-			ChunkIndex: int(pl[keyChunkIndex].GetIntegerValue()),
-			Score:      p.GetScore(),
-			Text:       pl[keyText].GetStringValue(),
-			Metadata:   PayloadMap(pl[keyMetadata].GetStructValue().GetFields()),
-			Version:    uint64(pl[keyVersion].GetIntegerValue()),
-		})
+	var threshold *float32
+	if mode != pipeline.ModeDense {
+		threshold = sq.ScoreThreshold
 	}
-	return hits, nil
+	return reply.results(collection, sq.UserID, threshold)
 }
 
 // searchRequest builds the query of sq in mode (not ModeAuto). Each query
@@ -281,7 +268,12 @@ func metadataConditions(filter map[string][]any) []*qdrant.Condition {
 // another tenant than the filter asked for: that would be a bug, and its
 // result must never reach the caller.
 func sameTenant(collection, userID string, payload map[string]*qdrant.Value) error {
-	if owner := payload[keyUserID].GetStringValue(); owner != userID {
+	return sameOwner(collection, userID, payload[keyUserID].GetStringValue())
+}
+
+// sameOwner is sameTenant of a point whose user_id is owner.
+func sameOwner(collection, userID, owner string) error {
+	if owner != userID {
 		return pipeline.Permanent(fmt.Errorf("qdrant %q: a read for tenant %q returned a point of tenant %q", collection, userID, owner))
 	}
 	return nil
