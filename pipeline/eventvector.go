@@ -234,10 +234,10 @@ const fastFloatWindow = 32
 func fastFloat32(w []byte) (f float32, end int, ok bool) {
 	w = w[:fastFloatWindow]
 	p := 0
-	neg := w[0] == '-'
-	if neg {
+	if w[0] == '-' {
 		p = 1
 	}
+	sign := uint32(p) << 31 // set as a bit, not by a branch: signs vary
 	var m uint64
 	digits, exp := 1, 0
 	if w[p] == '0' { // what a number below 1 starts with; a digit after it is invalid, and left as the number's end
@@ -284,10 +284,7 @@ func fastFloat32(w []byte) (f float32, end int, ok bool) {
 		return 0, 0, false
 	}
 	if m == 0 {
-		if neg {
-			return float32(math.Copysign(0, -1)), p, true
-		}
-		return 0, p, true
+		return math.Float32frombits(sign), p, true
 	}
 	if m >= 1<<53 || exp < -22 || exp > 22 {
 		return 0, 0, false
@@ -308,10 +305,7 @@ func fastFloat32(w []byte) (f float32, end int, ok bool) {
 	if y < 0x1p-126 || y >= math.MaxFloat32 || math.Float64bits(y)&low-(halfway-margin) <= 2*margin {
 		return 0, 0, false
 	}
-	if neg {
-		y = -y
-	}
-	return float32(y), p, true
+	return math.Float32frombits(math.Float32bits(float32(y)) | sign), p, true
 }
 
 // digitCount is the number of ASCII digits that x, eight bytes read
