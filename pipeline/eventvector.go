@@ -32,15 +32,8 @@ func readFloats(b []byte, i int) (vec []float32, end int, problem string) {
 	}
 	vec = make([]float32, 0, bytes.Count(b[i:closing], []byte{','})+1)
 	for {
-		for i <= len(b)-fastFloatWindow { // numbers that fastFloat32 takes, each followed by ','
-			f, n, ok := fastFloat32(b[i:])
-			if !ok || b[i+n] != ',' {
-				break
-			}
-			vec = append(vec, f)
-			if i = skipJSONSpace(b, i+n+1); i == len(b) {
-				return nil, -1, ""
-			}
+		if vec, i = fastFloats(b, i, vec); i == len(b) {
+			return nil, -1, ""
 		}
 		if c := b[i]; c != '-' && (c < '0' || c > '9') {
 			return nil, 0, fmt.Sprintf("vector[%d] must be a number, not a JSON %s", len(vec), kindName(jsontext.Kind(c)))
@@ -220,92 +213,100 @@ var pow10neg = [...]float64{1e-0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8
 // pow10u are the powers of ten up to 10^8, as integers.
 var pow10u = [...]uint64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8}
 
-// fastFloatWindow is how many bytes fastFloat32 takes.
+// fastFloatWindow is how many bytes of a number fastFloats reads.
 const fastFloatWindow = 32
 
-// fastFloat32 converts the JSON number that w, of fastFloatWindow bytes,
-// starts with, if it has the shape that float encoders write: at most seven
-// integer digits, at most fifteen fraction digits and nineteen in all, an
-// exponent of at most three digits. It returns what parseFloat32 returns,
-// ok true, or declines (ok false) and leaves the number to parseFloat32:
-// another shape, invalid JSON, or outside Clinger's fast path. The digits
-// are found and read eight at a time in 64-bit words, without a branch on
-// how many there are, which varies from one number to the next.
-func fastFloat32(w []byte) (f float32, end int, ok bool) {
-	w = w[:fastFloatWindow]
-	p := 0
-	if w[0] == '-' {
-		p = 1
-	}
-	sign := uint32(p) << 31 // set as a bit, not by a branch: signs vary
-	var m uint64
-	digits, exp := 1, 0
-	if w[p] == '0' { // what a number below 1 starts with; a digit after it is invalid, and left as the number's end
-		p++
-	} else {
-		x := binary.LittleEndian.Uint64(w[p:])
-		k := digitCount(x)
-		if k == 0 || k == 8 {
-			return 0, 0, false
+// fastFloats appends to vec the numbers of a JSON array from b[i] on while
+// they have the shape that float encoders write and a ',' after them: at
+// most seven integer digits, at most fifteen fraction digits and nineteen in
+// all, an exponent of at most three digits, a value within Clinger's fast
+// path. It returns where it stopped, the start of a value (or b's end): at a
+// number of another shape (or invalid, or the last), which it leaves to
+// parseFloat32, or fastFloatWindow bytes before b's end. Each number is
+// converted to what parseFloat32 gives. The digits are found and read eight
+// at a time in 64-bit words, without a branch on how many there are, which
+// varies from one number to the next; one loop spares a call per number.
+func fastFloats(b []byte, i int, vec []float32) ([]float32, int) {
+	for i <= len(b)-fastFloatWindow {
+		w := b[i : i+fastFloatWindow : i+fastFloatWindow]
+		p := 0
+		if w[0] == '-' {
+			p = 1
 		}
-		m, digits, p = digitsValue(x, k), k, p+k
-	}
-	if w[p] == '.' {
-		p++
-		x1 := binary.LittleEndian.Uint64(w[p:])
-		x2 := binary.LittleEndian.Uint64(w[p+8:])
-		n1 := digitCount(x1)
-		n2 := digitCount(x2) & -(n1 >> 3) // counts only after eight
-		if n1 == 0 || n2 == 8 {
-			return 0, 0, false
-		}
-		m = (m*pow10u[n1]+digitsValue(x1, n1))*pow10u[n2] + digitsValue(x2, n2)
-		digits, exp, p = digits+n1+n2, -(n1 + n2), p+n1+n2
-	}
-	if w[p]|0x20 == 'e' {
-		p++
-		eneg := w[p] == '-'
-		if eneg || w[p] == '+' {
+		sign := uint32(p) << 31 // set as a bit, not by a branch: signs vary
+		var m uint64
+		digits, exp := 1, 0
+		if w[p] == '0' { // what a number below 1 starts with; a digit after it is invalid, and ends it
 			p++
+		} else {
+			x := binary.LittleEndian.Uint64(w[p:])
+			k := digitCount(x)
+			if k == 0 || k == 8 {
+				return vec, i
+			}
+			m, digits, p = digitsValue(x, k), k, p+k
 		}
-		start, e := p, 0
-		for ; p < start+4 && w[p]-'0' < 10; p++ {
-			e = e*10 + int(w[p]-'0')
+		if w[p] == '.' {
+			p++
+			x1 := binary.LittleEndian.Uint64(w[p:])
+			x2 := binary.LittleEndian.Uint64(w[p+8:])
+			n1 := digitCount(x1)
+			n2 := digitCount(x2) & -(n1 >> 3) // counts only after eight
+			if n1 == 0 || n2 == 8 {
+				return vec, i
+			}
+			m = (m*pow10u[n1]+digitsValue(x1, n1))*pow10u[n2] + digitsValue(x2, n2)
+			digits, exp, p = digits+n1+n2, -(n1 + n2), p+n1+n2
 		}
-		if p == start || p == start+4 {
-			return 0, 0, false
+		if w[p]|0x20 == 'e' {
+			p++
+			eneg := w[p] == '-'
+			if eneg || w[p] == '+' {
+				p++
+			}
+			start, e := p, 0
+			for ; p < start+4 && w[p]-'0' < 10; p++ {
+				e = e*10 + int(w[p]-'0')
+			}
+			if p == start || p == start+4 {
+				return vec, i
+			}
+			if eneg {
+				e = -e
+			}
+			exp += e
 		}
-		if eneg {
-			e = -e
+		if digits > 19 || w[p] != ',' {
+			return vec, i
 		}
-		exp += e
+		f := math.Float32frombits(sign) // ±0, whatever the exponent
+		if m != 0 {
+			if m >= 1<<53 || exp < -22 || exp > 22 {
+				return vec, i
+			}
+			// y is m*10^exp within two units in its last place: m and
+			// 10^exp are exact, and so is 10^-exp but for rounding, as is
+			// each product. Then y rounds to the same float32 as m*10^exp
+			// unless y is within two units of the halfway point between
+			// two float32s, which is all the float32 near y have in
+			// common; or unless y is near a float32 subnormal or beyond
+			// the largest float32.
+			y := float64(m)
+			if exp < 0 {
+				y *= pow10neg[-exp]
+			} else {
+				y *= pow10[exp]
+			}
+			const halfway, low, margin = 1 << 28, 1<<29 - 1, 4 // of the 29 bits a float32 drops
+			if y < 0x1p-126 || y >= math.MaxFloat32 || math.Float64bits(y)&low-(halfway-margin) <= 2*margin {
+				return vec, i
+			}
+			f = math.Float32frombits(math.Float32bits(float32(y)) | sign)
+		}
+		vec = append(vec, f)
+		i = skipJSONSpace(b, i+p+1)
 	}
-	if digits > 19 {
-		return 0, 0, false
-	}
-	if m == 0 {
-		return math.Float32frombits(sign), p, true
-	}
-	if m >= 1<<53 || exp < -22 || exp > 22 {
-		return 0, 0, false
-	}
-	// y is m*10^exp within two units in its last place: m and 10^exp are
-	// exact, and so is 10^-exp but for rounding, as is each product. Then
-	// y rounds to the same float32 as m*10^exp unless y is within two
-	// units of the halfway point between two float32s, which is all the
-	// float32 near y have in common; or unless y is near a float32
-	// subnormal or beyond the largest float32.
-	y := float64(m)
-	if exp < 0 {
-		y *= pow10neg[-exp]
-	} else {
-		y *= pow10[exp]
-	}
-	const halfway, low, margin = 1 << 28, 1<<29 - 1, 4 // of the 29 bits a float32 drops
-	if y < 0x1p-126 || y >= math.MaxFloat32 || math.Float64bits(y)&low-(halfway-margin) <= 2*margin {
-		return 0, 0, false
-	}
-	return math.Float32frombits(math.Float32bits(float32(y)) | sign), p, true
+	return vec, i
 }
 
 // digitCount is the number of ASCII digits that x, eight bytes read
