@@ -20,7 +20,9 @@ import (
 // that is not a number, or a number that is not a finite float32. It checks
 // the array's syntax as it goes: end is -1, with no problem, when b[i:] does
 // not start with a valid array (the decoder has checked the arrays that
-// wireVector passes). The vector is its only allocation.
+// wireVector passes). Runs of numbers of the usual shape go through
+// fastFloats, the others through parseFloat32, else strconv. The vector is
+// its only allocation.
 func readFloats(b []byte, i int) (vec []float32, end int, problem string) {
 	closing := bytes.IndexByte(b[i:], ']') + i // the array's end, unless it holds strings or arrays
 	if closing < i {
@@ -223,9 +225,10 @@ const fastFloatWindow = 32
 // path. It returns where it stopped, the start of a value (or b's end): at a
 // number of another shape (or invalid, or the last), which it leaves to
 // parseFloat32, or fastFloatWindow bytes before b's end. Each number is
-// converted to what parseFloat32 gives. The digits are found and read eight
-// at a time in 64-bit words, without a branch on how many there are, which
-// varies from one number to the next; one loop spares a call per number.
+// converted to the float32 nearest to it, as strconv.ParseFloat(s, 32) does.
+// The digits are found and read eight at a time in 64-bit words, without a
+// branch on how many there are, which varies from one number to the next;
+// one loop spares a call per number.
 func fastFloats(b []byte, i int, vec []float32) ([]float32, int) {
 	for i <= len(b)-fastFloatWindow {
 		w := b[i : i+fastFloatWindow : i+fastFloatWindow]

@@ -55,7 +55,7 @@ type wireVector struct {
 
 // UnmarshalJSONFrom implements json.UnmarshalerFrom. The decoder reads and
 // checks the whole array as one value, in place in its buffer; the numbers
-// are then converted from those bytes (see parseFloat32), which spares a
+// are then converted from those bytes (see readFloats), which spares a
 // token per element.
 func (v *wireVector) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	*v = wireVector{}
