@@ -161,14 +161,17 @@ var plainByte = func() (t [utf8.RuneSelf]bool) {
 }()
 
 // plain8 reports whether the eight bytes of x are all plain ASCII
-// (plainByte), testing them at once.
+// (plainByte), testing them at once: no byte from 0x80 on, none below ' ',
+// none equal to '"' or '&' (0x22 and 0x26, equal but for bit 2), to '<' or
+// '>' (0x3c and 0x3e, equal but for bit 1), or to '\\'. (v-ones)&^v has
+// the high bit set in some byte exactly when v has a zero byte.
 func plain8(x uint64) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	zero := func(v uint64) uint64 { return (v - ones) &^ v & highs } // high bit set in bytes of v that are 0
-	special := x&highs |                                             // non-ASCII
-		(x-' '*ones)&^x&highs | // below ' '
-		zero(x^'"'*ones) | zero(x^'\\'*ones) | zero(x^'<'*ones) | zero(x^'>'*ones) | zero(x^'&'*ones)
-	return special == 0
+	quoteAmp := (x ^ '"'*ones) &^ (4 * ones)
+	angles := (x ^ '<'*ones) &^ (2 * ones)
+	backslash := x ^ '\\'*ones
+	special := x | (x-' '*ones)&^x | (quoteAmp-ones)&^quoteAmp | (angles-ones)&^angles | (backslash-ones)&^backslash
+	return special&highs == 0
 }
 
 // appendString appends s quoted as encoding/json quotes it by default:

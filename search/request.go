@@ -119,7 +119,7 @@ type searchParams struct {
 // collection.
 func decodeSearch(data []byte, userID, collection string) (searchParams, *Error) {
 	var b searchBody
-	if e := decodeBody(data, &b); e != nil {
+	if e := decodeBody(data, &b, b.field); e != nil {
 		return searchParams{}, e
 	}
 	if e := sameTenant(b.UserID, b.Collection, userID, collection); e != nil {
@@ -127,7 +127,8 @@ func decodeSearch(data []byte, userID, collection string) (searchParams, *Error)
 	}
 	p := searchParams{topK: pipeline.DefaultTopK}
 	if !absent(b.Query) {
-		if err := json.Unmarshal(b.Query, &p.query); err != nil {
+		var ok bool
+		if p.query, ok = unquote(b.Query); !ok {
 			return p, badRequest("query: must be a string, not %s", kind(b.Query))
 		}
 	}
@@ -186,11 +187,18 @@ func decodeSearch(data []byte, userID, collection string) (searchParams, *Error)
 	return p, nil
 }
 
+var modes = [...]pipeline.SearchMode{pipeline.ModeAuto, pipeline.ModeHybrid, pipeline.ModeDense, pipeline.ModeKeyword}
+
 // decodeMode decodes a search mode: "hybrid", "dense", "keyword", or ""
 // for the default.
 func decodeMode(raw json.RawMessage) (pipeline.SearchMode, *Error) {
-	var m string
-	if err := json.Unmarshal(raw, &m); err != nil {
+	for _, mode := range modes {
+		if len(raw) == len(mode)+2 && raw[0] == '"' && string(raw[1:len(raw)-1]) == string(mode) {
+			return mode, nil // the string as it is, without a copy
+		}
+	}
+	m, ok := unquote(raw)
+	if !ok {
 		return "", badRequest("mode: must be a string, one of hybrid, dense or keyword, not %s", kind(raw))
 	}
 	switch mode := pipeline.SearchMode(m); mode {
@@ -203,7 +211,7 @@ func decodeMode(raw json.RawMessage) (pipeline.SearchMode, *Error) {
 // decodeList validates a list request body; it returns the limit and cursor.
 func decodeList(data []byte, userID, collection string) (int, string, *Error) {
 	var b listBody
-	if e := decodeBody(data, &b); e != nil {
+	if e := decodeBody(data, &b, b.field); e != nil {
 		return 0, "", e
 	}
 	if e := sameTenant(b.UserID, b.Collection, userID, collection); e != nil {
@@ -218,25 +226,39 @@ func decodeList(data []byte, userID, collection string) (int, string, *Error) {
 		limit = n
 	}
 	if !absent(b.Cursor) {
-		if err := json.Unmarshal(b.Cursor, &cursor); err != nil {
+		var ok bool
+		if cursor, ok = unquote(b.Cursor); !ok {
 			return 0, "", badRequest("cursor: must be a string, not %s", kind(b.Cursor))
 		}
 	}
 	return limit, cursor, nil
 }
 
-// decodeBody decodes a JSON object; an empty body counts as {}.
-func decodeBody(data []byte, v any) *Error {
-	if len(bytes.TrimSpace(data)) == 0 {
+// decodeBody decodes a JSON object into b, which field addresses, as
+// json.Unmarshal does; an empty body counts as {}.
+func decodeBody[B any](data []byte, b *B, field fields) *Error {
+	var buf [maxMembers]member
+	if ms, ok := scanObject(data, buf[:0]); ok && setMembers(ms, field) {
 		return nil
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		if !json.Valid(data) {
-			return badRequest("the request body is not valid JSON")
-		}
-		return badRequest("the request body must be a JSON object, not %s", kind(data))
+	var e *Error
+	*b, e = unmarshalBody[B](data) // setMembers may have set some
+	return e
+}
+
+// unmarshalBody is decodeBody by encoding/json.
+func unmarshalBody[B any](data []byte) (B, *Error) {
+	b := new(B)
+	if len(bytes.TrimSpace(data)) == 0 {
+		return *b, nil
 	}
-	return nil
+	if err := json.Unmarshal(data, b); err != nil {
+		if !json.Valid(data) {
+			return *b, badRequest("the request body is not valid JSON")
+		}
+		return *b, badRequest("the request body must be a JSON object, not %s", kind(data))
+	}
+	return *b, nil
 }
 
 // sameTenant refuses a body naming another user or collection than the
@@ -250,8 +272,8 @@ func sameTenant(rawUser, rawCollection json.RawMessage, userID, collection strin
 		if absent(f.raw) {
 			continue
 		}
-		var s string
-		if err := json.Unmarshal(f.raw, &s); err != nil {
+		s, ok := unquote(f.raw)
+		if !ok {
 			return badRequest("%s: must be a string, not %s", f.name, kind(f.raw))
 		}
 		if s != f.subject {

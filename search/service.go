@@ -387,7 +387,7 @@ func (s *Service) search(ctx context.Context, j job, userID, collection string) 
 	}
 	for i := range hits {
 		if hits[i].Metadata == nil {
-			hits[i].Metadata = map[string]any{}
+			hits[i].Metadata = noMetadata
 		}
 	}
 	return &SearchReply{Hits: hits, TookMS: millis(time.Since(j.start))}, nil
@@ -473,7 +473,7 @@ func (s *Service) list(ctx context.Context, j job, userID, collection string) (*
 	}
 	for i := range docs {
 		if docs[i].Metadata == nil {
-			docs[i].Metadata = map[string]any{}
+			docs[i].Metadata = noMetadata
 		}
 	}
 	return &ListReply{Docs: docs, NextCursor: next, TookMS: millis(time.Since(j.start))}, nil
@@ -569,6 +569,11 @@ func (s *Service) reply(j job, collection string, reply any, e *Error) {
 	}
 	ev.Msg("request answered")
 }
+
+// noMetadata is the metadata of a hit or document that has none, encoded
+// {} rather than null; replies are only encoded, so one empty map serves
+// them all and is never written.
+var noMetadata = map[string]any{}
 
 // millis is d in milliseconds, to the microsecond.
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
