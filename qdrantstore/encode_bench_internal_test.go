@@ -24,12 +24,27 @@ func cpuPerPoint(b *testing.B, n int) func() {
 
 // BenchmarkEncode measures, per point, the parts of an UpdateBatch request
 // of 256 writes of one point each (benchWrites) the sink writes itself:
-// "metadata", appending each point's metadata (newUnit's part); "request",
-// encodeRequest of units built already, with the delete of older points.
+// "units", newUnit of each write (checks and metadata); "metadata",
+// appending each point's metadata alone; "request", encodeRequest of units
+// built already, with the delete of older points; "rounds", Apply's
+// rounds and pack of the units.
 func BenchmarkEncode(b *testing.B) {
 	q := &Store{ordering: &qdrant.WriteOrdering{Type: qdrant.WriteOrderingType_Medium}}
 	c := pipeline.Collection{Name: "bench", Dims: 1024, Keywords: true}
 	writes := benchWrites(256)
+	b.Run("units", func(b *testing.B) {
+		b.ReportAllocs()
+		done := cpuPerPoint(b, len(writes))
+		for b.Loop() {
+			var metadata []byte
+			for i := range writes {
+				if _, err := q.newUnit(&writes[i], c, &metadata); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		done()
+	})
 	b.Run("metadata", func(b *testing.B) {
 		b.ReportAllocs()
 		var buf []byte
@@ -64,6 +79,20 @@ func BenchmarkEncode(b *testing.B) {
 				b.Fatal("no request")
 			}
 			r.release()
+		}
+		done()
+	})
+	b.Run("rounds", func(b *testing.B) {
+		units := make([]unit, len(writes))
+		for i := range writes {
+			units[i] = unit{doc: docKey{writes[i].UserID, writes[i].DocID}, version: writes[i].Version, weight: 1}
+		}
+		b.ReportAllocs()
+		done := cpuPerPoint(b, len(writes))
+		for b.Loop() {
+			for _, r := range rounds(units) {
+				_ = pack(r, 256)
+			}
 		}
 		done()
 	})
