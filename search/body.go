@@ -347,3 +347,24 @@ func unmarshalString(raw json.RawMessage) (string, bool) {
 	err := json.Unmarshal(raw, &s)
 	return s, err == nil
 }
+
+// splitArray returns the elements of the JSON array data, nil when it is
+// not a valid array that skipValue reads (for encoding/json to decide).
+func splitArray(data []byte) []json.RawMessage {
+	i := skipSpace(data, 0)
+	if i == len(data) || data[i] != '[' {
+		return nil
+	}
+	if end := skipValue(data, i, 0); end < 0 || skipSpace(data, end) != len(data) {
+		return nil
+	}
+	es := []json.RawMessage{}
+	for i = skipSpace(data, i+1); data[i] != ']'; i = skipSpace(data, i+1) {
+		end := skipValue(data, i, 1)
+		es = append(es, data[i:end])
+		if i = skipSpace(data, end); data[i] == ']' {
+			break
+		}
+	}
+	return es
+}

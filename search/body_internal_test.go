@@ -1,10 +1,15 @@
 package search
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ragpipe/ragpipe/pipeline"
 )
 
 // bodySeeds are request bodies scanObject reads and bodies it leaves to
@@ -79,4 +84,79 @@ func FuzzDecodeBody(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(checkBodies)
+}
+
+// filterSeeds are filters decodeFilter reads itself or leaves to
+// encoding/json.
+var filterSeeds = []string{
+	`{}`, `{"env":"prod"}`, `{"env":"prod","tier":[1,2,"x",true,false,-1.5e3]}`, `{"a":1,"a":2}`, `{"a":[],"a":3}`, `{"a":[]}`,
+	`{"a":null}`, `{"a":[null]}`, `{"a":{"b":1}}`, `{"a":[[1]]}`, `{"user_id":"x"}`, `{"a.b":1}`, `{"a":1e400}`, `{"a":[1e400]}`,
+	`{"a":12345678901234567890}`, `{"a":"caf\u00e9"}`, "{\"a\":\"\xff\"}", `{"\u0061":1}`, `[]`, `"x"`, `{"a":[1,2,]}`,
+	`{ "a" : [ 1 , "b" ] }`, `{"a":true,"b":false}`, `{"a":-0}`, `{"a":0.5}`,
+}
+
+// checkFilter checks that decodeFilter decodes raw as it does when
+// encoding/json reads everything (filterByJSON).
+func checkFilter(t *testing.T, raw string) {
+	t.Helper()
+	got, gotErr := decodeFilter(json.RawMessage(raw))
+	want, wantErr := filterByJSON(json.RawMessage(raw))
+	if (gotErr == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
+		t.Errorf("%s:\n got %v, %v\nwant %v, %v", raw, got, gotErr, want, wantErr)
+	}
+}
+
+// filterByJSON is decodeFilter with every value read by encoding/json.
+func filterByJSON(raw json.RawMessage) (map[string][]any, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	out := map[string][]any{}
+	for key, rv := range m {
+		if problem := pipeline.ValidFilterKey(key); problem != "" {
+			return nil, errors.New(problem)
+		}
+		list := []json.RawMessage{rv}
+		if bytes.HasPrefix(bytes.TrimSpace(rv), []byte("[")) {
+			if err := json.Unmarshal(rv, &list); err != nil || len(list) == 0 {
+				return nil, fmt.Errorf("array %s", rv)
+			}
+		}
+		for _, e := range list {
+			var v any
+			if err := json.Unmarshal(e, &v); err != nil {
+				return nil, err
+			}
+			switch v.(type) {
+			case string, bool:
+			case float64:
+				var ok bool
+				if v, ok = number(e); !ok {
+					return nil, fmt.Errorf("number %s", e)
+				}
+			default:
+				return nil, fmt.Errorf("value %s", e)
+			}
+			out[key] = append(out[key], v)
+		}
+	}
+	return out, nil
+}
+
+// TestDecodeFilter checks decodeFilter against encoding/json.
+func TestDecodeFilter(t *testing.T) {
+	for _, raw := range filterSeeds {
+		checkFilter(t, raw)
+	}
+}
+
+// FuzzDecodeFilter checks decodeFilter against encoding/json on any input.
+//
+//	go test -run XXX -fuzz DecodeFilter ./search
+func FuzzDecodeFilter(f *testing.F) {
+	for _, s := range filterSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(checkFilter)
 }

@@ -307,19 +307,30 @@ func decodeVector(raw json.RawMessage) ([]float32, *Error) {
 // decodeFilter decodes {"key": value} or {"key": [values]} into the
 // conditions of a Query.
 func decodeFilter(raw json.RawMessage) (map[string][]any, *Error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, badRequest("filter: must be an object of metadata key -> value or [values], not %s", kind(raw))
+	var buf [maxMembers]member
+	ms, ok := scanObject(raw, buf[:0])
+	if !ok || duplicateNames(ms) { // encoding/json keeps a name's last value
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return nil, badRequest("filter: must be an object of metadata key -> value or [values], not %s", kind(raw))
+		}
+		ms = ms[:0]
+		for key, rv := range m {
+			ms = append(ms, member{name: []byte(key), value: rv})
+		}
 	}
-	out := make(map[string][]any, len(m))
-	for key, rv := range m {
+	out := make(map[string][]any, len(ms))
+	for _, m := range ms {
+		key, rv := string(m.name), json.RawMessage(m.value)
 		if problem := pipeline.ValidFilterKey(key); problem != "" {
 			return nil, badRequest("filter: %s", problem)
 		}
 		if bytes.HasPrefix(bytes.TrimSpace(rv), []byte("[")) {
-			var list []json.RawMessage
-			if err := json.Unmarshal(rv, &list); err != nil {
-				return nil, badRequest("filter %s: not a valid array", pipeline.ShortQuote(key))
+			list := splitArray(rv)
+			if list == nil {
+				if err := json.Unmarshal(rv, &list); err != nil {
+					return nil, badRequest("filter %s: not a valid array", pipeline.ShortQuote(key))
+				}
 			}
 			if len(list) == 0 {
 				return nil, badRequest("filter %s: an empty list matches nothing; give at least one value", pipeline.ShortQuote(key))
@@ -342,8 +353,28 @@ func decodeFilter(raw json.RawMessage) (map[string][]any, *Error) {
 	return out, nil
 }
 
+// duplicateNames reports whether two members have the same name.
+func duplicateNames(ms []member) bool {
+	for i := range ms {
+		for j := range i {
+			if string(ms[i].name) == string(ms[j].name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // scalar decodes a string, number or boolean.
 func scalar(raw json.RawMessage) (any, bool) {
+	switch {
+	case len(raw) > 0 && raw[0] == '"':
+		return unquote(raw)
+	case string(raw) == "true", string(raw) == "false":
+		return raw[0] == 't', true
+	case len(raw) > 0 && (raw[0] == '-' || isDigit(raw[0])):
+		return number(raw)
+	}
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return nil, false
