@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -88,9 +89,10 @@ func BenchmarkDecode(b *testing.B) {
 	}
 	// Many different bodies, as a worker's drain sees them, so that neither
 	// the caches nor the branch predictors learn one body.
-	vectors, b64 := variedBodies(512)
+	vectors, b64, wide := variedBodies(512)
 	b.Run("vector_varied", func(b *testing.B) { benchDecodeBodies(b, vectors) })
 	b.Run("vector_b64_varied", func(b *testing.B) { benchDecodeBodies(b, b64) })
+	b.Run("vector_float64_varied", func(b *testing.B) { benchDecodeBodies(b, wide) })
 }
 
 // benchDecodeBodies decodes bodies in turn and reports the CPU time per body.
@@ -114,13 +116,15 @@ func benchDecodeBodies(b *testing.B, bodies [][]byte) {
 // variedBodies returns n bodies with a JSON vector and n with a base64 one,
 // made as ragpipe bench makes them: 1024 components in [-0.5, 0.5), the
 // struct encoded by encoding/json (shortest float32 form), about 900
-// characters of text.
-func variedBodies(n int) (vectors, b64 [][]byte) {
+// characters of text; and n with the same vectors printed as float64s (17
+// digits), as JavaScript and Python print float32s.
+func variedBodies(n int) (vectors, b64, wide [][]byte) {
 	type event struct {
 		DocID     string    `json:"doc_id"`
 		Text      string    `json:"text"`
 		Vector    []float32 `json:"vector,omitempty"`
 		VectorB64 string    `json:"vector_b64,omitempty"`
+		Wide      []float64 `json:"vector_f64,omitempty"`
 	}
 	r := rand.New(rand.NewPCG(7, 11))
 	for i := range n {
@@ -142,7 +146,16 @@ func variedBodies(n int) (vectors, b64 [][]byte) {
 		if err != nil {
 			panic(err)
 		}
-		vectors, b64 = append(vectors, v), append(b64, w)
+		e.VectorB64, e.Wide = "", make([]float64, len(vec))
+		for j, x := range vec {
+			e.Wide[j] = float64(x)
+		}
+		f, err := json.Marshal(e)
+		if err != nil {
+			panic(err)
+		}
+		f = bytes.Replace(f, []byte(`"vector_f64"`), []byte(`"vector"`), 1)
+		vectors, b64, wide = append(vectors, v), append(b64, w), append(wide, f)
 	}
-	return vectors, b64
+	return vectors, b64, wide
 }

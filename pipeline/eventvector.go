@@ -216,13 +216,14 @@ var pow10neg = [...]float64{1e-0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8
 var pow10u = [...]uint64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8}
 
 // fastFloatWindow is how many bytes of a number fastFloats reads.
-const fastFloatWindow = 32
+const fastFloatWindow = 40
 
 // fastFloats appends to vec the numbers of a JSON array from b[i] on while
 // they have the shape that float encoders write and a ',' after them: at
-// most seven integer digits, at most fifteen fraction digits and nineteen in
-// all, an exponent of at most three digits, a value within Clinger's fast
-// path. It returns where it stopped, the start of a value (or b's end): at a
+// most seven integer digits and 23 fraction digits, at most nineteen digits
+// up to the sixteenth fraction digit (any after it bound the error), an
+// exponent of at most three digits, and a value that a float64 product
+// resolves. It returns where it stopped, the start of a value (or b's end): at a
 // number of another shape (or invalid, or the last), which it leaves to
 // parseFloat32, or fastFloatWindow bytes before b's end. Each number is
 // converted to the float32 nearest to it, as strconv.ParseFloat(s, 32) does.
@@ -249,17 +250,25 @@ func fastFloats(b []byte, i int, vec []float32) ([]float32, int) {
 			}
 			m, digits, p = digitsValue(x, k), k, p+k
 		}
+		long := false // more than sixteen fraction digits, the first sixteen in m
 		if w[p] == '.' {
 			p++
 			x1 := binary.LittleEndian.Uint64(w[p:])
 			x2 := binary.LittleEndian.Uint64(w[p+8:])
 			n1 := digitCount(x1)
 			n2 := digitCount(x2) & -(n1 >> 3) // counts only after eight
-			if n1 == 0 || n2 == 8 {
+			if n1 == 0 {
 				return vec, i
 			}
 			m = (m*pow10u[n1]+digitsValue(x1, n1))*pow10u[n2] + digitsValue(x2, n2)
 			digits, exp, p = digits+n1+n2, -(n1 + n2), p+n1+n2
+			if n2 == 8 { // as float64s print: seventeen digits
+				n3 := digitCount(binary.LittleEndian.Uint64(w[p:]))
+				if n3 == 8 {
+					return vec, i
+				}
+				long, p = n3 > 0, p+n3
+			}
 		}
 		if w[p]|0x20 == 'e' {
 			p++
@@ -282,25 +291,34 @@ func fastFloats(b []byte, i int, vec []float32) ([]float32, int) {
 		if digits > 19 || w[p] != ',' {
 			return vec, i
 		}
-		f := math.Float32frombits(sign) // ±0, whatever the exponent
-		if m != 0 {
-			if m >= 1<<53 || exp < -22 || exp > 22 {
+		// The number is x = m*10^exp, or with more digits, in (m, m+1)*10^exp.
+		// y below is x within two units in its last place if m < 2^53 (m
+		// and 10^exp exact, 10^-exp rounded, the product rounded); else,
+		// or with more digits, if m >= 2^40, within 2^-40 of x plus three
+		// roundings: some 8200 units.
+		// y rounds to the same float32 as x unless y is within that margin
+		// of the halfway point between two float32s, which is all the
+		// float32 near y have in common; or unless y is near a float32
+		// subnormal or beyond the largest float32.
+		margin := uint64(4)
+		if long || m >= 1<<53 {
+			if m < 1<<40 {
 				return vec, i
 			}
-			// y is m*10^exp within two units in its last place: m and
-			// 10^exp are exact, and so is 10^-exp but for rounding, as is
-			// each product. Then y rounds to the same float32 as m*10^exp
-			// unless y is within two units of the halfway point between
-			// two float32s, which is all the float32 near y have in
-			// common; or unless y is near a float32 subnormal or beyond
-			// the largest float32.
+			margin = 1 << 15
+		}
+		f := math.Float32frombits(sign) // ±0, whatever the exponent
+		if m != 0 {
+			if exp < -22 || exp > 22 {
+				return vec, i
+			}
 			y := float64(m)
 			if exp < 0 {
 				y *= pow10neg[-exp]
 			} else {
 				y *= pow10[exp]
 			}
-			const halfway, low, margin = 1 << 28, 1<<29 - 1, 4 // of the 29 bits a float32 drops
+			const halfway, low = 1 << 28, 1<<29 - 1 // of the 29 bits a float32 drops
 			if y < 0x1p-126 || y >= math.MaxFloat32 || math.Float64bits(y)&low-(halfway-margin) <= 2*margin {
 				return vec, i
 			}

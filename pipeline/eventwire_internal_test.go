@@ -53,14 +53,20 @@ func TestFastFloat32(t *testing.T) {
 	taken := 0
 	for range 1_000_000 {
 		var lit string
-		switch r.IntN(3) {
+		switch r.IntN(4) {
 		case 0: // near halfway
 			x := math.Float32frombits(r.Uint32() & 0x7fffffff)
 			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 				continue
 			}
 			mid := (float64(x) + float64(math.Nextafter32(x, float32(math.Inf(1))))) / 2
-			lit = strconv.FormatFloat(mid, 'e', 5+r.IntN(12), 64)
+			if r.IntN(2) == 0 { // a little off it, inside or outside the margins
+				mid = math.Float64frombits(math.Float64bits(mid) + uint64(r.IntN(1<<17)) - 1<<16)
+			}
+			lit = strconv.FormatFloat(mid, 'e', 5+r.IntN(18), 64)
+			if r.IntN(2) == 0 {
+				lit = strconv.FormatFloat(mid, 'f', r.IntN(26), 64)
+			}
 		case 1: // up to 17 digits, a point anywhere in the first eight
 			d := 1 + r.IntN(17)
 			digits := strconv.FormatUint(r.Uint64N(uint64(math.Pow10(d))), 10)
@@ -72,8 +78,10 @@ func TestFastFloat32(t *testing.T) {
 			if r.IntN(3) == 0 {
 				lit += []string{"e", "E", "e+", "e-", "E-"}[r.IntN(5)] + strconv.Itoa(r.IntN(40))
 			}
-		default: // 0.ddd, as embeddings are written
+		case 2: // 0.ddd, as embeddings are written
 			lit = "0." + strings.Repeat("0", r.IntN(4)) + strconv.FormatUint(r.Uint64N(1e12), 10)
+		default: // a float32 printed as a float64, as JavaScript and Python print them
+			lit = strconv.FormatFloat(float64(float32(r.NormFloat64()*math.Pow(10, float64(r.IntN(8)-6)))), 'g', -1, 64)
 		}
 		if r.IntN(2) == 0 {
 			lit = "-" + lit
@@ -187,7 +195,7 @@ func TestFastFloat32Takes(t *testing.T) {
 		if r.IntN(2) == 0 {
 			x = float32(r.NormFloat64() / 32)
 		}
-		lit := strconv.FormatFloat(float64(x), []byte{'g', 'f', 'e'}[r.IntN(3)], -1, 32)
+		lit := strconv.FormatFloat(float64(x), []byte{'g', 'f', 'e'}[r.IntN(3)], -1, 32<<r.IntN(2))
 		if checkFastFloat32(t, lit, []byte(lit+","+strings.Repeat("x", fastFloatWindow))) {
 			taken++
 		}
