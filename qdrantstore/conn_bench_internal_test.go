@@ -63,9 +63,9 @@ func BenchmarkConnSend(b *testing.B) {
 		name string
 		opts []grpc.DialOption
 	}{
-		{"default", nil},
+		{"grpc default", nil},
 		{"write buffer 256K", []grpc.DialOption{grpc.WithWriteBufferSize(256 << 10)}},
-		{"write buffer 512K", []grpc.DialOption{grpc.WithWriteBufferSize(512 << 10)}},
+		{"write buffer 512K (New)", []grpc.DialOption{grpc.WithWriteBufferSize(writeBufferSize)}},
 		{"write buffer 1M", []grpc.DialOption{grpc.WithWriteBufferSize(1 << 20)}},
 		{"write buffer 0", []grpc.DialOption{grpc.WithWriteBufferSize(0)}},
 		{"read buffer 256K", []grpc.DialOption{grpc.WithReadBufferSize(256 << 10)}},

@@ -16,6 +16,14 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
+// writeBufferSize is the gRPC write buffer of each connection: an
+// UpdateBatch request of a few megabytes goes out in a few large socket
+// writes instead of one per 32 KiB (gRPC's default), which costs the
+// writer less CPU. A small request (a search) is written as before, as soon
+// as the connection has nothing more queued. Each connection holds its
+// buffer for its lifetime.
+const writeBufferSize = 512 << 10
+
 // Store is the Qdrant sink: it implements ingest.Sink over gRPC. It is
 // safe for concurrent use.
 type Store struct {
@@ -71,6 +79,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			},
 			MinConnectTimeout: min(cfg.Timeout, 20*time.Second),
 		}),
+		grpc.WithWriteBufferSize(writeBufferSize),
 	}
 	if cfg.Compression {
 		// Per connection, not by registering grpc/encoding/gzip: a
