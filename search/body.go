@@ -10,7 +10,8 @@ type member struct {
 	name, value []byte
 }
 
-// fields is the member of a request body that each known name sets.
+// fields returns the member of a request body (searchBody, listBody,
+// statusBody) that a name sets, nil for a name the body does not know.
 type fields func(name []byte) *json.RawMessage
 
 func (b *searchBody) field(name []byte) *json.RawMessage {
@@ -76,7 +77,7 @@ func setMembers(ms []member, field fields) bool {
 	return true
 }
 
-// maxScanDepth is the deepest nesting scanBody reads; deeper values are
+// maxScanDepth is the deepest nesting scanObject reads; deeper values are
 // left to encoding/json.
 const maxScanDepth = 32
 
