@@ -119,7 +119,7 @@ type searchParams struct {
 // collection.
 func decodeSearch(data []byte, userID, collection string) (searchParams, *Error) {
 	var b searchBody
-	if e := decodeBody(data, &b, b.field); e != nil {
+	if e := decodeBody(data, &b); e != nil {
 		return searchParams{}, e
 	}
 	if e := sameTenant(b.UserID, b.Collection, userID, collection); e != nil {
@@ -127,8 +127,7 @@ func decodeSearch(data []byte, userID, collection string) (searchParams, *Error)
 	}
 	p := searchParams{topK: pipeline.DefaultTopK}
 	if !absent(b.Query) {
-		var ok bool
-		if p.query, ok = unquote(b.Query); !ok {
+		if err := json.Unmarshal(b.Query, &p.query); err != nil {
 			return p, badRequest("query: must be a string, not %s", kind(b.Query))
 		}
 	}
@@ -187,18 +186,11 @@ func decodeSearch(data []byte, userID, collection string) (searchParams, *Error)
 	return p, nil
 }
 
-var modes = [...]pipeline.SearchMode{pipeline.ModeAuto, pipeline.ModeHybrid, pipeline.ModeDense, pipeline.ModeKeyword}
-
 // decodeMode decodes a search mode: "hybrid", "dense", "keyword", or ""
 // for the default.
 func decodeMode(raw json.RawMessage) (pipeline.SearchMode, *Error) {
-	for _, mode := range modes {
-		if len(raw) == len(mode)+2 && raw[0] == '"' && string(raw[1:len(raw)-1]) == string(mode) {
-			return mode, nil // the string as it is, without a copy
-		}
-	}
-	m, ok := unquote(raw)
-	if !ok {
+	var m string
+	if err := json.Unmarshal(raw, &m); err != nil {
 		return "", badRequest("mode: must be a string, one of hybrid, dense or keyword, not %s", kind(raw))
 	}
 	switch mode := pipeline.SearchMode(m); mode {
@@ -211,7 +203,7 @@ func decodeMode(raw json.RawMessage) (pipeline.SearchMode, *Error) {
 // decodeList validates a list request body; it returns the limit and cursor.
 func decodeList(data []byte, userID, collection string) (int, string, *Error) {
 	var b listBody
-	if e := decodeBody(data, &b, b.field); e != nil {
+	if e := decodeBody(data, &b); e != nil {
 		return 0, "", e
 	}
 	if e := sameTenant(b.UserID, b.Collection, userID, collection); e != nil {
@@ -226,39 +218,25 @@ func decodeList(data []byte, userID, collection string) (int, string, *Error) {
 		limit = n
 	}
 	if !absent(b.Cursor) {
-		var ok bool
-		if cursor, ok = unquote(b.Cursor); !ok {
+		if err := json.Unmarshal(b.Cursor, &cursor); err != nil {
 			return 0, "", badRequest("cursor: must be a string, not %s", kind(b.Cursor))
 		}
 	}
 	return limit, cursor, nil
 }
 
-// decodeBody decodes a JSON object into b, which field addresses, as
-// json.Unmarshal does; an empty body counts as {}.
-func decodeBody[B any](data []byte, b *B, field fields) *Error {
-	var buf [maxMembers]member
-	if ms, ok := scanObject(data, buf[:0]); ok && setMembers(ms, field) {
+// decodeBody decodes a JSON object; an empty body counts as {}.
+func decodeBody(data []byte, v any) *Error {
+	if len(bytes.TrimSpace(data)) == 0 {
 		return nil
 	}
-	var e *Error
-	*b, e = unmarshalBody[B](data) // setMembers may have set some
-	return e
-}
-
-// unmarshalBody is decodeBody by encoding/json.
-func unmarshalBody[B any](data []byte) (B, *Error) {
-	b := new(B)
-	if len(bytes.TrimSpace(data)) == 0 {
-		return *b, nil
-	}
-	if err := json.Unmarshal(data, b); err != nil {
+	if err := json.Unmarshal(data, v); err != nil {
 		if !json.Valid(data) {
-			return *b, badRequest("the request body is not valid JSON")
+			return badRequest("the request body is not valid JSON")
 		}
-		return *b, badRequest("the request body must be a JSON object, not %s", kind(data))
+		return badRequest("the request body must be a JSON object, not %s", kind(data))
 	}
-	return *b, nil
+	return nil
 }
 
 // sameTenant refuses a body naming another user or collection than the
@@ -272,8 +250,8 @@ func sameTenant(rawUser, rawCollection json.RawMessage, userID, collection strin
 		if absent(f.raw) {
 			continue
 		}
-		s, ok := unquote(f.raw)
-		if !ok {
+		var s string
+		if err := json.Unmarshal(f.raw, &s); err != nil {
 			return badRequest("%s: must be a string, not %s", f.name, kind(f.raw))
 		}
 		if s != f.subject {
@@ -307,30 +285,19 @@ func decodeVector(raw json.RawMessage) ([]float32, *Error) {
 // decodeFilter decodes {"key": value} or {"key": [values]} into the
 // conditions of a Query.
 func decodeFilter(raw json.RawMessage) (map[string][]any, *Error) {
-	var buf [maxMembers]member
-	ms, ok := scanObject(raw, buf[:0])
-	if !ok || duplicateNames(ms) { // encoding/json keeps a name's last value
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &m); err != nil {
-			return nil, badRequest("filter: must be an object of metadata key -> value or [values], not %s", kind(raw))
-		}
-		ms = ms[:0]
-		for key, rv := range m {
-			ms = append(ms, member{name: []byte(key), value: rv})
-		}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, badRequest("filter: must be an object of metadata key -> value or [values], not %s", kind(raw))
 	}
-	out := make(map[string][]any, len(ms))
-	for _, m := range ms {
-		key, rv := string(m.name), json.RawMessage(m.value)
+	out := make(map[string][]any, len(m))
+	for key, rv := range m {
 		if problem := pipeline.ValidFilterKey(key); problem != "" {
 			return nil, badRequest("filter: %s", problem)
 		}
 		if bytes.HasPrefix(bytes.TrimSpace(rv), []byte("[")) {
-			list := splitArray(rv)
-			if list == nil {
-				if err := json.Unmarshal(rv, &list); err != nil {
-					return nil, badRequest("filter %s: not a valid array", pipeline.ShortQuote(key))
-				}
+			var list []json.RawMessage
+			if err := json.Unmarshal(rv, &list); err != nil {
+				return nil, badRequest("filter %s: not a valid array", pipeline.ShortQuote(key))
 			}
 			if len(list) == 0 {
 				return nil, badRequest("filter %s: an empty list matches nothing; give at least one value", pipeline.ShortQuote(key))
@@ -353,28 +320,8 @@ func decodeFilter(raw json.RawMessage) (map[string][]any, *Error) {
 	return out, nil
 }
 
-// duplicateNames reports whether two members have the same name.
-func duplicateNames(ms []member) bool {
-	for i := range ms {
-		for j := range i {
-			if string(ms[i].name) == string(ms[j].name) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // scalar decodes a string, number or boolean.
 func scalar(raw json.RawMessage) (any, bool) {
-	switch {
-	case len(raw) > 0 && raw[0] == '"':
-		return unquote(raw)
-	case string(raw) == "true", string(raw) == "false":
-		return raw[0] == 't', true
-	case len(raw) > 0 && (raw[0] == '-' || isDigit(raw[0])):
-		return number(raw)
-	}
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return nil, false

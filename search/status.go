@@ -46,7 +46,7 @@ type statusBody struct {
 // doc_id.
 func decodeStatus(data []byte, userID, collection string) ([]string, *Error) {
 	var b statusBody
-	if e := decodeBody(data, &b, b.field); e != nil {
+	if e := decodeBody(data, &b); e != nil {
 		return nil, e
 	}
 	if e := sameTenant(b.UserID, b.Collection, userID, collection); e != nil {
