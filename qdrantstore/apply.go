@@ -150,36 +150,61 @@ func (u *unit) writePoints() []pipeline.Point {
 
 // rounds splits units into rounds holding at most one unit per document, the
 // k-th unit of each document in round k, so that running the rounds one
-// after another applies a document's units in order.
+// after another applies a document's units in order. When no document
+// repeats, the one round is units itself; the rounds are read, never
+// appended to (each has len == cap).
 func rounds(units []unit) [][]unit {
-	var out [][]unit
-	seen := make(map[docKey]int)
-	for _, u := range units {
-		k := seen[u.doc]
-		seen[u.doc]++
-		if k == len(out) {
-			out = append(out, nil)
+	if len(units) == 0 {
+		return nil
+	}
+	seen := make(map[docKey]int, len(units))
+	n := 1 // rounds
+	for i := range units {
+		k := seen[units[i].doc] + 1
+		seen[units[i].doc] = k
+		n = max(n, k)
+	}
+	if n == 1 {
+		return [][]unit{units[:len(units):len(units)]}
+	}
+	// Round k holds one unit of each document with more than k units.
+	sizes := make([]int, n)
+	for _, c := range seen {
+		for k := range c {
+			sizes[k]++
 		}
-		out[k] = append(out[k], u)
+	}
+	all := make([]unit, len(units))
+	out := make([][]unit, n)
+	off := 0
+	for k, size := range sizes {
+		out[k] = all[off : off : off+size]
+		off += size
+	}
+	clear(seen)
+	for i := range units {
+		k := seen[units[i].doc]
+		seen[units[i].doc] = k + 1
+		out[k] = append(out[k], units[i])
 	}
 	return out
 }
 
-// pack groups units into requests of about maxWeight points.
+// pack groups units into requests of about maxWeight points, in order. The
+// requests are sub-slices of units, each of len == cap so that an append to
+// one never writes into the next.
 func pack(units []unit, maxWeight int) [][]unit {
 	var reqs [][]unit
-	var cur []unit
-	weight := 0
-	for _, u := range units {
-		if len(cur) > 0 && weight+u.weight > maxWeight {
-			reqs = append(reqs, cur)
-			cur, weight = nil, 0
+	start, weight := 0, 0
+	for i := range units {
+		if i > start && weight+units[i].weight > maxWeight {
+			reqs = append(reqs, units[start:i:i])
+			start, weight = i, 0
 		}
-		cur = append(cur, u)
-		weight += u.weight
+		weight += units[i].weight
 	}
-	if len(cur) > 0 {
-		reqs = append(reqs, cur)
+	if start < len(units) {
+		reqs = append(reqs, units[start:len(units):len(units)])
 	}
 	return reqs
 }
