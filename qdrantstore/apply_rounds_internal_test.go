@@ -140,3 +140,29 @@ func indexes(groups [][]unit) [][]int {
 	}
 	return out
 }
+
+// BenchmarkRoundsRepeated measures, per unit, rounds then pack of 256 units
+// of 64 documents, 4 versions each in turn (4 rounds), with the model
+// functions ("model") and Apply's ("rounds").
+func BenchmarkRoundsRepeated(b *testing.B) {
+	units := make([]unit, 256)
+	for i := range units {
+		units[i] = unit{index: i, doc: docKey{"user", fmt.Sprintf("doc-%d", i%64)}, version: uint64(1 + i/64), weight: 1}
+	}
+	for _, f := range []struct {
+		name   string
+		rounds func([]unit) [][]unit
+		pack   func([]unit, int) [][]unit
+	}{{"model", modelRounds, modelPack}, {"rounds", rounds, pack}} {
+		b.Run(f.name, func(b *testing.B) {
+			b.ReportAllocs()
+			done := cpuPerPoint(b, len(units))
+			for b.Loop() {
+				for _, r := range f.rounds(units) {
+					_ = f.pack(r, 256)
+				}
+			}
+			done()
+		})
+	}
+}
