@@ -156,7 +156,7 @@ func BenchmarkRoundsRepeated(b *testing.B) {
 	}{{"model", modelRounds, modelPack}, {"rounds", rounds, pack}} {
 		b.Run(f.name, func(b *testing.B) {
 			b.ReportAllocs()
-			done := cpuPerPoint(b, len(units))
+			done := cpuPer(b, len(units), "cpu-ns/point")
 			for b.Loop() {
 				for _, r := range f.rounds(units) {
 					_ = f.pack(r, 256)

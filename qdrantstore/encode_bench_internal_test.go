@@ -1,7 +1,6 @@
 package qdrantstore
 
 import (
-	"syscall"
 	"testing"
 
 	"github.com/qdrant/go-client/qdrant"
@@ -9,16 +8,14 @@ import (
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
-// cpuPerPoint starts counting the process's CPU time, user and system (the
-// garbage collector's included); the function it returns reports it per
-// point of the loop, n points per iteration.
-func cpuPerPoint(b *testing.B, n int) func() {
-	var start, end syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &start)
+// cpuPer starts counting the process's CPU time, user and system (the
+// garbage collector's included); the function it returns reports it as
+// metric unit, per iteration of b's loop divided by n.
+func cpuPer(b *testing.B, n int, unit string) func() {
+	start, _ := cpuNow()
 	return func() {
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &end)
-		used := end.Utime.Nano() + end.Stime.Nano() - start.Utime.Nano() - start.Stime.Nano()
-		b.ReportMetric(float64(used)/float64(b.N*n), "cpu-ns/point")
+		end, _ := cpuNow()
+		b.ReportMetric(float64(end-start)/float64(b.N*n), unit)
 	}
 }
 
@@ -34,7 +31,7 @@ func BenchmarkEncode(b *testing.B) {
 	writes := benchWrites(256)
 	b.Run("units", func(b *testing.B) {
 		b.ReportAllocs()
-		done := cpuPerPoint(b, len(writes))
+		done := cpuPer(b, len(writes), "cpu-ns/point")
 		for b.Loop() {
 			var metadata []byte
 			for i := range writes {
@@ -48,7 +45,7 @@ func BenchmarkEncode(b *testing.B) {
 	b.Run("metadata", func(b *testing.B) {
 		b.ReportAllocs()
 		var buf []byte
-		done := cpuPerPoint(b, len(writes))
+		done := cpuPer(b, len(writes), "cpu-ns/point")
 		for b.Loop() {
 			buf = buf[:0]
 			for i := range writes {
@@ -71,7 +68,7 @@ func BenchmarkEncode(b *testing.B) {
 			units = append(units, u)
 		}
 		b.ReportAllocs()
-		done := cpuPerPoint(b, len(writes))
+		done := cpuPer(b, len(writes), "cpu-ns/point")
 		for b.Loop() {
 			r := newRequest()
 			var ok bool
@@ -88,7 +85,7 @@ func BenchmarkEncode(b *testing.B) {
 			units[i] = unit{doc: docKey{writes[i].UserID, writes[i].DocID}, version: writes[i].Version, weight: 1}
 		}
 		b.ReportAllocs()
-		done := cpuPerPoint(b, len(writes))
+		done := cpuPer(b, len(writes), "cpu-ns/point")
 		for b.Loop() {
 			for _, r := range rounds(units) {
 				_ = pack(r, 256)

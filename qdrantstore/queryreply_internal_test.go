@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/google/uuid"
@@ -540,20 +539,6 @@ func benchReply() []byte {
 	return b
 }
 
-// cpuPerOp reports the process's CPU time, user and system (the garbage
-// collector's included), per iteration of b's loop, from its call to that
-// of the function it returns.
-func cpuPerOp(b *testing.B) func() {
-	start := cpuUsed()
-	return func() { b.ReportMetric(float64(cpuUsed()-start)/float64(b.N), "cpu-ns/op") }
-}
-
-func cpuUsed() int64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Utime.Nano() + ru.Stime.Nano()
-}
-
 // BenchmarkQueryReply decodes a search's reply as gRPC hands it to the
 // codec (a mem.BufferSlice) into its hits: with gRPC's proto codec and
 // Search's former conversion (proto), and with replyCodec (direct).
@@ -564,7 +549,7 @@ func BenchmarkQueryReply(b *testing.B) {
 	data := mem.BufferSlice{mem.SliceBuffer(reply)}
 	b.Run("proto", func(b *testing.B) {
 		codec := encoding.GetCodecV2(grpcproto.Name)
-		done := cpuPerOp(b)
+		done := cpuPer(b, 1, "cpu-ns/op")
 		for b.Loop() {
 			var resp qdrant.QueryResponse
 			if err := codec.Unmarshal(data, &resp); err != nil {
@@ -577,7 +562,7 @@ func BenchmarkQueryReply(b *testing.B) {
 		done()
 	})
 	b.Run("direct", func(b *testing.B) {
-		done := cpuPerOp(b)
+		done := cpuPer(b, 1, "cpu-ns/op")
 		for b.Loop() {
 			var r queryReply
 			if err := (replyCodec{}).Unmarshal(data, &r); err != nil {
