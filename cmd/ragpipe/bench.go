@@ -30,11 +30,13 @@ var benchCommand = command{
 		"    vectors  one `ragpipe worker` process ingests --docs events carrying their vectors (~900 chars of text,\n" +
 		"             one chunk, 5 tenants), timed from the first publish to the last acknowledgement; then the\n" +
 		"             points are counted exactly; docs/s, the ratio to the ceiling, Qdrant's and the worker's CPU\n" +
-		"             per document; twice: vectors as JSON arrays (vector), then as base64 (vector_b64)\n" +
+		"             per document, how long publishing took and how busy Qdrant was meanwhile and after;\n" +
+		"             twice: vectors as JSON arrays (vector), then as base64 (vector_b64)\n" +
 		"    text     the same with text only, embedded by the hash embedder\n" +
 		"    search   rag.search requests to one `ragpipe searcher` process against raw Qdrant Query calls with the\n" +
 		"             same tenant filter, on the text stage's collection (selecting search runs text too), once\n" +
-		"             Qdrant has indexed it: p50 and p99 at concurrency 1 and 8, --searches requests each\n" +
+		"             Qdrant has indexed it: p50 and p99 at concurrency 1 and 8, --searches requests each, with\n" +
+		"             each process's CPU per request, beside a bare NATS round trip to the searcher ($SRV.PING)\n" +
 		"    builtin  --builtin-docs text events embedded by the builtin semantic embedder: chunks/s per core\n" +
 		"             of the worker (skipped, with a note, when this build has no builtin embedder)\n" +
 		"    pinned   Qdrant alone on one CPU, this process (publisher, embedded NATS) and the worker on another\n" +
