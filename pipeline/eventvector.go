@@ -194,10 +194,7 @@ func parseFloat32(b []byte, i int) (f float32, end int, ok bool) {
 
 // eightDigits reports whether the eight bytes of x, little-endian, are all
 // ASCII digits.
-func eightDigits(x uint64) bool {
-	const high, six, threes = 0xF0F0F0F0F0F0F0F0, 0x0606060606060606, 0x3030303030303030
-	return x&high == threes && (x+six)&high == threes
-}
+func eightDigits(x uint64) bool { return nonDigits(x) == 0 }
 
 // eightDigitsValue is the number that the eight ASCII digits of x,
 // little-endian (the first digit in the lowest byte), write: pairs, then
@@ -332,10 +329,14 @@ func fastFloats(b []byte, i int, vec []float32) ([]float32, int) {
 
 // digitCount is the number of ASCII digits that x, eight bytes read
 // little-endian, starts with.
-func digitCount(x uint64) int {
+func digitCount(x uint64) int { return bits.TrailingZeros64(nonDigits(x)) >> 3 }
+
+// nonDigits has bits set in the bytes of x, eight bytes read little-endian,
+// that are not ASCII digits, and possibly in bytes after one (a carry
+// reaches only those), none in the digits before the first non-digit.
+func nonDigits(x uint64) uint64 {
 	const high, six, threes = 0xF0F0F0F0F0F0F0F0, 0x0606060606060606, 0x3030303030303030
-	other := (x&high ^ threes) | ((x+six)&high ^ threes) // a carry reaches only bytes after a non-digit
-	return bits.TrailingZeros64(other) >> 3
+	return (x&high ^ threes) | ((x+six)&high ^ threes)
 }
 
 // digitsValue is the number that the first n digits of x, eight bytes read
