@@ -158,6 +158,12 @@ func (b *claimBatch) publishMany(ctx context.Context, at []int) []error {
 // answer begins with the error.
 var pubAckPrefix = []byte(`{"stream":`)
 
+// noResponders reports that msg is the server's answer to a request nobody
+// took: no stream for a publish, no leader for a read.
+func noResponders(msg *nats.Msg) bool {
+	return len(msg.Data) == 0 && msg.Header.Get("Status") == "503"
+}
+
 // pubAckError returns the error a publish acknowledgement holds, nil for a
 // success. A success is recognized by its first bytes; only other answers,
 // errors mostly, are decoded.
@@ -165,7 +171,7 @@ func pubAckError(ack *nats.Msg) error {
 	if bytes.HasPrefix(ack.Data, pubAckPrefix) && !bytes.Contains(ack.Data, []byte(`"error"`)) {
 		return nil
 	}
-	if len(ack.Data) == 0 && ack.Header.Get("Status") == "503" {
+	if noResponders(ack) {
 		return jetstream.ErrNoStreamResponse
 	}
 	var resp struct {

@@ -163,7 +163,7 @@ func (r *Register) readMany(ctx context.Context, subjects []string, inFlight int
 		}
 		return r.js.Conn().PublishRequest(jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+RegisterStream, reply, req)
 	}, func(i int, msg *nats.Msg) (err error) {
-		if len(msg.Data) == 0 && msg.Header.Get("Status") == "503" {
+		if noResponders(msg) {
 			return nats.ErrNoResponders
 		}
 		versions[i], seqs[i], err = parseMsgGet(msg.Data)
