@@ -43,15 +43,7 @@ func BenchmarkConnSend(b *testing.B) {
 		b.Fatal(err)
 	}
 	writes := benchWrites(256)
-	units := make([]unit, 0, len(writes))
-	var metadata []byte
-	for i := range writes {
-		u, err := s.newUnit(&writes[i], c, &metadata)
-		if err != nil {
-			b.Fatal(err)
-		}
-		units = append(units, u)
-	}
+	units := costUnits(b, s, writes, c)
 	target := c.Name
 	if os.Getenv("RAGPIPE_CONN_SEND") == "missing" {
 		target = "missing"

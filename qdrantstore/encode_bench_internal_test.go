@@ -58,15 +58,7 @@ func BenchmarkEncode(b *testing.B) {
 		done()
 	})
 	b.Run("request", func(b *testing.B) {
-		units := make([]unit, 0, len(writes))
-		var metadata []byte
-		for i := range writes {
-			u, err := q.newUnit(&writes[i], c, &metadata)
-			if err != nil {
-				b.Fatal(err)
-			}
-			units = append(units, u)
-		}
+		units := costUnits(b, q, writes, c)
 		b.ReportAllocs()
 		done := cpuPer(b, len(writes), "cpu-ns/point")
 		for b.Loop() {
