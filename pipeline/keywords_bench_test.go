@@ -1,0 +1,107 @@
+package pipeline
+
+import (
+	"math/rand/v2"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The varied keyword benchmarks cycle through many distinct texts, so that
+// neither the branch predictor nor the caches learn one, as in a drain where
+// every chunk is a new text.
+
+// keywordsCPUTime is the CPU time the process has used, user and system.
+func keywordsCPUTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchProseWords are the words of ragpipe bench's generated documents
+// (bench/data.go).
+var benchProseWords = strings.Fields(`instance volume bucket cluster region eu-west-1 us-east-1 prod staging
+owner platform payments search tagged env tier web database replica backup snapshot encrypted
+public private subnet gateway lambda queue topic retention policy cost center team alert latency
+throughput migration schema index shard node memory disk cpu network firewall rule certificate
+restore drill rotation quota budget invoice ticket incident runbook dashboard upgrade rollout`)
+
+// benchProse returns n texts made as ragpipe bench makes its documents:
+// sentences of 5 to 14 of its words until the text has 900 characters.
+func benchProse(n int) []string {
+	r := rand.New(rand.NewPCG(7, 11))
+	texts := make([]string, n)
+	for i := range texts {
+		var sb strings.Builder
+		for sb.Len() < 900 {
+			if sb.Len() > 0 {
+				sb.WriteByte(' ')
+			}
+			words := 5 + r.IntN(10)
+			for w := range words {
+				if w > 0 {
+					sb.WriteByte(' ')
+				}
+				sb.WriteString(benchProseWords[r.IntN(len(benchProseWords))])
+			}
+			sb.WriteByte('.')
+		}
+		texts[i] = sb.String()
+	}
+	return texts
+}
+
+// corpusChunks returns the repository's corpora split into chunks of at
+// most 980 characters, the shorter tails left out.
+func corpusChunks(tb testing.TB) []string {
+	c, err := NewChunker(980, 98)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var chunks []string
+	for _, text := range corpusTexts(tb) {
+		for _, chunk := range c.Split(text) {
+			if len(chunk) >= 700 {
+				chunks = append(chunks, chunk)
+			}
+		}
+	}
+	return chunks
+}
+
+func BenchmarkKeywordsVaried(b *testing.B) {
+	prose, corpus := benchProse(2000), corpusChunks(b)
+	for _, tt := range []struct {
+		name  string
+		texts []string
+	}{
+		{"bench_prose", prose},
+		{"corpus", corpus},
+	} {
+		b.Run(tt.name, func(b *testing.B) { benchKeywordTexts(b, tt.texts) })
+	}
+}
+
+// benchKeywordTexts computes the keyword vectors of texts in turn and
+// reports the CPU time per text and per byte.
+func benchKeywordTexts(b *testing.B, texts []string) {
+	size := 0
+	for _, text := range texts {
+		size += len(text)
+	}
+	b.SetBytes(int64(size / len(texts)))
+	b.ReportAllocs()
+	cpu, n, bytes := keywordsCPUTime(b), 0, 0
+	for b.Loop() {
+		text := texts[n%len(texts)]
+		Keywords(text)
+		bytes += len(text)
+		n++
+	}
+	ns := float64(keywordsCPUTime(b) - cpu)
+	b.ReportMetric(ns/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(ns/float64(bytes), "cpu-ns/B")
+}
