@@ -14,9 +14,10 @@ import (
 )
 
 // request is an encoded UpdateBatchPoints request (encodeRequest) in a
-// pooled buffer. The buffer goes back to the pool once its sender has
-// released it and gRPC has freed every reference it took, so that a buffer
-// still queued for the wire is never reused. It is sent by updateBatch.
+// reused buffer. The buffer goes back to the free list (requests) once its
+// sender has released it and gRPC has freed every reference it took, so
+// that a buffer still queued for the wire is never reused. It is sent by
+// updateBatch.
 type request struct {
 	buf  []byte
 	refs atomic.Int32
@@ -26,11 +27,48 @@ type request struct {
 // very large document is left to the garbage collector.
 const maxPooledRequest = 8 << 20
 
-var requests = sync.Pool{New: func() any { return new(request) }}
+// maxFreeRequests bounds the buffers the free list keeps: enough for
+// Parallelism requests (default 4) of each of a worker's batches in flight
+// (default 4).
+const maxFreeRequests = 16
+
+// freeRequests is a free list of released requests. Unlike a sync.Pool,
+// which every garbage collection empties (a worker's small heap is
+// collected several times per batch), it keeps them; it never holds more
+// than were in use at once.
+type freeRequests struct {
+	mu   sync.Mutex
+	free []*request
+}
+
+var requests freeRequests
+
+// get returns the request released last, or a new one.
+func (f *freeRequests) get() *request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.free)
+	if n == 0 {
+		return new(request)
+	}
+	r := f.free[n-1]
+	f.free[n-1] = nil
+	f.free = f.free[:n-1]
+	return r
+}
+
+// put keeps r for reuse, unless the list is full.
+func (f *freeRequests) put(r *request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.free) < maxFreeRequests {
+		f.free = append(f.free, r)
+	}
+}
 
 // newRequest returns an empty request, held by its caller until release.
 func newRequest() *request {
-	r := requests.Get().(*request)
+	r := requests.get()
 	r.buf = r.buf[:0]
 	r.refs.Store(1)
 	return r
@@ -39,7 +77,7 @@ func newRequest() *request {
 // release drops a reference to r.
 func (r *request) release() {
 	if r.refs.Add(-1) == 0 && cap(r.buf) <= maxPooledRequest {
-		requests.Put(r)
+		requests.put(r)
 	}
 }
 
