@@ -1,25 +1,16 @@
-package pipeline
+package pipeline_test
 
 import (
 	"math/rand/v2"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/ragpipe/ragpipe/pipeline"
 )
 
 // The varied keyword benchmarks cycle through many distinct texts, so that
 // neither the branch predictor nor the caches learn one, as in a drain where
 // every chunk is a new text.
-
-// keywordsCPUTime is the CPU time the process has used, user and system.
-func keywordsCPUTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // benchProseWords are the words of ragpipe bench's generated documents
 // (bench/data.go).
@@ -57,12 +48,12 @@ func benchProse(n int) []string {
 // corpusChunks returns the repository's corpora split into chunks of at
 // most 980 characters, the shorter tails left out.
 func corpusChunks(tb testing.TB) []string {
-	c, err := NewChunker(980, 98)
+	c, err := pipeline.NewChunker(980, 98)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	var chunks []string
-	for _, text := range corpusTexts(tb) {
+	for _, text := range pipeline.CorpusTexts(tb) {
 		for _, chunk := range c.Split(text) {
 			if len(chunk) >= 700 {
 				chunks = append(chunks, chunk)
@@ -94,14 +85,14 @@ func benchKeywordTexts(b *testing.B, texts []string) {
 	}
 	b.SetBytes(int64(size / len(texts)))
 	b.ReportAllocs()
-	cpu, n, bytes := keywordsCPUTime(b), 0, 0
+	cpu, n, bytes := cpuTime(b), 0, 0
 	for b.Loop() {
 		text := texts[n%len(texts)]
-		Keywords(text)
+		pipeline.Keywords(text)
 		bytes += len(text)
 		n++
 	}
-	ns := float64(keywordsCPUTime(b) - cpu)
+	ns := float64(cpuTime(b) - cpu)
 	b.ReportMetric(ns/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(ns/float64(bytes), "cpu-ns/B")
 }
