@@ -11,6 +11,10 @@
 //     publish to the last acknowledgement, then the points are counted;
 //     twice, the vectors as JSON arrays (`vector`) and as base64
 //     (`vector_b64`).
+//     After each of these drains and the text stage's, the NATS floor: the
+//     same events consumed from a stream of their own by a process that
+//     only acknowledges them, with the worker's consumer settings; its CPU
+//     per event is what the NATS client alone costs (floor.go).
 //   - text: the same with text only, embedded by the hash embedder.
 //   - search: searches through rag.search (one `ragpipe searcher` process)
 //     against raw Qdrant Query calls with the same tenant filter, on the text
@@ -281,15 +285,16 @@ func (r *runner) run(ctx context.Context, stage string) {
 			body string
 			out  **Ingest
 		}{{bodyVector, &r.report.Vectors}, {bodyVectorB64, &r.report.VectorsB64}} {
-			res, err := r.ingest(ctx, drain{name: d.body, body: d.body, embedder: embedderHash, docs: r.cfg.Docs, oneChunk: true}, r.report.Ceiling)
+			res, err := r.ingest(ctx, drain{name: d.body, body: d.body, embedder: embedderHash, docs: r.cfg.Docs, oneChunk: true, floor: true},
+				r.report.Ceiling)
 			res.Error = outcome(err)
 			*d.out = res
 		}
 	case StageText, StageBuiltin:
 		d := drain{name: stage, body: bodyText, embedder: embedderHash, docs: r.cfg.Docs, oneChunk: true,
-			keep: stage == StageText && slices.Contains(r.cfg.Stages, StageSearch)}
+			keep: stage == StageText && slices.Contains(r.cfg.Stages, StageSearch), floor: true}
 		if stage == StageBuiltin {
-			d.embedder, d.docs, d.oneChunk = embedderBuiltin, r.cfg.BuiltinDocs, false
+			d.embedder, d.docs, d.oneChunk, d.floor = embedderBuiltin, r.cfg.BuiltinDocs, false, false
 		}
 		res, err := r.ingest(ctx, d, r.report.Ceiling)
 		res.Error = outcome(err)

@@ -23,7 +23,8 @@ const (
 	childStopTimeout = 30 * time.Second
 )
 
-// child is a ragpipe process the bench started: a worker or a searcher.
+// child is a ragpipe process the bench started: a worker, a searcher or
+// the NATS floor's consumer.
 type child struct {
 	name string
 	cmd  *exec.Cmd
@@ -48,6 +49,12 @@ func (r *runner) startChild(ctx context.Context, name, collection, embedder, rea
 		"RAGPIPE_HTTP_ADDR=127.0.0.1:0",
 		"RAGPIPE_LOG_LEVEL=info", // the ready line is logged at info
 	)
+	return r.startProcess(ctx, name, cmd, ready)
+}
+
+// startProcess starts cmd, named name in errors and progress, and waits
+// until it writes a line containing ready.
+func (r *runner) startProcess(ctx context.Context, name string, cmd *exec.Cmd, ready string) (*child, error) {
 	c := &child{name: name, cmd: cmd, log: newLineLog(ready), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.log, c.log
 	if err := qdrantproc.StartChild(cmd); err != nil {
@@ -116,10 +123,11 @@ type lineLog struct {
 	mark string
 	seen chan struct{} // closed when a line containing mark has been written
 
-	mu       sync.Mutex
-	partial  []byte // the unfinished last line
-	lastLine string // the last complete line
-	marked   bool
+	mu         sync.Mutex
+	partial    []byte // the unfinished last line
+	lastLine   string // the last complete line
+	markedLine string // the first line containing mark
+	marked     bool
 }
 
 func newLineLog(mark string) *lineLog {
@@ -139,7 +147,7 @@ func (l *lineLog) Write(p []byte) (int, error) {
 		l.lastLine = string(l.partial[:i])
 		l.partial = l.partial[i+1:]
 		if !l.marked && strings.Contains(l.lastLine, l.mark) {
-			l.marked = true
+			l.marked, l.markedLine = true, l.lastLine
 			close(l.seen)
 		}
 	}
@@ -153,4 +161,11 @@ func (l *lineLog) last() string {
 		return "(no output)"
 	}
 	return l.lastLine
+}
+
+// readyLine returns the first line containing the mark, "" before it.
+func (l *lineLog) readyLine() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.markedLine
 }

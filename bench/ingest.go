@@ -40,12 +40,14 @@ type drain struct {
 	// count must equal the documents (the builtin embedder's chunker may cut
 	// a text into several).
 	oneChunk bool
+	// floor asks for the NATS floor once the drain has succeeded (floor.go).
+	floor bool
 }
 
 // ingest runs one drain: one worker for a fresh collection, the documents
 // published as d says, timed from the first publish to the last
-// acknowledgement, then counted. With a ceiling, it computes the ratios to
-// it.
+// acknowledgement, then counted, then, when d asks, the NATS floor of its
+// events is measured. With a ceiling, it computes the ratios to it.
 func (r *runner) ingest(ctx context.Context, d drain, ceiling *Ceiling) (*Ingest, error) {
 	docs := r.documents()[:d.docs]
 	res := &Ingest{Docs: len(docs), Body: d.body, Embedder: d.embedder}
@@ -116,6 +118,9 @@ func (r *runner) ingest(ctx context.Context, d drain, ceiling *Ceiling) (*Ingest
 	}
 	if !res.CountOK {
 		return res, fmt.Errorf("exact count %d points, want %d", res.Stored, len(docs))
+	}
+	if d.floor {
+		r.floor(ctx, d, res, w, docs, collection, bodies)
 	}
 	return res, nil
 }

@@ -146,6 +146,15 @@ type Ingest struct {
 	PublishSeconds        float64  `json:"publish_seconds,omitempty"`
 	QdrantCoresPublishing *float64 `json:"qdrant_cores_publishing,omitempty"`
 	QdrantCoresAfter      *float64 `json:"qdrant_cores_after,omitempty"`
+	// NATSFloorUsPerDoc is the CPU per event, in microseconds, of a NATS
+	// client alone: a process that consumes the drain's events again, from
+	// a stream of their own, with the worker's consumer settings, and only
+	// acknowledges each; the part of WorkerUsPerDoc that this client costs
+	// whatever the worker does. Absent for drains that do not measure it;
+	// NATSFloorError then says why when they do and it failed, which fails
+	// nothing else.
+	NATSFloorUsPerDoc *float64 `json:"nats_floor_us_per_doc,omitempty"`
+	NATSFloorError    string   `json:"nats_floor_error,omitempty"`
 	// Skipped says why the drain did not run (the builtin embedder missing
 	// from the build); it is not a failure.
 	Skipped string `json:"skipped,omitempty"`
@@ -403,6 +412,9 @@ func writeIngestTable(b *strings.Builder, c *Ceiling, rows []ingestRow) {
 				note = fmt.Sprintf("published in %s; Qdrant busy %.2f cores meanwhile, %.2f after", seconds(in.PublishSeconds),
 					*in.QdrantCoresPublishing, *in.QdrantCoresAfter)
 			}
+			if floor := in.floorText(); floor != "" {
+				note = strings.TrimSuffix(floor+"; "+note, "; ")
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%.0f docs/s\t%s\t%s\t%s\t%s / %s\t%s\t%s\n", row.name, seconds(in.Seconds), in.DocsPerS,
 				ratioText(in.RatioToCeiling), count, cpuText(in.CPU), micros(in.QdrantUsPerDoc), micros(in.WorkerUsPerDoc),
 				ratioText(in.QdrantVsCeiling), note)
@@ -425,7 +437,15 @@ func (r *Report) writeTargets(b *strings.Builder) {
 	qdrant := func(in *Ingest) string { return ratioText(in.QdrantVsCeiling) }
 	drains("Qdrant CPU per document, %s / per point of raw upserts", "<= 1.15", qdrant,
 		ingestRow{"vector", r.Vectors}, ingestRow{"vector_b64", r.VectorsB64})
-	worker := func(in *Ingest) string { return micros(in.WorkerUsPerDoc) + " µs" }
+	worker := func(in *Ingest) string {
+		switch {
+		case in.NATSFloorUsPerDoc != nil:
+			return fmt.Sprintf("%s µs (NATS client alone %.1f)", micros(in.WorkerUsPerDoc), *in.NATSFloorUsPerDoc)
+		case in.NATSFloorError != "":
+			return micros(in.WorkerUsPerDoc) + " µs (NATS client alone not measured)"
+		}
+		return micros(in.WorkerUsPerDoc) + " µs"
+	}
 	drains("worker CPU per document, %s", "<= 40 µs", worker, ingestRow{"vector_b64", r.VectorsB64})
 	drains("worker CPU per document, %s", "<= 100 µs", worker, ingestRow{"JSON vector", r.Vectors})
 	drains("worker CPU per document, %s", "<= 80 µs", worker, ingestRow{"text + hash", r.Text})

@@ -24,10 +24,12 @@ func sampleReport() *Report {
 		Ceiling: &Ceiling{Points: 10000, Best: new(trials[1]), Trials: trials},
 		Vectors: &Ingest{Docs: 10000, Body: "vector", Embedder: "hash", Seconds: 0.8, DocsPerS: 12500, Stored: 10000, CountOK: true,
 			RatioToCeiling: new(0.625), CPU: &CPU{Qdrant: new(0.8), Worker: new(0.5), Bench: 0.25},
-			WorkerUsPerDoc: new(50.0), QdrantUsPerDoc: new(80.0), QdrantVsCeiling: new(0.889), ChunksPerCoreS: new(20000.0)},
+			WorkerUsPerDoc: new(50.0), QdrantUsPerDoc: new(80.0), QdrantVsCeiling: new(0.889), ChunksPerCoreS: new(20000.0),
+			NATSFloorError: "nats floor exited: exit status 1"},
 		VectorsB64: &Ingest{Docs: 10000, Body: "vector_b64", Embedder: "hash", Seconds: 0.7, DocsPerS: 14286, Stored: 10000, CountOK: true,
 			RatioToCeiling: new(0.714), CPU: &CPU{Qdrant: new(0.9), Worker: new(0.3), Bench: 0.2},
-			WorkerUsPerDoc: new(30.0), QdrantUsPerDoc: new(90.0), QdrantVsCeiling: new(1.0), ChunksPerCoreS: new(33333.3)},
+			WorkerUsPerDoc: new(30.0), QdrantUsPerDoc: new(90.0), QdrantVsCeiling: new(1.0), ChunksPerCoreS: new(33333.3),
+			PublishSeconds: 0.3, QdrantCoresPublishing: new(0.5), QdrantCoresAfter: new(0.9), NATSFloorUsPerDoc: new(14.2)},
 		Text:    &Ingest{Docs: 10000, Body: "text", Embedder: "hash", Error: "worker exited: exit status 1; last line: boom"},
 		Builtin: &Ingest{Docs: 1000, Body: "text", Embedder: "builtin", Skipped: "the worker did not start"},
 		Pinned: &Pinned{QdrantCPUs: []int{0}, OtherCPUs: []int{1},
@@ -55,14 +57,15 @@ func TestWriteTable(t *testing.T) {
 		"ragpipe bench: 10000 docs of ~900 chars, 1024 dims, 5 tenants, HNSW tenant; 2 CPUs, load average 0.25 at start; Qdrant 1.16.3 (process); NATS embedded\n",
 		"\nINGEST TIME RATE VS CEILING EXACT COUNT CPU S: QDRANT / WORKER / BENCH CPU µS/DOC: QDRANT / WORKER QDRANT VS CEILING NOTES\n",
 		"\nceiling: raw Qdrant upsert 500ms 20000 points/s 1.00 ok (10000) 0.90 / - / 0.30 90.0 / - 1.00 best of 4 trials: batch 256, 2 parallel\n",
-		"\nragpipe, vector (JSON) 800ms 12500 docs/s 0.62 ok (10000) 0.80 / 0.50 / 0.25 80.0 / 50.0 0.89\n",
-		"\nragpipe, vector_b64 700ms 14286 docs/s 0.71 ok (10000) 0.90 / 0.30 / 0.20 90.0 / 30.0 1.00\n",
+		"\nragpipe, vector (JSON) 800ms 12500 docs/s 0.62 ok (10000) 0.80 / 0.50 / 0.25 80.0 / 50.0 0.89 NATS client alone not measured: nats floor exited: exit status 1\n",
+		"\nragpipe, vector_b64 700ms 14286 docs/s 0.71 ok (10000) 0.90 / 0.30 / 0.20 90.0 / 30.0 1.00 NATS client alone 14.2 µs/doc; published in 300ms; Qdrant busy 0.50 cores meanwhile, 0.90 after\n",
 		"\nragpipe, text + hash - - - - - - - FAILED: worker exited: exit status 1; last line: boom\n",
 		"\nragpipe, text + builtin - - - - - - - skipped: the worker did not start\n",
 		"\nPINNED: Qdrant alone on CPU [0]; the bench's publisher and NATS, and the worker, on CPU [1]\n",
 		"\nragpipe, vector_b64 1s 10000 docs/s 0.80 ok (10000) 1.00 / 0.40 / 0.30 100.0 / 40.0 - published in 200ms; Qdrant busy 0.15 cores meanwhile, 0.97 after\n",
 		"\nQdrant CPU per document, vector / per point of raw upserts 0.89 <= 1.15\n",
-		"\nworker CPU per document, vector_b64 30.0 µs <= 40 µs\n",
+		"\nworker CPU per document, vector_b64 30.0 µs (NATS client alone 14.2) <= 40 µs\n",
+		"\nworker CPU per document, JSON vector 50.0 µs (NATS client alone not measured) <= 100 µs\n",
 		"\npinned, vector_b64 / raw upserts on the same CPU 0.80 >= 0.9\n",
 		"\nsearch p50, rag.search - raw Qdrant, c=1 +0.300 ms <= +0.3 ms\n",
 		"\n1 parallel 2 parallel\nbatch 256 12500 20000\nbatch 512 25000 (count 9999!) 16000\n",
@@ -83,13 +86,14 @@ func TestWriteTable(t *testing.T) {
 func TestWriteTableOnlySomeStages(t *testing.T) {
 	r := sampleReport()
 	r.Ceiling, r.Search, r.RSS, r.Pinned, r.Interrupted = nil, nil, nil, nil, true
-	r.Vectors.RatioToCeiling = nil
+	r.Vectors.RatioToCeiling, r.Vectors.NATSFloorError = nil, ""
 	var b bytes.Buffer
 	if err := r.WriteTable(&b); err != nil {
 		t.Fatal(err)
 	}
 	out := squeeze(b.String())
-	for _, want := range []string{"interrupted: stages not shown did not run", "\nragpipe, vector (JSON) 800ms 12500 docs/s - ok (10000) 0.80 / 0.50 / 0.25 80.0 / 50.0 0.89\n"} {
+	for _, want := range []string{"interrupted: stages not shown did not run", "\nragpipe, vector (JSON) 800ms 12500 docs/s - ok (10000) 0.80 / 0.50 / 0.25 80.0 / 50.0 0.89\n",
+		"\nworker CPU per document, JSON vector 50.0 µs <= 100 µs\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
@@ -132,7 +136,7 @@ func TestWriteJSON(t *testing.T) {
 		"ceiling": {"points", "best", "trials"},
 		"vectors": {"docs", "body", "embedder", "seconds", "docs_per_s", "stored", "count_ok", "ratio_to_ceiling",
 			"worker_us_per_doc", "qdrant_us_per_doc", "qdrant_vs_ceiling", "chunks_per_core_s"},
-		"vectors_b64": {"docs", "body", "worker_us_per_doc", "qdrant_vs_ceiling"},
+		"vectors_b64": {"docs", "body", "worker_us_per_doc", "qdrant_vs_ceiling", "nats_floor_us_per_doc"},
 		"builtin":     {"embedder", "skipped"},
 		"pinned":      {"qdrant_cpus", "other_cpus", "ceiling", "vectors_b64"},
 		"text":        {"ratio_to_ceiling", "error"},
@@ -144,6 +148,9 @@ func TestWriteJSON(t *testing.T) {
 				t.Errorf("%s has no %q: %v", stage, k, raw[stage])
 			}
 		}
+	}
+	if raw["vectors"]["nats_floor_error"] != "nats floor exited: exit status 1" || raw["vectors"]["nats_floor_us_per_doc"] != nil {
+		t.Errorf("a floor not measured: %v", raw["vectors"])
 	}
 	if raw["text"]["ratio_to_ceiling"] != nil {
 		t.Errorf("a ratio not computed is %v, want null", raw["text"]["ratio_to_ceiling"])

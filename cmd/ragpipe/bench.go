@@ -31,8 +31,12 @@ var benchCommand = command{
 		"             one chunk, 5 tenants), timed from the first publish to the last acknowledgement; then the\n" +
 		"             points are counted exactly; docs/s, the ratio to the ceiling, Qdrant's and the worker's CPU\n" +
 		"             per document, how long publishing took and how busy Qdrant was meanwhile and after;\n" +
-		"             twice: vectors as JSON arrays (vector), then as base64 (vector_b64)\n" +
-		"    text     the same with text only, embedded by the hash embedder\n" +
+		"             twice: vectors as JSON arrays (vector), then as base64 (vector_b64). After each drain, the\n" +
+		"             NATS floor (\"NATS client alone\", µs/doc): the same events, published again to a stream of\n" +
+		"             their own, consumed by a process of this binary that only acknowledges each one, with the\n" +
+		"             worker's consumer settings (MaxAckPending, pull size); its CPU per event is what the NATS\n" +
+		"             client alone costs, under the worker's (nats_floor_us_per_doc in --json)\n" +
+		"    text     the same with text only, embedded by the hash embedder, with its NATS floor\n" +
 		"    search   rag.search requests to one `ragpipe searcher` process against raw Qdrant Query calls with the\n" +
 		"             same tenant filter, on the text stage's collection (selecting search runs text too), once\n" +
 		"             Qdrant has indexed it: p50 and p99 at concurrency 1 and 8, --searches requests each, with\n" +
@@ -82,6 +86,9 @@ type benchOptions struct {
 }
 
 func runBench(ctx context.Context, env *environment, o benchOptions, args []string) (err error) {
+	if len(args) > 0 && args[0] == bench.FloorChildArg {
+		return runFloorChild(ctx, env, args[1:])
+	}
 	if len(args) > 0 {
 		return fmt.Errorf("unexpected argument %q", args[0])
 	}
@@ -153,6 +160,20 @@ func runBench(ctx context.Context, env *environment, o benchOptions, args []stri
 		return errors.Join(runErr, fmt.Errorf("write report: %w", err))
 	}
 	return runErr
+}
+
+// runFloorChild is the NATS floor's consumer, a process the bench starts
+// itself as `ragpipe bench internal-nats-floor ...` (bench.FloorChildArg);
+// the help does not list it. It connects as the worker does.
+func runFloorChild(ctx context.Context, env *environment, args []string) error {
+	connectCtx, cancel := context.WithTimeout(ctx, clientConnectTimeout)
+	defer cancel()
+	nc, err := connectNATS(connectCtx, env.cfg.NATS, "ragpipe-bench-nats-floor", env.log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return bench.RunFloorChild(ctx, nc, args, env.stdout)
 }
 
 // benchNATS starts the embedded NATS server on a free loopback port, storing
