@@ -76,6 +76,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strings"
 	"sync"
 	"unicode"
@@ -118,7 +119,7 @@ func (h *Hash) Embed(ctx context.Context, texts []string) ([][]float32, error) {
 	done := ctx.Done()
 	s, _ := h.pool.Get().(*hashScratch)
 	if s == nil {
-		s = &hashScratch{acc: make([]float64, h.dims)}
+		s = &hashScratch{acc: make([]float64, h.dims), touched: make([]uint64, (h.dims+63)/64)}
 	}
 	defer func() {
 		s.release()
@@ -272,25 +273,33 @@ type slot struct {
 
 // hashScratch holds the buffers of one Embed call; they are pooled.
 type hashScratch struct {
-	acc   []float64 // one bucket per dimension
-	slots []slot    // power-of-two view of table used for the current text
-	table []slot
-	gen   uint32
-	used  int // distinct features in slots
+	acc     []float64 // one bucket per dimension, all zero between texts
+	touched []uint64  // bitmap of the buckets of acc the current text added to
+	slots   []slot    // power-of-two view of table used for the current text
+	table   []slot
+	gen     uint32
+	used    int // distinct features in slots
 }
 
 const (
 	minSlots      = 64
 	maxStartSlots = 1 << 16 // start no larger; grow for huge texts
 	maxKeptSlots  = 1 << 18 // 4 MiB; larger tables are not kept for reuse
+	maxShortText  = 256     // bytes; see reset
 )
 
 // reset prepares the feature table for a text of n bytes.
 func (s *hashScratch) reset(n int) {
 	// A KB of prose has about 600 distinct features; keep the load under
-	// one half so that probes stay short.
+	// one half so that probes stay short. A short text, a search query,
+	// has up to 1.2 per byte: its table is sized for that, so that it never
+	// grows (growing allocates).
+	need := n + n/4
+	if n <= maxShortText {
+		need = 5 * n / 2
+	}
 	want := minSlots
-	for want < n+n/4 && want < maxStartSlots {
+	for want < need && want < maxStartSlots {
 		want *= 2
 	}
 	if len(s.table) < want {
@@ -370,15 +379,14 @@ func (s *hashScratch) add(key uint64, w float64, acc []float64) {
 	// reduction), sign from bit 31, table slot from the low bits.
 	b := (key >> 32) * uint64(len(acc)) >> 32
 	acc[b] += math.Float64frombits(math.Float64bits(w) ^ (key>>31&1)<<63)
+	s.touched[b/64] |= 1 << (b % 64)
 }
 
-// embed writes the unit vector of text to out, len(out) == dims.
+// embed writes the unit vector of text to out, len(out) == dims and out
+// all zero: only the buckets the text touched are read and written, which
+// for a short text (a search query) are few of the dims.
 func (s *hashScratch) embed(text string, out []float32) {
-	if cap(s.acc) < len(out) {
-		s.acc = make([]float64, len(out))
-	}
 	acc := s.acc[:len(out)]
-	clear(acc)
 	s.reset(len(text))
 
 	var (
@@ -452,19 +460,59 @@ func (s *hashScratch) embed(text string, out []float32) {
 		}
 	}
 
+	// A short text, a search query, touches few buckets: the passes visit
+	// only those, in ascending order. The others hold zero and add nothing
+	// to the sum, so that no bit of the vector changes. A longer text takes
+	// plain passes over every bucket.
+	sparse := s.used < len(acc)/8
 	var sum float64
-	for _, a := range acc {
-		sum += float64(a * a) // the conversion forbids FMA, see add
+	if sparse {
+		for w, word := range s.touched {
+			for ; word != 0; word &= word - 1 {
+				a := acc[w*64+bits.TrailingZeros64(word)]
+				sum += float64(a * a) // the conversion forbids FMA, see add
+			}
+		}
+	} else {
+		for _, a := range acc {
+			sum += float64(a * a)
+		}
 	}
-	if sum == 0 { // no features, or all cancelled out
+	switch {
+	case sum == 0: // no features, or all cancelled out
 		c := float32(1 / math.Sqrt(float64(len(out))))
 		for i := range out {
 			out[i] = c
 		}
+	case sparse:
+		inv := 1 / math.Sqrt(sum)
+		for w, word := range s.touched {
+			for ; word != 0; word &= word - 1 {
+				i := w*64 + bits.TrailingZeros64(word)
+				out[i] = float32(acc[i] * inv)
+			}
+		}
+	default:
+		inv := 1 / math.Sqrt(sum)
+		for i, a := range acc {
+			out[i] = float32(a * inv)
+		}
+	}
+	s.clearAcc(acc, sparse)
+}
+
+// clearAcc zeroes acc and the bitmap of its touched buckets for the next
+// text: only the touched buckets when they are few.
+func (s *hashScratch) clearAcc(acc []float64, sparse bool) {
+	if !sparse {
+		clear(acc)
+		clear(s.touched)
 		return
 	}
-	inv := 1 / math.Sqrt(sum)
-	for i, a := range acc {
-		out[i] = float32(a * inv)
+	for w, word := range s.touched {
+		for ; word != 0; word &= word - 1 {
+			acc[w*64+bits.TrailingZeros64(word)] = 0
+		}
+		s.touched[w] = 0
 	}
 }

@@ -615,3 +615,55 @@ func BenchmarkEmbedBatch(b *testing.B) {
 		})
 	}
 }
+
+// TestHashPinnedQueries pins the vectors of texts of every length from a
+// search query's to a chunk's, embedded one per call and in one batch that
+// alternates long and short texts, so that no buffer reused between texts
+// leaks into the next vector.
+func TestHashPinnedQueries(t *testing.T) {
+	var texts []string
+	for i, size := range []int{6000, 1, 2000, 80, 900, 2, 400, 3, 200, 5, 120, 8, 80, 13, 40, 20} {
+		texts = append(texts, benchText(uint64(100+i), size), "")
+	}
+	for _, tt := range []struct {
+		dims int
+		sum  uint64
+	}{{1, 0x3b1aabedd664193e}, {64, 0x3b93e6c3382a5e79}, {100, 0xe60dd8f3fa34ec8e}, {1024, 0xfd8eebab1d6b1f48}, {4096, 0x4f105bcff3baa8fa}} {
+		t.Run(fmt.Sprint(tt.dims), func(t *testing.T) {
+			h := newHash(t, tt.dims)
+			f := fnv.New64a()
+			batch := embed(t, h, texts...)
+			for i, text := range texts {
+				one := embed(t, h, text)[0]
+				if checksum(one) != checksum(batch[i]) {
+					t.Errorf("text %d (%d bytes): the vector alone differs from the vector in a batch", i, len(text))
+				}
+				binary.Write(f, binary.LittleEndian, checksum(one))
+			}
+			if got := f.Sum64(); got != tt.sum {
+				t.Errorf("checksum = %#x, want %#x", got, tt.sum)
+			}
+		})
+	}
+}
+
+// BenchmarkEmbedQuery embeds search queries of 80 characters, one per call,
+// as the search service does, into 1024 dimensions.
+func BenchmarkEmbedQuery(b *testing.B) {
+	h := newHash(b, 1024)
+	queries := make([][]string, 64)
+	for i := range queries {
+		queries[i] = []string{benchText(uint64(1000+i), 80)}
+	}
+	ctx := b.Context()
+	b.ReportAllocs()
+	cpu := cpuTime(b)
+	i := 0
+	for b.Loop() {
+		if _, err := h.Embed(ctx, queries[i%len(queries)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64((cpuTime(b)-cpu).Nanoseconds())/float64(b.N)/1e3, "cpu-µs/op")
+}
