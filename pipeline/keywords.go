@@ -114,6 +114,7 @@ type tokenizer struct {
 	part      [maxTermLen]byte
 	partLen   int
 	partHash  uint32           // FNV-1a of the part's bytes
+	partTail  uint64           // the part's last eight bytes, the last in the low byte
 	whole     [maxTermLen]byte // the compound's parts, concatenated (keyed termID only)
 	wholeLen  int
 	wholeHash uint32 // FNV-1a of the compound's parts, concatenated (FNV-1a ids only)
@@ -124,6 +125,9 @@ func getTokenizer(termID func([]byte) uint32) *tokenizer {
 	t := tokenizers.Get().(*tokenizer)
 	t.termID = termID
 	t.partHash, t.wholeHash = fnvOffset, fnvOffset
+	if len(t.counts.slots) == 0 {
+		t.counts.alloc(minTermSlots)
+	}
 	return t
 }
 
@@ -255,7 +259,7 @@ func (t *tokenizer) scan(text string) {
 // addLowerRun appends to the current part the run of ASCII lowercase
 // letters and digits of text that begins at i, and returns the run's end.
 func (t *tokenizer) addLowerRun(text string, i int) int {
-	n, h := t.partLen, t.partHash
+	n, h, tail := t.partLen, t.partHash, t.partTail
 	for ; i < len(text); i++ {
 		c := text[i]
 		if byteClass[c] != classLower {
@@ -266,8 +270,9 @@ func (t *tokenizer) addLowerRun(text string, i int) int {
 		}
 		n++
 		h = (h ^ uint32(c)) * fnvPrime
+		tail = tail<<8 | uint64(c)
 	}
-	t.partLen, t.partHash = n, h
+	t.partLen, t.partHash, t.partTail = n, h, tail
 	return i
 }
 
@@ -294,6 +299,7 @@ func (t *tokenizer) addByte(b byte) {
 	}
 	t.partLen++
 	t.partHash = (t.partHash ^ uint32(b)) * fnvPrime
+	t.partTail = t.partTail<<8 | uint64(b)
 }
 
 // endPart ends the current part, if any: it joins the compound whole and,
@@ -302,8 +308,8 @@ func (t *tokenizer) endPart() {
 	if t.partLen == 0 {
 		return
 	}
-	n, h := t.partLen, t.partHash
-	t.partLen, t.partHash = 0, fnvOffset
+	n, h, tail := t.partLen, t.partHash, t.partTail
+	t.partLen, t.partHash, t.partTail = 0, fnvOffset, 0
 	t.parts++
 	switch {
 	case t.wholeLen+n > maxTermLen: // the whole is too long to be a term
@@ -318,10 +324,10 @@ func (t *tokenizer) endPart() {
 	if n > maxTermLen {
 		return
 	}
-	p := t.part[:n]
-	if n <= maxStopLen && isStopWord(p, h) {
+	if isStopWord(termKey(tail, n)) {
 		return
 	}
+	p := t.part[:n]
 	if t.termID != nil {
 		t.counts.add(t.termID(stem(p)))
 		return
@@ -407,36 +413,47 @@ var stopWords = []string{
 // maxStopLen is the length of the longest stop word.
 const maxStopLen = 5
 
-// stopTable holds the stop words by their FNV-1a hash, open addressing with
-// linear probing: a lookup costs the hash the term needs anyway and one or
-// two string comparisons, where a map would hash the word again.
-var stopTable = func() (table [256]string) {
+// A term's key packs its length, in the top byte, and its last seven
+// bytes, the last in the low byte: two terms of at most seven bytes have
+// the same key only if they are the same, and a term longer than
+// maxStopLen has the key of no stop word. tail is the term's last eight
+// bytes, kept in a register as the term is scanned, so that the stop-word
+// test waits neither for the term's hash nor for its bytes' stores.
+func termKey(tail uint64, n int) uint64 { return tail&(1<<56-1) | uint64(n)<<56 }
+
+// stopKeys holds the stop words' keys, each in the slot stopSlot gives:
+// stopMul is a multiplier under which no two of them share a slot, so a
+// lookup is one load and one comparison.
+var stopKeys = func() (table [1 << stopBits]uint64) {
 	for _, w := range stopWords {
-		i := fnv32([]byte(w))
-		for table[i%256] != "" {
-			i++
+		var tail uint64
+		for _, c := range []byte(w) {
+			tail = tail<<8 | uint64(c)
 		}
-		table[i%256] = w
+		k := termKey(tail, len(w))
+		table[stopSlot(k)] = k
 	}
 	return table
 }()
 
-// isStopWord reports whether w, of hash h, is a stop word.
-func isStopWord(w []byte, h uint32) bool {
-	for i := h; stopTable[i%256] != ""; i++ {
-		if stopTable[i%256] == string(w) {
-			return true
-		}
-	}
-	return false
-}
+const (
+	stopBits = 8
+	stopMul  = 0x476cf802330034e5
+)
+
+func stopSlot(key uint64) uint64 { return key * stopMul >> (64 - stopBits) }
+
+// isStopWord reports whether the term of key is a stop word.
+func isStopWord(key uint64) bool { return stopKeys[stopSlot(key)] == key }
 
 // termCounts counts term ids in an open-addressing table with linear
 // probing, so that a text's terms are sorted once each rather than once per
 // occurrence. Its storage is reused from call to call.
 type termCounts struct {
 	slots   []termSlot // a power of two long; count 0 marks a free slot
-	used    []uint64   // the occupied slots' indexes, then their entries
+	shift   uint8      // 32 - log2(len(slots))
+	used    []uint64   // the occupied slots' indexes, then their entries; len(slots)/2+1 long
+	n       int        // distinct terms counted: the used ones of used
 	byID    []uint64   // the entries sorted by id
 	buckets []int32    // sortEntries' bucket bounds
 	total   int        // term occurrences counted
@@ -455,24 +472,51 @@ const (
 func termIDOf(e uint64) uint32  { return uint32(e >> 32) }
 func termCount(e uint64) uint32 { return uint32(e) }
 
-// slot returns the first slot to probe for id in a table of len(slots).
-func (c *termCounts) slot(id uint32) uint32 {
-	return (id * 0x9e3779b1) >> (32 - bits.Len(uint(len(c.slots)-1)))
+// slot returns the first slot to probe for id.
+func (c *termCounts) slot(id uint32) uint32 { return (id * 0x9e3779b1) >> (c.shift & 31) }
+
+// alloc gives c a table of size slots, empty.
+func (c *termCounts) alloc(size int) {
+	c.slots = make([]termSlot, size)
+	c.shift = uint8(32 - bits.TrailingZeros(uint(size)))
+	c.used = slices.Grow(c.used[:0], size/2+1)[:size/2+1]
 }
 
-// add counts one occurrence of id.
+// add counts one occurrence of id. The common case, id's first slot free
+// or id's, takes one branch, which a text's terms rarely mispredict; new
+// and repeated terms, which do alternate unpredictably, differ only in
+// values.
 func (c *termCounts) add(id uint32) {
-	if len(c.slots) == 0 {
-		c.slots = make([]termSlot, minTermSlots)
-	}
 	c.total++
+	i := c.slot(id)
+	s := &c.slots[i]
+	if uint64(s.id^id)*uint64(s.count) != 0 { // neither free nor id's
+		c.probe(id, i)
+		return
+	}
+	fresh := 0
+	if s.count == 0 {
+		fresh = 1
+	}
+	s.id = id
+	s.count++
+	c.used[c.n] = uint64(i)
+	c.n += fresh
+	if 2*c.n > len(c.slots) {
+		c.grow()
+	}
+}
+
+// probe counts id, whose first slot i holds another term.
+func (c *termCounts) probe(id, i uint32) {
 	mask := uint32(len(c.slots) - 1)
-	for i := c.slot(id); ; i = (i + 1) & mask {
+	for i = (i + 1) & mask; ; i = (i + 1) & mask {
 		s := &c.slots[i]
 		if s.count == 0 {
 			s.id, s.count = id, 1
-			c.used = append(c.used, uint64(i))
-			if 2*len(c.used) > len(c.slots) {
+			c.used[c.n] = uint64(i)
+			c.n++
+			if 2*c.n > len(c.slots) {
 				c.grow()
 			}
 			return
@@ -486,10 +530,12 @@ func (c *termCounts) add(id uint32) {
 
 // grow doubles the table, keeping its entries.
 func (c *termCounts) grow() {
-	old := c.slots
-	c.slots = make([]termSlot, 2*len(old))
+	old, used := c.slots, c.used[:c.n]
+	c.used = nil
+	c.alloc(2 * len(old))
+	copy(c.used, used)
 	mask := uint32(len(c.slots) - 1)
-	for k, u := range c.used {
+	for k, u := range c.used[:c.n] {
 		s := old[u]
 		i := c.slot(s.id)
 		for c.slots[i].count != 0 {
@@ -503,6 +549,7 @@ func (c *termCounts) grow() {
 // sorted returns the distinct terms as entries sorted by id, emptying the
 // table; the slice is valid until reset.
 func (c *termCounts) sorted() []uint64 {
+	c.used = c.used[:c.n]
 	for k, u := range c.used {
 		s := &c.slots[u]
 		c.used[k] = uint64(s.id)<<32 | uint64(s.count)
@@ -564,6 +611,7 @@ func insertionSort(s []uint64) {
 // reset readies c for the next text and reports whether its storage is
 // small enough to keep.
 func (c *termCounts) reset() bool {
-	c.used, c.total = c.used[:0], 0
+	c.used = c.used[:cap(c.used)]
+	c.n, c.total = 0, 0
 	return len(c.slots) <= maxPooledTermSlots
 }

@@ -145,14 +145,14 @@ func (t *refTokenizer) endPart() {
 	}
 	p := t.part[:n]
 	if t.termID != nil {
-		if n <= maxStopLen && isStopWord(p, fnv32(p)) {
+		if n <= maxStopLen && slices.Contains(stopWords, string(p)) {
 			return
 		}
 		t.terms = append(t.terms, t.termID(stem(p)))
 		return
 	}
 	h := fnv32(p)
-	if n <= maxStopLen && isStopWord(p, h) {
+	if n <= maxStopLen && slices.Contains(stopWords, string(p)) {
 		return
 	}
 	if s := stem(p); len(s) < n {
