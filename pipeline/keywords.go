@@ -83,20 +83,37 @@ func termVector(text string, termID func([]byte) uint32, query bool) *SparseVect
 		t.release()
 		return nil
 	}
-	norm := bm25K1 * (1 - bm25B + bm25B*float32(t.counts.total)/bm25AvgLen)
 	v := &SparseVector{Indices: make([]uint32, len(terms)), Values: make([]float32, len(terms))}
 	for i, e := range terms {
 		v.Indices[i] = termIDOf(e)
-		if query {
+	}
+	if query {
+		for i := range v.Values {
 			v.Values[i] = 1
-			continue
 		}
-		tf := float32(termCount(e))
-		v.Values[i] = tf * (bm25K1 + 1) / (tf + norm)
+		t.release()
+		return v
+	}
+	// Most terms occur a few times: their weights are worked out once.
+	norm := bm25K1 * (1 - bm25B + bm25B*float32(t.counts.total)/bm25AvgLen)
+	var weights [8]float32 // of tf 0 to 7
+	for tf := range weights {
+		weights[tf] = bm25Weight(float32(tf), norm)
+	}
+	for i, e := range terms {
+		if tf := termCount(e); tf < uint32(len(weights)) {
+			v.Values[i] = weights[tf]
+		} else {
+			v.Values[i] = bm25Weight(float32(tf), norm)
+		}
 	}
 	t.release()
 	return v
 }
+
+// bm25Weight is BM25's weight of a term of frequency tf in a text of
+// length normalisation norm.
+func bm25Weight(tf, norm float32) float32 { return tf * (bm25K1 + 1) / (tf + norm) }
 
 // tokenizers recycles the scratch of Keywords, which runs for every chunk
 // the worker writes.
@@ -324,18 +341,20 @@ func (t *tokenizer) endPart() {
 	if n > maxTermLen {
 		return
 	}
-	if isStopWord(termKey(tail, n)) {
-		return
-	}
+	stop := isStopWord(termKey(tail, n))
 	p := t.part[:n]
 	if t.termID != nil {
-		t.counts.add(t.termID(stem(p)))
+		if !stop {
+			t.counts.add(t.termID(stem(p)))
+		}
 		return
 	}
+	// Stop words, common and in no pattern, are counted in a slot that is
+	// never read rather than branched around.
 	if s := stem(p); len(s) < n {
 		h = fnv32(s)
 	}
-	t.counts.add(h)
+	t.counts.addUnless(h, stop)
 }
 
 // endCompound ends the current compound: of two parts or more, it gives the
@@ -450,9 +469,10 @@ func isStopWord(key uint64) bool { return stopKeys[stopSlot(key)] == key }
 // probing, so that a text's terms are sorted once each rather than once per
 // occurrence. Its storage is reused from call to call.
 type termCounts struct {
-	slots   []termSlot // a power of two long; count 0 marks a free slot
-	shift   uint8      // 32 - log2(len(slots))
-	used    []uint64   // the occupied slots' indexes, then their entries; len(slots)/2+1 long
+	slots   []termSlot // size long, and a spare slot; count 0 marks a free slot
+	size    uint32     // a power of two
+	shift   uint8      // 32 - log2(size)
+	used    []uint64   // the occupied slots' indexes, then their entries; size/2+1 long
 	n       int        // distinct terms counted: the used ones of used
 	byID    []uint64   // the entries sorted by id
 	buckets []int32    // sortEntries' bucket bounds
@@ -477,18 +497,24 @@ func (c *termCounts) slot(id uint32) uint32 { return (id * 0x9e3779b1) >> (c.shi
 
 // alloc gives c a table of size slots, empty.
 func (c *termCounts) alloc(size int) {
-	c.slots = make([]termSlot, size)
-	c.shift = uint8(32 - bits.TrailingZeros(uint(size)))
+	c.slots = make([]termSlot, size+1)
+	c.size, c.shift = uint32(size), uint8(32-bits.TrailingZeros(uint(size)))
 	c.used = slices.Grow(c.used[:0], size/2+1)[:size/2+1]
 }
 
-// add counts one occurrence of id. The common case, id's first slot free
-// or id's, takes one branch, which a text's terms rarely mispredict; new
-// and repeated terms, which do alternate unpredictably, differ only in
-// values.
-func (c *termCounts) add(id uint32) {
-	c.total++
-	i := c.slot(id)
+// add counts one occurrence of id.
+func (c *termCounts) add(id uint32) { c.addUnless(id, false) }
+
+// addUnless counts one occurrence of id unless skip. The common case, id's
+// first slot free or id's, takes one branch, which a text's terms rarely
+// mispredict; new, repeated and skipped terms, which do alternate
+// unpredictably, differ only in values: a skipped one goes to the spare
+// slot, past the table, with an increment of 0.
+func (c *termCounts) addUnless(id uint32, skip bool) {
+	i, inc := c.slot(id), uint32(1)
+	if skip {
+		i, inc = c.size, 0
+	}
 	s := &c.slots[i]
 	if uint64(s.id^id)*uint64(s.count) != 0 { // neither free nor id's
 		c.probe(id, i)
@@ -496,27 +522,29 @@ func (c *termCounts) add(id uint32) {
 	}
 	fresh := 0
 	if s.count == 0 {
-		fresh = 1
+		fresh = int(inc)
 	}
 	s.id = id
-	s.count++
+	s.count += inc
+	c.total += int(inc)
 	c.used[c.n] = uint64(i)
 	c.n += fresh
-	if 2*c.n > len(c.slots) {
+	if 2*c.n > int(c.size) {
 		c.grow()
 	}
 }
 
 // probe counts id, whose first slot i holds another term.
 func (c *termCounts) probe(id, i uint32) {
-	mask := uint32(len(c.slots) - 1)
+	c.total++
+	mask := c.size - 1
 	for i = (i + 1) & mask; ; i = (i + 1) & mask {
 		s := &c.slots[i]
 		if s.count == 0 {
 			s.id, s.count = id, 1
 			c.used[c.n] = uint64(i)
 			c.n++
-			if 2*c.n > len(c.slots) {
+			if 2*c.n > int(c.size) {
 				c.grow()
 			}
 			return
@@ -532,9 +560,9 @@ func (c *termCounts) probe(id, i uint32) {
 func (c *termCounts) grow() {
 	old, used := c.slots, c.used[:c.n]
 	c.used = nil
-	c.alloc(2 * len(old))
+	c.alloc(2 * int(c.size))
 	copy(c.used, used)
-	mask := uint32(len(c.slots) - 1)
+	mask := c.size - 1
 	for k, u := range c.used[:c.n] {
 		s := old[u]
 		i := c.slot(s.id)
@@ -613,5 +641,5 @@ func insertionSort(s []uint64) {
 func (c *termCounts) reset() bool {
 	c.used = c.used[:cap(c.used)]
 	c.n, c.total = 0, 0
-	return len(c.slots) <= maxPooledTermSlots
+	return c.size <= maxPooledTermSlots
 }

@@ -143,6 +143,13 @@ func TestKeywordsIdentityAdversarial(t *testing.T) {
 		"AWS::EC2::Instance arn:aws:iam::123456789012:role/Admin",
 		"ünïcödé ÜNÏCÖDÉ ÜberMaß maßÜber",
 	}
+	// Terms of every frequency from 1 to 12, around the weights worked
+	// out once per text.
+	var freq strings.Builder
+	for k := 1; k <= 12; k++ {
+		freq.WriteString(strings.Repeat(fmt.Sprintf("term%d ", k), k))
+	}
+	texts = append(texts, freq.String())
 	for _, text := range texts {
 		checkKeywordsIdentity(t, text)
 	}
