@@ -342,19 +342,15 @@ func (t *tokenizer) endPart() {
 		return
 	}
 	stop := isStopWord(termKey(tail, n))
-	p := t.part[:n]
 	if t.termID != nil {
 		if !stop {
-			t.counts.add(t.termID(stem(p)))
+			t.counts.add(t.termID(stemBytes(t.part[:n], tail)))
 		}
 		return
 	}
 	// Stop words, common and in no pattern, are counted in a slot that is
 	// never read rather than branched around.
-	if s := stem(p); len(s) < n {
-		h = fnv32(s)
-	}
-	t.counts.addUnless(h, stop)
+	t.counts.addUnless(stemHash(h, tail, n), stop)
 }
 
 // endCompound ends the current compound: of two parts or more, it gives the
@@ -374,28 +370,65 @@ func (t *tokenizer) endCompound() {
 // stem folds English plurals (Harman's S-stemmer): -ies to -y (queries,
 // query), -es to -e (caches, cache), -s dropped (files, file), except after
 // a, e, o before -es (toes), and in -us and -ss (status, process). Words of
-// three letters or fewer are left alone.
-func stem(w []byte) []byte {
-	n := len(w)
-	if n <= 3 || w[n-1] != 's' {
-		return w
+// three letters or fewer are left alone. It tells what to do to a term of
+// n bytes whose last bytes are tail: stemKeep, stemDrop (the last byte) or
+// stemIesY (-ies to -y).
+func stem(tail uint64, n int) int {
+	if n <= 3 || byte(tail) != 's' {
+		return stemKeep
 	}
+	c2, c3, c4 := byte(tail>>8), byte(tail>>16), byte(tail>>24) // before the s
 	switch {
-	case w[n-3] == 'i' && w[n-2] == 'e':
-		if w[n-4] == 'e' || w[n-4] == 'a' {
-			return w
+	case c3 == 'i' && c2 == 'e':
+		if c4 == 'e' || c4 == 'a' {
+			return stemKeep
 		}
+		return stemIesY
+	case c2 == 'e':
+		if c3 == 'a' || c3 == 'e' || c3 == 'o' {
+			return stemKeep
+		}
+	case c2 == 'u' || c2 == 's':
+		return stemKeep
+	}
+	return stemDrop
+}
+
+// What stem does to a term.
+const (
+	stemKeep = iota
+	stemDrop
+	stemIesY
+)
+
+// stemBytes returns the stem of the term w whose last bytes are tail,
+// writing over w.
+func stemBytes(w []byte, tail uint64) []byte {
+	switch n := len(w); stem(tail, n) {
+	case stemDrop:
+		return w[:n-1]
+	case stemIesY:
 		w[n-3] = 'y'
 		return w[:n-2]
-	case w[n-2] == 'e':
-		if c := w[n-3]; c == 'a' || c == 'e' || c == 'o' {
-			return w
-		}
-		return w[:n-1]
-	case w[n-2] == 'u' || w[n-2] == 's':
-		return w
 	}
-	return w[:n-1]
+	return w
+}
+
+// stemHash returns the FNV-1a hash of the stem of a term whose hash is h
+// and last bytes tail, without hashing it again: FNV-1a's steps are undone
+// with the inverse of its prime.
+func stemHash(h uint32, tail uint64, n int) uint32 {
+	switch stem(tail, n) {
+	case stemDrop:
+		return (h * fnvPrimeInverse) ^ uint32(tail&0xff)
+	case stemIesY:
+		for range 3 { // undo s, e, i
+			h = (h * fnvPrimeInverse) ^ uint32(tail&0xff)
+			tail >>= 8
+		}
+		return (h ^ 'y') * fnvPrime
+	}
+	return h
 }
 
 // fnv32 is the 32-bit FNV-1a hash of b.
@@ -409,10 +442,11 @@ func fnvAdd(h uint32, b []byte) uint32 {
 	return h
 }
 
-// The parameters of FNV-1a 32.
+// The parameters of FNV-1a 32, and the prime's inverse modulo 2^32.
 const (
-	fnvOffset = 2166136261
-	fnvPrime  = 16777619
+	fnvOffset       = 2166136261
+	fnvPrime        = 16777619
+	fnvPrimeInverse = 0x359c449b
 )
 
 // stopWords are left out of keyword vectors: Lucene's English stop words,

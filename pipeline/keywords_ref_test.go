@@ -9,7 +9,8 @@ import (
 // The keyword tokenizer as it was before term counting moved to a table:
 // every occurrence's id appended, then all of them sorted. It is the
 // reference the identity tests hold the current one to; it shares the
-// unchanged rune classes, stemmer and stop words.
+// unchanged rune classes and the list of stop words, and keeps its own
+// copy of the stemmer as it was, on the term's bytes.
 
 func refKeywords(text string, termID func([]byte) uint32) *SparseVector {
 	return refWithTerms(text, termID, refWeigh)
@@ -148,14 +149,14 @@ func (t *refTokenizer) endPart() {
 		if n <= maxStopLen && slices.Contains(stopWords, string(p)) {
 			return
 		}
-		t.terms = append(t.terms, t.termID(stem(p)))
+		t.terms = append(t.terms, t.termID(refStem(p)))
 		return
 	}
 	h := fnv32(p)
 	if n <= maxStopLen && slices.Contains(stopWords, string(p)) {
 		return
 	}
-	if s := stem(p); len(s) < n {
+	if s := refStem(p); len(s) < n {
 		h = fnv32(s)
 	}
 	t.terms = append(t.terms, h)
@@ -171,4 +172,31 @@ func (t *refTokenizer) endCompound() {
 		}
 	}
 	t.parts, t.wholeLen = 0, 0
+}
+
+// refStem folds English plurals (Harman's S-stemmer): -ies to -y (queries,
+// query), -es to -e (caches, cache), -s dropped (files, file), except after
+// a, e, o before -es (toes), and in -us and -ss (status, process). Words of
+// three letters or fewer are left alone.
+func refStem(w []byte) []byte {
+	n := len(w)
+	if n <= 3 || w[n-1] != 's' {
+		return w
+	}
+	switch {
+	case w[n-3] == 'i' && w[n-2] == 'e':
+		if w[n-4] == 'e' || w[n-4] == 'a' {
+			return w
+		}
+		w[n-3] = 'y'
+		return w[:n-2]
+	case w[n-2] == 'e':
+		if c := w[n-3]; c == 'a' || c == 'e' || c == 'o' {
+			return w
+		}
+		return w[:n-1]
+	case w[n-2] == 'u' || w[n-2] == 's':
+		return w
+	}
+	return w[:n-1]
 }

@@ -27,12 +27,29 @@ func TestStopKeys(t *testing.T) {
 	}
 }
 
-// scannedKey is the key of word as the tokenizer makes it, its bytes
+// scannedKey is the key of word as the tokenizer makes it.
+func scannedKey(word string) uint64 { return termKey(scannedTail(word), len(word)) }
+
+// scannedTail is the tail of word as the tokenizer keeps it, its bytes
 // shifted in one by one.
-func scannedKey(word string) uint64 {
+func scannedTail(word string) uint64 {
 	var tail uint64
 	for _, c := range []byte(word) {
 		tail = tail<<8 | uint64(c)
 	}
-	return termKey(tail, len(word))
+	return tail
+}
+
+// TestFNVPrimeInverse checks the inverse stemHash undoes FNV-1a's steps
+// with.
+func TestFNVPrimeInverse(t *testing.T) {
+	if p := uint32(fnvPrime); p*fnvPrimeInverse != 1 {
+		t.Fatalf("fnvPrime * fnvPrimeInverse = %d, want 1", p*fnvPrimeInverse)
+	}
+	for _, w := range []string{"queries", "caches", "files", "status", "toes", "series", "abcdefghijklmnopqrs"} {
+		tail := scannedTail(w)
+		if got, want := stemHash(fnv32([]byte(w)), tail, len(w)), fnv32(stemBytes([]byte(w), tail)); got != want {
+			t.Errorf("stemHash(%q) = %#x, want %#x", w, got, want)
+		}
+	}
 }
