@@ -36,6 +36,9 @@ const (
 	floorCPUKey = "cpu_us_before="
 	// floorConsumer is the durable consumer of the floor's stream.
 	floorConsumer = "bench-floor"
+	// floorSettle bounds how long the floor's consumer may show events
+	// outstanding once the process that acknowledged them has exited.
+	floorSettle = 10 * time.Second
 )
 
 // floorPlan is what the floor's stream and consumer are made with, taken
@@ -174,12 +177,8 @@ func (r *runner) natsFloor(ctx context.Context, plan floorPlan, docs []doc, coll
 	if child.err != nil {
 		return 0, child.exitError()
 	}
-	info, err := consumer.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("consumer %s: %w", floorConsumer, err)
-	}
-	if n := outstanding(info); n > 0 {
-		return 0, fmt.Errorf("nats floor exited with %d events not acknowledged; last line: %s", n, child.log.last())
+	if err := settled(ctx, consumer); err != nil {
+		return 0, fmt.Errorf("nats floor exited (last line: %s), but %w", child.log.last(), err)
 	}
 	ps := cmd.ProcessState
 	used := ps.UserTime() + ps.SystemTime() - before
@@ -197,6 +196,31 @@ func (in *Ingest) floorText() string {
 		return "NATS client alone not measured: " + in.NATSFloorError
 	}
 	return ""
+}
+
+// settled polls consumer until it has nothing outstanding, for at most
+// floorSettle: the server applies acknowledgements it has received a moment
+// later.
+func settled(ctx context.Context, consumer jetstream.Consumer) error {
+	ctx, cancel := context.WithTimeout(ctx, floorSettle)
+	defer cancel()
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	for {
+		info, err := consumer.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", floorConsumer, err)
+		}
+		n := outstanding(info)
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d events still not acknowledged after %s", n, floorSettle)
+		case <-tick.C:
+		}
+	}
 }
 
 // parseFloorReady returns the CPU time the floor's consumer had used

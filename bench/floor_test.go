@@ -176,7 +176,8 @@ func TestRunFloorChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64}); err != nil {
+	consumer, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64})
+	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 500 {
@@ -190,6 +191,9 @@ func TestRunFloorChild(t *testing.T) {
 	}
 	first, _, _ := strings.Cut(out.String(), "\n")
 	if _, err := parseFloorReady(first); err != nil {
+		t.Error(err)
+	}
+	if err := settled(ctx, consumer); err != nil {
 		t.Error(err)
 	}
 	if info, err := stream.Info(ctx); err != nil || info.State.Msgs != 0 {
@@ -216,5 +220,45 @@ func TestParseFloorReady(t *testing.T) {
 		if _, err := parseFloorReady(line); err == nil {
 			t.Errorf("parseFloorReady(%q) succeeded", line)
 		}
+	}
+}
+
+// TestSettled checks that settled waits for acknowledgements the server
+// applies after the floor's process has exited.
+func TestSettled(t *testing.T) {
+	r := floorRunner(t)
+	ctx := t.Context()
+	stream, err := r.js.CreateStream(ctx, jetstream.StreamConfig{Name: "F", Subjects: []string{"f.>"}, Retention: jetstream.WorkQueuePolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumer, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := r.js.Publish(ctx, "f.x", []byte("event")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch, err := consumer.Fetch(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if len(msgs) != 5 {
+		t.Fatalf("fetched %d messages, want 5", len(msgs))
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		for _, m := range msgs {
+			_ = m.Ack()
+		}
+	}()
+	if err := settled(ctx, consumer); err != nil {
+		t.Fatal(err)
 	}
 }
