@@ -64,6 +64,36 @@ func corpusChunks(tb testing.TB) []string {
 }
 
 func BenchmarkKeywordsVaried(b *testing.B) {
+	benchVariedTexts(b, func(text string) { pipeline.Keywords(text) })
+}
+
+// BenchmarkKeywordsScanFloor is the least a tokenizer that reads a text
+// word by word does: it finds the runs of ASCII lowercase letters and
+// digits and hashes each with FNV-1a, nothing more. Its time is the floor
+// of Keywords as written.
+func BenchmarkKeywordsScanFloor(b *testing.B) {
+	var word [256]bool
+	for c := range word {
+		word[c] = 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
+	}
+	var sum uint32
+	benchVariedTexts(b, func(text string) {
+		for i := 0; i < len(text); i++ {
+			h := uint32(2166136261)
+			for ; i < len(text) && word[text[i]]; i++ {
+				h = (h ^ uint32(text[i])) * 16777619
+			}
+			sum += h
+		}
+	})
+	if sum == 1 {
+		b.Log(sum) // keeps the hashing
+	}
+}
+
+// benchVariedTexts runs f on ragpipe bench's generated prose and on the
+// corpora's chunks.
+func benchVariedTexts(b *testing.B, f func(text string)) {
 	prose, corpus := benchProse(2000), corpusChunks(b)
 	for _, tt := range []struct {
 		name  string
@@ -72,13 +102,13 @@ func BenchmarkKeywordsVaried(b *testing.B) {
 		{"bench_prose", prose},
 		{"corpus", corpus},
 	} {
-		b.Run(tt.name, func(b *testing.B) { benchKeywordTexts(b, tt.texts) })
+		b.Run(tt.name, func(b *testing.B) { benchKeywordTexts(b, tt.texts, f) })
 	}
 }
 
-// benchKeywordTexts computes the keyword vectors of texts in turn and
-// reports the CPU time per text and per byte.
-func benchKeywordTexts(b *testing.B, texts []string) {
+// benchKeywordTexts runs f on texts in turn and reports the CPU time per
+// text and per byte.
+func benchKeywordTexts(b *testing.B, texts []string, f func(text string)) {
 	size := 0
 	for _, text := range texts {
 		size += len(text)
@@ -88,7 +118,7 @@ func benchKeywordTexts(b *testing.B, texts []string) {
 	cpu, n, bytes := cpuTime(b), 0, 0
 	for b.Loop() {
 		text := texts[n%len(texts)]
-		pipeline.Keywords(text)
+		f(text)
 		bytes += len(text)
 		n++
 	}
