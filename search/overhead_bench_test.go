@@ -62,15 +62,7 @@ func BenchmarkSearchOverhead(b *testing.B) {
 	client, serviceConn := natstest.Connect(b, ns), natstest.Connect(b, ns)
 	node := qdranttest.Start(b)
 	log := zerolog.New(zerolog.NewTestWriter(b)).Level(zerolog.ErrorLevel)
-	store, err := qdrantstore.New(b.Context(), qdrantstore.Config{Host: "127.0.0.1", Port: node.GRPCPort(), Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { store.Close() })
-	emb, err := embedder.NewHash(overheadDims)
-	if err != nil {
-		b.Fatal(err)
-	}
+	store, emb := overheadStore(b, node.GRPCPort(), log)
 	texts := fillOverhead(b, store, emb)
 	hits, err := store.Search(b.Context(), "docs", pipeline.Query{UserID: "alice", Mode: pipeline.ModeDense, TopK: overheadTopK, Vector: make([]float32, overheadDims)})
 	if err != nil {
@@ -93,6 +85,110 @@ func BenchmarkSearchOverhead(b *testing.B) {
 		b.Cleanup(func() { _ = svc.Stop(context.Background()) })
 	}
 
+	bodies, queries, raws := overheadRequests(b, emb, texts)
+	// echo answers with a search reply's bytes at once: the NATS round trip alone.
+	reply, err := client.Request("rag.search.alice.docs", bodies[0], 10*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	echo, err := serviceConn.Subscribe("echo", func(m *nats.Msg) { _ = m.Respond(reply.Data) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = echo.Unsubscribe() })
+	paths := []overheadPath{
+		{"rag", ragCall(client, "rag", bodies)},
+		{"qdrant", func(ctx context.Context, i int) error {
+			_, err := store.Client().Query(ctx, raws[i%overheadQueries])
+			return err
+		}},
+		{"store", func(ctx context.Context, i int) error {
+			q := queries[i%overheadQueries]
+			vs, err := emb.Embed(ctx, []string{q})
+			if err == nil {
+				_, err = store.Search(ctx, "docs", pipeline.Query{UserID: "alice", Mode: pipeline.ModeDense, TopK: overheadTopK, Vector: vs[0]})
+			}
+			return err
+		}},
+		{"canned", ragCall(client, "canned", bodies)},
+		{"echo", func(_ context.Context, i int) error {
+			_, err := client.Request("echo", bodies[i%overheadQueries], 10*time.Second)
+			return err
+		}},
+	}
+	warmUp(b, paths)
+	for _, conc := range []int{1, 8} {
+		b.Run(fmt.Sprintf("c%d", conc), func(b *testing.B) {
+			lat, cpus := timeCalls(b, conc, paths, cpuTime)
+			reportPaths(b, paths, lat, cpus, "")
+			b.ReportMetric(float64((lat[0][len(lat[0])/2] - lat[1][len(lat[1])/2]).Microseconds()), "overhead-µs")
+			cpu := cpus[0]
+			b.ReportMetric(float64((cpu[3] - cpu[4]).Microseconds()), "service-cpu-µs")
+		})
+	}
+}
+
+// overheadPath is one path that BenchmarkSearchOverhead times.
+type overheadPath struct {
+	name string
+	call func(ctx context.Context, i int) error
+}
+
+// ragCall is a search of alice's docs through the service of prefix.
+func ragCall(client *nats.Conn, prefix string, bodies [][]byte) func(context.Context, int) error {
+	return func(_ context.Context, i int) error {
+		msg, err := client.Request(prefix+".search.alice.docs", bodies[i%overheadQueries], 10*time.Second)
+		if err == nil && msg.Header.Get(micro.ErrorCodeHeader) != "" {
+			err = fmt.Errorf("error %s: %s", msg.Header.Get(micro.ErrorCodeHeader), msg.Data)
+		}
+		return err
+	}
+}
+
+// warmUp calls each path 200 times.
+func warmUp(b *testing.B, paths []overheadPath) {
+	b.Helper()
+	for _, p := range paths {
+		for i := range 200 {
+			if err := p.call(b.Context(), i); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// reportPaths reports each path's p50 and, for each CPU clock, its CPU
+// time per call; the clock's name (suffix) follows "cpu".
+func reportPaths(b *testing.B, paths []overheadPath, lat [][]time.Duration, cpus [][]time.Duration, suffixes ...string) {
+	for k, p := range paths {
+		b.ReportMetric(float64(lat[k][len(lat[k])/2].Microseconds()), p.name+"-p50-µs")
+		for c, suffix := range suffixes {
+			b.ReportMetric(float64(cpus[c][k].Microseconds()), p.name+"-cpu"+suffix+"-µs")
+		}
+	}
+}
+
+// overheadStore returns the Qdrant store on port and the hash embedder of
+// overheadDims.
+func overheadStore(tb testing.TB, port int, log zerolog.Logger) (*qdrantstore.Store, *embedder.Hash) {
+	tb.Helper()
+	store, err := qdrantstore.New(tb.Context(), qdrantstore.Config{Host: "127.0.0.1", Port: port, Logger: log})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	emb, err := embedder.NewHash(overheadDims)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return store, emb
+}
+
+// overheadRequests returns overheadQueries searches of 80 characters taken
+// from texts: the request bodies, their queries and the raw Qdrant Query of
+// each.
+func overheadRequests(b *testing.B, emb *embedder.Hash, texts []string) ([][]byte, []string, []*qdrant.QueryPoints) {
+	b.Helper()
 	rng := rand.New(rand.NewPCG(5, 6))
 	bodies := make([][]byte, overheadQueries)
 	queries := make([]string, overheadQueries)
@@ -115,80 +211,25 @@ func BenchmarkSearchOverhead(b *testing.B) {
 			WithPayload:    qdrant.NewWithPayloadInclude("user_id", "doc_id", "chunk_index", "text", "metadata", "version"),
 		}
 	}
-	// echo answers with a search reply's bytes at once: the NATS round trip alone.
-	reply, err := client.Request("rag.search.alice.docs", bodies[0], 10*time.Second)
-	if err != nil {
-		b.Fatal(err)
-	}
-	echo, err := serviceConn.Subscribe("echo", func(m *nats.Msg) { _ = m.Respond(reply.Data) })
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = echo.Unsubscribe() })
-	paths := []struct {
-		name string
-		call func(ctx context.Context, i int) error
-	}{
-		{"rag", func(_ context.Context, i int) error {
-			msg, err := client.Request("rag.search.alice.docs", bodies[i%overheadQueries], 10*time.Second)
-			if err == nil && msg.Header.Get(micro.ErrorCodeHeader) != "" {
-				err = fmt.Errorf("error %s: %s", msg.Header.Get(micro.ErrorCodeHeader), msg.Data)
-			}
-			return err
-		}},
-		{"qdrant", func(ctx context.Context, i int) error {
-			_, err := store.Client().Query(ctx, raws[i%overheadQueries])
-			return err
-		}},
-		{"store", func(ctx context.Context, i int) error {
-			q := queries[i%overheadQueries]
-			vs, err := emb.Embed(ctx, []string{q})
-			if err == nil {
-				_, err = store.Search(ctx, "docs", pipeline.Query{UserID: "alice", Mode: pipeline.ModeDense, TopK: overheadTopK, Vector: vs[0]})
-			}
-			return err
-		}},
-		{"canned", func(_ context.Context, i int) error {
-			_, err := client.Request("canned.search.alice.docs", bodies[i%overheadQueries], 10*time.Second)
-			return err
-		}},
-		{"echo", func(_ context.Context, i int) error {
-			_, err := client.Request("echo", bodies[i%overheadQueries], 10*time.Second)
-			return err
-		}},
-	}
-	for _, p := range paths { // warm up
-		for i := range 200 {
-			if err := p.call(b.Context(), i); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	for _, conc := range []int{1, 8} {
-		b.Run(fmt.Sprintf("c%d", conc), func(b *testing.B) {
-			lat, cpu := timeCalls(b, conc, len(paths), func(ctx context.Context, path, i int) error { return paths[path].call(ctx, i) })
-			for k, p := range paths {
-				b.ReportMetric(float64(lat[k][len(lat[k])/2].Microseconds()), p.name+"-p50-µs")
-				b.ReportMetric(float64(cpu[k].Microseconds()), p.name+"-cpu-µs")
-			}
-			b.ReportMetric(float64((lat[0][len(lat[0])/2] - lat[1][len(lat[1])/2]).Microseconds()), "overhead-µs")
-			b.ReportMetric(float64((cpu[3] - cpu[4]).Microseconds()), "service-cpu-µs")
-		})
-	}
+	return bodies, queries, raws
 }
 
 // timeCalls makes b.N calls of each path from conc goroutines, in blocks
 // of 16×conc calls of one path, the paths' blocks taking turns (so that a
 // change of the machine's load hits every path alike). It returns each
-// path's latencies, sorted, and the process's CPU time (user and system,
-// every goroutine's) per call of each path.
-func timeCalls(b *testing.B, conc, paths int, call func(ctx context.Context, path, i int) error) ([][]time.Duration, []time.Duration) {
+// path's latencies, sorted, and for each clock (a process's CPU time, user
+// and system, every thread's) its time per call of each path.
+func timeCalls(b *testing.B, conc int, paths []overheadPath, clocks ...func(testing.TB) time.Duration) ([][]time.Duration, [][]time.Duration) {
 	b.Helper()
-	lat := make([][]time.Duration, paths)
+	lat := make([][]time.Duration, len(paths))
 	for k := range lat {
 		lat[k] = make([]time.Duration, b.N)
 	}
-	cpu := make([]time.Duration, paths)
+	cpus := make([][]time.Duration, len(clocks))
+	for c := range cpus {
+		cpus[c] = make([]time.Duration, len(paths))
+	}
+	before := make([]time.Duration, len(clocks))
 	var (
 		mu   sync.Mutex
 		fail error
@@ -198,18 +239,20 @@ func timeCalls(b *testing.B, conc, paths int, call func(ctx context.Context, pat
 	for first := 0; first < b.N && fail == nil; first += block {
 		end := min(first+block, b.N)
 		for k := range paths {
-			path := (first/block + k) % paths
+			path := (first/block + k) % len(paths)
 			var (
 				wg   sync.WaitGroup
 				next atomic.Int64
 			)
 			next.Store(int64(first))
-			before := cpuTime(b)
+			for c, clock := range clocks {
+				before[c] = clock(b)
+			}
 			for range conc {
 				wg.Go(func() {
 					for i := int(next.Add(1) - 1); i < end; i = int(next.Add(1) - 1) {
 						start := time.Now()
-						if err := call(b.Context(), path, i); err != nil {
+						if err := paths[path].call(b.Context(), i); err != nil {
 							mu.Lock()
 							fail = err
 							mu.Unlock()
@@ -220,7 +263,9 @@ func timeCalls(b *testing.B, conc, paths int, call func(ctx context.Context, pat
 				})
 			}
 			wg.Wait()
-			cpu[path] += cpuTime(b) - before
+			for c, clock := range clocks {
+				cpus[c][path] += clock(b) - before[c]
+			}
 		}
 	}
 	b.StopTimer()
@@ -229,9 +274,11 @@ func timeCalls(b *testing.B, conc, paths int, call func(ctx context.Context, pat
 	}
 	for k, l := range lat {
 		slices.Sort(l)
-		cpu[k] /= time.Duration(b.N)
+		for c := range cpus {
+			cpus[c][k] /= time.Duration(b.N)
+		}
 	}
-	return lat, cpu
+	return lat, cpus
 }
 
 // cpuTime is the CPU time the process has used, user and system.

@@ -1,0 +1,157 @@
+package search_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/ragpipe/ragpipe/internal/natstest"
+	"github.com/ragpipe/ragpipe/internal/qdranttest"
+	"github.com/ragpipe/ragpipe/search"
+	"github.com/ragpipe/ragpipe/telemetry"
+)
+
+// Environment of the child process that TestSearchChild runs as.
+const (
+	childNATS   = "RAGPIPE_SEARCH_CHILD_NATS"   // the NATS server's URL
+	childQdrant = "RAGPIPE_SEARCH_CHILD_QDRANT" // Qdrant's gRPC port
+	// childProcs, when set in the benchmark's environment, is the child's
+	// GOMAXPROCS.
+	childProcs = "RAGPIPE_SEARCH_CHILD_GOMAXPROCS"
+)
+
+// BenchmarkSearchProcess times BenchmarkSearchOverhead's rag and qdrant
+// paths with the search service in a process of its own, as `ragpipe
+// bench` runs the searcher: the NATS server, the client and the raw Query
+// run here, the service in a child process (this test binary running
+// TestSearchChild). ping is a $SRV.PING that the child answers: the NATS
+// round trip to it alone. Each path's p50, this process's CPU time per
+// call (<path>-cpu-µs) and the child's (<path>-cpu-child-µs, from
+// /proc, so Linux only) are reported in µs; overhead-µs is rag's p50
+// minus qdrant's. RAGPIPE_SEARCH_CHILD_GOMAXPROCS sets the child's
+// GOMAXPROCS.
+//
+//	flock /tmp/ragpipe-test.lock go test -run XXX -bench SearchProcess -benchtime 1500x ./search
+func BenchmarkSearchProcess(b *testing.B) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		b.Skip("no /proc: the child's CPU time cannot be read")
+	}
+	ns := natstest.Start(b)
+	client := natstest.Connect(b, ns)
+	node := qdranttest.Start(b)
+	store, emb := overheadStore(b, node.GRPCPort(), zerolog.New(zerolog.NewTestWriter(b)).Level(zerolog.ErrorLevel))
+	texts := fillOverhead(b, store, emb)
+	bodies, _, raws := overheadRequests(b, emb, texts)
+	childCPU := startChild(b, ns.ClientURL(), node.GRPCPort())
+	paths := []overheadPath{
+		{"rag", ragCall(client, "rag", bodies)},
+		{"qdrant", func(ctx context.Context, i int) error {
+			_, err := store.Client().Query(ctx, raws[i%overheadQueries])
+			return err
+		}},
+		{"ping", func(context.Context, int) error {
+			_, err := client.Request("$SRV.PING."+search.ServiceName, nil, 10*time.Second)
+			return err
+		}},
+	}
+	warmUp(b, paths)
+	for _, conc := range []int{1, 8} {
+		b.Run(fmt.Sprintf("c%d", conc), func(b *testing.B) {
+			lat, cpus := timeCalls(b, conc, paths, cpuTime, childCPU)
+			reportPaths(b, paths, lat, cpus, "", "-child")
+			b.ReportMetric(float64((lat[0][len(lat[0])/2] - lat[1][len(lat[1])/2]).Microseconds()), "overhead-µs")
+		})
+	}
+}
+
+// startChild starts this test binary as the searcher, TestSearchChild, and
+// returns once its service answers; it returns the child's CPU time.
+func startChild(b *testing.B, natsURL string, qdrantPort int) func(testing.TB) time.Duration {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSearchChild$")
+	cmd.Env = append(os.Environ(), childNATS+"="+natsURL, childQdrant+"="+strconv.Itoa(qdrantPort))
+	if procs := os.Getenv(childProcs); procs != "" {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+procs)
+	}
+	cmd.Stderr = os.Stderr
+	// The child serves until its stdin, the read end of a pipe, ends.
+	stdin, stop, err := os.Pipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stdin = stdin
+	out, err := cmd.StdoutPipe()
+	if err == nil {
+		err = cmd.Start()
+	}
+	_ = stdin.Close() // the child's copy remains
+	if err != nil {
+		_ = stop.Close()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = stop.Close()
+		if err := cmd.Wait(); err != nil {
+			b.Errorf("searcher child: %v", err)
+		}
+	})
+	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+		b.Fatalf("searcher child: %q, %v", line, err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	stat := fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid)
+	return func(tb testing.TB) time.Duration {
+		data, err := os.ReadFile(stat)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		// After the command name in parentheses: utime and stime are the
+		// 12th and 13th fields, in clock ticks of 10 ms.
+		f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		return time.Duration(utime+stime) * 10 * time.Millisecond
+	}
+}
+
+// TestSearchChild is BenchmarkSearchProcess's searcher: skipped unless
+// that benchmark started it. It serves rag.search over the Qdrant and NATS
+// server its environment names until its stdin closes.
+func TestSearchChild(t *testing.T) {
+	natsURL, port := os.Getenv(childNATS), os.Getenv(childQdrant)
+	if natsURL == "" {
+		t.Skip("run by BenchmarkSearchProcess")
+	}
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zerolog.New(os.Stderr).Level(zerolog.ErrorLevel)
+	store, emb := overheadStore(t, p, log)
+	svc, err := search.Start(t.Context(), search.Config{
+		Conn: nc, Index: store, Embedder: func(string) search.Embedder { return emb }, Logger: log, Metrics: telemetry.NewMetrics(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	if err := svc.Stop(context.Background()); err != nil {
+		t.Error(err)
+	}
+}
