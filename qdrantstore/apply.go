@@ -3,11 +3,12 @@ package qdrantstore
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
+	"math/bits"
 	"reflect"
 	"slices"
 	"sync"
 
-	"github.com/qdrant/go-client/qdrant"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -88,7 +89,7 @@ func (q *Store) newUnit(w *pipeline.DocWrite, c pipeline.Collection, metadata *[
 		return unit{}, err
 	}
 	u := unit{doc: docKey{w.UserID, w.DocID}, version: w.Version, weight: max(len(w.Points), 1),
-		write: w, first: w.First, keywords: c.Keywords, metadata: make([][]byte, len(w.Points))}
+		write: w, first: w.First, keywords: c.Keywords}
 	for i := range w.Points {
 		p := &w.Points[i]
 		if n := len(p.Vector); dims > 0 && n != dims {
@@ -99,14 +100,27 @@ func (q *Store) newUnit(w *pipeline.DocWrite, c pipeline.Collection, metadata *[
 			return unit{}, err
 		}
 		if i > 0 && sameMap(p.Metadata, w.Points[i-1].Metadata) {
-			u.metadata[i] = u.metadata[i-1]
+			if u.metadata != nil {
+				u.metadata[i] = u.metadata[i-1]
+			}
 		} else {
 			start := len(*metadata)
 			var err error
 			if *metadata, err = appendMetadata(*metadata, p.Metadata); err != nil {
 				return unit{}, fmt.Errorf("point %s: metadata: %w", p.ID, err)
 			}
-			u.metadata[i] = (*metadata)[start:len(*metadata):len(*metadata)]
+			md := (*metadata)[start:len(*metadata):len(*metadata)]
+			if i == 0 {
+				u.shared = md
+			} else {
+				if u.metadata == nil {
+					u.metadata = make([][]byte, len(w.Points))
+					for k := range i {
+						u.metadata[k] = u.shared
+					}
+				}
+				u.metadata[i] = md
+			}
 		}
 		if kw := p.Keywords; c.Keywords && kw != nil && len(kw.Indices) > 0 {
 			if err := kw.Check(); err != nil {
@@ -137,7 +151,17 @@ type unit struct {
 	write    *pipeline.DocWrite // whose points are upserted; nil for a prune
 	first    bool               // write.First: insert-only once a read finds nothing stored
 	keywords bool               // the points' keyword vectors are stored
-	metadata [][]byte           // of each point of write, its encoded payload Value
+	shared   []byte             // the encoded payload Value of every point's metadata, unless metadata is set
+	metadata [][]byte           // of each point of write, when their metadata differ
+}
+
+// metadataOf returns the encoded payload Value of the metadata of the i-th
+// point of u.
+func (u *unit) metadataOf(i int) []byte {
+	if u.metadata == nil {
+		return u.shared
+	}
+	return u.metadata[i]
 }
 
 // writePoints returns the points u upserts.
@@ -156,6 +180,9 @@ func (u *unit) writePoints() []pipeline.Point {
 func rounds(units []unit) [][]unit {
 	if len(units) == 0 {
 		return nil
+	}
+	if distinctDocs(units) {
+		return [][]unit{units[:len(units):len(units)]}
 	}
 	seen := make(map[docKey]int, len(units))
 	n := 1 // rounds
@@ -189,6 +216,27 @@ func rounds(units []unit) [][]unit {
 	}
 	return out
 }
+
+// distinctDocs reports whether no two units are of the same document, the
+// common case, with a sort of hashes of their documents instead of a map.
+// Equal hashes, a repeated document or a collision, make it answer false.
+func distinctDocs(units []unit) bool {
+	var buf [256]uint64
+	hashes := buf[:0]
+	for i := range units {
+		d := &units[i].doc
+		hashes = append(hashes, maphash.String(docSeed, d.userID)^bits.RotateLeft64(maphash.String(docSeed, d.docID), 32))
+	}
+	slices.Sort(hashes)
+	for i := 1; i < len(hashes); i++ {
+		if hashes[i] == hashes[i-1] {
+			return false
+		}
+	}
+	return true
+}
+
+var docSeed = maphash.MakeSeed()
 
 // pack groups units into requests of about maxWeight points, in order. The
 // requests are sub-slices of units, each of len == cap so that an append to
@@ -309,11 +357,12 @@ func (q *Store) send(ctx context.Context, what, collection string, units []unit)
 // acknowledged write; with replicas a read may miss a write another replica
 // acknowledged, so it answers false, as it does when the read fails.
 //
-// The read matches every point whose user_id is one of the units' and whose
-// doc_id is one of theirs: a superset of their documents' points (another
-// tenant's document of the same doc_id matches too, which only costs the
-// delete), found with two keyword index lookups where a disjunction of one
-// conjunction per document makes Qdrant test each condition in turn.
+// The read (encodeStoredQuery) matches every point whose user_id is one of
+// the units' and whose doc_id is one of theirs: a superset of their
+// documents' points (another tenant's document of the same doc_id matches
+// too, which only costs the delete), found with two keyword index lookups
+// where a disjunction of one conjunction per document makes Qdrant test
+// each condition in turn.
 //
 // Why skipping is then safe: a point of an older version written after
 // this read was written after this write's version was claimed (the claim
@@ -328,24 +377,12 @@ func (q *Store) nothingStored(ctx context.Context, collection string, units []un
 	if !ok || c.(pipeline.Collection).ReplicationFactor != 1 {
 		return false
 	}
-	users := make([]string, 0, 8)
-	docs := make([]string, 0, len(units))
-	for _, u := range units {
-		if !slices.Contains(users, u.doc.userID) {
-			users = append(users, u.doc.userID)
-		}
-		docs = append(docs, u.doc.docID)
-	}
-	filter := &qdrant.Filter{Must: []*qdrant.Condition{
-		qdrant.NewMatchKeywords(keyUserID, users...),
-		qdrant.NewMatchKeywords(keyDocID, docs...),
-	}}
+	r := newRequest()
+	defer r.release()
+	r.buf = encodeStoredQuery(r.buf, collection, units)
 	var found int
 	err := q.call(ctx, func(ctx context.Context) error {
-		points, err := q.client.Scroll(ctx, &qdrant.ScrollPoints{
-			CollectionName: collection, Filter: filter, Limit: qdrant.PtrOf(uint32(1)),
-			WithPayload: qdrant.NewWithPayload(false), WithVectors: qdrant.NewWithVectors(false),
-		})
+		points, err := q.scroll(ctx, collection, r)
 		found = len(points)
 		return err
 	})

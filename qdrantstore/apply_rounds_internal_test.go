@@ -166,3 +166,20 @@ func BenchmarkRoundsRepeated(b *testing.B) {
 		})
 	}
 }
+
+// TestDistinctDocs checks distinctDocs beyond its stack buffer of hashes:
+// documents differing in where user_id ends and doc_id starts are
+// distinct, and one repeat among many is found.
+func TestDistinctDocs(t *testing.T) {
+	units := make([]unit, 0, 600)
+	for i := range 300 {
+		units = append(units, unit{doc: docKey{fmt.Sprint("u", i%7), fmt.Sprint("d", i)}},
+			unit{doc: docKey{fmt.Sprint("u", i%7, "d"), fmt.Sprint(i)}})
+	}
+	if !distinctDocs(units) {
+		t.Fatal("distinct documents reported repeated")
+	}
+	if units = append(units, units[417]); distinctDocs(units) {
+		t.Fatal("a repeated document not reported")
+	}
+}

@@ -19,7 +19,8 @@ import (
 // json_with_int.proto). Tests check that the bytes decode to the request
 // the go-client's messages make.
 
-// Field numbers, by message.
+// Field numbers, by message, of the UpdateBatchPoints request and of
+// nothingStored's ScrollPoints request.
 const (
 	fUpdateBatchCollection = 1 // UpdateBatchPoints.collection_name
 	fUpdateBatchWait       = 2 // UpdateBatchPoints.wait
@@ -72,6 +73,16 @@ const (
 	fMatchKeyword   = 1 // Match.keyword
 	fRangeLt        = 1 // Range.lt
 	fRangeLte       = 4 // Range.lte
+	fMatchKeywords  = 5 // Match.keywords
+	fRepeatedString = 1 // RepeatedStrings.strings
+
+	// ScrollPoints, the read of nothingStored (encodeStoredQuery).
+	fScrollCollection  = 1 // ScrollPoints.collection_name
+	fScrollFilter      = 2 // ScrollPoints.filter
+	fScrollLimit       = 4 // ScrollPoints.limit
+	fScrollWithPayload = 6 // ScrollPoints.with_payload
+	fScrollWithVectors = 7 // ScrollPoints.with_vectors
+	fSelectorEnable    = 1 // WithPayloadSelector.enable, WithVectorsSelector.enable
 )
 
 // encoder appends protobuf fields to b. Its methods store e.b once per
@@ -195,7 +206,8 @@ func varintsSize(v []uint32) int {
 // appendUint32s writes v as packed varint field num of size bytes
 // (varintsSize). Each varint is spread into a word, its seven-bit groups
 // one a byte with the continuation bit on all but the last, and the word
-// stored whole: no branch per byte.
+// stored whole: no branch per byte. Term ids are hashes, most of them of
+// five bytes, whose size needs no computing.
 func appendUint32s(b []byte, num protowire.Number, v []uint32, size int) []byte {
 	b = appendLen(b, num, size)
 	n := len(b)
@@ -203,10 +215,13 @@ func appendUint32s(b []byte, num protowire.Number, v []uint32, size int) []byte 
 	d := b[n : n+size+8]
 	i := 0
 	for _, x := range v {
-		w := protowire.SizeVarint(uint64(x))
 		y := uint64(x&0x7f) | uint64(x>>7&0x7f)<<8 | uint64(x>>14&0x7f)<<16 | uint64(x>>21&0x7f)<<24 | uint64(x>>28)<<32
-		y |= 0x80808080 & (1<<(8*(w-1)) - 1)
-		binary.LittleEndian.PutUint64(d[i:], y)
+		w, more := 5, uint64(0x80808080)
+		if x < 1<<28 {
+			w = protowire.SizeVarint(uint64(x))
+			more &= 1<<(8*(w-1)) - 1
+		}
+		binary.LittleEndian.PutUint64(d[i:], y|more)
 		i += w
 	}
 	return b[:n+i]
@@ -298,7 +313,7 @@ func (e *encoder) ordering(o *qdrant.WriteOrdering) {
 // pointHint is about the encoded size of the i-th point of u.
 func pointHint(u *unit, i int) int {
 	p := &u.write.Points[i]
-	n := 4*len(p.Vector) + len(p.Text) + len(p.TextHash) + len(u.metadata[i]) + 256
+	n := 4*len(p.Vector) + len(p.Text) + len(p.TextHash) + len(u.metadataOf(i)) + 256
 	if kw := p.Keywords; u.keywords && kw != nil {
 		n += 9 * len(kw.Indices)
 	}
@@ -311,7 +326,7 @@ func (e *encoder) point(u *unit, i int) { e.b = appendPoint(e.b, u, i) }
 // appendPoint is encoder.point on b. Every length is computed before the
 // content is written, so the point is written in one pass.
 func appendPoint(b []byte, u *unit, i int) []byte {
-	w, p, md := u.write, &u.write.Points[i], u.metadata[i]
+	w, p, md := u.write, &u.write.Points[i], u.metadataOf(i)
 	kw := p.Keywords
 	if !u.keywords || kw == nil || len(kw.Indices) == 0 {
 		kw = nil
@@ -422,37 +437,41 @@ func (e *encoder) overwritable(units []unit, insertFirst bool) {
 		return
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(units[a].version, units[b].version) })
-	var groups [][]int // of order, by version
-	for start := 0; start < len(order); {
-		end := start + 1
-		for end < len(order) && units[order[end]].version == units[order[start]].version {
+	groups := 1 // runs of order of one version
+	for k := 1; k < len(order); k++ {
+		if units[order[k]].version != units[order[k-1]].version {
+			groups++
+		}
+	}
+	rest := order // the groups not written yet, anyOf writing them in turn
+	e.anyOf(fListFilter, groups, func(int) {
+		end := 1
+		for end < len(rest) && units[rest[end]].version == units[rest[0]].version {
 			end++
 		}
-		groups = append(groups, order[start:end])
-		start = end
-	}
-	e.anyOf(fListFilter, len(groups), func(g int) {
+		group := rest[:end]
+		rest = rest[end:]
 		has := 0
-		for _, i := range groups[g] {
+		for _, i := range group {
 			for _, p := range units[i].writePoints() {
 				has += fieldSize(fieldSize(len(p.ID)))
 			}
 		}
 		b := appendLen(e.b, fFilterMust, fieldSize(has))
 		b = appendLen(b, fConditionHasID, has)
-		for _, i := range groups[g] {
+		for _, i := range group {
 			for _, p := range units[i].writePoints() {
 				b = appendLen(b, fHasIDs, fieldSize(len(p.ID)))
 				b = appendString(b, fIDUUID, p.ID)
 			}
 		}
-		e.b = appendVersionRange(b, fRangeLte, units[groups[g][0]].version)
+		e.b = appendVersionRange(b, fRangeLte, units[group[0]].version)
 	})
 }
 
 // anyOf writes, as field num, the filter matching what any of n filters
-// matches; conditions(i) writes the must conditions of the i-th. One filter
-// is written as it is.
+// matches; conditions(i) writes the must conditions of the i-th, called for
+// each i in ascending order. One filter is written as it is.
 func (e *encoder) anyOf(num protowire.Number, n int, conditions func(i int)) {
 	f := e.open(num, n*128)
 	if n == 1 {

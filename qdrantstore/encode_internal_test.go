@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -381,5 +382,23 @@ func TestEncodeUpsert(t *testing.T) {
 	}
 	if _, ok := encodeUpsert(nil, c.Name, o, nil); ok {
 		t.Fatal("a request of no point")
+	}
+}
+
+// TestAppendUint32s checks appendUint32s against protowire's packed
+// varints, for values of every size and its boundaries.
+func TestAppendUint32s(t *testing.T) {
+	v := []uint32{0, 1, 127, 128, 1<<14 - 1, 1 << 14, 1<<21 - 1, 1 << 21, 1<<28 - 1, 1 << 28, math.MaxUint32}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 1000 {
+		v = append(v, r.Uint32()>>r.IntN(32))
+	}
+	var want []byte
+	for _, x := range v {
+		want = protowire.AppendVarint(want, uint64(x))
+	}
+	want = append(protowire.AppendVarint(protowire.AppendTag([]byte("prefix"), 2, protowire.BytesType), uint64(len(want))), want...)
+	if got := appendUint32s([]byte("prefix"), 2, v, varintsSize(v)); !bytes.Equal(got, want) {
+		t.Fatalf("appendUint32s wrote\n%x\nwant\n%x", got, want)
 	}
 }

@@ -195,3 +195,23 @@ func qdrantValue(v any) *qdrant.Value {
 		return qdrant.NewValueNull()
 	}
 }
+
+// storedQuery is the model of nothingStored's read (encodeStoredQuery).
+func storedQuery(collection string, units []unit) *qdrant.ScrollPoints {
+	users := make([]string, 0, 8)
+	docs := make([]string, 0, len(units))
+	for _, u := range units {
+		if !slices.Contains(users, u.doc.userID) {
+			users = append(users, u.doc.userID)
+		}
+		docs = append(docs, u.doc.docID)
+	}
+	filter := &qdrant.Filter{Must: []*qdrant.Condition{
+		qdrant.NewMatchKeywords(keyUserID, users...),
+		qdrant.NewMatchKeywords(keyDocID, docs...),
+	}}
+	return &qdrant.ScrollPoints{
+		CollectionName: collection, Filter: filter, Limit: qdrant.PtrOf(uint32(1)),
+		WithPayload: qdrant.NewWithPayload(false), WithVectors: qdrant.NewWithVectors(false),
+	}
+}
