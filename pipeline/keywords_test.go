@@ -118,9 +118,11 @@ func BenchmarkKeywords(b *testing.B) {
 		b.Run(tt.name, func(b *testing.B) {
 			b.SetBytes(int64(len(tt.text)))
 			b.ReportAllocs()
+			cpu := cpuTime(b)
 			for b.Loop() {
 				pipeline.Keywords(tt.text)
 			}
+			reportCPUPerOp(b, cpu)
 		})
 	}
 }

@@ -30,18 +30,22 @@ var inventoryText = strings.Repeat("m5.xlarge instance in eu-west-1, tagged env=
 func BenchmarkKeywordsDoc(b *testing.B) {
 	b.SetBytes(int64(len(docText)))
 	b.ReportAllocs()
+	cpu := cpuTime(b)
 	for b.Loop() {
 		pipeline.Keywords(docText)
 	}
+	reportCPUPerOp(b, cpu)
 }
 
 func BenchmarkQueryKeywords(b *testing.B) {
 	const q = "How do I bound maxAckPending for the JetStream consumer of ragpipe workers?"
 	b.SetBytes(int64(len(q)))
 	b.ReportAllocs()
+	cpu := cpuTime(b)
 	for b.Loop() {
 		pipeline.QueryKeywords(q)
 	}
+	reportCPUPerOp(b, cpu)
 }
 
 func BenchmarkSplitDoc(b *testing.B) {
