@@ -22,7 +22,10 @@
 //   - builtin: fewer documents (BuiltinDocs), embedded by the builtin
 //     semantic embedder: its chunks per second of worker CPU.
 //   - pinned: Qdrant alone on one CPU and everything else on another: the
-//     ceiling, then the vector_b64, vector and text drains against it.
+//     ceiling, then the vector_b64, vector and text drains against it, each
+//     followed by the same drain from a stream filled first: every event
+//     published while no worker consumes, then one worker started and timed
+//     from its ready line to the last acknowledgement (backlog.go).
 //   - rss: the resident memory of one worker draining a backlog of small
 //     events published before it starts.
 //

@@ -124,9 +124,10 @@ type lineLog struct {
 	seen chan struct{} // closed when a line containing mark has been written
 
 	mu         sync.Mutex
-	partial    []byte // the unfinished last line
-	lastLine   string // the last complete line
-	markedLine string // the first line containing mark
+	partial    []byte    // the unfinished last line
+	lastLine   string    // the last complete line
+	markedLine string    // the first line containing mark
+	markedAt   time.Time // when it was written
 	marked     bool
 }
 
@@ -147,7 +148,7 @@ func (l *lineLog) Write(p []byte) (int, error) {
 		l.lastLine = string(l.partial[:i])
 		l.partial = l.partial[i+1:]
 		if !l.marked && strings.Contains(l.lastLine, l.mark) {
-			l.marked, l.markedLine = true, l.lastLine
+			l.marked, l.markedLine, l.markedAt = true, l.lastLine, time.Now()
 			close(l.seen)
 		}
 	}
@@ -168,4 +169,12 @@ func (l *lineLog) readyLine() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.markedLine
+}
+
+// readyAt returns when the first line containing the mark was written,
+// the zero time before it.
+func (l *lineLog) readyAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.markedAt
 }

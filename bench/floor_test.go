@@ -21,10 +21,15 @@ import (
 )
 
 // TestMain makes the test binary the NATS floor's consumer when natsFloor
-// starts it as it starts ragpipe: `<binary> bench FloorChildArg ...`.
+// starts it as it starts ragpipe: `<binary> bench FloorChildArg ...`, and a
+// worker that stores nothing when startChild starts `<binary> worker`
+// (backlog_test.go).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 2 && os.Args[1] == "bench" && os.Args[2] == FloorChildArg {
+	switch {
+	case len(os.Args) > 2 && os.Args[1] == "bench" && os.Args[2] == FloorChildArg:
 		os.Exit(floorChildMain(os.Args[3:]))
+	case len(os.Args) == 2 && os.Args[1] == "worker":
+		os.Exit(workerChildMain())
 	}
 	os.Exit(m.Run())
 }

@@ -49,16 +49,9 @@ type drain struct {
 // acknowledgement, then counted, then, when d asks, the NATS floor of its
 // events is measured. With a ceiling, it computes the ratios to it.
 func (r *runner) ingest(ctx context.Context, d drain, ceiling *Ceiling) (*Ingest, error) {
-	docs := r.documents()[:d.docs]
-	res := &Ingest{Docs: len(docs), Body: d.body, Embedder: d.embedder}
-	bodies := make([][]byte, len(docs))
-	for i := range docs {
-		var err error
-		if bodies[i], err = docs[i].body(d.body); err != nil {
-			return res, err
-		}
-	}
-	if err := r.checkIdle(ctx); err != nil {
+	res := &Ingest{Docs: d.docs, Body: d.body, Embedder: d.embedder}
+	docs, bodies, err := r.events(ctx, d)
+	if err != nil {
 		return res, err
 	}
 	collection := r.collection(d.name)
@@ -75,12 +68,8 @@ func (r *runner) ingest(ctx context.Context, d drain, ceiling *Ceiling) (*Ingest
 		return res, err
 	}
 	defer w.stop() // when failing; its result is checked below otherwise
-	if r.pinOthers != nil {
-		// A child inherits the bench's CPUs; pinning it again covers a
-		// thread forked before the bench was pinned.
-		if err := pinCPUs(w.pid(), r.pinOthers); err != nil {
-			return res, err
-		}
+	if err := r.pin(w); err != nil {
+		return res, err
 	}
 	pub, err := newPublisher(r.cfg.Conn)
 	if err != nil {
@@ -104,25 +93,64 @@ func (r *runner) ingest(ctx context.Context, d drain, ceiling *Ceiling) (*Ingest
 	elapsed := time.Since(start)
 	res.CPU = cpu.stop()
 	res.phases(published, elapsed, publishing)
-	res.Seconds = round(elapsed.Seconds(), 4)
-	res.DocsPerS = round(float64(len(docs))/elapsed.Seconds(), 1)
-	if res.Stored, err = r.count(ctx, collection); err != nil {
+	if err := r.finish(ctx, d, res, w, collection, elapsed, ceiling); err != nil {
 		return res, err
-	}
-	res.perDoc(ceiling)
-	r.progressf("%s: %d docs in %s: %.0f docs/s, worker %s µs/doc", d.name, len(docs), elapsed.Round(time.Millisecond),
-		res.DocsPerS, micros(res.WorkerUsPerDoc))
-	res.CountOK = res.Stored == uint64(len(docs)) || !d.oneChunk && res.Stored >= uint64(len(docs))
-	if err := w.stop(); err != nil {
-		return res, err
-	}
-	if !res.CountOK {
-		return res, fmt.Errorf("exact count %d points, want %d", res.Stored, len(docs))
 	}
 	if d.floor {
 		r.floor(ctx, d, res, w, docs, collection, bodies)
 	}
 	return res, nil
+}
+
+// events returns d's documents and the bodies of their events, once the
+// stream is checked idle.
+func (r *runner) events(ctx context.Context, d drain) ([]doc, [][]byte, error) {
+	docs := r.documents()[:d.docs]
+	bodies := make([][]byte, len(docs))
+	for i := range docs {
+		var err error
+		if bodies[i], err = docs[i].body(d.body); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := r.checkIdle(ctx); err != nil {
+		return nil, nil, err
+	}
+	return docs, bodies, nil
+}
+
+// pin restricts w to the workers' CPUs while the pinned stage runs. A child
+// inherits the bench's CPUs; pinning it again covers a thread forked before
+// the bench was pinned.
+func (r *runner) pin(w *child) error {
+	if r.pinOthers == nil {
+		return nil
+	}
+	return pinCPUs(w.pid(), r.pinOthers)
+}
+
+// finish completes res once w has drained collection in elapsed: the rate,
+// the exact count, the figures per document and the ratios to ceiling;
+// then it stops w, and fails unless w exited cleanly and the count is
+// right.
+func (r *runner) finish(ctx context.Context, d drain, res *Ingest, w *child, collection string, elapsed time.Duration, ceiling *Ceiling) error {
+	res.Seconds = round(elapsed.Seconds(), 4)
+	res.DocsPerS = round(float64(res.Docs)/elapsed.Seconds(), 1)
+	var err error
+	if res.Stored, err = r.count(ctx, collection); err != nil {
+		return err
+	}
+	res.perDoc(ceiling)
+	r.progressf("%s: %d docs in %s: %.0f docs/s, worker %s µs/doc", d.name, res.Docs, elapsed.Round(time.Millisecond),
+		res.DocsPerS, micros(res.WorkerUsPerDoc))
+	res.CountOK = res.Stored == uint64(res.Docs) || !d.oneChunk && res.Stored >= uint64(res.Docs)
+	if err := w.stop(); err != nil {
+		return err
+	}
+	if !res.CountOK {
+		return fmt.Errorf("exact count %d points, want %d", res.Stored, res.Docs)
+	}
+	return nil
 }
 
 // phases fills in how long publishing took and how busy Qdrant was during

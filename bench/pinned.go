@@ -10,7 +10,9 @@ import (
 // (this process with its publisher and embedded NATS server, and the
 // worker) on another, so that neither side takes CPU from the other. It runs
 // the ceiling grid, then the vector_b64, vector and text drains, each
-// against that ceiling. The CPUs are given back when it returns.
+// against that ceiling and each followed by the same drain from a stream
+// filled before its worker starts (ingestFilled). The CPUs are given back
+// when it returns.
 func (r *runner) pinned(ctx context.Context) (*Pinned, error) {
 	res := &Pinned{}
 	if r.cfg.QdrantPID == 0 {
@@ -48,21 +50,35 @@ func (r *runner) pinned(ctx context.Context) (*Pinned, error) {
 	if res.Ceiling, err = r.ceiling(ctx, "pinned_ceiling"); err != nil {
 		return res, fmt.Errorf("ceiling: %w", err)
 	}
+	var failed []error
 	for _, d := range []struct {
 		drain
-		out **Ingest
+		out, backlog **Ingest
 	}{
-		{drain{name: "pinned_vector_b64", body: bodyVectorB64, embedder: embedderHash, oneChunk: true}, &res.VectorsB64},
-		{drain{name: "pinned_vectors", body: bodyVector, embedder: embedderHash, oneChunk: true}, &res.Vectors},
-		{drain{name: "pinned_text", body: bodyText, embedder: embedderHash, oneChunk: true}, &res.Text},
+		{drain{name: "pinned_vector_b64", body: bodyVectorB64, embedder: embedderHash, oneChunk: true}, &res.VectorsB64, &res.VectorsB64Backlog},
+		{drain{name: "pinned_vectors", body: bodyVector, embedder: embedderHash, oneChunk: true}, &res.Vectors, &res.VectorsBacklog},
+		{drain{name: "pinned_text", body: bodyText, embedder: embedderHash, oneChunk: true}, &res.Text, &res.TextBacklog},
 	} {
 		d.docs = r.cfg.Docs
 		in, err := r.ingest(ctx, d.drain, res.Ceiling)
 		*d.out = in
 		if err != nil {
 			in.Error = err.Error()
-			return res, fmt.Errorf("%s: %w", d.name, err)
+			return res, errors.Join(append(failed, fmt.Errorf("%s: %w", d.name, err))...)
+		}
+		// The same events from a filled stream; its failure leaves the
+		// drains after it to run.
+		filled := d.drain
+		filled.name += "_backlog"
+		in, err = r.ingestFilled(ctx, filled, res.Ceiling)
+		*d.backlog = in
+		if err != nil {
+			in.Error = err.Error()
+			failed = append(failed, fmt.Errorf("%s: %w", filled.name, err))
+			if ctx.Err() != nil {
+				break
+			}
 		}
 	}
-	return res, nil
+	return res, errors.Join(failed...)
 }

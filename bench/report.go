@@ -110,8 +110,13 @@ type Ingest struct {
 	// "vector_b64"; Embedder is the worker's RAGPIPE_EMBEDDER.
 	Body     string `json:"body"`
 	Embedder string `json:"embedder"`
-	// Seconds is the time from the first publish to the moment the consumer
-	// had nothing pending and nothing awaiting acknowledgement.
+	// StreamFilledFirst marks a drain of a stream filled before its worker
+	// started: every event published and acknowledged by the stream while
+	// no worker consumed.
+	StreamFilledFirst bool `json:"stream_filled_first,omitempty"`
+	// Seconds is the time from the first publish (from the worker's ready
+	// line when StreamFilledFirst) to the moment the consumer had nothing
+	// pending and nothing awaiting acknowledgement.
 	Seconds float64 `json:"seconds"`
 	// DocsPerS is Docs / Seconds.
 	DocsPerS float64 `json:"docs_per_s"`
@@ -122,7 +127,9 @@ type Ingest struct {
 	// RatioToCeiling is DocsPerS over the ceiling's best points/s (one
 	// point per document); null without a ceiling.
 	RatioToCeiling *float64 `json:"ratio_to_ceiling"`
-	// CPU is what Qdrant, the worker and the bench used while timed.
+	// CPU is what Qdrant, the worker and the bench used while timed (when
+	// StreamFilledFirst, from the moment the bench saw the worker's ready
+	// line, a few milliseconds at most after it was written).
 	CPU *CPU `json:"cpu_seconds,omitempty"`
 	// WorkerUsPerDoc and QdrantUsPerDoc are the worker's and Qdrant's CPU
 	// per document, in microseconds.
@@ -139,6 +146,8 @@ type Ingest struct {
 	// acknowledged by the stream. QdrantCoresPublishing and QdrantCoresAfter
 	// are the cores Qdrant kept busy (its CPU seconds per second) in that
 	// time and in the rest of the drain: where it waited for the pipeline.
+	// When StreamFilledFirst, publishing came before the timed drain, and
+	// QdrantCoresAfter covers the whole of it.
 	PublishSeconds        float64  `json:"publish_seconds,omitempty"`
 	QdrantCoresPublishing *float64 `json:"qdrant_cores_publishing,omitempty"`
 	QdrantCoresAfter      *float64 `json:"qdrant_cores_after,omitempty"`
@@ -165,9 +174,19 @@ type Pinned struct {
 	QdrantCPUs []int    `json:"qdrant_cpus"`
 	OtherCPUs  []int    `json:"other_cpus"`
 	Ceiling    *Ceiling `json:"ceiling,omitempty"`
-	VectorsB64 *Ingest  `json:"vectors_b64,omitempty"`
-	Vectors    *Ingest  `json:"vectors,omitempty"`
-	Text       *Ingest  `json:"text,omitempty"`
+	// VectorsB64, Vectors and Text are the drains issue 17's figures are
+	// taken from: published while the worker consumes.
+	VectorsB64 *Ingest `json:"vectors_b64,omitempty"`
+	Vectors    *Ingest `json:"vectors,omitempty"`
+	Text       *Ingest `json:"text,omitempty"`
+	// VectorsB64Backlog, VectorsBacklog and TextBacklog drain the same
+	// events from a stream filled before the worker started
+	// (StreamFilledFirst), each run right after its live drain: the rate of
+	// the worker and Qdrant once the publisher and NATS no longer take CPU
+	// from the worker.
+	VectorsB64Backlog *Ingest `json:"vectors_b64_backlog,omitempty"`
+	VectorsBacklog    *Ingest `json:"vectors_backlog,omitempty"`
+	TextBacklog       *Ingest `json:"text_backlog,omitempty"`
 	// Error says why the stage failed; empty when it succeeded.
 	Error string `json:"error,omitempty"`
 }

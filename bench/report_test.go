@@ -37,7 +37,10 @@ func sampleReport() *Report {
 			VectorsB64: &Ingest{Docs: 10000, Body: "vector_b64", Embedder: "hash", Seconds: 1, DocsPerS: 10000, Stored: 10000, CountOK: true,
 				RatioToCeiling: new(0.8), CPU: &CPU{Qdrant: new(1.0), Worker: new(0.4), Bench: 0.3},
 				WorkerUsPerDoc: new(40.0), QdrantUsPerDoc: new(100.0), ChunksPerCoreS: new(25000.0),
-				PublishSeconds: 0.2, QdrantCoresPublishing: new(0.15), QdrantCoresAfter: new(0.97)}},
+				PublishSeconds: 0.2, QdrantCoresPublishing: new(0.15), QdrantCoresAfter: new(0.97)},
+			VectorsB64Backlog: &Ingest{Docs: 10000, Body: "vector_b64", Embedder: "hash", StreamFilledFirst: true, Seconds: 0.9, DocsPerS: 11111,
+				Stored: 10000, CountOK: true, RatioToCeiling: new(0.889), CPU: &CPU{Qdrant: new(0.95), Worker: new(0.35), Bench: 0.1},
+				WorkerUsPerDoc: new(35.0), QdrantUsPerDoc: new(95.0), ChunksPerCoreS: new(28571.4), PublishSeconds: 0.4, QdrantCoresAfter: new(1.06)}},
 		Search: &Search{Points: 10000, TenantPoints: 2000, TopK: 10, Requests: 2000, Indexed: true, Levels: []SearchLevel{
 			{Concurrency: 1, RagSearch: Latency{P50Ms: 0.9, P99Ms: 1.5, CPU: &RequestCPU{Qdrant: new(700.0), Searcher: new(400.0), Bench: 150}},
 				Qdrant: Latency{P50Ms: 0.6, P99Ms: 1.2, CPU: &RequestCPU{Qdrant: new(650.0), Bench: 250}}, NATSPing: Latency{P50Ms: 0.15, P99Ms: 0.4}, P50OverheadMs: 0.3},
@@ -66,7 +69,8 @@ func TestWriteTable(t *testing.T) {
 		"\nQdrant CPU per document, vector / per point of raw upserts 0.89 <= 1.15\n",
 		"\nworker CPU per document, vector_b64 30.0 µs (NATS client alone 14.2) <= 40 µs\n",
 		"\nworker CPU per document, JSON vector 50.0 µs (NATS client alone not measured) <= 100 µs\n",
-		"\npinned, vector_b64 / raw upserts on the same CPU 0.80 >= 0.9\n",
+		"\nragpipe, vector_b64, stream filled first 900ms 11111 docs/s 0.89 ok (10000) 0.95 / 0.35 / 0.10 95.0 / 35.0 - published in 400ms before the worker started; timed from its ready line; Qdrant busy 1.06 cores\n",
+		"\npinned, vector_b64 / raw upserts on the same CPU 0.80 (stream filled first: 0.89) >= 0.9\n",
 		"\nsearch p50, rag.search - raw Qdrant, c=1 +0.300 ms <= +0.3 ms\n",
 		"\n1 parallel 2 parallel\nbatch 256 12500 20000\nbatch 512 25000 (count 9999!) 16000\n",
 		"\nSEARCH: tenant filter, top_k 10, 2000 of 10000 points, 2000 requests per row, indexed true\n",
@@ -138,7 +142,7 @@ func TestWriteJSON(t *testing.T) {
 			"worker_us_per_doc", "qdrant_us_per_doc", "qdrant_vs_ceiling", "chunks_per_core_s"},
 		"vectors_b64": {"docs", "body", "worker_us_per_doc", "qdrant_vs_ceiling", "nats_floor_us_per_doc"},
 		"builtin":     {"embedder", "skipped"},
-		"pinned":      {"qdrant_cpus", "other_cpus", "ceiling", "vectors_b64"},
+		"pinned":      {"qdrant_cpus", "other_cpus", "ceiling", "vectors_b64", "vectors_b64_backlog"},
 		"text":        {"ratio_to_ceiling", "error"},
 		"search":      {"points", "tenant_points", "top_k", "requests", "indexed", "levels"},
 		"rss":         {"backlog", "seconds", "drained", "drained_all", "docs_per_s", "peak_mib", "start_mib", "middle_mib", "end_mib", "acked", "stored", "count_ok"},
@@ -152,8 +156,40 @@ func TestWriteJSON(t *testing.T) {
 	if raw["vectors"]["nats_floor_error"] != "nats floor exited: exit status 1" || raw["vectors"]["nats_floor_us_per_doc"] != nil {
 		t.Errorf("a floor not measured: %v", raw["vectors"])
 	}
+	if backlog, _ := raw["pinned"]["vectors_b64_backlog"].(map[string]any); backlog["stream_filled_first"] != true || backlog["ratio_to_ceiling"] != 0.889 {
+		t.Errorf("pinned drain from a filled stream: %v", backlog)
+	}
+	if live, _ := raw["pinned"]["vectors_b64"].(map[string]any); live["stream_filled_first"] != nil {
+		t.Errorf("a live drain says stream_filled_first: %v", live)
+	}
 	if raw["text"]["ratio_to_ceiling"] != nil {
 		t.Errorf("a ratio not computed is %v, want null", raw["text"]["ratio_to_ceiling"])
+	}
+}
+
+// TestPinnedTargets checks the pinned ratios of the TARGETS table beside
+// their drains from a filled stream: measured, failed, not run.
+func TestPinnedTargets(t *testing.T) {
+	r := sampleReport()
+	p := r.Pinned
+	p.Vectors = &Ingest{Docs: 10000, Body: "vector", Embedder: "hash", Seconds: 1.5, DocsPerS: 6667, RatioToCeiling: new(0.533)}
+	p.VectorsBacklog = &Ingest{Docs: 10000, Body: "vector", Embedder: "hash", StreamFilledFirst: true, Error: "exact count 9999 points, want 10000",
+		Seconds: 1, DocsPerS: 10000, Stored: 9999, RatioToCeiling: new(0.8)}
+	p.Text = &Ingest{Docs: 10000, Body: "text", Embedder: "hash", Seconds: 1.25, DocsPerS: 8000, RatioToCeiling: new(0.64)}
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := squeeze(b.String())
+	for _, want := range []string{
+		"\npinned, vector_b64 / raw upserts on the same CPU 0.80 (stream filled first: 0.89) >= 0.9\n",
+		"\npinned, JSON vector / raw upserts on the same CPU 0.53 (stream filled first: FAILED) >= 0.8\n",
+		"\npinned, text + hash / raw upserts on the same CPU 0.64 >= 0.8\n",
+		"\nragpipe, vector (JSON), stream filled first 1s 10000 docs/s 0.80 WRONG (9999) - - / - - FAILED: exact count 9999 points, want 10000\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
 	}
 }
 

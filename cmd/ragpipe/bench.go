@@ -45,7 +45,13 @@ var benchCommand = command{
 		"             of the worker (skipped, with a note, when this build has no builtin embedder)\n" +
 		"    pinned   Qdrant alone on one CPU, this process (publisher, embedded NATS) and the worker on another\n" +
 		"             (Linux, 2 CPUs or more, the Qdrant the bench starts): the ceiling, then vector_b64, vector\n" +
-		"             and text drains, each against that ceiling\n" +
+		"             and text drains, each against that ceiling. After each, the same documents again into a fresh\n" +
+		"             collection from a stream filled first (\"stream filled first\"): every event published and\n" +
+		"             acknowledged by the stream while no worker consumes, then one worker started and timed from\n" +
+		"             its ready line to the last acknowledgement, the points counted exactly; its ratio to the\n" +
+		"             ceiling (beside the drain's in TARGETS), CPU per document and Qdrant's busy cores show the\n" +
+		"             rate once the publisher no longer shares the worker's CPU (vectors_b64_backlog,\n" +
+		"             vectors_backlog and text_backlog of pinned in --json)\n" +
 		"    rss      --backlog events of ~200 chars are published, then one worker drains them for at most\n" +
 		"             --backlog-time; its peak resident memory (VmHWM), samples at start, middle and end, the\n" +
 		"             drain rate, and an exact count of what was acknowledged\n\n" +
