@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,11 +30,11 @@ func (r *Register) Claim(ctx context.Context, key string, v uint64) (Claimed, er
 // request where Latest would batch its reads. The publishes that find
 // another claim first are read and tried again.
 func (r *Register) ClaimMany(ctx context.Context, keys []string, versions []uint64, inFlight int) ([]Claimed, []error) {
-	b := &claimBatch{r: r, subjects: make([]string, len(keys)), versions: versions, expect: make([]uint64, len(keys)),
+	b := &claimBatch{r: r, subjects: prefixed(r.prefix, keys), versions: versions, expect: make([]uint64, len(keys)),
 		claims: make([]Claimed, len(keys)), errs: make([]error, len(keys)), inFlight: inFlight}
 	open := make([]int, len(keys)) // indexes of the keys whose claim is not settled
-	for i, key := range keys {
-		b.subjects[i], open[i] = r.prefix+key, i
+	for i := range keys {
+		open[i] = i
 	}
 	if r.firsts.Load() >= 0 {
 		open = b.publish(ctx, open)
@@ -222,12 +223,11 @@ func (r *Register) exchange(ctx context.Context, n, window int, send func(k int,
 		expired = timer.C
 	}
 	waiting := make([]bool, n)
+	replies := replySubjects(inbox, n)
 	sent, open := 0, 0
-	reply := make([]byte, 0, len(inbox)+8)
 	for sent < n || open > 0 {
 		for ; sent < n && open < window && ctx.Err() == nil; sent++ {
-			reply = strconv.AppendInt(append(append(reply[:0], inbox...), '.'), int64(sent), 10)
-			if errs[sent] = send(sent, string(reply)); errs[sent] == nil {
+			if errs[sent] = send(sent, replies[sent]); errs[sent] == nil {
 				waiting[sent] = true
 				open++
 			}
@@ -265,6 +265,25 @@ func (r *Register) exchange(ctx context.Context, n, window int, send func(k int,
 		errs[k] = recv(k, msg)
 	}
 	return errs
+}
+
+// replySubjects returns the reply subjects of n requests, inbox.0 to
+// inbox.<n-1>, all in one allocation.
+func replySubjects(inbox string, n int) []string {
+	var b strings.Builder
+	b.Grow(n * (len(inbox) + 1 + len(strconv.Itoa(n))))
+	var digits [20]byte
+	for k := range n {
+		b.WriteString(inbox)
+		b.WriteByte('.')
+		b.Write(strconv.AppendInt(digits[:0], int64(k), 10))
+	}
+	all, out := b.String(), make([]string, n)
+	for k := range out {
+		end := len(inbox) + 1 + len(strconv.AppendInt(digits[:0], int64(k), 10))
+		out[k], all = all[:end], all[end:]
+	}
+	return out
 }
 
 // replies is a subscription whose messages wait in a channel of the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"strings"
 )
 
 // Versions is the per-document version register that makes the last version
@@ -45,5 +46,35 @@ type Claimed struct {
 // token characters, unique per (collection, user_id, doc_id).
 func Key(collection, userID, docID string) string {
 	sum := sha256.Sum256([]byte(docID))
-	return collection + "." + userID + "." + base64.RawURLEncoding.EncodeToString(sum[:])
+	var hash [43]byte // base64.RawURLEncoding.EncodedLen(sha256.Size)
+	base64.RawURLEncoding.Encode(hash[:], sum[:])
+	var b strings.Builder // one allocation: the key
+	b.Grow(len(collection) + len(userID) + 2 + len(hash))
+	b.WriteString(collection)
+	b.WriteByte('.')
+	b.WriteString(userID)
+	b.WriteByte('.')
+	b.Write(hash[:])
+	return b.String()
+}
+
+// prefixed returns prefix+s for each of ss, all in one allocation: a
+// batch's subjects live as long as the batch.
+func prefixed(prefix string, ss []string) []string {
+	n := 0
+	for _, s := range ss {
+		n += len(prefix) + len(s)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, s := range ss {
+		b.WriteString(prefix)
+		b.WriteString(s)
+	}
+	all, out := b.String(), make([]string, len(ss))
+	for i, s := range ss {
+		n := len(prefix) + len(s)
+		out[i], all = all[:n], all[n:]
+	}
+	return out
 }

@@ -122,11 +122,7 @@ func (r *Register) learn(first bool) {
 
 // Latest implements Versions.
 func (r *Register) Latest(ctx context.Context, keys []string) ([]uint64, error) {
-	subjects := make([]string, len(keys))
-	for i, key := range keys {
-		subjects[i] = r.prefix + key
-	}
-	versions, _, errs := r.readMany(ctx, subjects, maxLeaderReads)
+	versions, _, errs := r.readMany(ctx, prefixed(r.prefix, keys), maxLeaderReads)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -215,22 +211,28 @@ const maxDirectBatch = 1023
 // get. The stream has one replica, so its server is the leader and sees
 // every acknowledged claim.
 func (r *Register) directGet(ctx context.Context, subjects []string, versions, seqs []uint64) error {
-	asked := []string{r.prefix + markerKey}
-	index := make(map[string][]int, len(subjects)+1) // a subject may be asked for twice
-	index[asked[0]] = nil
+	asked := make([]string, 1, len(subjects)+1)
+	asked[0] = r.prefix + markerKey
+	// index holds the first index in subjects of each subject asked for,
+	// -1 for the marker; more the further ones of a subject asked for twice.
+	index := make(map[string]int, len(subjects)+1)
+	index[asked[0]] = -1
+	var more map[string][]int
 	for i, subject := range subjects {
-		if index[subject] == nil {
+		switch at, ok := index[subject]; {
+		case !ok:
 			asked = append(asked, subject)
+			index[subject] = i
+		case at < 0:
+			index[subject] = i // the marker subject itself: asked already
+		default:
+			if more == nil {
+				more = make(map[string][]int)
+			}
+			more[subject] = append(more[subject], i)
 		}
-		index[subject] = append(index[subject], i)
 	}
-	req, err := json.Marshal(struct {
-		MultiLast []string `json:"multi_last"`
-		Batch     int      `json:"batch"`
-	}{asked, len(asked)})
-	if err != nil {
-		return fmt.Errorf("version register: %w", err)
-	}
+	req := directGetRequest(asked)
 	nc := r.js.Conn()
 	inbox := nc.NewInbox()
 	answers, err := subscribeReplies(nc, inbox, len(asked)+1) // and the end of the batch
@@ -264,7 +266,7 @@ func (r *Register) directGet(ctx context.Context, subjects []string, versions, s
 		switch {
 		case !ok:
 			return fmt.Errorf("version register: direct get answered for %q, not asked for", subject)
-		case at == nil:
+		case at < 0:
 			continue // the marker
 		}
 		v, err := strconv.ParseUint(string(msg.Data), 10, 64)
@@ -275,10 +277,38 @@ func (r *Register) directGet(ctx context.Context, subjects []string, versions, s
 		if err != nil {
 			return fmt.Errorf("%w: entry %s without a sequence", errDirectGet, subject)
 		}
-		for _, i := range at {
+		versions[at], seqs[at] = v, seq
+		for _, i := range more[subject] {
 			versions[i], seqs[i] = v, seq
 		}
 	}
+}
+
+// directGetRequest is the body of a direct get of the last messages on
+// subjects, all in one batch: what encoding/json makes of it, written
+// without reflection when no subject needs escaping in JSON.
+func directGetRequest(subjects []string) []byte {
+	n := len(`{"multi_last":[],"batch":}`) + 20
+	for _, s := range subjects {
+		n += len(s) + 3
+	}
+	req := append(make([]byte, 0, n), `{"multi_last":[`...)
+	for i, s := range subjects {
+		if i > 0 {
+			req = append(req, ',')
+		}
+		for j := range len(s) {
+			if c := s[j]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				req, _ = json.Marshal(struct {
+					MultiLast []string `json:"multi_last"`
+					Batch     int      `json:"batch"`
+				}{subjects, len(subjects)})
+				return req // a []string always marshals
+			}
+		}
+		req = append(append(append(req, '"'), s...), '"')
+	}
+	return append(strconv.AppendInt(append(req, `],"batch":`...), int64(len(subjects)), 10), '}')
 }
 
 // bounded gives a request without a deadline the JetStream client's
