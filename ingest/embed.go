@@ -18,11 +18,11 @@ type pending struct {
 // writes chunks the events at idx with d's chunker and gives every chunk
 // its keyword vector (see points) and a vector: the event's own, a stored one (see
 // reuse) or one from a single call of d's embedder; with StageConfig.Keys,
-// it then seals the texts. Events in first are their document's first
-// version (pipeline.DocWrite.First). It returns one write per event and, per event, the error of an
+// it then seals the texts. first[i] says whether events[i] is its
+// document's first version (pipeline.DocWrite.First). It returns one write per event and, per event, the error of an
 // event that cannot be written (a chunk the embedder refused, permanently;
 // its tenant's key not to be had) or nil; or an error for them all.
-func (s *Stage) writes(ctx context.Context, d *dest, tk tenantKeySet, events []pipeline.Event, idx []int, first map[int]bool) ([]pipeline.DocWrite, []error, error) {
+func (s *Stage) writes(ctx context.Context, d *dest, tk tenantKeySet, events []pipeline.Event, idx []int, first []bool) ([]pipeline.DocWrite, []error, error) {
 	keys, keyErrs := tk.keys, tk.errs
 	writes := make([]pipeline.DocWrite, len(idx))
 	refused := make([]error, len(idx))

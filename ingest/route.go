@@ -173,7 +173,7 @@ func (s *Stage) retire(name string, route Route) {
 // collections written. It returns one error per event (see outcome) and
 // whether the event left points in any store collection.
 func (s *Stage) writeRouted(ctx context.Context, name string, route Route, dests []*dest, fan *fanOut,
-	keys tenantKeySet, events []pipeline.Event, idx []int, first map[int]bool, confirm bool) ([]error, []bool) {
+	keys tenantKeySet, events []pipeline.Event, idx []int, first []bool, confirm bool) ([]error, []bool) {
 	done := make(map[string][]error, len(dests)) // by store collection: one error per event
 	var order []string                           // the keys of done, as written
 	var confirmErr error

@@ -356,7 +356,7 @@ func (s *Stage) write(ctx context.Context, name string, events []pipeline.Event,
 		return
 	}
 	heldIdx := make([]int, len(held))
-	first := make(map[int]bool, len(held))
+	first := make([]bool, len(events)) // by index in events
 	for k, j := range held {
 		heldIdx[k] = idx[j]
 		first[idx[j]] = claims.First(j)
@@ -377,10 +377,10 @@ func (s *Stage) write(ctx context.Context, name string, events []pipeline.Event,
 	}
 }
 
-// store makes d's points of the events at idx (first: their document's
-// first version) and applies them to d's store collection. It returns one
+// store makes d's points of the events at idx (first[i]: events[i] is its
+// document's first version) and applies them to d's store collection. It returns one
 // error per event: nil once its write is durable.
-func (s *Stage) store(ctx context.Context, d *dest, keys tenantKeySet, events []pipeline.Event, idx []int, first map[int]bool) []error {
+func (s *Stage) store(ctx context.Context, d *dest, keys tenantKeySet, events []pipeline.Event, idx []int, first []bool) []error {
 	out := make([]error, len(idx))
 	var writes []pipeline.DocWrite
 	var refused []error

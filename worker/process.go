@@ -123,6 +123,9 @@ func (w *Worker) process(ctx context.Context, batch []jetstream.Msg, parked bool
 	return sum
 }
 
+// errUnanswered fails an event the processor gave no answer for.
+var errUnanswered = errors.New("the processor returned no answer for this event")
+
 // processGroup processes the events of one collection, settles them,
 // releases their messages and records how the collection fared.
 func (w *Worker) processGroup(ctx context.Context, collection string, ds []*delivery) outcome {
@@ -139,7 +142,7 @@ func (w *Worker) processGroup(ctx context.Context, collection string, ds []*deli
 	acked := 0
 	msgs := make([]jetstream.Msg, len(ds))
 	for i, d := range ds {
-		err := errors.New("the processor returned no answer for this event")
+		err := errUnanswered
 		if i < len(errs) {
 			err = errs[i]
 		}
