@@ -111,7 +111,7 @@ func (h *Hash) Dimensions() int { return h.dims }
 // any input (empty, invalid UTF-8, huge), only when ctx ends, which it checks
 // before each text; then it returns an error wrapping ctx.Err() and no
 // vectors. The vectors of one call share one backing array. Embed is CPU-bound,
-// about 10 µs per KB of text on one core, and safe for concurrent use.
+// linear in the length of the texts, and safe for concurrent use.
 func (h *Hash) Embed(ctx context.Context, texts []string) ([][]float32, error) {
 	if h.dims == 0 {
 		return nil, errors.New("embedder: hash embedder not created by NewHash")
