@@ -78,8 +78,7 @@ func (r *runner) floor(ctx context.Context, d drain, in *Ingest, w *child, docs 
 }
 
 // floorPlan reads RAG_INGEST's and the workers' consumer's configuration,
-// and the worker's pull size from its ready line (w's), which names its
-// concurrency and the most bytes it holds.
+// and the worker's pull size from its ready line (w's).
 func (r *runner) floorPlan(ctx context.Context, w *child) (floorPlan, error) {
 	var plan floorPlan
 	s, err := r.js.Stream(ctx, worker.IngestStream)
@@ -93,23 +92,14 @@ func (r *runner) floorPlan(ctx context.Context, w *child) (floorPlan, error) {
 	}
 	plan.consumer = info.Config
 	var ready struct {
-		Concurrency  int `json:"concurrency"`
-		MaxHeldBytes int `json:"max_held_bytes"`
+		PullMaxBytes int `json:"pull_max_bytes"`
 	}
 	line := w.log.readyLine()
-	if err := json.Unmarshal([]byte(line), &ready); err != nil || ready.Concurrency < 1 || ready.MaxHeldBytes < 1 {
-		return plan, fmt.Errorf("the worker's ready line names no concurrency and max_held_bytes: %s", line)
+	if err := json.Unmarshal([]byte(line), &ready); err != nil || ready.PullMaxBytes < 1 {
+		return plan, fmt.Errorf("the worker's ready line names no pull_max_bytes: %s", line)
 	}
-	plan.pullMaxBytes = pullMaxBytes(ready.Concurrency, ready.MaxHeldBytes, int(r.cfg.Conn.MaxPayload()))
+	plan.pullMaxBytes = ready.PullMaxBytes
 	return plan, nil
-}
-
-// pullMaxBytes is the PullMaxBytes of a worker with the given concurrency
-// and most bytes held, on a server whose largest message is maxPayload
-// bytes, computed as worker.Worker.Run computes it: a batch's bytes, and
-// always room for the largest message.
-func pullMaxBytes(concurrency, maxHeldBytes, maxPayload int) int {
-	return max(maxHeldBytes/(concurrency+1), 1, 4*maxPayload)
 }
 
 // natsFloor publishes bodies to a fresh stream made like RAG_INGEST, on

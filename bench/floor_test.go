@@ -75,7 +75,7 @@ var workerPlan = floorPlan{
 		Duplicates: 2 * time.Minute},
 	consumer: jetstream.ConsumerConfig{AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
 		MaxAckPending: 1280, MaxDeliver: -1},
-	pullMaxBytes: pullMaxBytes(4, 32<<20, 1<<20),
+	pullMaxBytes: 32 << 20 / 5,
 }
 
 func TestNATSFloor(t *testing.T) {
@@ -126,33 +126,19 @@ func TestFloorPlanPullSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := &child{log: newLineLog("worker consuming")}
-	fmt.Fprintln(w.log, `{"level":"info","concurrency":4,"max_held_bytes":33554432,"message":"worker consuming"}`)
+	fmt.Fprintln(w.log, `{"level":"info","concurrency":4,"max_held_bytes":33554432,"pull_max_bytes":6710886,"message":"worker consuming"}`)
 	plan, err := r.floorPlan(ctx, w)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 32 MiB / 5 beats 4 x the server's 1 MiB largest message.
-	if plan.pullMaxBytes != 33554432/5 || plan.consumer.MaxAckPending != 1280 || plan.ingest.Retention != jetstream.WorkQueuePolicy {
+	if plan.pullMaxBytes != 6710886 || plan.consumer.MaxAckPending != 1280 || plan.ingest.Retention != jetstream.WorkQueuePolicy {
 		t.Errorf("plan: pull %d, MaxAckPending %d, retention %v", plan.pullMaxBytes, plan.consumer.MaxAckPending, plan.ingest.Retention)
 	}
 
 	w = &child{log: newLineLog("worker consuming")}
 	fmt.Fprintln(w.log, `worker consuming`) // a console line, not JSON
-	if _, err := r.floorPlan(ctx, w); err == nil || !strings.Contains(err.Error(), "max_held_bytes") {
+	if _, err := r.floorPlan(ctx, w); err == nil || !strings.Contains(err.Error(), "pull_max_bytes") {
 		t.Errorf("a ready line without the settings: %v", err)
-	}
-}
-
-func TestPullMaxBytes(t *testing.T) {
-	for _, c := range []struct{ concurrency, held, payload, want int }{
-		{4, 32 << 20, 1 << 20, 32 << 20 / 5},
-		{1, 4 << 20, 1 << 20, 4 << 20},   // room for 4 of the largest messages
-		{4, 3, 0, 1},                     // at least a byte
-		{7, 64 << 20, 8 << 20, 32 << 20}, // 4 x 8 MiB beats 64 MiB / 8
-	} {
-		if got := pullMaxBytes(c.concurrency, c.held, c.payload); got != c.want {
-			t.Errorf("pullMaxBytes(%d, %d, %d) = %d, want %d", c.concurrency, c.held, c.payload, got, c.want)
-		}
 	}
 }
 

@@ -175,6 +175,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// weigh MaxHeldBytes, which stops the pulls. A pull asks for a batch's
 	// bytes, and always room for the largest message.
 	msgs := make(chan jetstream.Msg, w.cfg.MaxAckPending)
+	pullMaxBytes := max(w.batchBytes, 4*maxPayload)
 	cc, err := w.consumer.Consume(func(m jetstream.Msg) {
 		if !w.held.admit(work, m) {
 			_ = m.Nak() // shutdown timed out: left for redelivery at once
@@ -182,7 +183,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		msgs <- m
 	},
-		jetstream.PullMaxBytes(max(w.batchBytes, 4*maxPayload)),
+		jetstream.PullMaxBytes(pullMaxBytes),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			w.cfg.Logger.Warn().Err(err).Msg("consume")
 		}))
@@ -191,7 +192,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("consume %s: %w", ConsumerName, err)
 	}
 	w.cfg.Logger.Info().Str("consumer", ConsumerName).Int("batch_size", w.cfg.BatchSize).
-		Int("concurrency", w.cfg.Concurrency).Int("max_held_bytes", w.cfg.MaxHeldBytes).Msg("worker consuming")
+		Int("concurrency", w.cfg.Concurrency).Int("max_held_bytes", w.cfg.MaxHeldBytes).
+		Int("pull_max_bytes", pullMaxBytes).Msg("worker consuming")
 	go w.reportPending(ctx)
 
 	finished := make(chan struct{})
