@@ -3,6 +3,7 @@ package qdrantstore
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
-// TestRequestReuse checks that a request's buffer is reused once its
+// TestRequestReuse checks that a request is kept for reuse once its
 // sender and gRPC released it, however many garbage collections ran
 // since, never while gRPC holds it, and not when it is above the size cap;
 // and that the free list is bounded.
@@ -34,16 +35,21 @@ func TestRequestReuse(t *testing.T) {
 	wire.Free()
 	runtime.GC()
 	runtime.GC()
-	if got := newRequest(); got != r || len(got.buf) != 0 || cap(got.buf) < 1<<20 {
-		t.Fatalf("released request not reused after two collections: got %p (len %d, cap %d), want %p",
-			got, len(got.buf), cap(got.buf), r)
+	requests.mu.Lock()
+	kept := slices.Contains(requests.free, r)
+	requests.mu.Unlock()
+	if !kept || cap(r.buf) < 1<<20 {
+		t.Fatalf("released request not kept after two collections (kept %v, cap %d)", kept, cap(r.buf))
 	}
 
 	big := newRequest()
 	big.buf = make([]byte, 0, maxPooledRequest+1)
 	big.release()
-	if got := newRequest(); got == big {
-		t.Fatal("request above the size cap reused")
+	requests.mu.Lock()
+	kept = slices.Contains(requests.free, big)
+	requests.mu.Unlock()
+	if kept {
+		t.Fatal("request above the size cap kept")
 	}
 
 	var f freeRequests
