@@ -234,6 +234,27 @@ func (r *runner) deleteStream(ctx context.Context, stream string) {
 	}
 }
 
+// CheckFloorChildArgs reports whether args are RunFloorChild's, so that a
+// caller can refuse them before connecting to NATS.
+func CheckFloorChildArgs(args []string) error {
+	_, _, err := parseFloorArgs(args)
+	return err
+}
+
+// parseFloorArgs reads RunFloorChild's arguments: STREAM CONSUMER EVENTS
+// PULL_MAX_BYTES.
+func parseFloorArgs(args []string) (events, pull int, err error) {
+	if len(args) != 4 {
+		return 0, 0, fmt.Errorf("%s: want STREAM CONSUMER EVENTS PULL_MAX_BYTES, got %q", FloorChildArg, args)
+	}
+	events, err1 := strconv.Atoi(args[2])
+	pull, err2 := strconv.Atoi(args[3])
+	if err1 != nil || err2 != nil || events < 1 || pull < 1 {
+		return 0, 0, fmt.Errorf("%s: EVENTS %q and PULL_MAX_BYTES %q must be positive integers", FloorChildArg, args[2], args[3])
+	}
+	return events, pull, nil
+}
+
 // RunFloorChild is the NATS floor's consumer, run by `ragpipe bench
 // FloorChildArg STREAM CONSUMER EVENTS PULL_MAX_BYTES` (args are those after
 // FloorChildArg) on nc: it consumes CONSUMER of STREAM with
@@ -243,13 +264,9 @@ func (r *runner) deleteStream(ctx context.Context, stream string) {
 // messages are acknowledged and the acknowledgements flushed, or when ctx
 // ends.
 func RunFloorChild(ctx context.Context, nc *nats.Conn, args []string, out io.Writer) error {
-	if len(args) != 4 {
-		return fmt.Errorf("%s: want STREAM CONSUMER EVENTS PULL_MAX_BYTES, got %q", FloorChildArg, args)
-	}
-	events, err1 := strconv.Atoi(args[2])
-	pull, err2 := strconv.Atoi(args[3])
-	if err1 != nil || err2 != nil || events < 1 || pull < 1 {
-		return fmt.Errorf("%s: EVENTS %q and PULL_MAX_BYTES %q must be positive integers", FloorChildArg, args[2], args[3])
+	events, pull, err := parseFloorArgs(args)
+	if err != nil {
+		return err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

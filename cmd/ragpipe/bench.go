@@ -172,6 +172,9 @@ func runBench(ctx context.Context, env *environment, o benchOptions, args []stri
 // itself as `ragpipe bench internal-nats-floor ...` (bench.FloorChildArg);
 // the help does not list it. It connects as the worker does.
 func runFloorChild(ctx context.Context, env *environment, args []string) error {
+	if err := bench.CheckFloorChildArgs(args); err != nil {
+		return err
+	}
 	connectCtx, cancel := context.WithTimeout(ctx, clientConnectTimeout)
 	defer cancel()
 	nc, err := connectNATS(connectCtx, env.cfg.NATS, "ragpipe-bench-nats-floor", env.log)
