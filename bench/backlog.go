@@ -22,12 +22,10 @@ func (r *runner) ingestFilled(ctx context.Context, d drain, ceiling *Ceiling) (*
 	collection := r.collection(d.name)
 	defer r.cleanup(ctx, collection)
 	w, elapsed, err := r.drainFilled(ctx, d, res, docs, bodies, collection)
-	if w != nil {
-		defer w.stop() // when failing; its result is checked by finish otherwise
-	}
 	if err != nil {
 		return res, err
 	}
+	defer w.stop() // when failing; its result is checked by finish otherwise
 	return res, r.finish(ctx, d, res, w, collection, elapsed, ceiling)
 }
 
@@ -37,25 +35,17 @@ func (r *runner) ingestFilled(ctx context.Context, d drain, ceiling *Ceiling) (*
 // it starts a worker and waits until the consumer has nothing outstanding.
 // It records in res how long publishing took, the CPU the worker and Qdrant
 // used from the worker's ready line on and the cores Qdrant kept busy
-// meanwhile, and returns the worker (still running; nil when none started)
-// and the time from its ready line to the last acknowledgement.
-func (r *runner) drainFilled(ctx context.Context, d drain, res *Ingest, docs []doc, bodies [][]byte, collection string) (*child, time.Duration, error) {
+// meanwhile, and returns the worker, still running, and the time from its
+// ready line to the last acknowledgement. When it fails, no worker is left
+// running.
+func (r *runner) drainFilled(ctx context.Context, d drain, res *Ingest, docs []doc, bodies [][]byte, collection string) (w *child, elapsed time.Duration, err error) {
 	// The durable consumer outlives the workers: a worker started later
 	// finds the events waiting on it.
 	if err := r.ensureConsumer(ctx, collection); err != nil {
 		return nil, 0, err
 	}
-	pub, err := newPublisher(r.cfg.Conn)
-	if err != nil {
-		return nil, 0, err
-	}
 	start := time.Now()
-	for i := range docs {
-		if err := pub.publish(r.subject(docs[i].user, collection), bodies[i]); err != nil {
-			return nil, 0, err
-		}
-	}
-	lastSeq, err := pub.wait(ctx)
+	lastSeq, err := r.publishAll(ctx, docs, bodies, func(user string) string { return r.subject(user, collection) })
 	if err != nil {
 		return nil, 0, err
 	}
@@ -71,10 +61,15 @@ func (r *runner) drainFilled(ctx context.Context, d drain, res *Ingest, docs []d
 	r.progressf("%s: %d events published in %s before the worker starts", d.name, len(docs),
 		time.Since(start).Round(time.Millisecond))
 
-	w, err := r.startChild(ctx, "worker", collection, d.embedder, "worker consuming")
-	if err != nil {
+	if w, err = r.startChild(ctx, "worker", collection, d.embedder, "worker consuming"); err != nil {
 		return nil, 0, err
 	}
+	defer func() {
+		if err != nil {
+			_ = w.stop()
+			w = nil
+		}
+	}()
 	cpu := startCPU(r.cfg.QdrantPID, w.pid())
 	ready := w.log.readyAt()
 	if err := r.pin(w); err != nil {
@@ -83,7 +78,7 @@ func (r *runner) drainFilled(ctx context.Context, d drain, res *Ingest, docs []d
 	if err := r.waitDrained(ctx, w, lastSeq); err != nil {
 		return w, 0, err
 	}
-	elapsed := time.Since(ready)
+	elapsed = time.Since(ready)
 	res.CPU = cpu.stop()
 	if q := res.CPU.Qdrant; q != nil {
 		res.QdrantCoresAfter = new(round(*q/elapsed.Seconds(), 2))

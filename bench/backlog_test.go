@@ -89,9 +89,6 @@ func TestDrainFilled(t *testing.T) {
 	d := drain{name: "vector_b64_backlog", body: bodyVectorB64, embedder: embedderHash, docs: n, oneChunk: true}
 	res := &Ingest{Docs: n, StreamFilledFirst: true}
 	w, elapsed, err := r.drainFilled(ctx, d, res, docs, bodies, "bench_test01_vector_b64_backlog")
-	if w != nil {
-		defer w.stop()
-	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,16 +130,7 @@ func (r *runner) natsFloor(ctx context.Context, plan floorPlan, docs []doc, coll
 	if err != nil {
 		return 0, fmt.Errorf("create consumer %s: %w", floorConsumer, err)
 	}
-	pub, err := newPublisher(r.cfg.Conn)
-	if err != nil {
-		return 0, err
-	}
-	for i := range bodies {
-		if err := pub.publish(prefix+"."+docs[i].user+"."+collection, bodies[i]); err != nil {
-			return 0, err
-		}
-	}
-	if _, err := pub.wait(ctx); err != nil {
+	if _, err := r.publishAll(ctx, docs, bodies, func(user string) string { return prefix + "." + user + "." + collection }); err != nil {
 		return 0, err
 	}
 

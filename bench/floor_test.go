@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -142,24 +140,6 @@ func TestFloorPlanPullSize(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestRunFloorChild(t *testing.T) {
 	r := floorRunner(t)
 	ctx := t.Context()
@@ -176,12 +156,11 @@ func TestRunFloorChild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var out lockedBuffer
-	if err := RunFloorChild(ctx, r.cfg.Conn, []string{"F", "c", "500", "65536"}, &out); err != nil {
+	out := newLineLog(floorReady) // the consume error handler may write from another goroutine
+	if err := RunFloorChild(ctx, r.cfg.Conn, []string{"F", "c", "500", "65536"}, out); err != nil {
 		t.Fatal(err)
 	}
-	first, _, _ := strings.Cut(out.String(), "\n")
-	if _, err := parseFloorReady(first); err != nil {
+	if _, err := parseFloorReady(out.readyLine()); err != nil {
 		t.Error(err)
 	}
 	if err := settled(ctx, consumer); err != nil {
@@ -214,8 +193,8 @@ func TestParseFloorReady(t *testing.T) {
 	}
 }
 
-// TestSettled checks that settled waits for acknowledgements the server
-// applies after the floor's process has exited.
+// TestSettled checks that settled waits while events are outstanding and
+// returns once they are acknowledged.
 func TestSettled(t *testing.T) {
 	r := floorRunner(t)
 	ctx := t.Context()
@@ -243,12 +222,16 @@ func TestSettled(t *testing.T) {
 	if len(msgs) != 5 {
 		t.Fatalf("fetched %d messages, want 5", len(msgs))
 	}
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		for _, m := range msgs {
-			_ = m.Ack()
+	short, cancel := context.WithTimeout(ctx, 3*drainPoll)
+	defer cancel()
+	if err := settled(short, consumer); err == nil {
+		t.Fatal("settled with 5 events outstanding")
+	}
+	for _, m := range msgs {
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
 		}
-	}()
+	}
 	if err := settled(ctx, consumer); err != nil {
 		t.Fatal(err)
 	}

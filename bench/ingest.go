@@ -71,18 +71,9 @@ func (r *runner) ingest(ctx context.Context, d drain, ceiling *Ceiling) (*Ingest
 	if err := r.pin(w); err != nil {
 		return res, err
 	}
-	pub, err := newPublisher(r.cfg.Conn)
-	if err != nil {
-		return res, err
-	}
 	cpu := startCPU(r.cfg.QdrantPID, w.pid())
 	start := time.Now()
-	for i := range docs {
-		if err := pub.publish(r.subject(docs[i].user, collection), bodies[i]); err != nil {
-			return res, err
-		}
-	}
-	lastSeq, err := pub.wait(ctx)
+	lastSeq, err := r.publishAll(ctx, docs, bodies, func(user string) string { return r.subject(user, collection) })
 	if err != nil {
 		return res, err
 	}
@@ -270,6 +261,22 @@ func (r *runner) waitDrained(ctx context.Context, w *child, lastSeq uint64) erro
 		case <-tick.C:
 		}
 	}
+}
+
+// publishAll publishes bodies, each to subject(its document's user), and
+// returns the highest stream sequence once the stream has acknowledged
+// them all.
+func (r *runner) publishAll(ctx context.Context, docs []doc, bodies [][]byte, subject func(user string) string) (uint64, error) {
+	pub, err := newPublisher(r.cfg.Conn)
+	if err != nil {
+		return 0, err
+	}
+	for i := range bodies {
+		if err := pub.publish(subject(docs[i].user), bodies[i]); err != nil {
+			return 0, err
+		}
+	}
+	return pub.wait(ctx)
 }
 
 // publisher publishes events asynchronously, at most publishWindow
