@@ -48,14 +48,7 @@ func Key(collection, userID, docID string) string {
 	sum := sha256.Sum256([]byte(docID))
 	var hash [43]byte // base64.RawURLEncoding.EncodedLen(sha256.Size)
 	base64.RawURLEncoding.Encode(hash[:], sum[:])
-	var b strings.Builder // one allocation: the key
-	b.Grow(len(collection) + len(userID) + 2 + len(hash))
-	b.WriteString(collection)
-	b.WriteByte('.')
-	b.WriteString(userID)
-	b.WriteByte('.')
-	b.Write(hash[:])
-	return b.String()
+	return collection + "." + userID + "." + string(hash[:]) // one allocation: the key
 }
 
 // prefixed returns prefix+s for each of ss, all in one allocation: a

@@ -1,11 +1,8 @@
 package qdrantstore
 
 import (
-	"context"
-	"fmt"
 	"slices"
 
-	"github.com/qdrant/go-client/qdrant"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -60,15 +57,4 @@ func appendMatchKeywords(b []byte, key string, n int, keyword func(i int) string
 		b = appendString(b, fRepeatedString, keyword(i))
 	}
 	return b
-}
-
-// scroll sends r, an encoded ScrollPoints request of collection, like the
-// go-client's Scroll, and returns the points of the reply.
-func (q *Store) scroll(ctx context.Context, collection string, r *request) ([]*qdrant.RetrievedPoint, error) {
-	var reply qdrant.ScrollResponse
-	err := q.client.GetConnection().Invoke(ctx, qdrant.Points_Scroll_FullMethodName, r, &reply, sendRawRequest)
-	if err != nil {
-		return nil, fmt.Errorf("Scroll() failed: %s: %w", collection, err)
-	}
-	return reply.GetResult(), nil
 }

@@ -29,7 +29,9 @@ const maxPooledRequest = 8 << 20
 
 // maxFreeRequests bounds the buffers the free list keeps: enough for
 // Parallelism requests (default 4) of each of a worker's batches in flight
-// (default 4).
+// (default 4). What it keeps stays allocated for the process's life: at
+// most maxFreeRequests × maxPooledRequest bytes, ~1.6 MB a buffer for
+// 256-point requests of 1,024 dimensions.
 const maxFreeRequests = 16
 
 // freeRequests is a free list of released requests. Unlike a sync.Pool,
@@ -119,15 +121,30 @@ func (requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 func (requestCodec) Name() string { return "" }
 
-// updateBatch sends r, an UpdateBatchPoints request of collection, on one of
-// the client's connections: through its interceptors (API key, rate-limit
-// errors) and with its default call options (compression), as the
-// go-client's UpdateBatch does, whose error it wraps the same way.
+// updateBatch sends r, an UpdateBatchPoints request of collection, as the
+// go-client's UpdateBatch does (invoke).
 func (q *Store) updateBatch(ctx context.Context, collection string, r *request) error {
 	var reply qdrant.UpdateBatchResponse
-	err := q.client.GetConnection().Invoke(ctx, qdrant.Points_UpdateBatch_FullMethodName, r, &reply, sendRawRequest)
-	if err != nil {
-		return fmt.Errorf("UpdateBatch() failed: %s: %w", collection, err)
+	return q.invoke(ctx, qdrant.Points_UpdateBatch_FullMethodName, "UpdateBatch", collection, r, &reply)
+}
+
+// scroll sends r, an encoded ScrollPoints request of collection, like the
+// go-client's Scroll, and returns the points of the reply.
+func (q *Store) scroll(ctx context.Context, collection string, r *request) ([]*qdrant.RetrievedPoint, error) {
+	var reply qdrant.ScrollResponse
+	if err := q.invoke(ctx, qdrant.Points_Scroll_FullMethodName, "Scroll", collection, r, &reply); err != nil {
+		return nil, err
+	}
+	return reply.GetResult(), nil
+}
+
+// invoke sends r, an encoded request of collection, to method on one of
+// the client's connections: through its interceptors (API key, rate-limit
+// errors) and with its default call options (compression), as the
+// go-client's call named name does, whose error it wraps the same way.
+func (q *Store) invoke(ctx context.Context, method, name, collection string, r *request, reply any) error {
+	if err := q.client.GetConnection().Invoke(ctx, method, r, reply, sendRawRequest); err != nil {
+		return fmt.Errorf("%s() failed: %s: %w", name, collection, err)
 	}
 	return nil
 }
