@@ -10,21 +10,13 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
 // cpuTime is the CPU time the process has used, user and system.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+var cpuTime = pipeline.CPUTime
 
 // benchText is about 900 characters of prose, the size of a typical
 // inventory record.

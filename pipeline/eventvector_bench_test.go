@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // variedArrays returns n JSON arrays of dims numbers in [-0.5, 0.5), each
@@ -34,23 +35,23 @@ func BenchmarkReadFloats(b *testing.B) {
 	}{{"float32", 32}, {"float64", 64}} {
 		arrays := variedArrays(256, 1024, bc.bitSize)
 		b.Run(bc.name, func(b *testing.B) {
-			cpu, n := cpuNanos(b), 0
+			cpu, n := cpuTime(b), 0
 			for b.Loop() {
 				if _, _, problem := readFloats(arrays[n%len(arrays)], 0); problem != "" {
 					b.Fatal(problem)
 				}
 				n++
 			}
-			b.ReportMetric(float64(cpuNanos(b)-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
 
-// cpuNanos is the CPU time the process has used, user and system.
-func cpuNanos(tb testing.TB) int64 {
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime(tb testing.TB) time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		tb.Fatal(err)
 	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

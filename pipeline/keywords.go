@@ -429,9 +429,6 @@ func stemHash(h uint32, tail uint64, n int) uint32 {
 	return h
 }
 
-// fnv32 is the 32-bit FNV-1a hash of b.
-func fnv32(b []byte) uint32 { return fnvAdd(fnvOffset, b) }
-
 // fnvAdd continues the FNV-1a 32 hash h with the bytes of b.
 func fnvAdd(h uint32, b []byte) uint32 {
 	for _, c := range b {
@@ -461,13 +458,10 @@ var stopWords = []string{
 	"s", "t",
 }
 
-// maxStopLen is the length of the longest stop word.
-const maxStopLen = 5
-
 // A term's key packs its length, in the top byte, and its last seven
 // bytes, the last in the low byte: two terms of at most seven bytes have
-// the same key only if they are the same, and a term longer than
-// maxStopLen has the key of no stop word. tail is the term's last eight
+// the same key only if they are the same, and a term longer than every
+// stop word has the key of none. tail is the term's last eight
 // bytes, kept in a register as the term is scanned, so that the stop-word
 // test waits neither for the term's hash nor for its bytes' stores.
 func termKey(tail uint64, n int) uint64 { return tail&(1<<56-1) | uint64(n)<<56 }

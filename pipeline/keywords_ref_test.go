@@ -146,14 +146,14 @@ func (t *refTokenizer) endPart() {
 	}
 	p := t.part[:n]
 	if t.termID != nil {
-		if n <= maxStopLen && slices.Contains(stopWords, string(p)) {
+		if slices.Contains(stopWords, string(p)) {
 			return
 		}
 		t.terms = append(t.terms, t.termID(refStem(p)))
 		return
 	}
 	h := fnv32(p)
-	if n <= maxStopLen && slices.Contains(stopWords, string(p)) {
+	if slices.Contains(stopWords, string(p)) {
 		return
 	}
 	if s := refStem(p); len(s) < n {
@@ -200,3 +200,6 @@ func refStem(w []byte) []byte {
 	}
 	return w[:n-1]
 }
+
+// fnv32 is the 32-bit FNV-1a hash of b.
+func fnv32(b []byte) uint32 { return fnvAdd(fnvOffset, b) }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -282,13 +281,7 @@ func timeCalls(b *testing.B, conc int, paths []overheadPath, clocks ...func(test
 }
 
 // cpuTime is the CPU time the process has used, user and system.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+var cpuTime = search.CPUTime
 
 // cannedIndex is the store with every search answered at once with the
 // same hits, for timing the service without the store.

@@ -99,16 +99,23 @@ func startChild(b *testing.B, natsURL string, qdrantPort int) func(testing.TB) t
 		_ = stop.Close()
 		b.Fatal(err)
 	}
+	copied := make(chan struct{})
 	b.Cleanup(func() {
 		_ = stop.Close()
+		<-copied // Wait closes out: every read from it must be done
 		if err := cmd.Wait(); err != nil {
 			b.Errorf("searcher child: %v", err)
 		}
 	})
-	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+	r := bufio.NewReader(out)
+	line, err := r.ReadString('\n')
+	go func() {
+		_, _ = io.Copy(io.Discard, r)
+		close(copied)
+	}()
+	if line != "ready\n" {
 		b.Fatalf("searcher child: %q, %v", line, err)
 	}
-	go func() { _, _ = io.Copy(io.Discard, out) }()
 	stat := fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid)
 	return func(tb testing.TB) time.Duration {
 		data, err := os.ReadFile(stat)

@@ -1,0 +1,4 @@
+package search
+
+// CPUTime gives the external test package the process's CPU time.
+var CPUTime = cpuTime
