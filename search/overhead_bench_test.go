@@ -101,14 +101,7 @@ func BenchmarkSearchOverhead(b *testing.B) {
 			_, err := store.Client().Query(ctx, raws[i%overheadQueries])
 			return err
 		}},
-		{"store", func(ctx context.Context, i int) error {
-			q := queries[i%overheadQueries]
-			vs, err := emb.Embed(ctx, []string{q})
-			if err == nil {
-				_, err = store.Search(ctx, "docs", pipeline.Query{UserID: "alice", Mode: pipeline.ModeDense, TopK: overheadTopK, Vector: vs[0]})
-			}
-			return err
-		}},
+		{"store", storeCall(store, emb, queries)},
 		{"canned", ragCall(client, "canned", bodies)},
 		{"echo", func(_ context.Context, i int) error {
 			_, err := client.Request("echo", bodies[i%overheadQueries], 10*time.Second)
@@ -139,6 +132,18 @@ func ragCall(client *nats.Conn, prefix string, bodies [][]byte) func(context.Con
 		msg, err := client.Request(prefix+".search.alice.docs", bodies[i%overheadQueries], 10*time.Second)
 		if err == nil && msg.Header.Get(micro.ErrorCodeHeader) != "" {
 			err = fmt.Errorf("error %s: %s", msg.Header.Get(micro.ErrorCodeHeader), msg.Data)
+		}
+		return err
+	}
+}
+
+// storeCall is what the service does for a dense search of alice's docs
+// besides NATS: embedding the query and the store's Search.
+func storeCall(store *qdrantstore.Store, emb *embedder.Hash, queries []string) func(context.Context, int) error {
+	return func(ctx context.Context, i int) error {
+		vs, err := emb.Embed(ctx, []string{queries[i%overheadQueries]})
+		if err == nil {
+			_, err = store.Search(ctx, "docs", pipeline.Query{UserID: "alice", Mode: pipeline.ModeDense, TopK: overheadTopK, Vector: vs[0]})
 		}
 		return err
 	}

@@ -34,12 +34,14 @@ const (
 // paths with the search service in a process of its own, as `ragpipe
 // bench` runs the searcher: the NATS server, the client and the raw Query
 // run here, the service in a child process (this test binary running
-// TestSearchChild). ping is a $SRV.PING that the child answers: the NATS
-// round trip to it alone. Each path's p50, this process's CPU time per
-// call (<path>-cpu-µs) and the child's (<path>-cpu-child-µs, from
-// /proc, so Linux only) are reported in µs; overhead-µs is rag's p50
-// minus qdrant's. RAGPIPE_SEARCH_CHILD_GOMAXPROCS sets the child's
-// GOMAXPROCS.
+// TestSearchChild). store is the service's own Qdrant call (embedding and
+// the store's Search) made here, without NATS; ping is a $SRV.PING that
+// the child answers: the NATS round trip to it alone. Each path's p50 and
+// its CPU time per call are reported in µs: this process's
+// (<path>-cpu-µs), the child's (<path>-cpu-child-µs) and Qdrant's
+// (<path>-cpu-qdrant-µs), the last two from /proc, so Linux only;
+// overhead-µs is rag's p50 minus qdrant's.
+// RAGPIPE_SEARCH_CHILD_GOMAXPROCS sets the child's GOMAXPROCS.
 //
 //	flock /tmp/ragpipe-test.lock go test -run XXX -bench SearchProcess -benchtime 1500x ./search
 func BenchmarkSearchProcess(b *testing.B) {
@@ -51,14 +53,15 @@ func BenchmarkSearchProcess(b *testing.B) {
 	node := qdranttest.Start(b)
 	store, emb := overheadStore(b, node.GRPCPort(), zerolog.New(zerolog.NewTestWriter(b)).Level(zerolog.ErrorLevel))
 	texts := fillOverhead(b, store, emb)
-	bodies, _, raws := overheadRequests(b, emb, texts)
-	childCPU := startChild(b, ns.ClientURL(), node.GRPCPort())
+	bodies, queries, raws := overheadRequests(b, emb, texts)
+	childCPU := procCPU(startChild(b, ns.ClientURL(), node.GRPCPort()))
 	paths := []overheadPath{
 		{"rag", ragCall(client, "rag", bodies)},
 		{"qdrant", func(ctx context.Context, i int) error {
 			_, err := store.Client().Query(ctx, raws[i%overheadQueries])
 			return err
 		}},
+		{"store", storeCall(store, emb, queries)},
 		{"ping", func(context.Context, int) error {
 			_, err := client.Request("$SRV.PING."+search.ServiceName, nil, 10*time.Second)
 			return err
@@ -67,16 +70,16 @@ func BenchmarkSearchProcess(b *testing.B) {
 	warmUp(b, paths)
 	for _, conc := range []int{1, 8} {
 		b.Run(fmt.Sprintf("c%d", conc), func(b *testing.B) {
-			lat, cpus := timeCalls(b, conc, paths, cpuTime, childCPU)
-			reportPaths(b, paths, lat, cpus, "", "-child")
+			lat, cpus := timeCalls(b, conc, paths, cpuTime, childCPU, procCPU(node.Pid()))
+			reportPaths(b, paths, lat, cpus, "", "-child", "-qdrant")
 			b.ReportMetric(float64((lat[0][len(lat[0])/2] - lat[1][len(lat[1])/2]).Microseconds()), "overhead-µs")
 		})
 	}
 }
 
 // startChild starts this test binary as the searcher, TestSearchChild, and
-// returns once its service answers; it returns the child's CPU time.
-func startChild(b *testing.B, natsURL string, qdrantPort int) func(testing.TB) time.Duration {
+// returns its process id once its service answers.
+func startChild(b *testing.B, natsURL string, qdrantPort int) int {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSearchChild$")
 	cmd.Env = append(os.Environ(), childNATS+"="+natsURL, childQdrant+"="+strconv.Itoa(qdrantPort))
@@ -116,7 +119,13 @@ func startChild(b *testing.B, natsURL string, qdrantPort int) func(testing.TB) t
 	if line != "ready\n" {
 		b.Fatalf("searcher child: %q, %v", line, err)
 	}
-	stat := fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid)
+	return cmd.Process.Pid
+}
+
+// procCPU is the CPU time, user and system, of process pid, read from
+// /proc.
+func procCPU(pid int) func(testing.TB) time.Duration {
+	stat := fmt.Sprintf("/proc/%d/stat", pid)
 	return func(tb testing.TB) time.Duration {
 		data, err := os.ReadFile(stat)
 		if err != nil {

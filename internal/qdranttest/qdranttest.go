@@ -189,6 +189,9 @@ func (n *Node) HTTPURL() string { return n.proc.HTTPURL() }
 // URL is the node's gRPC endpoint in QDRANT_URL form, "http://127.0.0.1:port".
 func (n *Node) URL() string { return n.proc.URL() }
 
+// Pid is the server's process id, 0 when it is not running.
+func (n *Node) Pid() int { return n.proc.Pid() }
+
 // Dir is the node's temporary directory (storage, snapshots and log).
 func (n *Node) Dir() string { return n.proc.Dir() }
 
