@@ -109,8 +109,7 @@ func parseFloat32(b []byte, i int) (f float32, end int, ok bool) {
 	} else {
 		x *= pow10[exp]
 	}
-	const halfway, low = 1 << 28, 1<<29 - 1 // of the 29 bits a float32 drops
-	if x < 0x1p-126 || x >= math.MaxFloat32 || math.Float64bits(x)&low == halfway {
+	if x < 0x1p-126 || x >= math.MaxFloat32 || nearHalfway(x, 0) {
 		return 0, end, false
 	}
 	if neg {
@@ -189,8 +188,7 @@ func fastFloat(w *[fastFloatWindow]byte) (f float32, end int) {
 			}
 		}
 		y := float64(int64(m)) * 1e-16
-		const halfway, low = 1 << 28, 1<<29 - 1 // of the 29 bits a float32 drops
-		if n1 > 0 && w[p] == ',' && math.Float64bits(y)&low-(halfway-margin) > 2*margin {
+		if n1 > 0 && w[p] == ',' && !nearHalfway(y, margin) {
 			return math.Float32frombits(math.Float32bits(float32(y)) | sign), p
 		}
 	}
@@ -290,13 +288,21 @@ func otherFloat(w *[fastFloatWindow]byte) (f float32, end int) {
 		} else {
 			y *= pow10[exp]
 		}
-		const halfway, low = 1 << 28, 1<<29 - 1 // of the 29 bits a float32 drops
-		if y < 0x1p-126 || y >= math.MaxFloat32 || math.Float64bits(y)&low-(halfway-margin) <= 2*margin {
+		if y < 0x1p-126 || y >= math.MaxFloat32 || nearHalfway(y, margin) {
 			return 0, 0
 		}
 		f = math.Float32frombits(math.Float32bits(float32(y)) | sign)
 	}
 	return f, p
+}
+
+// nearHalfway reports whether x is within margin units in its last place of
+// a halfway point between two float32s, where the number that x
+// approximates may round to a float32 other than x's; with margin 0,
+// whether x is one.
+func nearHalfway(x float64, margin uint64) bool {
+	const halfway, low = 1 << 28, 1<<29 - 1 // of the 29 bits a float32 drops
+	return math.Float64bits(x)&low-(halfway-margin) <= 2*margin
 }
 
 // zeros is eight ASCII '0's: eight digits xor zeros are their values.
