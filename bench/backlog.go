@@ -61,7 +61,7 @@ func (r *runner) drainFilled(ctx context.Context, d drain, res *Ingest, docs []d
 	r.progressf("%s: %d events published in %s before the worker starts", d.name, len(docs),
 		time.Since(start).Round(time.Millisecond))
 
-	if w, err = r.startChild(ctx, "worker", collection, d.embedder, "worker consuming"); err != nil {
+	if w, err = r.startWorker(ctx, collection, d.embedder); err != nil {
 		return nil, 0, err
 	}
 	defer func() {

@@ -52,6 +52,12 @@ func (r *runner) startChild(ctx context.Context, name, collection, embedder, rea
 	return r.startProcess(ctx, name, cmd, ready)
 }
 
+// startWorker runs `ragpipe worker` for collection with embedder (see
+// startChild) and waits until it consumes.
+func (r *runner) startWorker(ctx context.Context, collection, embedder string) (*child, error) {
+	return r.startChild(ctx, "worker", collection, embedder, "worker consuming")
+}
+
 // startProcess starts cmd, named name in errors and progress, and waits
 // until it writes a line containing ready.
 func (r *runner) startProcess(ctx context.Context, name string, cmd *exec.Cmd, ready string) (*child, error) {

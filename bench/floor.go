@@ -185,23 +185,19 @@ func (in *Ingest) floorText() string {
 func settled(ctx context.Context, consumer jetstream.Consumer) error {
 	ctx, cancel := context.WithTimeout(ctx, floorSettle)
 	defer cancel()
-	tick := time.NewTicker(drainPoll)
-	defer tick.Stop()
-	for {
+	var n uint64
+	err := poll(ctx, drainPoll, nil, func() (bool, error) {
 		info, err := consumer.Info(ctx)
 		if err != nil {
-			return fmt.Errorf("consumer %s: %w", floorConsumer, err)
+			return false, fmt.Errorf("consumer %s: %w", floorConsumer, err)
 		}
-		n := outstanding(info)
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%d events still not acknowledged after %s", n, floorSettle)
-		case <-tick.C:
-		}
+		n = outstanding(info)
+		return n == 0, nil
+	})
+	if err != nil && err == ctx.Err() { // the wait ran out (Info's errors are wrapped)
+		return fmt.Errorf("%d events still not acknowledged after %s", n, floorSettle)
 	}
+	return err
 }
 
 // parseFloorReady returns the CPU time the floor's consumer had used

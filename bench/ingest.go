@@ -58,7 +58,7 @@ func (r *runner) ingest(ctx context.Context, d drain, ceiling *Ceiling) (*Ingest
 	if !d.keep {
 		defer r.cleanup(ctx, collection)
 	}
-	w, err := r.startChild(ctx, "worker", collection, d.embedder, "worker consuming")
+	w, err := r.startWorker(ctx, collection, d.embedder)
 	if err != nil && d.embedder == embedderBuiltin {
 		res.Skipped = fmt.Sprintf("the worker did not start with RAGPIPE_EMBEDDER=%s (not in this build?): %v", d.embedder, err)
 		r.progressf("%s: skipped: %s", d.name, res.Skipped)
@@ -236,25 +236,41 @@ func (r *runner) checkIdle(ctx context.Context) error {
 // lastSeq has been acknowledged and nothing is outstanding. It fails when
 // w exits, or when nothing changes for stallTimeout.
 func (r *runner) waitDrained(ctx context.Context, w *child, lastSeq uint64) error {
-	tick := time.NewTicker(drainPoll)
-	defer tick.Stop()
 	last, changed := uint64(0), time.Now()
-	for {
+	return poll(ctx, drainPoll, w, func() (bool, error) {
 		info, err := r.consumerInfo(ctx)
 		if err != nil {
-			return err
+			return false, err
 		}
 		n := outstanding(info)
 		if n == 0 && info.AckFloor.Stream >= lastSeq {
-			return nil
+			return true, nil
 		}
 		if n != last {
 			last, changed = n, time.Now()
 		} else if time.Since(changed) > stallTimeout {
-			return fmt.Errorf("stalled: %d events outstanding for %s", n, stallTimeout)
+			return false, fmt.Errorf("stalled: %d events outstanding for %s", n, stallTimeout)
+		}
+		return false, nil
+	})
+}
+
+// poll calls step at once and then every period until it reports done or
+// fails. It returns ctx's error when ctx ends first, and w's exit error
+// when w exits first (a nil w never does).
+func poll(ctx context.Context, period time.Duration, w *child, step func() (done bool, err error)) error {
+	var exited <-chan struct{}
+	if w != nil {
+		exited = w.done
+	}
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		if done, err := step(); done || err != nil {
+			return err
 		}
 		select {
-		case <-w.done:
+		case <-exited:
 			return w.exitError()
 		case <-ctx.Done():
 			return ctx.Err()

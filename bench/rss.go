@@ -42,7 +42,7 @@ func (r *runner) rss(ctx context.Context) (*RSS, error) {
 	}
 
 	started := time.Now()
-	w, err := r.startChild(ctx, "worker", collection, embedderHash, "worker consuming")
+	w, err := r.startWorker(ctx, collection, embedderHash)
 	if err != nil {
 		return res, err
 	}
@@ -94,7 +94,7 @@ func (r *runner) ensureConsumer(ctx context.Context, collection string) error {
 	case !errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return err
 	}
-	w, err := r.startChild(ctx, "worker", collection, embedderHash, "worker consuming")
+	w, err := r.startWorker(ctx, collection, embedderHash)
 	if err != nil {
 		return err
 	}
@@ -147,35 +147,28 @@ type sample struct {
 func (r *runner) sampleDrain(ctx context.Context, w *child, started time.Time) ([]sample, uint64, error) {
 	var samples []sample
 	var peak uint64
-	tick := time.NewTicker(samplePeriod)
-	defer tick.Stop()
 	told := time.Now()
-	for {
+	err := poll(ctx, samplePeriod, w, func() (bool, error) {
 		mem, err := readMemory(w.pid())
 		if err != nil {
-			return samples, peak, err
+			return false, err
 		}
 		info, err := r.consumerInfo(ctx)
 		if err != nil {
-			return samples, peak, err
+			return false, err
 		}
 		s := sample{at: time.Since(started), rss: mem.rss, drained: r.cfg.Backlog - int(outstanding(info))}
 		samples, peak = append(samples, s), max(peak, mem.peak)
 		if s.drained >= r.cfg.Backlog || s.at >= r.cfg.BacklogTime {
-			return samples, peak, nil
+			return true, nil
 		}
 		if time.Since(told) >= reportPeriod {
 			told = time.Now()
 			r.progressf("rss: %d of %d drained after %s, RSS %.1f MiB", s.drained, r.cfg.Backlog, s.at.Round(time.Second), mib(s.rss))
 		}
-		select {
-		case <-w.done:
-			return samples, peak, w.exitError()
-		case <-ctx.Done():
-			return samples, peak, ctx.Err()
-		case <-tick.C:
-		}
-	}
+		return false, nil
+	})
+	return samples, peak, err
 }
 
 // pickSamples returns the first sample taken after the first

@@ -194,3 +194,28 @@ func TestPhases(t *testing.T) {
 		t.Error("phases without Qdrant's CPU: want no Qdrant figures")
 	}
 }
+
+// TestPoll checks each way poll ends: step done or failing, the child
+// exiting, ctx ending.
+func TestPoll(t *testing.T) {
+	steps := 0
+	done := func() (bool, error) { steps++; return steps == 3, nil }
+	if err := poll(t.Context(), time.Millisecond, nil, done); err != nil || steps != 3 {
+		t.Errorf("poll until done: %v after %d steps, want nil after 3", err, steps)
+	}
+	boom := errors.New("boom")
+	if err := poll(t.Context(), time.Millisecond, nil, func() (bool, error) { return false, boom }); err != boom {
+		t.Errorf("poll with a failing step: %v, want boom", err)
+	}
+	never := func() (bool, error) { return false, nil }
+	w := &child{name: "worker", log: newLineLog("ready"), done: make(chan struct{})}
+	close(w.done)
+	if err := poll(t.Context(), time.Hour, w, never); err == nil || !strings.HasPrefix(err.Error(), "worker exited unexpectedly") {
+		t.Errorf("poll after the child exited: %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := poll(ctx, time.Hour, nil, never); err != context.Canceled {
+		t.Errorf("poll after ctx ended: %v, want context.Canceled", err)
+	}
+}
