@@ -18,9 +18,13 @@ import (
 // since, never while gRPC holds it, and not when it is above the size cap;
 // and that the free list is bounded.
 func TestRequestReuse(t *testing.T) {
-	requests.mu.Lock()
-	requests.free = nil // whatever earlier tests released
-	requests.mu.Unlock()
+	drain := func() (free []*request) { // whatever earlier tests released
+		for len(requests) > 0 {
+			free = append(free, <-requests)
+		}
+		return free
+	}
+	drain()
 
 	r := newRequest()
 	r.buf = append(r.buf, make([]byte, 1<<20)...)
@@ -35,29 +39,24 @@ func TestRequestReuse(t *testing.T) {
 	wire.Free()
 	runtime.GC()
 	runtime.GC()
-	requests.mu.Lock()
-	kept := slices.Contains(requests.free, r)
-	requests.mu.Unlock()
-	if !kept || cap(r.buf) < 1<<20 {
+	if kept := slices.Contains(drain(), r); !kept || cap(r.buf) < 1<<20 {
 		t.Fatalf("released request not kept after two collections (kept %v, cap %d)", kept, cap(r.buf))
 	}
 
 	big := newRequest()
 	big.buf = make([]byte, 0, maxPooledRequest+1)
 	big.release()
-	requests.mu.Lock()
-	kept = slices.Contains(requests.free, big)
-	requests.mu.Unlock()
-	if kept {
+	if slices.Contains(drain(), big) {
 		t.Fatal("request above the size cap kept")
 	}
 
-	var f freeRequests
 	for range maxFreeRequests + 3 {
-		f.put(new(request))
+		r := new(request)
+		r.refs.Store(1)
+		r.release()
 	}
-	if len(f.free) != maxFreeRequests {
-		t.Fatalf("free list of %d requests, want %d", len(f.free), maxFreeRequests)
+	if n := len(drain()); n != maxFreeRequests {
+		t.Fatalf("free list of %d requests, want %d", n, maxFreeRequests)
 	}
 }
 

@@ -3,7 +3,6 @@ package qdrantstore
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"github.com/qdrant/go-client/qdrant"
@@ -34,52 +33,34 @@ const maxPooledRequest = 8 << 20
 // 256-point requests of 1,024 dimensions.
 const maxFreeRequests = 16
 
-// freeRequests is a free list of released requests. Unlike a sync.Pool,
+// requests is a free list of released requests. Unlike a sync.Pool,
 // which every garbage collection empties (a worker's small heap is
 // collected several times per batch), it keeps them; it never holds more
 // than were in use at once.
-type freeRequests struct {
-	mu   sync.Mutex
-	free []*request
-}
+var requests = make(chan *request, maxFreeRequests)
 
-var requests freeRequests
-
-// get returns the request released last, or a new one.
-func (f *freeRequests) get() *request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := len(f.free)
-	if n == 0 {
-		return new(request)
-	}
-	r := f.free[n-1]
-	f.free[n-1] = nil
-	f.free = f.free[:n-1]
-	return r
-}
-
-// put keeps r for reuse, unless the list is full.
-func (f *freeRequests) put(r *request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.free) < maxFreeRequests {
-		f.free = append(f.free, r)
-	}
-}
-
-// newRequest returns an empty request, held by its caller until release.
+// newRequest returns an empty request, a released one if any, held by its
+// caller until release.
 func newRequest() *request {
-	r := requests.get()
+	var r *request
+	select {
+	case r = <-requests:
+	default:
+		r = new(request)
+	}
 	r.buf = r.buf[:0]
 	r.refs.Store(1)
 	return r
 }
 
-// release drops a reference to r.
+// release drops a reference to r, and keeps r for reuse when it was the
+// last, unless r is above the size cap or the free list is full.
 func (r *request) release() {
 	if r.refs.Add(-1) == 0 && cap(r.buf) <= maxPooledRequest {
-		requests.put(r)
+		select {
+		case requests <- r:
+		default:
+		}
 	}
 }
 
