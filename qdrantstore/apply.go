@@ -175,8 +175,8 @@ func (u *unit) writePoints() []pipeline.Point {
 // rounds splits units into rounds holding at most one unit per document, the
 // k-th unit of each document in round k, so that running the rounds one
 // after another applies a document's units in order. When no document
-// repeats, the one round is units itself; the rounds are read, never
-// appended to (each has len == cap).
+// repeats, the one round is units itself (a copy when distinctDocs cannot
+// tell); the rounds are read, never appended to (each has len == cap).
 func rounds(units []unit) [][]unit {
 	if len(units) == 0 {
 		return nil
@@ -190,9 +190,6 @@ func rounds(units []unit) [][]unit {
 		k := seen[units[i].doc] + 1
 		seen[units[i].doc] = k
 		n = max(n, k)
-	}
-	if n == 1 {
-		return [][]unit{units[:len(units):len(units)]}
 	}
 	// Round k holds one unit of each document with more than k units.
 	sizes := make([]int, n)
