@@ -35,11 +35,12 @@ func termCount(e uint64) uint32 { return uint32(e) }
 // slot returns the first slot to probe for id.
 func (c *termCounts) slot(id uint32) uint32 { return (id * 0x9e3779b1) >> (c.shift & 31) }
 
-// alloc gives c a table of size slots, empty.
+// alloc gives c an empty table of size slots; used keeps its first n
+// indexes.
 func (c *termCounts) alloc(size int) {
 	c.slots = make([]termSlot, size+1)
 	c.size, c.shift = uint32(size), uint8(32-bits.TrailingZeros(uint(size)))
-	c.used = slices.Grow(c.used[:0], size/2+1)[:size/2+1]
+	c.used = slices.Grow(c.used[:c.n], size/2+1-c.n)[:size/2+1]
 }
 
 // add counts one occurrence of id.
@@ -98,10 +99,8 @@ func (c *termCounts) probe(id, i uint32) {
 
 // grow doubles the table, keeping its entries.
 func (c *termCounts) grow() {
-	old, used := c.slots, c.used[:c.n]
-	c.used = nil
+	old := c.slots
 	c.alloc(2 * int(c.size))
-	copy(c.used, used)
 	mask := c.size - 1
 	for k, u := range c.used[:c.n] {
 		s := old[u]
@@ -117,33 +116,33 @@ func (c *termCounts) grow() {
 // sorted returns the distinct terms as entries sorted by id, emptying the
 // table; the slice is valid until reset.
 func (c *termCounts) sorted() []uint64 {
-	c.used = c.used[:c.n]
-	for k, u := range c.used {
+	used := c.used[:c.n]
+	for k, u := range used {
 		s := &c.slots[u]
-		c.used[k] = uint64(s.id)<<32 | uint64(s.count)
+		used[k] = uint64(s.id)<<32 | uint64(s.count)
 		*s = termSlot{}
 	}
-	return c.sortEntries()
+	return c.sortEntries(used)
 }
 
-// sortEntries sorts c.used into c.byID. Ids are hashes, spread
-// evenly, so one counting pass on their top bits leaves buckets of an entry
-// or two, and one insertion sort of the whole then moves an entry by a
-// place or two at most: far fewer mispredicted branches than a comparison
-// sort, or than visiting each bucket. Crowded buckets (ids that do not
-// spread, from a termID of few values) are sorted with slices.Sort.
-func (c *termCounts) sortEntries() []uint64 {
-	n := len(c.used)
+// sortEntries sorts the entries used, in place or into c.byID. Ids are
+// hashes, spread evenly, so one counting pass on their top bits leaves
+// buckets of an entry or two, and one insertion sort of the whole then moves
+// an entry by a place or two at most: far fewer mispredicted branches than a
+// comparison sort, or than visiting each bucket. Crowded buckets (ids that
+// do not spread, from a termID of few values) are sorted with slices.Sort.
+func (c *termCounts) sortEntries(used []uint64) []uint64 {
+	n := len(used)
 	b := bits.Len(uint(n)) // 2^b buckets: between n and 2n
 	if n < 16 || b > 16 {
-		slices.Sort(c.used)
-		return c.used
+		slices.Sort(used)
+		return used
 	}
 	c.buckets = slices.Grow(c.buckets[:0], 1<<b)[:1<<b]
 	c.byID = slices.Grow(c.byID[:0], n)[:n]
 	ends, out, shift := c.buckets, c.byID, 64-b
 	clear(ends)
-	for _, e := range c.used {
+	for _, e := range used {
 		ends[e>>shift]++
 	}
 	sum, most := int32(0), int32(0)
@@ -152,7 +151,7 @@ func (c *termCounts) sortEntries() []uint64 {
 		sum += m
 		most = max(most, m)
 	}
-	for _, e := range c.used {
+	for _, e := range used {
 		k := e >> shift
 		out[ends[k]] = e
 		ends[k]++
@@ -176,7 +175,6 @@ func insertionSort(s []uint64) {
 // reset readies c for the next text and reports whether its storage is
 // small enough to keep.
 func (c *termCounts) reset() bool {
-	c.used = c.used[:cap(c.used)]
 	c.n, c.total = 0, 0
 	return c.size <= maxPooledTermSlots
 }
