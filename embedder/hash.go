@@ -467,11 +467,8 @@ func (s *hashScratch) embed(text string, out []float32) {
 	sparse := s.used < len(acc)/8
 	var sum float64
 	if sparse {
-		for w, word := range s.touched {
-			for ; word != 0; word &= word - 1 {
-				a := acc[w*64+bits.TrailingZeros64(word)]
-				sum += float64(a * a) // the conversion forbids FMA, see add
-			}
+		for i := range s.touchedBuckets {
+			sum += float64(acc[i] * acc[i]) // the conversion forbids FMA, see add
 		}
 	} else {
 		for _, a := range acc {
@@ -486,11 +483,8 @@ func (s *hashScratch) embed(text string, out []float32) {
 		}
 	case sparse:
 		inv := 1 / math.Sqrt(sum)
-		for w, word := range s.touched {
-			for ; word != 0; word &= word - 1 {
-				i := w*64 + bits.TrailingZeros64(word)
-				out[i] = float32(acc[i] * inv)
-			}
+		for i := range s.touchedBuckets {
+			out[i] = float32(acc[i] * inv)
 		}
 	default:
 		inv := 1 / math.Sqrt(sum)
@@ -504,15 +498,24 @@ func (s *hashScratch) embed(text string, out []float32) {
 // clearAcc zeroes acc and the bitmap of its touched buckets for the next
 // text: only the touched buckets when they are few.
 func (s *hashScratch) clearAcc(acc []float64, sparse bool) {
-	if !sparse {
+	if sparse {
+		for i := range s.touchedBuckets {
+			acc[i] = 0
+		}
+	} else {
 		clear(acc)
-		clear(s.touched)
-		return
 	}
+	clear(s.touched)
+}
+
+// touchedBuckets yields the buckets of acc that the current text added to,
+// in ascending order.
+func (s *hashScratch) touchedBuckets(yield func(int) bool) {
 	for w, word := range s.touched {
 		for ; word != 0; word &= word - 1 {
-			acc[w*64+bits.TrailingZeros64(word)] = 0
+			if !yield(w*64 + bits.TrailingZeros64(word)) {
+				return
+			}
 		}
-		s.touched[w] = 0
 	}
 }
