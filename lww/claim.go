@@ -273,15 +273,13 @@ func replySubjects(inbox string, n int) []string {
 	var b strings.Builder
 	b.Grow(n * (len(inbox) + 1 + len(strconv.Itoa(n))))
 	var digits [20]byte
-	for k := range n {
+	out := make([]string, n)
+	for k := range out {
+		start := b.Len()
 		b.WriteString(inbox)
 		b.WriteByte('.')
 		b.Write(strconv.AppendInt(digits[:0], int64(k), 10))
-	}
-	all, out := b.String(), make([]string, n)
-	for k := range out {
-		end := len(inbox) + 1 + len(strconv.AppendInt(digits[:0], int64(k), 10))
-		out[k], all = all[:end], all[end:]
+		out[k] = b.String()[start:]
 	}
 	return out
 }
