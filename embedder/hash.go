@@ -495,8 +495,8 @@ func (s *hashScratch) embed(text string, out []float32) {
 	s.clearAcc(acc, sparse)
 }
 
-// clearAcc zeroes acc and the bitmap of its touched buckets for the next
-// text: only the touched buckets when they are few.
+// clearAcc readies acc for the next text: it zeroes acc (only its touched
+// buckets when they are few) and the whole bitmap of touched buckets.
 func (s *hashScratch) clearAcc(acc []float64, sparse bool) {
 	if sparse {
 		for i := range s.touchedBuckets {

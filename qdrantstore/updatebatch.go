@@ -39,8 +39,8 @@ const maxFreeRequests = 16
 // than were in use at once.
 var requests = make(chan *request, maxFreeRequests)
 
-// newRequest returns an empty request, a released one if any, held by its
-// caller until release.
+// newRequest returns an empty request, the oldest released one if any,
+// held by its caller until release.
 func newRequest() *request {
 	var r *request
 	select {

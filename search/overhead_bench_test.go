@@ -97,10 +97,7 @@ func BenchmarkSearchOverhead(b *testing.B) {
 	b.Cleanup(func() { _ = echo.Unsubscribe() })
 	paths := []overheadPath{
 		{"rag", ragCall(client, "rag", bodies)},
-		{"qdrant", func(ctx context.Context, i int) error {
-			_, err := store.Client().Query(ctx, raws[i%overheadQueries])
-			return err
-		}},
+		{"qdrant", qdrantCall(store, raws)},
 		{"store", storeCall(store, emb, queries)},
 		{"canned", ragCall(client, "canned", bodies)},
 		{"echo", func(_ context.Context, i int) error {
@@ -133,6 +130,14 @@ func ragCall(client *nats.Conn, prefix string, bodies [][]byte) func(context.Con
 		if err == nil && msg.Header.Get(micro.ErrorCodeHeader) != "" {
 			err = fmt.Errorf("error %s: %s", msg.Header.Get(micro.ErrorCodeHeader), msg.Data)
 		}
+		return err
+	}
+}
+
+// qdrantCall is the raw Qdrant Query of search i, with Qdrant's Go client.
+func qdrantCall(store *qdrantstore.Store, raws []*qdrant.QueryPoints) func(context.Context, int) error {
+	return func(ctx context.Context, i int) error {
+		_, err := store.Client().Query(ctx, raws[i%overheadQueries])
 		return err
 	}
 }

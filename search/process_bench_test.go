@@ -57,10 +57,7 @@ func BenchmarkSearchProcess(b *testing.B) {
 	childCPU := procCPU(startChild(b, ns.ClientURL(), node.GRPCPort()))
 	paths := []overheadPath{
 		{"rag", ragCall(client, "rag", bodies)},
-		{"qdrant", func(ctx context.Context, i int) error {
-			_, err := store.Client().Query(ctx, raws[i%overheadQueries])
-			return err
-		}},
+		{"qdrant", qdrantCall(store, raws)},
 		{"store", storeCall(store, emb, queries)},
 		{"ping", func(context.Context, int) error {
 			_, err := client.Request("$SRV.PING."+search.ServiceName, nil, 10*time.Second)
