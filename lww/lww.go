@@ -60,14 +60,12 @@ func prefixed(prefix string, ss []string) []string {
 	}
 	var b strings.Builder
 	b.Grow(n)
-	for _, s := range ss {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		start := b.Len()
 		b.WriteString(prefix)
 		b.WriteString(s)
-	}
-	all, out := b.String(), make([]string, len(ss))
-	for i, s := range ss {
-		n := len(prefix) + len(s)
-		out[i], all = all[:n], all[n:]
+		out[i] = b.String()[start:]
 	}
 	return out
 }

@@ -20,15 +20,7 @@ import (
 //	flock /tmp/ragpipe-test.lock go test -run XXX -bench ApplyDrain -benchtime 40x -count 5 ./qdrantstore
 func BenchmarkApplyDrain(b *testing.B) {
 	ctx := b.Context()
-	s, err := New(ctx, Config{Host: "127.0.0.1", Port: qdranttest.Start(b).GRPCPort()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	c := pipeline.Collection{Name: "drain", Dims: 1024, Keywords: true, Distance: pipeline.Cosine}
-	if err := s.EnsureCollection(ctx, c, true); err != nil {
-		b.Fatal(err)
-	}
+	s, c := benchCollection(b, qdranttest.Start(b), "drain")
 	writes := benchWrites(256)
 	var cpu time.Duration
 	round := 0

@@ -33,15 +33,7 @@ import (
 func BenchmarkConnSend(b *testing.B) {
 	ctx := b.Context()
 	node := qdranttest.Start(b)
-	s, err := New(ctx, Config{Host: "127.0.0.1", Port: node.GRPCPort()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	c := pipeline.Collection{Name: "send", Dims: 1024, Keywords: true, Distance: pipeline.Cosine}
-	if err := s.EnsureCollection(ctx, c, true); err != nil {
-		b.Fatal(err)
-	}
+	s, c := benchCollection(b, node, "send")
 	writes := benchWrites(256)
 	units := costUnits(b, s, writes, c)
 	target := c.Name
@@ -143,6 +135,22 @@ func BenchmarkConnSend(b *testing.B) {
 			cn.cpu[len(cn.cpu)/2], cn.cpu[0], cn.cpu[len(cn.cpu)-1], cn.sys[len(cn.sys)/2],
 			float64(cn.writes.Load())/counted, float64(cn.reads.Load())/counted)
 	}
+}
+
+// benchCollection returns a store on node and its new collection name,
+// shaped as the bench's (1,024 dimensions, keyword vectors, cosine).
+func benchCollection(b *testing.B, node *qdranttest.Node, name string) (*Store, pipeline.Collection) {
+	b.Helper()
+	s, err := New(b.Context(), Config{Host: "127.0.0.1", Port: node.GRPCPort()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	c := pipeline.Collection{Name: name, Dims: 1024, Keywords: true, Distance: pipeline.Cosine}
+	if err := s.EnsureCollection(b.Context(), c, true); err != nil {
+		b.Fatal(err)
+	}
+	return s, c
 }
 
 // cpuNow returns the CPU time the process has used, user and system, and
