@@ -1,10 +1,9 @@
 package bench
 
 import (
-	"bytes"
-	"fmt"
-	"os"
 	"strconv"
+
+	"github.com/ragpipe/ragpipe/internal/cputime"
 )
 
 // CPU is the CPU time, in seconds, that the processes of a stage used while
@@ -55,45 +54,10 @@ func (m *cpuMeter) stop() *CPU {
 	return c
 }
 
-// clockTicks is the unit of the times in /proc/<pid>/stat (USER_HZ), 100 on
-// every Linux platform Go supports.
-const clockTicks = 100
-
-// processCPU returns the user plus system CPU seconds of process pid (this
-// process for 0), from /proc (Linux).
+// processCPU returns the CPU seconds of process pid (this process for 0).
 func processCPU(pid int) (float64, error) {
-	path := "/proc/self/stat"
-	if pid != 0 {
-		path = fmt.Sprintf("/proc/%d/stat", pid)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	return parseStat(b)
-}
-
-// parseStat returns utime + stime, in seconds, from the text of
-// /proc/<pid>/stat. The command name, field 2, is in parentheses and may
-// hold spaces, so fields are counted from the last ')'.
-func parseStat(b []byte) (float64, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("stat %q: no command name", b)
-	}
-	f := bytes.Fields(b[i+1:]) // f[0] is field 3, the state
-	if len(f) < 13 {
-		return 0, fmt.Errorf("stat %q: too few fields", b)
-	}
-	var ticks uint64
-	for _, s := range f[11:13] { // fields 14 and 15: utime, stime
-		n, err := strconv.ParseUint(string(s), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("stat: %w", err)
-		}
-		ticks += n
-	}
-	return float64(ticks) / clockTicks, nil
+	d, err := cputime.Process(pid)
+	return d.Seconds(), err
 }
 
 // cpuText renders c for the table: qdrant / worker / bench seconds.

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ragpipe/ragpipe/internal/cputime"
 	"github.com/ragpipe/ragpipe/worker"
 )
 
@@ -263,7 +264,7 @@ func RunFloorChild(ctx context.Context, nc *nats.Conn, args []string, out io.Wri
 	if err != nil {
 		return fmt.Errorf("%s: consumer %s of %s: %w", FloorChildArg, args[1], args[0], err)
 	}
-	before, err := selfCPU()
+	before, err := cputime.Self()
 	if err != nil {
 		return fmt.Errorf("%s: %w", FloorChildArg, err)
 	}

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ragpipe/ragpipe/generation"
+	"github.com/ragpipe/ragpipe/internal/cputime"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
@@ -27,7 +26,7 @@ import (
 func BenchmarkApplyCost(b *testing.B) {
 	var t testing.TB = b
 	node := qdranttest.Start(t)
-	pid := qdrantPID(t, node.Dir())
+	pid := node.Pid()
 	s, err := New(t.Context(), Config{Host: "127.0.0.1", Port: node.GRPCPort()})
 	if err != nil {
 		t.Fatal(err)
@@ -117,31 +116,13 @@ func BenchmarkApplyCost(b *testing.B) {
 	}
 }
 
-func qdrantPID(t testing.TB, dir string) int {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err == nil && bytes.Contains(env, []byte(filepath.Join(dir, "storage"))) {
-			return pid
-		}
-	}
-	t.Fatal("qdrant pid not found")
-	return 0
-}
-
+// procCPU is the CPU seconds process pid has used.
 func procCPU(t testing.TB, pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := cputime.Process(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := bytes.Fields(b[bytes.LastIndexByte(b, ')')+1:])
-	u, _ := strconv.ParseFloat(string(f[11]), 64)
-	sy, _ := strconv.ParseFloat(string(f[12]), 64)
-	return (u + sy) / 100
+	return d.Seconds()
 }
 
 func scrollCost(t testing.TB, s *Store, pid int, writes []pipeline.DocWrite) {

@@ -8,13 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/ragpipe/ragpipe/internal/cputime"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/search"
@@ -119,21 +119,14 @@ func startChild(b *testing.B, natsURL string, qdrantPort int) int {
 	return cmd.Process.Pid
 }
 
-// procCPU is the CPU time, user and system, of process pid, read from
-// /proc.
+// procCPU is the CPU time, user and system, of process pid.
 func procCPU(pid int) func(testing.TB) time.Duration {
-	stat := fmt.Sprintf("/proc/%d/stat", pid)
 	return func(tb testing.TB) time.Duration {
-		data, err := os.ReadFile(stat)
+		d, err := cputime.Process(pid)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		// After the command name in parentheses: utime and stime are the
-		// 12th and 13th fields, in clock ticks of 10 ms.
-		f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-		utime, _ := strconv.ParseInt(f[11], 10, 64)
-		stime, _ := strconv.ParseInt(f[12], 10, 64)
-		return time.Duration(utime+stime) * 10 * time.Millisecond
+		return d
 	}
 }
 

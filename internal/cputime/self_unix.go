@@ -1,6 +1,6 @@
 //go:build unix
 
-package bench
+package cputime
 
 import (
 	"fmt"
@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// selfCPU returns the user plus system CPU time this process has used, from
-// getrusage: the same measure as the exited child's in os.ProcessState.
-func selfCPU() (time.Duration, error) {
+// Self returns the CPU time this process has used, from getrusage: finer
+// than Process's clock ticks, and the same measure as an exited child's in
+// os.ProcessState.
+func Self() (time.Duration, error) {
 	var u syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
 		return 0, fmt.Errorf("getrusage: %w", err)
