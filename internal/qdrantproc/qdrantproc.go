@@ -424,9 +424,6 @@ func (n *Node) Pid() int {
 	return n.cmd.Process.Pid
 }
 
-// Dir is the node's directory (storage, snapshots and log).
-func (n *Node) Dir() string { return n.dir }
-
 // LogPath is the node's log file, which every start appends to.
 func (n *Node) LogPath() string { return n.logPath }
 

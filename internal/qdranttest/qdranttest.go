@@ -192,9 +192,6 @@ func (n *Node) URL() string { return n.proc.URL() }
 // Pid is the server's process id, 0 when it is not running.
 func (n *Node) Pid() int { return n.proc.Pid() }
 
-// Dir is the node's temporary directory (storage, snapshots and log).
-func (n *Node) Dir() string { return n.proc.Dir() }
-
 // Kill sends SIGKILL and waits until the process has exited.
 func (n *Node) Kill(t testing.TB) {
 	t.Helper()
