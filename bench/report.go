@@ -217,13 +217,18 @@ type SearchLevel struct {
 	// Concurrency is the number of requests in flight.
 	Concurrency int `json:"concurrency"`
 	// RagSearch is the latency of a NATS request to rag.search, Qdrant the
-	// latency of the raw Query, NATSPing that of a $SRV.PING the searcher
-	// answers: the NATS round trip alone.
-	RagSearch Latency `json:"rag_search"`
-	Qdrant    Latency `json:"qdrant"`
-	NATSPing  Latency `json:"nats_ping"`
-	// P50OverheadMs is RagSearch.P50Ms - Qdrant.P50Ms.
-	P50OverheadMs float64 `json:"p50_overhead_ms"`
+	// latency of the raw Query, PassThrough that of the raw Query's bytes
+	// sent through the search floor (searchfloor.go), the least a search
+	// service of its own over NATS costs, and NATSPing that of a $SRV.PING
+	// the searcher answers: the NATS round trip alone.
+	RagSearch   Latency `json:"rag_search"`
+	Qdrant      Latency `json:"qdrant"`
+	PassThrough Latency `json:"pass_through"`
+	NATSPing    Latency `json:"nats_ping"`
+	// P50OverheadMs is RagSearch.P50Ms - Qdrant.P50Ms,
+	// PassThroughOverheadMs PassThrough.P50Ms - Qdrant.P50Ms.
+	P50OverheadMs         float64 `json:"p50_overhead_ms"`
+	PassThroughOverheadMs float64 `json:"pass_through_overhead_ms"`
 }
 
 // Latency is a latency distribution's median and 99th percentile

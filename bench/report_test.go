@@ -43,7 +43,9 @@ func sampleReport() *Report {
 				WorkerUsPerDoc: new(35.0), QdrantUsPerDoc: new(95.0), ChunksPerCoreS: new(28571.4), PublishSeconds: 0.4, QdrantCoresAfter: new(1.06)}},
 		Search: &Search{Points: 10000, TenantPoints: 2000, TopK: 10, Requests: 2000, Indexed: true, Levels: []SearchLevel{
 			{Concurrency: 1, RagSearch: Latency{P50Ms: 0.9, P99Ms: 1.5, CPU: &RequestCPU{Qdrant: new(700.0), Searcher: new(400.0), Bench: 150}},
-				Qdrant: Latency{P50Ms: 0.6, P99Ms: 1.2, CPU: &RequestCPU{Qdrant: new(650.0), Bench: 250}}, NATSPing: Latency{P50Ms: 0.15, P99Ms: 0.4}, P50OverheadMs: 0.3},
+				Qdrant:      Latency{P50Ms: 0.6, P99Ms: 1.2, CPU: &RequestCPU{Qdrant: new(650.0), Bench: 250}},
+				PassThrough: Latency{P50Ms: 0.75, P99Ms: 1.4, CPU: &RequestCPU{Qdrant: new(660.0), Searcher: new(300.0), Bench: 140}},
+				NATSPing:    Latency{P50Ms: 0.15, P99Ms: 0.4}, P50OverheadMs: 0.3, PassThroughOverheadMs: 0.15},
 		}},
 		RSS: &RSS{Backlog: 1000000, Seconds: 300, Drained: 600000, DocsPerS: 2000, PeakMiB: 80.5,
 			StartMiB: 70, MiddleMiB: 75.2, EndMiB: 76, Samples: 3000, Acked: 600100, Stored: 600100, CountOK: true},
@@ -71,10 +73,10 @@ func TestWriteTable(t *testing.T) {
 		"\nworker CPU per document, JSON vector 50.0 µs (NATS client alone not measured) <= 100 µs\n",
 		"\nragpipe, vector_b64, stream filled first 900ms 11111 docs/s 0.89 ok (10000) 0.95 / 0.35 / 0.10 95.0 / 35.0 - published in 400ms before the worker started; timed from its ready line; Qdrant busy 1.06 cores\n",
 		"\npinned, vector_b64 / raw upserts on the same CPU 0.80 (stream filled first: 0.89) >= 0.9\n",
-		"\nsearch p50, rag.search - raw Qdrant, c=1 +0.300 ms <= +0.3 ms\n",
+		"\nsearch p50, rag.search - raw Qdrant, c=1 +0.300 ms (pass-through: +0.150 ms) <= +0.3 ms\n",
 		"\n1 parallel 2 parallel\nbatch 256 12500 20000\nbatch 512 25000 (count 9999!) 16000\n",
 		"\nSEARCH: tenant filter, top_k 10, 2000 of 10000 points, 2000 requests per row, indexed true\n",
-		"\nrag.search 1 0.900 ms 1.500 ms +0.300 ms 700.0 / 400.0 / 150.0\nqdrant 1 0.600 ms 1.200 ms 650.0 / - / 250.0\nnats ping 1 0.150 ms 0.400 ms -\n",
+		"\nrag.search 1 0.900 ms 1.500 ms +0.300 ms 700.0 / 400.0 / 150.0\nqdrant 1 0.600 ms 1.200 ms 650.0 / - / 250.0\npass-through 1 0.750 ms 1.400 ms +0.150 ms 660.0 / 300.0 / 140.0\nnats ping 1 0.150 ms 0.400 ms -\n",
 		"drained 600000 of 1000000 in 5m0s: 2000 docs/s; RSS peak 80.5 MiB; start 70.0, middle 75.2, end 76.0 MiB (3000 samples)\n",
 		"exact count once stopped: ok (600100), 600100 acknowledged\n",
 	} {

@@ -10,8 +10,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/qdrant/go-client/qdrant"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ragpipe/ragpipe/embedder"
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -35,10 +37,12 @@ const (
 var searchConcurrency = []int{1, 8}
 
 // searchPath is one way to search: call sends query i (of searchQueries,
-// in turn).
+// in turn); request, on the paths of NATS requests, sends it and returns
+// the answer.
 type searchPath struct {
-	name string
-	call func(ctx context.Context, i int) error
+	name    string
+	call    func(ctx context.Context, i int) error
+	request func(i int) (*nats.Msg, error)
 }
 
 // search measures, on the text stage's collection, searches of one tenant
@@ -67,12 +71,18 @@ func (r *runner) search(ctx context.Context) (*Search, error) {
 		return res, err
 	}
 	defer searcher.stop() // when failing; its result is checked below otherwise
-	rag, raw, err := r.searchPaths(ctx, collection, tenant, texts)
+	floorSubject := r.cfg.Prefix + ".bench_search_floor_" + r.id
+	floor, err := r.startSearchFloor(ctx, floorSubject)
+	if err != nil {
+		return res, err
+	}
+	defer floor.stop() // when failing; its result is checked below otherwise
+	rag, raw, pass, err := r.searchPaths(ctx, collection, tenant, texts, floorSubject)
 	if err != nil {
 		return res, err
 	}
 	ping := r.pingPath()
-	for _, p := range []searchPath{rag, raw, ping} {
+	for _, p := range []searchPath{rag, raw, pass, ping} {
 		if _, err := latencies(ctx, 4, min(searchWarmup, r.cfg.Searches), p.call); err != nil {
 			return res, fmt.Errorf("warm-up of %s: %w", p.name, err)
 		}
@@ -85,22 +95,27 @@ func (r *runner) search(ctx context.Context) (*Search, error) {
 		if level.Qdrant, err = r.latency(ctx, raw, conc, searcher.pid()); err != nil {
 			return res, err
 		}
+		if level.PassThrough, err = r.latency(ctx, pass, conc, floor.pid()); err != nil {
+			return res, err
+		}
 		if level.NATSPing, err = r.latency(ctx, ping, conc, searcher.pid()); err != nil {
 			return res, err
 		}
 		level.P50OverheadMs = round(level.RagSearch.P50Ms-level.Qdrant.P50Ms, 3)
-		r.progressf("search: concurrency %d: rag.search p50 %.3f ms, p99 %.3f ms; qdrant p50 %.3f ms, p99 %.3f ms", conc,
-			level.RagSearch.P50Ms, level.RagSearch.P99Ms, level.Qdrant.P50Ms, level.Qdrant.P99Ms)
+		level.PassThroughOverheadMs = round(level.PassThrough.P50Ms-level.Qdrant.P50Ms, 3)
+		r.progressf("search: concurrency %d: rag.search p50 %.3f ms, p99 %.3f ms; qdrant p50 %.3f ms, p99 %.3f ms; pass-through p50 %.3f ms", conc,
+			level.RagSearch.P50Ms, level.RagSearch.P99Ms, level.Qdrant.P50Ms, level.Qdrant.P99Ms, level.PassThrough.P50Ms)
 		res.Levels = append(res.Levels, level)
 	}
-	return res, searcher.stop()
+	return res, errors.Join(searcher.stop(), floor.stop())
 }
 
 // searchPaths makes the queries, pieces of the tenant's texts, and returns
-// the two paths, each checked to find something: rag, a rag.search request
-// whose body carries the query text (CONTRACT §4), and raw, the Qdrant
-// Query of the vector the searcher embeds that text into.
-func (r *runner) searchPaths(ctx context.Context, collection, tenant string, texts []string) (rag, raw searchPath, err error) {
+// the three paths, each checked to find something: rag, a rag.search
+// request whose body carries the query text (CONTRACT §4); raw, the Qdrant
+// Query of the vector the searcher embeds that text into; and pass, the
+// same Query's bytes as a request to the search floor on floorSubject.
+func (r *runner) searchPaths(ctx context.Context, collection, tenant string, texts []string, floorSubject string) (rag, raw, pass searchPath, err error) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	queries := make([]string, searchQueries)
 	bodies := make([][]byte, searchQueries)
@@ -112,18 +127,19 @@ func (r *runner) searchPaths(ctx context.Context, collection, tenant string, tex
 		// second search and a fusion.
 		req := search.SearchRequest{Query: queries[i], TopK: topK, Mode: string(pipeline.ModeDense)}
 		if bodies[i], err = json.Marshal(req); err != nil {
-			return rag, raw, fmt.Errorf("encode search request: %w", err)
+			return rag, raw, pass, fmt.Errorf("encode search request: %w", err)
 		}
 	}
 	emb, err := embedder.NewHash(Dims)
 	if err != nil {
-		return rag, raw, err
+		return rag, raw, pass, err
 	}
 	vectors, err := emb.Embed(ctx, queries)
 	if err != nil {
-		return rag, raw, fmt.Errorf("embed queries: %w", err)
+		return rag, raw, pass, fmt.Errorf("embed queries: %w", err)
 	}
 	raws := make([]*qdrant.QueryPoints, searchQueries)
+	passBodies := make([][]byte, searchQueries)
 	for i, v := range vectors {
 		raws[i] = &qdrant.QueryPoints{
 			CollectionName: collection,
@@ -132,40 +148,42 @@ func (r *runner) searchPaths(ctx context.Context, collection, tenant string, tex
 			Limit:          qdrant.PtrOf(uint64(topK)),
 			WithPayload:    qdrant.NewWithPayloadInclude("user_id", "doc_id", "chunk_index", "text", "metadata", "version"),
 		}
-	}
-
-	// Both find something.
-	client := &search.Client{Conn: r.cfg.Conn, Prefix: r.cfg.Prefix}
-	reply, err := client.Search(ctx, tenant, collection, search.SearchRequest{Query: queries[0], TopK: topK})
-	if err != nil {
-		return rag, raw, err
-	}
-	hits, err := r.qc.Query(ctx, raws[0])
-	if err != nil {
-		return rag, raw, fmt.Errorf("qdrant query: %w", err)
-	}
-	if len(reply.Hits) == 0 || len(hits) == 0 {
-		return rag, raw, fmt.Errorf("a query taken from a document finds %d hits through rag.search, %d through qdrant", len(reply.Hits), len(hits))
-	}
-
-	subject := r.cfg.Prefix + ".search." + tenant + "." + collection
-	rag = searchPath{name: "rag.search", call: func(_ context.Context, i int) error {
-		msg, err := r.cfg.Conn.Request(subject, bodies[i%searchQueries], searchTimeout)
-		if err != nil {
-			return fmt.Errorf("%s: %w", subject, err)
+		if passBodies[i], err = proto.Marshal(raws[i]); err != nil {
+			return rag, raw, pass, fmt.Errorf("encode query: %w", err)
 		}
-		if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-			return fmt.Errorf("%s: error %s: %s", subject, code, msg.Data)
-		}
-		return nil
-	}}
+	}
+	rag = r.requestPath("rag.search", r.cfg.Prefix+".search."+tenant+"."+collection, bodies)
+	pass = r.requestPath("pass-through", floorSubject, passBodies)
 	raw = searchPath{name: "qdrant", call: func(ctx context.Context, i int) error {
 		if _, err := r.qc.Query(ctx, raws[i%searchQueries]); err != nil {
 			return fmt.Errorf("qdrant query: %w", err)
 		}
 		return nil
 	}}
-	return rag, raw, nil
+
+	// All three find something.
+	client := &search.Client{Conn: r.cfg.Conn, Prefix: r.cfg.Prefix}
+	reply, err := client.Search(ctx, tenant, collection, search.SearchRequest{Query: queries[0], TopK: topK})
+	if err != nil {
+		return rag, raw, pass, err
+	}
+	hits, err := r.qc.Query(ctx, raws[0])
+	if err != nil {
+		return rag, raw, pass, fmt.Errorf("qdrant query: %w", err)
+	}
+	msg, err := pass.request(0)
+	if err != nil {
+		return rag, raw, pass, err
+	}
+	var passed qdrant.QueryResponse
+	if err := proto.Unmarshal(msg.Data, &passed); err != nil {
+		return rag, raw, pass, fmt.Errorf("%s: decode the answer: %w", pass.name, err)
+	}
+	if len(reply.Hits) == 0 || len(hits) == 0 || len(passed.GetResult()) == 0 {
+		return rag, raw, pass, fmt.Errorf("a query taken from a document finds %d hits through rag.search, %d through qdrant, %d through the pass-through",
+			len(reply.Hits), len(hits), len(passed.GetResult()))
+	}
+	return rag, raw, pass, nil
 }
 
 // pingPath is a bare NATS round trip to the searcher process: a $SRV.PING
@@ -174,12 +192,33 @@ func (r *runner) searchPaths(ctx context.Context, collection, tenant string, tex
 // smaller reply).
 func (r *runner) pingPath() searchPath {
 	subject, _ := micro.ControlSubject(micro.PingVerb, search.ServiceName, "") // valid: both names are constant
-	return searchPath{name: "nats ping", call: func(_ context.Context, _ int) error {
-		if _, err := r.cfg.Conn.Request(subject, nil, searchTimeout); err != nil {
-			return fmt.Errorf("%s: %w", subject, err)
+	return r.requestPath("nats ping", subject, nil)
+}
+
+// requestPath is the path of NATS requests to subject, request i carrying
+// bodies[i%len(bodies)] (none without bodies), each failing on a NATS
+// micro error.
+func (r *runner) requestPath(name, subject string, bodies [][]byte) searchPath {
+	p := searchPath{name: name}
+	p.request = func(i int) (*nats.Msg, error) {
+		var body []byte
+		if len(bodies) > 0 {
+			body = bodies[i%len(bodies)]
 		}
-		return nil
-	}}
+		msg, err := r.cfg.Conn.Request(subject, body, searchTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", subject, err)
+		}
+		if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+			return nil, fmt.Errorf("%s: error %s: %s", subject, code, msg.Data)
+		}
+		return msg, nil
+	}
+	p.call = func(_ context.Context, i int) error {
+		_, err := p.request(i)
+		return err
+	}
+	return p
 }
 
 // latency measures p at concurrency conc over the run's number of searches,

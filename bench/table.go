@@ -169,8 +169,11 @@ func (r *Report) writeTargets(b *strings.Builder) {
 			if l.Concurrency > 1 {
 				target = "<= +0.5 ms"
 			}
-			figures = append(figures, figure{fmt.Sprintf("search p50, rag.search - raw Qdrant, c=%d", l.Concurrency),
-				fmt.Sprintf("%+.3f ms", l.P50OverheadMs), target})
+			value := fmt.Sprintf("%+.3f ms", l.P50OverheadMs)
+			if l.PassThrough.P50Ms > 0 {
+				value += fmt.Sprintf(" (pass-through: %+.3f ms)", l.PassThroughOverheadMs)
+			}
+			figures = append(figures, figure{fmt.Sprintf("search p50, rag.search - raw Qdrant, c=%d", l.Concurrency), value, target})
 		}
 	}
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
@@ -244,6 +247,9 @@ func (r *Report) writeSearch(b *strings.Builder) {
 		for _, l := range s.Levels {
 			fmt.Fprintf(tw, "rag.search\t%d\t%s\t%s\t%+.3f ms\t%s\n", l.Concurrency, millis(l.RagSearch.P50Ms), millis(l.RagSearch.P99Ms), l.P50OverheadMs, l.RagSearch.CPU.text())
 			fmt.Fprintf(tw, "qdrant\t%d\t%s\t%s\t\t%s\n", l.Concurrency, millis(l.Qdrant.P50Ms), millis(l.Qdrant.P99Ms), l.Qdrant.CPU.text())
+			if l.PassThrough.P50Ms > 0 {
+				fmt.Fprintf(tw, "pass-through\t%d\t%s\t%s\t%+.3f ms\t%s\n", l.Concurrency, millis(l.PassThrough.P50Ms), millis(l.PassThrough.P99Ms), l.PassThroughOverheadMs, l.PassThrough.CPU.text())
+			}
 			if l.NATSPing.P50Ms > 0 {
 				fmt.Fprintf(tw, "nats ping\t%d\t%s\t%s\t\t%s\n", l.Concurrency, millis(l.NATSPing.P50Ms), millis(l.NATSPing.P99Ms), l.NATSPing.CPU.text())
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"os/exec"
 	"regexp"
@@ -79,10 +80,13 @@ func TestBenchCommand(t *testing.T) {
 		t.Errorf("search %+v", s)
 	}
 	for _, l := range s.Levels {
-		for _, lat := range []bench.Latency{l.RagSearch, l.Qdrant} {
-			if lat.P50Ms <= 0 || lat.P99Ms < lat.P50Ms {
+		for _, lat := range []bench.Latency{l.RagSearch, l.Qdrant, l.PassThrough, l.NATSPing} {
+			if lat.P50Ms <= 0 || lat.P99Ms < lat.P50Ms || lat.CPU == nil || lat.CPU.Searcher == nil {
 				t.Errorf("search at concurrency %d: %+v", l.Concurrency, l)
 			}
+		}
+		if want := l.PassThrough.P50Ms - l.Qdrant.P50Ms; math.Abs(l.PassThroughOverheadMs-want) > 0.0015 {
+			t.Errorf("search at concurrency %d: pass-through overhead %v, want %v", l.Concurrency, l.PassThroughOverheadMs, want)
 		}
 	}
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/qdrant/go-client/qdrant"
 
 	"github.com/ragpipe/ragpipe/bench"
 	"github.com/ragpipe/ragpipe/config"
@@ -41,6 +43,9 @@ var benchCommand = command{
 		"             same tenant filter, on the text stage's collection (selecting search runs text too), once\n" +
 		"             Qdrant has indexed it: p50 and p99 at concurrency 1 and 8, --searches requests each, with\n" +
 		"             each process's CPU per request, beside a bare NATS round trip to the searcher ($SRV.PING)\n" +
+		"             and the pass-through: the raw Query's bytes sent over NATS to a process of this binary\n" +
+		"             that forwards them to Qdrant and Qdrant's answer back, decoding and encoding nothing, the\n" +
+		"             least any search service reached over NATS costs (pass_through in --json)\n" +
 		"    builtin  --builtin-docs text events embedded by the builtin semantic embedder: chunks/s per core\n" +
 		"             of the worker (skipped, with a note, when this build has no builtin embedder)\n" +
 		"    pinned   Qdrant alone on one CPU, this process (publisher, embedded NATS) and the worker on another\n" +
@@ -94,6 +99,9 @@ type benchOptions struct {
 func runBench(ctx context.Context, env *environment, o benchOptions, args []string) (err error) {
 	if len(args) > 0 && args[0] == bench.FloorChildArg {
 		return runFloorChild(ctx, env, args[1:])
+	}
+	if len(args) > 0 && args[0] == bench.SearchFloorChildArg {
+		return runSearchFloorChild(ctx, env, args[1:])
 	}
 	if len(args) > 0 {
 		return fmt.Errorf("unexpected argument %q", args[0])
@@ -175,14 +183,43 @@ func runFloorChild(ctx context.Context, env *environment, args []string) error {
 	if err := bench.CheckFloorChildArgs(args); err != nil {
 		return err
 	}
+	return withChildConn(ctx, env, "ragpipe-bench-nats-floor", func(nc *nats.Conn) error {
+		return bench.RunFloorChild(ctx, nc, args, env.stdout)
+	})
+}
+
+// runSearchFloorChild is the search floor, a process the bench starts
+// itself as `ragpipe bench internal-search-floor SUBJECT`
+// (bench.SearchFloorChildArg); the help does not list it. It connects to
+// NATS as the searcher does, and to Qdrant with the searcher's connections
+// and credentials.
+func runSearchFloorChild(ctx context.Context, env *environment, args []string) error {
+	if err := bench.CheckSearchFloorChildArgs(args); err != nil {
+		return err
+	}
+	q := env.cfg.Qdrant
+	qc, err := qdrant.NewClient(&qdrant.Config{Host: q.Host, Port: q.Port, APIKey: q.APIKey, UseTLS: q.TLS,
+		PoolSize: uint(q.PoolSize), SkipCompatibilityCheck: true})
+	if err != nil {
+		return fmt.Errorf("qdrant %s: %w", q.URL, err)
+	}
+	defer qc.Close()
+	return withChildConn(ctx, env, "ragpipe-bench-search-floor", func(nc *nats.Conn) error {
+		return bench.RunSearchFloorChild(ctx, nc, qc, args, env.stdout)
+	})
+}
+
+// withChildConn runs run on a NATS connection named name, made as every
+// ragpipe client makes it, and closes it after.
+func withChildConn(ctx context.Context, env *environment, name string, run func(nc *nats.Conn) error) error {
 	connectCtx, cancel := context.WithTimeout(ctx, clientConnectTimeout)
 	defer cancel()
-	nc, err := connectNATS(connectCtx, env.cfg.NATS, "ragpipe-bench-nats-floor", env.log)
+	nc, err := connectNATS(connectCtx, env.cfg.NATS, name, env.log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	return bench.RunFloorChild(ctx, nc, args, env.stdout)
+	return run(nc)
 }
 
 // benchNATS starts the embedded NATS server on a free loopback port, storing
