@@ -54,6 +54,21 @@ func (m *cpuMeter) stop() *CPU {
 	return c
 }
 
+// plus returns the sum of c and d (d for a nil c); a process absent from
+// either is absent from the sum.
+func (c *CPU) plus(d *CPU) *CPU {
+	if c == nil {
+		return d
+	}
+	sum := func(a, b *float64) *float64 {
+		if a == nil || b == nil {
+			return nil
+		}
+		return new(*a + *b)
+	}
+	return &CPU{Qdrant: sum(c.Qdrant, d.Qdrant), Worker: sum(c.Worker, d.Worker), Bench: c.Bench + d.Bench}
+}
+
 // processCPU returns the CPU seconds of process pid (this process for 0).
 func processCPU(pid int) (float64, error) {
 	d, err := cputime.Process(pid)

@@ -27,6 +27,9 @@ const (
 	searchQueries = 500
 	// searchWarmup is the number of requests per path before measuring.
 	searchWarmup = 200
+	// searchRounds is the number of turns each path takes at each
+	// concurrency.
+	searchRounds = 4
 	// searchTimeout bounds one rag.search request.
 	searchTimeout = 10 * time.Second
 	// indexTimeout bounds the wait for Qdrant to finish indexing.
@@ -82,25 +85,21 @@ func (r *runner) search(ctx context.Context) (*Search, error) {
 		return res, err
 	}
 	ping := r.pingPath()
-	for _, p := range []searchPath{rag, raw, pass, ping} {
+	paths := []searchPath{rag, raw, pass, ping}
+	// The searcher's column of each path: the floor's process for the
+	// pass-through.
+	servers := []int{searcher.pid(), searcher.pid(), floor.pid(), searcher.pid()}
+	for _, p := range paths {
 		if _, err := latencies(ctx, 4, min(searchWarmup, r.cfg.Searches), p.call); err != nil {
 			return res, fmt.Errorf("warm-up of %s: %w", p.name, err)
 		}
 	}
 	for _, conc := range searchConcurrency {
-		level := SearchLevel{Concurrency: conc}
-		if level.RagSearch, err = r.latency(ctx, rag, conc, searcher.pid()); err != nil {
+		lat, err := r.interleaved(ctx, paths, servers, conc)
+		if err != nil {
 			return res, err
 		}
-		if level.Qdrant, err = r.latency(ctx, raw, conc, searcher.pid()); err != nil {
-			return res, err
-		}
-		if level.PassThrough, err = r.latency(ctx, pass, conc, floor.pid()); err != nil {
-			return res, err
-		}
-		if level.NATSPing, err = r.latency(ctx, ping, conc, searcher.pid()); err != nil {
-			return res, err
-		}
+		level := SearchLevel{Concurrency: conc, RagSearch: lat[0], Qdrant: lat[1], PassThrough: lat[2], NATSPing: lat[3]}
 		level.P50OverheadMs = round(level.RagSearch.P50Ms-level.Qdrant.P50Ms, 3)
 		level.PassThroughOverheadMs = round(level.PassThrough.P50Ms-level.Qdrant.P50Ms, 3)
 		r.progressf("search: concurrency %d: rag.search p50 %.3f ms, p99 %.3f ms; qdrant p50 %.3f ms, p99 %.3f ms; pass-through p50 %.3f ms", conc,
@@ -221,24 +220,41 @@ func (r *runner) requestPath(name, subject string, bodies [][]byte) searchPath {
 	return p
 }
 
-// latency measures p at concurrency conc over the run's number of searches,
-// and the CPU per request of Qdrant, the searcher (pid searcher) and this
-// process meanwhile.
-func (r *runner) latency(ctx context.Context, p searchPath, conc, searcher int) (Latency, error) {
-	cpu := startCPU(r.cfg.QdrantPID, searcher)
-	lat, err := latencies(ctx, conc, r.cfg.Searches, p.call)
-	if err != nil {
-		return Latency{}, fmt.Errorf("%s at concurrency %d: %w", p.name, conc, err)
+// interleaved measures paths at concurrency conc, the run's number of
+// searches each, in searchRounds rounds in which the paths take turns, so
+// that a change of load on the shared machine falls on every path alike;
+// and the CPU per request of Qdrant, this process and, as the searcher's,
+// process servers[i] for path i.
+func (r *runner) interleaved(ctx context.Context, paths []searchPath, servers []int, conc int) ([]Latency, error) {
+	n := r.cfg.Searches
+	lats := make([][]time.Duration, len(paths))
+	used := make([]*CPU, len(paths))
+	for round := range searchRounds {
+		from, to := n*round/searchRounds, n*(round+1)/searchRounds
+		for i, p := range paths {
+			cpu := startCPU(r.cfg.QdrantPID, servers[i])
+			lat, err := latencies(ctx, conc, to-from, func(ctx context.Context, k int) error { return p.call(ctx, from+k) })
+			if err != nil {
+				return nil, fmt.Errorf("%s at concurrency %d: %w", p.name, conc, err)
+			}
+			lats[i] = append(lats[i], lat...)
+			used[i] = used[i].plus(cpu.stop())
+		}
 	}
-	used := cpu.stop()
 	perReq := func(s *float64) *float64 {
 		if s == nil {
 			return nil
 		}
-		return new(round(*s/float64(r.cfg.Searches)*1e6, 1))
+		return new(round(*s/float64(n)*1e6, 1))
 	}
-	return Latency{P50Ms: millis3(percentile(lat, 50)), P99Ms: millis3(percentile(lat, 99)),
-		CPU: &RequestCPU{Qdrant: perReq(used.Qdrant), Searcher: perReq(used.Worker), Bench: *perReq(&used.Bench)}}, nil
+	res := make([]Latency, len(paths))
+	for i, lat := range lats {
+		slices.Sort(lat)
+		c := used[i]
+		res[i] = Latency{P50Ms: millis3(percentile(lat, 50)), P99Ms: millis3(percentile(lat, 99)),
+			CPU: &RequestCPU{Qdrant: perReq(c.Qdrant), Searcher: perReq(c.Worker), Bench: *perReq(&c.Bench)}}
+	}
+	return res, nil
 }
 
 // waitIndexed waits until Qdrant reports collection green (no optimization

@@ -121,6 +121,10 @@ func TestCPU(t *testing.T) {
 	if got := cpuText(&CPU{Bench: 2}); got != "- / - / 2.00" {
 		t.Errorf("cpuText without qdrant and worker = %q", got)
 	}
+	sum := (*CPU)(nil).plus(&CPU{Qdrant: new(1.0), Worker: new(0.5), Bench: 2}).plus(&CPU{Qdrant: new(0.5), Bench: 1})
+	if got := cpuText(sum); got != "1.50 / - / 3.00" {
+		t.Errorf("sum = %q, want a process absent from one measurement absent from the sum", got)
+	}
 }
 
 func TestPickSamples(t *testing.T) {
