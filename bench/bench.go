@@ -18,7 +18,10 @@
 //   - text: the same with text only, embedded by the hash embedder.
 //   - search: searches through rag.search (one `ragpipe searcher` process)
 //     against raw Qdrant Query calls with the same tenant filter, on the text
-//     stage's collection, at concurrency 1 and 8.
+//     stage's collection, at concurrency 1 and 8, beside the same Query's
+//     bytes through the search floor, a process that only forwards them to
+//     Qdrant (searchfloor.go), and a bare NATS round trip to the searcher;
+//     the paths take turns in interleaved rounds.
 //   - builtin: fewer documents (BuiltinDocs), embedded by the builtin
 //     semantic embedder: its chunks per second of worker CPU.
 //   - pinned: Qdrant alone on one CPU and everything else on another: the
