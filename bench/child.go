@@ -15,16 +15,16 @@ import (
 )
 
 const (
-	// childReadyTimeout bounds how long a worker or searcher may take to
-	// log that it is ready.
+	// childReadyTimeout bounds how long a child may take to log that it
+	// is ready.
 	childReadyTimeout = 60 * time.Second
 	// childStopTimeout bounds how long a child may take to exit after
 	// SIGTERM before it is killed.
 	childStopTimeout = 30 * time.Second
 )
 
-// child is a ragpipe process the bench started: a worker, a searcher or
-// the NATS floor's consumer.
+// child is a ragpipe process the bench started: a worker, a searcher, the
+// NATS floor's consumer or the search floor.
 type child struct {
 	name string
 	cmd  *exec.Cmd

@@ -245,7 +245,9 @@ type Latency struct {
 // the cores are busy.
 type RequestCPU struct {
 	// Qdrant is absent when the bench did not start it (--qdrant-url).
-	Qdrant   *float64 `json:"qdrant,omitempty"`
+	Qdrant *float64 `json:"qdrant,omitempty"`
+	// Searcher is the searcher process's; the search floor's on the
+	// pass-through.
 	Searcher *float64 `json:"searcher,omitempty"`
 	// Bench is this process's: the client, and the embedded NATS server
 	// when there is one.

@@ -30,7 +30,8 @@ const (
 	// searchRounds is the number of turns each path takes at each
 	// concurrency.
 	searchRounds = 4
-	// searchTimeout bounds one rag.search request.
+	// searchTimeout bounds one request of any path, and the search floor's
+	// Qdrant call.
 	searchTimeout = 10 * time.Second
 	// indexTimeout bounds the wait for Qdrant to finish indexing.
 	indexTimeout = 2 * time.Minute
@@ -50,7 +51,9 @@ type searchPath struct {
 
 // search measures, on the text stage's collection, searches of one tenant
 // through rag.search against raw Qdrant Query calls of the same vectors and
-// tenant filter (the request ragpipe's search sends).
+// tenant filter (the request ragpipe's search sends), beside the same
+// Query's bytes through the search floor (searchfloor.go) and a bare NATS
+// round trip to the searcher.
 func (r *runner) search(ctx context.Context) (*Search, error) {
 	tenant := tenants[0]
 	var texts []string

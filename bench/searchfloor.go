@@ -6,6 +6,7 @@ import (
 	"io"
 	"os/exec"
 	"slices"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -50,11 +51,13 @@ func CheckSearchFloorChildArgs(args []string) error {
 
 // RunSearchFloorChild is the search floor, run by `ragpipe bench
 // SearchFloorChildArg SUBJECT` (args are those after SearchFloorChildArg):
-// it subscribes to SUBJECT on nc and answers each request, on a goroutine
-// of its own as a search service's handler does, with Qdrant's answer to
-// the request's bytes sent as a QueryPoints through qc (the answer's bytes,
-// a QueryResponse), or with a NATS micro error 500 when Qdrant fails. It
-// writes searchFloorReady to out once it serves, and returns when ctx ends.
+// it subscribes to SUBJECT on nc and answers each request with Qdrant's
+// answer to the request's bytes sent as a QueryPoints through qc (the
+// answer's bytes, a QueryResponse), or with a NATS micro error 500 when
+// Qdrant fails. Each request is handed off from the subscription to a
+// goroutine of its own, as the searcher hands its requests to its
+// handlers, so that requests are answered concurrently. It writes
+// searchFloorReady to out once it serves, and returns when ctx ends.
 func RunSearchFloorChild(ctx context.Context, nc *nats.Conn, qc *qdrant.Client, args []string, out io.Writer) error {
 	if err := CheckSearchFloorChildArgs(args); err != nil {
 		return err
@@ -85,10 +88,11 @@ func forwardQuery(ctx context.Context, conn grpc.ClientConnInterface, m *nats.Ms
 	defer cancel()
 	var reply []byte
 	if err := conn.Invoke(ctx, qdrant.Points_Query_FullMethodName, &m.Data, &reply, grpc.ForceCodecV2(rawCodec{})); err != nil {
+		text := strings.Join(strings.Fields(err.Error()), " ") // one line: it is a header
 		answer := nats.NewMsg(m.Reply)
 		answer.Header.Set(micro.ErrorCodeHeader, "500")
-		answer.Header.Set(micro.ErrorHeader, err.Error())
-		answer.Data = []byte(err.Error())
+		answer.Header.Set(micro.ErrorHeader, text)
+		answer.Data = []byte(text)
 		return m.RespondMsg(answer)
 	}
 	return m.Respond(reply)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/qdrant/go-client/qdrant"
 
 	"github.com/ragpipe/ragpipe/bench"
 	"github.com/ragpipe/ragpipe/config"
@@ -191,21 +190,19 @@ func runFloorChild(ctx context.Context, env *environment, args []string) error {
 // runSearchFloorChild is the search floor, a process the bench starts
 // itself as `ragpipe bench internal-search-floor SUBJECT`
 // (bench.SearchFloorChildArg); the help does not list it. It connects to
-// NATS as the searcher does, and to Qdrant with the searcher's connections
-// and credentials.
+// NATS and to Qdrant as the searcher does: the same gRPC connections,
+// settings and credentials, checked before it serves.
 func runSearchFloorChild(ctx context.Context, env *environment, args []string) error {
 	if err := bench.CheckSearchFloorChildArgs(args); err != nil {
 		return err
 	}
-	q := env.cfg.Qdrant
-	qc, err := qdrant.NewClient(&qdrant.Config{Host: q.Host, Port: q.Port, APIKey: q.APIKey, UseTLS: q.TLS,
-		PoolSize: uint(q.PoolSize), SkipCompatibilityCheck: true})
+	store, err := newQdrant(ctx, env.cfg, env.log)
 	if err != nil {
-		return fmt.Errorf("qdrant %s: %w", q.URL, err)
+		return err
 	}
-	defer qc.Close()
+	defer store.Close()
 	return withChildConn(ctx, env, "ragpipe-bench-search-floor", func(nc *nats.Conn) error {
-		return bench.RunSearchFloorChild(ctx, nc, qc, args, env.stdout)
+		return bench.RunSearchFloorChild(ctx, nc, store.Client(), args, env.stdout)
 	})
 }
 
