@@ -12,12 +12,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ragpipe/ragpipe/embedder"
 	"github.com/ragpipe/ragpipe/ingest"
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 )
 
 var (
@@ -564,30 +564,20 @@ func benchText(seed uint64, size int) string {
 	return b.String()[:size]
 }
 
-// cpuTime is the CPU time the process has used, user and system: per KB
-// it is the figure that holds on a shared machine.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func BenchmarkEmbed1KB(b *testing.B) {
 	h := newHash(b, 1024)
 	texts := []string{benchText(1, 1024)}
 	ctx := b.Context()
 	b.SetBytes(1024)
 	b.ReportAllocs()
-	cpu := cpuTime(b)
+	cpu := cputimetest.Now(b)
 	for b.Loop() {
 		if _, err := h.Embed(ctx, texts); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e3, "µs/KB")
-	b.ReportMetric(float64((cpuTime(b)-cpu).Nanoseconds())/float64(b.N)/1e3, "cpu-µs/KB")
+	b.ReportMetric(float64((cputimetest.Now(b)-cpu).Nanoseconds())/float64(b.N)/1e3, "cpu-µs/KB")
 }
 
 func BenchmarkEmbedBatch(b *testing.B) {
@@ -603,7 +593,7 @@ func BenchmarkEmbedBatch(b *testing.B) {
 			ctx := b.Context()
 			b.SetBytes(int64(total))
 			b.ReportAllocs()
-			cpu := cpuTime(b)
+			cpu := cputimetest.Now(b)
 			for b.Loop() {
 				if _, err := h.Embed(ctx, texts); err != nil {
 					b.Fatal(err)
@@ -611,7 +601,7 @@ func BenchmarkEmbedBatch(b *testing.B) {
 			}
 			kb := float64(b.N) * float64(total) / 1024
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e3/kb, "µs/KB")
-			b.ReportMetric(float64((cpuTime(b)-cpu).Nanoseconds())/1e3/kb, "cpu-µs/KB")
+			b.ReportMetric(float64((cputimetest.Now(b)-cpu).Nanoseconds())/1e3/kb, "cpu-µs/KB")
 		})
 	}
 }
@@ -657,7 +647,7 @@ func BenchmarkEmbedQuery(b *testing.B) {
 	}
 	ctx := b.Context()
 	b.ReportAllocs()
-	cpu := cpuTime(b)
+	cpu := cputimetest.Now(b)
 	i := 0
 	for b.Loop() {
 		if _, err := h.Embed(ctx, queries[i%len(queries)]); err != nil {
@@ -665,5 +655,5 @@ func BenchmarkEmbedQuery(b *testing.B) {
 		}
 		i++
 	}
-	b.ReportMetric(float64((cpuTime(b)-cpu).Nanoseconds())/float64(b.N)/1e3, "cpu-µs/op")
+	b.ReportMetric(float64((cputimetest.Now(b)-cpu).Nanoseconds())/float64(b.N)/1e3, "cpu-µs/op")
 }

@@ -8,11 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ragpipe/ragpipe/internal/cputime"
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/lww"
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -63,15 +63,6 @@ func serverProcess(b *testing.B) (string, int) {
 	}
 	b.Fatalf("the server process printed no URL: %v", lines.Err())
 	return "", 0
-}
-
-// cpuTime returns the CPU time this process has used.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // childCPUTime returns the CPU time process pid has used.
@@ -142,13 +133,13 @@ func BenchmarkClaim(b *testing.B) {
 				claim(b, collection, batches[0])
 			}
 			b.ResetTimer()
-			cpu, server := cpuTime(b), childCPUTime(b, pid)
+			done, server := cputimetest.Per(b, batch, "cpu-ns/claim"), childCPUTime(b, pid)
 			for i := 1; i <= b.N; i++ {
 				claim(b, collection, batches[i])
 			}
 			b.StopTimer()
+			done()
 			claims := float64(b.N * batch)
-			b.ReportMetric(float64(cpuTime(b)-cpu)/claims, "cpu-ns/claim")
 			b.ReportMetric(float64(childCPUTime(b, pid)-server)/claims, "server-cpu-ns/claim")
 			b.ReportMetric(float64(b.Elapsed())/claims, "ns/claim")
 		})

@@ -12,11 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
-
-// cpuTime is the CPU time the process has used, user and system.
-var cpuTime = pipeline.CPUTime
 
 // benchText is about 900 characters of prose, the size of a typical
 // inventory record.
@@ -95,14 +93,14 @@ func benchDecodeBodies(b *testing.B, bodies [][]byte) {
 	}
 	b.SetBytes(int64(size / len(bodies)))
 	b.ReportAllocs()
-	cpu, n := cpuTime(b), 0
+	done, n := cputimetest.Per(b, 1, "cpu-ns/op"), 0
 	for b.Loop() {
 		if _, err := pipeline.Decode(pipeline.DecodeConfig{}, "rag.ingest.tenant-42.documents", bodies[n%len(bodies)], "", 1); err != nil {
 			b.Fatal(err)
 		}
 		n++
 	}
-	b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N), "cpu-ns/op")
+	done()
 }
 
 // variedBodies returns n bodies with a JSON vector and n with a base64 one,

@@ -3,9 +3,9 @@ package pipeline
 import (
 	"math/rand/v2"
 	"strconv"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 )
 
 // variedArrays returns n JSON arrays of dims numbers in [-0.5, 0.5), each
@@ -35,23 +35,14 @@ func BenchmarkReadFloats(b *testing.B) {
 	}{{"float32", 32}, {"float64", 64}} {
 		arrays := variedArrays(256, 1024, bc.bitSize)
 		b.Run(bc.name, func(b *testing.B) {
-			cpu, n := cpuTime(b), 0
+			done, n := cputimetest.Per(b, 1, "cpu-ns/op"), 0
 			for b.Loop() {
 				if _, _, problem := readFloats(arrays[n%len(arrays)], 0); problem != "" {
 					b.Fatal(problem)
 				}
 				n++
 			}
-			b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N), "cpu-ns/op")
+			done()
 		})
 	}
-}
-
-// cpuTime is the CPU time the process has used, user and system.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -4,8 +4,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -116,18 +116,14 @@ func benchKeywordTexts(b *testing.B, texts []string, f func(text string)) {
 	}
 	b.SetBytes(int64(size / len(texts)))
 	b.ReportAllocs()
-	cpu, n, bytes := cpuTime(b), 0, 0
+	cpu, n, bytes := cputimetest.Now(b), 0, 0
 	for b.Loop() {
 		text := texts[n%len(texts)]
 		f(text)
 		bytes += len(text)
 		n++
 	}
-	reportCPUPerOp(b, cpu)
-	b.ReportMetric(float64(cpuTime(b)-cpu)/float64(bytes), "cpu-ns/B")
-}
-
-// reportCPUPerOp reports the CPU time per op since start.
-func reportCPUPerOp(b *testing.B, start time.Duration) {
-	b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
+	used := float64(cputimetest.Now(b) - cpu)
+	b.ReportMetric(used/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(used/float64(bytes), "cpu-ns/B")
 }

@@ -3,6 +3,3 @@ package pipeline
 // CorpusTexts gives the external test package the texts of the
 // repository's corpora.
 var CorpusTexts = corpusTexts
-
-// CPUTime gives the external test package the process's CPU time.
-var CPUTime = cpuTime

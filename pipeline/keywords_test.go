@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -118,11 +119,11 @@ func BenchmarkKeywords(b *testing.B) {
 		b.Run(tt.name, func(b *testing.B) {
 			b.SetBytes(int64(len(tt.text)))
 			b.ReportAllocs()
-			cpu := cpuTime(b)
+			done := cputimetest.Per(b, 1, "cpu-ns/op")
 			for b.Loop() {
 				pipeline.Keywords(tt.text)
 			}
-			reportCPUPerOp(b, cpu)
+			done()
 		})
 	}
 }

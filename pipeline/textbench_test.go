@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -30,22 +31,22 @@ var inventoryText = strings.Repeat("m5.xlarge instance in eu-west-1, tagged env=
 func BenchmarkKeywordsDoc(b *testing.B) {
 	b.SetBytes(int64(len(docText)))
 	b.ReportAllocs()
-	cpu := cpuTime(b)
+	done := cputimetest.Per(b, 1, "cpu-ns/op")
 	for b.Loop() {
 		pipeline.Keywords(docText)
 	}
-	reportCPUPerOp(b, cpu)
+	done()
 }
 
 func BenchmarkQueryKeywords(b *testing.B) {
 	const q = "How do I bound maxAckPending for the JetStream consumer of ragpipe workers?"
 	b.SetBytes(int64(len(q)))
 	b.ReportAllocs()
-	cpu := cpuTime(b)
+	done := cputimetest.Per(b, 1, "cpu-ns/op")
 	for b.Loop() {
 		pipeline.QueryKeywords(q)
 	}
-	reportCPUPerOp(b, cpu)
+	done()
 }
 
 func BenchmarkSplitDoc(b *testing.B) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
@@ -33,11 +34,11 @@ func BenchmarkApplyDrain(b *testing.B) {
 			w.First = true
 			w.Points[0].ID = pipeline.PointID(w.UserID, w.DocID, 0)
 		}
-		start, _ := cpuNow()
+		start := cputimetest.Now(b)
 		if err := s.Apply(ctx, c.Name, writes); err != nil {
 			b.Fatal(err)
 		}
-		end, _ := cpuNow()
+		end := cputimetest.Now(b)
 		cpu += end - start
 		runtime.GC()
 		runtime.GC()

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -156,7 +157,7 @@ func BenchmarkRoundsRepeated(b *testing.B) {
 	}{{"model", modelRounds, modelPack}, {"rounds", rounds, pack}} {
 		b.Run(f.name, func(b *testing.B) {
 			b.ReportAllocs()
-			done := cpuPer(b, len(units), "cpu-ns/point")
+			done := cputimetest.Per(b, len(units), "cpu-ns/point")
 			for b.Loop() {
 				for _, r := range f.rounds(units) {
 					_ = f.pack(r, 256)

@@ -6,7 +6,6 @@ import (
 	"os"
 	"slices"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
@@ -106,11 +106,11 @@ func BenchmarkConnSend(b *testing.B) {
 	}
 	for range rounds {
 		for _, cn := range conns {
-			start, startSys := cpuNow()
+			start, startSys := cputimetest.NowSystem(b)
 			for range perRound {
 				send(cn.store)
 			}
-			end, endSys := cpuNow()
+			end, endSys := cputimetest.NowSystem(b)
 			cn.cpu = append(cn.cpu, float64(end-start)/float64(perRound)/float64(time.Microsecond))
 			cn.sys = append(cn.sys, float64(endSys-startSys)/float64(perRound)/float64(time.Microsecond))
 		}
@@ -119,11 +119,11 @@ func BenchmarkConnSend(b *testing.B) {
 	// connections, for comparison.
 	var reads []float64
 	for range rounds {
-		start, _ := cpuNow()
+		start := cputimetest.Now(b)
 		for range perRound {
 			s.nothingStored(ctx, c.Name, units)
 		}
-		end, _ := cpuNow()
+		end := cputimetest.Now(b)
 		reads = append(reads, float64(end-start)/float64(perRound)/float64(time.Microsecond))
 	}
 	slices.Sort(reads)
@@ -151,14 +151,6 @@ func benchCollection(b *testing.B, node *qdranttest.Node, name string) (*Store, 
 		b.Fatal(err)
 	}
 	return s, c
-}
-
-// cpuNow returns the CPU time the process has used, user and system, and
-// the system part.
-func cpuNow() (total, system time.Duration) {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), time.Duration(ru.Stime.Nano())
 }
 
 // countingConn counts the Write and Read calls on a connection.

@@ -5,19 +5,9 @@ import (
 
 	"github.com/qdrant/go-client/qdrant"
 
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
-
-// cpuPer starts counting the process's CPU time, user and system (the
-// garbage collector's included); the function it returns reports it as
-// metric unit, per iteration of b's loop divided by n.
-func cpuPer(b *testing.B, n int, unit string) func() {
-	start, _ := cpuNow()
-	return func() {
-		end, _ := cpuNow()
-		b.ReportMetric(float64(end-start)/float64(b.N*n), unit)
-	}
-}
 
 // BenchmarkEncode measures, per point, the parts of an UpdateBatch request
 // of 256 writes of one point each (benchWrites) the sink writes itself:
@@ -31,7 +21,7 @@ func BenchmarkEncode(b *testing.B) {
 	writes := benchWrites(256)
 	b.Run("units", func(b *testing.B) {
 		b.ReportAllocs()
-		done := cpuPer(b, len(writes), "cpu-ns/point")
+		done := cputimetest.Per(b, len(writes), "cpu-ns/point")
 		for b.Loop() {
 			var metadata []byte
 			for i := range writes {
@@ -45,7 +35,7 @@ func BenchmarkEncode(b *testing.B) {
 	b.Run("metadata", func(b *testing.B) {
 		b.ReportAllocs()
 		var buf []byte
-		done := cpuPer(b, len(writes), "cpu-ns/point")
+		done := cputimetest.Per(b, len(writes), "cpu-ns/point")
 		for b.Loop() {
 			buf = buf[:0]
 			for i := range writes {
@@ -60,7 +50,7 @@ func BenchmarkEncode(b *testing.B) {
 	b.Run("request", func(b *testing.B) {
 		units := costUnits(b, q, writes, c)
 		b.ReportAllocs()
-		done := cpuPer(b, len(writes), "cpu-ns/point")
+		done := cputimetest.Per(b, len(writes), "cpu-ns/point")
 		for b.Loop() {
 			r := newRequest()
 			var ok bool
@@ -77,7 +67,7 @@ func BenchmarkEncode(b *testing.B) {
 			units[i] = unit{doc: docKey{writes[i].UserID, writes[i].DocID}, version: writes[i].Version, weight: 1}
 		}
 		b.ReportAllocs()
-		done := cpuPer(b, len(writes), "cpu-ns/point")
+		done := cputimetest.Per(b, len(writes), "cpu-ns/point")
 		for b.Loop() {
 			for _, r := range rounds(units) {
 				_ = pack(r, 256)

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 )
 
 // TestEncodeStoredQuery checks that encodeStoredQuery writes the bytes the
@@ -54,7 +56,7 @@ func BenchmarkStoredQuery(b *testing.B) {
 	}
 	b.Run("message", func(b *testing.B) {
 		b.ReportAllocs()
-		done := cpuPer(b, len(units), "cpu-ns/unit")
+		done := cputimetest.Per(b, len(units), "cpu-ns/unit")
 		for b.Loop() {
 			wire, err := protoCodec.Marshal(storedQuery("bench", units))
 			if err != nil {
@@ -66,7 +68,7 @@ func BenchmarkStoredQuery(b *testing.B) {
 	})
 	b.Run("encoded", func(b *testing.B) {
 		b.ReportAllocs()
-		done := cpuPer(b, len(units), "cpu-ns/unit")
+		done := cputimetest.Per(b, len(units), "cpu-ns/unit")
 		for b.Loop() {
 			r := newRequest()
 			r.buf = encodeStoredQuery(r.buf, "bench", units)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -549,7 +550,7 @@ func BenchmarkQueryReply(b *testing.B) {
 	data := mem.BufferSlice{mem.SliceBuffer(reply)}
 	b.Run("proto", func(b *testing.B) {
 		codec := encoding.GetCodecV2(grpcproto.Name)
-		done := cpuPer(b, 1, "cpu-ns/op")
+		done := cputimetest.Per(b, 1, "cpu-ns/op")
 		for b.Loop() {
 			var resp qdrant.QueryResponse
 			if err := codec.Unmarshal(data, &resp); err != nil {
@@ -562,7 +563,7 @@ func BenchmarkQueryReply(b *testing.B) {
 		done()
 	})
 	b.Run("direct", func(b *testing.B) {
-		done := cpuPer(b, 1, "cpu-ns/op")
+		done := cputimetest.Per(b, 1, "cpu-ns/op")
 		for b.Loop() {
 			var r queryReply
 			if err := (replyCodec{}).Unmarshal(data, &r); err != nil {

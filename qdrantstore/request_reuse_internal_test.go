@@ -10,6 +10,7 @@ import (
 	"github.com/qdrant/go-client/qdrant"
 	"google.golang.org/grpc/mem"
 
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
@@ -93,7 +94,7 @@ func BenchmarkRequestReuse(b *testing.B) {
 			b.ReportAllocs()
 			var cpu time.Duration
 			for b.Loop() {
-				start, _ := cpuNow()
+				start := cputimetest.Now(b)
 				r := newRequest()
 				var ok bool
 				if r.buf, ok = encodeRequest(r.buf, c.Name, q.ordering, units, true); !ok {
@@ -108,7 +109,7 @@ func BenchmarkRequestReuse(b *testing.B) {
 					done(inFlight[0])
 					inFlight = append(inFlight[:0], inFlight[1:]...)
 				}
-				end, _ := cpuNow()
+				end := cputimetest.Now(b)
 				cpu += end - start
 				for range gcs {
 					runtime.GC()

@@ -5,13 +5,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/telemetry"
@@ -57,20 +57,11 @@ func BenchmarkHandle(b *testing.B) {
 	b.Cleanup(func() { _ = s.Stop(context.Background()) })
 	body := []byte(`{"query":"replica to zone b, then fail over. deploy the cluster's replica to zone b","top_k":10,"mode":"dense"}`)
 	b.ReportAllocs()
-	cpu := cpuTime(b)
+	done := cputimetest.Per(b, 1, "cpu-ns/op")
 	for b.Loop() {
 		s.handle(job{endpoint: searchEndpoint, msg: &nats.Msg{Subject: "rag.search.alice.docs", Reply: "nobody", Data: body}, start: time.Now()})
 	}
-	b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N), "cpu-ns/op")
-}
-
-// cpuTime is the CPU time the process has used, user and system.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	done()
 }
 
 // BenchmarkDecodeSearch decodes a search request body.

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ragpipe/ragpipe/embedder"
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
@@ -108,7 +109,7 @@ func BenchmarkSearchOverhead(b *testing.B) {
 	warmUp(b, paths)
 	for _, conc := range []int{1, 8} {
 		b.Run(fmt.Sprintf("c%d", conc), func(b *testing.B) {
-			lat, cpus := timeCalls(b, conc, paths, cpuTime)
+			lat, cpus := timeCalls(b, conc, paths, cputimetest.Now)
 			reportPaths(b, paths, lat, cpus, "")
 			b.ReportMetric(float64((lat[0][len(lat[0])/2] - lat[1][len(lat[1])/2]).Microseconds()), "overhead-µs")
 			cpu := cpus[0]
@@ -289,9 +290,6 @@ func timeCalls(b *testing.B, conc int, paths []overheadPath, clocks ...func(test
 	}
 	return lat, cpus
 }
-
-// cpuTime is the CPU time the process has used, user and system.
-var cpuTime = search.CPUTime
 
 // cannedIndex is the store with every search answered at once with the
 // same hits, for timing the service without the store.

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ragpipe/ragpipe/internal/cputime"
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/search"
@@ -67,7 +68,7 @@ func BenchmarkSearchProcess(b *testing.B) {
 	warmUp(b, paths)
 	for _, conc := range []int{1, 8} {
 		b.Run(fmt.Sprintf("c%d", conc), func(b *testing.B) {
-			lat, cpus := timeCalls(b, conc, paths, cpuTime, childCPU, procCPU(node.Pid()))
+			lat, cpus := timeCalls(b, conc, paths, cputimetest.Now, childCPU, procCPU(node.Pid()))
 			reportPaths(b, paths, lat, cpus, "", "-child", "-qdrant")
 			b.ReportMetric(float64((lat[0][len(lat[0])/2] - lat[1][len(lat[1])/2]).Microseconds()), "overhead-µs")
 		})

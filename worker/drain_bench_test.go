@@ -12,7 +12,6 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/ragpipe/ragpipe/embedder"
 	"github.com/ragpipe/ragpipe/ingest"
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/localstore"
 	"github.com/ragpipe/ragpipe/lww"
@@ -112,13 +112,13 @@ func benchDrain(b *testing.B, kind string) {
 		case <-time.After(time.Minute):
 			b.Fatal("publishes not acknowledged within a minute")
 		}
-		start, startGC := cpuTime(), gcTime()
+		start, startGC := cputimetest.Now(b), gcTime()
 		b.StartTimer()
 		for acked() < n {
 			time.Sleep(time.Millisecond)
 		}
 		b.StopTimer()
-		cpu, gc = cpu+cpuTime()-start, gc+gcTime()-startGC
+		cpu, gc = cpu+cputimetest.Now(b)-start, gc+gcTime()-startGC
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(n), "µs/doc")
@@ -133,13 +133,6 @@ func gcTime() time.Duration {
 	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
 	metrics.Read(s)
 	return time.Duration(s[0].Value.Float64() * float64(time.Second))
-}
-
-// cpuTime is the CPU time, user and system, the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // peakRSS is the process's peak resident set size (VmHWM), in MiB.

@@ -4,19 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
-)
 
-// cpuTime is the CPU time the process has used, user and system.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
+)
 
 // chunk2000 returns a 2,000-character chunk of English prose, different for
 // each i so that no cache helps.
@@ -44,12 +35,12 @@ func BenchmarkEmbedChunk(b *testing.B) {
 	}
 	for _, windows := range []int{1, 5} {
 		b.Run(fmt.Sprintf("windows=%d", windows), func(b *testing.B) {
-			cpu := cpuTime(b)
+			cpu := cputimetest.Now(b)
 			for i := 0; b.Loop(); i++ {
 				m.embed(s, texts[i%len(texts)], out, windows)
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "chunks/s")
-			b.ReportMetric(float64(b.N)/(cpuTime(b)-cpu).Seconds(), "chunks/cpu-s")
+			b.ReportMetric(float64(b.N)/(cputimetest.Now(b)-cpu).Seconds(), "chunks/cpu-s")
 		})
 	}
 }
@@ -67,14 +58,14 @@ func BenchmarkEmbedParallel(b *testing.B) {
 		texts[i] = chunk2000(i)
 	}
 	b.ResetTimer()
-	cpu := cpuTime(b)
+	cpu := cputimetest.Now(b)
 	for b.Loop() {
 		if _, err := e.Embed(context.Background(), texts); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N*len(texts))/b.Elapsed().Seconds(), "chunks/s")
-	b.ReportMetric(float64(b.N*len(texts))/(cpuTime(b)-cpu).Seconds(), "chunks/cpu-s")
+	b.ReportMetric(float64(b.N*len(texts))/(cputimetest.Now(b)-cpu).Seconds(), "chunks/cpu-s")
 }
 
 // BenchmarkEmbedQuery embeds one short question through Embed, as a search

@@ -11,6 +11,14 @@ import (
 	"time"
 )
 
+// Self returns the CPU time this process has used, from getrusage: finer
+// than Process's clock ticks, and the same measure as an exited child's in
+// os.ProcessState.
+func Self() (time.Duration, error) {
+	total, _, err := SelfSystem()
+	return total, err
+}
+
 // clockTicks is the unit of the times in /proc/<pid>/stat (USER_HZ), 100 on
 // every Linux platform Go supports.
 const clockTicks = 100

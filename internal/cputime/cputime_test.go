@@ -27,6 +27,9 @@ func TestSelfAndProcess(t *testing.T) {
 			t.Fatalf("Self() = %v, %v after %v", self, err, start)
 		}
 	}
+	if total, system, err := SelfSystem(); err != nil || system < 0 || system > total {
+		t.Errorf("SelfSystem() = %v, %v, %v", total, system, err)
+	}
 	if proc, err := Process(0); err != nil || proc <= 0 {
 		t.Errorf("Process(self) = %v, %v", proc, err)
 	}

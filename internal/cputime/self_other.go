@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Self fails: this platform has no getrusage.
-func Self() (time.Duration, error) {
-	return 0, errors.New("cputime: this platform has no getrusage")
+// SelfSystem fails: this platform has no getrusage.
+func SelfSystem() (total, system time.Duration, err error) {
+	return 0, 0, errors.New("cputime: this platform has no getrusage")
 }

@@ -8,13 +8,12 @@ import (
 	"time"
 )
 
-// Self returns the CPU time this process has used, from getrusage: finer
-// than Process's clock ticks, and the same measure as an exited child's in
-// os.ProcessState.
-func Self() (time.Duration, error) {
+// SelfSystem returns Self's CPU time and the part of it spent in the
+// kernel, from one getrusage call.
+func SelfSystem() (total, system time.Duration, err error) {
 	var u syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
-		return 0, fmt.Errorf("getrusage: %w", err)
+		return 0, 0, fmt.Errorf("getrusage: %w", err)
 	}
-	return time.Duration(u.Utime.Nano() + u.Stime.Nano()), nil
+	return time.Duration(u.Utime.Nano() + u.Stime.Nano()), time.Duration(u.Stime.Nano()), nil
 }
