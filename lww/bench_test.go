@@ -9,9 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/ragpipe/ragpipe/internal/cputime"
 	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/lww"
@@ -63,15 +61,6 @@ func serverProcess(b *testing.B) (string, int) {
 	}
 	b.Fatalf("the server process printed no URL: %v", lines.Err())
 	return "", 0
-}
-
-// childCPUTime returns the CPU time process pid has used.
-func childCPUTime(b *testing.B, pid int) time.Duration {
-	d, err := cputime.Process(pid)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return d
 }
 
 type noPruner struct{}
@@ -133,14 +122,14 @@ func BenchmarkClaim(b *testing.B) {
 				claim(b, collection, batches[0])
 			}
 			b.ResetTimer()
-			done, server := cputimetest.Per(b, batch, "cpu-ns/claim"), childCPUTime(b, pid)
+			done, server := cputimetest.Per(b, batch, "cpu-ns/claim"), cputimetest.Process(b, pid)
 			for i := 1; i <= b.N; i++ {
 				claim(b, collection, batches[i])
 			}
 			b.StopTimer()
 			done()
 			claims := float64(b.N * batch)
-			b.ReportMetric(float64(childCPUTime(b, pid)-server)/claims, "server-cpu-ns/claim")
+			b.ReportMetric(float64(cputimetest.Process(b, pid)-server)/claims, "server-cpu-ns/claim")
 			b.ReportMetric(float64(b.Elapsed())/claims, "ns/claim")
 		})
 	}

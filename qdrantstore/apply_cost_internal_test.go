@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ragpipe/ragpipe/generation"
-	"github.com/ragpipe/ragpipe/internal/cputime"
+	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
 	"github.com/ragpipe/ragpipe/pipeline"
 )
@@ -88,7 +88,7 @@ func BenchmarkApplyCost(b *testing.B) {
 			units := costUnits(t, s, writes, c)
 			reqs := pack(units, v.batch)
 			ordering := &qdrant.WriteOrdering{Type: v.ordering}
-			cpu0 := procCPU(t, pid)
+			cpu0 := cputimetest.Process(t, pid).Seconds()
 			start := time.Now()
 			var g errgroup.Group
 			g.SetLimit(v.par)
@@ -109,20 +109,11 @@ func BenchmarkApplyCost(b *testing.B) {
 				t.Fatal(err)
 			}
 			el := time.Since(start)
-			cpu := procCPU(t, pid) - cpu0
+			cpu := cputimetest.Process(t, pid).Seconds() - cpu0
 			t.Logf("%-20s batch %4d par %d: %6.0f points/s, Qdrant %.1f µs/point", v.name, v.batch, v.par, n/el.Seconds(), cpu/n*1e6)
 			_ = s.DropCollection(t.Context(), generation.Name(name, 1))
 		}
 	}
-}
-
-// procCPU is the CPU seconds process pid has used.
-func procCPU(t testing.TB, pid int) float64 {
-	d, err := cputime.Process(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d.Seconds()
 }
 
 func scrollCost(t testing.TB, s *Store, pid int, writes []pipeline.DocWrite) {
@@ -156,14 +147,14 @@ func scrollCost(t testing.TB, s *Store, pid int, writes []pipeline.DocWrite) {
 			name string
 			f    func() bool
 		}{{"old", old}, {"new", func() bool { return s.nothingStored(t.Context(), "scroll", units) }}} {
-			cpu0 := procCPU(t, pid)
+			cpu0 := cputimetest.Process(t, pid).Seconds()
 			start := time.Now()
 			for range 40 {
 				if !v.f() {
 					t.Fatal("found")
 				}
 			}
-			t.Logf("scroll %s: %.2f ms/read, Qdrant %.2f ms CPU/read", v.name, time.Since(start).Seconds()*1000/40, (procCPU(t, pid)-cpu0)*1000/40)
+			t.Logf("scroll %s: %.2f ms/read, Qdrant %.2f ms CPU/read", v.name, time.Since(start).Seconds()*1000/40, (cputimetest.Process(t, pid).Seconds()-cpu0)*1000/40)
 		}
 	}
 }
@@ -224,11 +215,11 @@ func kindCost(t testing.TB, s *Store, pid int, c pipeline.Collection, writes []p
 	for i, req := range pack(costUnits(t, s, writes, c), 256) {
 		kind := i % len(kinds)
 		b := kinds[kind](req)
-		cpu0 := procCPU(t, pid)
+		cpu0 := cputimetest.Process(t, pid).Seconds()
 		if err := sendRequest(t, s, c.Name, b); err != nil {
 			t.Fatal(err)
 		}
-		used[kind] += procCPU(t, pid) - cpu0
+		used[kind] += cputimetest.Process(t, pid).Seconds() - cpu0
 		for _, u := range req {
 			n[kind] += len(u.writePoints())
 		}

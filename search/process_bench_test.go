@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
-	"github.com/ragpipe/ragpipe/internal/cputime"
 	"github.com/ragpipe/ragpipe/internal/cputime/cputimetest"
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
@@ -123,11 +122,7 @@ func startChild(b *testing.B, natsURL string, qdrantPort int) int {
 // procCPU is the CPU time, user and system, of process pid.
 func procCPU(pid int) func(testing.TB) time.Duration {
 	return func(tb testing.TB) time.Duration {
-		d, err := cputime.Process(pid)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return d
+		return cputimetest.Process(tb, pid)
 	}
 }
 

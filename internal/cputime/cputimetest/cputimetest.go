@@ -1,5 +1,5 @@
-// Package cputimetest reads this process's CPU time, user plus system, for
-// the benchmarks that report it: the figure that holds on a machine whose
+// Package cputimetest reads the CPU time, user plus system, of this process
+// and of the servers it starts, for the benchmarks that report it: the figure that holds on a machine whose
 // cores other processes share. It is apart from cputime, which the ragpipe
 // binary links, so that the binary does not import testing.
 package cputimetest
@@ -29,6 +29,16 @@ func NowSystem(tb testing.TB) (total, system time.Duration) {
 		tb.Fatal(err)
 	}
 	return total, system
+}
+
+// Process returns the CPU time process pid has used (cputime.Process, to
+// the clock tick), failing tb if it cannot be read.
+func Process(tb testing.TB, pid int) time.Duration {
+	d, err := cputime.Process(pid)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return d
 }
 
 // Per starts counting the CPU time, the garbage collector's included; done,
