@@ -159,7 +159,7 @@ func (r *runner) natsFloor(ctx context.Context, plan floorPlan, docs []doc, coll
 	if child.err != nil {
 		return 0, child.exitError()
 	}
-	if err := settled(ctx, consumer); err != nil {
+	if err := settled(ctx, consumer, floorSettle); err != nil {
 		return 0, fmt.Errorf("nats floor exited (last line: %s), but %w", child.log.last(), err)
 	}
 	ps := cmd.ProcessState
@@ -181,22 +181,22 @@ func (in *Ingest) floorText() string {
 }
 
 // settled polls consumer until it has nothing outstanding, for at most
-// floorSettle: the server applies acknowledgements it has received a moment
-// later.
-func settled(ctx context.Context, consumer jetstream.Consumer) error {
-	ctx, cancel := context.WithTimeout(ctx, floorSettle)
+// within (floorSettle in the bench): the server applies acknowledgements it
+// has received a moment later. It returns ctx's error when ctx ends first.
+func settled(ctx context.Context, consumer jetstream.Consumer, within time.Duration) error {
+	wait, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	var n uint64
-	err := poll(ctx, drainPoll, nil, func() (bool, error) {
-		info, err := consumer.Info(ctx)
+	err := poll(wait, drainPoll, nil, func() (bool, error) {
+		info, err := consumer.Info(wait)
 		if err != nil {
 			return false, fmt.Errorf("consumer %s: %w", floorConsumer, err)
 		}
 		n = outstanding(info)
 		return n == 0, nil
 	})
-	if err != nil && err == ctx.Err() { // the wait ran out (Info's errors are wrapped)
-		return fmt.Errorf("%d events still not acknowledged after %s", n, floorSettle)
+	if err != nil && err == wait.Err() && ctx.Err() == nil { // the wait ran out (Info's errors are wrapped)
+		return fmt.Errorf("%d events still not acknowledged after %s", n, within)
 	}
 	return err
 }

@@ -163,7 +163,7 @@ func TestRunFloorChild(t *testing.T) {
 	if _, err := parseFloorReady(out.readyLine()); err != nil {
 		t.Error(err)
 	}
-	if err := settled(ctx, consumer); err != nil {
+	if err := settled(ctx, consumer, floorSettle); err != nil {
 		t.Error(err)
 	}
 	if info, err := stream.Info(ctx); err != nil || info.State.Msgs != 0 {
@@ -222,22 +222,26 @@ func TestSettled(t *testing.T) {
 	if len(msgs) != 5 {
 		t.Fatalf("fetched %d messages, want 5", len(msgs))
 	}
-	short, cancel := context.WithTimeout(ctx, 3*drainPoll)
-	defer cancel()
-	// The deadline ends either the wait between two polls (the give-up
-	// message) or a poll (Info's error, wrapped).
-	err = settled(short, consumer)
-	gaveUp := err != nil && strings.HasPrefix(err.Error(), "5 events still not acknowledged")
-	polling := errors.Is(err, context.DeadlineExceeded) && err != context.DeadlineExceeded // Info's, wrapping ctx's
+	// The wait runs out either between two polls (the give-up message) or
+	// during one (Info's error, wrapping the wait's).
+	err = settled(ctx, consumer, 3*drainPoll)
+	gaveUp := err != nil && err.Error() == fmt.Sprintf("5 events still not acknowledged after %s", 3*drainPoll)
+	polling := errors.Is(err, context.DeadlineExceeded) && err != context.DeadlineExceeded
 	if !gaveUp && !polling {
 		t.Fatalf("settled with 5 events outstanding: %v", err)
+	}
+	// An interrupted wait says so, not that the events stayed outstanding.
+	interrupted, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := settled(interrupted, consumer, time.Minute); !errors.Is(err, context.Canceled) {
+		t.Fatalf("settled after ctx ended: %v, want context.Canceled", err)
 	}
 	for _, m := range msgs {
 		if err := m.Ack(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := settled(ctx, consumer); err != nil {
+	if err := settled(ctx, consumer, floorSettle); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -42,11 +42,13 @@ var searchConcurrency = []int{1, 8}
 
 // searchPath is one way to search: call sends query i (of searchQueries,
 // in turn); request, on the paths of NATS requests, sends it and returns
-// the answer.
+// the answer. server is the process whose CPU is the searcher's column:
+// the searcher, or the search floor on the pass-through.
 type searchPath struct {
 	name    string
 	call    func(ctx context.Context, i int) error
 	request func(i int) (*nats.Msg, error)
+	server  int
 }
 
 // search measures, on the text stage's collection, searches of one tenant
@@ -88,17 +90,15 @@ func (r *runner) search(ctx context.Context) (*Search, error) {
 		return res, err
 	}
 	ping := r.pingPath()
+	rag.server, raw.server, pass.server, ping.server = searcher.pid(), searcher.pid(), floor.pid(), searcher.pid()
 	paths := []searchPath{rag, raw, pass, ping}
-	// The searcher's column of each path: the floor's process for the
-	// pass-through.
-	servers := []int{searcher.pid(), searcher.pid(), floor.pid(), searcher.pid()}
 	for _, p := range paths {
 		if _, err := latencies(ctx, 4, min(searchWarmup, r.cfg.Searches), p.call); err != nil {
 			return res, fmt.Errorf("warm-up of %s: %w", p.name, err)
 		}
 	}
 	for _, conc := range searchConcurrency {
-		lat, err := r.interleaved(ctx, paths, servers, conc)
+		lat, err := r.interleaved(ctx, paths, conc)
 		if err != nil {
 			return res, err
 		}
@@ -226,16 +226,15 @@ func (r *runner) requestPath(name, subject string, bodies [][]byte) searchPath {
 // interleaved measures paths at concurrency conc, the run's number of
 // searches each, in searchRounds rounds in which the paths take turns, so
 // that a change of load on the shared machine falls on every path alike;
-// and the CPU per request of Qdrant, this process and, as the searcher's,
-// process servers[i] for path i.
-func (r *runner) interleaved(ctx context.Context, paths []searchPath, servers []int, conc int) ([]Latency, error) {
+// and the CPU per request of Qdrant, this process and each path's server.
+func (r *runner) interleaved(ctx context.Context, paths []searchPath, conc int) ([]Latency, error) {
 	n := r.cfg.Searches
 	lats := make([][]time.Duration, len(paths))
 	used := make([]*CPU, len(paths))
 	for round := range searchRounds {
 		from, to := n*round/searchRounds, n*(round+1)/searchRounds
 		for i, p := range paths {
-			cpu := startCPU(r.cfg.QdrantPID, servers[i])
+			cpu := startCPU(r.cfg.QdrantPID, p.server)
 			lat, err := latencies(ctx, conc, to-from, func(ctx context.Context, k int) error { return p.call(ctx, from+k) })
 			if err != nil {
 				return nil, fmt.Errorf("%s at concurrency %d: %w", p.name, conc, err)

@@ -96,13 +96,13 @@ type benchOptions struct {
 }
 
 func runBench(ctx context.Context, env *environment, o benchOptions, args []string) (err error) {
-	if len(args) > 0 && args[0] == bench.FloorChildArg {
-		return runFloorChild(ctx, env, args[1:])
-	}
-	if len(args) > 0 && args[0] == bench.SearchFloorChildArg {
-		return runSearchFloorChild(ctx, env, args[1:])
-	}
 	if len(args) > 0 {
+		switch args[0] {
+		case bench.FloorChildArg:
+			return runFloorChild(ctx, env, args[1:])
+		case bench.SearchFloorChildArg:
+			return runSearchFloorChild(ctx, env, args[1:])
+		}
 		return fmt.Errorf("unexpected argument %q", args[0])
 	}
 	stages, err := bench.ParseStages(o.only)
