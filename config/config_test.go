@@ -32,7 +32,7 @@ func TestDefaults(t *testing.T) {
 		NATS:   config.NATS{URL: "nats://127.0.0.1:4222"},
 		Qdrant: config.Qdrant{
 			URL: "http://localhost:6334", Host: "localhost", Port: 6334,
-			Timeout: 30 * time.Second, PoolSize: 3, WriteOrdering: "medium",
+			Timeout: 30 * time.Second, PoolSize: 3, QueriesInFlight: 4, WriteOrdering: "medium",
 		},
 		Collections: []pipeline.Collection{{Name: "documents", Dims: 1024, Distance: pipeline.Cosine}},
 		Embedder: config.Embedder{
@@ -121,6 +121,7 @@ func TestValidationErrors(t *testing.T) {
 		{"QDRANT_TIMEOUT=0s", `QDRANT_TIMEOUT=0s: must be > 0`},
 		{"QDRANT_TIMEOUT=soon", `QDRANT_TIMEOUT="soon": not a duration`},
 		{"QDRANT_POOL_SIZE=0", `QDRANT_POOL_SIZE=0: must be >= 1`},
+		{"QDRANT_QUERIES_IN_FLIGHT=-1", `QDRANT_QUERIES_IN_FLIGHT=-1: must be >= 0`},
 		{"QDRANT_COMPRESSION=gzip", `QDRANT_COMPRESSION="gzip": not a boolean`},
 		{"QDRANT_WRITE_ORDERING=eventual", `QDRANT_WRITE_ORDERING="eventual": must be weak, medium or strong`},
 		{"RAGPIPE_COLLECTIONS=docs:0:cosine", `RAGPIPE_COLLECTIONS entry "docs:0:cosine": dims must be`},

@@ -42,6 +42,7 @@ func (c *Config) validate() []error {
 	check(ok, "QDRANT_URL=%q: must be http://host[:port] or https://host[:port] (https means TLS, port defaults to 6334)", redactURL(c.Qdrant.URL))
 	check(c.Qdrant.Timeout > 0, "QDRANT_TIMEOUT=%s: must be > 0", c.Qdrant.Timeout)
 	check(c.Qdrant.PoolSize >= 1, "QDRANT_POOL_SIZE=%d: must be >= 1", c.Qdrant.PoolSize)
+	check(c.Qdrant.QueriesInFlight >= 0, "QDRANT_QUERIES_IN_FLIGHT=%d: must be >= 0", c.Qdrant.QueriesInFlight)
 	check(slices.Contains([]string{"weak", "medium", "strong"}, c.Qdrant.WriteOrdering),
 		"QDRANT_WRITE_ORDERING=%q: must be weak, medium or strong", c.Qdrant.WriteOrdering)
 	replicas, rcErr := strconv.ParseUint(c.Qdrant.ReadConsistency, 10, 32)

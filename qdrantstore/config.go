@@ -74,6 +74,11 @@ type Config struct {
 	// Parallelism is the most update requests one Apply or Prune runs at
 	// once. Default 4.
 	Parallelism int
+	// QueriesInFlight is how many requests of one collection's searches
+	// are sent to Qdrant at once before further searches wait and go
+	// together, as one QueryBatch, when one of them returns (coalesce.go).
+	// Default 4; negative: every search is sent alone, at once.
+	QueriesInFlight int
 
 	// MaxRetryTime bounds how long one call keeps retrying transient
 	// failures: no wait starts that would end later. Default 20s.
@@ -127,6 +132,7 @@ func (c *Config) setDefaults() error {
 	}
 	defInt(&c.BatchPoints, 256)
 	defInt(&c.Parallelism, 4)
+	defInt(&c.QueriesInFlight, 4)
 	def(&c.MaxRetryTime, 20*time.Second)
 	def(&c.RetryInitialInterval, 100*time.Millisecond)
 	def(&c.RetryMaxInterval, 5*time.Second)

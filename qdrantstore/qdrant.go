@@ -33,9 +33,10 @@ type Store struct {
 	ordering *qdrant.WriteOrdering
 	reading  *qdrant.ReadConsistency // nil for Qdrant's default
 
-	known    sync.Map // collection name -> pipeline.Collection verified against Qdrant
-	shapes   sync.Map // collection name -> shapeRead, as read by searches
-	creating singleflight.Group
+	known      sync.Map // collection name -> pipeline.Collection verified against Qdrant
+	shapes     sync.Map // collection name -> shapeRead, as read by searches
+	coalescers sync.Map // collection name -> *coalescer, once searched
+	creating   singleflight.Group
 
 	mu     sync.RWMutex // held for reading by every request, for writing by Close
 	closed bool

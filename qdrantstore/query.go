@@ -84,7 +84,7 @@ func (q *Store) Search(ctx context.Context, collection string, sq pipeline.Query
 	var reply *queryReply
 	err := q.retry(ctx, "query", collection, func(ctx context.Context) error {
 		var err error
-		reply, err = q.query(ctx, req)
+		reply, err = q.queryCoalesced(ctx, collection, req)
 		return err
 	})
 	if err != nil {

@@ -18,7 +18,8 @@ import (
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
-// A search's QueryResponse is decoded straight from protobuf's wire format
+// A search's QueryResponse, and each result of a coalesced batch's
+// QueryBatchResponse (coalesce.go), is decoded straight from protobuf's wire format
 // into the hits Search returns: the go-client's messages (a map and a Value
 // per payload field, a Struct per metadata) cost more to unmarshal through
 // reflection than the hits themselves. The decoding follows protobuf's rules
@@ -91,11 +92,13 @@ var decodeQueryReply = grpc.ForceCodecV2(replyCodec{encoding.GetCodecV2(grpcprot
 func (c replyCodec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
 
 func (replyCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	r, ok := v.(*queryReply)
-	if !ok {
-		return fmt.Errorf("qdrantstore: reply codec cannot unmarshal into %T", v)
+	switch r := v.(type) {
+	case *queryReply:
+		return r.decode(data.Materialize())
+	case *batchReply:
+		return r.decode(data.Materialize())
 	}
-	return r.decode(data.Materialize())
+	return fmt.Errorf("qdrantstore: reply codec cannot unmarshal into %T", v)
 }
 
 func (replyCodec) Name() string { return "" }
@@ -103,9 +106,16 @@ func (replyCodec) Name() string { return "" }
 // decode sets r to the QueryResponse in b, which it keeps: the hits'
 // strings point into it.
 func (r *queryReply) decode(b []byte) error {
-	d := replyDecoder{b: b, s: unsafe.String(unsafe.SliceData(b), len(b))}
+	d := newReplyDecoder(b)
+	r.read(&d, d.message(0, len(b)))
+	return d.err
+}
+
+// read sets r to the points of msg, a QueryResponse or a BatchResult
+// (both hold their ScoredPoints in field 1).
+func (r *queryReply) read(d *replyDecoder, msg span) {
 	points := 0
-	for m := d.message(0, len(b)); m.more(); {
+	for m := msg; m.more(); {
 		num, typ := m.next()
 		if num == fResponseResult && typ == protowire.BytesType {
 			m.bytes()
@@ -115,14 +125,33 @@ func (r *queryReply) decode(b []byte) error {
 		}
 	}
 	if d.err != nil {
-		return d.err
+		return
 	}
 	r.hits = make([]pipeline.Hit, 0, points)
 	r.owners = make([]string, 0, points)
+	for m := msg; m.more(); {
+		num, typ := m.next()
+		if num == fResponseResult && typ == protowire.BytesType {
+			r.point(d, m.bytes())
+		} else {
+			m.skip(num, typ)
+		}
+	}
+}
+
+// batchReply is a decoded QueryBatchResponse: the reply of each query of
+// the batch, in the batch's order.
+type batchReply []queryReply
+
+// decode sets r to the QueryBatchResponse in b, which it keeps.
+func (r *batchReply) decode(b []byte) error {
+	d := newReplyDecoder(b)
 	for m := d.message(0, len(b)); m.more(); {
 		num, typ := m.next()
 		if num == fResponseResult && typ == protowire.BytesType {
-			r.point(&d, m.bytes())
+			var q queryReply
+			q.read(&d, m.bytes())
+			*r = append(*r, q)
 		} else {
 			m.skip(num, typ)
 		}
@@ -231,6 +260,10 @@ type replyDecoder struct {
 type span struct {
 	d      *replyDecoder
 	i, end int
+}
+
+func newReplyDecoder(b []byte) replyDecoder {
+	return replyDecoder{b: b, s: unsafe.String(unsafe.SliceData(b), len(b))}
 }
 
 func (d *replyDecoder) message(i, end int) span { return span{d, i, end} }

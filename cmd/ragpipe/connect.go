@@ -233,8 +233,18 @@ func newQdrant(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*qd
 		Shards: cfg.Shards, ReplicationFactor: cfg.ReplicationFactor, WriteConsistency: cfg.WriteConsistency,
 		HNSW: cfg.HNSW, NoKeywords: !cfg.Keywords,
 		WriteOrdering: cfg.Qdrant.WriteOrdering, ReadConsistency: cfg.Qdrant.ReadConsistency,
-		Logger: log,
+		QueriesInFlight: queriesInFlight(cfg.Qdrant.QueriesInFlight),
+		Logger:          log,
 	})
+}
+
+// queriesInFlight is QDRANT_QUERIES_IN_FLIGHT as qdrantstore takes it:
+// there, 0 is the default and a negative number sends each search alone.
+func queriesInFlight(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // redact replaces the non-empty secrets in err's message; only then is err
