@@ -137,10 +137,11 @@ type Qdrant struct {
 	Compression bool `env:"QDRANT_COMPRESSION" envDefault:"false" help:"gzip on the gRPC connection (true or false)"`
 	// WriteOrdering is weak, medium or strong. Default: medium.
 	WriteOrdering string `env:"QDRANT_WRITE_ORDERING" envDefault:"medium" help:"write ordering: weak, medium or strong"`
-	// QueriesInFlight is how many searches of one collection a process
-	// sends to Qdrant at once; more wait and go together, as one batch,
-	// when one returns. 0 sends each alone, at once. Default: 4.
-	QueriesInFlight int `env:"QDRANT_QUERIES_IN_FLIGHT" envDefault:"4" help:"searches of one collection sent to Qdrant at once; more wait and go together as one batch when one returns, which costs Qdrant less per search under load (>= 0; 0 sends each alone, at once)"`
+	// QueriesInFlight is how many requests of one collection's searches a
+	// process has in flight to Qdrant before further searches wait and go
+	// together, as one batch, when one returns. 0 sends each search alone,
+	// at once. Default: 4.
+	QueriesInFlight int `env:"QDRANT_QUERIES_IN_FLIGHT" envDefault:"4" help:"requests of one collection's searches in flight to Qdrant before further searches wait and go together as one batch when one returns, which costs Qdrant less per search under load (>= 0; 0 sends each search alone, at once)"`
 	// ReadConsistency is how many replicas of a shard answer a search; ""
 	// leaves Qdrant's default (one). Default: none.
 	ReadConsistency string `env:"QDRANT_READ_CONSISTENCY" help:"replicas of a shard that must answer a search or list in a cluster: all, majority, quorum or a number; empty for Qdrant's default (one)"`

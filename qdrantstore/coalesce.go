@@ -4,33 +4,39 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/qdrant/go-client/qdrant"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 )
 
 // Searches of one collection are coalesced under load: while
 // Config.QueriesInFlight requests of its searches are in flight, further
 // searches wait, and when one of those requests returns, the waiting ones
-// (at most maxBatch) go together as one QueryBatch. Qdrant spends less on
-// each query of a batch than on a request of its own, and so does the
-// gRPC client; a search that finds fewer requests in flight is sent at once,
-// alone, as without coalescing. A batch that fails sends each of its
-// searches alone, so that one search's error (an invalid vector, say) is
-// its own.
+// go together as one QueryBatch. Qdrant spends less on each query of a
+// batch than on a request of its own, and so does the gRPC client; a search
+// that finds fewer requests in flight is sent at once, alone, as without
+// coalescing. A batch that fails for a reason one search may cause (an
+// invalid vector, say) sends each of its searches alone, so that the error
+// is that search's own; a failure of the collection or of Qdrant is every
+// search's.
 
-// maxBatch is the most searches sent as one QueryBatch.
-const maxBatch = 16
+// A batch holds at most maxBatch searches and, beyond its first, no more
+// than maxBatchHits hits in all (their top_k), which keeps its reply well
+// under gRPC's 4 MiB limit on a message received.
+const (
+	maxBatch     = 16
+	maxBatchHits = 256
+)
 
-// errAlone tells a waiting search that its batch failed: it sends its
-// query alone.
+// errAlone tells a waiting search that its batch failed in a way that may
+// be one search's: it sends its query alone.
 var errAlone = errors.New("qdrantstore: batch failed, query alone")
 
-// coalescer holds the requests in flight and the searches waiting of one
-// collection.
+// coalescer counts the requests in flight of one collection's searches and
+// holds the searches waiting.
 type coalescer struct {
 	mu       sync.Mutex
 	inFlight int
@@ -39,7 +45,7 @@ type coalescer struct {
 
 // waiter is a search waiting for the next batch of its collection.
 type waiter struct {
-	ctx   context.Context // the search's, for its deadline
+	ctx   context.Context // the attempt's: its deadline bounds the batch; once done, the search has left
 	req   *qdrant.QueryPoints
 	reply *queryReply
 	err   error
@@ -67,9 +73,8 @@ func (q *Store) queryCoalesced(ctx context.Context, collection string, req *qdra
 	if c.inFlight < q.cfg.QueriesInFlight {
 		c.inFlight++
 		c.mu.Unlock()
-		reply, err := q.query(ctx, req)
-		q.next(c, collection)
-		return reply, err
+		defer q.next(c, collection)
+		return q.query(ctx, req)
 	}
 	w := &waiter{ctx: ctx, req: req, done: make(chan struct{})}
 	c.waiting = append(c.waiting, w)
@@ -85,64 +90,100 @@ func (q *Store) queryCoalesced(ctx context.Context, collection string, req *qdra
 	return w.reply, w.err
 }
 
-// next is called when one of c's requests has returned: it sends the
-// searches waiting, if any, as a batch, which keeps the request's place in
-// flight; otherwise the place is free.
+// next gives the place of a request of c that has returned to the searches
+// waiting, sent as one batch, or frees it when none waits; c is forgotten
+// once idle, so that names searched once hold no memory.
 func (q *Store) next(c *coalescer, collection string) {
 	c.mu.Lock()
-	n := min(len(c.waiting), maxBatch)
-	if n == 0 {
+	var batch []*waiter
+	hits, taken := 0, 0
+	for _, w := range c.waiting {
+		if len(batch) == maxBatch || len(batch) > 0 && hits+int(w.req.GetLimit()) > maxBatchHits {
+			break
+		}
+		taken++
+		if w.ctx.Err() == nil { // a search that has left is dropped
+			batch = append(batch, w)
+			hits += int(w.req.GetLimit())
+		}
+	}
+	clear(c.waiting[:taken])
+	c.waiting = c.waiting[taken:]
+	if len(batch) == 0 {
 		c.inFlight--
+		if c.inFlight == 0 && len(c.waiting) == 0 {
+			q.coalescers.CompareAndDelete(collection, c)
+		}
 		c.mu.Unlock()
 		return
 	}
-	batch := slices.Clone(c.waiting[:n])
-	c.waiting = slices.Delete(c.waiting, 0, n)
 	c.mu.Unlock()
 	go q.sendBatch(c, collection, batch)
 }
 
-// sendBatch sends the queries of batch whose searches still wait as one
-// QueryBatch and hands each its reply, then calls next.
+// sendBatch sends the queries of batch as one QueryBatch (one of them
+// alone) and hands each search its reply, then calls next.
 func (q *Store) sendBatch(c *coalescer, collection string, batch []*waiter) {
 	defer q.next(c, collection)
-	live := batch[:0]
-	for _, w := range batch {
-		if w.ctx.Err() == nil {
-			live = append(live, w)
-		}
-	}
-	switch len(live) {
-	case 0:
-		return
-	case 1:
-		w := live[0]
+	if len(batch) == 1 {
+		w := batch[0]
 		w.reply, w.err = q.query(w.ctx, w.req)
 		close(w.done)
 		return
 	}
-	// The batch lives as long as its last search may wait; it is not
-	// cancelled with the first search to give up.
-	deadline, ctx := time.Time{}, context.WithoutCancel(live[0].ctx)
-	for _, w := range live {
-		if d, ok := w.ctx.Deadline(); ok && d.After(deadline) {
-			deadline = d
-		}
-	}
-	if !deadline.IsZero() {
+	// The batch lasts as long as its last search may wait: it is not
+	// cancelled with the first to give up. It carries the first search's
+	// context values.
+	ctx := context.WithoutCancel(batch[0].ctx)
+	if deadline, ok := latestDeadline(batch); ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
-	replies, err := q.queryBatch(ctx, collection, live)
-	for i, w := range live {
+	replies, err := q.queryBatch(ctx, collection, batch)
+	switch {
+	case err == nil:
+	case everySearchs(err):
+	case isCode(err, codes.InvalidArgument) || isCode(err, codes.OutOfRange):
+		err = errAlone
+	default: // may be one search's, but not a search Qdrant refused: worth a line
+		q.log.Warn().Err(q.redact(err)).Str("collection", collection).Int("searches", len(batch)).
+			Msg("qdrant batch of searches failed; each is sent alone")
+		err = errAlone
+	}
+	for i, w := range batch {
 		if err != nil {
-			w.err = errAlone
+			w.err = err
 		} else {
 			w.reply = &replies[i]
 		}
 		close(w.done)
 	}
+}
+
+// latestDeadline is the latest deadline of the searches of batch, or false
+// when one has none (every search through call has one).
+func latestDeadline(batch []*waiter) (time.Time, bool) {
+	var latest time.Time
+	for _, w := range batch {
+		d, ok := w.ctx.Deadline()
+		if !ok {
+			return time.Time{}, false
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return latest, true
+}
+
+// everySearchs reports whether a batch's failure is every search's own:
+// the collection is missing, or Qdrant is unavailable, overloaded or late.
+func everySearchs(err error) bool {
+	var limited *qdrant.QdrantResourceExhaustedError
+	return errors.As(err, &limited) || errors.Is(err, context.DeadlineExceeded) ||
+		isCode(err, codes.NotFound) || isCode(err, codes.Unavailable) ||
+		isCode(err, codes.ResourceExhausted) || isCode(err, codes.DeadlineExceeded)
 }
 
 // queryBatch sends the queries of batch, all of collection, as one

@@ -49,7 +49,8 @@ var (
 // MaxRetryTime passes), then returned unmarked: pipeline.IsPermanent is false
 // for them. An invalid sq is a permanent error. A point of another tenant in
 // Qdrant's answer is never returned: it fails the search permanently. The
-// hits' strings share one copy of Qdrant's reply (see queryReply).
+// hits' strings share one copy of Qdrant's reply (see queryReply), which
+// for a search sent in a batch (coalesce.go) is the whole batch's.
 func (q *Store) Search(ctx context.Context, collection string, sq pipeline.Query) ([]pipeline.Hit, error) {
 	if err := sq.Validate(); err != nil {
 		return nil, pipeline.Permanent(fmt.Errorf("qdrant search %q: %w", collection, err))

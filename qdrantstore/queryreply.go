@@ -18,9 +18,9 @@ import (
 	"github.com/ragpipe/ragpipe/pipeline"
 )
 
-// A search's QueryResponse, and each result of a coalesced batch's
-// QueryBatchResponse (coalesce.go), is decoded straight from protobuf's wire format
-// into the hits Search returns: the go-client's messages (a map and a Value
+// A search's QueryResponse, and each result of a batch's QueryBatchResponse
+// (coalesce.go), is decoded straight from protobuf's wire format into the
+// hits Search returns: the go-client's messages (a map and a Value
 // per payload field, a Struct per metadata) cost more to unmarshal through
 // reflection than the hits themselves. The decoding follows protobuf's rules
 // (json_with_int.proto, points.proto): a map entry replaces an earlier one
@@ -33,7 +33,7 @@ import (
 
 // Field numbers of the reply, by message (the Value ones are in encode.go).
 const (
-	fResponseResult = 1 // QueryResponse.result
+	fResponseResult = 1 // QueryResponse.result, QueryBatchResponse.result and BatchResult.result
 	fScoredPayload  = 2 // ScoredPoint.payload (map entries)
 	fScoredScore    = 3 // ScoredPoint.score
 )
@@ -81,8 +81,9 @@ func (q *Store) query(ctx context.Context, req *qdrant.QueryPoints) (*queryReply
 	return &reply, nil
 }
 
-// replyCodec is the gRPC codec of query: it marshals requests with gRPC's
-// proto codec and decodes a reply into a *queryReply. Its empty name keeps
+// replyCodec is the gRPC codec of query and queryBatch: it marshals
+// requests with gRPC's proto codec and decodes a reply into a *queryReply
+// or a *batchReply. Its empty name keeps
 // the content-type of the proto codec ("application/grpc"). gRPC reports
 // an Unmarshal error as an Internal status, as it does the proto codec's.
 type replyCodec struct{ proto encoding.CodecV2 }
