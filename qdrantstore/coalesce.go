@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,13 +20,13 @@ import (
 // batch than on a request of its own, and so does the gRPC client; a search
 // that finds fewer requests in flight is sent at once, alone, as without
 // coalescing. A batch that fails for a reason one search may cause (an
-// invalid vector, say) sends each of its searches alone, so that the error
-// is that search's own; a failure of the collection or of Qdrant is every
-// search's.
+// invalid vector, say) sends each of its searches alone, outside the count
+// in flight, so that the error is that search's own; a failure of the
+// collection or of Qdrant is every search's.
 
-// A batch holds at most maxBatch searches and, beyond its first, no more
-// than maxBatchHits hits in all (their top_k), which keeps its reply well
-// under gRPC's 4 MiB limit on a message received.
+// A batch holds at most maxBatch searches and maxBatchHits hits in all
+// (their top_k; a search asking for more goes alone), which keeps its reply
+// under gRPC's 4 MiB limit on a message received unless hits are large.
 const (
 	maxBatch     = 16
 	maxBatchHits = 256
@@ -121,10 +122,26 @@ func (q *Store) next(c *coalescer, collection string) {
 	go q.sendBatch(c, collection, batch)
 }
 
-// sendBatch sends the queries of batch as one QueryBatch (one of them
-// alone) and hands each search its reply, then calls next.
+// sendBatch sends the queries of batch whose searches still wait as one
+// QueryBatch (a batch of one as a plain Query) and hands each search its
+// reply, then calls next. Like every request it holds the store open for
+// reading while it runs: a closed or closing store answers ErrClosed.
 func (q *Store) sendBatch(c *coalescer, collection string, batch []*waiter) {
 	defer q.next(c, collection)
+	batch = slices.DeleteFunc(batch, func(w *waiter) bool { return w.ctx.Err() != nil })
+	if len(batch) == 0 {
+		return
+	}
+	// TryRLock: Close, waiting for the lock, waits for these searches.
+	if !q.mu.TryRLock() {
+		answer(batch, ErrClosed)
+		return
+	}
+	defer q.mu.RUnlock()
+	if q.closed {
+		answer(batch, ErrClosed)
+		return
+	}
 	if len(batch) == 1 {
 		w := batch[0]
 		w.reply, w.err = q.query(w.ctx, w.req)
@@ -143,6 +160,11 @@ func (q *Store) sendBatch(c *coalescer, collection string, batch []*waiter) {
 	replies, err := q.queryBatch(ctx, collection, batch)
 	switch {
 	case err == nil:
+		for i, w := range batch {
+			w.reply = &replies[i]
+			close(w.done)
+		}
+		return
 	case everySearchs(err):
 	case isCode(err, codes.InvalidArgument) || isCode(err, codes.OutOfRange):
 		err = errAlone
@@ -151,12 +173,13 @@ func (q *Store) sendBatch(c *coalescer, collection string, batch []*waiter) {
 			Msg("qdrant batch of searches failed; each is sent alone")
 		err = errAlone
 	}
-	for i, w := range batch {
-		if err != nil {
-			w.err = err
-		} else {
-			w.reply = &replies[i]
-		}
+	answer(batch, err)
+}
+
+// answer hands err to each search of batch.
+func answer(batch []*waiter, err error) {
+	for _, w := range batch {
+		w.err = err
 		close(w.done)
 	}
 }
@@ -178,12 +201,13 @@ func latestDeadline(batch []*waiter) (time.Time, bool) {
 }
 
 // everySearchs reports whether a batch's failure is every search's own:
-// the collection is missing, or Qdrant is unavailable, overloaded or late.
+// the collection is missing, or Qdrant is unavailable, rate-limited or late.
+// (A plain ResourceExhausted may be the client's refusal of a reply too
+// large, which the searches alone avoid.)
 func everySearchs(err error) bool {
 	var limited *qdrant.QdrantResourceExhaustedError
 	return errors.As(err, &limited) || errors.Is(err, context.DeadlineExceeded) ||
-		isCode(err, codes.NotFound) || isCode(err, codes.Unavailable) ||
-		isCode(err, codes.ResourceExhausted) || isCode(err, codes.DeadlineExceeded)
+		isCode(err, codes.NotFound) || isCode(err, codes.Unavailable) || isCode(err, codes.DeadlineExceeded)
 }
 
 // queryBatch sends the queries of batch, all of collection, as one

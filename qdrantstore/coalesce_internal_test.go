@@ -74,7 +74,8 @@ func TestBatchReply(t *testing.T) {
 // two (one has a vector of the wrong dimensions) sends each alone, so
 // that the good one gets its hit and the bad one its own permanent error;
 // searches of a missing collection, refused together, each learn that it
-// is missing. Idle, the coalescers are forgotten.
+// is missing (Qdrant's telemetry counts one batch each time). Idle, the
+// coalescers are forgotten.
 func TestCoalescerWaiting(t *testing.T) {
 	node := qdranttest.Start(t)
 	s, err := New(t.Context(), Config{Host: "127.0.0.1", Port: node.GRPCPort(), QueriesInFlight: 1,
@@ -125,6 +126,8 @@ func TestCoalescerWaiting(t *testing.T) {
 		})
 	}
 
+	const batchMethod = "/qdrant.Points/QueryBatch"
+	batches := node.GRPCCalls(t, batchMethod)
 	c := hold("waiting")
 	leaving, leave := context.WithCancel(t.Context())
 	good, gone, bad := search(t.Context(), "waiting", vector), search(leaving, "waiting", vector), search(t.Context(), "waiting", vector[:3])
@@ -140,6 +143,9 @@ func TestCoalescerWaiting(t *testing.T) {
 	if r := <-bad; r.err == nil || !pipeline.IsPermanent(r.err) {
 		t.Errorf("search with a vector of 3 dimensions: %v; want a permanent error", r.err)
 	}
+	if n := node.GRPCCalls(t, batchMethod) - batches; n != 1 {
+		t.Errorf("%d QueryBatch calls for the two searches left waiting, want 1", n)
+	}
 
 	m := hold("missing")
 	missing := []chan result{search(t.Context(), "missing", vector), search(t.Context(), "missing", vector)}
@@ -149,6 +155,9 @@ func TestCoalescerWaiting(t *testing.T) {
 		if r := <-ch; !errors.Is(r.err, pipeline.ErrUnknownCollection) {
 			t.Errorf("search of a missing collection: %v; want pipeline.ErrUnknownCollection", r.err)
 		}
+	}
+	if n := node.GRPCCalls(t, batchMethod) - batches; n != 2 {
+		t.Errorf("%d QueryBatch calls in all, want 2", n)
 	}
 	checkfor.Until(t, 10*time.Second, "coalescers forgotten once idle", func() error {
 		n := 0

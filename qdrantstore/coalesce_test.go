@@ -1,8 +1,6 @@
 package qdrantstore_test
 
 import (
-	"encoding/json"
-	"net/http"
 	"reflect"
 	"sync"
 	"testing"
@@ -11,32 +9,6 @@ import (
 	"github.com/ragpipe/ragpipe/pipeline"
 	"github.com/ragpipe/ragpipe/qdrantstore"
 )
-
-// grpcCalls returns how many calls of the gRPC method (such as
-// "/qdrant.Points/QueryBatch") node has answered, from its telemetry.
-func grpcCalls(t *testing.T, node *qdranttest.Node, method string) int {
-	t.Helper()
-	resp, err := http.Get(node.HTTPURL() + "/telemetry?details_level=1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var tel struct {
-		Result struct {
-			Requests struct {
-				GRPC struct {
-					Responses map[string]struct {
-						Count int `json:"count"`
-					} `json:"responses"`
-				} `json:"grpc"`
-			} `json:"requests"`
-		} `json:"result"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&tel); err != nil {
-		t.Fatalf("telemetry: %v", err)
-	}
-	return tel.Result.Requests.GRPC.Responses[method].Count
-}
 
 // TestSearchCoalesced runs many searches at once through a store that
 // sends one request of a collection's searches at a time, so that the
@@ -76,7 +48,7 @@ func TestSearchCoalesced(t *testing.T) {
 	}
 
 	s := newSink(t, node, func(c *qdrantstore.Config) { c.QueriesInFlight = 1 })
-	batches := grpcCalls(t, node, "/qdrant.Points/QueryBatch")
+	batches := node.GRPCCalls(t, "/qdrant.Points/QueryBatch")
 	got := make([][]pipeline.Hit, len(queries))
 	errs := make([]error, len(queries))
 	var wg sync.WaitGroup
@@ -100,7 +72,7 @@ func TestSearchCoalesced(t *testing.T) {
 			t.Errorf("search %d coalesced: %v, %v\nwant %v", i, hitIDs(got[i]), errs[i], hitIDs(want[i]))
 		}
 	}
-	if n := grpcCalls(t, node, "/qdrant.Points/QueryBatch") - batches; n == 0 {
+	if n := node.GRPCCalls(t, "/qdrant.Points/QueryBatch") - batches; n == 0 {
 		t.Fatal("no QueryBatch sent: the searches were not coalesced")
 	} else {
 		t.Logf("%d searches: %d batches, the rest alone", len(queries), n)
