@@ -3,12 +3,14 @@ package integration_test
 import (
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ragpipe/ragpipe/internal/natstest"
 	"github.com/ragpipe/ragpipe/internal/qdranttest"
@@ -211,6 +213,7 @@ func deploySystem(t *testing.T, env ...string) (*system, string) {
 			t.Fatalf("deploy/nats/nats.conf: %v", err)
 		}
 		conf.Host, conf.Port, conf.StoreDir, conf.NoLog, conf.NoSigs = o.Host, o.Port, o.StoreDir, true, true
+		cheapHashes(t, conf.Users)
 		*o = *conf
 	})
 	url := ns.ClientURL()
@@ -222,6 +225,42 @@ func deploySystem(t *testing.T, env ...string) (*system, string) {
 		}
 	}
 	return s, url
+}
+
+// examplePasswords are the example tenants' passwords by user name.
+var examplePasswords = map[string]string{"alice": alicePassword, "bob": bobPassword}
+
+// hashesChecked is set once the file's hashes were checked against
+// examplePasswords.
+var hashesChecked sync.Once
+
+// cheapHashes checks, once per test binary, that the bcrypt hashes of the
+// example tenants in users are those of examplePasswords, then replaces
+// them with hashes of the lowest cost: the file's cost (11) takes ~2.5s
+// per connection in a process under the race detector, which outlasts
+// nats.go's 2s connect timeout and the server's first PING.
+func cheapHashes(t *testing.T, users []*server.User) {
+	t.Helper()
+	for _, u := range users {
+		password, ok := examplePasswords[u.Username]
+		if !ok {
+			continue
+		}
+		hashesChecked.Do(func() {
+			for _, v := range users {
+				if p, ok := examplePasswords[v.Username]; ok {
+					if err := bcrypt.CompareHashAndPassword([]byte(v.Password), []byte(p)); err != nil {
+						t.Fatalf("deploy/nats/nats.conf: the hash of %s is not that of its example password: %v", v.Username, err)
+					}
+				}
+			}
+		})
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Password = string(hash)
+	}
 }
 
 func jetstreamOf(t *testing.T, c *tenantConn) jetstream.JetStream {
