@@ -53,7 +53,9 @@ type waiter struct {
 	done  chan struct{} // closed once reply or err is set
 }
 
-// coalescer returns the coalescer of collection.
+// coalescer returns the coalescer of collection. A search that finds the
+// collection missing forgets it (forgetNames), so that names that do not
+// exist hold no memory; a search of the name after that makes another.
 func (q *Store) coalescer(collection string) *coalescer {
 	if c, ok := q.coalescers.Load(collection); ok {
 		return c.(*coalescer)
@@ -92,8 +94,7 @@ func (q *Store) queryCoalesced(ctx context.Context, collection string, req *qdra
 }
 
 // next gives the place of a request of c that has returned to the searches
-// waiting, sent as one batch, or frees it when none waits; c is forgotten
-// once idle, so that names searched once hold no memory.
+// waiting, sent as one batch, or frees it when none waits.
 func (q *Store) next(c *coalescer, collection string) {
 	c.mu.Lock()
 	var batch []*waiter
@@ -112,9 +113,6 @@ func (q *Store) next(c *coalescer, collection string) {
 	c.waiting = c.waiting[taken:]
 	if len(batch) == 0 {
 		c.inFlight--
-		if c.inFlight == 0 && len(c.waiting) == 0 {
-			q.coalescers.CompareAndDelete(collection, c)
-		}
 		c.mu.Unlock()
 		return
 	}

@@ -74,8 +74,8 @@ func TestBatchReply(t *testing.T) {
 // two (one has a vector of the wrong dimensions) sends each alone, so
 // that the good one gets its hit and the bad one its own permanent error;
 // searches of a missing collection, refused together, each learn that it
-// is missing (Qdrant's telemetry counts one batch each time). Idle, the
-// coalescers are forgotten.
+// is missing (Qdrant's telemetry counts one batch each time), and the
+// missing collection is forgotten.
 func TestCoalescerWaiting(t *testing.T) {
 	node := qdranttest.Start(t)
 	s, err := New(t.Context(), Config{Host: "127.0.0.1", Port: node.GRPCPort(), QueriesInFlight: 1,
@@ -159,11 +159,16 @@ func TestCoalescerWaiting(t *testing.T) {
 	if n := node.GRPCCalls(t, batchMethod) - batches; n != 2 {
 		t.Errorf("%d QueryBatch calls in all, want 2", n)
 	}
-	checkfor.Until(t, 10*time.Second, "coalescers forgotten once idle", func() error {
-		n := 0
-		s.coalescers.Range(func(any, any) bool { n++; return true })
-		if n > 0 {
-			return fmt.Errorf("%d coalescers", n)
+	// The missing collection is forgotten; the other's place in flight is
+	// free once its batch has returned.
+	if _, ok := s.coalescers.Load("missing"); ok {
+		t.Error("the missing collection's coalescer is still held")
+	}
+	checkfor.Until(t, 10*time.Second, "the held request's place freed", func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.inFlight != 0 || len(c.waiting) != 0 {
+			return fmt.Errorf("%d in flight, %d waiting", c.inFlight, len(c.waiting))
 		}
 		return nil
 	})

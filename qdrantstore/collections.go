@@ -295,5 +295,6 @@ func (q *Store) forgetNames(names ...string) {
 	for _, n := range names {
 		q.known.Delete(n)
 		q.shapes.Delete(n)
+		q.coalescers.Delete(n)
 	}
 }

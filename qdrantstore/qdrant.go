@@ -35,7 +35,7 @@ type Store struct {
 
 	known      sync.Map // collection name -> pipeline.Collection verified against Qdrant
 	shapes     sync.Map // collection name -> shapeRead, as read by searches
-	coalescers sync.Map // collection name -> *coalescer, while searched
+	coalescers sync.Map // collection name -> *coalescer, once searched
 	creating   singleflight.Group
 
 	mu     sync.RWMutex // held for reading by every request, for writing by Close
