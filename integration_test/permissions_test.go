@@ -241,25 +241,23 @@ var hashesChecked sync.Once
 // nats.go's 2s connect timeout and the server's first PING.
 func cheapHashes(t *testing.T, users []*server.User) {
 	t.Helper()
-	for _, u := range users {
-		password, ok := examplePasswords[u.Username]
-		if !ok {
-			continue
-		}
-		hashesChecked.Do(func() {
-			for _, v := range users {
-				if p, ok := examplePasswords[v.Username]; ok {
-					if err := bcrypt.CompareHashAndPassword([]byte(v.Password), []byte(p)); err != nil {
-						t.Fatalf("deploy/nats/nats.conf: the hash of %s is not that of its example password: %v", v.Username, err)
-					}
+	hashesChecked.Do(func() {
+		for _, u := range users {
+			if p, ok := examplePasswords[u.Username]; ok {
+				if err := bcrypt.CompareHashAndPassword([]byte(u.Password), []byte(p)); err != nil {
+					t.Fatalf("deploy/nats/nats.conf: the hash of %s is not that of its example password: %v", u.Username, err)
 				}
 			}
-		})
-		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-		if err != nil {
-			t.Fatal(err)
 		}
-		u.Password = string(hash)
+	})
+	for _, u := range users {
+		if p, ok := examplePasswords[u.Username]; ok {
+			hash, err := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.Password = string(hash)
+		}
 	}
 }
 

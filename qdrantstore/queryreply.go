@@ -20,8 +20,8 @@ import (
 
 // A search's QueryResponse, and each result of a batch's QueryBatchResponse
 // (coalesce.go), is decoded straight from protobuf's wire format into the
-// hits Search returns: the go-client's messages (a map and a Value
-// per payload field, a Struct per metadata) cost more to unmarshal through
+// hits Search returns: the go-client's messages (a map and a Value per
+// payload field, a Struct per metadata) cost more to unmarshal through
 // reflection than the hits themselves. The decoding follows protobuf's rules
 // (json_with_int.proto, points.proto): a map entry replaces an earlier one
 // of its key, a message field seen twice is merged, the last field of a
@@ -83,9 +83,9 @@ func (q *Store) query(ctx context.Context, req *qdrant.QueryPoints) (*queryReply
 
 // replyCodec is the gRPC codec of query and queryBatch: it marshals
 // requests with gRPC's proto codec and decodes a reply into a *queryReply
-// or a *batchReply. Its empty name keeps
-// the content-type of the proto codec ("application/grpc"). gRPC reports
-// an Unmarshal error as an Internal status, as it does the proto codec's.
+// or a *batchReply. Its empty name keeps the content-type of the proto
+// codec ("application/grpc"). gRPC reports an Unmarshal error as an
+// Internal status, as it does the proto codec's.
 type replyCodec struct{ proto encoding.CodecV2 }
 
 var decodeQueryReply = grpc.ForceCodecV2(replyCodec{encoding.GetCodecV2(grpcproto.Name)})

@@ -1,7 +1,8 @@
 // Package cputimetest reads the CPU time, user plus system, of this process
-// and of the servers it starts, for the benchmarks that report it: the figure that holds on a machine whose
-// cores other processes share. It is apart from cputime, which the ragpipe
-// binary links, so that the binary does not import testing.
+// and of the servers it starts, for the benchmarks that report it: the
+// figure that holds on a machine whose cores other processes share. It is
+// apart from cputime, which the ragpipe binary links, so that the binary
+// does not import testing.
 package cputimetest
 
 import (
