@@ -36,25 +36,72 @@ var (
 	buildErr  error
 )
 
-// serverBinary builds nats-server once per test process.
+// serverModule is the module nats-server is built from.
+const serverModule = "github.com/nats-io/nats-server/v2"
+
+// serverBinary returns the nats-server binary, building it once per test
+// process if it is not cached yet.
 func serverBinary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "natstest-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(dir, "nats-server")
-		out, err := exec.Command("go", "build", "-o", binary, "github.com/nats-io/nats-server/v2").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("build nats-server: %v\n%s", err, out)
-		}
-	})
+	buildOnce.Do(func() { binary, buildErr = buildServer() })
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return binary
+}
+
+// buildServer builds nats-server, at the version go.mod requires, into the
+// user's cache directory, beside the Qdrant binary of
+// scripts/install-qdrant.sh, so that test processes share one build and
+// leave nothing behind. It builds into a directory of its own and renames,
+// so concurrent test processes never run a half-written binary. A module
+// replaced by a local directory has no version to key the cache by and is
+// rebuilt every time.
+func buildServer() (string, error) {
+	version, cacheable, err := moduleVersion(serverModule)
+	if err != nil {
+		return "", err
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("nats-server cache: %w", err)
+	}
+	dir := filepath.Join(cache, "ragpipe", "nats-server-"+version)
+	path := filepath.Join(dir, "nats-server")
+	if _, err := os.Stat(path); err == nil && cacheable {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("nats-server cache: %w", err)
+	}
+	tmp, err := os.MkdirTemp(dir, "build-")
+	if err != nil {
+		return "", fmt.Errorf("nats-server cache: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	built := filepath.Join(tmp, "nats-server")
+	if out, err := exec.Command("go", "build", "-o", built, serverModule).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build nats-server: %v\n%s", err, out)
+	}
+	if err := os.Rename(built, path); err != nil {
+		return "", fmt.Errorf("nats-server cache: %w", err)
+	}
+	return path, nil
+}
+
+// moduleVersion is the version of module in this project's build list,
+// and whether it names a release (it does not for a local replacement).
+// Test binaries carry no dependency versions, so it asks the go command.
+func moduleVersion(module string) (string, bool, error) {
+	out, err := exec.Command("go", "list", "-m", "-f",
+		"{{with .Replace}}{{.Version}}{{else}}{{.Version}}{{end}}", module).Output()
+	if err != nil {
+		return "", false, fmt.Errorf("version of %s: %w", module, err)
+	}
+	if v := strings.TrimSpace(string(out)); v != "" {
+		return v, true, nil
+	}
+	return "local", false, nil
 }
 
 // StartCluster starts n nats-server processes on loopback forming one
