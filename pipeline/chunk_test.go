@@ -154,6 +154,7 @@ func TestChunkerProseShape(t *testing.T) {
 }
 
 func TestChunkerProperties(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(42, 7))
 	for i := range 2000 {
 		size := 1 + rng.IntN(120)

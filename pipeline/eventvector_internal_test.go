@@ -133,6 +133,7 @@ func randomArray(r *rand.Rand, n int) string {
 }
 
 func TestReadFloatsMatchesReference(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(17, 1))
 	for range 30_000 {
 		raw := randomArray(r, []int{0, 1, 2, 3, r.IntN(50), 1024}[r.IntN(6)])
@@ -332,6 +333,7 @@ func randomBody(r *rand.Rand) []byte {
 }
 
 func TestUnmarshalSplitMatchesDecoder(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(17, 3))
 	split := 0
 	for range 50_000 {

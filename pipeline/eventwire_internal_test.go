@@ -48,6 +48,7 @@ func checkFastFloat32(t *testing.T, lit string, padded []byte) (ok bool) {
 // TestFastFloat32 compares fastFloats with strconv on numbers of the shapes
 // it takes, many of them near the halfway point between two float32s.
 func TestFastFloat32(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(3, 7))
 	pad := "," + strings.Repeat("x", fastFloatWindow)
 	taken := 0
@@ -96,6 +97,7 @@ func TestFastFloat32(t *testing.T) {
 }
 
 func TestParseFloat32(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(3, 5))
 	taken := 0
 	for range 200_000 {

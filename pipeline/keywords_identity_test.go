@@ -100,6 +100,7 @@ func corpusTexts(t testing.TB) []string {
 }
 
 func TestKeywordsIdentityCorpus(t *testing.T) {
+	t.Parallel()
 	c, err := NewChunker(900, 90)
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +188,7 @@ func randomKeywordText(rng *rand.Rand, n int) string {
 }
 
 func TestKeywordsIdentityRandom(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(17, 1))
 	for i := range 1500 {
 		n := 1 + rng.IntN(300)

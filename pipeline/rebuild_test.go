@@ -113,6 +113,7 @@ func (tl *rebuildTally) log(t *testing.T, what string) {
 }
 
 func TestRebuildRandom(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(15, 2026))
 	gens := []struct {
 		name string
