@@ -49,9 +49,8 @@ type backupCorpus map[string]map[uint64]string
 // published afterwards obey last-version-wins: newer ones applied, late
 // ones older than the backup ignored. 20,000 documents (3,000 with -short),
 // written, backed up and restored by processes built without the race
-// detector (race-instrumented they took 160 s of the suite's 25 minutes);
-// TestBackupRestoreEncrypted and TestBackupAdoptedGeneration run backup and
-// restore under it.
+// detector, which would slow them severalfold; TestBackupRestoreEncrypted and
+// TestBackupAdoptedGeneration run backup and restore under it.
 func TestBackupRestore(t *testing.T) {
 	usePlainBinary(t)
 	n := 20000

@@ -32,8 +32,8 @@ func benchCmd(t *testing.T, args ...string) *exec.Cmd {
 // the NATS server it embeds and a Qdrant process it starts, and checks its
 // JSON report: every stage measured, exact counts right, rates and ratios
 // computed, the worker's memory read. It runs the binary built without the
-// race detector, whose figures are those a user gets (and in half the time);
-// the tests below run the bench's orchestration under the detector.
+// race detector, whose figures are those a user gets; the tests below run
+// the bench's orchestration under the detector.
 func TestBenchCommand(t *testing.T) {
 	usePlainBinary(t)
 	cmd := benchCmd(t, "--docs", "300", "--backlog", "3000", "--backlog-time", "30s", "--searches", "50", "--json")
