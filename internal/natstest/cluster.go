@@ -3,7 +3,6 @@ package natstest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ragpipe/ragpipe/internal/qdrantproc"
 )
 
 // Process is a nats-server running as its own process, so that a test can
@@ -110,10 +111,11 @@ func moduleVersion(module string) (string, bool, error) {
 func StartCluster(t testing.TB, n int) []*Process {
 	t.Helper()
 	bin := serverBinary(t)
+	ports := freePorts(t, 2*n) // distinct: ports picked one at a time may repeat
 	ps := make([]*Process, n)
 	var routes []string
 	for i := range ps {
-		ps[i] = &Process{name: fmt.Sprintf("n%d", i+1), port: FreePort(t), clusterPort: FreePort(t), dir: t.TempDir()}
+		ps[i] = &Process{name: fmt.Sprintf("n%d", i+1), port: ports[2*i], clusterPort: ports[2*i+1], dir: t.TempDir()}
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ps[i].clusterPort))
 	}
 	for _, p := range ps {
@@ -222,10 +224,16 @@ func waitJetStream(t testing.TB, url string) {
 // FreePort returns a TCP port free on loopback at the time of the call.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return freePorts(t, 1)[0]
+}
+
+// freePorts returns k distinct TCP ports free on loopback at the time of
+// the call.
+func freePorts(t testing.TB, k int) []int {
+	t.Helper()
+	ports, err := qdrantproc.FreePorts(k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
